@@ -9,4 +9,6 @@
 
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod op;
+pub mod server;
