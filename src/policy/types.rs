@@ -1,0 +1,478 @@
+//! The policy's vocabulary: time, inputs, actions, events and the status snapshot.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::op::Op;
+
+/// A point in time, in milliseconds since an epoch the caller chooses (the sidecar's start, a trace's zero).
+///
+/// The policy never reads a clock: every decision is a function of the `Millis` it is handed, which is what
+/// makes it replayable and testable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Millis(pub u64);
+
+impl Millis {
+    /// `self + d`, saturating; a sub-millisecond rest rounds up so a wait is never shorter than configured.
+    pub fn after(self, d: Duration) -> Millis {
+        let ms = d.as_nanos().div_ceil(1_000_000);
+        Millis(self.0.saturating_add(u64::try_from(ms).unwrap_or(u64::MAX)))
+    }
+
+    /// The time from `earlier` to `self`, zero when `earlier` is later.
+    pub fn since(self, earlier: Millis) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0)
+    }
+}
+
+/// Something the policy is told. Inputs for tables outside `policy.include`/`policy.exclude` are ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Input {
+    /// New records appeared on a table's topic.
+    Activity(Activity),
+    /// The consumer lag of the table's job group (records not yet committed by a job).
+    Lag {
+        /// The table.
+        table: String,
+        /// Records behind, summed over partitions.
+        lag: u64,
+    },
+    /// Flink reported a job of the table in some state.
+    JobState(JobObservation),
+    /// Submitting the table's job failed (or it did not reach RUNNING within the launcher's start timeout and
+    /// was cancelled).
+    StartFailed {
+        /// The table.
+        table: String,
+        /// Why, for the log.
+        error: String,
+    },
+    /// A stop the policy asked for has completed: the job is gone (its savepoint taken).
+    Stopped {
+        /// The table.
+        table: String,
+        /// The stopped job; `None` means the table's current job.
+        job_id: Option<String>,
+    },
+    /// Operator: never start this table until resumed (a running job runs on until idle or stopped).
+    Pause {
+        /// The table.
+        table: String,
+    },
+    /// Operator: lift a pause (including `paused = true` from the config); starts at once if changes wait.
+    Resume {
+        /// The table.
+        table: String,
+    },
+    /// Operator: treat the table as changed, skipping any retry backoff (cooldown and throttle still apply).
+    Trigger {
+        /// The table.
+        table: String,
+    },
+    /// Operator: stop the table's job now (with savepoint), whatever its lag. Later changes start it again.
+    Stop {
+        /// The table.
+        table: String,
+    },
+    /// Nothing happened; time passed. Fire at [`super::Policy::next_deadline`].
+    Tick,
+}
+
+impl Input {
+    /// The table the input is about, if any.
+    pub fn table(&self) -> Option<&str> {
+        match self {
+            Input::Activity(a) => Some(&a.table),
+            Input::JobState(j) => Some(&j.table),
+            Input::Lag { table, .. }
+            | Input::StartFailed { table, .. }
+            | Input::Stopped { table, .. }
+            | Input::Pause { table }
+            | Input::Resume { table }
+            | Input::Trigger { table }
+            | Input::Stop { table } => Some(table),
+            Input::Tick => None,
+        }
+    }
+}
+
+/// New records of one table since the last report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// The table.
+    pub table: String,
+    /// How many records were appended (high-watermark advance).
+    pub records: u64,
+    /// Operations seen in the decoded sample, counted per operation. When empty, every record counts as a
+    /// change; when not, only the configured operations do.
+    pub ops: BTreeMap<Op, u64>,
+    /// Source timestamp (`ts_ms`) of the newest decoded record, for the status page.
+    pub newest_ts_ms: Option<i64>,
+}
+
+/// One job Flink reports for a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobObservation {
+    /// The table the job belongs to (the launcher derives it from the job name).
+    pub table: String,
+    /// Flink's job id.
+    pub job_id: String,
+    /// The generation the job was started with, when the launcher can tell (it pins job ids from table and
+    /// generation). With it the policy tells the table's current job from stale or duplicate ones exactly.
+    pub generation: Option<u64>,
+    /// The job's state.
+    pub state: JobStatus,
+}
+
+/// Flink's job states (`JobStatus` in the JobManager REST API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum JobStatus {
+    /// Being set up by the dispatcher.
+    Initializing,
+    /// Created, no task running yet.
+    Created,
+    /// Running.
+    Running,
+    /// Failing; Flink may restart it.
+    Failing,
+    /// Failed for good (terminal).
+    Failed,
+    /// Being cancelled.
+    Cancelling,
+    /// Cancelled (terminal).
+    Canceled,
+    /// Finished, e.g. after stop-with-savepoint (terminal).
+    Finished,
+    /// Restarting after a failure.
+    Restarting,
+    /// Suspended by a JobManager losing leadership; recovered by the next leader.
+    Suspended,
+    /// Being reconciled after a JobManager failover.
+    Reconciling,
+}
+
+impl JobStatus {
+    /// Every state, in Flink's order.
+    pub const ALL: [JobStatus; 11] = [
+        JobStatus::Initializing,
+        JobStatus::Created,
+        JobStatus::Running,
+        JobStatus::Failing,
+        JobStatus::Failed,
+        JobStatus::Cancelling,
+        JobStatus::Canceled,
+        JobStatus::Finished,
+        JobStatus::Restarting,
+        JobStatus::Suspended,
+        JobStatus::Reconciling,
+    ];
+
+    /// The job is gone: FAILED, CANCELED or FINISHED. Every other state still occupies the table.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished)
+    }
+
+    /// Flink's spelling, e.g. `RUNNING`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Initializing => "INITIALIZING",
+            JobStatus::Created => "CREATED",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Failing => "FAILING",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Cancelling => "CANCELLING",
+            JobStatus::Canceled => "CANCELED",
+            JobStatus::Finished => "FINISHED",
+            JobStatus::Restarting => "RESTARTING",
+            JobStatus::Suspended => "SUSPENDED",
+            JobStatus::Reconciling => "RECONCILING",
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not one of Flink's job states.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown Flink job state {0:?} (expected one of INITIALIZING, CREATED, RUNNING, FAILING, FAILED, CANCELLING, CANCELED, FINISHED, RESTARTING, SUSPENDED, RECONCILING)"
+)]
+pub struct UnknownJobStatus(pub String);
+
+impl FromStr for JobStatus {
+    type Err = UnknownJobStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownJobStatus(s.to_owned()))
+    }
+}
+
+/// What the policy wants done, or wants known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Action {
+    /// Start the table's job. The launcher pins the Flink job id from table and generation, so a repeated
+    /// submission of the same start is rejected by Flink instead of creating a second job.
+    Start {
+        /// The table.
+        table: String,
+        /// Increases with every start of the table (and never goes below an adopted job's).
+        generation: u64,
+        /// Why.
+        reason: StartReason,
+    },
+    /// Stop the job with a savepoint; report `Stopped` (or a terminal job state) when it is gone.
+    Stop {
+        /// The table.
+        table: String,
+        /// The Flink job to stop.
+        job_id: String,
+        /// Why.
+        reason: StopReason,
+    },
+    /// Something to log and count; nothing to do.
+    Event(Event),
+}
+
+/// Why a job is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StartReason {
+    /// New records with a configured operation.
+    Changes,
+    /// The job's consumer group is behind (lag > 0) and no job runs.
+    Lag,
+    /// A previous start failed or the job failed; this is the retry.
+    Retry,
+    /// An operator asked.
+    Trigger,
+}
+
+impl StartReason {
+    /// The reason as written in logs and replay output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartReason::Changes => "changes",
+            StartReason::Lag => "lag",
+            StartReason::Retry => "retry",
+            StartReason::Trigger => "trigger",
+        }
+    }
+}
+
+/// Why a job is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StopReason {
+    /// No new records for `idle_timeout` and no lag.
+    Idle,
+    /// An operator asked.
+    Operator,
+    /// A second job for a table that already has one (left over from before a restart, or started by hand).
+    Duplicate,
+}
+
+impl StopReason {
+    /// The reason as written in logs and replay output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Idle => "idle",
+            StopReason::Operator => "operator",
+            StopReason::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// Why a start waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WaitCause {
+    /// The table started less than `cooldown` ago.
+    Cooldown,
+    /// Retry backoff after a failure.
+    Backoff,
+    /// The global start rate is used up.
+    Throttle,
+    /// `max_concurrent_jobs` are in flight.
+    ConcurrencyLimit,
+    /// Waiting behind earlier tables in the start queue.
+    Queue,
+    /// The job's lag is above zero, so it is not idle.
+    Lag,
+    /// The job has not reported RUNNING yet.
+    NotRunning,
+}
+
+/// Things worth a log line or a metric. They never need a response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A start is due but waits for the cooldown or a retry backoff to end.
+    Deferred {
+        /// The table.
+        table: String,
+        /// When it may start.
+        until: Millis,
+        /// Cooldown or backoff.
+        cause: WaitCause,
+    },
+    /// The start queue's head waits for a throttle token.
+    Throttled {
+        /// The table.
+        table: String,
+        /// When the next token is due.
+        until: Millis,
+    },
+    /// The start queue's head waits for a job slot.
+    Queued {
+        /// The table.
+        table: String,
+        /// Jobs in flight.
+        in_flight: u32,
+        /// `flink.max_concurrent_jobs`.
+        limit: u32,
+    },
+    /// A start failed; it is retried at `retry_at` while changes are pending.
+    StartFailed {
+        /// The table.
+        table: String,
+        /// Consecutive failures so far.
+        failures: u32,
+        /// Earliest retry.
+        retry_at: Millis,
+        /// The launcher's message.
+        error: String,
+    },
+    /// A job ended without being asked to (FAILED, CANCELED or FINISHED by someone else).
+    JobEnded {
+        /// The table.
+        table: String,
+        /// The job.
+        job_id: String,
+        /// Its final state.
+        state: JobStatus,
+    },
+    /// The table reached `failing_after` consecutive failures.
+    Failing {
+        /// The table.
+        table: String,
+        /// Consecutive failures.
+        failures: u32,
+    },
+    /// A failing table's job reached RUNNING.
+    Recovered {
+        /// The table.
+        table: String,
+    },
+    /// A job the policy did not start (e.g. before a sidecar restart) is now the table's job.
+    Adopted {
+        /// The table.
+        table: String,
+        /// The job.
+        job_id: String,
+        /// Its generation (the next start uses a higher one).
+        generation: u64,
+    },
+}
+
+/// What the policy says about one table, for `GET /tables/{t}` and the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableStatus {
+    /// The table.
+    pub table: String,
+    /// Summary state.
+    pub state: TableState,
+    /// Starts are suspended (config or operator).
+    pub paused: bool,
+    /// The generation of the latest start or adopted job.
+    pub generation: u64,
+    /// The current job, when known.
+    pub job_id: Option<String>,
+    /// The current job's last reported Flink state.
+    pub job_state: Option<JobStatus>,
+    /// When the last record was seen.
+    pub last_record_at: Option<Millis>,
+    /// When the last change (configured operation) was seen.
+    pub last_change_at: Option<Millis>,
+    /// Source timestamp of the newest decoded record.
+    pub newest_record_ts_ms: Option<i64>,
+    /// Last reported consumer lag.
+    pub lag: Option<u64>,
+    /// Since when changes wait for a job.
+    pub pending_since: Option<Millis>,
+    /// Consecutive failed starts or failed jobs.
+    pub consecutive_failures: u32,
+    /// When the last start was issued.
+    pub last_start_at: Option<Millis>,
+    /// What the policy will do next, if anything.
+    pub next: Option<NextStep>,
+}
+
+/// Summary state of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TableState {
+    /// No job, nothing pending.
+    Idle,
+    /// Changes wait for a start (cooldown, throttle, queue).
+    Pending,
+    /// A start was issued; the job is not RUNNING yet.
+    Starting,
+    /// The job runs.
+    Running,
+    /// A stop was issued; the job is not gone yet.
+    Stopping,
+    /// `failing_after` or more consecutive failures and no running job.
+    Failing,
+    /// Paused and no job.
+    Paused,
+}
+
+/// The next thing the policy plans for a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NextStep {
+    /// `start` or `stop`.
+    pub action: NextAction,
+    /// When, if it is known; `None` when it waits for something other than time.
+    pub at: Option<Millis>,
+    /// What it waits for, if anything.
+    pub waiting_for: Option<WaitCause>,
+}
+
+/// The kind of a planned step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NextAction {
+    /// A start.
+    Start,
+    /// An idle stop.
+    Stop,
+}
