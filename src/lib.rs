@@ -8,5 +8,6 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod flink;
 pub mod logging;
 pub mod op;
