@@ -309,6 +309,10 @@ pub struct FlinkConfig {
     /// How often Flink's job list is compared with what the sidecar believes.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
+    /// `execution.checkpointing.interval` of every job: Kafka offsets are committed (and Iceberg commits) on
+    /// checkpoints, so this bounds how much a cancelled job re-reads.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for FlinkConfig {
@@ -326,6 +330,7 @@ impl Default for FlinkConfig {
             start_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(120),
             reconcile_interval: Duration::from_secs(30),
+            checkpoint_interval: Duration::from_secs(10),
         }
     }
 }
@@ -431,6 +436,7 @@ impl Config {
             ("flink.start_timeout", self.flink.start_timeout),
             ("flink.stop_timeout", self.flink.stop_timeout),
             ("flink.reconcile_interval", self.flink.reconcile_interval),
+            ("flink.checkpoint_interval", self.flink.checkpoint_interval),
             ("policy.retry_initial_backoff", self.policy.retry_initial_backoff),
         ] {
             if value.is_zero() {
@@ -765,6 +771,11 @@ mod tests {
         assert!(m.contains("policy.operations"), "{m}");
         let m = error_of(Some("[flink]\nsql_gateway_url = \"ftp://x\"\n"), &[]);
         assert!(m.starts_with("flink.sql_gateway_url: expected an http"), "{m}");
+        let m = error_of(Some("[flink]\ncheckpoint_interval = \"0s\"\n"), &[]);
+        assert!(
+            m.starts_with("flink.checkpoint_interval: must be greater than 0"),
+            "{m}"
+        );
         let m = error_of(Some("[flink]\nstarts_per_minute = 0\n"), &[]);
         assert!(m.starts_with("flink.starts_per_minute: must be at least 1"), "{m}");
         let m = error_of(Some("[kafka.tls]\nca_file = \"/nonexistent/ca.pem\"\n"), &[]);

@@ -1,0 +1,135 @@
+//! The `dry-run` launcher: logs the statements it would submit and simulates a running job per table.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{FlinkError, JobId, JobState, JobSummary, Launcher, Started, Stopped, job_id_for, job_name};
+use crate::config::FlinkConfig;
+
+/// Simulates Flink in memory; for demos and for running the sidecar without a cluster.
+#[derive(Debug)]
+pub struct DryRunLauncher {
+    savepoint_dir: String,
+    checkpoint_interval_ms: u128,
+    jobs: Mutex<BTreeMap<JobId, JobSummary>>,
+}
+
+impl DryRunLauncher {
+    /// A launcher with no jobs.
+    pub fn new(flink: &FlinkConfig) -> DryRunLauncher {
+        DryRunLauncher {
+            savepoint_dir: flink.savepoint_dir.clone(),
+            checkpoint_interval_ms: flink.checkpoint_interval.as_millis(),
+            jobs: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, BTreeMap<JobId, JobSummary>> {
+        // The map stays consistent even if a holder panicked: every update is a single insert.
+        self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Launcher for DryRunLauncher {
+    async fn start(&self, table: &str, generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
+        let job_id = job_id_for(table, generation);
+        let mut jobs = self.jobs();
+        if let Some(live) = jobs.values().find(|j| j.table == table && j.state.is_alive()) {
+            return Ok(Started {
+                job_id: live.job_id.clone(),
+                adopted: true,
+            });
+        }
+        if let Some(used) = jobs.get(&job_id) {
+            return Err(FlinkError::JobIdUsed {
+                table: table.to_owned(),
+                job_id,
+                state: used.state.clone(),
+            });
+        }
+        let prelude = [
+            format!("SET 'pipeline.name' = '{}'", job_name(table)),
+            format!(
+                "SET 'execution.checkpointing.interval' = '{}ms'",
+                self.checkpoint_interval_ms
+            ),
+            format!("SET '$internal.pipeline.job-id' = '{job_id}'"),
+        ];
+        for statement in prelude.iter().chain(statements) {
+            tracing::info!(table, %statement, "dry-run: would submit");
+        }
+        jobs.insert(
+            job_id.clone(),
+            JobSummary {
+                table: table.to_owned(),
+                job_id: job_id.clone(),
+                state: JobState::Running,
+                start_time_ms: now_ms(),
+                end_time_ms: None,
+            },
+        );
+        tracing::info!(table, job_id = %job_id, "dry-run: job RUNNING");
+        Ok(Started { job_id, adopted: false })
+    }
+
+    async fn stop(&self, table: &str, job_id: &JobId) -> Result<Stopped, FlinkError> {
+        let mut jobs = self.jobs();
+        let Some(job) = jobs.get_mut(job_id) else {
+            return Ok(Stopped::AlreadyStopped { state: None });
+        };
+        if job.state.is_terminal() {
+            return Ok(Stopped::AlreadyStopped {
+                state: Some(job.state.clone()),
+            });
+        }
+        job.state = JobState::Finished;
+        job.end_time_ms = Some(now_ms());
+        let location = format!(
+            "{}/savepoint-dry-run-{job_id}",
+            self.savepoint_dir.trim_end_matches('/')
+        );
+        tracing::info!(table, job_id = %job_id, savepoint = %location, "dry-run: job stopped with savepoint");
+        Ok(Stopped::Savepoint { location })
+    }
+
+    async fn list_jobs(&self) -> Result<Vec<JobSummary>, FlinkError> {
+        let mut jobs: Vec<JobSummary> = self.jobs().values().cloned().collect();
+        jobs.sort_by(|a, b| {
+            b.start_time_ms
+                .cmp(&a.start_time_ms)
+                .then_with(|| a.table.cmp(&b.table))
+        });
+        Ok(jobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn simulates_one_job_per_table() {
+        let launcher = DryRunLauncher::new(&FlinkConfig::default());
+        let sql = vec!["INSERT INTO s SELECT 1".to_owned()];
+        let first = launcher.start("faculty", 1, &sql).await.unwrap();
+        assert!(!first.adopted);
+        let again = launcher.start("faculty", 2, &sql).await.unwrap();
+        assert!(again.adopted, "a live job is adopted, not doubled");
+        assert_eq!(again.job_id, first.job_id);
+        let stopped = launcher.stop("faculty", &first.job_id).await.unwrap();
+        assert!(matches!(stopped, Stopped::Savepoint { ref location } if location.contains(first.job_id.as_str())));
+        assert!(matches!(
+            launcher.start("faculty", 1, &sql).await,
+            Err(FlinkError::JobIdUsed { .. })
+        ));
+        let next = launcher.start("faculty", 3, &sql).await.unwrap();
+        assert_ne!(next.job_id, first.job_id);
+        let jobs = launcher.list_jobs().await.unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs.iter().filter(|j| j.state == JobState::Running).count(), 1);
+    }
+}

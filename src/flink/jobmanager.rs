@@ -1,0 +1,457 @@
+//! Client of the JobManager REST API: list jobs, job detail, stop with savepoint, cancel, source metrics.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::http::Rest;
+use super::{FlinkError, JobId, JobState};
+
+/// One row of `GET /jobs/overview`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOverview {
+    /// The job id.
+    pub job_id: JobId,
+    /// The job name (`pipeline.name`).
+    pub name: String,
+    /// Its state.
+    pub state: JobState,
+    /// Start, ms since the Unix epoch.
+    pub start_time_ms: i64,
+    /// End, ms since the Unix epoch; absent while running (Flink sends -1).
+    pub end_time_ms: Option<i64>,
+}
+
+/// `GET /jobs/{id}`, the parts the launcher uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDetail {
+    /// The job id.
+    pub job_id: JobId,
+    /// The job name.
+    pub name: String,
+    /// Its state.
+    pub state: JobState,
+    /// Start, ms since the Unix epoch.
+    pub start_time_ms: i64,
+    /// The job's vertices (operator chains), sources first as Flink lists them.
+    pub vertices: Vec<Vertex>,
+}
+
+/// A job vertex.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Vertex {
+    /// Vertex id, 32 hex digits.
+    pub id: String,
+    /// Vertex name; source chains start with `Source:`.
+    pub name: String,
+}
+
+/// The state of a savepoint (or stop-with-savepoint) trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SavepointStatus {
+    /// Still being taken.
+    InProgress,
+    /// Written to `location`.
+    Completed {
+        /// The savepoint's path.
+        location: String,
+    },
+    /// Failed; the job keeps running.
+    Failed {
+        /// The root-cause line of the failure.
+        root_cause: String,
+    },
+}
+
+/// What the Kafka source of a job has read, from its metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceProgress {
+    /// Records the source knows of but has not read (FLIP-33 `pendingRecords`, summed over subtasks); absent
+    /// when the connector does not report it.
+    pub pending_records: Option<i64>,
+    /// Per `(topic, partition)`: the offset read up to, and the offset committed to the consumer group.
+    pub partitions: BTreeMap<(String, i32), PartitionProgress>,
+}
+
+/// Offsets of one partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// `KafkaSourceReader.topic.<t>.partition.<p>.currentOffset`.
+    pub current_offset: Option<i64>,
+    /// `KafkaSourceReader.topic.<t>.partition.<p>.committedOffset`.
+    pub committed_offset: Option<i64>,
+}
+
+impl SourceProgress {
+    /// Whether the source has read and committed everything up to the given high watermarks (the next offset
+    /// to be written, per `(topic, partition)`). `None` when the metrics do not cover every partition.
+    pub fn caught_up(&self, high_watermarks: &BTreeMap<(String, i32), i64>) -> Option<bool> {
+        if self.pending_records.is_some_and(|p| p > 0) {
+            return Some(false);
+        }
+        let mut all = true;
+        for (key, &high) in high_watermarks {
+            let progress = self.partitions.get(key)?;
+            // Kafka's committed offset is the next offset to read, like the high watermark.
+            let committed = progress.committed_offset?;
+            all &= committed >= high;
+        }
+        Some(all)
+    }
+}
+
+#[derive(Deserialize)]
+struct Overview {
+    #[serde(default)]
+    jobs: Vec<OverviewRow>,
+}
+
+#[derive(Deserialize)]
+struct OverviewRow {
+    jid: String,
+    name: String,
+    state: JobState,
+    #[serde(rename = "start-time", default)]
+    start_time: i64,
+    #[serde(rename = "end-time", default = "minus_one")]
+    end_time: i64,
+}
+
+fn minus_one() -> i64 {
+    -1
+}
+
+#[derive(Deserialize)]
+struct DetailBody {
+    jid: String,
+    name: String,
+    state: JobState,
+    #[serde(rename = "start-time", default)]
+    start_time: i64,
+    #[serde(default)]
+    vertices: Vec<Vertex>,
+}
+
+#[derive(Deserialize)]
+struct TriggerResponse {
+    #[serde(rename = "request-id")]
+    request_id: String,
+}
+
+#[derive(Deserialize)]
+struct AsyncResult {
+    status: QueueStatus,
+    #[serde(default)]
+    operation: Option<SavepointInfo>,
+}
+
+#[derive(Deserialize)]
+struct QueueStatus {
+    id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SavepointInfo {
+    location: Option<String>,
+    #[serde(rename = "failure-cause")]
+    failure_cause: Option<FailureCause>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FailureCause {
+    class: Option<String>,
+    #[serde(rename = "stack-trace")]
+    stack_trace: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Metric {
+    id: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+/// Flink writes metric collections as a bare array; the spec documents `{"metrics": [...]}`. Accept both.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Metrics {
+    Bare(Vec<Metric>),
+    Wrapped { metrics: Vec<Metric> },
+}
+
+impl Metrics {
+    fn into_vec(self) -> Vec<Metric> {
+        match self {
+            Metrics::Bare(v) | Metrics::Wrapped { metrics: v } => v,
+        }
+    }
+}
+
+/// A JobManager REST client.
+#[derive(Debug, Clone)]
+pub struct JobManager {
+    rest: Rest,
+}
+
+impl JobManager {
+    /// A client of the JobManager at `url`.
+    pub fn new(http: reqwest::Client, url: &str) -> Result<JobManager, FlinkError> {
+        Ok(JobManager {
+            rest: Rest::new(http, url)?,
+        })
+    }
+
+    /// Every job the JobManager knows (running and recently ended).
+    pub async fn overview(&self) -> Result<Vec<JobOverview>, FlinkError> {
+        let overview: Overview = self.rest.call(Method::GET, "jobs/overview", None).await?;
+        let mut jobs = Vec::with_capacity(overview.jobs.len());
+        for row in overview.jobs {
+            let Some(job_id) = JobId::parse(&row.jid) else {
+                return Err(FlinkError::Decode {
+                    endpoint: "GET /jobs/overview".to_owned(),
+                    reason: format!("bad job id {:?}", row.jid),
+                });
+            };
+            jobs.push(JobOverview {
+                job_id,
+                name: row.name,
+                state: row.state,
+                start_time_ms: row.start_time,
+                end_time_ms: (row.end_time >= 0).then_some(row.end_time),
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// The job's detail, or `None` when the JobManager does not know it (404).
+    pub async fn job(&self, job_id: &JobId) -> Result<Option<JobDetail>, FlinkError> {
+        match self
+            .rest
+            .call::<DetailBody>(Method::GET, &format!("jobs/{job_id}"), None)
+            .await
+        {
+            Ok(body) => Ok(Some(JobDetail {
+                job_id: JobId::parse(&body.jid).unwrap_or_else(|| job_id.clone()),
+                name: body.name,
+                state: body.state,
+                start_time_ms: body.start_time,
+                vertices: body.vertices,
+            })),
+            Err(FlinkError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Triggers stop-with-savepoint into `target_directory` (without draining: the job resumes later) and
+    /// returns the trigger id to poll with [`JobManager::savepoint_status`].
+    pub async fn stop_with_savepoint(&self, job_id: &JobId, target_directory: &str) -> Result<String, FlinkError> {
+        let body = json!({ "targetDirectory": target_directory, "drain": false });
+        let trigger: TriggerResponse = self
+            .rest
+            .call(Method::POST, &format!("jobs/{job_id}/stop"), Some(&body))
+            .await?;
+        Ok(trigger.request_id)
+    }
+
+    /// The state of a savepoint trigger.
+    pub async fn savepoint_status(&self, job_id: &JobId, trigger_id: &str) -> Result<SavepointStatus, FlinkError> {
+        let path = format!("jobs/{job_id}/savepoints/{trigger_id}");
+        let result: AsyncResult = self.rest.call(Method::GET, &path, None).await?;
+        if result.status.id != "COMPLETED" {
+            return Ok(SavepointStatus::InProgress);
+        }
+        let operation = result.operation.unwrap_or_default();
+        Ok(match (operation.location, operation.failure_cause) {
+            (_, Some(cause)) => {
+                let lines: Vec<String> = cause.stack_trace.or(cause.class).into_iter().collect();
+                SavepointStatus::Failed {
+                    root_cause: super::root_cause(&lines),
+                }
+            }
+            (Some(location), None) => SavepointStatus::Completed { location },
+            (None, None) => SavepointStatus::Failed {
+                root_cause: "savepoint completed without a location".to_owned(),
+            },
+        })
+    }
+
+    /// Cancels the job without a savepoint. Returns false when the JobManager does not know it.
+    pub async fn cancel(&self, job_id: &JobId) -> Result<bool, FlinkError> {
+        match self
+            .rest
+            .send(Method::PATCH, &format!("jobs/{job_id}?mode=cancel"), None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(FlinkError::Api { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Values of the named metrics of one vertex (ids as Flink lists them, e.g. `0.pendingRecords`).
+    pub async fn vertex_metrics(
+        &self,
+        job_id: &JobId,
+        vertex_id: &str,
+        names: &[String],
+    ) -> Result<BTreeMap<String, String>, FlinkError> {
+        let mut path = format!("jobs/{job_id}/vertices/{vertex_id}/metrics");
+        if !names.is_empty() {
+            path.push_str("?get=");
+            path.push_str(&encode_query(&names.join(",")));
+        }
+        let metrics: Metrics = self.rest.call(Method::GET, &path, None).await?;
+        Ok(metrics
+            .into_vec()
+            .into_iter()
+            .map(|m| (m.id, m.value.unwrap_or_default()))
+            .collect())
+    }
+
+    /// What the job's Kafka sources have read and committed, from their metrics.
+    pub async fn source_progress(&self, job_id: &JobId) -> Result<SourceProgress, FlinkError> {
+        let Some(detail) = self.job(job_id).await? else {
+            return Ok(SourceProgress::default());
+        };
+        let mut progress = SourceProgress::default();
+        for vertex in detail.vertices.iter().filter(|v| v.name.starts_with("Source")) {
+            let available = self.vertex_metrics(job_id, &vertex.id, &[]).await?;
+            let wanted: Vec<String> = available
+                .keys()
+                .filter(|id| parse_source_metric(id).is_some())
+                .cloned()
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let values = self.vertex_metrics(job_id, &vertex.id, &wanted).await?;
+            for (id, value) in values {
+                let Some(metric) = parse_source_metric(&id) else {
+                    continue;
+                };
+                // Flink reports gauges as strings; a value that is not a whole number (e.g. "NaN" before the first
+                // read) means unknown.
+                let Ok(value) = value.parse::<f64>().map(|v| v as i64) else {
+                    continue;
+                };
+                match metric {
+                    SourceMetric::Pending => *progress.pending_records.get_or_insert(0) += value.max(0),
+                    SourceMetric::Current(topic, partition) => {
+                        progress
+                            .partitions
+                            .entry((topic, partition))
+                            .or_default()
+                            .current_offset = Some(value)
+                    }
+                    SourceMetric::Committed(topic, partition) => {
+                        progress
+                            .partitions
+                            .entry((topic, partition))
+                            .or_default()
+                            .committed_offset = Some(value)
+                    }
+                }
+            }
+        }
+        Ok(progress)
+    }
+}
+
+enum SourceMetric {
+    Pending,
+    Current(String, i32),
+    Committed(String, i32),
+}
+
+/// Recognises `<subtask>.pendingRecords` and `<subtask>.KafkaSourceReader.topic.<t>.partition.<p>.<kind>`.
+fn parse_source_metric(id: &str) -> Option<SourceMetric> {
+    static OFFSET: OnceLock<Option<Regex>> = OnceLock::new();
+    let offset = OFFSET
+        .get_or_init(|| {
+            Regex::new(
+                r"^\d+\.(?:.*\.)?KafkaSourceReader\.topic\.(.+)\.partition\.(\d+)\.(currentOffset|committedOffset)$",
+            )
+            .ok()
+        })
+        .as_ref()?;
+    if let Some(c) = offset.captures(id) {
+        let topic = c.get(1)?.as_str().to_owned();
+        let partition = c.get(2)?.as_str().parse().ok()?;
+        return Some(match c.get(3)?.as_str() {
+            "currentOffset" => SourceMetric::Current(topic, partition),
+            _ => SourceMetric::Committed(topic, partition),
+        });
+    }
+    let (subtask, name) = id.split_once('.')?;
+    (subtask.bytes().all(|b| b.is_ascii_digit()) && name == "pendingRecords").then_some(SourceMetric::Pending)
+}
+
+/// Percent-encodes a query value; metric ids are mostly `[A-Za-z0-9._-]`, topics may add a few more.
+fn encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b',' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_metrics_are_recognised() {
+        assert!(matches!(
+            parse_source_metric("0.pendingRecords"),
+            Some(SourceMetric::Pending)
+        ));
+        match parse_source_metric(
+            "1.KafkaSourceReader.topic.university-server.public.faculty.partition.3.committedOffset",
+        ) {
+            Some(SourceMetric::Committed(t, p)) => assert_eq!((t.as_str(), p), ("university-server.public.faculty", 3)),
+            _ => panic!("not recognised"),
+        }
+        assert!(parse_source_metric("0.numRecordsIn").is_none());
+        assert!(parse_source_metric("x.pendingRecords").is_none());
+    }
+
+    #[test]
+    fn caught_up_needs_every_partition_committed() {
+        let key = ("t".to_owned(), 0);
+        let mut high = BTreeMap::new();
+        high.insert(key.clone(), 10);
+        let mut p = SourceProgress::default();
+        assert_eq!(p.caught_up(&high), None, "no metrics, no answer");
+        p.partitions.insert(
+            key.clone(),
+            PartitionProgress {
+                current_offset: Some(10),
+                committed_offset: Some(9),
+            },
+        );
+        assert_eq!(p.caught_up(&high), Some(false));
+        if let Some(x) = p.partitions.get_mut(&key) {
+            x.committed_offset = Some(10);
+        }
+        assert_eq!(p.caught_up(&high), Some(true));
+        p.pending_records = Some(3);
+        assert_eq!(p.caught_up(&high), Some(false));
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode_query("0.a,1.b"), "0.a,1.b");
+        assert_eq!(encode_query("a b&c"), "a%20b%26c");
+    }
+}

@@ -1,0 +1,395 @@
+//! The `sql-gateway` launcher: submits through the SQL Gateway, watches and stops through the JobManager.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::gateway::{HEARTBEAT_INTERVAL, SqlGateway};
+use super::jobmanager::{JobManager, JobOverview, SavepointStatus, SourceProgress};
+use super::{
+    Backoff, FlinkError, JobId, JobState, JobSummary, Launcher, Started, Stopped, http_client, job_id_for, job_name,
+    sleep_until_next, table_of_job,
+};
+use crate::config::{Config, FlinkConfig};
+
+/// The settings a launcher runs with (from `[flink]`, plus the poll pace, which tests shorten).
+#[derive(Debug, Clone)]
+pub struct LaunchSettings {
+    /// Target directory of stop-with-savepoint.
+    pub savepoint_dir: String,
+    /// `execution.checkpointing.interval` of every job; offsets are committed to Kafka on checkpoints.
+    pub checkpoint_interval: Duration,
+    /// A start not RUNNING by then has failed.
+    pub start_timeout: Duration,
+    /// Stop-with-savepoint slower than this is followed by a cancel.
+    pub stop_timeout: Duration,
+    /// Pace of status polls.
+    pub poll: Backoff,
+}
+
+impl LaunchSettings {
+    /// The settings of `[flink]`.
+    pub fn from_config(flink: &FlinkConfig) -> LaunchSettings {
+        LaunchSettings {
+            savepoint_dir: flink.savepoint_dir.clone(),
+            checkpoint_interval: flink.checkpoint_interval,
+            start_timeout: flink.start_timeout,
+            stop_timeout: flink.stop_timeout,
+            poll: Backoff::default(),
+        }
+    }
+}
+
+/// Starts jobs through the SQL Gateway and manages them through the JobManager REST API.
+#[derive(Debug)]
+pub struct SqlGatewayLauncher {
+    gateway: Arc<SqlGateway>,
+    jobmanager: JobManager,
+    settings: LaunchSettings,
+}
+
+impl SqlGatewayLauncher {
+    /// A launcher for `flink.sql_gateway_url` and `flink.jobmanager_url`.
+    pub fn from_config(config: &Config) -> Result<SqlGatewayLauncher, FlinkError> {
+        let flink = &config.flink;
+        SqlGatewayLauncher::new(
+            &flink.sql_gateway_url,
+            &flink.jobmanager_url,
+            flink.request_timeout,
+            LaunchSettings::from_config(flink),
+        )
+    }
+
+    /// A launcher with explicit endpoints and settings; every HTTP request is bounded by `request_timeout`.
+    pub fn new(
+        sql_gateway_url: &str,
+        jobmanager_url: &str,
+        request_timeout: Duration,
+        settings: LaunchSettings,
+    ) -> Result<SqlGatewayLauncher, FlinkError> {
+        let http = http_client(request_timeout)?;
+        Ok(SqlGatewayLauncher {
+            gateway: Arc::new(SqlGateway::new(http.clone(), sql_gateway_url, settings.poll)?),
+            jobmanager: JobManager::new(http, jobmanager_url)?,
+            settings,
+        })
+    }
+
+    /// Keeps the SQL Gateway session alive in the background (every [`HEARTBEAT_INTERVAL`]) while the launcher
+    /// lives. Call once, from within the runtime.
+    pub fn spawn_heartbeats(&self) -> tokio::task::JoinHandle<()> {
+        SqlGateway::spawn_heartbeats(&self.gateway, HEARTBEAT_INTERVAL)
+    }
+
+    /// The SQL Gateway client.
+    pub fn gateway(&self) -> &SqlGateway {
+        &self.gateway
+    }
+
+    /// The JobManager client.
+    pub fn jobmanager(&self) -> &JobManager {
+        &self.jobmanager
+    }
+
+    /// What a job's Kafka source has read and committed: compare with the topic's high watermarks to tell that
+    /// the job caught up before stopping it.
+    pub async fn source_progress(&self, job_id: &JobId) -> Result<SourceProgress, FlinkError> {
+        self.jobmanager.source_progress(job_id).await
+    }
+
+    /// The statements of a start: the job's name, checkpointing, the pinned id, then the table's own SQL.
+    fn batch(&self, table: &str, job_id: &JobId, statements: &[String]) -> Vec<String> {
+        let interval_ms = self.settings.checkpoint_interval.as_millis();
+        let mut batch = vec![
+            format!("SET 'pipeline.name' = '{}'", job_name(table)),
+            format!("SET 'execution.checkpointing.interval' = '{interval_ms}ms'"),
+            format!("SET '$internal.pipeline.job-id' = '{job_id}'"),
+        ];
+        batch.extend(statements.iter().cloned());
+        batch
+    }
+
+    /// The job a start must adopt instead of submitting: the pinned id, or any live job named `cdc-<table>`.
+    async fn existing(&self, table: &str, job_id: &JobId) -> Result<Option<JobOverview>, FlinkError> {
+        let jobs = self.jobmanager.overview().await?;
+        if let Some(pinned) = jobs.iter().find(|j| &j.job_id == job_id) {
+            return Ok(Some(pinned.clone()));
+        }
+        let name = job_name(table);
+        Ok(jobs
+            .into_iter()
+            .filter(|j| j.name == name && j.state.is_alive())
+            .max_by_key(|j| j.start_time_ms))
+    }
+
+    async fn await_running(
+        &self,
+        table: &str,
+        job_id: JobId,
+        adopted: bool,
+        begin: Instant,
+        deadline: Instant,
+    ) -> Result<Started, FlinkError> {
+        let mut delays = self.settings.poll.delays();
+        let mut last = None;
+        loop {
+            match self.jobmanager.job(&job_id).await {
+                Ok(Some(detail)) if detail.state == JobState::Running => {
+                    tracing::info!(table, job_id = %job_id, adopted, "job RUNNING");
+                    return Ok(Started { job_id, adopted });
+                }
+                Ok(Some(detail)) if detail.state.is_terminal() => {
+                    return Err(FlinkError::JobEnded {
+                        table: table.to_owned(),
+                        job_id,
+                        state: detail.state,
+                    });
+                }
+                Ok(detail) => last = detail.map(|d| d.state),
+                Err(e) if e.is_transient() => tracing::debug!(error = %e, "job status poll failed; retrying"),
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                return Err(self.start_timed_out(table, job_id, last, begin).await);
+            }
+            sleep_until_next(&mut delays, deadline).await;
+        }
+    }
+
+    /// A start that timed out leaves nothing behind that the caller does not know of: a job that exists but is
+    /// not RUNNING is cancelled. A submission still in flight may still create the job later; it is named
+    /// `cdc-<table>`, so the next start or reconcile finds and adopts it.
+    async fn start_timed_out(&self, table: &str, job_id: JobId, last: Option<JobState>, begin: Instant) -> FlinkError {
+        if last.as_ref().is_some_and(JobState::is_alive) {
+            match self.jobmanager.cancel(&job_id).await {
+                Ok(_) => tracing::warn!(table, job_id = %job_id, "start timed out; cancelled the job"),
+                Err(e) => tracing::warn!(table, job_id = %job_id, error = %e, "start timed out; cancel failed"),
+            }
+        }
+        FlinkError::StartTimeout {
+            table: table.to_owned(),
+            job_id,
+            state: last.map_or_else(|| "absent".to_owned(), |s| s.to_string()),
+            waited: begin.elapsed(),
+        }
+    }
+
+    async fn cancel_and_wait(&self, table: &str, job_id: &JobId, reason: String) -> Result<Stopped, FlinkError> {
+        tracing::warn!(table, job_id = %job_id, reason = %reason, "cancelling job without savepoint");
+        let deadline = Instant::now() + self.settings.stop_timeout;
+        let mut delays = self.settings.poll.delays();
+        let mut requested = false;
+        loop {
+            if !requested {
+                match self.jobmanager.cancel(job_id).await {
+                    Ok(true) => requested = true,
+                    Ok(false) => return Ok(Stopped::AlreadyStopped { state: None }),
+                    Err(e) if e.is_transient() && Instant::now() < deadline => {
+                        tracing::debug!(error = %e, "cancel failed; retrying")
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if requested {
+                match self.jobmanager.job(job_id).await {
+                    Ok(Some(d)) if d.state.is_terminal() => return Ok(Stopped::Cancelled { reason }),
+                    Ok(None) => return Ok(Stopped::Cancelled { reason }),
+                    Ok(Some(_)) => {}
+                    Err(e) if e.is_transient() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if Instant::now() >= deadline {
+                // Flink accepted the cancel; it finishes on its own. Report what was done.
+                return Ok(Stopped::Cancelled {
+                    reason: format!("{reason}; cancel still in progress"),
+                });
+            }
+            sleep_until_next(&mut delays, deadline).await;
+        }
+    }
+
+    async fn wait_terminal(&self, job_id: &JobId, deadline: Instant) {
+        let mut delays = self.settings.poll.delays();
+        while Instant::now() < deadline {
+            if let Ok(Some(d)) = self.jobmanager.job(job_id).await
+                && !d.state.is_terminal()
+            {
+                sleep_until_next(&mut delays, deadline).await;
+                continue;
+            }
+            return;
+        }
+    }
+}
+
+/// Whether a statement submits a job: an INSERT, or a statement set.
+pub(crate) fn submits_job(statement: &str) -> bool {
+    let code = statement
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_uppercase();
+    code.starts_with("INSERT ") || code.starts_with("EXECUTE ") || code.starts_with("BEGIN STATEMENT SET")
+}
+
+fn is_duplicate_submission(e: &FlinkError) -> bool {
+    matches!(e, FlinkError::Statement { root_cause, .. } if root_cause.contains("DuplicateJobSubmissionException"))
+}
+
+impl Launcher for SqlGatewayLauncher {
+    async fn start(&self, table: &str, generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
+        if !statements.iter().any(|s| submits_job(s)) {
+            return Err(FlinkError::NoJobStatement {
+                table: table.to_owned(),
+            });
+        }
+        let begin = Instant::now();
+        let deadline = begin + self.settings.start_timeout;
+        let job_id = job_id_for(table, generation);
+        let batch = self.batch(table, &job_id, statements);
+        let mut delays = self.settings.poll.delays();
+        loop {
+            // Adopt before submitting: a previous attempt may have created the job although its answer was lost,
+            // and a live job of the table, whatever its id, must never get a sibling.
+            match self.existing(table, &job_id).await {
+                Ok(Some(found)) if found.state.is_alive() => {
+                    tracing::info!(table, job_id = %found.job_id, state = %found.state, "adopting existing job");
+                    return self.await_running(table, found.job_id, true, begin, deadline).await;
+                }
+                Ok(Some(found)) => {
+                    return Err(FlinkError::JobIdUsed {
+                        table: table.to_owned(),
+                        job_id: found.job_id,
+                        state: found.state,
+                    });
+                }
+                Ok(None) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    match self.gateway.execute_batch(&batch, remaining).await {
+                        Ok(results) => {
+                            let submitted = results.iter().rev().find_map(|r| r.job_id.clone());
+                            if let Some(other) = submitted.as_ref().filter(|id| **id != job_id) {
+                                // The gateway ignored the pinned id (a Flink without that option); follow its id.
+                                tracing::warn!(table, pinned = %job_id, got = %other, "job id was not pinned");
+                            }
+                            let id = submitted.unwrap_or_else(|| job_id.clone());
+                            tracing::info!(table, job_id = %id, "job submitted");
+                            return self.await_running(table, id, false, begin, deadline).await;
+                        }
+                        Err(e) if is_duplicate_submission(&e) => {
+                            tracing::info!(table, job_id = %job_id, "job was already submitted; adopting it");
+                        }
+                        Err(e) if e.is_transient() || matches!(e, FlinkError::StatementTimeout { .. }) => {
+                            tracing::warn!(table, error = %e, "start attempt failed; retrying");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) if e.is_transient() => tracing::warn!(table, error = %e, "cannot list jobs; retrying"),
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                let last = match self.jobmanager.job(&job_id).await {
+                    Ok(detail) => detail.map(|d| d.state),
+                    Err(_) => None,
+                };
+                return Err(self.start_timed_out(table, job_id, last, begin).await);
+            }
+            sleep_until_next(&mut delays, deadline).await;
+        }
+    }
+
+    async fn stop(&self, table: &str, job_id: &JobId) -> Result<Stopped, FlinkError> {
+        let Some(detail) = self.jobmanager.job(job_id).await? else {
+            return Ok(Stopped::AlreadyStopped { state: None });
+        };
+        if detail.state.is_terminal() {
+            return Ok(Stopped::AlreadyStopped {
+                state: Some(detail.state),
+            });
+        }
+        let deadline = Instant::now() + self.settings.stop_timeout;
+        let trigger = match self
+            .jobmanager
+            .stop_with_savepoint(job_id, &self.settings.savepoint_dir)
+            .await
+        {
+            Ok(trigger) => trigger,
+            Err(e) => {
+                return self
+                    .cancel_and_wait(table, job_id, format!("stop-with-savepoint refused: {e}"))
+                    .await;
+            }
+        };
+        tracing::info!(table, job_id = %job_id, trigger = %trigger, "stop-with-savepoint triggered");
+        let mut delays = self.settings.poll.delays();
+        loop {
+            match self.jobmanager.savepoint_status(job_id, &trigger).await {
+                Ok(SavepointStatus::Completed { location }) => {
+                    self.wait_terminal(job_id, Instant::now() + self.settings.stop_timeout)
+                        .await;
+                    tracing::info!(table, job_id = %job_id, savepoint = %location, "job stopped with savepoint");
+                    return Ok(Stopped::Savepoint { location });
+                }
+                Ok(SavepointStatus::Failed { root_cause }) => {
+                    return self
+                        .cancel_and_wait(table, job_id, format!("savepoint failed: {root_cause}"))
+                        .await;
+                }
+                Ok(SavepointStatus::InProgress) => {}
+                Err(e) if e.is_transient() => tracing::debug!(error = %e, "savepoint poll failed; retrying"),
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                let reason = format!(
+                    "stop-with-savepoint not complete after {}",
+                    humantime::format_duration(self.settings.stop_timeout)
+                );
+                return self.cancel_and_wait(table, job_id, reason).await;
+            }
+            sleep_until_next(&mut delays, deadline).await;
+        }
+    }
+
+    async fn list_jobs(&self) -> Result<Vec<JobSummary>, FlinkError> {
+        let mut jobs: Vec<JobSummary> = self
+            .jobmanager
+            .overview()
+            .await?
+            .into_iter()
+            .filter_map(|j| {
+                Some(JobSummary {
+                    table: table_of_job(&j.name)?.to_owned(),
+                    job_id: j.job_id,
+                    state: j.state,
+                    start_time_ms: j.start_time_ms,
+                    end_time_ms: j.end_time_ms,
+                })
+            })
+            .collect();
+        jobs.sort_by(|a, b| {
+            b.start_time_ms
+                .cmp(&a.start_time_ms)
+                .then_with(|| a.table.cmp(&b.table))
+        });
+        Ok(jobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_statements_are_recognised() {
+        assert!(submits_job("INSERT INTO sink SELECT * FROM src"));
+        assert!(submits_job("-- copy\n  insert into sink\nselect 1"));
+        assert!(submits_job("EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT 1; END"));
+        assert!(!submits_job("CREATE TABLE src (id INT) WITH ('connector' = 'kafka')"));
+        assert!(!submits_job("SET 'a' = 'b'"));
+    }
+}
