@@ -12,5 +12,5 @@ pub mod flink;
 pub mod logging;
 pub mod metrics;
 pub mod op;
-pub mod server;
 pub mod policy;
+pub mod server;

@@ -14,50 +14,18 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Secret;
 use crate::metrics::Metrics;
+use crate::policy::TableStatus;
 
 /// Largest request body accepted; the API takes no bodies, so anything bigger is a mistake or an attack.
 const MAX_BODY_BYTES: u64 = 4096;
 /// How long a control request waits for the run loop before answering 503.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What `GET /tables/{t}` shows for one table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TableStatus {
-    /// Table name.
-    pub table: String,
-    /// `idle`, `pending`, `starting`, `running`, `stopping`, `failing` or `paused`.
-    pub state: String,
-    /// Flink job id of the current or last job.
-    pub job_id: Option<String>,
-    /// How many times the sidecar started this table's job.
-    pub generation: u64,
-    /// When new records were last seen (RFC 3339).
-    pub last_activity: Option<String>,
-    /// Consumer lag of the table's job, when known.
-    pub lag: Option<i64>,
-    /// What the sidecar will do next and when (RFC 3339), if anything.
-    pub next_action: Option<NextAction>,
-    /// Consecutive failed starts.
-    pub failures: u32,
-}
-
-/// A planned action of a table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NextAction {
-    /// `start` or `stop`.
-    pub action: String,
-    /// When it is due (RFC 3339).
-    pub at: String,
-    /// Why.
-    pub reason: String,
-}
 
 /// The latest view of every table, published by the run loop.
 pub type TablesSnapshot = Arc<BTreeMap<String, TableStatus>>;
@@ -102,24 +70,34 @@ pub struct ControlRequest {
 /// Readiness inputs: when Kafka and Flink last answered, and why they failed if they did.
 #[derive(Debug)]
 pub struct Health {
-    max_age: Duration,
     kafka: Mutex<Dependency>,
     flink: Mutex<Dependency>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Dependency {
+    max_age: Duration,
     ok_at: Option<Instant>,
     error: Option<String>,
 }
 
-impl Health {
-    /// Readiness requires both dependencies to have answered within `max_age`.
-    pub fn new(max_age: Duration) -> Self {
-        Health {
+impl Dependency {
+    fn new(max_age: Duration) -> Mutex<Self> {
+        Mutex::new(Dependency {
             max_age,
-            kafka: Mutex::default(),
-            flink: Mutex::default(),
+            ok_at: None,
+            error: None,
+        })
+    }
+}
+
+impl Health {
+    /// Readiness requires Kafka to have answered within `kafka_max_age` and Flink within `flink_max_age`
+    /// (each a few of its polling periods, so one slow answer does not flap readiness).
+    pub fn new(kafka_max_age: Duration, flink_max_age: Duration) -> Self {
+        Health {
+            kafka: Dependency::new(kafka_max_age),
+            flink: Dependency::new(flink_max_age),
         }
     }
 
@@ -151,7 +129,7 @@ impl Health {
             match (dep.ok_at, &dep.error) {
                 (_, Some(error)) => return Err(format!("{name}: {error}")),
                 (None, None) => return Err(format!("{name}: not contacted yet")),
-                (Some(at), None) if now.duration_since(at) > self.max_age => {
+                (Some(at), None) if now.duration_since(at) > dep.max_age => {
                     return Err(format!("{name}: no answer for {}s", now.duration_since(at).as_secs()));
                 }
                 _ => {}
@@ -356,7 +334,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn readiness_needs_both_dependencies_recently() {
-        let health = Health::new(Duration::from_secs(30));
+        let health = Health::new(Duration::from_secs(30), Duration::from_secs(90));
         assert_eq!(health.readiness(), Err("kafka: not contacted yet".to_owned()));
         health.kafka_ok();
         assert_eq!(health.readiness(), Err("flink: not contacted yet".to_owned()));

@@ -4,24 +4,31 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdc_orchestrator::config::Secret;
+use cdc_orchestrator::config::{Config, Secret};
 use cdc_orchestrator::metrics::Metrics;
-use cdc_orchestrator::server::{self, ControlCommand, ControlError, Health, ServerState, TableStatus};
+use cdc_orchestrator::policy::{Activity, Input, Millis, Policy, PolicySettings, TableStatus};
+use cdc_orchestrator::server::{self, ControlCommand, ControlError, Health, ServerState};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-fn status(table: &str, state: &str) -> TableStatus {
-    TableStatus {
-        table: table.to_owned(),
-        state: state.to_owned(),
-        job_id: None,
-        generation: 0,
-        last_activity: None,
-        lag: Some(0),
-        next_action: None,
-        failures: 0,
-    }
+/// A real policy's view of a table that saw one change (so: starting) or only a lag report (so: idle).
+fn status(table: &str, changed: bool) -> TableStatus {
+    let mut policy = Policy::new(PolicySettings::from_config(&Config::default(), 7));
+    let input = if changed {
+        Input::Activity(Activity {
+            table: table.to_owned(),
+            records: 1,
+            ..Activity::default()
+        })
+    } else {
+        Input::Lag {
+            table: table.to_owned(),
+            lag: 0,
+        }
+    };
+    policy.handle(Millis(1_000), input);
+    policy.status(table).expect("the policy knows the table")
 }
 
 struct Harness {
@@ -37,10 +44,10 @@ async fn start(token: Option<&str>) -> Harness {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Arc::new(Metrics::new());
     metrics.record_start("faculty", true);
-    let health = Arc::new(Health::new(Duration::from_secs(30)));
+    let health = Arc::new(Health::new(Duration::from_secs(30), Duration::from_secs(90)));
     let mut tables = BTreeMap::new();
-    tables.insert("faculty".to_owned(), status("faculty", "running"));
-    tables.insert("program".to_owned(), status("program", "idle"));
+    tables.insert("faculty".to_owned(), status("faculty", true));
+    tables.insert("program".to_owned(), status("program", false));
     let (_publish, snapshot) = watch::channel(Arc::new(tables));
     let (control, mut requests) = mpsc::channel::<server::ControlRequest>(8);
     let (seen_tx, commands) = mpsc::unbounded_channel();
@@ -53,7 +60,7 @@ async fn start(token: Option<&str>) -> Harness {
                     if request.command == ControlCommand::Stop && request.table == "program" {
                         Err(ControlError::Conflict("program has no running job".to_owned()))
                     } else {
-                        Ok(status(&request.table, "pending"))
+                        Ok(status(&request.table, true))
                     }
                 }
                 other => Err(ControlError::UnknownTable(other.to_owned())),
@@ -158,7 +165,8 @@ async fn tables_are_listed_and_unknown_ones_are_404() {
     assert_eq!(names, ["faculty", "program"]);
     let (code, body) = h.get("/tables/faculty").await;
     assert_eq!(code, 200);
-    assert_eq!(json(&body)["state"], "running");
+    assert_eq!(json(&body)["state"], "starting");
+    assert_eq!(json(&body)["generation"], 1);
     let (code, body) = h.get("/tables/nope").await;
     assert_eq!(code, 404);
     assert_eq!(
