@@ -11,3 +11,4 @@ pub mod config;
 pub mod logging;
 pub mod op;
 pub mod policy;
+pub mod replay;

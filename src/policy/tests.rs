@@ -660,6 +660,19 @@ fn a_second_job_for_a_table_is_stopped_once_as_a_duplicate() {
     );
     assert!(p.handle(Millis(3 * SEC), leftover).is_empty());
     assert_eq!(p.status("faculty").and_then(|s| s.job_id), Some("faculty-1".into()));
+    // Our job fails while the duplicate is still on its way out: no new start until the duplicate is gone.
+    p.handle(Millis(4 * SEC), activity("faculty", 1));
+    assert!(starts(&p.handle(Millis(5 * SEC), job("faculty", 1, JobStatus::Failed))).is_empty());
+    assert!(starts(&only_actions(&run_until(&mut p, 600 * SEC))).is_empty());
+    assert_eq!(
+        p.status("faculty").map(|s| s.duplicate_jobs),
+        Some(vec!["leftover".to_owned()])
+    );
+    let gone = Input::Stopped {
+        table: "faculty".into(),
+        job_id: Some("leftover".into()),
+    };
+    assert_eq!(starts(&p.handle(Millis(601 * SEC), gone)).len(), 1);
 }
 
 #[test]
