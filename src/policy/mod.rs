@@ -278,12 +278,9 @@ impl Policy {
         let now = now.max(self.now);
         self.now = now;
         let mut out = Vec::new();
-        if let Some(table) = input.table()
-            && !self.settings.policy.manages(table)
-        {
-            return out;
+        if input.table().is_none_or(|table| self.settings.policy.manages(table)) {
+            self.apply(now, input, &mut out);
         }
-        self.apply(now, input, &mut out);
         self.evaluate(now, &mut out);
         out
     }
@@ -387,20 +384,23 @@ impl Policy {
         if let Some(g) = obs.generation {
             t.generation = t.generation.max(g);
         }
+        if t.retired_jobs.contains(&obs.job_id) {
+            return;
+        }
+        if let Some(pos) = t.duplicates.iter().position(|d| *d == obs.job_id) {
+            if obs.state.is_terminal() {
+                t.duplicates.remove(pos);
+                t.retire(obs.job_id);
+            }
+            return;
+        }
         // The current job is the one whose id and generation both match, as far as each is known; a starting
         // job whose id is not known yet takes the first report of its generation (or of any, without one).
         let is_current = t.job != Job::None
             && obs.generation.is_none_or(|g| t.job.generation() == Some(g))
             && t.job.job_id().is_none_or(|id| id == obs.job_id);
         if !is_current {
-            if let Some(pos) = t.duplicates.iter().position(|d| *d == obs.job_id) {
-                if obs.state.is_terminal() {
-                    t.duplicates.remove(pos);
-                    t.retire(obs.job_id);
-                }
-                return;
-            }
-            if t.retired_jobs.contains(&obs.job_id) || obs.state.is_terminal() {
+            if obs.state.is_terminal() {
                 return;
             }
             if t.job == Job::None {

@@ -690,6 +690,26 @@ fn late_reports_about_a_stopped_job_change_nothing() {
 }
 
 #[test]
+fn a_late_report_about_the_previous_job_is_not_taken_for_the_starting_one() {
+    let mut p = default_policy();
+    p.handle(Millis(0), activity("faculty", 1));
+    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    run_until(&mut p, 61 * SEC);
+    p.handle(Millis(62 * SEC), stopped("faculty"));
+    p.handle(Millis(63 * SEC), activity("faculty", 1));
+    // Without a generation, the old job's FINISHED could pass for the new, starting job (id not known yet).
+    let old = Input::JobState(JobObservation {
+        table: "faculty".into(),
+        job_id: "faculty-1".into(),
+        generation: None,
+        state: JobStatus::Finished,
+    });
+    assert!(p.handle(Millis(64 * SEC), old).is_empty());
+    let status = p.status("faculty").expect("status");
+    assert_eq!((status.state, status.generation), (TableState::Starting, 2));
+}
+
+#[test]
 fn excluded_tables_are_ignored_entirely() {
     let mut p = Policy::new(settings_with(|policy, _| policy.exclude = vec!["audit".into()]));
     assert!(p.handle(Millis(0), activity("audit", 10)).is_empty());
