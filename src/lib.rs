@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod op;
 pub mod policy;
 pub mod server;
+pub mod replay;

@@ -1,10 +1,14 @@
 //! The `cdc-orchestrator` binary: parses the command line and hands over to the library.
 
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cdc_orchestrator::config::Config;
 use cdc_orchestrator::logging::{self, LogFormat};
+use cdc_orchestrator::policy::PolicySettings;
+use cdc_orchestrator::replay::{self, ReplayOptions};
 use clap::{Parser, Subcommand};
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
@@ -33,6 +37,21 @@ enum Command {
     Check,
     /// Print the version.
     Version,
+    /// Feed a JSON-lines trace of inputs to the trigger policy and print its start/stop actions as JSON lines.
+    ///
+    /// Policy settings come from the configuration. Bad trace lines are reported on stderr with their line
+    /// number and skipped; the exit code is then 1.
+    Replay {
+        /// The trace file; `-` or nothing reads standard input.
+        #[arg(value_name = "FILE|-")]
+        trace: Option<PathBuf>,
+        /// Seed of the retry-jitter RNG; the same seed and trace always give the same output.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print the policy's events (deferred, throttled, queued, failing, ...) as well.
+        #[arg(long)]
+        events: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +72,44 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Replay {
+            ref trace,
+            seed,
+            events,
+        } => match load_config(&cli) {
+            Ok(config) => run_replay(&config, trace.as_ref(), seed, ReplayOptions { events }),
+            Err(code) => code,
+        },
+    }
+}
+
+fn run_replay(config: &Config, trace: Option<&PathBuf>, seed: u64, options: ReplayOptions) -> ExitCode {
+    let settings = PolicySettings::from_config(config, seed);
+    let stdout = BufWriter::new(io::stdout().lock());
+    let stderr = io::stderr().lock();
+    let result = match trace.filter(|path| path.as_os_str() != "-") {
+        Some(path) => match File::open(path) {
+            Ok(file) => replay::replay(settings, BufReader::new(file), stdout, stderr, options),
+            Err(e) => {
+                eprintln!("error: cannot open trace {}: {e}", path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => replay::replay(settings, io::stdin().lock(), stdout, stderr, options),
+    };
+    match result {
+        Ok(summary) if summary.bad_lines == 0 => ExitCode::SUCCESS,
+        Ok(summary) => {
+            eprintln!(
+                "error: {} of {} trace lines were bad and skipped",
+                summary.bad_lines, summary.lines
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -15,8 +15,8 @@
 //!   The cooldown is measured from the last start, so the very first change of a table starts it at once
 //!   (the reference system recorded the change before asking whether there had been a recent one, so its
 //!   rate limit blocked every start).
-//! - A running job is stopped with a savepoint once `idle_timeout` has passed since both its start and the
-//!   table's last record, unless its lag is known to be above zero.
+//! - A running job is stopped with a savepoint once `idle_timeout` has passed since both the job reached
+//!   RUNNING and the table's last record, unless its lag is known to be above zero.
 //! - A failed start or a FAILED job is retried while changes are pending, after a backoff that starts at
 //!   `retry_initial_backoff`, doubles per consecutive failure up to `retry_max_backoff`, and is drawn
 //!   uniformly from the upper quarter below that value by a seeded RNG (so tables that failed together do
@@ -165,13 +165,16 @@ struct Table {
     last_change: Option<Millis>,
     newest_ts_ms: Option<i64>,
     lag: Option<u64>,
+    lag_at: Option<Millis>,
     last_start: Option<Millis>,
     failures: u32,
     retry_at: Option<Millis>,
     queued: bool,
     announced: Announced,
-    /// Jobs that ended, or duplicates asked to stop: late reports about them change nothing.
+    /// Jobs that ended: late reports about them change nothing.
     retired_jobs: VecDeque<String>,
+    /// Second jobs of this table asked to stop and not gone yet; no start while there are any.
+    duplicates: Vec<String>,
 }
 
 impl Table {
@@ -186,12 +189,14 @@ impl Table {
             last_change: None,
             newest_ts_ms: None,
             lag: None,
+            lag_at: None,
             last_start: None,
             failures: 0,
             retry_at: None,
             queued: false,
             announced: Announced::Nothing,
             retired_jobs: VecDeque::new(),
+            duplicates: Vec::new(),
         }
     }
 
@@ -219,9 +224,14 @@ impl Table {
         }
     }
 
-    /// Waits for a start: no job, changes pending, not paused.
+    /// Waits for a start: no job (not even a duplicate on its way out), changes pending, not paused.
     fn wants_start(&self) -> bool {
-        self.job == Job::None && self.pending.is_some() && !self.paused
+        self.job == Job::None && self.duplicates.is_empty() && self.pending.is_some() && !self.paused
+    }
+
+    /// Jobs of this table Flink still has, as far as the policy knows.
+    fn jobs_in_flight(&self) -> usize {
+        usize::from(self.job != Job::None) + self.duplicates.len()
     }
 
     fn retire(&mut self, job_id: String) {
@@ -268,12 +278,9 @@ impl Policy {
         let now = now.max(self.now);
         self.now = now;
         let mut out = Vec::new();
-        if let Some(table) = input.table()
-            && !self.settings.policy.manages(table)
-        {
-            return out;
+        if input.table().is_none_or(|table| self.settings.policy.manages(table)) {
+            self.apply(now, input, &mut out);
         }
-        self.apply(now, input, &mut out);
         self.evaluate(now, &mut out);
         out
     }
@@ -318,7 +325,11 @@ impl Policy {
     fn apply(&mut self, now: Millis, input: Input, out: &mut Vec<Action>) {
         match input {
             Input::Activity(activity) => self.on_activity(now, activity),
-            Input::Lag { table, lag } => self.table_mut(&table).lag = Some(lag),
+            Input::Lag { table, lag } => {
+                let t = self.table_mut(&table);
+                t.lag = Some(lag);
+                t.lag_at = Some(now);
+            }
             Input::JobState(observation) => self.on_job_state(now, observation, out),
             Input::StartFailed { table, error } => self.on_start_failed(now, &table, error, out),
             Input::Stopped { table, job_id } => self.on_stopped(&table, job_id),
@@ -373,13 +384,23 @@ impl Policy {
         if let Some(g) = obs.generation {
             t.generation = t.generation.max(g);
         }
-        let is_current = match (&t.job, obs.generation) {
-            (Job::None, _) => false,
-            (job, Some(g)) => job.generation() == Some(g),
-            (job, None) => job.job_id().is_none_or(|id| id == obs.job_id),
-        };
+        if t.retired_jobs.contains(&obs.job_id) {
+            return;
+        }
+        if let Some(pos) = t.duplicates.iter().position(|d| *d == obs.job_id) {
+            if obs.state.is_terminal() {
+                t.duplicates.remove(pos);
+                t.retire(obs.job_id);
+            }
+            return;
+        }
+        // The current job is the one whose id and generation both match, as far as each is known; a starting
+        // job whose id is not known yet takes the first report of its generation (or of any, without one).
+        let is_current = t.job != Job::None
+            && obs.generation.is_none_or(|g| t.job.generation() == Some(g))
+            && t.job.job_id().is_none_or(|id| id == obs.job_id);
         if !is_current {
-            if t.retired_jobs.contains(&obs.job_id) || obs.state.is_terminal() {
+            if obs.state.is_terminal() {
                 return;
             }
             if t.job == Job::None {
@@ -411,7 +432,7 @@ impl Policy {
                 }));
                 self.unqueue(&name);
             } else {
-                t.retire(obs.job_id.clone());
+                t.duplicates.push(obs.job_id.clone());
                 out.push(Action::Stop {
                     table: name,
                     job_id: obs.job_id,
@@ -419,6 +440,9 @@ impl Policy {
                 });
             }
             return;
+        }
+        if let Job::Starting { job_id: id @ None, .. } = &mut t.job {
+            *id = Some(obs.job_id.clone());
         }
         if obs.state.is_terminal() {
             self.end_job(now, &name, obs.state, out);
@@ -429,7 +453,6 @@ impl Policy {
         match &mut t.job {
             Job::Starting {
                 generation,
-                since,
                 job_id,
                 state,
                 stop_requested,
@@ -440,7 +463,7 @@ impl Policy {
                     *state = Some(obs.state);
                     return;
                 }
-                let (generation, since, stop_requested) = (*generation, *since, *stop_requested);
+                let (generation, stop_requested) = (*generation, *stop_requested);
                 if t.failures >= failing_after {
                     out.push(Action::Event(Event::Recovered { table: name.clone() }));
                 }
@@ -456,9 +479,10 @@ impl Policy {
                         reason: StopReason::Operator,
                     });
                 } else {
+                    // The idle clock starts when the job runs, so a slow start still gets its full idle time.
                     t.job = Job::Running {
                         generation,
-                        since,
+                        since: now,
                         job_id: obs.job_id,
                         state: obs.state,
                     };
@@ -469,7 +493,9 @@ impl Policy {
         }
     }
 
-    /// The table's current job is gone, by our stop or otherwise.
+    /// The table's current job is gone, by our stop or otherwise. A job that ends other than by a completed
+    /// stop may have left records unprocessed, so its changes wait for a new start unless a fresh zero lag
+    /// says otherwise; a FAILED one also counts as a failure (retry with backoff).
     fn end_job(&mut self, now: Millis, name: &str, final_state: JobStatus, out: &mut Vec<Action>) {
         let t = self.table_mut(name);
         let job = std::mem::replace(&mut t.job, Job::None);
@@ -477,17 +503,21 @@ impl Policy {
             t.retire(id.to_owned());
         }
         let (was_running, restored) = match &job {
-            Job::Stopping { .. } | Job::None => return,
+            Job::None => return,
+            // A stop that ends in FAILED did not complete its savepoint: treat it like any failed job.
+            Job::Stopping { .. } if final_state != JobStatus::Failed => return,
+            Job::Stopping { .. } | Job::Running { .. } => (true, None),
             Job::Starting { pending, .. } => (false, *pending),
-            Job::Running { .. } => (true, None),
         };
         out.push(Action::Event(Event::JobEnded {
             table: name.to_owned(),
             job_id: job.job_id().unwrap_or_default().to_owned(),
             state: final_state,
         }));
-        // A job that ended unasked may have left records unprocessed; only a known zero lag says it did not.
-        let unprocessed = !was_running || t.lag != Some(0);
+        // A job that ended unasked may have left records unprocessed; only a zero lag measured after the
+        // last change says it did not.
+        let caught_up = t.lag == Some(0) && t.lag_at >= t.last_change;
+        let unprocessed = !was_running || !caught_up;
         if unprocessed {
             t.pending.get_or_insert(restored.unwrap_or(Pending {
                 since: now,
@@ -554,6 +584,13 @@ impl Policy {
 
     fn on_stopped(&mut self, name: &str, job_id: Option<String>) {
         let t = self.table_mut(name);
+        if let Some(id) = &job_id
+            && let Some(pos) = t.duplicates.iter().position(|d| d == id)
+        {
+            t.duplicates.remove(pos);
+            t.retire(id.clone());
+            return;
+        }
         if let Job::Stopping { job_id: current, .. } = &t.job
             && job_id.as_ref().is_none_or(|id| id == current)
         {
@@ -642,8 +679,8 @@ impl Policy {
     fn drain_queue(&mut self, now: Millis, out: &mut Vec<Action>) {
         self.throttled_until = None;
         let limit = self.settings.max_concurrent_jobs.max(1);
-        let mut in_flight =
-            u32::try_from(self.tables.values().filter(|t| t.job != Job::None).count()).unwrap_or(u32::MAX);
+        let in_flight: usize = self.tables.values().map(Table::jobs_in_flight).sum();
+        let mut in_flight = u32::try_from(in_flight).unwrap_or(u32::MAX);
         while let Some(name) = self.queue.front().cloned() {
             let Some(t) = self.tables.get_mut(&name) else {
                 self.queue.pop_front();
@@ -757,6 +794,7 @@ impl Policy {
             pending_since: t.pending.map(|p| p.since),
             consecutive_failures: t.failures,
             last_start_at: t.last_start,
+            duplicate_jobs: t.duplicates.clone(),
             next,
         }
     }

@@ -157,7 +157,7 @@ fn only_the_changed_table_starts() {
 }
 
 #[test]
-fn an_idle_job_is_stopped_after_idle_timeout_since_the_last_record() {
+fn an_idle_job_is_stopped_after_idle_timeout_since_the_last_record_or_running() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
     p.handle(Millis(2 * SEC), job("faculty", 1, JobStatus::Running));
@@ -237,8 +237,8 @@ fn a_change_during_the_stop_starts_a_new_job_once_the_stop_completes() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
     p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
-    assert_eq!(stops(&only_actions(&run_until(&mut p, 60 * SEC))).len(), 1);
-    assert!(starts(&p.handle(Millis(61 * SEC), activity("faculty", 1))).is_empty());
+    assert_eq!(stops(&only_actions(&run_until(&mut p, 61 * SEC))).len(), 1);
+    assert!(starts(&p.handle(Millis(62 * SEC), activity("faculty", 1))).is_empty());
     assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Stopping));
     let actions = p.handle(Millis(63 * SEC), stopped("faculty"));
     assert_eq!(starts(&actions), vec![("faculty".into(), 2, StartReason::Changes)]);
@@ -249,9 +249,9 @@ fn a_terminal_state_of_the_stopping_job_completes_the_stop() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
     p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
-    run_until(&mut p, 60 * SEC);
-    p.handle(Millis(61 * SEC), activity("faculty", 1));
-    let actions = p.handle(Millis(62 * SEC), job("faculty", 1, JobStatus::Finished));
+    assert_eq!(stops(&only_actions(&run_until(&mut p, 61 * SEC))).len(), 1);
+    p.handle(Millis(62 * SEC), activity("faculty", 1));
+    let actions = p.handle(Millis(63 * SEC), job("faculty", 1, JobStatus::Finished));
     assert_eq!(starts(&actions), vec![("faculty".into(), 2, StartReason::Changes)]);
 }
 
@@ -260,8 +260,8 @@ fn a_start_inside_the_cooldown_is_deferred_to_its_end_not_dropped() {
     let mut p = Policy::new(settings_with(|policy, _| policy.idle_timeout = Duration::from_secs(5)));
     p.handle(Millis(0), activity("faculty", 1));
     p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
-    run_until(&mut p, 5 * SEC);
-    p.handle(Millis(6 * SEC), stopped("faculty"));
+    assert_eq!(stops(&only_actions(&run_until(&mut p, 6 * SEC))).len(), 1);
+    p.handle(Millis(7 * SEC), stopped("faculty"));
     let actions = p.handle(Millis(10 * SEC), activity("faculty", 1));
     assert!(starts(&actions).is_empty());
     assert_eq!(
@@ -660,6 +660,19 @@ fn a_second_job_for_a_table_is_stopped_once_as_a_duplicate() {
     );
     assert!(p.handle(Millis(3 * SEC), leftover).is_empty());
     assert_eq!(p.status("faculty").and_then(|s| s.job_id), Some("faculty-1".into()));
+    // Our job fails while the duplicate is still on its way out: no new start until the duplicate is gone.
+    p.handle(Millis(4 * SEC), activity("faculty", 1));
+    assert!(starts(&p.handle(Millis(5 * SEC), job("faculty", 1, JobStatus::Failed))).is_empty());
+    assert!(starts(&only_actions(&run_until(&mut p, 600 * SEC))).is_empty());
+    assert_eq!(
+        p.status("faculty").map(|s| s.duplicate_jobs),
+        Some(vec!["leftover".to_owned()])
+    );
+    let gone = Input::Stopped {
+        table: "faculty".into(),
+        job_id: Some("leftover".into()),
+    };
+    assert_eq!(starts(&p.handle(Millis(601 * SEC), gone)).len(), 1);
 }
 
 #[test]
@@ -667,13 +680,33 @@ fn late_reports_about_a_stopped_job_change_nothing() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
     p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
-    run_until(&mut p, 60 * SEC);
-    p.handle(Millis(61 * SEC), stopped("faculty"));
+    assert_eq!(stops(&only_actions(&run_until(&mut p, 61 * SEC))).len(), 1);
+    p.handle(Millis(62 * SEC), stopped("faculty"));
     // A job list fetched before the stop completed still shows it RUNNING.
-    let actions = p.handle(Millis(62 * SEC), job("faculty", 1, JobStatus::Running));
+    let actions = p.handle(Millis(63 * SEC), job("faculty", 1, JobStatus::Running));
     assert!(actions.is_empty(), "{actions:?}");
     assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Idle));
-    assert!(p.handle(Millis(63 * SEC), start_failed("faculty")).is_empty());
+    assert!(p.handle(Millis(64 * SEC), start_failed("faculty")).is_empty());
+}
+
+#[test]
+fn a_late_report_about_the_previous_job_is_not_taken_for_the_starting_one() {
+    let mut p = default_policy();
+    p.handle(Millis(0), activity("faculty", 1));
+    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    run_until(&mut p, 61 * SEC);
+    p.handle(Millis(62 * SEC), stopped("faculty"));
+    p.handle(Millis(63 * SEC), activity("faculty", 1));
+    // Without a generation, the old job's FINISHED could pass for the new, starting job (id not known yet).
+    let old = Input::JobState(JobObservation {
+        table: "faculty".into(),
+        job_id: "faculty-1".into(),
+        generation: None,
+        state: JobStatus::Finished,
+    });
+    assert!(p.handle(Millis(64 * SEC), old).is_empty());
+    let status = p.status("faculty").expect("status");
+    assert_eq!((status.state, status.generation), (TableState::Starting, 2));
 }
 
 #[test]
@@ -705,11 +738,11 @@ fn status_shows_what_comes_next_and_when() {
         s.next,
         Some(NextStep {
             action: NextAction::Stop,
-            at: Some(Millis(60 * SEC)),
+            at: Some(Millis(61 * SEC)),
             waiting_for: None
         })
     );
-    run_until(&mut p, 60 * SEC);
+    assert_eq!(stops(&only_actions(&run_until(&mut p, 61 * SEC))).len(), 1);
     p.handle(Millis(61 * SEC), stopped("faculty"));
     p.handle(
         Millis(62 * SEC),
@@ -738,4 +771,13 @@ fn job_states_parse_from_flink_spelling() {
     }
     assert!("running".parse::<JobStatus>().is_err());
     assert!(JobStatus::Canceled.is_terminal() && !JobStatus::Cancelling.is_terminal());
+}
+
+#[test]
+fn a_slow_start_still_gets_its_full_idle_time_once_running() {
+    let mut p = default_policy();
+    p.handle(Millis(0), activity("faculty", 1));
+    assert_eq!(p.next_deadline(), None, "no idle clock while starting");
+    assert!(stops(&p.handle(Millis(90 * SEC), job("faculty", 1, JobStatus::Running))).is_empty());
+    assert_eq!(p.next_deadline(), Some(Millis(150 * SEC)));
 }

@@ -430,6 +430,8 @@ pub struct TableStatus {
     pub consecutive_failures: u32,
     /// When the last start was issued.
     pub last_start_at: Option<Millis>,
+    /// Second jobs of the table being stopped; the table does not start while there are any.
+    pub duplicate_jobs: Vec<String>,
     /// What the policy will do next, if anything.
     pub next: Option<NextStep>,
 }
