@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cdc_orchestrator::config::Config;
+use cdc_orchestrator::flink::listing;
 use cdc_orchestrator::logging::{self, LogFormat};
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,12 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print it resolved, as TOML, secrets redacted.
     Check,
+    /// List the cdc jobs Flink knows (named `cdc-<table>`): table, job id, state, since.
+    Jobs {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -46,6 +53,10 @@ fn main() -> ExitCode {
             println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Jobs { json } => match load_config(&cli) {
+            Ok(config) => jobs(&config, json),
+            Err(code) => code,
+        },
         Command::Check => match load_config(&cli) {
             Ok(config) => {
                 print!("{}", config.to_toml());
@@ -53,6 +64,34 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+    }
+}
+
+/// `jobs`: asks Flink, prints the table or JSON; exit 1 when Flink cannot be asked.
+fn jobs(config: &Config, json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(listing::list_cdc_jobs(config)) {
+        Ok(jobs) => {
+            print!(
+                "{}",
+                if json {
+                    listing::render_json(&jobs)
+                } else {
+                    listing::render_table(&jobs)
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot list Flink jobs: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
