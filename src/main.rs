@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cdc_orchestrator::config::Config;
+use cdc_orchestrator::flink::listing;
 use cdc_orchestrator::logging::{self, LogFormat};
 use cdc_orchestrator::policy::PolicySettings;
 use cdc_orchestrator::replay::{self, ReplayOptions};
@@ -35,6 +36,12 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print it resolved, as TOML, secrets redacted.
     Check,
+    /// List the cdc jobs Flink knows (named `cdc-<table>`): table, job id, state, since.
+    Jobs {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the version.
     Version,
     /// Feed a JSON-lines trace of inputs to the trigger policy and print its start/stop actions as JSON lines.
@@ -65,6 +72,10 @@ fn main() -> ExitCode {
             println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Jobs { json } => match load_config(&cli) {
+            Ok(config) => jobs(&config, json),
+            Err(code) => code,
+        },
         Command::Check => match load_config(&cli) {
             Ok(config) => {
                 print!("{}", config.to_toml());
@@ -108,6 +119,34 @@ fn run_replay(config: &Config, trace: Option<&PathBuf>, seed: u64, options: Repl
         }
         Err(e) => {
             eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `jobs`: asks Flink, prints the table or JSON; exit 1 when Flink cannot be asked.
+fn jobs(config: &Config, json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(listing::list_cdc_jobs(config)) {
+        Ok(jobs) => {
+            print!(
+                "{}",
+                if json {
+                    listing::render_json(&jobs)
+                } else {
+                    listing::render_table(&jobs)
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot list Flink jobs: {e}");
             ExitCode::FAILURE
         }
     }

@@ -282,7 +282,8 @@ impl JobManager {
         })
     }
 
-    /// Cancels the job without a savepoint. Returns false when the JobManager does not know it.
+    /// Cancels the job without a savepoint. Returns false when the JobManager does not know it (404) or it has
+    /// already ended (409).
     pub async fn cancel(&self, job_id: &JobId) -> Result<bool, FlinkError> {
         match self
             .rest
@@ -290,7 +291,7 @@ impl JobManager {
             .await
         {
             Ok(_) => Ok(true),
-            Err(FlinkError::Api { status: 404, .. }) => Ok(false),
+            Err(FlinkError::Api { status: 404 | 409, .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -184,7 +184,10 @@ impl SqlGatewayLauncher {
             if !requested {
                 match self.jobmanager.cancel(job_id).await {
                     Ok(true) => requested = true,
-                    Ok(false) => return Ok(Stopped::AlreadyStopped { state: None }),
+                    Ok(false) => {
+                        let state = self.jobmanager.job(job_id).await.ok().flatten().map(|d| d.state);
+                        return Ok(Stopped::AlreadyStopped { state });
+                    }
                     Err(e) if e.is_transient() && Instant::now() < deadline => {
                         tracing::debug!(error = %e, "cancel failed; retrying")
                     }

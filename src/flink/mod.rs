@@ -14,6 +14,7 @@ pub mod gateway;
 mod http;
 pub mod jobmanager;
 mod launcher;
+pub mod listing;
 mod reconcile;
 
 use std::fmt;

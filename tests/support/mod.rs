@@ -1,7 +1,10 @@
-//! Test harness: a real Kafka-protocol broker (tansu) per test, on a free loopback port.
+//! Test harness: a real Kafka-protocol broker (tansu) per test, on a free loopback port, and a fake Flink
+//! ([`fake_flink`]) serving the SQL Gateway and JobManager REST APIs.
 //!
 //! Each integration test crate includes this with `mod support;` and uses what it needs.
 #![allow(dead_code)]
+
+pub mod fake_flink;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -1,0 +1,525 @@
+//! The `sql-gateway` launcher over real HTTP on loopback, against the fake Flink (tests/support/fake_flink.rs):
+//! idempotent starts under faults, session expiry, stop with savepoint or cancel, adoption after a restart,
+//! typed errors.
+
+mod support;
+
+use std::time::Duration;
+
+use cdc_orchestrator::flink::jobmanager::SavepointStatus;
+use cdc_orchestrator::flink::{
+    Backoff, FlinkError, JobId, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, job_id_for, reconcile,
+};
+use support::fake_flink::{FakeFlink, Fault, Route};
+
+const SAVEPOINTS: &str = "s3://warehouse/savepoints";
+
+/// The table's SQL as the flink-sql templates render it (a stand-in until those land).
+fn table_sql(table: &str) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS src_{table} (id INT, name STRING) WITH (\n  'connector' = 'kafka',\n  \
+             'topic' = 'university-server.public.{table}',\n  'scan.startup.mode' = 'group-offsets',\n  \
+             'properties.group.id' = 'cdc-{table}',\n  'format' = 'debezium-json'\n)"
+        ),
+        format!("INSERT INTO lake.university.{table}\nSELECT * FROM src_{table}"),
+    ]
+}
+
+struct Timeouts {
+    request: Duration,
+    start: Duration,
+    stop: Duration,
+}
+
+const FAST: Timeouts = Timeouts {
+    request: Duration::from_millis(500),
+    start: Duration::from_secs(3),
+    stop: Duration::from_secs(2),
+};
+
+fn launcher_with(fake: &FakeFlink, t: Timeouts) -> SqlGatewayLauncher {
+    let settings = LaunchSettings {
+        savepoint_dir: SAVEPOINTS.to_owned(),
+        checkpoint_interval: Duration::from_secs(10),
+        start_timeout: t.start,
+        stop_timeout: t.stop,
+        poll: Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+        },
+    };
+    SqlGatewayLauncher::new(&fake.gateway_url, &fake.jobmanager_url, t.request, settings).expect("launcher")
+}
+
+fn launcher(fake: &FakeFlink) -> SqlGatewayLauncher {
+    launcher_with(fake, FAST)
+}
+
+#[tokio::test]
+async fn one_start_gives_one_running_job_with_pinned_id_name_and_checkpointing() {
+    let fake = FakeFlink::start().await;
+    let l = launcher(&fake);
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    assert_eq!(started.job_id, job_id_for("faculty", 1));
+    assert!(!started.adopted);
+    let jobs = fake.jobs();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].id, started.job_id.as_str());
+    assert_eq!(jobs[0].name, "cdc-faculty");
+    assert_eq!(jobs[0].state, "RUNNING");
+    assert_eq!(jobs[0].config["execution.checkpointing.interval"], "10000ms");
+    let statements = fake.statements();
+    assert_eq!(statements.len(), 5);
+    assert_eq!(statements[0], "SET 'pipeline.name' = 'cdc-faculty'");
+    assert_eq!(
+        statements[2],
+        format!("SET '$internal.pipeline.job-id' = '{}'", started.job_id)
+    );
+    assert_eq!(
+        &statements[3..],
+        &table_sql("faculty")[..],
+        "the table's SQL follows, in order"
+    );
+    assert_eq!(fake.sessions_opened(), 1);
+}
+
+#[tokio::test]
+async fn one_session_serves_many_starts() {
+    let fake = FakeFlink::start().await;
+    let l = launcher(&fake);
+    let (faculty, program) = (table_sql("faculty"), table_sql("program"));
+    let (a, b) = tokio::join!(l.start("faculty", 1, &faculty), l.start("program", 1, &program));
+    let (a, b) = (a.expect("faculty"), b.expect("program"));
+    assert_ne!(a.job_id, b.job_id);
+    assert_eq!(fake.sessions_opened(), 1, "one long-lived session");
+    for job in fake.jobs() {
+        // Concurrent starts must not interleave their SETs in the shared session.
+        let table = job.name.trim_start_matches("cdc-");
+        assert_eq!(job.id, job_id_for(table, 1).as_str(), "{job:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_start_retried_after_a_lost_500_answer_still_gives_one_job() {
+    let fake = FakeFlink::start().await;
+    fake.inject(Route::SubmitJob, Fault::Error500AfterEffect);
+    let l = launcher(&fake);
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    assert!(started.adopted, "the job the lost attempt created is adopted");
+    assert_eq!(fake.jobs().len(), 1);
+    assert_eq!(
+        fake.requests(Route::SubmitJob),
+        1,
+        "no second submission: the job was found first"
+    );
+}
+
+#[tokio::test]
+async fn a_start_retried_after_a_500_before_submission_gives_one_job() {
+    let fake = FakeFlink::start().await;
+    fake.inject(Route::SubmitJob, Fault::Error500);
+    fake.inject(Route::JobsOverview, Fault::Error500);
+    let l = launcher(&fake);
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    assert!(!started.adopted);
+    assert_eq!(fake.jobs().len(), 1);
+    assert_eq!(fake.requests(Route::SubmitJob), 2);
+}
+
+#[tokio::test]
+async fn a_start_retried_after_a_request_timeout_still_gives_one_job() {
+    let fake = FakeFlink::start().await;
+    // The submission happens, but its answer comes after the client gave up.
+    fake.inject(Route::SubmitJob, Fault::Delay(FAST.request * 3));
+    let l = launcher(&fake);
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    assert!(started.adopted);
+    assert_eq!(fake.jobs().len(), 1);
+
+    // The caller retrying the whole start with the same generation adopts as well.
+    let again = l.start("faculty", 1, &table_sql("faculty")).await.expect("retry");
+    assert_eq!(again.job_id, started.job_id);
+    assert!(again.adopted);
+    // A new generation while the table's job lives still adopts it: a table never has two jobs.
+    let newer = l
+        .start("faculty", 2, &table_sql("faculty"))
+        .await
+        .expect("new generation");
+    assert_eq!(newer.job_id, started.job_id);
+    assert_eq!(fake.jobs().len(), 1);
+}
+
+#[tokio::test]
+async fn a_duplicate_submission_is_adopted() {
+    let fake = FakeFlink::start().await;
+    let racer = launcher(&fake);
+    let l = launcher(&fake);
+    // The racer's job listing is answered from before the other start, and arrives after it: it submits the same
+    // pinned id a second time and Flink rejects it as a duplicate.
+    fake.inject(Route::JobsOverview, Fault::Delay(Duration::from_millis(400)));
+    let racing = tokio::spawn(async move { racer.start("faculty", 1, &table_sql("faculty")).await });
+    while fake.requests(Route::JobsOverview) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let first = l.start("faculty", 1, &table_sql("faculty")).await.expect("first start");
+    let second = racing.await.expect("join").expect("racing start");
+    assert_eq!(second.job_id, first.job_id);
+    assert!(second.adopted);
+    assert_eq!(fake.jobs().len(), 1);
+    assert_eq!(
+        fake.requests(Route::SubmitJob),
+        2,
+        "the second submission happened and was rejected"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_session_is_reopened_transparently() {
+    let fake = FakeFlink::start().await;
+    let l = launcher(&fake);
+    l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    let first = l.gateway().session_handle().await.expect("session");
+    fake.expire_sessions();
+    l.start("program", 1, &table_sql("program"))
+        .await
+        .expect("start after expiry");
+    assert_eq!(fake.sessions_opened(), 2);
+    assert_ne!(l.gateway().session_handle().await.expect("session"), first);
+    let program = fake
+        .jobs()
+        .into_iter()
+        .find(|j| j.name == "cdc-program")
+        .expect("program job");
+    assert_eq!(
+        program.id,
+        job_id_for("program", 1).as_str(),
+        "SETs replayed in the new session"
+    );
+
+    // Idle expiry, then a heartbeat: the heartbeat notices and reopens.
+    fake.set_session_idle_timeout(Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    l.gateway().heartbeat().await.expect("heartbeat reopens");
+    assert_eq!(fake.sessions_opened(), 3);
+    assert_eq!(fake.open_sessions(), 1);
+}
+
+#[tokio::test]
+async fn heartbeats_keep_the_session_alive() {
+    let fake = FakeFlink::start().await;
+    fake.set_session_idle_timeout(Duration::from_millis(300));
+    let l = launcher(&fake);
+    l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        l.gateway().heartbeat().await.expect("heartbeat");
+    }
+    assert_eq!(
+        fake.sessions_opened(),
+        1,
+        "600 ms past a 300 ms idle timeout, still the first session"
+    );
+    assert_eq!(fake.requests(Route::Heartbeat), 5);
+}
+
+#[tokio::test]
+async fn stop_completes_with_a_savepoint() {
+    let fake = FakeFlink::start().await;
+    let l = launcher(&fake);
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    let stopped = l.stop("faculty", &started.job_id).await.expect("stop");
+    let Stopped::Savepoint { location } = stopped else {
+        panic!("expected a savepoint, got {stopped:?}");
+    };
+    assert!(location.starts_with(SAVEPOINTS), "{location}");
+    let job = &fake.jobs()[0];
+    assert_eq!(job.state, "FINISHED");
+    assert_eq!(job.savepoint.as_deref(), Some(location.as_str()));
+    assert!(!job.cancelled);
+    // Stopping again is a no-op.
+    let again = l.stop("faculty", &started.job_id).await.expect("stop again");
+    assert_eq!(
+        again,
+        Stopped::AlreadyStopped {
+            state: Some(JobState::Finished)
+        }
+    );
+    // The next start is a new generation: the old id belongs to a finished job.
+    let err = l.start("faculty", 1, &table_sql("faculty")).await.expect_err("old id");
+    assert!(matches!(err, FlinkError::JobIdUsed { .. }), "{err}");
+    l.start("faculty", 2, &table_sql("faculty")).await.expect("restart");
+    assert_eq!(fake.live_jobs_named("cdc-faculty").len(), 1);
+}
+
+#[tokio::test]
+async fn stop_cancels_when_the_savepoint_takes_too_long() {
+    let fake = FakeFlink::start().await;
+    fake.set_savepoint_after(None);
+    let l = launcher_with(
+        &fake,
+        Timeouts {
+            stop: Duration::from_millis(300),
+            ..FAST
+        },
+    );
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    let stopped = l.stop("faculty", &started.job_id).await.expect("stop");
+    assert!(
+        matches!(&stopped, Stopped::Cancelled { reason } if reason.contains("not complete after 300ms")),
+        "{stopped:?}"
+    );
+    let job = &fake.jobs()[0];
+    assert_eq!(job.state, "CANCELED");
+    assert!(job.cancelled);
+}
+
+#[tokio::test]
+async fn stop_cancels_when_the_savepoint_fails() {
+    let fake = FakeFlink::start().await;
+    let l = launcher(&fake);
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    fake.fail_next_savepoint("org.apache.flink.runtime.checkpoint.CheckpointException: Checkpoint expired.");
+    let stopped = l.stop("faculty", &started.job_id).await.expect("stop");
+    assert!(
+        matches!(&stopped, Stopped::Cancelled { reason }
+            if reason == "savepoint failed: org.apache.flink.runtime.checkpoint.CheckpointException: Checkpoint expired."),
+        "{stopped:?}"
+    );
+    assert!(fake.jobs()[0].cancelled);
+}
+
+#[tokio::test]
+async fn stop_survives_transient_errors_while_polling() {
+    let fake = FakeFlink::start().await;
+    let l = launcher(&fake);
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    fake.inject_times(Route::SavepointStatus, Fault::Error500, 2);
+    let stopped = l.stop("faculty", &started.job_id).await.expect("stop");
+    assert!(matches!(stopped, Stopped::Savepoint { .. }), "{stopped:?}");
+    assert!(fake.requests(Route::SavepointStatus) >= 3);
+}
+
+#[tokio::test]
+async fn a_restarted_launcher_adopts_running_jobs() {
+    let fake = FakeFlink::start().await;
+    let first = launcher(&fake);
+    let started = first.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    drop(first);
+    fake.add_job(&job_id_for("program", 4).to_string(), "cdc-program", "FAILED", 1_000);
+    fake.add_job(&job_id_for("legacy", 1).to_string(), "cdc-legacy", "RUNNING", 2_000);
+    fake.add_job(&"ab".repeat(16), "some other pipeline", "RUNNING", 3_000);
+
+    let restarted = launcher(&fake);
+    let r = reconcile(&restarted, |t| t != "legacy").await.expect("reconcile");
+    assert_eq!(r.running.len(), 1);
+    assert_eq!(r.running["faculty"].job_id, started.job_id);
+    assert_eq!(
+        r.ended["program"].state,
+        JobState::Failed,
+        "a dead job is reported for the policy"
+    );
+    assert_eq!(r.unknown.len(), 1);
+    assert_eq!(r.unknown[0].table, "legacy");
+    assert!(r.duplicates.is_empty());
+    // Not touched: the unknown job still runs.
+    assert_eq!(fake.live_jobs_named("cdc-legacy").len(), 1);
+
+    // Whatever generation the restarted sidecar starts with, it adopts instead of starting a second job.
+    let adopted = restarted
+        .start("faculty", 77, &table_sql("faculty"))
+        .await
+        .expect("start");
+    assert!(adopted.adopted);
+    assert_eq!(adopted.job_id, started.job_id);
+    assert_eq!(fake.live_jobs_named("cdc-faculty").len(), 1);
+}
+
+#[tokio::test]
+async fn a_job_that_fails_while_starting_is_a_failed_start() {
+    let fake = FakeFlink::start().await;
+    fake.fail_next_job_after(Duration::ZERO);
+    let l = launcher(&fake);
+    let err = l
+        .start("faculty", 1, &table_sql("faculty"))
+        .await
+        .expect_err("must fail");
+    assert!(
+        matches!(
+            &err,
+            FlinkError::JobEnded {
+                state: JobState::Failed,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_job_that_fails_after_starting_shows_in_reconcile() {
+    let fake = FakeFlink::start().await;
+    fake.fail_next_job_after(Duration::from_millis(150));
+    let l = launcher(&fake);
+    l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let r = reconcile(&l, |_| true).await.expect("reconcile");
+    assert!(r.running.is_empty());
+    assert_eq!(r.ended["faculty"].state, JobState::Failed);
+}
+
+#[tokio::test]
+async fn a_start_that_times_out_leaves_no_job_running() {
+    let fake = FakeFlink::start().await;
+    fake.set_running_after(None);
+    let l = launcher_with(
+        &fake,
+        Timeouts {
+            start: Duration::from_millis(400),
+            ..FAST
+        },
+    );
+    let err = l.start("faculty", 1, &table_sql("faculty")).await.expect_err("timeout");
+    assert!(
+        matches!(&err, FlinkError::StartTimeout { state, .. } if state == "INITIALIZING"),
+        "{err}"
+    );
+    assert!(fake.live_jobs_named("cdc-faculty").is_empty(), "{:?}", fake.jobs());
+    assert!(fake.jobs()[0].cancelled);
+}
+
+#[tokio::test]
+async fn a_submission_slower_than_the_start_timeout_fails_and_a_late_job_is_adopted() {
+    let fake = FakeFlink::start().await;
+    fake.set_submit_delay(Duration::from_secs(5));
+    let l = launcher_with(
+        &fake,
+        Timeouts {
+            start: Duration::from_millis(400),
+            ..FAST
+        },
+    );
+    let err = l.start("faculty", 1, &table_sql("faculty")).await.expect_err("timeout");
+    assert!(matches!(err, FlinkError::StartTimeout { .. }), "{err}");
+    // Whatever got submitted is not left running unknown: it was cancelled...
+    assert!(fake.live_jobs_named("cdc-faculty").is_empty(), "{:?}", fake.jobs());
+    // ...and a job of the table that shows up later (another submission completing) is adopted.
+    let late = job_id_for("faculty", 9);
+    fake.add_job(late.as_str(), "cdc-faculty", "RUNNING", 5_000);
+    let r = reconcile(&l, |_| true).await.expect("reconcile");
+    assert_eq!(r.running["faculty"].job_id, late);
+    let adopted = l.start("faculty", 2, &table_sql("faculty")).await.expect("adopt");
+    assert_eq!(adopted.job_id, late);
+}
+
+#[tokio::test]
+async fn error_bodies_become_typed_errors_with_the_root_cause_line() {
+    let fake = FakeFlink::start().await;
+    let l = launcher(&fake);
+    let bad = vec!["SELEC * FROM nowhere".to_owned(), "INSERT INTO x SELECT 1".to_owned()];
+    let err = l.start("faculty", 1, &bad).await.expect_err("syntax error");
+    match &err {
+        FlinkError::Statement { statement, root_cause } => {
+            assert_eq!(statement, "SELEC * FROM nowhere");
+            assert_eq!(
+                root_cause,
+                "org.apache.flink.table.api.SqlParserException: SQL parse failed. Non-query expression \
+                 encountered in illegal context: SELEC"
+            );
+        }
+        other => panic!("expected a statement error, got {other}"),
+    }
+    assert!(!err.to_string().contains('\n'), "one line: {err}");
+    assert!(fake.jobs().is_empty(), "a SQL error is not retried");
+
+    fake.inject(Route::JobsOverview, Fault::Error500);
+    match l.list_jobs().await.expect_err("500") {
+        FlinkError::Api { status, root_cause, .. } => {
+            assert_eq!(status, 500);
+            assert_eq!(root_cause, "java.lang.RuntimeException: injected fault (before acting)");
+        }
+        other => panic!("expected an API error, got {other}"),
+    }
+    let unknown = JobId::parse(&"0".repeat(32)).expect("id");
+    assert_eq!(l.jobmanager().job(&unknown).await.expect("404 is not an error"), None);
+    assert_eq!(
+        l.stop("faculty", &unknown).await.expect("stop unknown"),
+        Stopped::AlreadyStopped { state: None }
+    );
+    let err = l
+        .start("faculty", 1, &["CREATE TABLE t (a INT)".to_owned()])
+        .await
+        .expect_err("no insert");
+    assert!(matches!(err, FlinkError::NoJobStatement { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_flink_is_a_transport_error() {
+    let port = support::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let settings = LaunchSettings {
+        savepoint_dir: SAVEPOINTS.to_owned(),
+        checkpoint_interval: Duration::from_secs(10),
+        start_timeout: Duration::from_millis(300),
+        stop_timeout: Duration::from_millis(300),
+        poll: Backoff::default(),
+    };
+    let l = SqlGatewayLauncher::new(&url, &url, Duration::from_millis(200), settings).expect("launcher");
+    let err = l.list_jobs().await.expect_err("nothing listens");
+    assert!(
+        matches!(err, FlinkError::Transport { .. }) && err.is_transient(),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("GET /jobs/overview: "), "{err}");
+}
+
+#[tokio::test]
+async fn a_v1_only_gateway_gives_the_job_id_through_its_column() {
+    let fake = FakeFlink::start().await;
+    fake.set_api_versions(&["V1"]);
+    let l = launcher(&fake);
+    let started = l.start("faculty", 3, &table_sql("faculty")).await.expect("start");
+    assert_eq!(started.job_id, job_id_for("faculty", 3));
+    assert!(!started.adopted);
+}
+
+#[tokio::test]
+async fn source_metrics_tell_whether_the_job_caught_up() {
+    let fake = FakeFlink::start().await;
+    let l = launcher(&fake);
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    let topic = "university-server.public.faculty";
+    fake.set_source_metrics(started.job_id.as_str(), 0, &[(topic, 0, 41, 41), (topic, 1, 7, 5)]);
+    let progress = l.source_progress(&started.job_id).await.expect("metrics");
+    assert_eq!(progress.pending_records, Some(0));
+    assert_eq!(progress.partitions.len(), 2);
+    let mut high = std::collections::BTreeMap::new();
+    high.insert((topic.to_owned(), 0), 41);
+    high.insert((topic.to_owned(), 1), 7);
+    assert_eq!(progress.caught_up(&high), Some(false), "partition 1 committed 5 of 7");
+    fake.set_source_metrics(started.job_id.as_str(), 0, &[(topic, 0, 41, 41), (topic, 1, 7, 7)]);
+    let progress = l.source_progress(&started.job_id).await.expect("metrics");
+    assert_eq!(progress.caught_up(&high), Some(true));
+}
+
+#[tokio::test]
+async fn savepoint_triggers_are_polled_by_id() {
+    let fake = FakeFlink::start().await;
+    let l = launcher(&fake);
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    let jm = l.jobmanager();
+    let trigger = jm
+        .stop_with_savepoint(&started.job_id, SAVEPOINTS)
+        .await
+        .expect("trigger");
+    assert_eq!(trigger.len(), 32);
+    assert_eq!(
+        jm.savepoint_status(&started.job_id, &trigger).await.expect("status"),
+        SavepointStatus::InProgress
+    );
+    let err = jm
+        .savepoint_status(&started.job_id, &"f".repeat(32))
+        .await
+        .expect_err("unknown trigger");
+    assert!(matches!(err, FlinkError::Api { status: 404, .. }), "{err}");
+}
