@@ -273,9 +273,9 @@ impl Policy {
     }
 
     /// Takes one input at time `now` and returns what to do, in order. Time never goes backwards: a `now`
-    /// earlier than a previous one is taken as that previous one.
+    /// earlier than a previous one is taken as that previous one (and one after [`Millis::MAX`] as that).
     pub fn handle(&mut self, now: Millis, input: Input) -> Vec<Action> {
-        let now = now.max(self.now);
+        let now = now.min(Millis::MAX).max(self.now);
         self.now = now;
         let mut out = Vec::new();
         if input.table().is_none_or(|table| self.settings.policy.manages(table)) {
@@ -359,7 +359,7 @@ impl Policy {
             activity.records
         } else {
             let counted = activity.ops.iter().filter(|(op, _)| t.rules.operations.contains(op));
-            counted.map(|(_, n)| *n).sum()
+            counted.fold(0u64, |sum, (_, n)| sum.saturating_add(*n))
         };
         if activity.records > 0 || changes > 0 {
             t.last_record = Some(now);

@@ -32,7 +32,7 @@ fn activity(table: &str, records: u64) -> Input {
 fn activity_ops(table: &str, ops: &[(Op, u64)]) -> Input {
     Input::Activity(Activity {
         table: table.into(),
-        records: ops.iter().map(|(_, n)| n).sum(),
+        records: ops.iter().fold(0u64, |sum, (_, n)| sum.saturating_add(*n)),
         ops: ops.iter().copied().collect::<BTreeMap<_, _>>(),
         newest_ts_ms: None,
     })
@@ -187,6 +187,16 @@ fn records_of_unconfigured_operations_keep_a_job_busy_but_start_nothing() {
     p.handle(Millis(50 * SEC), activity_ops("faculty", &[(Op::Read, 5)]));
     assert!(stops(&only_actions(&run_until(&mut p, 109 * SEC))).is_empty());
     assert_eq!(stops(&only_actions(&run_until(&mut p, 110 * SEC))).len(), 1);
+}
+
+#[test]
+fn huge_counts_saturate_instead_of_overflowing() {
+    let mut p = default_policy();
+    let actions = p.handle(
+        Millis(0),
+        activity_ops("faculty", &[(Op::Create, u64::MAX), (Op::Update, u64::MAX)]),
+    );
+    assert_eq!(starts(&actions).len(), 1);
 }
 
 #[test]
@@ -715,6 +725,16 @@ fn excluded_tables_are_ignored_entirely() {
     assert!(p.handle(Millis(0), activity("audit", 10)).is_empty());
     assert!(p.handle(Millis(0), job("audit", 3, JobStatus::Running)).is_empty());
     assert!(p.status("audit").is_none());
+}
+
+#[test]
+fn times_beyond_the_supported_range_are_clamped_not_a_panic() {
+    let mut p = default_policy();
+    for table in ["a", "b", "c", "d", "e", "f", "g"] {
+        p.handle(Millis(u64::MAX), activity(table, 1));
+    }
+    p.handle(Millis(u64::MAX), Input::Tick);
+    assert_eq!(p.status("a").and_then(|s| s.last_start_at), Some(Millis::MAX));
 }
 
 #[test]
