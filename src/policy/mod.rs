@@ -718,7 +718,7 @@ impl Policy {
             } else {
                 pending.map_or(StartReason::Changes, |p| p.reason)
             };
-            t.generation += 1;
+            t.generation = t.generation.saturating_add(1);
             t.queued = false;
             t.announced = Announced::Nothing;
             t.retry_at = None;
@@ -821,8 +821,8 @@ impl Policy {
 
 /// `initial * 2^(failures - 1)`, capped.
 fn backoff(initial: Duration, cap: Duration, failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(32);
-    initial.checked_mul(1 << doublings).unwrap_or(cap).min(cap)
+    let factor = 1u32.checked_shl(failures.saturating_sub(1)).unwrap_or(u32::MAX);
+    initial.checked_mul(factor).unwrap_or(cap).min(cap)
 }
 
 #[cfg(test)]

@@ -362,6 +362,31 @@ fn failed_starts_back_off_exponentially_with_bounded_jitter_and_mark_the_table_f
 }
 
 #[test]
+fn backoff_doubles_up_to_the_cap_for_any_number_of_failures() {
+    let (initial, cap) = (Duration::from_secs(1), Duration::from_secs(300));
+    let delays: Vec<u64> = (1..=10).map(|n| backoff(initial, cap, n).as_secs()).collect();
+    assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300]);
+    for failures in [31, 32, 33, 64, u32::MAX] {
+        assert_eq!(backoff(initial, cap, failures), cap);
+    }
+    assert_eq!(backoff(Duration::MAX, Duration::MAX, 2), Duration::MAX);
+}
+
+#[test]
+fn a_table_that_keeps_failing_keeps_being_retried_at_the_cap() {
+    let mut p = Policy::new(settings_with(|policy, _| policy.cooldown = Duration::ZERO));
+    p.handle(Millis(0), activity("faculty", 1));
+    for _ in 0..100 {
+        let now = p.now;
+        p.handle(now, start_failed("faculty"));
+        let due = p.next_deadline().expect("a retry is scheduled");
+        assert!(due.0 - now.0 <= 300 * SEC);
+        assert_eq!(starts(&p.handle(due, Input::Tick)).len(), 1);
+    }
+    assert_eq!(p.status("faculty").map(|s| s.consecutive_failures), Some(100));
+}
+
+#[test]
 fn retries_wait_for_the_cooldown_as_well_as_the_backoff() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
