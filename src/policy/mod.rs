@@ -28,6 +28,14 @@
 //! - A paused table never starts; resuming it starts it if changes are pending.
 //! - A job reported for a table the policy has no job for is adopted (this is how state survives a sidecar
 //!   restart, generation included); a second job for a table that has one is stopped as a duplicate.
+//!
+//! What the run loop owes the policy: feed every input with the current time and arm one timer at
+//! [`Policy::next_deadline`] (re-armed after every call); carry out `Start` and `Stop` actions and report back.
+//! A start ends in a [`JobObservation`] (RUNNING, or a terminal state) or in [`Input::StartFailed`], which the
+//! launcher also sends when a job is not RUNNING within `flink.start_timeout` (after cancelling it). A stop ends
+//! in [`Input::Stopped`] or a terminal job state; the launcher cancels a stop slower than `flink.stop_timeout`.
+//! Job reports should carry the generation (the launcher pins job ids from table and generation) so that stale
+//! and duplicate jobs are told apart exactly; without it, a starting job takes the first report of its table.
 
 mod throttle;
 mod types;
@@ -110,6 +118,7 @@ enum Job {
     },
     Stopping {
         generation: u64,
+        since: Millis,
         job_id: String,
     },
 }
@@ -348,7 +357,7 @@ impl Policy {
                     });
                 }
             }
-            Input::Stop { table } => self.on_operator_stop(&table, out),
+            Input::Stop { table } => self.on_operator_stop(now, &table, out),
             Input::Tick => {}
         }
     }
@@ -471,6 +480,7 @@ impl Policy {
                 if stop_requested {
                     t.job = Job::Stopping {
                         generation,
+                        since: now,
                         job_id: obs.job_id.clone(),
                     };
                     out.push(Action::Stop {
@@ -600,13 +610,14 @@ impl Policy {
         }
     }
 
-    fn on_operator_stop(&mut self, name: &str, out: &mut Vec<Action>) {
+    fn on_operator_stop(&mut self, now: Millis, name: &str, out: &mut Vec<Action>) {
         let t = self.table_mut(name);
         match &mut t.job {
             Job::Running { generation, job_id, .. } => {
                 let job_id = job_id.clone();
                 t.job = Job::Stopping {
                     generation: *generation,
+                    since: now,
                     job_id: job_id.clone(),
                 };
                 out.push(Action::Stop {
@@ -645,6 +656,7 @@ impl Policy {
                 let job_id = job_id.clone();
                 t.job = Job::Stopping {
                     generation: *generation,
+                    since: now,
                     job_id: job_id.clone(),
                 };
                 out.push(Action::Stop {
@@ -775,10 +787,11 @@ impl Policy {
             Job::None if t.wants_start() => Some(self.next_start(name, t)),
             _ => None,
         };
-        let job_state = match &t.job {
-            Job::Starting { state, .. } => *state,
-            Job::Running { state, .. } => Some(*state),
-            Job::Stopping { .. } | Job::None => None,
+        let (job_state, job_since) = match &t.job {
+            Job::Starting { state, since, .. } => (*state, Some(*since)),
+            Job::Running { state, since, .. } => (Some(*state), Some(*since)),
+            Job::Stopping { since, .. } => (None, Some(*since)),
+            Job::None => (None, None),
         };
         TableStatus {
             table: name.to_owned(),
@@ -787,6 +800,7 @@ impl Policy {
             generation: t.generation,
             job_id: t.job.job_id().map(str::to_owned),
             job_state,
+            job_since,
             last_record_at: t.last_record,
             last_change_at: t.last_change,
             newest_record_ts_ms: t.newest_ts_ms,

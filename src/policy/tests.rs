@@ -778,6 +778,7 @@ fn status_shows_what_comes_next_and_when() {
     let s = p.status("faculty").expect("status");
     assert_eq!(s.job_id.as_deref(), Some("faculty-1"));
     assert_eq!(s.job_state, Some(JobStatus::Running));
+    assert_eq!(s.job_since, Some(Millis(SEC)));
     assert_eq!(s.last_start_at, Some(Millis(0)));
     assert_eq!(
         s.next,

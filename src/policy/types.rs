@@ -420,6 +420,9 @@ pub struct TableStatus {
     pub job_id: Option<String>,
     /// The current job's last reported Flink state.
     pub job_state: Option<JobStatus>,
+    /// Since when the current job is in its state: started (starting), RUNNING (running), asked to stop
+    /// (stopping).
+    pub job_since: Option<Millis>,
     /// When the last record was seen.
     pub last_record_at: Option<Millis>,
     /// When the last change (configured operation) was seen.
