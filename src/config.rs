@@ -295,7 +295,7 @@ pub struct FlinkConfig {
     pub starts_per_minute: u32,
     /// Starts allowed at once before the per-minute rate applies.
     pub start_burst: u32,
-    /// Jobs that may be starting or running at once; further starts queue.
+    /// Jobs that may be starting, running or stopping at once; further starts queue.
     pub max_concurrent_jobs: u32,
     /// Upper bound on any single HTTP request to Flink.
     #[serde(with = "humantime_serde")]

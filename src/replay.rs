@@ -119,9 +119,20 @@ fn parse(line: &str) -> Result<(u64, TraceInput), String> {
         .as_object_mut()
         .ok_or_else(|| "expected a JSON object".to_owned())?;
     let t_ms = match object.remove("t_ms") {
-        Some(t) => t
-            .as_u64()
-            .ok_or_else(|| format!("t_ms: expected milliseconds as a non-negative integer (got {t})"))?,
+        Some(t) => match t.as_u64() {
+            Some(ms) if ms <= Millis::MAX.0 => ms,
+            Some(_) => {
+                return Err(format!(
+                    "t_ms: {t} is beyond the supported range (at most {})",
+                    Millis::MAX.0
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "t_ms: expected milliseconds as a non-negative integer (got {t})"
+                ));
+            }
+        },
         None => return Err("missing t_ms".to_owned()),
     };
     if !object.contains_key("input") {
@@ -330,11 +341,12 @@ mod tests {
                      {\"t_ms\":8,\"input\":\"lag\",\"table\":\"faculty\",\"lag\":1,\"extra\":true}\n\
                      {\"input\":\"tick\"}\n\
                      {\"t_ms\":-3,\"input\":\"tick\"}\n\
+                     {\"t_ms\":18446744073709551615,\"input\":\"tick\"}\n\
                      \n\
                      {\"t_ms\":9,\"input\":\"activity\",\"table\":\"program\",\"records\":1}\n";
         let (out, err, summary) = run(trace, ReplayOptions::default());
-        assert_eq!(summary.bad_lines, 7, "{err}");
-        assert_eq!(summary.lines, 11);
+        assert_eq!(summary.bad_lines, 8, "{err}");
+        assert_eq!(summary.lines, 12);
         let lines: Vec<&str> = err.lines().collect();
         assert!(lines[0].starts_with("error: trace line 3: not JSON"), "{err}");
         assert!(

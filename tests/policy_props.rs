@@ -608,6 +608,57 @@ fn step_strategy() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// Any input at all, consistent or not, at any time.
+fn raw_input_strategy() -> impl Strategy<Value = (u64, Input)> {
+    let table = prop::sample::select(vec!["faculty", "program", "x"]).prop_map(str::to_owned);
+    let input = prop_oneof![
+        (
+            table.clone(),
+            any::<u64>(),
+            prop::collection::btree_map(op_strategy(), any::<u64>(), 0..3),
+            any::<Option<i64>>()
+        )
+            .prop_map(|(table, records, ops, newest_ts_ms)| Input::Activity(Activity {
+                table,
+                records,
+                ops,
+                newest_ts_ms
+            })),
+        (table.clone(), any::<u64>()).prop_map(|(table, lag)| Input::Lag { table, lag }),
+        (
+            table.clone(),
+            prop::sample::select(vec!["j1", "j2", "faculty-1", "program-2"]),
+            any::<Option<u64>>(),
+            job_status_strategy()
+        )
+            .prop_map(|(table, id, generation, state)| Input::JobState(JobObservation {
+                table,
+                job_id: id.to_owned(),
+                generation,
+                state
+            })),
+        table.clone().prop_map(|table| Input::StartFailed {
+            table,
+            error: String::new()
+        }),
+        (
+            table.clone(),
+            prop::option::of(prop::sample::select(vec!["j1", "faculty-1"]))
+        )
+            .prop_map(|(table, id)| Input::Stopped {
+                table,
+                job_id: id.map(str::to_owned)
+            }),
+        table.clone().prop_map(|table| Input::Pause { table }),
+        table.clone().prop_map(|table| Input::Resume { table }),
+        table.clone().prop_map(|table| Input::Trigger { table }),
+        table.prop_map(|table| Input::Stop { table }),
+        Just(Input::Tick),
+    ];
+    let time = prop_oneof![0u64..200_000, any::<u64>()];
+    (time, input)
+}
+
 fn config() -> ProptestConfig {
     ProptestConfig {
         // PROPTEST_CASES=20000 for a longer hunt.
@@ -644,6 +695,27 @@ proptest! {
         let second = run(&knobs, &[], &steps);
         prop_assert_eq!(&first.history.actions, &second.history.actions);
         prop_assert_eq!(first.policy.statuses(), second.policy.statuses());
+    }
+
+    #[test]
+    fn any_input_at_any_time_is_handled_without_panic_and_deadlines_move(
+        knobs in knobs_strategy(),
+        inputs in prop::collection::vec(raw_input_strategy(), 1..80),
+    ) {
+        let mut policy = Policy::new(knobs.settings());
+        let mut now = Millis(0);
+        for (t, input) in inputs {
+            // Fire deadlines up to the input's time, as the sidecar's timer does; each must move on.
+            let target = Millis(t).min(Millis::MAX);
+            for _ in 0..10_000 {
+                let Some(due) = policy.next_deadline().filter(|d| *d <= target && *d >= now) else { break };
+                policy.handle(due, Input::Tick);
+                prop_assert!(policy.next_deadline() != Some(due), "deadline {due} did not move");
+            }
+            now = now.max(target);
+            policy.handle(Millis(t), input);
+            prop_assert!(policy.next_deadline().is_none_or(|d| d > now), "a deadline at or before now remains");
+        }
     }
 
     #[test]

@@ -28,6 +28,14 @@
 //! - A paused table never starts; resuming it starts it if changes are pending.
 //! - A job reported for a table the policy has no job for is adopted (this is how state survives a sidecar
 //!   restart, generation included); a second job for a table that has one is stopped as a duplicate.
+//!
+//! What the run loop owes the policy: feed every input with the current time and arm one timer at
+//! [`Policy::next_deadline`] (re-armed after every call); carry out `Start` and `Stop` actions and report back.
+//! A start ends in a [`JobObservation`] (RUNNING, or a terminal state) or in [`Input::StartFailed`], which the
+//! launcher also sends when a job is not RUNNING within `flink.start_timeout` (after cancelling it). A stop ends
+//! in [`Input::Stopped`] or a terminal job state; the launcher cancels a stop slower than `flink.stop_timeout`.
+//! Job reports should carry the generation (the launcher pins job ids from table and generation) so that stale
+//! and duplicate jobs are told apart exactly; without it, a starting job takes the first report of its table.
 
 mod throttle;
 mod types;
@@ -110,6 +118,7 @@ enum Job {
     },
     Stopping {
         generation: u64,
+        since: Millis,
         job_id: String,
     },
 }
@@ -273,9 +282,9 @@ impl Policy {
     }
 
     /// Takes one input at time `now` and returns what to do, in order. Time never goes backwards: a `now`
-    /// earlier than a previous one is taken as that previous one.
+    /// earlier than a previous one is taken as that previous one (and one after [`Millis::MAX`] as that).
     pub fn handle(&mut self, now: Millis, input: Input) -> Vec<Action> {
-        let now = now.max(self.now);
+        let now = now.min(Millis::MAX).max(self.now);
         self.now = now;
         let mut out = Vec::new();
         if input.table().is_none_or(|table| self.settings.policy.manages(table)) {
@@ -348,7 +357,7 @@ impl Policy {
                     });
                 }
             }
-            Input::Stop { table } => self.on_operator_stop(&table, out),
+            Input::Stop { table } => self.on_operator_stop(now, &table, out),
             Input::Tick => {}
         }
     }
@@ -359,7 +368,7 @@ impl Policy {
             activity.records
         } else {
             let counted = activity.ops.iter().filter(|(op, _)| t.rules.operations.contains(op));
-            counted.map(|(_, n)| *n).sum()
+            counted.fold(0u64, |sum, (_, n)| sum.saturating_add(*n))
         };
         if activity.records > 0 || changes > 0 {
             t.last_record = Some(now);
@@ -471,6 +480,7 @@ impl Policy {
                 if stop_requested {
                     t.job = Job::Stopping {
                         generation,
+                        since: now,
                         job_id: obs.job_id.clone(),
                     };
                     out.push(Action::Stop {
@@ -600,13 +610,14 @@ impl Policy {
         }
     }
 
-    fn on_operator_stop(&mut self, name: &str, out: &mut Vec<Action>) {
+    fn on_operator_stop(&mut self, now: Millis, name: &str, out: &mut Vec<Action>) {
         let t = self.table_mut(name);
         match &mut t.job {
             Job::Running { generation, job_id, .. } => {
                 let job_id = job_id.clone();
                 t.job = Job::Stopping {
                     generation: *generation,
+                    since: now,
                     job_id: job_id.clone(),
                 };
                 out.push(Action::Stop {
@@ -645,6 +656,7 @@ impl Policy {
                 let job_id = job_id.clone();
                 t.job = Job::Stopping {
                     generation: *generation,
+                    since: now,
                     job_id: job_id.clone(),
                 };
                 out.push(Action::Stop {
@@ -718,7 +730,7 @@ impl Policy {
             } else {
                 pending.map_or(StartReason::Changes, |p| p.reason)
             };
-            t.generation += 1;
+            t.generation = t.generation.saturating_add(1);
             t.queued = false;
             t.announced = Announced::Nothing;
             t.retry_at = None;
@@ -775,10 +787,11 @@ impl Policy {
             Job::None if t.wants_start() => Some(self.next_start(name, t)),
             _ => None,
         };
-        let job_state = match &t.job {
-            Job::Starting { state, .. } => *state,
-            Job::Running { state, .. } => Some(*state),
-            Job::Stopping { .. } | Job::None => None,
+        let (job_state, job_since) = match &t.job {
+            Job::Starting { state, since, .. } => (*state, Some(*since)),
+            Job::Running { state, since, .. } => (Some(*state), Some(*since)),
+            Job::Stopping { since, .. } => (None, Some(*since)),
+            Job::None => (None, None),
         };
         TableStatus {
             table: name.to_owned(),
@@ -787,6 +800,7 @@ impl Policy {
             generation: t.generation,
             job_id: t.job.job_id().map(str::to_owned),
             job_state,
+            job_since,
             last_record_at: t.last_record,
             last_change_at: t.last_change,
             newest_record_ts_ms: t.newest_ts_ms,
@@ -821,8 +835,8 @@ impl Policy {
 
 /// `initial * 2^(failures - 1)`, capped.
 fn backoff(initial: Duration, cap: Duration, failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(32);
-    initial.checked_mul(1 << doublings).unwrap_or(cap).min(cap)
+    let factor = 1u32.checked_shl(failures.saturating_sub(1)).unwrap_or(u32::MAX);
+    initial.checked_mul(factor).unwrap_or(cap).min(cap)
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ fn activity(table: &str, records: u64) -> Input {
 fn activity_ops(table: &str, ops: &[(Op, u64)]) -> Input {
     Input::Activity(Activity {
         table: table.into(),
-        records: ops.iter().map(|(_, n)| n).sum(),
+        records: ops.iter().fold(0u64, |sum, (_, n)| sum.saturating_add(*n)),
         ops: ops.iter().copied().collect::<BTreeMap<_, _>>(),
         newest_ts_ms: None,
     })
@@ -187,6 +187,16 @@ fn records_of_unconfigured_operations_keep_a_job_busy_but_start_nothing() {
     p.handle(Millis(50 * SEC), activity_ops("faculty", &[(Op::Read, 5)]));
     assert!(stops(&only_actions(&run_until(&mut p, 109 * SEC))).is_empty());
     assert_eq!(stops(&only_actions(&run_until(&mut p, 110 * SEC))).len(), 1);
+}
+
+#[test]
+fn huge_counts_saturate_instead_of_overflowing() {
+    let mut p = default_policy();
+    let actions = p.handle(
+        Millis(0),
+        activity_ops("faculty", &[(Op::Create, u64::MAX), (Op::Update, u64::MAX)]),
+    );
+    assert_eq!(starts(&actions).len(), 1);
 }
 
 #[test]
@@ -349,6 +359,31 @@ fn failed_starts_back_off_exponentially_with_bounded_jitter_and_mark_the_table_f
     );
     let status = p.status("faculty").expect("status");
     assert_eq!((status.state, status.consecutive_failures), (TableState::Running, 0));
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap_for_any_number_of_failures() {
+    let (initial, cap) = (Duration::from_secs(1), Duration::from_secs(300));
+    let delays: Vec<u64> = (1..=10).map(|n| backoff(initial, cap, n).as_secs()).collect();
+    assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300]);
+    for failures in [31, 32, 33, 64, u32::MAX] {
+        assert_eq!(backoff(initial, cap, failures), cap);
+    }
+    assert_eq!(backoff(Duration::MAX, Duration::MAX, 2), Duration::MAX);
+}
+
+#[test]
+fn a_table_that_keeps_failing_keeps_being_retried_at_the_cap() {
+    let mut p = Policy::new(settings_with(|policy, _| policy.cooldown = Duration::ZERO));
+    p.handle(Millis(0), activity("faculty", 1));
+    for _ in 0..100 {
+        let now = p.now;
+        p.handle(now, start_failed("faculty"));
+        let due = p.next_deadline().expect("a retry is scheduled");
+        assert!(due.0 - now.0 <= 300 * SEC);
+        assert_eq!(starts(&p.handle(due, Input::Tick)).len(), 1);
+    }
+    assert_eq!(p.status("faculty").map(|s| s.consecutive_failures), Some(100));
 }
 
 #[test]
@@ -718,6 +753,16 @@ fn excluded_tables_are_ignored_entirely() {
 }
 
 #[test]
+fn times_beyond_the_supported_range_are_clamped_not_a_panic() {
+    let mut p = default_policy();
+    for table in ["a", "b", "c", "d", "e", "f", "g"] {
+        p.handle(Millis(u64::MAX), activity(table, 1));
+    }
+    p.handle(Millis(u64::MAX), Input::Tick);
+    assert_eq!(p.status("a").and_then(|s| s.last_start_at), Some(Millis::MAX));
+}
+
+#[test]
 fn time_never_goes_backwards() {
     let mut p = default_policy();
     p.handle(Millis(100 * SEC), activity("faculty", 1));
@@ -733,6 +778,7 @@ fn status_shows_what_comes_next_and_when() {
     let s = p.status("faculty").expect("status");
     assert_eq!(s.job_id.as_deref(), Some("faculty-1"));
     assert_eq!(s.job_state, Some(JobStatus::Running));
+    assert_eq!(s.job_since, Some(Millis(SEC)));
     assert_eq!(s.last_start_at, Some(Millis(0)));
     assert_eq!(
         s.next,

@@ -18,6 +18,10 @@ use crate::op::Op;
 pub struct Millis(pub u64);
 
 impl Millis {
+    /// The latest time the policy accepts (about 292 years after its epoch); later times are taken as this.
+    /// It keeps the throttle's nanosecond arithmetic far from overflow.
+    pub const MAX: Millis = Millis(u64::MAX / 2 / 1_000_000);
+
     /// `self + d`, saturating; a sub-millisecond rest rounds up so a wait is never shorter than configured.
     pub fn after(self, d: Duration) -> Millis {
         let ms = d.as_nanos().div_ceil(1_000_000);
@@ -416,6 +420,9 @@ pub struct TableStatus {
     pub job_id: Option<String>,
     /// The current job's last reported Flink state.
     pub job_state: Option<JobStatus>,
+    /// Since when the current job is in its state: started (starting), RUNNING (running), asked to stop
+    /// (stopping).
+    pub job_since: Option<Millis>,
     /// When the last record was seen.
     pub last_record_at: Option<Millis>,
     /// When the last change (configured operation) was seen.
