@@ -314,17 +314,20 @@ impl FakeFlink {
     }
 
     /// Sets the Kafka source metrics of a job: `pendingRecords` and per partition `(topic, partition, current,
-    /// committed)` offsets, as subtask 0 of its source vertex reports them.
+    /// committed)` offsets, as subtask 0 of its source operator reports them (operator-scoped ids, as Flink
+    /// lists them: `0.Source__src.pendingRecords`).
     pub fn set_source_metrics(&self, job_id: &str, pending: i64, partitions: &[(&str, i32, i64, i64)]) {
         let mut inner = lock(&self.inner);
         let Some(job) = inner.jobs.iter_mut().find(|j| j.public.id == job_id) else {
             panic!("no job {job_id}");
         };
         job.metrics.clear();
-        job.metrics.insert("0.pendingRecords".into(), pending.to_string());
-        job.metrics.insert("0.numRecordsIn".into(), "12".into());
+        job.metrics
+            .insert("0.Source__src.pendingRecords".into(), pending.to_string());
+        job.metrics.insert("0.Source__src.numRecordsIn".into(), "12".into());
+        job.metrics.insert("0.numRecordsIn".into(), "0".into());
         for (topic, partition, current, committed) in partitions {
-            let prefix = format!("0.KafkaSourceReader.topic.{topic}.partition.{partition}");
+            let prefix = format!("0.Source__src.KafkaSourceReader.topic.{topic}.partition.{partition}");
             job.metrics
                 .insert(format!("{prefix}.currentOffset"), current.to_string());
             job.metrics
