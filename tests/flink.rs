@@ -253,6 +253,41 @@ async fn stop_completes_with_a_savepoint() {
 }
 
 #[tokio::test]
+async fn a_live_job_of_the_table_wins_over_an_ended_pinned_id() {
+    let fake = FakeFlink::start().await;
+    fake.add_job(job_id_for("faculty", 1).as_str(), "cdc-faculty", "FINISHED", 1_000);
+    let live = job_id_for("faculty", 2);
+    fake.add_job(live.as_str(), "cdc-faculty", "RUNNING", 2_000);
+    let l = launcher(&fake);
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("adopt");
+    assert_eq!(started.job_id, live);
+    assert!(started.adopted);
+    assert_eq!(fake.requests(Route::SubmitJob), 0);
+}
+
+#[tokio::test]
+async fn an_id_used_by_a_job_flink_no_longer_lists_fails_the_start() {
+    let fake = FakeFlink::start().await;
+    let used = job_id_for("faculty", 1);
+    fake.add_job(used.as_str(), "cdc-faculty", "FINISHED", 1_000);
+    fake.forget_job(used.as_str());
+    let l = launcher(&fake);
+    let err = l.start("faculty", 1, &table_sql("faculty")).await.expect_err("used id");
+    assert!(
+        matches!(&err, FlinkError::JobIdUsed { job_id, .. } if *job_id == used),
+        "{err}"
+    );
+    assert_eq!(
+        fake.requests(Route::SubmitJob),
+        3,
+        "gives up after three unlisted duplicates, before the timeout"
+    );
+    l.start("faculty", 2, &table_sql("faculty"))
+        .await
+        .expect("a new generation starts");
+}
+
+#[tokio::test]
 async fn stop_cancels_when_the_savepoint_takes_too_long() {
     let fake = FakeFlink::start().await;
     fake.set_savepoint_after(None);

@@ -110,17 +110,20 @@ impl SqlGatewayLauncher {
         batch
     }
 
-    /// The job a start must adopt instead of submitting: the pinned id, or any live job named `cdc-<table>`.
+    /// The job a start must adopt instead of submitting: the pinned id if it lives, else the newest live job named
+    /// `cdc-<table>`, else the pinned id's ended job (which makes the start fail: that id cannot be reused).
     async fn existing(&self, table: &str, job_id: &JobId) -> Result<Option<JobOverview>, FlinkError> {
         let jobs = self.jobmanager.overview().await?;
-        if let Some(pinned) = jobs.iter().find(|j| &j.job_id == job_id) {
-            return Ok(Some(pinned.clone()));
+        let pinned = jobs.iter().find(|j| &j.job_id == job_id).cloned();
+        if pinned.as_ref().is_some_and(|j| j.state.is_alive()) {
+            return Ok(pinned);
         }
         let name = job_name(table);
-        Ok(jobs
+        let live = jobs
             .into_iter()
             .filter(|j| j.name == name && j.state.is_alive())
-            .max_by_key(|j| j.start_time_ms))
+            .max_by_key(|j| j.start_time_ms);
+        Ok(live.or(pinned))
     }
 
     async fn await_running(
@@ -255,6 +258,7 @@ impl Launcher for SqlGatewayLauncher {
         let job_id = job_id_for(table, generation);
         let batch = self.batch(table, &job_id, statements);
         let mut delays = self.settings.poll.delays();
+        let mut unlisted_duplicates = 0;
         loop {
             // Adopt before submitting: a previous attempt may have created the job although its answer was lost,
             // and a live job of the table, whatever its id, must never get a sibling.
@@ -284,6 +288,18 @@ impl Launcher for SqlGatewayLauncher {
                             return self.await_running(table, id, false, begin, deadline).await;
                         }
                         Err(e) if is_duplicate_submission(&e) => {
+                            // Flink remembers ended jobs longer than its job list shows them: a duplicate that
+                            // the JobManager does not list, several times over, is an id that was used up.
+                            if self.jobmanager.job(&job_id).await.ok().flatten().is_none() {
+                                unlisted_duplicates += 1;
+                                if unlisted_duplicates >= 3 {
+                                    return Err(FlinkError::JobIdUsed {
+                                        table: table.to_owned(),
+                                        job_id,
+                                        state: JobState::Other("no longer listed".to_owned()),
+                                    });
+                                }
+                            }
                             tracing::info!(table, job_id = %job_id, "job was already submitted; adopting it");
                         }
                         Err(e) if e.is_transient() || matches!(e, FlinkError::StatementTimeout { .. }) => {

@@ -127,6 +127,8 @@ struct Inner {
     sessions: HashMap<String, Session>,
     operations: HashMap<String, Operation>,
     jobs: Vec<Job>,
+    /// Ids of ended jobs dropped from the job list (`jobstore.expiration-time`) that Flink still refuses to reuse.
+    forgotten: Vec<String>,
     triggers: HashMap<String, Trigger>,
     faults: HashMap<Route, VecDeque<Fault>>,
     requests: HashMap<Route, usize>,
@@ -188,6 +190,7 @@ impl FakeFlink {
             sessions: HashMap::new(),
             operations: HashMap::new(),
             jobs: Vec::new(),
+            forgotten: Vec::new(),
             triggers: HashMap::new(),
             faults: HashMap::new(),
             requests: HashMap::new(),
@@ -311,6 +314,14 @@ impl FakeFlink {
             end_time_ms: if terminal { start_time_ms + 1000 } else { -1 },
             metrics: BTreeMap::new(),
         });
+    }
+
+    /// Drops an ended job from the job list, as the JobManager does after `jobstore.expiration-time`; its id
+    /// stays used.
+    pub fn forget_job(&self, job_id: &str) {
+        let mut inner = lock(&self.inner);
+        inner.jobs.retain(|j| j.public.id != job_id);
+        inner.forgotten.push(job_id.to_owned());
     }
 
     /// Sets the Kafka source metrics of a job: `pendingRecords` and per partition `(topic, partition, current,
@@ -512,7 +523,7 @@ impl Inner {
             }
             None => hex32(),
         };
-        if self.jobs.iter().any(|j| j.public.id == id) {
+        if self.jobs.iter().any(|j| j.public.id == id) || self.forgotten.contains(&id) {
             return Outcome::Error(
                 "org.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been submitted."
                     .to_owned(),
