@@ -4,11 +4,14 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use cdc_orchestrator::flink::gateway::SqlGateway;
 use cdc_orchestrator::flink::jobmanager::SavepointStatus;
 use cdc_orchestrator::flink::{
-    Backoff, FlinkError, JobId, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, job_id_for, reconcile,
+    Backoff, FlinkError, JobId, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client,
+    job_id_for, reconcile,
 };
 use support::fake_flink::{FakeFlink, Fault, Route};
 
@@ -203,6 +206,32 @@ async fn an_expired_session_is_reopened_transparently() {
     l.gateway().heartbeat().await.expect("heartbeat reopens");
     assert_eq!(fake.sessions_opened(), 3);
     assert_eq!(fake.open_sessions(), 1);
+}
+
+#[tokio::test]
+async fn background_heartbeats_keep_the_session_alive_until_the_client_is_dropped() {
+    let fake = FakeFlink::start().await;
+    fake.set_session_idle_timeout(Duration::from_millis(300));
+    let http = http_client(Duration::from_millis(500)).expect("http");
+    let gateway = Arc::new(SqlGateway::new(http, &fake.gateway_url, Backoff::default()).expect("gateway"));
+    gateway
+        .execute_batch(&["SET 'a' = 'b'".to_owned()], Duration::from_secs(2))
+        .await
+        .expect("opens the session");
+    let task = SqlGateway::spawn_heartbeats(&gateway, Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(fake.open_sessions(), 1, "kept alive past twice the idle timeout");
+    assert_eq!(fake.sessions_opened(), 1);
+    assert!(
+        fake.requests(Route::Heartbeat) >= 4,
+        "{}",
+        fake.requests(Route::Heartbeat)
+    );
+    drop(gateway);
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("heartbeats stop once the client is gone")
+        .expect("join");
 }
 
 #[tokio::test]

@@ -331,6 +331,13 @@ impl Launcher for SqlGatewayLauncher {
                 state: Some(detail.state),
             });
         }
+        if detail.name != job_name(table) {
+            return Err(FlinkError::ForeignJob {
+                table: table.to_owned(),
+                job_id: job_id.clone(),
+                name: detail.name,
+            });
+        }
         let deadline = Instant::now() + self.settings.stop_timeout;
         let trigger = match self
             .jobmanager

@@ -119,6 +119,16 @@ pub enum FlinkError {
         /// The state of the earlier job.
         state: JobState,
     },
+    /// The job to stop is not the table's (its name is not `cdc-<table>`); it is left alone.
+    #[error("job {job_id} is named {name:?}, not cdc-{table}; not touching it")]
+    ForeignJob {
+        /// The table the caller meant.
+        table: String,
+        /// The job id given.
+        job_id: JobId,
+        /// The job's actual name.
+        name: String,
+    },
     /// The statements to submit contain no INSERT, so no job would start.
     #[error("the statements of table {table} submit no job (no INSERT or EXECUTE STATEMENT SET)")]
     NoJobStatement {
