@@ -73,17 +73,22 @@ async fn one_start_gives_one_running_job_with_pinned_id_name_and_checkpointing()
     assert_eq!(jobs[0].state, "RUNNING");
     assert_eq!(jobs[0].config["execution.checkpointing.interval"], "10000ms");
     let statements = fake.statements();
-    assert_eq!(statements.len(), 5);
+    assert_eq!(statements.len(), 9, "{statements:#?}");
     assert_eq!(statements[0], "SET 'pipeline.name' = 'cdc-faculty'");
     assert_eq!(
         statements[2],
         format!("SET '$internal.pipeline.job-id' = '{}'", started.job_id)
     );
     assert_eq!(
-        &statements[3..],
+        &statements[3..5],
         &table_sql("faculty")[..],
         "the table's SQL follows, in order"
     );
+    assert_eq!(
+        statements[5], "DROP TEMPORARY TABLE IF EXISTS src_faculty",
+        "then the session is cleaned up"
+    );
+    assert_eq!(statements[8], "RESET '$internal.pipeline.job-id'");
     assert_eq!(fake.sessions_opened(), 1);
 }
 
@@ -215,7 +220,7 @@ async fn background_heartbeats_keep_the_session_alive_until_the_client_is_droppe
     let http = http_client(Duration::from_millis(500)).expect("http");
     let gateway = Arc::new(SqlGateway::new(http, &fake.gateway_url, Backoff::default()).expect("gateway"));
     gateway
-        .execute_batch(&["SET 'a' = 'b'".to_owned()], Duration::from_secs(2))
+        .execute_batch(&["SET 'a' = 'b'".to_owned()], &[], Duration::from_secs(2))
         .await
         .expect("opens the session");
     let task = SqlGateway::spawn_heartbeats(&gateway, Duration::from_millis(100));
@@ -586,4 +591,41 @@ async fn savepoint_triggers_are_polled_by_id() {
         .await
         .expect_err("unknown trigger");
     assert!(matches!(err, FlinkError::Api { status: 404, .. }), "{err}");
+}
+
+/// Like a real template: session objects created without IF NOT EXISTS, so a second run in the same session
+/// would fail if the first one left them behind.
+fn strict_sql(table: &str) -> Vec<String> {
+    vec![
+        "CREATE CATALOG lake WITH ('type' = 'iceberg', 'catalog-type' = 'rest')".to_owned(),
+        format!("CREATE TEMPORARY TABLE src_{table} (id INT) WITH ('connector' = 'kafka')"),
+        format!("INSERT INTO lake.university.{table} SELECT * FROM src_{table}"),
+    ]
+}
+
+#[tokio::test]
+async fn the_session_keeps_nothing_of_a_start_so_a_table_can_start_again() {
+    let fake = FakeFlink::start().await;
+    let l = launcher(&fake);
+    let first = l.start("faculty", 1, &strict_sql("faculty")).await.expect("start");
+    l.stop("faculty", &first.job_id).await.expect("stop");
+    let second = l
+        .start("faculty", 2, &strict_sql("faculty"))
+        .await
+        .expect("second start, same session");
+    assert_ne!(second.job_id, first.job_id);
+    assert_eq!(fake.sessions_opened(), 1);
+
+    // A start that fails half-way is cleaned up too.
+    let mut broken = strict_sql("program");
+    broken.insert(2, "SELEC oops".to_owned());
+    let err = l.start("program", 1, &broken).await.expect_err("syntax error");
+    assert!(matches!(err, FlinkError::Statement { .. }), "{err}");
+    l.start("program", 1, &strict_sql("program"))
+        .await
+        .expect("clean retry");
+    let statements = fake.statements();
+    assert!(statements.contains(&"DROP TEMPORARY TABLE IF EXISTS src_program".to_owned()));
+    assert!(statements.contains(&"RESET '$internal.pipeline.job-id'".to_owned()));
+    assert_eq!(fake.sessions_opened(), 1);
 }

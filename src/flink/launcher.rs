@@ -1,8 +1,9 @@
 //! The `sql-gateway` launcher: submits through the SQL Gateway, watches and stops through the JobManager.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use regex::Regex;
 use tokio::time::Instant;
 
 use super::gateway::{HEARTBEAT_INTERVAL, SqlGateway};
@@ -230,15 +231,68 @@ impl SqlGatewayLauncher {
     }
 }
 
-/// Whether a statement submits a job: an INSERT, or a statement set.
-pub(crate) fn submits_job(statement: &str) -> bool {
-    let code = statement
+/// Statements that undo what a table's statements leave in the shared session once its job is submitted (or
+/// its start failed): temporary tables and views are dropped, catalogs unregistered (`DROP CATALOG` forgets the
+/// session's handle; the catalog's data is untouched), and the launcher's `SET`s reset. Without this, the next
+/// start of the table in the same session fails on `CREATE TEMPORARY TABLE` / `CREATE CATALOG` of names that
+/// already exist. Permanent tables are never dropped: in a real catalog that would delete data.
+pub(crate) fn cleanup_statements(statements: &[String]) -> Vec<String> {
+    static CREATE: OnceLock<Option<Regex>> = OnceLock::new();
+    let Some(create) = CREATE
+        .get_or_init(|| {
+            Regex::new(r"(?is)^CREATE\s+(?:(TEMPORARY)\s+(TABLE|VIEW)|(CATALOG))\s+(?:IF\s+NOT\s+EXISTS\s+)?([\w.`]+)")
+                .ok()
+        })
+        .as_ref()
+    else {
+        return Vec::new();
+    };
+    let mut drops = Vec::new();
+    let mut catalogs = Vec::new();
+    for statement in statements {
+        let code = code_of(statement);
+        let Some(c) = create.captures(&code) else { continue };
+        let name = c.get(4).map_or("", |m| m.as_str());
+        match (c.get(2), c.get(3)) {
+            (Some(kind), _) => drops.push(format!(
+                "DROP TEMPORARY {} IF EXISTS {name}",
+                kind.as_str().to_ascii_uppercase()
+            )),
+            (None, Some(_)) => catalogs.push(format!("DROP CATALOG IF EXISTS {name}")),
+            (None, None) => {}
+        }
+    }
+    drops.reverse();
+    if !catalogs.is_empty() {
+        // A catalog in use cannot be dropped.
+        drops.push("USE CATALOG default_catalog".to_owned());
+        drops.extend(catalogs);
+    }
+    drops.extend(
+        [
+            "pipeline.name",
+            "execution.checkpointing.interval",
+            "$internal.pipeline.job-id",
+        ]
+        .iter()
+        .map(|key| format!("RESET '{key}'")),
+    );
+    drops
+}
+
+/// A statement without comment lines, on one line.
+fn code_of(statement: &str) -> String {
+    statement
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("--"))
         .collect::<Vec<_>>()
         .join(" ")
-        .to_ascii_uppercase();
+}
+
+/// Whether a statement submits a job: an INSERT, or a statement set.
+pub(crate) fn submits_job(statement: &str) -> bool {
+    let code = code_of(statement).to_ascii_uppercase();
     code.starts_with("INSERT ") || code.starts_with("EXECUTE ") || code.starts_with("BEGIN STATEMENT SET")
 }
 
@@ -257,6 +311,7 @@ impl Launcher for SqlGatewayLauncher {
         let deadline = begin + self.settings.start_timeout;
         let job_id = job_id_for(table, generation);
         let batch = self.batch(table, &job_id, statements);
+        let cleanup = cleanup_statements(statements);
         let mut delays = self.settings.poll.delays();
         let mut unlisted_duplicates = 0;
         loop {
@@ -276,7 +331,7 @@ impl Launcher for SqlGatewayLauncher {
                 }
                 Ok(None) => {
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    match self.gateway.execute_batch(&batch, remaining).await {
+                    match self.gateway.execute_batch(&batch, &cleanup, remaining).await {
                         Ok(results) => {
                             let submitted = results.iter().rev().find_map(|r| r.job_id.clone());
                             if let Some(other) = submitted.as_ref().filter(|id| **id != job_id) {
@@ -409,6 +464,31 @@ impl Launcher for SqlGatewayLauncher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cleanup_undoes_session_objects_but_never_permanent_tables() {
+        let statements: Vec<String> = [
+            "CREATE CATALOG lake WITH ('type' = 'iceberg')",
+            "-- source\nCREATE TEMPORARY TABLE IF NOT EXISTS src_faculty (id INT) WITH ('connector' = 'kafka')",
+            "create temporary view v_faculty AS SELECT * FROM src_faculty",
+            "CREATE TABLE IF NOT EXISTS lake.university.faculty (id INT)",
+            "INSERT INTO lake.university.faculty SELECT * FROM v_faculty",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(
+            cleanup_statements(&statements),
+            vec![
+                "DROP TEMPORARY VIEW IF EXISTS v_faculty",
+                "DROP TEMPORARY TABLE IF EXISTS src_faculty",
+                "USE CATALOG default_catalog",
+                "DROP CATALOG IF EXISTS lake",
+                "RESET 'pipeline.name'",
+                "RESET 'execution.checkpointing.interval'",
+                "RESET '$internal.pipeline.job-id'",
+            ]
+        );
+    }
 
     #[test]
     fn job_statements_are_recognised() {

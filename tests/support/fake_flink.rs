@@ -98,6 +98,8 @@ struct Job {
 
 struct Session {
     config: BTreeMap<String, String>,
+    /// Session-scoped objects: `TEMPORARY TABLE x`, `TEMPORARY VIEW x`, `CATALOG x`.
+    objects: std::collections::BTreeSet<String>,
     last_seen: Instant,
 }
 
@@ -479,6 +481,30 @@ impl Inner {
                 (false, None) => {}
             }
             ok()
+        } else if let Some((create, kind, if_not_exists, name)) = parse_ddl(&code) {
+            let objects = &mut self.sessions.get_mut(session).expect("touched above").objects;
+            let key = format!("{kind} {name}");
+            let exists = objects.contains(&key);
+            match (create, exists) {
+                (true, true) if !if_not_exists => Outcome::Error(if kind == "CATALOG" {
+                    format!(
+                        "org.apache.flink.table.catalog.exceptions.CatalogException: Catalog {name} already exists."
+                    )
+                } else {
+                    format!("org.apache.flink.table.api.ValidationException: {kind} '{name}' already exists")
+                }),
+                (true, _) => {
+                    objects.insert(key);
+                    ok()
+                }
+                (false, false) if !if_not_exists => Outcome::Error(format!(
+                    "org.apache.flink.table.api.ValidationException: {kind} '{name}' does not exist"
+                )),
+                (false, _) => {
+                    objects.remove(&key);
+                    ok()
+                }
+            }
         } else if submits_job(&code) {
             ready_at += self.submit_delay;
             self.submit(&config)
@@ -579,6 +605,22 @@ fn strip_comments(statement: &str) -> String {
         .trim_end_matches(';')
         .trim()
         .to_owned()
+}
+
+/// `CREATE|DROP TEMPORARY TABLE|VIEW` and `CREATE|DROP CATALOG`, with `IF [NOT] EXISTS`: (create, kind, if, name).
+fn parse_ddl(code: &str) -> Option<(bool, String, bool, String)> {
+    let re = regex::Regex::new(
+        r"(?is)^(CREATE|DROP)\s+(TEMPORARY\s+TABLE|TEMPORARY\s+VIEW|CATALOG)\s+(IF\s+(?:NOT\s+)?EXISTS\s+)?([\w.`]+)",
+    )
+    .expect("valid regex");
+    let c = re.captures(code)?;
+    let create = c[1].eq_ignore_ascii_case("CREATE");
+    let kind = c[2]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_uppercase();
+    Some((create, kind, c.get(3).is_some(), c[4].to_owned()))
 }
 
 fn parse_quoted(text: &str) -> Option<String> {
@@ -695,6 +737,7 @@ async fn open_session(State(inner): State<Shared>, Path(_v): Path<String>, body:
             handle.clone(),
             Session {
                 config,
+                objects: Default::default(),
                 last_seen: Instant::now(),
             },
         );
