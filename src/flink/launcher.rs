@@ -237,23 +237,22 @@ impl SqlGatewayLauncher {
 /// start of the table in the same session fails on `CREATE TEMPORARY TABLE` / `CREATE CATALOG` of names that
 /// already exist. Permanent tables are never dropped: in a real catalog that would delete data.
 pub(crate) fn cleanup_statements(statements: &[String]) -> Vec<String> {
-    static CREATE: OnceLock<Option<Regex>> = OnceLock::new();
-    let Some(create) = CREATE
-        .get_or_init(|| {
-            Regex::new(r"(?is)^CREATE\s+(?:(TEMPORARY)\s+(TABLE|VIEW)|(CATALOG))\s+(?:IF\s+NOT\s+EXISTS\s+)?([\w.`]+)")
-                .ok()
-        })
-        .as_ref()
-    else {
-        return Vec::new();
-    };
     let mut drops = Vec::new();
     let mut catalogs = Vec::new();
+    let mut keys: Vec<String> = LAUNCHER_KEYS.iter().map(|k| (*k).to_owned()).collect();
     for statement in statements {
         let code = code_of(statement);
-        let Some(c) = create.captures(&code) else { continue };
-        let name = c.get(4).map_or("", |m| m.as_str());
-        match (c.get(2), c.get(3)) {
+        if let Some(key) = set_key(&code) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+            continue;
+        }
+        let Some(c) = patterns().and_then(|p| p.create.captures(&code)) else {
+            continue;
+        };
+        let name = c.get(3).map_or("", |m| m.as_str());
+        match (c.get(1), c.get(2)) {
             (Some(kind), _) => drops.push(format!(
                 "DROP TEMPORARY {} IF EXISTS {name}",
                 kind.as_str().to_ascii_uppercase()
@@ -268,16 +267,50 @@ pub(crate) fn cleanup_statements(statements: &[String]) -> Vec<String> {
         drops.push("USE CATALOG default_catalog".to_owned());
         drops.extend(catalogs);
     }
-    drops.extend(
-        [
-            "pipeline.name",
-            "execution.checkpointing.interval",
-            "$internal.pipeline.job-id",
-        ]
-        .iter()
-        .map(|key| format!("RESET '{key}'")),
-    );
+    drops.extend(keys.iter().map(|key| format!("RESET '{key}'")));
     drops
+}
+
+/// The session keys the launcher sets for every job; a table's SQL must not set them.
+const LAUNCHER_KEYS: [&str; 3] = [
+    "pipeline.name",
+    "execution.checkpointing.interval",
+    "$internal.pipeline.job-id",
+];
+
+struct Patterns {
+    create: Regex,
+    set: Regex,
+}
+
+fn patterns() -> Option<&'static Patterns> {
+    static PATTERNS: OnceLock<Option<Patterns>> = OnceLock::new();
+    PATTERNS
+        .get_or_init(|| {
+            Some(Patterns {
+                create: Regex::new(
+                    r"(?is)^CREATE\s+(?:TEMPORARY\s+(TABLE|VIEW)|(CATALOG))\s+(?:IF\s+NOT\s+EXISTS\s+)?([\w.`]+)",
+                )
+                .ok()?,
+                set: Regex::new(r"(?is)^SET\s+'([^']+)'\s*=").ok()?,
+            })
+        })
+        .as_ref()
+}
+
+/// The key of a `SET 'key' = 'value'` statement.
+fn set_key(code: &str) -> Option<String> {
+    let c = patterns()?.set.captures(code)?;
+    Some(c.get(1)?.as_str().to_owned())
+}
+
+/// The first launcher-owned key a table's SQL sets, if any: the job's name, id and checkpointing are not the
+/// template's to choose.
+pub(crate) fn reserved_key_set(statements: &[String]) -> Option<String> {
+    statements
+        .iter()
+        .filter_map(|s| set_key(&code_of(s)))
+        .find(|key| LAUNCHER_KEYS.contains(&key.as_str()))
 }
 
 /// A statement without comment lines, on one line.
@@ -306,6 +339,11 @@ impl Launcher for SqlGatewayLauncher {
             return Err(FlinkError::NoJobStatement {
                 table: table.to_owned(),
             });
+        }
+        if let Some(key) = reserved_key_set(statements) {
+            return Err(FlinkError::Setup(format!(
+                "the SQL of table {table} sets '{key}', which the launcher sets for every job"
+            )));
         }
         let begin = Instant::now();
         let deadline = begin + self.settings.start_timeout;
@@ -472,6 +510,7 @@ mod tests {
             "-- source\nCREATE TEMPORARY TABLE IF NOT EXISTS src_faculty (id INT) WITH ('connector' = 'kafka')",
             "create temporary view v_faculty AS SELECT * FROM src_faculty",
             "CREATE TABLE IF NOT EXISTS lake.university.faculty (id INT)",
+            "SET 'table.exec.sink.upsert-materialize' = 'NONE'",
             "INSERT INTO lake.university.faculty SELECT * FROM v_faculty",
         ]
         .map(str::to_owned)
@@ -486,8 +525,12 @@ mod tests {
                 "RESET 'pipeline.name'",
                 "RESET 'execution.checkpointing.interval'",
                 "RESET '$internal.pipeline.job-id'",
+                "RESET 'table.exec.sink.upsert-materialize'",
             ]
         );
+        assert_eq!(reserved_key_set(&statements), None);
+        let sneaky = vec!["SET 'pipeline.name' = 'mine'".to_owned()];
+        assert_eq!(reserved_key_set(&sneaky).as_deref(), Some("pipeline.name"));
     }
 
     #[test]
