@@ -515,6 +515,14 @@ async fn error_bodies_become_typed_errors_with_the_root_cause_line() {
         l.stop("faculty", &unknown).await.expect("stop unknown"),
         Stopped::AlreadyStopped { state: None }
     );
+    let sent = fake.statements().len();
+    let owned = vec![
+        "SET 'pipeline.name' = 'mine'".to_owned(),
+        "INSERT INTO x SELECT 1".to_owned(),
+    ];
+    let err = l.start("faculty", 1, &owned).await.expect_err("launcher-owned key");
+    assert!(err.to_string().contains("sets 'pipeline.name'"), "{err}");
+    assert_eq!(fake.statements().len(), sent, "refused before sending anything");
     let err = l
         .start("faculty", 1, &["CREATE TABLE t (a INT)".to_owned()])
         .await
