@@ -71,7 +71,10 @@ impl RealFlink {
              taskmanager.bind-host: 127.0.0.1\ntaskmanager.host: 127.0.0.1\ntaskmanager.memory.process.size: 1024m\n\
              parallelism.default: 1\n"
         );
-        std::fs::write(dir.path().join("conf/config.yaml"), config).expect("write config");
+        // Flink 1.19+ reads config.yaml, older releases flink-conf.yaml; flat `key: value` lines suit both.
+        for file in ["config.yaml", "flink-conf.yaml"] {
+            std::fs::write(dir.path().join("conf").join(file), &config).expect("write config");
+        }
         let mut flink = RealFlink {
             dist,
             rest_url: format!("http://127.0.0.1:{rest_port}"),
