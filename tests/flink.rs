@@ -4,11 +4,14 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use cdc_orchestrator::flink::gateway::SqlGateway;
 use cdc_orchestrator::flink::jobmanager::SavepointStatus;
 use cdc_orchestrator::flink::{
-    Backoff, FlinkError, JobId, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, job_id_for, reconcile,
+    Backoff, FlinkError, JobId, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client,
+    job_id_for, reconcile,
 };
 use support::fake_flink::{FakeFlink, Fault, Route};
 
@@ -70,17 +73,22 @@ async fn one_start_gives_one_running_job_with_pinned_id_name_and_checkpointing()
     assert_eq!(jobs[0].state, "RUNNING");
     assert_eq!(jobs[0].config["execution.checkpointing.interval"], "10000ms");
     let statements = fake.statements();
-    assert_eq!(statements.len(), 5);
+    assert_eq!(statements.len(), 9, "{statements:#?}");
     assert_eq!(statements[0], "SET 'pipeline.name' = 'cdc-faculty'");
     assert_eq!(
         statements[2],
         format!("SET '$internal.pipeline.job-id' = '{}'", started.job_id)
     );
     assert_eq!(
-        &statements[3..],
+        &statements[3..5],
         &table_sql("faculty")[..],
         "the table's SQL follows, in order"
     );
+    assert_eq!(
+        statements[5], "DROP TEMPORARY TABLE IF EXISTS src_faculty",
+        "then the session is cleaned up"
+    );
+    assert_eq!(statements[8], "RESET '$internal.pipeline.job-id'");
     assert_eq!(fake.sessions_opened(), 1);
 }
 
@@ -206,6 +214,32 @@ async fn an_expired_session_is_reopened_transparently() {
 }
 
 #[tokio::test]
+async fn background_heartbeats_keep_the_session_alive_until_the_client_is_dropped() {
+    let fake = FakeFlink::start().await;
+    fake.set_session_idle_timeout(Duration::from_millis(300));
+    let http = http_client(Duration::from_millis(500)).expect("http");
+    let gateway = Arc::new(SqlGateway::new(http, &fake.gateway_url, Backoff::default()).expect("gateway"));
+    gateway
+        .execute_batch(&["SET 'a' = 'b'".to_owned()], &[], Duration::from_secs(2))
+        .await
+        .expect("opens the session");
+    let task = SqlGateway::spawn_heartbeats(&gateway, Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(fake.open_sessions(), 1, "kept alive past twice the idle timeout");
+    assert_eq!(fake.sessions_opened(), 1);
+    assert!(
+        fake.requests(Route::Heartbeat) >= 4,
+        "{}",
+        fake.requests(Route::Heartbeat)
+    );
+    drop(gateway);
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("heartbeats stop once the client is gone")
+        .expect("join");
+}
+
+#[tokio::test]
 async fn heartbeats_keep_the_session_alive() {
     let fake = FakeFlink::start().await;
     fake.set_session_idle_timeout(Duration::from_millis(300));
@@ -250,6 +284,41 @@ async fn stop_completes_with_a_savepoint() {
     assert!(matches!(err, FlinkError::JobIdUsed { .. }), "{err}");
     l.start("faculty", 2, &table_sql("faculty")).await.expect("restart");
     assert_eq!(fake.live_jobs_named("cdc-faculty").len(), 1);
+}
+
+#[tokio::test]
+async fn a_live_job_of_the_table_wins_over_an_ended_pinned_id() {
+    let fake = FakeFlink::start().await;
+    fake.add_job(job_id_for("faculty", 1).as_str(), "cdc-faculty", "FINISHED", 1_000);
+    let live = job_id_for("faculty", 2);
+    fake.add_job(live.as_str(), "cdc-faculty", "RUNNING", 2_000);
+    let l = launcher(&fake);
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("adopt");
+    assert_eq!(started.job_id, live);
+    assert!(started.adopted);
+    assert_eq!(fake.requests(Route::SubmitJob), 0);
+}
+
+#[tokio::test]
+async fn an_id_used_by_a_job_flink_no_longer_lists_fails_the_start() {
+    let fake = FakeFlink::start().await;
+    let used = job_id_for("faculty", 1);
+    fake.add_job(used.as_str(), "cdc-faculty", "FINISHED", 1_000);
+    fake.forget_job(used.as_str());
+    let l = launcher(&fake);
+    let err = l.start("faculty", 1, &table_sql("faculty")).await.expect_err("used id");
+    assert!(
+        matches!(&err, FlinkError::JobIdUsed { job_id, .. } if *job_id == used),
+        "{err}"
+    );
+    assert_eq!(
+        fake.requests(Route::SubmitJob),
+        3,
+        "gives up after three unlisted duplicates, before the timeout"
+    );
+    l.start("faculty", 2, &table_sql("faculty"))
+        .await
+        .expect("a new generation starts");
 }
 
 #[tokio::test]
@@ -446,6 +515,14 @@ async fn error_bodies_become_typed_errors_with_the_root_cause_line() {
         l.stop("faculty", &unknown).await.expect("stop unknown"),
         Stopped::AlreadyStopped { state: None }
     );
+    let sent = fake.statements().len();
+    let owned = vec![
+        "SET 'pipeline.name' = 'mine'".to_owned(),
+        "INSERT INTO x SELECT 1".to_owned(),
+    ];
+    let err = l.start("faculty", 1, &owned).await.expect_err("launcher-owned key");
+    assert!(err.to_string().contains("sets 'pipeline.name'"), "{err}");
+    assert_eq!(fake.statements().len(), sent, "refused before sending anything");
     let err = l
         .start("faculty", 1, &["CREATE TABLE t (a INT)".to_owned()])
         .await
@@ -522,4 +599,41 @@ async fn savepoint_triggers_are_polled_by_id() {
         .await
         .expect_err("unknown trigger");
     assert!(matches!(err, FlinkError::Api { status: 404, .. }), "{err}");
+}
+
+/// Like a real template: session objects created without IF NOT EXISTS, so a second run in the same session
+/// would fail if the first one left them behind.
+fn strict_sql(table: &str) -> Vec<String> {
+    vec![
+        "CREATE CATALOG lake WITH ('type' = 'iceberg', 'catalog-type' = 'rest')".to_owned(),
+        format!("CREATE TEMPORARY TABLE src_{table} (id INT) WITH ('connector' = 'kafka')"),
+        format!("INSERT INTO lake.university.{table} SELECT * FROM src_{table}"),
+    ]
+}
+
+#[tokio::test]
+async fn the_session_keeps_nothing_of_a_start_so_a_table_can_start_again() {
+    let fake = FakeFlink::start().await;
+    let l = launcher(&fake);
+    let first = l.start("faculty", 1, &strict_sql("faculty")).await.expect("start");
+    l.stop("faculty", &first.job_id).await.expect("stop");
+    let second = l
+        .start("faculty", 2, &strict_sql("faculty"))
+        .await
+        .expect("second start, same session");
+    assert_ne!(second.job_id, first.job_id);
+    assert_eq!(fake.sessions_opened(), 1);
+
+    // A start that fails half-way is cleaned up too.
+    let mut broken = strict_sql("program");
+    broken.insert(2, "SELEC oops".to_owned());
+    let err = l.start("program", 1, &broken).await.expect_err("syntax error");
+    assert!(matches!(err, FlinkError::Statement { .. }), "{err}");
+    l.start("program", 1, &strict_sql("program"))
+        .await
+        .expect("clean retry");
+    let statements = fake.statements();
+    assert!(statements.contains(&"DROP TEMPORARY TABLE IF EXISTS src_program".to_owned()));
+    assert!(statements.contains(&"RESET '$internal.pipeline.job-id'".to_owned()));
+    assert_eq!(fake.sessions_opened(), 1);
 }

@@ -86,6 +86,13 @@ impl Launcher for DryRunLauncher {
                 state: Some(job.state.clone()),
             });
         }
+        if job.table != table {
+            return Err(FlinkError::ForeignJob {
+                table: table.to_owned(),
+                job_id: job_id.clone(),
+                name: job_name(&job.table),
+            });
+        }
         job.state = JobState::Finished;
         job.end_time_ms = Some(now_ms());
         let location = format!(
@@ -120,6 +127,10 @@ mod tests {
         let again = launcher.start("faculty", 2, &sql).await.unwrap();
         assert!(again.adopted, "a live job is adopted, not doubled");
         assert_eq!(again.job_id, first.job_id);
+        assert!(matches!(
+            launcher.stop("program", &first.job_id).await,
+            Err(FlinkError::ForeignJob { .. })
+        ));
         let stopped = launcher.stop("faculty", &first.job_id).await.unwrap();
         assert!(matches!(stopped, Stopped::Savepoint { ref location } if location.contains(first.job_id.as_str())));
         assert!(matches!(

@@ -24,6 +24,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
 /// Name the sessions are opened with, visible in the gateway's logs.
 const SESSION_NAME: &str = "cdc-orchestrator";
 
+/// Time allowed for the cleanup statements after a batch (DROP TEMPORARY TABLE, RESET: quick by nature).
+const CLEANUP_LIMIT: Duration = Duration::from_secs(10);
+
 /// Statement operation states after which polling stops.
 const DONE_STATES: [&str; 5] = ["FINISHED", "ERROR", "CANCELED", "CLOSED", "TIMEOUT"];
 
@@ -115,10 +118,13 @@ impl SqlGateway {
     }
 
     /// Runs `statements` in order in the session, each to completion, and returns their results. Stops at the
-    /// first failing statement. The whole batch must finish within `limit`.
+    /// first failing statement. The whole batch must finish within `limit`. Then, whatever the outcome, runs
+    /// `cleanup` (best effort) so the long-lived session keeps no state of the batch, e.g. temporary tables
+    /// that the next batch creates again.
     pub async fn execute_batch(
         &self,
         statements: &[String],
+        cleanup: &[String],
         limit: Duration,
     ) -> Result<Vec<StatementResult>, FlinkError> {
         let deadline = Instant::now() + limit;
@@ -129,27 +135,30 @@ impl SqlGateway {
                 Some(h) => h.clone(),
                 None => session.insert(self.open_session().await?).clone(),
             };
-            match self.run_all(&handle, statements, deadline).await {
-                Err(FlinkError::Api {
-                    session_missing: true, ..
-                }) if !reopened => {
-                    tracing::info!(session = %handle, "SQL Gateway session expired; opening a new one");
+            let outcome = self.run_all(&handle, statements, deadline).await;
+            match outcome {
+                Err(e) if is_session_missing(&e) => {
+                    // The session and all its state are gone: nothing to clean up.
                     *session = None;
+                    if reopened {
+                        return Err(e);
+                    }
+                    tracing::info!(session = %handle, "SQL Gateway session expired; opening a new one");
                     reopened = true;
                 }
-                Err(e) => {
-                    if matches!(
-                        e,
-                        FlinkError::Api {
-                            session_missing: true,
-                            ..
+                outcome => {
+                    let cleanup_deadline = Instant::now() + CLEANUP_LIMIT;
+                    for statement in cleanup {
+                        if let Err(e) = self.run_one(&handle, statement, cleanup_deadline).await {
+                            tracing::warn!(error = %e, "session cleanup failed");
+                            if is_session_missing(&e) {
+                                *session = None;
+                                break;
+                            }
                         }
-                    ) {
-                        *session = None;
                     }
-                    return Err(e);
+                    return outcome;
                 }
-                Ok(results) => return Ok(results),
             }
         }
     }

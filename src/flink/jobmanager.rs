@@ -371,7 +371,8 @@ enum SourceMetric {
     Committed(String, i32),
 }
 
-/// Recognises `<subtask>.pendingRecords` and `<subtask>.KafkaSourceReader.topic.<t>.partition.<p>.<kind>`.
+/// Recognises `<subtask>[.<operator>].pendingRecords` and
+/// `<subtask>[.<operator>].KafkaSourceReader.topic.<t>.partition.<p>.{currentOffset,committedOffset}`.
 fn parse_source_metric(id: &str) -> Option<SourceMetric> {
     static OFFSET: OnceLock<Option<Regex>> = OnceLock::new();
     let offset = OFFSET
@@ -390,8 +391,11 @@ fn parse_source_metric(id: &str) -> Option<SourceMetric> {
             _ => SourceMetric::Committed(topic, partition),
         });
     }
-    let (subtask, name) = id.split_once('.')?;
-    (subtask.bytes().all(|b| b.is_ascii_digit()) && name == "pendingRecords").then_some(SourceMetric::Pending)
+    // Operator-scoped metrics carry the operator's name between the subtask and the metric:
+    // `0.Source__faculty_src.pendingRecords`.
+    let (subtask, rest) = id.split_once('.')?;
+    let pending = rest == "pendingRecords" || rest.ends_with(".pendingRecords");
+    (!subtask.is_empty() && subtask.bytes().all(|b| b.is_ascii_digit()) && pending).then_some(SourceMetric::Pending)
 }
 
 /// Percent-encodes a query value; metric ids are mostly `[A-Za-z0-9._-]`, topics may add a few more.

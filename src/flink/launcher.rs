@@ -1,8 +1,9 @@
 //! The `sql-gateway` launcher: submits through the SQL Gateway, watches and stops through the JobManager.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use regex::Regex;
 use tokio::time::Instant;
 
 use super::gateway::{HEARTBEAT_INTERVAL, SqlGateway};
@@ -110,17 +111,20 @@ impl SqlGatewayLauncher {
         batch
     }
 
-    /// The job a start must adopt instead of submitting: the pinned id, or any live job named `cdc-<table>`.
+    /// The job a start must adopt instead of submitting: the pinned id if it lives, else the newest live job named
+    /// `cdc-<table>`, else the pinned id's ended job (which makes the start fail: that id cannot be reused).
     async fn existing(&self, table: &str, job_id: &JobId) -> Result<Option<JobOverview>, FlinkError> {
         let jobs = self.jobmanager.overview().await?;
-        if let Some(pinned) = jobs.iter().find(|j| &j.job_id == job_id) {
-            return Ok(Some(pinned.clone()));
+        let pinned = jobs.iter().find(|j| &j.job_id == job_id).cloned();
+        if pinned.as_ref().is_some_and(|j| j.state.is_alive()) {
+            return Ok(pinned);
         }
         let name = job_name(table);
-        Ok(jobs
+        let live = jobs
             .into_iter()
             .filter(|j| j.name == name && j.state.is_alive())
-            .max_by_key(|j| j.start_time_ms))
+            .max_by_key(|j| j.start_time_ms);
+        Ok(live.or(pinned))
     }
 
     async fn await_running(
@@ -227,15 +231,101 @@ impl SqlGatewayLauncher {
     }
 }
 
-/// Whether a statement submits a job: an INSERT, or a statement set.
-pub(crate) fn submits_job(statement: &str) -> bool {
-    let code = statement
+/// Statements that undo what a table's statements leave in the shared session once its job is submitted (or
+/// its start failed): temporary tables and views are dropped, catalogs unregistered (`DROP CATALOG` forgets the
+/// session's handle; the catalog's data is untouched), and the launcher's `SET`s reset. Without this, the next
+/// start of the table in the same session fails on `CREATE TEMPORARY TABLE` / `CREATE CATALOG` of names that
+/// already exist. Permanent tables are never dropped: in a real catalog that would delete data.
+pub(crate) fn cleanup_statements(statements: &[String]) -> Vec<String> {
+    let mut drops = Vec::new();
+    let mut catalogs = Vec::new();
+    let mut keys: Vec<String> = LAUNCHER_KEYS.iter().map(|k| (*k).to_owned()).collect();
+    for statement in statements {
+        let code = code_of(statement);
+        if let Some(key) = set_key(&code) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+            continue;
+        }
+        let Some(c) = patterns().and_then(|p| p.create.captures(&code)) else {
+            continue;
+        };
+        let name = c.get(3).map_or("", |m| m.as_str());
+        match (c.get(1), c.get(2)) {
+            (Some(kind), _) => drops.push(format!(
+                "DROP TEMPORARY {} IF EXISTS {name}",
+                kind.as_str().to_ascii_uppercase()
+            )),
+            (None, Some(_)) => catalogs.push(format!("DROP CATALOG IF EXISTS {name}")),
+            (None, None) => {}
+        }
+    }
+    drops.reverse();
+    if !catalogs.is_empty() {
+        // A catalog in use cannot be dropped.
+        drops.push("USE CATALOG default_catalog".to_owned());
+        drops.extend(catalogs);
+    }
+    drops.extend(keys.iter().map(|key| format!("RESET '{key}'")));
+    drops
+}
+
+/// The session keys the launcher sets for every job; a table's SQL must not set them.
+const LAUNCHER_KEYS: [&str; 3] = [
+    "pipeline.name",
+    "execution.checkpointing.interval",
+    "$internal.pipeline.job-id",
+];
+
+struct Patterns {
+    create: Regex,
+    set: Regex,
+}
+
+fn patterns() -> Option<&'static Patterns> {
+    static PATTERNS: OnceLock<Option<Patterns>> = OnceLock::new();
+    PATTERNS
+        .get_or_init(|| {
+            Some(Patterns {
+                create: Regex::new(
+                    r"(?is)^CREATE\s+(?:TEMPORARY\s+(TABLE|VIEW)|(CATALOG))\s+(?:IF\s+NOT\s+EXISTS\s+)?([\w.`]+)",
+                )
+                .ok()?,
+                set: Regex::new(r"(?is)^SET\s+'([^']+)'\s*=").ok()?,
+            })
+        })
+        .as_ref()
+}
+
+/// The key of a `SET 'key' = 'value'` statement.
+fn set_key(code: &str) -> Option<String> {
+    let c = patterns()?.set.captures(code)?;
+    Some(c.get(1)?.as_str().to_owned())
+}
+
+/// The first launcher-owned key a table's SQL sets, if any: the job's name, id and checkpointing are not the
+/// template's to choose.
+pub(crate) fn reserved_key_set(statements: &[String]) -> Option<String> {
+    statements
+        .iter()
+        .filter_map(|s| set_key(&code_of(s)))
+        .find(|key| LAUNCHER_KEYS.contains(&key.as_str()))
+}
+
+/// A statement without comment lines, on one line.
+fn code_of(statement: &str) -> String {
+    statement
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("--"))
         .collect::<Vec<_>>()
         .join(" ")
-        .to_ascii_uppercase();
+}
+
+/// Whether a statement submits a job: an INSERT, or a statement set.
+pub(crate) fn submits_job(statement: &str) -> bool {
+    let code = code_of(statement).to_ascii_uppercase();
     code.starts_with("INSERT ") || code.starts_with("EXECUTE ") || code.starts_with("BEGIN STATEMENT SET")
 }
 
@@ -250,11 +340,18 @@ impl Launcher for SqlGatewayLauncher {
                 table: table.to_owned(),
             });
         }
+        if let Some(key) = reserved_key_set(statements) {
+            return Err(FlinkError::Setup(format!(
+                "the SQL of table {table} sets '{key}', which the launcher sets for every job"
+            )));
+        }
         let begin = Instant::now();
         let deadline = begin + self.settings.start_timeout;
         let job_id = job_id_for(table, generation);
         let batch = self.batch(table, &job_id, statements);
+        let cleanup = cleanup_statements(statements);
         let mut delays = self.settings.poll.delays();
+        let mut unlisted_duplicates = 0;
         loop {
             // Adopt before submitting: a previous attempt may have created the job although its answer was lost,
             // and a live job of the table, whatever its id, must never get a sibling.
@@ -272,7 +369,7 @@ impl Launcher for SqlGatewayLauncher {
                 }
                 Ok(None) => {
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    match self.gateway.execute_batch(&batch, remaining).await {
+                    match self.gateway.execute_batch(&batch, &cleanup, remaining).await {
                         Ok(results) => {
                             let submitted = results.iter().rev().find_map(|r| r.job_id.clone());
                             if let Some(other) = submitted.as_ref().filter(|id| **id != job_id) {
@@ -284,6 +381,18 @@ impl Launcher for SqlGatewayLauncher {
                             return self.await_running(table, id, false, begin, deadline).await;
                         }
                         Err(e) if is_duplicate_submission(&e) => {
+                            // Flink remembers ended jobs longer than its job list shows them: a duplicate that
+                            // the JobManager does not list, several times over, is an id that was used up.
+                            if self.jobmanager.job(&job_id).await.ok().flatten().is_none() {
+                                unlisted_duplicates += 1;
+                                if unlisted_duplicates >= 3 {
+                                    return Err(FlinkError::JobIdUsed {
+                                        table: table.to_owned(),
+                                        job_id,
+                                        state: JobState::Other("no longer listed".to_owned()),
+                                    });
+                                }
+                            }
                             tracing::info!(table, job_id = %job_id, "job was already submitted; adopting it");
                         }
                         Err(e) if e.is_transient() || matches!(e, FlinkError::StatementTimeout { .. }) => {
@@ -313,6 +422,13 @@ impl Launcher for SqlGatewayLauncher {
         if detail.state.is_terminal() {
             return Ok(Stopped::AlreadyStopped {
                 state: Some(detail.state),
+            });
+        }
+        if detail.name != job_name(table) {
+            return Err(FlinkError::ForeignJob {
+                table: table.to_owned(),
+                job_id: job_id.clone(),
+                name: detail.name,
             });
         }
         let deadline = Instant::now() + self.settings.stop_timeout;
@@ -386,6 +502,36 @@ impl Launcher for SqlGatewayLauncher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cleanup_undoes_session_objects_but_never_permanent_tables() {
+        let statements: Vec<String> = [
+            "CREATE CATALOG lake WITH ('type' = 'iceberg')",
+            "-- source\nCREATE TEMPORARY TABLE IF NOT EXISTS src_faculty (id INT) WITH ('connector' = 'kafka')",
+            "create temporary view v_faculty AS SELECT * FROM src_faculty",
+            "CREATE TABLE IF NOT EXISTS lake.university.faculty (id INT)",
+            "SET 'table.exec.sink.upsert-materialize' = 'NONE'",
+            "INSERT INTO lake.university.faculty SELECT * FROM v_faculty",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(
+            cleanup_statements(&statements),
+            vec![
+                "DROP TEMPORARY VIEW IF EXISTS v_faculty",
+                "DROP TEMPORARY TABLE IF EXISTS src_faculty",
+                "USE CATALOG default_catalog",
+                "DROP CATALOG IF EXISTS lake",
+                "RESET 'pipeline.name'",
+                "RESET 'execution.checkpointing.interval'",
+                "RESET '$internal.pipeline.job-id'",
+                "RESET 'table.exec.sink.upsert-materialize'",
+            ]
+        );
+        assert_eq!(reserved_key_set(&statements), None);
+        let sneaky = vec!["SET 'pipeline.name' = 'mine'".to_owned()];
+        assert_eq!(reserved_key_set(&sneaky).as_deref(), Some("pipeline.name"));
+    }
 
     #[test]
     fn job_statements_are_recognised() {

@@ -119,6 +119,16 @@ pub enum FlinkError {
         /// The state of the earlier job.
         state: JobState,
     },
+    /// The job to stop is not the table's (its name is not `cdc-<table>`); it is left alone.
+    #[error("job {job_id} is named {name:?}, not cdc-{table}; not touching it")]
+    ForeignJob {
+        /// The table the caller meant.
+        table: String,
+        /// The job id given.
+        job_id: JobId,
+        /// The job's actual name.
+        name: String,
+    },
     /// The statements to submit contain no INSERT, so no job would start.
     #[error("the statements of table {table} submit no job (no INSERT or EXECUTE STATEMENT SET)")]
     NoJobStatement {
@@ -191,6 +201,12 @@ pub fn job_id_for(table: &str, generation: u64) -> JobId {
         .chain_update(generation.to_be_bytes())
         .finalize();
     JobId(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A generation for a new start decision: the Unix time in milliseconds, so it never repeats one an earlier run
+/// of the sidecar used (as long as the clock does not go back by more than the time between two starts).
+pub fn generation_now() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
 /// The job name of a table.
@@ -348,6 +364,9 @@ pub trait Launcher: Send + Sync {
     /// Starts `table`'s job from `statements` (the table's SQL: DDL, then one INSERT or statement set), or adopts
     /// the job that a previous attempt of the same `generation`, or any live job named `cdc-<table>`, already
     /// runs. Returns once the job is RUNNING; a job not RUNNING within `flink.start_timeout` is a failed start.
+    ///
+    /// `generation` must be new for every start decision and kept by that decision's retries; [`generation_now`]
+    /// gives one that is new across restarts of the sidecar too.
     fn start(
         &self,
         table: &str,

@@ -98,6 +98,8 @@ struct Job {
 
 struct Session {
     config: BTreeMap<String, String>,
+    /// Session-scoped objects: `TEMPORARY TABLE x`, `TEMPORARY VIEW x`, `CATALOG x`.
+    objects: std::collections::BTreeSet<String>,
     last_seen: Instant,
 }
 
@@ -127,6 +129,8 @@ struct Inner {
     sessions: HashMap<String, Session>,
     operations: HashMap<String, Operation>,
     jobs: Vec<Job>,
+    /// Ids of ended jobs dropped from the job list (`jobstore.expiration-time`) that Flink still refuses to reuse.
+    forgotten: Vec<String>,
     triggers: HashMap<String, Trigger>,
     faults: HashMap<Route, VecDeque<Fault>>,
     requests: HashMap<Route, usize>,
@@ -188,6 +192,7 @@ impl FakeFlink {
             sessions: HashMap::new(),
             operations: HashMap::new(),
             jobs: Vec::new(),
+            forgotten: Vec::new(),
             triggers: HashMap::new(),
             faults: HashMap::new(),
             requests: HashMap::new(),
@@ -313,18 +318,29 @@ impl FakeFlink {
         });
     }
 
+    /// Drops an ended job from the job list, as the JobManager does after `jobstore.expiration-time`; its id
+    /// stays used.
+    pub fn forget_job(&self, job_id: &str) {
+        let mut inner = lock(&self.inner);
+        inner.jobs.retain(|j| j.public.id != job_id);
+        inner.forgotten.push(job_id.to_owned());
+    }
+
     /// Sets the Kafka source metrics of a job: `pendingRecords` and per partition `(topic, partition, current,
-    /// committed)` offsets, as subtask 0 of its source vertex reports them.
+    /// committed)` offsets, as subtask 0 of its source operator reports them (operator-scoped ids, as Flink
+    /// lists them: `0.Source__src.pendingRecords`).
     pub fn set_source_metrics(&self, job_id: &str, pending: i64, partitions: &[(&str, i32, i64, i64)]) {
         let mut inner = lock(&self.inner);
         let Some(job) = inner.jobs.iter_mut().find(|j| j.public.id == job_id) else {
             panic!("no job {job_id}");
         };
         job.metrics.clear();
-        job.metrics.insert("0.pendingRecords".into(), pending.to_string());
-        job.metrics.insert("0.numRecordsIn".into(), "12".into());
+        job.metrics
+            .insert("0.Source__src.pendingRecords".into(), pending.to_string());
+        job.metrics.insert("0.Source__src.numRecordsIn".into(), "12".into());
+        job.metrics.insert("0.numRecordsIn".into(), "0".into());
         for (topic, partition, current, committed) in partitions {
-            let prefix = format!("0.KafkaSourceReader.topic.{topic}.partition.{partition}");
+            let prefix = format!("0.Source__src.KafkaSourceReader.topic.{topic}.partition.{partition}");
             job.metrics
                 .insert(format!("{prefix}.currentOffset"), current.to_string());
             job.metrics
@@ -465,6 +481,30 @@ impl Inner {
                 (false, None) => {}
             }
             ok()
+        } else if let Some((create, kind, if_not_exists, name)) = parse_ddl(&code) {
+            let objects = &mut self.sessions.get_mut(session).expect("touched above").objects;
+            let key = format!("{kind} {name}");
+            let exists = objects.contains(&key);
+            match (create, exists) {
+                (true, true) if !if_not_exists => Outcome::Error(if kind == "CATALOG" {
+                    format!(
+                        "org.apache.flink.table.catalog.exceptions.CatalogException: Catalog {name} already exists."
+                    )
+                } else {
+                    format!("org.apache.flink.table.api.ValidationException: {kind} '{name}' already exists")
+                }),
+                (true, _) => {
+                    objects.insert(key);
+                    ok()
+                }
+                (false, false) if !if_not_exists => Outcome::Error(format!(
+                    "org.apache.flink.table.api.ValidationException: {kind} '{name}' does not exist"
+                )),
+                (false, _) => {
+                    objects.remove(&key);
+                    ok()
+                }
+            }
         } else if submits_job(&code) {
             ready_at += self.submit_delay;
             self.submit(&config)
@@ -509,7 +549,7 @@ impl Inner {
             }
             None => hex32(),
         };
-        if self.jobs.iter().any(|j| j.public.id == id) {
+        if self.jobs.iter().any(|j| j.public.id == id) || self.forgotten.contains(&id) {
             return Outcome::Error(
                 "org.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been submitted."
                     .to_owned(),
@@ -565,6 +605,22 @@ fn strip_comments(statement: &str) -> String {
         .trim_end_matches(';')
         .trim()
         .to_owned()
+}
+
+/// `CREATE|DROP TEMPORARY TABLE|VIEW` and `CREATE|DROP CATALOG`, with `IF [NOT] EXISTS`: (create, kind, if, name).
+fn parse_ddl(code: &str) -> Option<(bool, String, bool, String)> {
+    let re = regex::Regex::new(
+        r"(?is)^(CREATE|DROP)\s+(TEMPORARY\s+TABLE|TEMPORARY\s+VIEW|CATALOG)\s+(IF\s+(?:NOT\s+)?EXISTS\s+)?([\w.`]+)",
+    )
+    .expect("valid regex");
+    let c = re.captures(code)?;
+    let create = c[1].eq_ignore_ascii_case("CREATE");
+    let kind = c[2]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_uppercase();
+    Some((create, kind, c.get(3).is_some(), c[4].to_owned()))
 }
 
 fn parse_quoted(text: &str) -> Option<String> {
@@ -681,6 +737,7 @@ async fn open_session(State(inner): State<Shared>, Path(_v): Path<String>, body:
             handle.clone(),
             Session {
                 config,
+                objects: Default::default(),
                 last_seen: Instant::now(),
             },
         );
