@@ -8,5 +8,6 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod decoder;
 pub mod logging;
 pub mod op;
