@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cdc_orchestrator::config::Config;
+use cdc_orchestrator::decoder;
 use cdc_orchestrator::logging::{self, LogFormat};
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,18 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print it resolved, as TOML, secrets redacted.
     Check,
+    /// Decode Debezium records (fixture JSON lines: topic, base64 key and value) into one JSON answer per line.
+    Decode {
+        /// Input file, or `-` for stdin.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        /// Read one record's raw value bytes from stdin instead of JSON lines.
+        #[arg(long, requires = "topic", conflicts_with = "file")]
+        raw: bool,
+        /// The topic of the raw record (decides the table and heartbeat topics).
+        #[arg(long, requires = "raw")]
+        topic: Option<String>,
+    },
     /// Print the version.
     Version,
 }
@@ -46,6 +59,7 @@ fn main() -> ExitCode {
             println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Decode { file, raw, topic } => run_decode(&file, raw, topic.as_deref()),
         Command::Check => match load_config(&cli) {
             Ok(config) => {
                 print!("{}", config.to_toml());
@@ -53,6 +67,27 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+    }
+}
+
+fn run_decode(file: &std::path::Path, raw: bool, topic: Option<&str>) -> ExitCode {
+    let result = match (raw, topic) {
+        (true, Some(topic)) => decoder::decode_raw(topic, std::io::stdin().lock(), std::io::stdout().lock()),
+        _ if file.as_os_str() == "-" => decoder::decode_lines(std::io::stdin().lock(), std::io::stdout().lock()),
+        _ => match std::fs::File::open(file) {
+            Ok(f) => decoder::decode_lines(std::io::BufReader::new(f), std::io::stdout().lock()),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", file.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
