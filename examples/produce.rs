@@ -39,9 +39,16 @@ struct Args {
 }
 
 fn envelope(table: &str, id: u64, op: &str, pad: usize) -> Vec<u8> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let row = serde_json::json!({ "id": id, "name": format!("row {id}"), "padding": "x".repeat(pad) });
-    let (before, after) = if op == "d" { (row, serde_json::Value::Null) } else { (serde_json::Value::Null, row) };
+    let (before, after) = if op == "d" {
+        (row, serde_json::Value::Null)
+    } else {
+        (serde_json::Value::Null, row)
+    };
     serde_json::to_vec(&serde_json::json!({
         "before": before,
         "after": after,
@@ -59,8 +66,11 @@ fn envelope(table: &str, id: u64, op: &str, pad: usize) -> Vec<u8> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let client = tokio::time::timeout(Duration::from_secs(10), ClientBuilder::new(vec![args.broker.clone()]).build())
-        .await??;
+    let client = tokio::time::timeout(
+        Duration::from_secs(10),
+        ClientBuilder::new(vec![args.broker.clone()]).build(),
+    )
+    .await??;
     let existing: Vec<String> = client.list_topics().await?.into_iter().map(|t| t.name).collect();
     let controller = client.controller_client()?;
     let mut partitions = Vec::new();
@@ -69,7 +79,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if !existing.contains(&topic) {
             controller.create_topic(&topic, args.partitions, 1, 5_000).await?;
         }
-        partitions.push((table.clone(), client.partition_client(&topic, 0, UnknownTopicHandling::Retry).await?));
+        partitions.push((
+            table.clone(),
+            client.partition_client(&topic, 0, UnknownTopicHandling::Retry).await?,
+        ));
     }
     let gap = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     let mut produced = 0u64;

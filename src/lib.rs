@@ -9,7 +9,10 @@
 
 pub mod config;
 pub mod decoder;
+pub mod lag;
 pub mod logging;
 pub mod metrics;
 pub mod op;
 pub mod server;
+pub mod shutdown;
+pub mod watcher;

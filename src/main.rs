@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cdc_orchestrator::config::Config;
-use cdc_orchestrator::decoder;
 use cdc_orchestrator::logging::{self, LogFormat};
+use cdc_orchestrator::{decoder, shutdown, watcher};
 use clap::{Parser, Subcommand};
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
@@ -44,6 +44,15 @@ enum Command {
         #[arg(long, requires = "raw")]
         topic: Option<String>,
     },
+    /// Watch the CDC topics and print table activity as JSON lines (for operators and tests).
+    Watch {
+        /// Also print each table's consumer lag (high watermark minus the job group's committed offset).
+        #[arg(long)]
+        lag: bool,
+        /// Watch for one poll interval, print what changed in it, and exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -60,6 +69,26 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Decode { file, raw, topic } => run_decode(&file, raw, topic.as_deref()),
+        Command::Watch { lag, once } => {
+            let config = match load_config(&cli) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let done = runtime().map(|rt| {
+                rt.block_on(async {
+                    let shutdown = shutdown::on_signals();
+                    watcher::watch_command(config.kafka, lag, once, std::io::stdout().lock(), shutdown).await
+                })
+            });
+            match done {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                Err(code) => code,
+            }
+        }
         Command::Check => match load_config(&cli) {
             Ok(config) => {
                 print!("{}", config.to_toml());
@@ -89,6 +118,17 @@ fn run_decode(file: &std::path::Path, raw: bool, topic: Option<&str>) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// The multi-threaded runtime the long-running commands use.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 /// Loads the configuration, or prints the one-line reason and returns the exit code to use.
