@@ -9,9 +9,13 @@
 
 pub mod config;
 pub mod flink;
+pub mod decoder;
+pub mod lag;
 pub mod logging;
 pub mod metrics;
 pub mod op;
 pub mod policy;
 pub mod server;
 pub mod replay;
+pub mod shutdown;
+pub mod watcher;

@@ -10,6 +10,7 @@ use cdc_orchestrator::flink::listing;
 use cdc_orchestrator::logging::{self, LogFormat};
 use cdc_orchestrator::policy::PolicySettings;
 use cdc_orchestrator::replay::{self, ReplayOptions};
+use cdc_orchestrator::{decoder, shutdown, watcher};
 use clap::{Parser, Subcommand};
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
@@ -41,6 +42,27 @@ enum Command {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Decode Debezium records (fixture JSON lines: topic, base64 key and value) into one JSON answer per line.
+    Decode {
+        /// Input file, or `-` for stdin.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        /// Read one record's raw value bytes from stdin instead of JSON lines.
+        #[arg(long, requires = "topic", conflicts_with = "file")]
+        raw: bool,
+        /// The topic of the raw record (decides the table and heartbeat topics).
+        #[arg(long, requires = "raw")]
+        topic: Option<String>,
+    },
+    /// Watch the CDC topics and print table activity as JSON lines (for operators and tests).
+    Watch {
+        /// Also print each table's consumer lag (high watermark minus the job group's committed offset).
+        #[arg(long)]
+        lag: bool,
+        /// Watch for one poll interval, print what changed in it, and exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Print the version.
     Version,
@@ -76,6 +98,27 @@ fn main() -> ExitCode {
             Ok(config) => jobs(&config, json),
             Err(code) => code,
         },
+        Command::Decode { file, raw, topic } => run_decode(&file, raw, topic.as_deref()),
+        Command::Watch { lag, once } => {
+            let config = match load_config(&cli) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let done = runtime().map(|rt| {
+                rt.block_on(async {
+                    let shutdown = shutdown::on_signals();
+                    watcher::watch_command(config.kafka, lag, once, std::io::stdout().lock(), shutdown).await
+                })
+            });
+            match done {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                Err(code) => code,
+            }
+        }
         Command::Check => match load_config(&cli) {
             Ok(config) => {
                 print!("{}", config.to_toml());
@@ -150,6 +193,38 @@ fn jobs(config: &Config, json: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_decode(file: &std::path::Path, raw: bool, topic: Option<&str>) -> ExitCode {
+    let result = match (raw, topic) {
+        (true, Some(topic)) => decoder::decode_raw(topic, std::io::stdin().lock(), std::io::stdout().lock()),
+        _ if file.as_os_str() == "-" => decoder::decode_lines(std::io::stdin().lock(), std::io::stdout().lock()),
+        _ => match std::fs::File::open(file) {
+            Ok(f) => decoder::decode_lines(std::io::BufReader::new(f), std::io::stdout().lock()),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", file.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The multi-threaded runtime the long-running commands use.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 /// Loads the configuration, or prints the one-line reason and returns the exit code to use.

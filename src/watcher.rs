@@ -1,0 +1,718 @@
+//! Kafka watcher: finds the CDC topics, reads each partition's high watermark every poll interval, and when it
+//! advances, decodes a bounded sample of the newest records to learn which table changed and how. It never
+//! consumes the stream: the cost is one ListOffsets per partition per poll plus a small fetch per advance.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use regex::Regex;
+use rskafka::BackoffConfig;
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{KafkaConfig, SaslMechanism};
+use crate::decoder::{self, Decoded};
+use crate::lag::LagReader;
+use crate::op::Op;
+
+/// Partitions polled at once; bounds sockets and memory while keeping a poll of thousands of partitions short.
+const POLL_CONCURRENCY: usize = 64;
+/// Fetch wait for a sample. The records are known to exist, so the broker answers at once; tansu answers a
+/// zero wait with an empty (malformed) response, hence 10 ms rather than 0.
+const SAMPLE_MAX_WAIT_MS: i32 = 10;
+/// Longest wait between attempts while the brokers are unreachable.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// Why the watcher could not be set up (errors while running are retried, not returned).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// `kafka.topic_pattern` does not compile.
+    #[error("kafka.topic_pattern: {0}")]
+    Pattern(#[from] regex::Error),
+    /// TLS material could not be loaded.
+    #[error("kafka.tls: {0}")]
+    Tls(String),
+}
+
+/// New records on one table, learned from one partition's watermark advance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableActivity {
+    /// The table (from the records, else from the topic).
+    pub table: String,
+    /// The topic the records were appended to.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Records appended since the last poll (for a topic routed from several tables: those sampled for this one).
+    pub new_records: u64,
+    /// Sampled records per operation.
+    pub ops: BTreeMap<Op, u64>,
+    /// Sampled changes whose operation is unknown (unwrapped rows without `__op`, binary records).
+    pub unknown_ops: u64,
+    /// Source timestamp of the newest sampled change.
+    pub newest_ts_ms: Option<i64>,
+    /// When the advance was observed, ms since the Unix epoch.
+    pub observed_at_ms: i64,
+}
+
+/// Everything the watcher reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WatchEvent {
+    /// A table has new records.
+    Activity(TableActivity),
+    /// A table's job group is behind by `lag` records (high watermark minus committed offset, summed).
+    Lag {
+        /// The table.
+        table: String,
+        /// Records not yet committed by the table's job.
+        lag: u64,
+    },
+    /// The brokers answer again (or for the first time).
+    BrokerUp,
+    /// The brokers do not answer; the watcher keeps retrying.
+    BrokerDown {
+        /// The last error.
+        error: String,
+    },
+}
+
+/// Counters of one poll cycle, for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PollStats {
+    /// Partitions whose watermark was read.
+    pub partitions: usize,
+    /// Partitions that advanced.
+    pub advanced: usize,
+    /// Records decoded in samples.
+    pub sampled: usize,
+    /// Bytes of sampled record values (a lower bound of what was fetched).
+    pub sampled_bytes: usize,
+}
+
+/// A partition being watched.
+#[derive(Debug)]
+struct Watched {
+    client: Arc<PartitionClient>,
+    /// Offset up to which records have been accounted for; `None` until the first read.
+    baseline: Option<i64>,
+    /// Found after start-up: everything in it is new.
+    discovered_late: bool,
+}
+
+/// The watcher's state; drive it with [`Watcher::run`], or step it with [`Watcher::refresh`] and
+/// [`Watcher::poll`].
+pub struct Watcher {
+    config: KafkaConfig,
+    pattern: Regex,
+    client: Option<Arc<Client>>,
+    partitions: HashMap<(String, i32), Watched>,
+    refreshed_at: Option<Instant>,
+    started: bool,
+    lag: Option<LagReader>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher")
+            .field("bootstrap", &self.config.bootstrap)
+            .field("partitions", &self.partitions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_unix_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+async fn timed<T, E: std::fmt::Display>(
+    limit: Duration,
+    what: &str,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!(
+            "{what}: no answer within {}",
+            humantime::format_duration(limit)
+        )),
+    }
+}
+
+impl Watcher {
+    /// A watcher for `config`; it connects lazily, so a broker that is down at start is not an error.
+    pub fn new(config: KafkaConfig) -> Result<Watcher, WatchError> {
+        let pattern = config.topic_regex()?;
+        let lag = Some(LagReader::new(&config));
+        Ok(Watcher {
+            config,
+            pattern,
+            client: None,
+            partitions: HashMap::new(),
+            refreshed_at: None,
+            started: false,
+            lag,
+        })
+    }
+
+    /// Partitions currently watched.
+    pub fn partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    async fn connect(&mut self) -> Result<Arc<Client>, String> {
+        if self.client.is_none() {
+            let limit = self.config.request_timeout;
+            let mut builder = ClientBuilder::new(self.config.bootstrap.clone())
+                .client_id("cdc-orchestrator")
+                // rskafka retries forever by default; a deadline turns a dead broker into an error we can report.
+                .backoff_config(BackoffConfig {
+                    init_backoff: Duration::from_millis(50),
+                    max_backoff: Duration::from_millis(500),
+                    base: 2.0,
+                    deadline: Some(limit),
+                });
+            if self.config.tls.enabled {
+                builder = builder.tls_config(Arc::new(tls_config(&self.config).map_err(|e| e.to_string())?));
+            }
+            if let Some(sasl) = &self.config.sasl {
+                let credentials = Credentials::new(sasl.username.clone(), sasl.password.expose().to_owned());
+                builder = builder.sasl_config(match sasl.mechanism {
+                    SaslMechanism::Plain => SaslConfig::Plain(credentials),
+                    SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(credentials),
+                    SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(credentials),
+                });
+            }
+            self.client = Some(Arc::new(timed(limit, "connect", builder.build()).await?));
+        }
+        self.client.clone().ok_or_else(|| "not connected".to_owned())
+    }
+
+    /// Reads topic metadata and adds or removes partitions to match the topic pattern.
+    pub async fn refresh(&mut self) -> Result<(), String> {
+        let limit = self.config.request_timeout;
+        let client = self.connect().await?;
+        let topics = timed(limit, "list topics", client.list_topics()).await?;
+        let mut wanted = Vec::new();
+        for topic in topics.iter().filter(|t| self.pattern.is_match(&t.name)) {
+            for &partition in &topic.partitions {
+                wanted.push((topic.name.clone(), partition));
+            }
+        }
+        let late = self.started;
+        let mut added = Vec::new();
+        for key in &wanted {
+            if self.partitions.contains_key(key) {
+                continue;
+            }
+            let (topic, partition) = key;
+            let call = client.partition_client(topic.clone(), *partition, UnknownTopicHandling::Error);
+            match timed(limit, "partition client", call).await {
+                Ok(pc) => added.push((key.clone(), pc)),
+                Err(e) => tracing::debug!(%topic, partition, error = %e, "partition not ready yet"),
+            }
+        }
+        for (key, pc) in added {
+            if late {
+                tracing::info!(topic = %key.0, partition = key.1, "watching new partition");
+            }
+            self.partitions.insert(
+                key,
+                Watched {
+                    client: Arc::new(pc),
+                    baseline: None,
+                    discovered_late: late,
+                },
+            );
+        }
+        let before = self.partitions.len();
+        self.partitions.retain(|key, _| wanted.contains(key));
+        if self.partitions.len() < before {
+            tracing::info!(
+                removed = before - self.partitions.len(),
+                "stopped watching deleted partitions"
+            );
+        }
+        self.started = true;
+        self.refreshed_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// One poll: reads every watermark, samples the partitions that advanced and returns the activity found.
+    pub async fn poll(&mut self) -> Result<(Vec<TableActivity>, PollStats), String> {
+        let limit = self.config.request_timeout;
+        let targets: Vec<((String, i32), Arc<PartitionClient>)> = self
+            .partitions
+            .iter()
+            .map(|(key, w)| (key.clone(), w.client.clone()))
+            .collect();
+        let reads = futures::stream::iter(targets.into_iter().map(|(key, client)| async move {
+            (
+                key,
+                timed(limit, "list offsets", client.get_offset(OffsetAt::Latest)).await,
+            )
+        }))
+        .buffer_unordered(POLL_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        let mut stats = PollStats {
+            partitions: reads.len(),
+            ..PollStats::default()
+        };
+        let mut errors = Vec::new();
+        let mut advanced = Vec::new();
+        for ((topic, partition), result) in reads {
+            let Some(watched) = self.partitions.get_mut(&(topic.clone(), partition)) else {
+                continue;
+            };
+            let high = match result {
+                Ok(high) => high,
+                Err(e) => {
+                    errors.push(format!("{topic}/{partition}: {e}"));
+                    continue;
+                }
+            };
+            let from = match watched.baseline {
+                // Known at start-up: what is already there is the job's business (lag), not new activity.
+                None if !watched.discovered_late => {
+                    watched.baseline = Some(high);
+                    continue;
+                }
+                None => 0,
+                Some(base) if high < base => {
+                    // Broker restarted with empty storage, or the topic was recreated: start over from its log start.
+                    tracing::warn!(%topic, partition, from = base, to = high, "high watermark went backwards; resetting");
+                    let start = timed(limit, "log start", watched.client.get_offset(OffsetAt::Earliest))
+                        .await
+                        .unwrap_or(0);
+                    start.min(high)
+                }
+                Some(base) => base,
+            };
+            watched.baseline = Some(high);
+            if high > from {
+                advanced.push((topic, partition, watched.client.clone(), from, high));
+            }
+        }
+        if !errors.is_empty() && errors.len() == stats.partitions {
+            return Err(errors.swap_remove(0));
+        }
+        for error in &errors {
+            tracing::debug!(%error, "watermark read failed; retried next poll");
+        }
+        stats.advanced = advanced.len();
+        let mut activity = Vec::new();
+        for (topic, partition, client, from, high) in advanced {
+            let new_records = u64::try_from(high - from).unwrap_or(0);
+            let sample = self.sample(&client, from, high).await;
+            let (found, sampled, bytes) = summarize(&topic, partition, new_records, &sample);
+            stats.sampled += sampled;
+            stats.sampled_bytes += bytes;
+            activity.extend(found);
+        }
+        Ok((activity, stats))
+    }
+
+    /// Fetches the newest records of `[from, high)`, at most `sample_records` and about `sample_bytes`.
+    async fn sample(&self, client: &PartitionClient, from: i64, high: i64) -> Result<Vec<Decodable>, String> {
+        let want = i64::from(self.config.sample_records);
+        let start = from.max(high - want);
+        let max_bytes = i32::try_from(self.config.sample_bytes).unwrap_or(i32::MAX);
+        let mut records = Vec::new();
+        let mut next = start;
+        // A fetch may return fewer records than asked (batch boundaries); a few rounds fill the sample.
+        for _ in 0..4 {
+            if next >= high {
+                break;
+            }
+            let fetched = timed(
+                self.config.request_timeout,
+                "fetch",
+                client.fetch_records(next, 1..max_bytes, SAMPLE_MAX_WAIT_MS),
+            )
+            .await?;
+            let (batch, _) = fetched;
+            let before = records.len();
+            for r in batch {
+                if r.offset >= start && r.offset < high && r.offset >= next {
+                    next = r.offset + 1;
+                    records.push(Decodable {
+                        key: r.record.key,
+                        value: r.record.value,
+                    });
+                }
+            }
+            if records.len() == before {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Runs until `shutdown`, sending events to `events`. Never returns an error: broker failures are reported as
+    /// [`WatchEvent::BrokerDown`] and retried with capped backoff.
+    pub async fn run(mut self, events: mpsc::Sender<WatchEvent>, shutdown: CancellationToken) {
+        let poll_every = self.config.poll_interval;
+        // Starts as "down", so that the first answer is logged like every recovery: once per state change.
+        let mut down: Option<String> = Some(String::new());
+        let mut delay = poll_every;
+        let mut next_lag = Instant::now();
+        loop {
+            let cycle = Instant::now();
+            let result = self.cycle(&events, &mut next_lag).await;
+            match result {
+                Ok(()) => {
+                    if down.take().is_some() {
+                        tracing::info!(partitions = self.partitions.len(), "Kafka brokers answer");
+                    }
+                    let _ = events.send(WatchEvent::BrokerUp).await;
+                    delay = poll_every;
+                }
+                Err(error) => {
+                    if down.as_deref() != Some(error.as_str()) {
+                        tracing::warn!(%error, "Kafka brokers unreachable; retrying with backoff");
+                        let _ = events.send(WatchEvent::BrokerDown { error: error.clone() }).await;
+                    }
+                    down = Some(error);
+                    // A broken client is rebuilt, so a restarted broker is found again.
+                    self.client = None;
+                    self.partitions
+                        .values_mut()
+                        .for_each(|w| w.baseline = w.baseline.or(Some(0)));
+                    self.refreshed_at = None;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
+            }
+            let wait = delay.saturating_sub(cycle.elapsed());
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn cycle(&mut self, events: &mpsc::Sender<WatchEvent>, next_lag: &mut Instant) -> Result<(), String> {
+        let stale = self
+            .refreshed_at
+            .is_none_or(|at| at.elapsed() >= self.config.topic_refresh);
+        if stale {
+            self.refresh().await?;
+        }
+        let (activity, _stats) = self.poll().await?;
+        for a in activity {
+            let _ = events.send(WatchEvent::Activity(a)).await;
+        }
+        if Instant::now() >= *next_lag {
+            *next_lag = Instant::now() + self.config.topic_refresh;
+            for (table, lag) in self.lags().await {
+                let _ = events.send(WatchEvent::Lag { table, lag }).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lag of every watched table's job group, where the group coordinator answers.
+    pub async fn lags(&mut self) -> Vec<(String, u64)> {
+        let Some(reader) = self.lag.as_mut() else {
+            return Vec::new();
+        };
+        let mut by_table: BTreeMap<String, Vec<(String, i32, Arc<PartitionClient>)>> = BTreeMap::new();
+        for ((topic, partition), watched) in &self.partitions {
+            let table = decoder::table_of_topic(topic).to_owned();
+            by_table
+                .entry(table)
+                .or_default()
+                .push((topic.clone(), *partition, watched.client.clone()));
+        }
+        let mut out = Vec::new();
+        for (table, partitions) in by_table {
+            match reader.table_lag(&self.config, &table, &partitions).await {
+                Ok(lag) => out.push((table, lag)),
+                Err(e) => tracing::debug!(%table, error = %e, "lag unknown"),
+            }
+        }
+        out
+    }
+}
+
+/// A fetched record, owned.
+#[derive(Debug)]
+struct Decodable {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+/// Turns a decoded sample into per-table activity. An advance whose sample holds only heartbeats, transaction
+/// markers, messages or schema changes is no table activity; records beyond the sample count for the topic's
+/// table, since a table topic carries nothing but changes and tombstones.
+fn summarize(
+    topic: &str,
+    partition: i32,
+    new_records: u64,
+    sample: &Result<Vec<Decodable>, String>,
+) -> (Vec<TableActivity>, usize, usize) {
+    let observed_at_ms = now_unix_ms();
+    let blank = |table: &str| TableActivity {
+        table: table.to_owned(),
+        topic: topic.to_owned(),
+        partition,
+        new_records: 0,
+        ops: BTreeMap::new(),
+        unknown_ops: 0,
+        newest_ts_ms: None,
+        observed_at_ms,
+    };
+    let topic_table = decoder::table_of_topic(topic);
+    let records = match sample {
+        Ok(records) => records,
+        Err(e) => {
+            // No sample, but the watermark moved: still a change of the topic's table, operation unknown.
+            tracing::warn!(%topic, partition, error = %e, "sample fetch failed");
+            let mut a = blank(topic_table);
+            a.new_records = new_records;
+            a.unknown_ops = new_records;
+            return (vec![a], 0, 0);
+        }
+    };
+    let mut tables: BTreeMap<String, TableActivity> = BTreeMap::new();
+    let mut bytes = 0;
+    let mut not_table_data = 0u64;
+    for record in records {
+        bytes += record.value.as_ref().map_or(0, Vec::len);
+        let decoded = decoder::decode(topic, record.key.as_deref(), record.value.as_deref());
+        match decoded {
+            Decoded::Change(change) => {
+                let a = tables
+                    .entry(change.table.clone())
+                    .or_insert_with(|| blank(&change.table));
+                a.new_records += 1;
+                match change.op {
+                    Some(op) => *a.ops.entry(op).or_default() += 1,
+                    None => a.unknown_ops += 1,
+                }
+                a.newest_ts_ms = a.newest_ts_ms.max(change.ts_ms);
+            }
+            Decoded::Opaque { table } => {
+                let a = tables.entry(table.clone()).or_insert_with(|| blank(&table));
+                a.new_records += 1;
+                a.unknown_ops += 1;
+            }
+            Decoded::Invalid { error } => {
+                tracing::debug!(%topic, partition, %error, "invalid record in sample");
+                let a = tables
+                    .entry(topic_table.to_owned())
+                    .or_insert_with(|| blank(topic_table));
+                a.new_records += 1;
+                a.unknown_ops += 1;
+            }
+            Decoded::Tombstone { .. } => {}
+            _ => not_table_data += 1,
+        }
+    }
+    let sampled = records.len();
+    let unsampled = new_records.saturating_sub(u64::try_from(sampled).unwrap_or(u64::MAX));
+    if not_table_data == 0 && unsampled > 0 {
+        let a = tables
+            .entry(topic_table.to_owned())
+            .or_insert_with(|| blank(topic_table));
+        a.new_records += unsampled;
+    }
+    // A single-table topic: every new record is the table's, sampled or not.
+    if tables.len() == 1
+        && let Some(a) = tables.get_mut(topic_table)
+    {
+        a.new_records = a.new_records.max(new_records.saturating_sub(not_table_data));
+    }
+    (tables.into_values().collect(), sampled, bytes)
+}
+
+/// rustls client configuration for the brokers: the configured CA file or the system roots, and an optional
+/// client certificate.
+fn tls_config(config: &KafkaConfig) -> Result<rustls::ClientConfig, WatchError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let tls = &config.tls;
+    let mut roots = rustls::RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| WatchError::Tls(format!("ca_file {}: {e}", path.display())))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| WatchError::Tls(format!("ca_file {}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| WatchError::Tls(format!("ca_file {}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WatchError::Tls(e.to_string()))?
+        .with_root_certificates(roots);
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| WatchError::Tls(format!("cert_file {}: {e}", cert.display())))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| WatchError::Tls(format!("key_file {}: {e}", key.display())))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| WatchError::Tls(e.to_string()))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// `cdc-orchestrator watch`: prints activity (and with `lag`, lag snapshots) as JSON lines until `shutdown`;
+/// with `once`, watches for one poll interval and exits. Broker outages are logged and retried.
+pub async fn watch_command(
+    config: KafkaConfig,
+    lag: bool,
+    once: bool,
+    mut out: impl std::io::Write,
+    shutdown: CancellationToken,
+) -> Result<(), WatchError> {
+    let mut watcher = Watcher::new(config)?;
+    if once {
+        // A baseline, one interval, and what changed in it.
+        let first = async {
+            watcher.refresh().await?;
+            watcher.poll().await?;
+            tokio::time::sleep(watcher.config.poll_interval).await;
+            watcher.poll().await
+        };
+        match first.await {
+            Ok((activity, _)) => {
+                for a in activity {
+                    print_json(&mut out, &WatchEvent::Activity(a));
+                }
+                if lag {
+                    for (table, lag) in watcher.lags().await {
+                        print_json(&mut out, &WatchEvent::Lag { table, lag });
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "Kafka brokers unreachable"),
+        }
+        return Ok(());
+    }
+    let (tx, mut rx) = mpsc::channel(1024);
+    let task = tokio::spawn(watcher.run(tx, shutdown.clone()));
+    while let Some(event) = rx.recv().await {
+        match &event {
+            WatchEvent::Activity(_) => print_json(&mut out, &event),
+            WatchEvent::Lag { .. } if lag => print_json(&mut out, &event),
+            _ => {}
+        }
+    }
+    let _ = task.await;
+    Ok(())
+}
+
+fn print_json(out: &mut impl std::io::Write, event: &WatchEvent) {
+    // A closed stdout (e.g. `| head`) is not worth a crash; the watcher keeps its own state either way.
+    if serde_json::to_writer(&mut *out, event).is_ok() {
+        let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(value: &str) -> Decodable {
+        Decodable {
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+        }
+    }
+
+    const TOPIC: &str = "university-server.public.faculty";
+
+    #[test]
+    fn a_sample_of_changes_is_activity_of_the_topic_table() {
+        let sample = Ok(vec![
+            rec(r#"{"op":"c","source":{"table":"faculty"},"after":{},"ts_ms":5}"#),
+            rec(r#"{"op":"u","source":{"table":"faculty","ts_ms":9},"after":{}}"#),
+        ]);
+        let (found, sampled, _) = summarize(TOPIC, 0, 10, &sample);
+        assert_eq!(sampled, 2);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].table, "faculty");
+        assert_eq!(
+            found[0].new_records, 10,
+            "unsampled records count for the topic's table"
+        );
+        assert_eq!(found[0].ops, BTreeMap::from([(Op::Create, 1), (Op::Update, 1)]));
+        assert_eq!(found[0].newest_ts_ms, Some(9));
+    }
+
+    #[test]
+    fn heartbeats_and_transactions_are_not_activity() {
+        let sample = Ok(vec![rec(r#"{"status":"BEGIN","id":"1","data_collections":null}"#)]);
+        let (found, _, _) = summarize("university-server.transaction", 0, 1, &sample);
+        assert!(found.is_empty());
+        let (found, _, _) = summarize("__debezium-heartbeat.university-server", 0, 3, &Ok(vec![rec("{}")]));
+        assert!(found.is_empty());
+    }
+
+    #[test]
+    fn routed_topics_report_each_table() {
+        let sample = Ok(vec![
+            rec(r#"{"op":"c","source":{"table":"faculty"},"after":{}}"#),
+            rec(r#"{"op":"d","source":{"table":"program"},"before":{}}"#),
+        ]);
+        let (found, _, _) = summarize("university-server.all", 0, 2, &sample);
+        let tables: Vec<_> = found.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        assert_eq!(tables, [("faculty", 1), ("program", 1)]);
+    }
+
+    #[test]
+    fn a_failed_sample_still_reports_the_advance() {
+        let (found, _, _) = summarize(TOPIC, 2, 4, &Err("fetch: timeout".into()));
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].new_records, found[0].unknown_ops), (4, 4));
+    }
+
+    #[test]
+    fn invalid_and_binary_records_are_changes_of_unknown_operation() {
+        let sample = Ok(vec![
+            rec("garbage"),
+            Decodable {
+                key: None,
+                value: Some(vec![0, 0, 0, 0, 1, 9]),
+            },
+        ]);
+        let (found, _, _) = summarize(TOPIC, 0, 2, &sample);
+        assert_eq!(found[0].unknown_ops, 2);
+        assert!(found[0].ops.is_empty());
+    }
+
+    #[test]
+    fn tombstones_alone_are_not_activity_but_their_deletes_are() {
+        let tombstone = Decodable {
+            key: Some(b"{}".to_vec()),
+            value: None,
+        };
+        let (found, _, _) = summarize(TOPIC, 0, 1, &Ok(vec![tombstone]));
+        assert!(found.is_empty());
+    }
+}

@@ -1,0 +1,328 @@
+//! The watcher against a real tansu broker: activity, topic discovery, heartbeats, broker restarts and lag.
+
+mod support;
+
+use std::time::Duration;
+
+use cdc_orchestrator::config::KafkaConfig;
+use cdc_orchestrator::lag::{self, LagReader};
+use cdc_orchestrator::op::Op;
+use cdc_orchestrator::watcher::{TableActivity, WatchEvent, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const PREFIX: &str = "university-server.public.";
+
+fn config(broker: &support::Broker) -> KafkaConfig {
+    KafkaConfig {
+        bootstrap: vec![broker.bootstrap()],
+        poll_interval: Duration::from_millis(200),
+        topic_refresh: Duration::from_millis(400),
+        request_timeout: Duration::from_secs(2),
+        ..KafkaConfig::default()
+    }
+}
+
+fn envelope(table: &str, op: &str) -> Vec<u8> {
+    format!(r#"{{"before":null,"after":{{"id":1}},"source":{{"schema":"public","table":"{table}","snapshot":"false","ts_ms":1700000000000}},"op":"{op}","ts_ms":1700000000001}}"#)
+        .into_bytes()
+}
+
+async fn produce(client: &rskafka::client::Client, topic: &str, values: &[Vec<u8>]) {
+    let values: Vec<Option<&[u8]>> = values.iter().map(|v| Some(v.as_slice())).collect();
+    support::produce(client, topic, 0, Some(b"{\"id\":1}"), &values).await;
+}
+
+struct Running {
+    events: mpsc::Receiver<WatchEvent>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start(config: KafkaConfig) -> Running {
+    let (tx, events) = mpsc::channel(1024);
+    let shutdown = CancellationToken::new();
+    let watcher = Watcher::new(config).expect("valid config");
+    let task = tokio::spawn(watcher.run(tx, shutdown.clone()));
+    Running { events, shutdown, task }
+}
+
+impl Running {
+    /// The next activity within `within`, skipping other events.
+    async fn activity(&mut self, within: Duration) -> Option<TableActivity> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(WatchEvent::Activity(a))) => return Some(a),
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    async fn event(&mut self, within: Duration, want: impl Fn(&WatchEvent) -> bool) -> Option<WatchEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(e)) if want(&e) => return Some(e),
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("stops on shutdown")
+            .expect("join");
+    }
+}
+
+/// Waits until the watcher has polled its baseline (first BrokerUp).
+async fn ready(running: &mut Running) {
+    running
+        .event(Duration::from_secs(10), |e| matches!(e, WatchEvent::BrokerUp))
+        .await
+        .expect("watcher reaches the broker");
+}
+
+#[tokio::test]
+async fn activity_names_the_table_and_its_operations_within_two_polls() {
+    let broker = support::Broker::start();
+    let client = support::client(&broker).await;
+    support::create_topic(&client, &format!("{PREFIX}faculty"), 1).await;
+    support::create_topic(&client, &format!("{PREFIX}program"), 1).await;
+    let mut running = start(config(&broker));
+    ready(&mut running).await;
+    produce(
+        &client,
+        &format!("{PREFIX}faculty"),
+        &[
+            envelope("faculty", "c"),
+            envelope("faculty", "u"),
+            envelope("faculty", "c"),
+        ],
+    )
+    .await;
+    let a = running
+        .activity(Duration::from_millis(1_500))
+        .await
+        .expect("activity within a few polls");
+    assert_eq!(
+        (a.table.as_str(), a.topic.as_str(), a.partition),
+        ("faculty", "university-server.public.faculty", 0)
+    );
+    let mut seen = a.ops.clone();
+    let mut records = a.new_records;
+    // The three records may straddle two polls.
+    while records < 3 {
+        let more = running
+            .activity(Duration::from_millis(500))
+            .await
+            .expect("rest of the records");
+        records += more.new_records;
+        for (op, n) in more.ops {
+            *seen.entry(op).or_default() += n;
+        }
+    }
+    assert_eq!(records, 3);
+    assert_eq!(seen, [(Op::Create, 2), (Op::Update, 1)].into_iter().collect());
+    assert_eq!(a.newest_ts_ms, Some(1_700_000_000_000));
+    assert!(
+        running.activity(Duration::from_millis(600)).await.is_none(),
+        "nothing more happened"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn topics_outside_the_pattern_and_heartbeats_are_not_activity() {
+    let broker = support::Broker::start();
+    let client = support::client(&broker).await;
+    let heartbeat = "__debezium-heartbeat.university-server";
+    support::create_topic(&client, "other-server.public.faculty", 1).await;
+    support::create_topic(&client, heartbeat, 1).await;
+    support::create_topic(&client, "university-server.transaction", 1).await;
+    // Watch everything, so that heartbeat and transaction topics are polled too.
+    let mut running = start(KafkaConfig {
+        topic_pattern: ".*".into(),
+        ..config(&broker)
+    });
+    ready(&mut running).await;
+    produce(
+        &client,
+        heartbeat,
+        &[
+            br#"{"ts_ms":1700000000000}"#.to_vec(),
+            br#"{"ts_ms":1700000001000}"#.to_vec(),
+        ],
+    )
+    .await;
+    produce(
+        &client,
+        "university-server.transaction",
+        &[br#"{"status":"BEGIN","id":"1:2","event_count":null,"data_collections":null,"ts_ms":1}"#.to_vec()],
+    )
+    .await;
+    assert_eq!(running.activity(Duration::from_millis(1_200)).await, None);
+    running.stop().await;
+
+    let mut running = start(config(&broker));
+    ready(&mut running).await;
+    produce(&client, "other-server.public.faculty", &[envelope("faculty", "c")]).await;
+    assert_eq!(
+        running.activity(Duration::from_millis(1_200)).await,
+        None,
+        "the default pattern ignores other-server"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_topic_created_after_start_is_found_and_its_first_records_count() {
+    let broker = support::Broker::start();
+    let client = support::client(&broker).await;
+    let mut running = start(config(&broker));
+    ready(&mut running).await;
+    let topic = format!("{PREFIX}students");
+    support::create_topic(&client, &topic, 2).await;
+    produce(&client, &topic, &[envelope("students", "c")]).await;
+    let a = running
+        .activity(Duration::from_secs(3))
+        .await
+        .expect("found within a refresh");
+    assert_eq!((a.table.as_str(), a.new_records), ("students", 1));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_broker_restart_is_survived_and_reported() {
+    let mut broker = support::Broker::start();
+    let port = broker.port();
+    let client = support::client(&broker).await;
+    let topic = format!("{PREFIX}faculty");
+    support::create_topic(&client, &topic, 1).await;
+    produce(&client, &topic, &[envelope("faculty", "c"), envelope("faculty", "c")]).await;
+    let mut running = start(config(&broker));
+    ready(&mut running).await;
+    broker.kill();
+    let down = running
+        .event(Duration::from_secs(10), |e| matches!(e, WatchEvent::BrokerDown { .. }))
+        .await;
+    assert!(down.is_some(), "the outage is reported");
+    let broker = support::Broker::start_on(port);
+    let client = support::client(&broker).await;
+    support::create_topic(&client, &topic, 1).await;
+    produce(&client, &topic, &[envelope("faculty", "d")]).await;
+    // Memory storage starts over at offset 0: the watermark went backwards, and the new record still counts.
+    let a = running
+        .activity(Duration::from_secs(40))
+        .await
+        .expect("activity after the restart");
+    assert_eq!(a.table, "faculty");
+    assert_eq!(a.new_records, 1, "no bogus huge activity");
+    assert_eq!(a.ops.get(&Op::Delete), Some(&1));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn lag_is_high_watermark_minus_the_committed_offset() {
+    let broker = support::Broker::start();
+    let client = support::client(&broker).await;
+    let topic = format!("{PREFIX}payment");
+    support::create_topic(&client, &topic, 1).await;
+    let records: Vec<Vec<u8>> = (0..5).map(|_| envelope("payment", "c")).collect();
+    produce(&client, &topic, &records).await;
+    let config = config(&broker);
+    let mut reader = LagReader::new(&config);
+    let pc = std::sync::Arc::new(
+        client
+            .partition_client(
+                topic.clone(),
+                0,
+                rskafka::client::partition::UnknownTopicHandling::Error,
+            )
+            .await
+            .expect("partition client"),
+    );
+    let partitions = vec![(topic.clone(), 0, pc)];
+    let no_commit = reader
+        .table_lag(&config, "payment", &partitions)
+        .await
+        .expect("lag without a commit");
+    assert_eq!(no_commit, 5, "no committed offset: lag from the log start");
+    lag::commit_offsets(&config, "cdc-payment", &[(topic.clone(), 0, 3)])
+        .await
+        .expect("commit");
+    let committed = reader
+        .committed(&config, "cdc-payment", &[(topic.clone(), 0)])
+        .await
+        .expect("fetch");
+    assert_eq!(committed.get(&(topic.clone(), 0)), Some(&Some(3)));
+    assert_eq!(reader.table_lag(&config, "payment", &partitions).await.expect("lag"), 2);
+    lag::commit_offsets(&config, "cdc-payment", &[(topic.clone(), 0, 5)])
+        .await
+        .expect("commit");
+    assert_eq!(reader.table_lag(&config, "payment", &partitions).await.expect("lag"), 0);
+}
+
+#[tokio::test]
+async fn the_watch_command_prints_activity_as_json_lines() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let broker = support::Broker::start();
+    let client = support::client(&broker).await;
+    let topic = format!("{PREFIX}course");
+    support::create_topic(&client, &topic, 1).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"))
+        .args(["watch", "--lag"])
+        .env("CDC_KAFKA__BOOTSTRAP", broker.bootstrap())
+        .env("CDC_KAFKA__POLL_INTERVAL", "200ms")
+        .env("CDC_KAFKA__TOPIC_REFRESH", "400ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("Kafka brokers answer") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("watch reaches the broker");
+    produce(&client, &topic, &[envelope("course", "u")]).await;
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    let mut activity = None;
+    let mut lag = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while (activity.is_none() || lag.is_none()) && std::time::Instant::now() < deadline {
+        let Ok(line) = line_rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        match event["event"].as_str() {
+            Some("activity") => activity = Some(event),
+            Some("lag") if event["table"] == "course" => lag = Some(event),
+            _ => {}
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let activity = activity.expect("an activity line");
+    assert_eq!(activity["table"], "course");
+    assert_eq!(activity["ops"]["u"], 1);
+    assert!(lag.is_some(), "--lag prints lag snapshots");
+}
