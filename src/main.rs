@@ -5,10 +5,14 @@ use std::process::ExitCode;
 
 use cdc_orchestrator::config::Config;
 use cdc_orchestrator::logging::{self, LogFormat};
+use cdc_orchestrator::sql;
 use clap::{Parser, Subcommand};
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
 const EXIT_CONFIG: u8 = 2;
+
+/// Exit code for a failure at run time (an unreadable file).
+const EXIT_FAILURE: u8 = 1;
 
 /// Runs a table's Flink CDC job only while that table has changes.
 #[derive(Debug, Parser)]
@@ -33,6 +37,14 @@ enum Command {
     Check,
     /// Print the version.
     Version,
+    /// Print the Flink SQL statements the launcher submits for a table, each ending with `;`.
+    ///
+    /// Credentials come from POLARIS_CLIENT_ID, POLARIS_CLIENT_SECRET, AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY, and are printed as they will be submitted.
+    Render {
+        /// The table, e.g. `faculty`; an unknown table lists the known ones.
+        table: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +63,22 @@ fn main() -> ExitCode {
                 print!("{}", config.to_toml());
                 ExitCode::SUCCESS
             }
+            Err(code) => code,
+        },
+        Command::Render { ref table } => match load_config(&cli) {
+            Ok(config) => match sql::render_table(&config, table) {
+                Ok(statements) => {
+                    print!("{}", sql::to_script(&statements));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(match e {
+                        sql::SqlError::Read { .. } => EXIT_FAILURE,
+                        _ => EXIT_CONFIG,
+                    })
+                }
+            },
             Err(code) => code,
         },
     }
