@@ -101,6 +101,7 @@ fn parse_create_table(statement: &str) -> Table {
     let mut primary_key = Vec::new();
     let constraint = Regex::new(r"(?i)\s+(NOT\s+NULL|NULL|PRIMARY\s+KEY|UNIQUE|DEFAULT|REFERENCES)\b").unwrap();
     let pk_item = Regex::new(r"(?i)^PRIMARY\s+KEY\s*\(([^)]*)\)").unwrap();
+    let inline_pk = Regex::new(r"(?i)PRIMARY\s+KEY").unwrap();
     for item in top_level_items(&statement[open + 1..close]) {
         let upper = item.to_uppercase();
         if let Some(pk) = pk_item.captures(&item) {
@@ -118,7 +119,7 @@ fn parse_create_table(statement: &str) -> Table {
             .unwrap_or_else(|| panic!("bad column {item}"));
         let type_end = constraint.find(rest).map_or(rest.len(), |m| m.start());
         let column_type = rest[..type_end].trim().to_uppercase().replace(' ', "");
-        if Regex::new(r"(?i)PRIMARY\s+KEY").unwrap().is_match(&rest[type_end..]) {
+        if inline_pk.is_match(&rest[type_end..]) {
             primary_key = vec![unquote(column)];
         }
         columns.push((unquote(column), column_type));
