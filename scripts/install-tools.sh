@@ -40,3 +40,18 @@ with zipfile.ZipFile(sys.argv[1]) as wheel, open(sys.argv[2], "wb") as out:
 PY
   rm -rf "$download"
 fi
+
+# Flink 1.18.1's own jars (table planner, JSON formats, file connector), to run the rendered per-table SQL in an
+# embedded Flink (tests/flink_sql.rs with tests/flink/FlinkSqlCheck.java on the machine's Java 17). PyPI's
+# apache-flink-libraries 1.18.1 source distribution carries the distribution's lib/ folder; only it is kept.
+flink_lib="$tools/flink-1.18.1/lib"
+if [ ! -s "$flink_lib/flink-table-planner-loader-1.18.1.jar" ]; then
+  echo "extracting Flink 1.18.1 lib/ from PyPI's apache-flink-libraries sdist into $flink_lib" >&2
+  download="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+    --dest "$download" apache-flink-libraries==1.18.1
+  mkdir -p "$flink_lib"
+  tar -xzf "$download"/apache-flink-libraries-1.18.1.tar.gz -C "$download" --wildcards '*/deps/lib/*.jar'
+  mv "$download"/apache-flink-libraries-1.18.1/deps/lib/*.jar "$flink_lib"/
+  rm -rf "$download"
+fi

@@ -485,3 +485,189 @@ fn render_without_credentials_names_the_missing_variable() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("POLARIS_CLIENT_SECRET is not set"), "{err}");
 }
+
+/// A JSON value for a column as the connector writes it (see `source_type`), and as Flink prints it back after
+/// the INSERT's conversions. `variant` 0 or 1 gives two different rows.
+fn sample_value(postgres_type: &str, column: &str, variant: i64) -> (serde_json::Value, String) {
+    match postgres_type.split('(').next().unwrap() {
+        "SERIAL" | "INTEGER" => (serde_json::json!(7 + variant), (7 + variant).to_string()),
+        "VARCHAR" | "TEXT" => {
+            let text = format!("{}{variant}'\"é", &column[..column.len().min(3)]);
+            (serde_json::json!(text), text)
+        }
+        // decimal.handling.mode=string
+        "DECIMAL" => {
+            let text = format!("{}.2{variant}", 1 + variant);
+            (serde_json::json!(text), text)
+        }
+        // time.precision.mode=connect: epoch milliseconds and epoch days, printed back in UTC.
+        "TIMESTAMP" => {
+            let millis = 1_732_492_800_123 + variant * 86_399_001;
+            let shown = chrono::DateTime::from_timestamp_millis(millis).unwrap().naive_utc();
+            (
+                serde_json::json!(millis),
+                shown.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
+            )
+        }
+        "DATE" => {
+            let days = 19_825 + variant * 400;
+            let shown = chrono::DateTime::from_timestamp(days * 86_400, 0).unwrap().date_naive();
+            (serde_json::json!(days), shown.to_string())
+        }
+        "BOOLEAN" => (serde_json::json!(variant == 1), (variant == 1).to_string()),
+        other => panic!("no sample for {other}"),
+    }
+}
+
+/// Rewrites the WITH (...) options at the end of a CREATE TABLE statement.
+fn with_options(statement: &str, options: &[(&str, String)]) -> String {
+    let start = statement.rfind(") WITH (").expect("a WITH clause") + 1;
+    let rendered: Vec<String> = options.iter().map(|(k, v)| format!("'{k}' = '{v}'")).collect();
+    format!("{} WITH ({})", &statement[..start], rendered.join(", "))
+}
+
+/// Runs every table's rendered statements on a real, embedded Flink 1.18.1 with the Debezium records the
+/// connector config produces: the Kafka source is swapped for a file with the same format, the Iceberg sink for
+/// a blackhole table with the same DDL, and the catalog statements are left out (no Iceberg jars here).
+/// Flink must accept every DDL and plan the INSERT into the sink, and the SELECT of the INSERT must turn a
+/// snapshot read, an update and a delete into +I, -U/+U and -D rows with the values Postgres had.
+#[test]
+fn flink_runs_the_rendered_sql_on_the_connector_records() {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/flink-1.18.1/lib");
+    assert!(
+        lib.join("flink-table-planner-loader-1.18.1.jar").is_file(),
+        "{} is missing: run scripts/install-tools.sh (it extracts Flink 1.18.1's jars from PyPI)",
+        lib.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default();
+    let mut statements: Vec<String> = Vec::new();
+    let mut expected = String::new();
+    for postgres in postgres_tables() {
+        let table = &postgres.name;
+        let rows: Vec<Vec<(serde_json::Value, String)>> = (0..2)
+            .map(|variant| {
+                postgres
+                    .columns
+                    .iter()
+                    .map(|(column, t)| {
+                        // The key stays the same across the update.
+                        let variant = if postgres.primary_key.contains(column) {
+                            0
+                        } else {
+                            variant
+                        };
+                        sample_value(t, column, variant)
+                    })
+                    .collect()
+            })
+            .collect();
+        let record = |values: &[(serde_json::Value, String)]| -> serde_json::Value {
+            postgres
+                .columns
+                .iter()
+                .zip(values)
+                .map(|((c, _), (v, _))| (c.clone(), v.clone()))
+                .collect()
+        };
+        let shown = |kind: &str, values: &[(serde_json::Value, String)]| {
+            format!(
+                "{kind}[{}]\n",
+                values.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let source = |op: &str, before: Option<serde_json::Value>, after: Option<serde_json::Value>| {
+            serde_json::json!({
+                "before": before, "after": after, "op": op, "ts_ms": 1_732_492_800_500_i64,
+                "source": {"connector": "postgresql", "db": "sourcedb", "schema": "public", "table": table},
+                "transaction": null,
+            })
+            .to_string()
+        };
+        let file = dir.path().join(format!("{table}.json"));
+        let lines = [
+            source("r", None, Some(record(&rows[0]))),
+            source("u", Some(record(&rows[0])), Some(record(&rows[1]))),
+            source("d", Some(record(&rows[1])), None),
+        ];
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        expected.push_str(&format!("== {table}\n"));
+        expected.push_str(&shown("+I", &rows[0]));
+        expected.push_str(&shown("-U", &rows[0]));
+        expected.push_str(&shown("+U", &rows[1]));
+        expected.push_str(&shown("-D", &rows[1]));
+
+        let rendered = sql::render_table_with(&config, table, &credentials()).unwrap();
+        let sink_name = format!("`iceberg`.`university`.`{table}`");
+        let blackhole = format!("`default_catalog`.`default_database`.`sink_{table}`");
+        for statement in rendered {
+            if statement.contains("CATALOG `iceberg`") || statement.starts_with("CREATE DATABASE") {
+                continue;
+            }
+            if statement.starts_with("CREATE TEMPORARY TABLE") {
+                let options = parse_create_table(&statement).options;
+                assert_eq!(options["format"], "debezium-json");
+                statements.push(with_options(
+                    &statement,
+                    &[
+                        ("connector", "filesystem".to_owned()),
+                        ("path", file.display().to_string()),
+                        ("format", options["format"].clone()),
+                        (
+                            "debezium-json.schema-include",
+                            options["debezium-json.schema-include"].clone(),
+                        ),
+                    ],
+                ));
+            } else if statement.starts_with("CREATE TABLE") {
+                let sink = statement
+                    .replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMPORARY TABLE")
+                    .replace(&sink_name, &blackhole);
+                statements.push(with_options(&sink, &[("connector", "blackhole".to_owned())]));
+            } else if statement.starts_with("INSERT INTO") {
+                // Planning the INSERT proves it fits the sink's DDL; running it would only cost time.
+                statements.push(format!("EXPLAIN {}", statement.replace(&sink_name, &blackhole)));
+                statements.push(format!("ECHO == {table}"));
+                let select = statement.split_once('\n').unwrap().1;
+                statements.push(select.to_owned());
+            } else {
+                statements.push(statement);
+            }
+        }
+    }
+    let input = dir.path().join("statements.sql");
+    std::fs::write(&input, statements.join("\0")).unwrap();
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/flink/FlinkSqlCheck.java");
+    // The module openings Flink 1.18 needs on Java 17 (its own conf sets the same through env.java.opts.all).
+    let opens = [
+        "java.lang",
+        "java.net",
+        "java.io",
+        "java.nio",
+        "sun.nio.ch",
+        "java.lang.reflect",
+        "java.text",
+        "java.time",
+        "java.util",
+        "java.util.concurrent",
+        "java.util.concurrent.atomic",
+        "java.util.concurrent.locks",
+    ];
+    let out = Command::new("java")
+        .args(opens.iter().map(|p| format!("--add-opens=java.base/{p}=ALL-UNNAMED")))
+        .arg("-Xmx768m")
+        .arg("-cp")
+        .arg(format!("{}/*", lib.display()))
+        .arg(&harness)
+        .arg(&input)
+        .output()
+        .expect("java runs (Java 17 is on the machine)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("SLF4J") && !l.starts_with("WARNING"))
+        .collect();
+    assert!(out.status.success(), "Flink rejected the SQL:\n{}", problems.join("\n"));
+    assert_eq!(stdout, expected);
+}
