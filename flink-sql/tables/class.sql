@@ -19,7 +19,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_class` (
     `capacity`       INT,
     `enrolled_count` INT,
     `class_status`   STRING,
-    `created_at`     BIGINT
+    `created_at`     BIGINT,
+    PRIMARY KEY (`class_id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',

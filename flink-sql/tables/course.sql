@@ -12,7 +12,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_course` 
     `course_name` STRING,
     `credits`     INT,
     `program_id`  INT,
-    `created_at`  BIGINT
+    `created_at`  BIGINT,
+    PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',

@@ -10,7 +10,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_faculty`
     `id`           INT,
     `faculty_code` STRING,
     `faculty_name` STRING,
-    `created_at`   BIGINT
+    `created_at`   BIGINT,
+    PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',

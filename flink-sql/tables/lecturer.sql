@@ -12,7 +12,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_lecturer
     `name`        STRING,
     `email`       STRING,
     `faculty_id`  INT,
-    `created_at`  BIGINT
+    `created_at`  BIGINT,
+    PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',

@@ -23,7 +23,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_payment`
     `payment_proof_url`      STRING,
     `due_date`               INT,
     `created_at`             BIGINT,
-    `updated_at`             BIGINT
+    `updated_at`             BIGINT,
+    PRIMARY KEY (`payment_id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',

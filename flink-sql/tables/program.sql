@@ -12,7 +12,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_program`
     `program_name` STRING,
     `faculty_id`   INT,
     `degree`       STRING,
-    `created_at`   BIGINT
+    `created_at`   BIGINT,
+    PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',

@@ -17,7 +17,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_registra
     `total_sks`           INT,
     `late_registration`   BOOLEAN,
     `created_at`          BIGINT,
-    `updated_at`          BIGINT
+    `updated_at`          BIGINT,
+    PRIMARY KEY (`registration_id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',

@@ -11,7 +11,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_room` (
     `room_code`  STRING,
     `building`   STRING,
     `capacity`   INT,
-    `created_at` BIGINT
+    `created_at` BIGINT,
+    PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',

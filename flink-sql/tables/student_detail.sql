@@ -28,7 +28,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_student_
     `blood_type`        STRING,
     `health_insurance`  STRING,
     `accommodation`     STRING,
-    `created_at`        BIGINT
+    `created_at`        BIGINT,
+    PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',

@@ -17,7 +17,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_student_
     `grade_point`           DECIMAL(3,2),
     `attendance_percentage` DECIMAL(5,2),
     `created_at`            BIGINT,
-    `updated_at`            BIGINT
+    `updated_at`            BIGINT,
+    PRIMARY KEY (`enrollment_id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',

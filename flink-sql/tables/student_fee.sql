@@ -11,7 +11,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_student_
     `student_id` STRING,
     `ukt_fee`    DECIMAL(12,2),
     `bop_fee`    DECIMAL(12,2),
-    `updated_at` BIGINT
+    `updated_at` BIGINT,
+    PRIMARY KEY (`fee_id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',

@@ -14,7 +14,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_students
     `degree`     STRING,
     `faculty_id` INT,
     `status`     STRING,
-    `created_at` BIGINT
+    `created_at` BIGINT,
+    PRIMARY KEY (`student_id`) NOT ENFORCED
 ) WITH (
     'connector' = 'kafka',
     'topic' = '{{ topic }}',
