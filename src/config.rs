@@ -58,6 +58,8 @@ pub struct Config {
     pub flink: FlinkConfig,
     /// The operator HTTP endpoint.
     pub server: ServerConfig,
+    /// Where the per-table jobs write: the Iceberg REST catalog and its object store.
+    pub iceberg: IcebergConfig,
 }
 
 /// The `[kafka]` section.
@@ -84,6 +86,8 @@ pub struct KafkaConfig {
     pub sample_bytes: u32,
     /// Consumer group of a table's Flink job, used for lag; `{table}` is replaced by the table name.
     pub group_template: String,
+    /// Topic a table's Flink job reads (Debezium's `<topic.prefix>.<schema>.<table>`); `{table}` is replaced.
+    pub topic_template: String,
     /// Transport encryption.
     pub tls: TlsConfig,
     /// SASL authentication; absent means none.
@@ -102,6 +106,7 @@ impl Default for KafkaConfig {
             sample_records: 16,
             sample_bytes: 1024 * 1024,
             group_template: "cdc-{table}".to_owned(),
+            topic_template: "university-server.public.{table}".to_owned(),
             tls: TlsConfig::default(),
             sasl: None,
         }
@@ -117,6 +122,11 @@ impl KafkaConfig {
     /// The consumer group of a table's Flink job.
     pub fn group_for(&self, table: &str) -> String {
         self.group_template.replace("{table}", table)
+    }
+
+    /// The CDC topic of a table, as its Flink job reads it.
+    pub fn topic_for(&self, table: &str) -> String {
+        self.topic_template.replace("{table}", table)
     }
 }
 
@@ -289,8 +299,12 @@ pub struct FlinkConfig {
     pub jobmanager_url: String,
     /// Where stop-with-savepoint writes savepoints.
     pub savepoint_dir: String,
-    /// Folder of the per-table SQL templates.
-    pub sql_dir: PathBuf,
+    /// Folder whose SQL templates override the built-in ones (and add tables); absent means built-in only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql_dir: Option<PathBuf>,
+    /// Checkpoint interval of the per-table jobs: Iceberg commits and Kafka offsets land on checkpoints.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
     /// Job starts allowed per minute across all tables.
     pub starts_per_minute: u32,
     /// Starts allowed at once before the per-minute rate applies.
@@ -309,10 +323,6 @@ pub struct FlinkConfig {
     /// How often Flink's job list is compared with what the sidecar believes.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
-    /// `execution.checkpointing.interval` of every job: Kafka offsets are committed (and Iceberg commits) on
-    /// checkpoints, so this bounds how much a cancelled job re-reads.
-    #[serde(with = "humantime_serde")]
-    pub checkpoint_interval: Duration,
 }
 
 impl Default for FlinkConfig {
@@ -322,7 +332,8 @@ impl Default for FlinkConfig {
             sql_gateway_url: "http://127.0.0.1:8083".to_owned(),
             jobmanager_url: "http://127.0.0.1:8081".to_owned(),
             savepoint_dir: "s3://warehouse/savepoints".to_owned(),
-            sql_dir: PathBuf::from("flink-sql"),
+            sql_dir: None,
+            checkpoint_interval: Duration::from_secs(10),
             starts_per_minute: 10,
             start_burst: 5,
             max_concurrent_jobs: 20,
@@ -330,7 +341,43 @@ impl Default for FlinkConfig {
             start_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(120),
             reconcile_interval: Duration::from_secs(30),
-            checkpoint_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The `[iceberg]` section: what the per-table jobs' Iceberg catalog connects to.
+///
+/// These addresses are used by Flink, not by the sidecar, so they name hosts as Flink sees them. The catalog's
+/// credentials are not here: they are read from the environment when statements are rendered (see `sql`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IcebergConfig {
+    /// Iceberg REST catalog endpoint (Apache Polaris: `http://<host>:8181/api/catalog`).
+    pub catalog_uri: String,
+    /// The REST catalog's warehouse, i.e. the Polaris catalog name.
+    pub warehouse: String,
+    /// OAuth2 scope requested with the client credentials.
+    pub scope: String,
+    /// Iceberg namespace (Flink database) the tables are created in.
+    pub database: String,
+    /// S3 endpoint of the object store (MinIO).
+    pub s3_endpoint: String,
+    /// S3 region; MinIO ignores it but the AWS SDK requires one.
+    pub s3_region: String,
+    /// Path-style bucket addressing, which MinIO needs.
+    pub s3_path_style_access: bool,
+}
+
+impl Default for IcebergConfig {
+    fn default() -> Self {
+        Self {
+            catalog_uri: "http://127.0.0.1:8181/api/catalog".to_owned(),
+            warehouse: "polariscatalog".to_owned(),
+            scope: "PRINCIPAL_ROLE:ALL".to_owned(),
+            database: "university".to_owned(),
+            s3_endpoint: "http://127.0.0.1:9000".to_owned(),
+            s3_region: "us-east-1".to_owned(),
+            s3_path_style_access: true,
         }
     }
 }
@@ -465,12 +512,13 @@ impl Config {
                 return Err(invalid(key, &value, "must be at least 1"));
             }
         }
-        if !k.group_template.contains("{table}") {
-            return Err(invalid(
-                "kafka.group_template",
-                &k.group_template,
-                "must contain {table}",
-            ));
+        for (key, template) in [
+            ("kafka.group_template", &k.group_template),
+            ("kafka.topic_template", &k.topic_template),
+        ] {
+            if !template.contains("{table}") {
+                return Err(invalid(key, template, "must contain {table}"));
+            }
         }
         if k.tls.cert_file.is_some() != k.tls.key_file.is_some() {
             return Err(invalid(
@@ -516,12 +564,35 @@ impl Config {
         for (key, url) in [
             ("flink.sql_gateway_url", &self.flink.sql_gateway_url),
             ("flink.jobmanager_url", &self.flink.jobmanager_url),
+            ("iceberg.catalog_uri", &self.iceberg.catalog_uri),
+            ("iceberg.s3_endpoint", &self.iceberg.s3_endpoint),
         ] {
             match reqwest::Url::parse(url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
                 Ok(_) => return Err(invalid(key, url, "expected an http:// or https:// URL")),
                 Err(e) => return Err(invalid(key, url, &e.to_string())),
             }
+        }
+        if let Some(dir) = &self.flink.sql_dir
+            && !dir.is_dir()
+        {
+            return Err(invalid("flink.sql_dir", &dir.display().to_string(), "not a directory"));
+        }
+        for (key, value) in [
+            ("iceberg.warehouse", &self.iceberg.warehouse),
+            ("iceberg.scope", &self.iceberg.scope),
+            ("iceberg.s3_region", &self.iceberg.s3_region),
+        ] {
+            if value.trim().is_empty() {
+                return Err(invalid(key, value, "must not be empty"));
+            }
+        }
+        if !is_table_name(&self.iceberg.database) {
+            return Err(invalid(
+                "iceberg.database",
+                &self.iceberg.database,
+                "not a valid database name (letters, digits and _, not starting with a digit, at most 63)",
+            ));
         }
         if self.flink.savepoint_dir.trim().is_empty() {
             return Err(invalid(
@@ -782,6 +853,41 @@ mod tests {
         assert!(m.contains("kafka.tls.ca_file: file not found"), "{m}");
         let m = error_of(Some("[server]\nlisten = \"nowhere\"\n"), &[]);
         assert!(m.contains("server.listen"), "{m}");
+    }
+
+    #[test]
+    fn job_template_keys_have_defaults_and_are_validated() {
+        Jail::expect_with(|jail| {
+            let c = load_in(jail, None).map_err(|e| e.to_string())?;
+            assert_eq!(c.kafka.topic_for("faculty"), "university-server.public.faculty");
+            assert_eq!(c.flink.sql_dir, None);
+            assert_eq!(c.flink.checkpoint_interval, Duration::from_secs(10));
+            assert_eq!(c.iceberg.database, "university");
+            assert!(c.iceberg.s3_path_style_access);
+            jail.set_env("CDC_ICEBERG__CATALOG_URI", "http://polaris:8181/api/catalog");
+            jail.set_env("CDC_KAFKA__TOPIC_TEMPLATE", "srv.{table}");
+            let c = load_in(jail, None).map_err(|e| e.to_string())?;
+            assert_eq!(c.iceberg.catalog_uri, "http://polaris:8181/api/catalog");
+            assert_eq!(c.kafka.topic_for("room"), "srv.room");
+            Ok(())
+        });
+        let m = error_of(Some("[kafka]\ntopic_template = \"fixed\"\n"), &[]);
+        assert!(m.starts_with("kafka.topic_template: must contain {table}"), "{m}");
+        let m = error_of(Some("[flink]\nsql_dir = \"/nonexistent/sql\"\n"), &[]);
+        assert!(m.starts_with("flink.sql_dir: not a directory"), "{m}");
+        let m = error_of(None, &[("CDC_FLINK__CHECKPOINT_INTERVAL", "0s")]);
+        assert!(
+            m.starts_with("flink.checkpoint_interval: must be greater than 0"),
+            "{m}"
+        );
+        let m = error_of(None, &[("CDC_ICEBERG__CATALOG_URI", "polaris:8181")]);
+        assert!(m.starts_with("iceberg.catalog_uri:"), "{m}");
+        let m = error_of(None, &[("CDC_ICEBERG__DATABASE", "uni-versity")]);
+        assert!(m.starts_with("iceberg.database: not a valid database name"), "{m}");
+        let m = error_of(None, &[("CDC_ICEBERG__WAREHOUSE", " ")]);
+        assert!(m.starts_with("iceberg.warehouse: must not be empty"), "{m}");
+        let m = error_of(None, &[("CDC_ICEBERG__BUCKET", "x")]);
+        assert!(m.contains("iceberg.bucket: unknown key"), "{m}");
     }
 
     #[test]

@@ -8,14 +8,15 @@
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod flink;
 pub mod decoder;
+pub mod flink;
 pub mod lag;
 pub mod logging;
 pub mod metrics;
 pub mod op;
 pub mod policy;
-pub mod server;
 pub mod replay;
+pub mod server;
 pub mod shutdown;
+pub mod sql;
 pub mod watcher;

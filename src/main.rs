@@ -10,11 +10,15 @@ use cdc_orchestrator::flink::listing;
 use cdc_orchestrator::logging::{self, LogFormat};
 use cdc_orchestrator::policy::PolicySettings;
 use cdc_orchestrator::replay::{self, ReplayOptions};
+use cdc_orchestrator::sql;
 use cdc_orchestrator::{decoder, shutdown, watcher};
 use clap::{Parser, Subcommand};
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
 const EXIT_CONFIG: u8 = 2;
+
+/// Exit code for a failure at run time (an unreadable file).
+const EXIT_FAILURE: u8 = 1;
 
 /// Runs a table's Flink CDC job only while that table has changes.
 #[derive(Debug, Parser)]
@@ -81,6 +85,14 @@ enum Command {
         #[arg(long)]
         events: bool,
     },
+    /// Print the Flink SQL statements the launcher submits for a table, each ending with `;`.
+    ///
+    /// Credentials come from POLARIS_CLIENT_ID, POLARIS_CLIENT_SECRET, AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY, and are printed as they will be submitted.
+    Render {
+        /// The table, e.g. `faculty`; an unknown table lists the known ones.
+        table: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -132,6 +144,22 @@ fn main() -> ExitCode {
             events,
         } => match load_config(&cli) {
             Ok(config) => run_replay(&config, trace.as_ref(), seed, ReplayOptions { events }),
+            Err(code) => code,
+        },
+        Command::Render { ref table } => match load_config(&cli) {
+            Ok(config) => match sql::render_table(&config, table) {
+                Ok(statements) => {
+                    print!("{}", sql::to_script(&statements));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(match e {
+                        sql::SqlError::Read { .. } => EXIT_FAILURE,
+                        _ => EXIT_CONFIG,
+                    })
+                }
+            },
             Err(code) => code,
         },
     }

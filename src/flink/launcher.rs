@@ -306,7 +306,7 @@ fn set_key(code: &str) -> Option<String> {
 
 /// The first launcher-owned key a table's SQL sets, if any: the job's name, id and checkpointing are not the
 /// template's to choose.
-pub(crate) fn reserved_key_set(statements: &[String]) -> Option<String> {
+pub fn reserved_key_set(statements: &[String]) -> Option<String> {
     statements
         .iter()
         .filter_map(|s| set_key(&code_of(s)))

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use dry_run::DryRunLauncher;
-pub use launcher::{LaunchSettings, SqlGatewayLauncher};
+pub use launcher::{LaunchSettings, SqlGatewayLauncher, reserved_key_set};
 pub use reconcile::{Reconciliation, reconcile, reconcile_jobs};
 
 use crate::config::{Config, LauncherKind};

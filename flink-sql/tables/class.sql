@@ -1,0 +1,73 @@
+-- Flink job of table `class`: its Debezium change events (Kafka) -> Iceberg table `class`, upserted on `class_id`.
+-- Rendered by `cdc-orchestrator render class`; the double-brace placeholders come from its configuration.
+-- Source types follow debezium/university-connector.json: decimals arrive as strings (decimal.handling.mode=string)
+-- and are read as DECIMAL; TIMESTAMP arrives as epoch milliseconds (BIGINT) and DATE as epoch days (INT)
+-- (time.precision.mode=connect); the INSERT converts them in UTC (setup.sql sets the session time zone).
+
+DROP TEMPORARY TABLE IF EXISTS `default_catalog`.`default_database`.`cdc_source_class`;
+
+CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_class` (
+    `class_id`       STRING,
+    `course_id`      INT,
+    `lecturer_id`    INT,
+    `academic_year`  STRING,
+    `semester`       INT,
+    `class_code`     STRING,
+    `room_code`      STRING,
+    `schedule_day`   STRING,
+    `schedule_time`  STRING,
+    `capacity`       INT,
+    `enrolled_count` INT,
+    `class_status`   STRING,
+    `created_at`     BIGINT,
+    PRIMARY KEY (`class_id`) NOT ENFORCED
+) WITH (
+    'connector' = 'kafka',
+    'topic' = '{{ topic }}',
+    'properties.bootstrap.servers' = '{{ bootstrap }}',
+    'properties.group.id' = '{{ group_id }}',
+    -- Resume from the group's committed offsets; the very first run starts at the beginning of the topic.
+    'scan.startup.mode' = 'group-offsets',
+    'properties.auto.offset.reset' = 'earliest',
+    -- The Debezium envelope (before/after/op) as the connector writes it: JSON without schemas.
+    'format' = 'debezium-json',
+    'debezium-json.schema-include' = 'false'
+);
+
+CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`class` (
+    `class_id`       STRING NOT NULL,
+    `course_id`      INT,
+    `lecturer_id`    INT,
+    `academic_year`  STRING,
+    `semester`       INT,
+    `class_code`     STRING,
+    `room_code`      STRING,
+    `schedule_day`   STRING,
+    `schedule_time`  STRING,
+    `capacity`       INT,
+    `enrolled_count` INT,
+    `class_status`   STRING,
+    `created_at`     TIMESTAMP(3),
+    PRIMARY KEY (`class_id`) NOT ENFORCED
+) WITH (
+    'format-version' = '2',
+    'write.upsert.enabled' = 'true'
+);
+
+-- Every change (snapshot reads, inserts, updates and deletes) goes to Iceberg: the source is a changelog.
+INSERT INTO `iceberg`.`{{ database }}`.`class`
+SELECT
+    `class_id`,
+    `course_id`,
+    `lecturer_id`,
+    `academic_year`,
+    `semester`,
+    `class_code`,
+    `room_code`,
+    `schedule_day`,
+    `schedule_time`,
+    `capacity`,
+    `enrolled_count`,
+    `class_status`,
+    CAST(TO_TIMESTAMP_LTZ(`created_at`, 3) AS TIMESTAMP(3)) AS `created_at`
+FROM `default_catalog`.`default_database`.`cdc_source_class`;

@@ -1,0 +1,46 @@
+-- Flink job of table `faculty`: its Debezium change events (Kafka) -> Iceberg table `faculty`, upserted on `id`.
+-- Rendered by `cdc-orchestrator render faculty`; the double-brace placeholders come from its configuration.
+-- Source types follow debezium/university-connector.json: decimals arrive as strings (decimal.handling.mode=string)
+-- and are read as DECIMAL; TIMESTAMP arrives as epoch milliseconds (BIGINT) and DATE as epoch days (INT)
+-- (time.precision.mode=connect); the INSERT converts them in UTC (setup.sql sets the session time zone).
+
+DROP TEMPORARY TABLE IF EXISTS `default_catalog`.`default_database`.`cdc_source_faculty`;
+
+CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_faculty` (
+    `id`           INT,
+    `faculty_code` STRING,
+    `faculty_name` STRING,
+    `created_at`   BIGINT,
+    PRIMARY KEY (`id`) NOT ENFORCED
+) WITH (
+    'connector' = 'kafka',
+    'topic' = '{{ topic }}',
+    'properties.bootstrap.servers' = '{{ bootstrap }}',
+    'properties.group.id' = '{{ group_id }}',
+    -- Resume from the group's committed offsets; the very first run starts at the beginning of the topic.
+    'scan.startup.mode' = 'group-offsets',
+    'properties.auto.offset.reset' = 'earliest',
+    -- The Debezium envelope (before/after/op) as the connector writes it: JSON without schemas.
+    'format' = 'debezium-json',
+    'debezium-json.schema-include' = 'false'
+);
+
+CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`faculty` (
+    `id`           INT NOT NULL,
+    `faculty_code` STRING,
+    `faculty_name` STRING,
+    `created_at`   TIMESTAMP(3),
+    PRIMARY KEY (`id`) NOT ENFORCED
+) WITH (
+    'format-version' = '2',
+    'write.upsert.enabled' = 'true'
+);
+
+-- Every change (snapshot reads, inserts, updates and deletes) goes to Iceberg: the source is a changelog.
+INSERT INTO `iceberg`.`{{ database }}`.`faculty`
+SELECT
+    `id`,
+    `faculty_code`,
+    `faculty_name`,
+    CAST(TO_TIMESTAMP_LTZ(`created_at`, 3) AS TIMESTAMP(3)) AS `created_at`
+FROM `default_catalog`.`default_database`.`cdc_source_faculty`;

@@ -1,0 +1,67 @@
+-- Flink job of table `registration`: its Debezium change events (Kafka) -> Iceberg table `registration`, upserted on `registration_id`.
+-- Rendered by `cdc-orchestrator render registration`; the double-brace placeholders come from its configuration.
+-- Source types follow debezium/university-connector.json: decimals arrive as strings (decimal.handling.mode=string)
+-- and are read as DECIMAL; TIMESTAMP arrives as epoch milliseconds (BIGINT) and DATE as epoch days (INT)
+-- (time.precision.mode=connect); the INSERT converts them in UTC (setup.sql sets the session time zone).
+
+DROP TEMPORARY TABLE IF EXISTS `default_catalog`.`default_database`.`cdc_source_registration`;
+
+CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_registration` (
+    `registration_id`     STRING,
+    `student_id`          STRING,
+    `academic_year`       STRING,
+    `semester`            INT,
+    `semester_code`       STRING,
+    `registration_date`   INT,
+    `registration_status` STRING,
+    `total_sks`           INT,
+    `late_registration`   BOOLEAN,
+    `created_at`          BIGINT,
+    `updated_at`          BIGINT,
+    PRIMARY KEY (`registration_id`) NOT ENFORCED
+) WITH (
+    'connector' = 'kafka',
+    'topic' = '{{ topic }}',
+    'properties.bootstrap.servers' = '{{ bootstrap }}',
+    'properties.group.id' = '{{ group_id }}',
+    -- Resume from the group's committed offsets; the very first run starts at the beginning of the topic.
+    'scan.startup.mode' = 'group-offsets',
+    'properties.auto.offset.reset' = 'earliest',
+    -- The Debezium envelope (before/after/op) as the connector writes it: JSON without schemas.
+    'format' = 'debezium-json',
+    'debezium-json.schema-include' = 'false'
+);
+
+CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`registration` (
+    `registration_id`     STRING NOT NULL,
+    `student_id`          STRING,
+    `academic_year`       STRING,
+    `semester`            INT,
+    `semester_code`       STRING,
+    `registration_date`   DATE,
+    `registration_status` STRING,
+    `total_sks`           INT,
+    `late_registration`   BOOLEAN,
+    `created_at`          TIMESTAMP(3),
+    `updated_at`          TIMESTAMP(3),
+    PRIMARY KEY (`registration_id`) NOT ENFORCED
+) WITH (
+    'format-version' = '2',
+    'write.upsert.enabled' = 'true'
+);
+
+-- Every change (snapshot reads, inserts, updates and deletes) goes to Iceberg: the source is a changelog.
+INSERT INTO `iceberg`.`{{ database }}`.`registration`
+SELECT
+    `registration_id`,
+    `student_id`,
+    `academic_year`,
+    `semester`,
+    `semester_code`,
+    CAST(TO_TIMESTAMP_LTZ(CAST(`registration_date` AS BIGINT) * 86400000, 3) AS DATE) AS `registration_date`,
+    `registration_status`,
+    `total_sks`,
+    `late_registration`,
+    CAST(TO_TIMESTAMP_LTZ(`created_at`, 3) AS TIMESTAMP(3)) AS `created_at`,
+    CAST(TO_TIMESTAMP_LTZ(`updated_at`, 3) AS TIMESTAMP(3)) AS `updated_at`
+FROM `default_catalog`.`default_database`.`cdc_source_registration`;

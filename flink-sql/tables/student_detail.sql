@@ -1,0 +1,100 @@
+-- Flink job of table `student_detail`: its Debezium change events (Kafka) -> Iceberg table `student_detail`, upserted on `id`.
+-- Rendered by `cdc-orchestrator render student_detail`; the double-brace placeholders come from its configuration.
+-- Source types follow debezium/university-connector.json: decimals arrive as strings (decimal.handling.mode=string)
+-- and are read as DECIMAL; TIMESTAMP arrives as epoch milliseconds (BIGINT) and DATE as epoch days (INT)
+-- (time.precision.mode=connect); the INSERT converts them in UTC (setup.sql sets the session time zone).
+
+DROP TEMPORARY TABLE IF EXISTS `default_catalog`.`default_database`.`cdc_source_student_detail`;
+
+CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_student_detail` (
+    `id`                INT,
+    `student_id`        STRING,
+    `gender`            STRING,
+    `birth_date`        INT,
+    `birth_place`       STRING,
+    `religion`          STRING,
+    `nationality`       STRING,
+    `registration_date` INT,
+    `address`           STRING,
+    `city`              STRING,
+    `province`          STRING,
+    `postal_code`       STRING,
+    `phone_number`      STRING,
+    `high_school`       STRING,
+    `high_school_year`  INT,
+    `parent_name`       STRING,
+    `parent_income`     DECIMAL(15,2),
+    `parent_occupation` STRING,
+    `blood_type`        STRING,
+    `health_insurance`  STRING,
+    `accommodation`     STRING,
+    `created_at`        BIGINT,
+    PRIMARY KEY (`id`) NOT ENFORCED
+) WITH (
+    'connector' = 'kafka',
+    'topic' = '{{ topic }}',
+    'properties.bootstrap.servers' = '{{ bootstrap }}',
+    'properties.group.id' = '{{ group_id }}',
+    -- Resume from the group's committed offsets; the very first run starts at the beginning of the topic.
+    'scan.startup.mode' = 'group-offsets',
+    'properties.auto.offset.reset' = 'earliest',
+    -- The Debezium envelope (before/after/op) as the connector writes it: JSON without schemas.
+    'format' = 'debezium-json',
+    'debezium-json.schema-include' = 'false'
+);
+
+CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`student_detail` (
+    `id`                INT NOT NULL,
+    `student_id`        STRING,
+    `gender`            STRING,
+    `birth_date`        DATE,
+    `birth_place`       STRING,
+    `religion`          STRING,
+    `nationality`       STRING,
+    `registration_date` DATE,
+    `address`           STRING,
+    `city`              STRING,
+    `province`          STRING,
+    `postal_code`       STRING,
+    `phone_number`      STRING,
+    `high_school`       STRING,
+    `high_school_year`  INT,
+    `parent_name`       STRING,
+    `parent_income`     DECIMAL(15,2),
+    `parent_occupation` STRING,
+    `blood_type`        STRING,
+    `health_insurance`  STRING,
+    `accommodation`     STRING,
+    `created_at`        TIMESTAMP(3),
+    PRIMARY KEY (`id`) NOT ENFORCED
+) WITH (
+    'format-version' = '2',
+    'write.upsert.enabled' = 'true'
+);
+
+-- Every change (snapshot reads, inserts, updates and deletes) goes to Iceberg: the source is a changelog.
+INSERT INTO `iceberg`.`{{ database }}`.`student_detail`
+SELECT
+    `id`,
+    `student_id`,
+    `gender`,
+    CAST(TO_TIMESTAMP_LTZ(CAST(`birth_date` AS BIGINT) * 86400000, 3) AS DATE) AS `birth_date`,
+    `birth_place`,
+    `religion`,
+    `nationality`,
+    CAST(TO_TIMESTAMP_LTZ(CAST(`registration_date` AS BIGINT) * 86400000, 3) AS DATE) AS `registration_date`,
+    `address`,
+    `city`,
+    `province`,
+    `postal_code`,
+    `phone_number`,
+    `high_school`,
+    `high_school_year`,
+    `parent_name`,
+    `parent_income`,
+    `parent_occupation`,
+    `blood_type`,
+    `health_insurance`,
+    `accommodation`,
+    CAST(TO_TIMESTAMP_LTZ(`created_at`, 3) AS TIMESTAMP(3)) AS `created_at`
+FROM `default_catalog`.`default_database`.`cdc_source_student_detail`;
