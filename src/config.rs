@@ -323,6 +323,11 @@ pub struct FlinkConfig {
     /// How often Flink's job list is compared with what the sidecar believes.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight Flink calls may take to finish before they are abandoned.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Stop every running job (with savepoint) on shutdown, instead of leaving them to be adopted next time.
+    pub stop_jobs_on_shutdown: bool,
 }
 
 impl Default for FlinkConfig {
@@ -341,6 +346,8 @@ impl Default for FlinkConfig {
             start_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(120),
             reconcile_interval: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(20),
+            stop_jobs_on_shutdown: false,
         }
     }
 }
@@ -483,6 +490,7 @@ impl Config {
             ("flink.start_timeout", self.flink.start_timeout),
             ("flink.stop_timeout", self.flink.stop_timeout),
             ("flink.reconcile_interval", self.flink.reconcile_interval),
+            ("flink.shutdown_timeout", self.flink.shutdown_timeout),
             ("flink.checkpoint_interval", self.flink.checkpoint_interval),
             ("policy.retry_initial_backoff", self.policy.retry_initial_backoff),
         ] {

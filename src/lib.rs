@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod op;
 pub mod policy;
 pub mod replay;
+pub mod run;
 pub mod server;
 pub mod shutdown;
 pub mod sql;

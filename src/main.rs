@@ -11,7 +11,7 @@ use cdc_orchestrator::logging::{self, LogFormat};
 use cdc_orchestrator::policy::PolicySettings;
 use cdc_orchestrator::replay::{self, ReplayOptions};
 use cdc_orchestrator::sql;
-use cdc_orchestrator::{decoder, shutdown, watcher};
+use cdc_orchestrator::{decoder, run, shutdown, watcher};
 use clap::{Parser, Subcommand};
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
@@ -39,6 +39,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the sidecar: watch the CDC topics, start and stop each table's Flink job, serve HTTP.
+    Run,
     /// Validate the configuration and print it resolved, as TOML, secrets redacted.
     Check,
     /// List the cdc jobs Flink knows (named `cdc-<table>`): table, job id, state, since.
@@ -110,6 +112,21 @@ fn main() -> ExitCode {
             Ok(config) => jobs(&config, json),
             Err(code) => code,
         },
+        Command::Run => {
+            let config = match load_config(&cli) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let done = runtime().map(|rt| rt.block_on(async { run::run(config, shutdown::on_signals()).await }));
+            match done {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(code) => code,
+            }
+        }
         Command::Decode { file, raw, topic } => run_decode(&file, raw, topic.as_deref()),
         Command::Watch { lag, once } => {
             let config = match load_config(&cli) {

@@ -42,13 +42,6 @@ pub struct TableResultLabels {
     pub result: String,
 }
 
-/// Labels `{direction}` of broker traffic: `sent` or `received`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DirectionLabels {
-    /// `sent` or `received`.
-    pub direction: String,
-}
-
 /// Every metric the sidecar exports. Cloning a metric handle shares its value, so parts can hold their own.
 #[derive(Debug)]
 pub struct Metrics {
@@ -59,7 +52,9 @@ pub struct Metrics {
     pub poll_duration: Histogram,
     /// Partitions currently watched.
     pub partitions_watched: Gauge,
-    /// New records seen, by table and sampled operation.
+    /// New records seen (high-watermark advances), by table.
+    pub new_records: Family<TableLabels, Counter>,
+    /// Sampled records by table and operation (`unknown` when the record does not say).
     pub activity_records: Family<TableOpLabels, Counter>,
     /// Sampled records by decoder kind.
     pub decoded_records: Family<KindLabels, Counter>,
@@ -73,8 +68,9 @@ pub struct Metrics {
     pub jobs_running: Gauge,
     /// Consumer lag of a table's job, in records.
     pub table_lag: Family<TableLabels, Gauge>,
-    /// Bytes exchanged with the Kafka brokers.
-    pub broker_bytes: Family<DirectionLabels, Counter>,
+    /// Bytes of record values fetched in samples (the watcher's only record traffic; watermark reads are
+    /// a few dozen bytes per partition).
+    pub sampled_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -94,6 +90,7 @@ impl Metrics {
                 0.001, 2.0, 13,
             )),
             partitions_watched: Gauge::default(),
+            new_records: Family::default(),
             activity_records: Family::default(),
             decoded_records: Family::default(),
             job_starts: Family::default(),
@@ -101,7 +98,7 @@ impl Metrics {
             starts_throttled: Counter::default(),
             jobs_running: Gauge::default(),
             table_lag: Family::default(),
-            broker_bytes: Family::default(),
+            sampled_bytes: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("polls", "Completed watermark poll cycles", m.polls.clone());
@@ -115,9 +112,10 @@ impl Metrics {
             "Partitions currently watched",
             m.partitions_watched.clone(),
         );
+        registry.register("new_records", "New records seen, by table", m.new_records.clone());
         registry.register(
             "activity_records",
-            "New records seen, by table and sampled operation",
+            "Sampled records by table and operation",
             m.activity_records.clone(),
         );
         registry.register(
@@ -143,9 +141,9 @@ impl Metrics {
             m.table_lag.clone(),
         );
         registry.register(
-            "broker_bytes",
-            "Bytes exchanged with the Kafka brokers",
-            m.broker_bytes.clone(),
+            "sampled_bytes",
+            "Bytes of record values fetched in samples",
+            m.sampled_bytes.clone(),
         );
         registry.register(
             "build",

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{KafkaConfig, SaslMechanism};
 use crate::decoder::{self, Decoded};
 use crate::lag::LagReader;
+use crate::metrics::{KindLabels, Metrics, TableOpLabels};
 use crate::op::Op;
 
 /// Partitions polled at once; bounds sockets and memory while keeping a poll of thousands of partitions short.
@@ -86,7 +87,7 @@ pub enum WatchEvent {
 }
 
 /// Counters of one poll cycle, for metrics and benchmarks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PollStats {
     /// Partitions whose watermark was read.
     pub partitions: usize,
@@ -96,6 +97,8 @@ pub struct PollStats {
     pub sampled: usize,
     /// Bytes of sampled record values (a lower bound of what was fetched).
     pub sampled_bytes: usize,
+    /// Sampled records per decoder kind (`change`, `tombstone`, `heartbeat`, ..., `invalid`).
+    pub kinds: BTreeMap<&'static str, u64>,
 }
 
 /// A partition being watched.
@@ -118,6 +121,7 @@ pub struct Watcher {
     refreshed_at: Option<Instant>,
     started: bool,
     lag: Option<LagReader>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -161,7 +165,14 @@ impl Watcher {
             refreshed_at: None,
             started: false,
             lag,
+            metrics: None,
         })
+    }
+
+    /// Records polls, their duration, partitions watched, sampled records by kind and sampled bytes in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Watcher {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Partitions currently watched.
@@ -314,7 +325,7 @@ impl Watcher {
         for (topic, partition, client, from, high) in advanced {
             let new_records = u64::try_from(high - from).unwrap_or(0);
             let sample = self.sample(&client, from, high).await;
-            let (found, sampled, bytes) = summarize(&topic, partition, new_records, &sample);
+            let (found, sampled, bytes) = summarize(&topic, partition, new_records, &sample, &mut stats.kinds);
             stats.sampled += sampled;
             stats.sampled_bytes += bytes;
             activity.extend(found);
@@ -407,7 +418,39 @@ impl Watcher {
         if stale {
             self.refresh().await?;
         }
-        let (activity, _stats) = self.poll().await?;
+        let began = Instant::now();
+        let (activity, stats) = self.poll().await?;
+        if let Some(m) = &self.metrics {
+            m.polls.inc();
+            m.poll_duration.observe(began.elapsed().as_secs_f64());
+            m.partitions_watched
+                .set(i64::try_from(stats.partitions).unwrap_or(i64::MAX));
+            m.sampled_bytes
+                .inc_by(u64::try_from(stats.sampled_bytes).unwrap_or(u64::MAX));
+            for (kind, n) in &stats.kinds {
+                m.decoded_records
+                    .get_or_create(&KindLabels {
+                        kind: (*kind).to_owned(),
+                    })
+                    .inc_by(*n);
+            }
+            for a in &activity {
+                for (op, n) in &a.ops {
+                    let labels = TableOpLabels {
+                        table: a.table.clone(),
+                        op: op.code().to_owned(),
+                    };
+                    m.activity_records.get_or_create(&labels).inc_by(*n);
+                }
+                if a.unknown_ops > 0 {
+                    let labels = TableOpLabels {
+                        table: a.table.clone(),
+                        op: "unknown".to_owned(),
+                    };
+                    m.activity_records.get_or_create(&labels).inc_by(a.unknown_ops);
+                }
+            }
+        }
         for a in activity {
             let _ = events.send(WatchEvent::Activity(a)).await;
         }
@@ -459,6 +502,7 @@ fn summarize(
     partition: i32,
     new_records: u64,
     sample: &Result<Vec<Decodable>, String>,
+    kinds: &mut BTreeMap<&'static str, u64>,
 ) -> (Vec<TableActivity>, usize, usize) {
     let observed_at_ms = now_unix_ms();
     let blank = |table: &str| TableActivity {
@@ -489,6 +533,7 @@ fn summarize(
     for record in records {
         bytes += record.value.as_ref().map_or(0, Vec::len);
         let decoded = decoder::decode(topic, record.key.as_deref(), record.value.as_deref());
+        *kinds.entry(decoded.kind()).or_default() += 1;
         match decoded {
             Decoded::Change(change) => {
                 let a = tables
@@ -653,7 +698,7 @@ mod tests {
             rec(r#"{"op":"c","source":{"table":"faculty"},"after":{},"ts_ms":5}"#),
             rec(r#"{"op":"u","source":{"table":"faculty","ts_ms":9},"after":{}}"#),
         ]);
-        let (found, sampled, _) = summarize(TOPIC, 0, 10, &sample);
+        let (found, sampled, _) = summarize(TOPIC, 0, 10, &sample, &mut BTreeMap::new());
         assert_eq!(sampled, 2);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].table, "faculty");
@@ -668,9 +713,15 @@ mod tests {
     #[test]
     fn heartbeats_and_transactions_are_not_activity() {
         let sample = Ok(vec![rec(r#"{"status":"BEGIN","id":"1","data_collections":null}"#)]);
-        let (found, _, _) = summarize("university-server.transaction", 0, 1, &sample);
+        let (found, _, _) = summarize("university-server.transaction", 0, 1, &sample, &mut BTreeMap::new());
         assert!(found.is_empty());
-        let (found, _, _) = summarize("__debezium-heartbeat.university-server", 0, 3, &Ok(vec![rec("{}")]));
+        let (found, _, _) = summarize(
+            "__debezium-heartbeat.university-server",
+            0,
+            3,
+            &Ok(vec![rec("{}")]),
+            &mut BTreeMap::new(),
+        );
         assert!(found.is_empty());
     }
 
@@ -680,14 +731,14 @@ mod tests {
             rec(r#"{"op":"c","source":{"table":"faculty"},"after":{}}"#),
             rec(r#"{"op":"d","source":{"table":"program"},"before":{}}"#),
         ]);
-        let (found, _, _) = summarize("university-server.all", 0, 2, &sample);
+        let (found, _, _) = summarize("university-server.all", 0, 2, &sample, &mut BTreeMap::new());
         let tables: Vec<_> = found.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
         assert_eq!(tables, [("faculty", 1), ("program", 1)]);
     }
 
     #[test]
     fn a_failed_sample_still_reports_the_advance() {
-        let (found, _, _) = summarize(TOPIC, 2, 4, &Err("fetch: timeout".into()));
+        let (found, _, _) = summarize(TOPIC, 2, 4, &Err("fetch: timeout".into()), &mut BTreeMap::new());
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].new_records, found[0].unknown_ops), (4, 4));
     }
@@ -701,7 +752,7 @@ mod tests {
                 value: Some(vec![0, 0, 0, 0, 1, 9]),
             },
         ]);
-        let (found, _, _) = summarize(TOPIC, 0, 2, &sample);
+        let (found, _, _) = summarize(TOPIC, 0, 2, &sample, &mut BTreeMap::new());
         assert_eq!(found[0].unknown_ops, 2);
         assert!(found[0].ops.is_empty());
     }
@@ -712,7 +763,7 @@ mod tests {
             key: Some(b"{}".to_vec()),
             value: None,
         };
-        let (found, _, _) = summarize(TOPIC, 0, 1, &Ok(vec![tombstone]));
+        let (found, _, _) = summarize(TOPIC, 0, 1, &Ok(vec![tombstone]), &mut BTreeMap::new());
         assert!(found.is_empty());
     }
 }

@@ -165,3 +165,11 @@ pub async fn produce(
     }
     offsets
 }
+
+/// Stand-in credentials for the SQL templates (they only travel to the fake Flink in tests).
+pub fn sql_env() -> Vec<(&'static str, &'static str)> {
+    cdc_orchestrator::sql::CREDENTIALS
+        .iter()
+        .map(|&(_, variable)| (variable, "test-credential"))
+        .collect()
+}

@@ -1,0 +1,505 @@
+//! End to end: the real `cdc-orchestrator run` binary as a subprocess, against a real tansu broker and the fake
+//! Flink (SQL Gateway + JobManager over loopback HTTP).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::fake_flink::{FakeFlink, Fault, Route};
+
+const PREFIX: &str = "university-server.public.";
+
+/// A running sidecar; killed on drop. Its log lines are collected as they come.
+struct Sidecar {
+    child: Option<Child>,
+    http: String,
+    log: Arc<Mutex<Vec<String>>>,
+    client: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    support::free_port()
+}
+
+impl Sidecar {
+    fn start(broker: &support::Broker, flink: &FakeFlink, extra: &[(&str, &str)]) -> Sidecar {
+        Sidecar::start_with(&broker.bootstrap(), flink, extra)
+    }
+
+    fn start_with(bootstrap: &str, flink: &FakeFlink, extra: &[(&str, &str)]) -> Sidecar {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = format!("127.0.0.1:{}", free_port());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
+        cmd.arg("run").current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("CDC_") {
+                cmd.env_remove(key);
+            }
+        }
+        let defaults = [
+            ("CDC_LOG_LEVEL", "info,cdc_orchestrator=debug"),
+            ("CDC_KAFKA__BOOTSTRAP", bootstrap),
+            ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
+            ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
+            ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
+            ("CDC_SERVER__LISTEN", http.as_str()),
+            ("CDC_FLINK__SQL_GATEWAY_URL", flink.gateway_url.as_str()),
+            ("CDC_FLINK__JOBMANAGER_URL", flink.jobmanager_url.as_str()),
+            ("CDC_FLINK__RECONCILE_INTERVAL", "1s"),
+            ("CDC_FLINK__START_TIMEOUT", "10s"),
+            ("CDC_FLINK__STOP_TIMEOUT", "5s"),
+            ("CDC_FLINK__REQUEST_TIMEOUT", "2s"),
+            ("CDC_FLINK__SHUTDOWN_TIMEOUT", "5s"),
+            ("CDC_FLINK__STARTS_PER_MINUTE", "600"),
+            ("CDC_FLINK__START_BURST", "20"),
+            ("CDC_POLICY__COOLDOWN", "1s"),
+            ("CDC_POLICY__IDLE_TIMEOUT", "30s"),
+            ("CDC_POLICY__RETRY_INITIAL_BACKOFF", "200ms"),
+            ("CDC_POLICY__RETRY_MAX_BACKOFF", "1s"),
+        ];
+        for (key, value) in defaults.iter().chain(extra) {
+            cmd.env(key, value);
+        }
+        for (key, value) in support::sql_env() {
+            cmd.env(key, value);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("CDC_TEST_ECHO").is_some() {
+                    eprintln!("sidecar: {line}");
+                }
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
+        let sidecar = Sidecar {
+            child: Some(child),
+            http: format!("http://{http}"),
+            log,
+            client,
+        };
+        sidecar.wait_for_http();
+        // Changes produced before the watcher's first poll are the job's (lag), not new activity: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while sidecar.count("Kafka brokers answer") == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "watcher never reached the broker; log:\n{}",
+                sidecar.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        sidecar
+    }
+
+    fn wait_for_http(&self) {
+        let addr = self.http.trim_start_matches("http://").to_owned();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sidecar HTTP never came up; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    async fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.count(needle) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "no log line {needle:?} within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.http))
+            .send()
+            .await
+            .expect("GET");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.http));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("POST");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    fn terminate(&mut self) -> (Option<i32>, Duration) {
+        let mut child = self.child.take().expect("running");
+        let begin = Instant::now();
+        let pid = i32::try_from(child.id()).expect("pid");
+        // SAFETY-free: `kill` from the shell keeps the test free of libc bindings.
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let status = child.wait().expect("wait");
+        (status.code(), begin.elapsed())
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn change(client: &rskafka::client::Client, table: &str, op: &str, id: u64) {
+    let value = serde_json::json!({
+        "before": null,
+        "after": {"id": id},
+        "source": {"connector": "postgresql", "name": "university-server", "db": "sourcedb",
+                   "schema": "public", "table": table, "snapshot": "false", "ts_ms": 1_732_500_000_000_i64},
+        "op": op,
+        "ts_ms": 1_732_500_000_037_i64,
+        "transaction": null,
+    });
+    let bytes = serde_json::to_vec(&value).expect("json");
+    support::produce(
+        client,
+        &format!("{PREFIX}{table}"),
+        0,
+        Some(b"{\"id\":1}"),
+        &[Some(&bytes)],
+    )
+    .await;
+}
+
+/// What a running Flink job does on each checkpoint: commit its group's offsets up to the end of the topic.
+async fn job_commits_offsets(broker: &support::Broker, client: &rskafka::client::Client, table: &str) {
+    use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+    let topic = format!("{PREFIX}{table}");
+    let pc = client
+        .partition_client(topic.clone(), 0, UnknownTopicHandling::Error)
+        .await
+        .expect("partition");
+    let end = pc.get_offset(OffsetAt::Latest).await.expect("high watermark");
+    let config = cdc_orchestrator::config::KafkaConfig {
+        bootstrap: vec![broker.bootstrap()],
+        ..Default::default()
+    };
+    cdc_orchestrator::lag::commit_offsets(&config, &format!("cdc-{table}"), &[(topic, 0, end)])
+        .await
+        .expect("commit offsets");
+}
+
+fn live_jobs(flink: &FakeFlink, table: &str) -> usize {
+    flink.live_jobs_named(&format!("cdc-{table}")).len()
+}
+
+async fn topics(broker: &support::Broker, tables: &[&str]) -> rskafka::client::Client {
+    let client = support::client(broker).await;
+    for table in tables {
+        support::create_topic(&client, &format!("{PREFIX}{table}"), 1).await;
+    }
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_change_gives_exactly_one_start_and_the_success_log_lines() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["faculty", "program"]).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(&broker, &flink, &[]);
+    change(&client, "faculty", "c", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: faculty", Duration::from_secs(15))
+        .await;
+    assert!(
+        sidecar.count("Detected c operation on table: faculty") >= 1,
+        "{}",
+        sidecar.log_text()
+    );
+    // Let polls and reconciliations run a few more rounds: nothing may start again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(live_jobs(&flink, "faculty"), 1);
+    assert_eq!(flink.jobs().len(), 1, "program saw no change, so no job");
+    assert_eq!(sidecar.count("Successfully triggered job for: faculty"), 1);
+    let (code, body) = sidecar.get("/tables/faculty").await;
+    assert_eq!(code, 200);
+    let status: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(status["state"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_five_tables_gives_one_start_per_table() {
+    let tables = ["faculty", "program", "students", "course", "payment"];
+    let broker = support::Broker::start();
+    let client = topics(&broker, &tables).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(&broker, &flink, &[]);
+    let mut produced = 0;
+    for id in 0..200u64 {
+        for table in tables {
+            change(&client, table, if id % 3 == 0 { "u" } else { "c" }, id).await;
+            produced += 1;
+        }
+    }
+    assert_eq!(produced, 1_000);
+    for table in tables {
+        sidecar
+            .wait_for_log(
+                &format!("Successfully triggered job for: {table}"),
+                Duration::from_secs(20),
+            )
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for table in tables {
+        assert_eq!(live_jobs(&flink, table), 1, "{table}");
+        assert_eq!(
+            sidecar.count(&format!("Successfully triggered job for: {table}")),
+            1,
+            "{table}"
+        );
+    }
+    assert_eq!(flink.jobs().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_table_is_stopped_and_a_change_during_the_stop_restarts_it() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["faculty"]).await;
+    let flink = FakeFlink::start().await;
+    flink.set_savepoint_after(Some(Duration::from_secs(2)));
+    let sidecar = Sidecar::start(&broker, &flink, &[("CDC_POLICY__IDLE_TIMEOUT", "2s")]);
+    change(&client, "faculty", "c", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: faculty", Duration::from_secs(15))
+        .await;
+    // The job catches up (lag 0), then is idle for 2s -> stop with savepoint, which takes 2s; a change lands
+    // while it is under way.
+    job_commits_offsets(&broker, &client, "faculty").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while flink.requests(Route::StopJob) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no stop issued; log:\n{}",
+            sidecar.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    change(&client, "faculty", "u", 1).await;
+    sidecar
+        .wait_for_log("Stopped idle job for: faculty", Duration::from_secs(15))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sidecar.count("Successfully triggered job for: faculty") < 2 {
+        assert!(Instant::now() < deadline, "no restart; log:\n{}", sidecar.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let jobs = flink.jobs();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert_eq!(live_jobs(&flink, "faculty"), 1, "never two jobs at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flink_down_for_a_while_retries_the_start_until_it_is_back() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["faculty"]).await;
+    let flink = FakeFlink::start().await;
+    flink.inject_times(Route::OpenSession, Fault::Error500, 6);
+    let sidecar = Sidecar::start(&broker, &flink, &[]);
+    change(&client, "faculty", "c", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: faculty", Duration::from_secs(30))
+        .await;
+    assert!(
+        flink.requests(Route::OpenSession) > 6,
+        "the failing calls were made and retried"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(live_jobs(&flink, "faculty"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_run_is_survived() {
+    let mut broker = support::Broker::start();
+    let port = broker.port();
+    let client = topics(&broker, &["faculty", "program"]).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(&broker, &flink, &[]);
+    change(&client, "faculty", "c", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: faculty", Duration::from_secs(15))
+        .await;
+    broker.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, _) = sidecar.get("/healthz").await;
+    assert_eq!(code, 200, "the sidecar keeps serving while the broker is down");
+    let broker = support::Broker::start_on(port);
+    let client = topics(&broker, &["faculty", "program"]).await;
+    change(&client, "program", "c", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: program", Duration::from_secs(30))
+        .await;
+    assert_eq!(live_jobs(&flink, "program"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_0_within_the_shutdown_timeout_and_leaves_jobs_running() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["faculty"]).await;
+    let flink = FakeFlink::start().await;
+    let mut sidecar = Sidecar::start(&broker, &flink, &[]);
+    change(&client, "faculty", "c", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: faculty", Duration::from_secs(15))
+        .await;
+    let (code, took) = sidecar.terminate();
+    assert_eq!(code, Some(0), "log:\n{}", sidecar.log_text());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(
+        live_jobs(&flink, "faculty"),
+        1,
+        "jobs are left running for the next start to adopt"
+    );
+
+    // A restarted sidecar adopts the job instead of starting a second one.
+    let sidecar = Sidecar::start(&broker, &flink, &[]);
+    sidecar
+        .wait_for_log("adopted running job", Duration::from_secs(10))
+        .await;
+    change(&client, "faculty", "u", 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(live_jobs(&flink, "faculty"), 1);
+    assert_eq!(flink.jobs().len(), 1);
+}
+
+fn python() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/py")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_count_what_happened() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["faculty"]).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(&broker, &flink, &[]);
+    change(&client, "faculty", "c", 1).await;
+    change(&client, "faculty", "d", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: faculty", Duration::from_secs(15))
+        .await;
+    let (code, text) = sidecar.get("/metrics").await;
+    assert_eq!(code, 200);
+    let file = tempfile::NamedTempFile::new().expect("tempfile");
+    std::fs::write(file.path(), &text).expect("write metrics");
+    // The reference parser: prometheus_client's OpenMetrics text parser (installed by scripts/install-tools.sh).
+    let script = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for s in family.samples:
+        key = s.name + json.dumps(s.labels, sort_keys=True)
+        out[key] = s.value
+print(json.dumps(out))
+"#;
+    let parsed = Command::new("python3")
+        .args(["-c", script, file.path().to_str().expect("utf-8")])
+        .env("PYTHONPATH", python())
+        .output()
+        .expect("python3");
+    assert!(
+        parsed.status.success(),
+        "parser rejected /metrics: {}\n{text}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let samples: Value = serde_json::from_slice(&parsed.stdout).expect("json");
+    assert_eq!(
+        samples[r#"cdc_job_starts_total{"result": "ok", "table": "faculty"}"#], 1.0,
+        "{samples}"
+    );
+    assert_eq!(samples["cdc_jobs_running{}"], 1.0, "{samples}");
+    assert!(
+        samples["cdc_polls_total{}"].as_f64().expect("polls") >= 1.0,
+        "{samples}"
+    );
+    let created = samples[r#"cdc_activity_records_total{"op": "c", "table": "faculty"}"#]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(created >= 1.0, "{samples}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_controls_tables_and_guards_posts() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["faculty"]).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(&broker, &flink, &[("CDC_SERVER__TOKEN", "s3cret")]);
+    let (code, _) = sidecar.post("/tables/faculty/trigger", None).await;
+    assert_eq!(code, 401);
+    let (code, body) = sidecar.post("/tables/no-such-table/trigger", Some("s3cret")).await;
+    assert_eq!((code, body["error_code"].clone()), (404, Value::from(404)));
+    let (code, body) = sidecar.post("/tables/faculty/pause", Some("s3cret")).await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["paused"], true);
+    change(&client, "faculty", "c", 1).await;
+    sidecar
+        .wait_for_log("Detected c operation on table: faculty", Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(flink.jobs().len(), 0, "a paused table never starts");
+    let (code, _) = sidecar.post("/tables/faculty/resume", Some("s3cret")).await;
+    assert_eq!(code, 202);
+    sidecar
+        .wait_for_log("Successfully triggered job for: faculty", Duration::from_secs(15))
+        .await;
+    let (code, body) = sidecar.post("/tables/faculty/stop", Some("s3cret")).await;
+    assert_eq!(code, 202, "{body}");
+    sidecar
+        .wait_for_log("Stopped job for: faculty", Duration::from_secs(15))
+        .await;
+    assert_eq!(live_jobs(&flink, "faculty"), 0);
+    let (code, body) = sidecar.get("/tables").await;
+    assert_eq!(code, 200);
+    let tables: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(tables[0]["table"], "faculty");
+    let (code, _) = sidecar.get("/tables/nope").await;
+    assert_eq!(code, 404);
+    let (code, _) = sidecar.get("/readyz").await;
+    assert_eq!(code, 200);
+}
