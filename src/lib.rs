@@ -10,6 +10,7 @@
 pub mod config;
 pub mod decoder;
 pub mod flink;
+pub mod healthcheck;
 pub mod lag;
 pub mod logging;
 pub mod metrics;

@@ -11,7 +11,7 @@ use cdc_orchestrator::logging::{self, LogFormat};
 use cdc_orchestrator::policy::PolicySettings;
 use cdc_orchestrator::replay::{self, ReplayOptions};
 use cdc_orchestrator::sql;
-use cdc_orchestrator::{decoder, run, shutdown, watcher};
+use cdc_orchestrator::{decoder, healthcheck, run, shutdown, watcher};
 use clap::{Parser, Subcommand};
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
@@ -43,6 +43,8 @@ enum Command {
     Run,
     /// Validate the configuration and print it resolved, as TOML, secrets redacted.
     Check,
+    /// Exit 0 when the running sidecar's /healthz answers 200 (the container HEALTHCHECK; scratch has no curl).
+    Healthcheck,
     /// List the cdc jobs Flink knows (named `cdc-<table>`): table, job id, state, since.
     Jobs {
         /// Print a JSON array instead of a table.
@@ -122,6 +124,21 @@ fn main() -> ExitCode {
                 Ok(Ok(())) => ExitCode::SUCCESS,
                 Ok(Err(e)) => {
                     eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(code) => code,
+            }
+        }
+        Command::Healthcheck => {
+            let config = match load_config(&cli) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let listen = config.server.listen;
+            match runtime().map(|rt| rt.block_on(healthcheck::probe(listen, healthcheck::TIMEOUT))) {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(reason)) => {
+                    eprintln!("unhealthy: {reason}");
                     ExitCode::FAILURE
                 }
                 Err(code) => code,
