@@ -1,0 +1,142 @@
+//! The watcher's cost against a real tansu broker: one poll cycle at 10, 100 and 1,000 partitions (CPU time of
+//! this process and socket bytes, from /proc/self), and detection latency from produce to activity event at 1 s
+//! polling. `cargo bench --bench watcher`; under `cargo test` it only says how to run it.
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cdc_orchestrator::config::KafkaConfig;
+use cdc_orchestrator::watcher::{WatchEvent, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// CPU seconds (user + system) of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Bytes this process read and wrote through syscalls (sockets included), from /proc/self/io.
+fn io_bytes() -> (u64, u64) {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    let get = |key: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (get("rchar:"), get("wchar:"))
+}
+
+fn config(broker: &support::Broker) -> KafkaConfig {
+    KafkaConfig {
+        bootstrap: vec![broker.bootstrap()],
+        request_timeout: Duration::from_secs(10),
+        ..KafkaConfig::default()
+    }
+}
+
+async fn poll_cycle_cost(partitions: i32) {
+    let broker = support::Broker::start();
+    let client = support::client(&broker).await;
+    let topics = (partitions / 10).max(1);
+    let per_topic = partitions / topics;
+    for t in 0..topics {
+        support::create_topic(&client, &format!("university-server.public.t{t}"), per_topic).await;
+    }
+    let mut watcher = Watcher::new(config(&broker)).expect("config");
+    watcher.refresh().await.expect("refresh");
+    watcher.poll().await.expect("baseline poll");
+    let cycles = 20;
+    let (cpu0, (r0, w0), wall0) = (cpu_seconds(), io_bytes(), Instant::now());
+    for _ in 0..cycles {
+        watcher.poll().await.expect("poll");
+    }
+    let cpu = (cpu_seconds() - cpu0) / f64::from(cycles);
+    let wall = wall0.elapsed().as_secs_f64() / f64::from(cycles);
+    let (r1, w1) = io_bytes();
+    println!(
+        "poll cycle, {:>5} partitions: {:>7.2} ms CPU ({:>5.2}% of one core at 1 s polling), {:>7.2} ms wall, \
+         {:>8} B received, {:>8} B sent per cycle",
+        watcher.partitions(),
+        cpu * 1e3,
+        cpu * 100.0,
+        wall * 1e3,
+        (r1 - r0) / u64::try_from(cycles).unwrap_or(1),
+        (w1 - w0) / u64::try_from(cycles).unwrap_or(1),
+    );
+}
+
+async fn detection_latency() {
+    let broker = support::Broker::start();
+    let client = support::client(&broker).await;
+    let tables: Vec<String> = (0..12).map(|i| format!("table{i}")).collect();
+    for t in &tables {
+        support::create_topic(&client, &format!("university-server.public.{t}"), 1).await;
+    }
+    let (tx, mut rx) = mpsc::channel(1024);
+    let shutdown = CancellationToken::new();
+    let watcher = Watcher::new(KafkaConfig {
+        poll_interval: Duration::from_secs(1),
+        ..config(&broker)
+    })
+    .expect("config");
+    let task = tokio::spawn(watcher.run(tx, shutdown.clone()));
+    while !matches!(rx.recv().await, Some(WatchEvent::BrokerUp)) {}
+    let mut latencies = Vec::new();
+    let samples = 40;
+    for i in 0..samples {
+        let table = &tables[i % tables.len()];
+        let value = format!(r#"{{"op":"c","source":{{"table":"{table}"}},"after":{{"id":{i}}}}}"#);
+        // Spread produce times over the poll period so the latency distribution covers all phases.
+        tokio::time::sleep(Duration::from_millis(137 + (i as u64 * 61) % 400)).await;
+        let produced = Instant::now();
+        support::produce(&client, &format!("university-server.public.{table}"), 0, None, &[Some(value.as_bytes())])
+            .await;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                Ok(Some(WatchEvent::Activity(a))) if &a.table == table => {
+                    latencies.push(produced.elapsed());
+                    break;
+                }
+                Ok(Some(_)) => continue,
+                _ => {
+                    println!("no activity for {table} within 5 s");
+                    break;
+                }
+            }
+        }
+    }
+    shutdown.cancel();
+    let _ = task.await;
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "detection latency at 1 s polling, {} samples: p50 {:?}, p99 {:?}, max {:?} (target p99 <= 1.2 s)",
+        latencies.len(),
+        pct(0.50),
+        pct(0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benches/watcher.rs measures against a live broker; run it with `cargo bench --bench watcher`");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        for partitions in [10, 100, 1000] {
+            poll_cycle_cost(partitions).await;
+        }
+        detection_latency().await;
+    });
+}
