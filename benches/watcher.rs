@@ -3,7 +3,6 @@
 //! polling. `cargo bench --bench watcher`; under `cargo test` it only says how to run it.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -98,8 +97,14 @@ async fn detection_latency() {
         // Spread produce times over the poll period so the latency distribution covers all phases.
         tokio::time::sleep(Duration::from_millis(137 + (i as u64 * 61) % 400)).await;
         let produced = Instant::now();
-        support::produce(&client, &format!("university-server.public.{table}"), 0, None, &[Some(value.as_bytes())])
-            .await;
+        support::produce(
+            &client,
+            &format!("university-server.public.{table}"),
+            0,
+            None,
+            &[Some(value.as_bytes())],
+        )
+        .await;
         loop {
             match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
                 Ok(Some(WatchEvent::Activity(a))) if &a.table == table => {
@@ -132,7 +137,10 @@ fn main() {
         println!("benches/watcher.rs measures against a live broker; run it with `cargo bench --bench watcher`");
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         for partitions in [10, 100, 1000] {
             poll_cycle_cost(partitions).await;

@@ -12,10 +12,10 @@ use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, OffsetCommitRequest, OffsetFetchRequest,
-    OffsetFetchResponse, RequestHeader, TopicName,
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, RequestHeader, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -121,7 +121,13 @@ impl LagReader {
                     .collect(),
             ));
         let response: OffsetFetchResponse = match self
-            .call(&coordinator, config.request_timeout, request, OFFSET_FETCH_VERSION)
+            .call(
+                &coordinator,
+                config.request_timeout,
+                ApiKey::OffsetFetch,
+                request,
+                OFFSET_FETCH_VERSION,
+            )
             .await
         {
             Ok(r) => r,
@@ -156,7 +162,13 @@ impl LagReader {
         for broker in &config.bootstrap {
             let request = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_owned()));
             match self
-                .call::<FindCoordinatorRequest>(broker, config.request_timeout, request, FIND_COORDINATOR_VERSION)
+                .call::<_, FindCoordinatorResponse>(
+                    broker,
+                    config.request_timeout,
+                    ApiKey::FindCoordinator,
+                    request,
+                    FIND_COORDINATOR_VERSION,
+                )
                 .await
             {
                 Ok(r) if r.error_code == 0 => {
@@ -176,23 +188,27 @@ impl LagReader {
         Err(last)
     }
 
-    async fn call<R: Request>(
+    async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
         &mut self,
         address: &str,
         limit: Duration,
-        request: R,
+        api_key: ApiKey,
+        request: Req,
         version: i16,
-    ) -> Result<R::Response, LagError> {
+    ) -> Result<Resp, LagError> {
         self.correlation = self.correlation.wrapping_add(1);
         let correlation = self.correlation;
-        tokio::time::timeout(limit, exchange::<R>(address, request, version, correlation))
-            .await
-            .map_err(|_| {
-                LagError::Io(format!(
-                    "{address}: no answer within {}",
-                    humantime::format_duration(limit)
-                ))
-            })?
+        tokio::time::timeout(
+            limit,
+            exchange::<Req, Resp>(address, api_key, request, version, correlation),
+        )
+        .await
+        .map_err(|_| {
+            LagError::Io(format!(
+                "{address}: no answer within {}",
+                humantime::format_duration(limit)
+            ))
+        })?
     }
 }
 
@@ -208,15 +224,17 @@ fn protocol(e: impl std::fmt::Display) -> LagError {
 }
 
 /// One request and its response over a fresh connection: `[len][header][body]` out, `[len][header][body]` in.
-async fn exchange<R: Request>(
+/// (Generic over the two halves rather than kafka-protocol's `Request` trait, which needs the crate's "broker"
+/// half too: the client half alone keeps the static binary smaller.)
+async fn exchange<Req: Encodable, Resp: Decodable + HeaderVersion>(
     address: &str,
-    request: R,
+    api_key: ApiKey,
+    request: Req,
     version: i16,
     correlation: i32,
-) -> Result<R::Response, LagError> {
-    let api_key = ApiKey::try_from(R::KEY).map_err(|_| LagError::Protocol(format!("unknown api key {}", R::KEY)))?;
+) -> Result<Resp, LagError> {
     let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
+        .with_request_api_key(api_key as i16)
         .with_request_api_version(version)
         .with_correlation_id(correlation)
         .with_client_id(Some(StrBytes::from_static_str("cdc-orchestrator")));
@@ -241,15 +259,15 @@ async fn exchange<R: Request>(
     let mut buf = vec![0; len];
     stream.read_exact(&mut buf).await.map_err(io)?;
     let mut buf = bytes::Bytes::from(buf);
-    let header = kafka_protocol::messages::ResponseHeader::decode(&mut buf, R::Response::header_version(version))
-        .map_err(protocol)?;
+    let header =
+        kafka_protocol::messages::ResponseHeader::decode(&mut buf, Resp::header_version(version)).map_err(protocol)?;
     if header.correlation_id != correlation {
         return Err(LagError::Protocol(format!(
             "correlation id {} does not match {correlation}",
             header.correlation_id
         )));
     }
-    let response = R::Response::decode(&mut buf, version).map_err(protocol)?;
+    let response = Resp::decode(&mut buf, version).map_err(protocol)?;
     if buf.has_remaining() {
         tracing::debug!(bytes = buf.remaining(), "trailing bytes in response");
     }
@@ -282,8 +300,14 @@ pub async fn commit_offsets(config: &KafkaConfig, group: &str, offsets: &[(Strin
                 })
                 .collect(),
         );
-    let response = reader
-        .call(&coordinator, config.request_timeout, request, OFFSET_COMMIT_VERSION)
+    let response: OffsetCommitResponse = reader
+        .call(
+            &coordinator,
+            config.request_timeout,
+            ApiKey::OffsetCommit,
+            request,
+            OFFSET_COMMIT_VERSION,
+        )
         .await?;
     for topic in response.topics {
         for p in topic.partitions {

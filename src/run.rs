@@ -410,17 +410,12 @@ impl RunLoop {
             Err(e) => {
                 tracing::warn!(%table, error = %e, "cannot render the job's SQL");
                 self.metrics.record_start(&table, false);
-                // Fed back through the policy, so it backs off and reports the table as failing.
-                let input = Input::StartFailed {
+                // Fed back through the policy like any failed start, so it backs off, reports the table as
+                // failing, and carries out whatever else that decides (e.g. the next queued start).
+                self.step(Input::StartFailed {
                     table,
                     error: e.to_string(),
-                };
-                let actions = self.policy.handle(self.clock.now(), input);
-                for action in actions {
-                    if let Action::Event(event) = action {
-                        self.on_event(event);
-                    }
-                }
+                });
                 return;
             }
         };

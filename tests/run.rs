@@ -503,3 +503,30 @@ async fn the_rest_api_controls_tables_and_guards_posts() {
     let (code, _) = sidecar.get("/readyz").await;
     assert_eq!(code, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_without_sql_is_reported_failing_and_others_still_start() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["audit_log", "faculty"]).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(&broker, &flink, &[]);
+    change(&client, "audit_log", "c", 1).await;
+    sidecar
+        .wait_for_log("cannot render the job's SQL", Duration::from_secs(10))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = sidecar.get("/tables/audit_log").await;
+        let status: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if status["state"] == "failing" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "audit_log never reported failing: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    change(&client, "faculty", "c", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: faculty", Duration::from_secs(15))
+        .await;
+    assert_eq!(flink.jobs().len(), 1, "nothing was submitted for the table without SQL");
+}
