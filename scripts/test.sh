@@ -13,3 +13,5 @@ echo "== cargo clippy --all-targets -- -D warnings" >&2
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test" >&2
 cargo test --all-targets --locked
+echo "== static musl binary (the Dockerfile's build)" >&2
+scripts/check-static.sh
