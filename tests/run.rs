@@ -131,16 +131,22 @@ impl Sidecar {
             .count()
     }
 
-    async fn wait_for_log(&self, needle: &str, timeout: Duration) {
+    /// Polls `done` until it holds, failing the test with `what` and the sidecar's log after `timeout`.
+    async fn wait_until(&self, what: &str, timeout: Duration, done: impl Fn() -> bool) {
         let deadline = Instant::now() + timeout;
-        while self.count(needle) == 0 {
+        while !done() {
             assert!(
                 Instant::now() < deadline,
-                "no log line {needle:?} within {timeout:?}; log:\n{}",
+                "{what} within {timeout:?}; log:\n{}",
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    async fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        self.wait_until(&format!("no log line {needle:?}"), timeout, || self.count(needle) > 0)
+            .await;
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
@@ -312,24 +318,20 @@ async fn a_quiet_table_is_stopped_and_a_change_during_the_stop_restarts_it() {
     // The job catches up (lag 0), then is idle for 2s -> stop with savepoint, which takes 2s; a change lands
     // while it is under way.
     job_commits_offsets(&broker, &client, "faculty").await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while flink.requests(Route::StopJob) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no stop issued; log:\n{}",
-            sidecar.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sidecar
+        .wait_until("no stop issued", Duration::from_secs(15), || {
+            flink.requests(Route::StopJob) > 0
+        })
+        .await;
     change(&client, "faculty", "u", 1).await;
     sidecar
         .wait_for_log("Stopped idle job for: faculty", Duration::from_secs(15))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while sidecar.count("Successfully triggered job for: faculty") < 2 {
-        assert!(Instant::now() < deadline, "no restart; log:\n{}", sidecar.log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sidecar
+        .wait_until("no restart", Duration::from_secs(15), || {
+            sidecar.count("Successfully triggered job for: faculty") >= 2
+        })
+        .await;
     let jobs = flink.jobs();
     assert_eq!(jobs.len(), 2, "{jobs:?}");
     assert_eq!(live_jobs(&flink, "faculty"), 1, "never two jobs at once");
