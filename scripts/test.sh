@@ -12,6 +12,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings" >&2
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test" >&2
-cargo test --all-targets --locked
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+cargo test --all-targets --locked 2>&1 | tee "$results"
 echo "== static musl binary (the Dockerfile's build)" >&2
 scripts/check-static.sh
+# One closing line over every test binary (cargo prints one "test result" line per binary, the last of which may
+# be a binary without tests).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
