@@ -2,7 +2,8 @@
 //! consumer group, summed over the table's partitions.
 //!
 //! rskafka has no consumer-group APIs, so FindCoordinator, OffsetFetch and (for tests and tools) OffsetCommit are
-//! spoken directly with the `kafka-protocol` crate over a short-lived TCP connection.
+//! spoken directly with the `kafka-protocol` crate over a short-lived TCP connection, with TLS when the brokers
+//! use it. SASL is not spoken here: with `kafka.sasl` set, lag is reported unknown.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,10 +18,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::KafkaConfig;
+use crate::tls;
 
 /// Non-flexible versions every broker since Kafka 2.0 speaks (tansu too).
 const FIND_COORDINATOR_VERSION: i16 = 1;
@@ -47,8 +49,11 @@ pub enum LagError {
     /// The answer could not be encoded or decoded.
     #[error("protocol: {0}")]
     Protocol(String),
-    /// Lag needs a plaintext connection to the coordinator; TLS and SASL are not spoken by this reader yet.
-    #[error("lag is not read over TLS or SASL connections yet")]
+    /// The TLS material could not be loaded, or a broker's address is not a name to verify.
+    #[error("kafka.tls: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// The brokers need SASL, which this reader does not speak yet.
+    #[error("lag is not read over SASL connections yet")]
     Unsupported,
 }
 
@@ -57,12 +62,26 @@ pub enum LagError {
 pub struct LagReader {
     coordinators: HashMap<String, String>,
     correlation: i32,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl LagReader {
-    /// A reader for the brokers of `config`.
-    pub fn new(_config: &KafkaConfig) -> Self {
-        LagReader::default()
+    /// A reader that connects with `tls` when given (the watcher passes the configuration it built).
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        LagReader {
+            tls,
+            ..LagReader::default()
+        }
+    }
+
+    /// A reader for the brokers of `config`, loading its TLS material.
+    pub fn for_config(config: &KafkaConfig) -> Result<Self, LagError> {
+        let tls = if config.tls.enabled {
+            Some(tls::client_config(&config.tls)?)
+        } else {
+            None
+        };
+        Ok(LagReader::new(tls))
     }
 
     /// The lag of `table`'s job group over `partitions` (topic, partition, client for watermarks). A partition
@@ -100,7 +119,7 @@ impl LagReader {
         group: &str,
         partitions: &[(String, i32)],
     ) -> Result<HashMap<(String, i32), Option<i64>>, LagError> {
-        if config.tls.enabled || config.sasl.is_some() {
+        if config.sasl.is_some() {
             return Err(LagError::Unsupported);
         }
         let coordinator = self.coordinator(config, group).await?;
@@ -200,7 +219,7 @@ impl LagReader {
         let correlation = self.correlation;
         tokio::time::timeout(
             limit,
-            exchange::<Req, Resp>(address, api_key, request, version, correlation),
+            exchange::<Req, Resp>(address, self.tls.clone(), api_key, request, version, correlation),
         )
         .await
         .map_err(|_| {
@@ -223,11 +242,13 @@ fn protocol(e: impl std::fmt::Display) -> LagError {
     LagError::Protocol(e.to_string())
 }
 
-/// One request and its response over a fresh connection: `[len][header][body]` out, `[len][header][body]` in.
+/// One request and its response over a fresh connection (TLS with `tls`): `[len][header][body]` out,
+/// `[len][header][body]` in.
 /// (Generic over the two halves rather than kafka-protocol's `Request` trait, which needs the crate's "broker"
 /// half too: the client half alone keeps the static binary smaller.)
 async fn exchange<Req: Encodable, Resp: Decodable + HeaderVersion>(
     address: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
     api_key: ApiKey,
     request: Req,
     version: i16,
@@ -247,17 +268,20 @@ async fn exchange<Req: Encodable, Resp: Decodable + HeaderVersion>(
     frame.put_i32(i32::try_from(body.len()).map_err(protocol)?);
     frame.extend_from_slice(&body);
 
-    let mut stream = TcpStream::connect(address)
+    let stream = TcpStream::connect(address)
         .await
         .map_err(|e| LagError::Io(format!("connect {address}: {e}")))?;
-    let io = |e: std::io::Error| LagError::Io(format!("{address}: {e}"));
-    stream.write_all(&frame).await.map_err(io)?;
-    let len = usize::try_from(stream.read_i32().await.map_err(io)?).map_err(protocol)?;
-    if len > MAX_RESPONSE_BYTES {
-        return Err(LagError::Protocol(format!("response of {len} bytes")));
-    }
-    let mut buf = vec![0; len];
-    stream.read_exact(&mut buf).await.map_err(io)?;
+    let buf = match tls {
+        Some(config) => {
+            let name = tls::server_name(address)?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .map_err(|e| LagError::Io(format!("TLS handshake with {address}: {e}")))?;
+            roundtrip(stream, &frame, address).await?
+        }
+        None => roundtrip(stream, &frame, address).await?,
+    };
     let mut buf = bytes::Bytes::from(buf);
     let header =
         kafka_protocol::messages::ResponseHeader::decode(&mut buf, Resp::header_version(version)).map_err(protocol)?;
@@ -274,9 +298,27 @@ async fn exchange<Req: Encodable, Resp: Decodable + HeaderVersion>(
     Ok(response)
 }
 
+/// Writes `frame` and reads one length-prefixed response.
+async fn roundtrip(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    frame: &[u8],
+    address: &str,
+) -> Result<Vec<u8>, LagError> {
+    let io = |e: std::io::Error| LagError::Io(format!("{address}: {e}"));
+    stream.write_all(frame).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
+    let len = usize::try_from(stream.read_i32().await.map_err(io)?).map_err(protocol)?;
+    if len > MAX_RESPONSE_BYTES {
+        return Err(LagError::Protocol(format!("response of {len} bytes")));
+    }
+    let mut buf = vec![0; len];
+    stream.read_exact(&mut buf).await.map_err(io)?;
+    Ok(buf)
+}
+
 /// Commits `offsets` for `group` as a simple (member-less) consumer would; used by tests and tools to set up lag.
 pub async fn commit_offsets(config: &KafkaConfig, group: &str, offsets: &[(String, i32, i64)]) -> Result<(), LagError> {
-    let mut reader = LagReader::new(config);
+    let mut reader = LagReader::for_config(config)?;
     let coordinator = reader.coordinator(config, group).await?;
     let mut by_topic: HashMap<&str, Vec<OffsetCommitRequestPartition>> = HashMap::new();
     for (topic, partition, offset) in offsets {

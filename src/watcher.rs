@@ -41,7 +41,7 @@ pub enum WatchError {
     Pattern(#[from] regex::Error),
     /// TLS material could not be loaded.
     #[error("kafka.tls: {0}")]
-    Tls(String),
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// New records on one table, learned from one partition's watermark advance.
@@ -122,6 +122,8 @@ pub struct Watcher {
     partitions: HashMap<(String, i32), Watched>,
     refreshed_at: Option<Instant>,
     started: bool,
+    /// Built once at start, so bad TLS files fail `new` instead of every connection attempt.
+    tls: Option<Arc<rustls::ClientConfig>>,
     lag: Option<LagReader>,
     metrics: Option<Arc<Metrics>>,
     /// Topics whose last invalid record was logged recently; entries expire after [`INVALID_LOG_EVERY`].
@@ -160,9 +162,15 @@ impl Watcher {
     /// A watcher for `config`; it connects lazily, so a broker that is down at start is not an error.
     pub fn new(config: KafkaConfig) -> Result<Watcher, WatchError> {
         let pattern = config.topic_regex()?;
-        let lag = Some(LagReader::new(&config));
+        let tls = if config.tls.enabled {
+            Some(crate::tls::client_config(&config.tls)?)
+        } else {
+            None
+        };
+        let lag = Some(LagReader::new(tls.clone()));
         Ok(Watcher {
             config,
+            tls,
             pattern,
             client: None,
             partitions: HashMap::new(),
@@ -200,8 +208,8 @@ impl Watcher {
                     base: 2.0,
                     deadline: Some(limit),
                 });
-            if self.config.tls.enabled {
-                builder = builder.tls_config(Arc::new(tls_config(&self.config).map_err(|e| e.to_string())?));
+            if let Some(tls) = &self.tls {
+                builder = builder.tls_config(Arc::clone(tls));
             }
             if let Some(sasl) = &self.config.sasl {
                 let credentials = Credentials::new(sasl.username.clone(), sasl.password.expose().to_owned());
@@ -594,51 +602,6 @@ fn summarize(
         a.new_records = a.new_records.max(new_records.saturating_sub(not_table_data));
     }
     (tables.into_values().collect(), sampled, bytes, invalid)
-}
-
-/// rustls client configuration for the brokers: the configured CA file or the system roots, and an optional
-/// client certificate.
-fn tls_config(config: &KafkaConfig) -> Result<rustls::ClientConfig, WatchError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let tls = &config.tls;
-    let mut roots = rustls::RootCertStore::empty();
-    match &tls.ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| WatchError::Tls(format!("ca_file {}: {e}", path.display())))?;
-            for cert in certs {
-                let cert = cert.map_err(|e| WatchError::Tls(format!("ca_file {}: {e}", path.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| WatchError::Tls(format!("ca_file {}: {e}", path.display())))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for cert in found.certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| WatchError::Tls(e.to_string()))?
-        .with_root_certificates(roots);
-    match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| WatchError::Tls(format!("cert_file {}: {e}", cert.display())))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| WatchError::Tls(format!("key_file {}: {e}", key.display())))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| WatchError::Tls(e.to_string()))
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
 }
 
 /// `cdc-orchestrator watch`: prints activity (and with `lag`, lag snapshots) as JSON lines until `shutdown`;

@@ -236,7 +236,7 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
     let records: Vec<Vec<u8>> = (0..5).map(|_| envelope("payment", "c")).collect();
     produce(&client, &topic, &records).await;
     let config = config(&broker);
-    let mut reader = LagReader::new(&config);
+    let mut reader = LagReader::for_config(&config).expect("plaintext config");
     let pc = std::sync::Arc::new(
         client
             .partition_client(
@@ -325,4 +325,107 @@ async fn the_watch_command_prints_activity_as_json_lines() {
     assert_eq!(activity["table"], "course");
     assert_eq!(activity["ops"]["u"], 1);
     assert!(lag.is_some(), "--lag prints lag snapshots");
+}
+
+/// tansu 0.6.0 rejects CreatePartitions (API key 37: "UnknownServiceFrame"), so a partition cannot be added to a
+/// live topic here; recreating the topic with more partitions makes new partitions appear in metadata the same
+/// way, and the watcher must pick them up at its next refresh.
+#[tokio::test]
+async fn partitions_that_appear_in_a_watched_topic_are_watched() {
+    let broker = support::Broker::start();
+    let client = support::client(&broker).await;
+    let topic = format!("{PREFIX}course");
+    support::create_topic(&client, &topic, 1).await;
+    let mut running = start(config(&broker));
+    ready(&mut running).await;
+    let controller = client.controller_client().expect("controller client");
+    controller.delete_topic(&topic, 5_000).await.expect("delete topic");
+    support::create_topic(&client, &topic, 3).await;
+    let record = envelope("course", "u");
+    support::produce(&client, &topic, 2, Some(b"{\"id\":7}"), &[Some(record.as_slice())]).await;
+    let a = running
+        .activity(Duration::from_secs(5))
+        .await
+        .expect("the new partition is watched within a refresh or two");
+    assert_eq!((a.table.as_str(), a.partition, a.new_records), ("course", 2, 1));
+    assert_eq!(a.ops.get(&Op::Update), Some(&1));
+    running.stop().await;
+}
+
+/// A TLS client for `proxy`, trusting its CA.
+async fn tls_client(config: &KafkaConfig) -> rskafka::client::Client {
+    let tls = cdc_orchestrator::tls::client_config(&config.tls).expect("TLS config");
+    rskafka::client::ClientBuilder::new(config.bootstrap.clone())
+        .tls_config(tls)
+        .build()
+        .await
+        .expect("connect over TLS")
+}
+
+#[tokio::test]
+async fn over_tls_activity_and_lag_are_read_and_plaintext_or_an_unknown_ca_is_refused() {
+    let dir = std::env::temp_dir().join(format!("cdc-tls-watch-{}", std::process::id()));
+    let (listener, proxy_port) = support::tls_proxy::TlsProxy::bind().await;
+    let broker = support::Broker::start_advertising(&format!("127.0.0.1:{proxy_port}"));
+    let proxy = support::tls_proxy::TlsProxy::start(listener, broker.port(), &dir);
+    let mut tls_config = KafkaConfig {
+        bootstrap: vec![proxy.bootstrap()],
+        ..config(&broker)
+    };
+    tls_config.tls.enabled = true;
+    tls_config.tls.ca_file = Some(proxy.ca_pem().to_path_buf());
+
+    let client = tls_client(&tls_config).await;
+    let topic = format!("{PREFIX}lecturer");
+    support::create_topic(&client, &topic, 1).await;
+    let mut running = start(tls_config.clone());
+    ready(&mut running).await;
+    produce(&client, &topic, &[envelope("lecturer", "c"), envelope("lecturer", "c")]).await;
+    let mut records = 0;
+    while records < 2 {
+        let a = running
+            .activity(Duration::from_secs(3))
+            .await
+            .expect("activity over TLS");
+        assert_eq!(a.table, "lecturer");
+        records += a.new_records;
+    }
+    assert_eq!(records, 2);
+    running.stop().await;
+
+    // Lag's own connections (FindCoordinator, OffsetCommit, OffsetFetch) go through TLS too.
+    lag::commit_offsets(&tls_config, "cdc-lecturer", &[(topic.clone(), 0, 1)])
+        .await
+        .expect("commit over TLS");
+    let mut reader = LagReader::for_config(&tls_config).expect("TLS lag reader");
+    let committed = reader
+        .committed(&tls_config, "cdc-lecturer", &[(topic.clone(), 0)])
+        .await
+        .expect("offset fetch over TLS");
+    assert_eq!(committed.get(&(topic.clone(), 0)), Some(&Some(1)));
+
+    // The same proxy refuses a plaintext client and one that does not trust its CA.
+    let plaintext = KafkaConfig {
+        tls: Default::default(),
+        ..tls_config.clone()
+    };
+    let mut unknown_ca = tls_config.clone();
+    let other_dir = dir.join("other");
+    let (other_listener, _) = support::tls_proxy::TlsProxy::bind().await;
+    let other = support::tls_proxy::TlsProxy::start(other_listener, broker.port(), &other_dir);
+    unknown_ca.tls.ca_file = Some(other.ca_pem().to_path_buf());
+    for (what, config) in [("plaintext", plaintext), ("unknown CA", unknown_ca)] {
+        let mut running = start(config);
+        let event = running
+            .event(Duration::from_secs(10), |e| {
+                matches!(e, WatchEvent::BrokerDown { .. } | WatchEvent::BrokerUp)
+            })
+            .await;
+        assert!(
+            matches!(event, Some(WatchEvent::BrokerDown { .. })),
+            "{what}: the broker must be reported down, got {event:?}"
+        );
+        running.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

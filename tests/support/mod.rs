@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_flink;
+pub mod tls_proxy;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -51,7 +52,22 @@ impl Broker {
         Broker::try_start_on(port).unwrap_or_else(|| panic!("tansu did not start on port {port}"))
     }
 
+    /// Starts a broker on a free port that tells clients (in metadata) to connect to `advertised` instead: a
+    /// proxy in front of it.
+    pub fn start_advertising(advertised: &str) -> Broker {
+        for _ in 0..5 {
+            if let Some(broker) = Broker::try_start(free_port(), Some(advertised)) {
+                return broker;
+            }
+        }
+        panic!("tansu did not start behind {advertised}");
+    }
+
     fn try_start_on(port: u16) -> Option<Broker> {
+        Broker::try_start(port, None)
+    }
+
+    fn try_start(port: u16, advertised: Option<&str>) -> Option<Broker> {
         let bin = tansu_bin();
         assert!(
             bin.is_file(),
@@ -60,10 +76,17 @@ impl Broker {
             bin.display()
         );
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
         let log = std::env::temp_dir().join(format!("tansu-{port}-{}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).expect("create tansu log file");
         let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(log_file)
