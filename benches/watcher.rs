@@ -1,6 +1,7 @@
 //! The watcher's cost against a real tansu broker: one poll cycle at 10, 100 and 1,000 partitions (CPU time of
-//! this process and socket bytes, from /proc/self), and detection latency from produce to activity event at 1 s
-//! polling. `cargo bench --bench watcher`; under `cargo test` it only says how to run it.
+//! the thread that runs the watcher, and bytes counted by a proxy in front of the broker), and detection latency
+//! from produce to activity event at 1 s polling. `cargo bench --bench watcher`; under `cargo test` it only says
+//! how to run it.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -9,29 +10,20 @@ use std::time::{Duration, Instant};
 
 use cdc_orchestrator::config::KafkaConfig;
 use cdc_orchestrator::watcher::{WatchEvent, Watcher};
+use support::counting_proxy::CountingProxy;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// CPU seconds (user + system) of this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU seconds (user + system) of the calling thread so far. The watcher runs on a current-thread runtime on
+/// this thread (rskafka's connection tasks included); the byte-counting proxy runs on other threads, so its cost
+/// is not counted.
+fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the ')'.
     (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Bytes this process read and wrote through syscalls (sockets included), from /proc/self/io.
-fn io_bytes() -> (u64, u64) {
-    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
-    let get = |key: &str| {
-        io.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (get("rchar:"), get("wchar:"))
 }
 
 fn config(broker: &support::Broker) -> KafkaConfig {
@@ -42,25 +34,37 @@ fn config(broker: &support::Broker) -> KafkaConfig {
     }
 }
 
-async fn poll_cycle_cost(partitions: i32) {
-    let broker = support::Broker::start();
-    let client = support::client(&broker).await;
+async fn poll_cycle_cost(partitions: i32, proxy_runtime: &tokio::runtime::Runtime) {
+    let (listener, proxy_port) = CountingProxy::bind();
+    let broker = support::Broker::start_advertising(&format!("127.0.0.1:{proxy_port}"));
+    let proxy = {
+        let _context = proxy_runtime.enter();
+        CountingProxy::start(listener, broker.port())
+    };
+    let config = KafkaConfig {
+        bootstrap: vec![proxy.bootstrap()],
+        ..config(&broker)
+    };
+    let client = rskafka::client::ClientBuilder::new(config.bootstrap.clone())
+        .build()
+        .await
+        .expect("connect through the proxy");
     let topics = (partitions / 10).max(1);
     let per_topic = partitions / topics;
     for t in 0..topics {
         support::create_topic(&client, &format!("university-server.public.t{t}"), per_topic).await;
     }
-    let mut watcher = Watcher::new(config(&broker)).expect("config");
+    let mut watcher = Watcher::new(config).expect("config");
     watcher.refresh().await.expect("refresh");
     watcher.poll().await.expect("baseline poll");
     let cycles = 20;
-    let (cpu0, (r0, w0), wall0) = (cpu_seconds(), io_bytes(), Instant::now());
+    let (cpu0, (r0, w0), wall0) = (thread_cpu_seconds(), proxy.bytes(), Instant::now());
     for _ in 0..cycles {
         watcher.poll().await.expect("poll");
     }
-    let cpu = (cpu_seconds() - cpu0) / f64::from(cycles);
+    let cpu = (thread_cpu_seconds() - cpu0) / f64::from(cycles);
     let wall = wall0.elapsed().as_secs_f64() / f64::from(cycles);
-    let (r1, w1) = io_bytes();
+    let (r1, w1) = proxy.bytes();
     println!(
         "poll cycle, {:>5} partitions: {:>7.2} ms CPU ({:>5.2}% of one core at 1 s polling), {:>7.2} ms wall, \
          {:>8} B received, {:>8} B sent per cycle",
@@ -137,13 +141,18 @@ fn main() {
         println!("benches/watcher.rs measures against a live broker; run it with `cargo bench --bench watcher`");
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let watcher_runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async {
+    let proxy_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("proxy runtime");
+    watcher_runtime.block_on(async {
         for partitions in [10, 100, 1000] {
-            poll_cycle_cost(partitions).await;
+            poll_cycle_cost(partitions, &proxy_runtime).await;
         }
         detection_latency().await;
     });

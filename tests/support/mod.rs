@@ -4,6 +4,7 @@
 //! Each integration test crate includes this with `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod counting_proxy;
 pub mod fake_flink;
 pub mod tls_proxy;
 
