@@ -34,7 +34,7 @@ fn config(broker: &support::Broker) -> KafkaConfig {
     }
 }
 
-async fn poll_cycle_cost(partitions: i32, proxy_runtime: &tokio::runtime::Runtime) {
+async fn poll_cycle_cost(partitions: i32, batch_watermarks: bool, proxy_runtime: &tokio::runtime::Runtime) {
     let (listener, proxy_port) = CountingProxy::bind();
     let broker = support::Broker::start_advertising(&format!("127.0.0.1:{proxy_port}"));
     let proxy = {
@@ -43,6 +43,7 @@ async fn poll_cycle_cost(partitions: i32, proxy_runtime: &tokio::runtime::Runtim
     };
     let config = KafkaConfig {
         bootstrap: vec![proxy.bootstrap()],
+        batch_watermarks,
         ..config(&broker)
     };
     let client = rskafka::client::ClientBuilder::new(config.bootstrap.clone())
@@ -66,9 +67,14 @@ async fn poll_cycle_cost(partitions: i32, proxy_runtime: &tokio::runtime::Runtim
     let wall = wall0.elapsed().as_secs_f64() / f64::from(cycles);
     let (r1, w1) = proxy.bytes();
     println!(
-        "poll cycle, {:>5} partitions: {:>7.2} ms CPU ({:>5.2}% of one core at 1 s polling), {:>7.2} ms wall, \
+        "poll cycle, {:>5} partitions, {}: {:>7.2} ms CPU ({:>5.2}% of one core at 1 s polling), {:>7.2} ms wall, \
          {:>8} B received, {:>8} B sent per cycle",
         watcher.partitions(),
+        if batch_watermarks {
+            "batched     "
+        } else {
+            "per partition"
+        },
         cpu * 1e3,
         cpu * 100.0,
         wall * 1e3,
@@ -152,7 +158,9 @@ fn main() {
         .expect("proxy runtime");
     watcher_runtime.block_on(async {
         for partitions in [10, 100, 1000] {
-            poll_cycle_cost(partitions, &proxy_runtime).await;
+            for batch_watermarks in [false, true] {
+                poll_cycle_cost(partitions, batch_watermarks, &proxy_runtime).await;
+            }
         }
         detection_latency().await;
     });

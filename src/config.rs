@@ -86,6 +86,9 @@ pub struct KafkaConfig {
     /// At most this many bytes are fetched per partition sample.
     #[serde(deserialize_with = "whole_u32")]
     pub sample_bytes: u32,
+    /// Read watermarks with one ListOffsets request per broker (`true`) rather than rskafka's one request per
+    /// partition. Batching needs no SASL (with SASL the per-partition reads are used whatever this says).
+    pub batch_watermarks: bool,
     /// Consumer group of a table's Flink job, used for lag; `{table}` is replaced by the table name.
     pub group_template: String,
     /// Topic a table's Flink job reads (Debezium's `<topic.prefix>.<schema>.<table>`); `{table}` is replaced.
@@ -107,6 +110,7 @@ impl Default for KafkaConfig {
             request_timeout: Duration::from_secs(5),
             sample_records: 16,
             sample_bytes: 1024 * 1024,
+            batch_watermarks: true,
             group_template: "cdc-{table}".to_owned(),
             topic_template: "university-server.public.{table}".to_owned(),
             tls: TlsConfig::default(),

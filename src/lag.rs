@@ -9,27 +9,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, OffsetFetchResponse, RequestHeader, TopicName,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::config::KafkaConfig;
 use crate::tls;
+use crate::wire::{Connection, WireError};
 
 /// Non-flexible versions every broker since Kafka 2.0 speaks (tansu too).
 const FIND_COORDINATOR_VERSION: i16 = 1;
 const OFFSET_FETCH_VERSION: i16 = 5;
 const OFFSET_COMMIT_VERSION: i16 = 2;
-/// A response larger than this is not an answer to our small requests.
-const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why lag could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +53,33 @@ pub enum LagError {
     Unsupported,
 }
 
+impl From<WireError> for LagError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Tls(e) => LagError::Tls(e),
+            WireError::Protocol(e) => LagError::Protocol(e),
+            other => LagError::Io(other.to_string()),
+        }
+    }
+}
+
+/// One partition's watermarks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// High watermark (last stable offset under transactions).
+    pub high: i64,
+    /// Log start offset.
+    pub start: i64,
+}
+
 /// Reads committed offsets; remembers each group's coordinator.
 #[derive(Debug, Default)]
 pub struct LagReader {
     coordinators: HashMap<String, String>,
-    correlation: i32,
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -93,23 +111,41 @@ impl LagReader {
         table: &str,
         partitions: &[(String, i32, Arc<PartitionClient>)],
     ) -> Result<u64, LagError> {
-        let group = config.group_for(table);
-        let keys: Vec<(String, i32)> = partitions.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
-        let committed = self.committed(config, &group, &keys).await?;
         let limit = config.request_timeout;
-        let mut lag = 0u64;
+        let mut offsets = Vec::with_capacity(partitions.len());
         for (topic, partition, client) in partitions {
-            let high = offset(limit, client, OffsetAt::Latest).await?;
-            let start = offset(limit, client, OffsetAt::Earliest).await?;
-            let from = committed
-                .get(&(topic.clone(), *partition))
-                .copied()
-                .flatten()
-                .unwrap_or(start)
-                .max(start);
-            lag += u64::try_from(high - from).unwrap_or(0);
+            offsets.push(PartitionOffsets {
+                topic: topic.clone(),
+                partition: *partition,
+                high: offset(limit, client, OffsetAt::Latest).await?,
+                start: offset(limit, client, OffsetAt::Earliest).await?,
+            });
         }
-        Ok(lag)
+        self.lag_from(config, table, &offsets).await
+    }
+
+    /// The lag of `table`'s job group given each partition's watermarks (read by the caller, e.g. in one batch).
+    pub async fn lag_from(
+        &mut self,
+        config: &KafkaConfig,
+        table: &str,
+        partitions: &[PartitionOffsets],
+    ) -> Result<u64, LagError> {
+        let group = config.group_for(table);
+        let keys: Vec<(String, i32)> = partitions.iter().map(|p| (p.topic.clone(), p.partition)).collect();
+        let committed = self.committed(config, &group, &keys).await?;
+        Ok(partitions
+            .iter()
+            .map(|p| {
+                let from = committed
+                    .get(&(p.topic.clone(), p.partition))
+                    .copied()
+                    .flatten()
+                    .unwrap_or(p.start)
+                    .max(p.start);
+                u64::try_from(p.high - from).unwrap_or(0)
+            })
+            .sum())
     }
 
     /// Committed offsets of `group` for `partitions`; `None` where the group has none.
@@ -215,19 +251,9 @@ impl LagReader {
         request: Req,
         version: i16,
     ) -> Result<Resp, LagError> {
-        self.correlation = self.correlation.wrapping_add(1);
-        let correlation = self.correlation;
-        tokio::time::timeout(
-            limit,
-            exchange::<Req, Resp>(address, self.tls.clone(), api_key, request, version, correlation),
-        )
-        .await
-        .map_err(|_| {
-            LagError::Io(format!(
-                "{address}: no answer within {}",
-                humantime::format_duration(limit)
-            ))
-        })?
+        // A fresh connection per call: lag is read once per topic refresh, and the coordinator may move.
+        let mut connection = Connection::connect(address, self.tls.as_ref(), limit).await?;
+        Ok(connection.call(api_key, &request, version, limit).await?)
     }
 }
 
@@ -236,84 +262,6 @@ async fn offset(limit: Duration, client: &PartitionClient, at: OffsetAt) -> Resu
         .await
         .map_err(|_| LagError::Io("list offsets: timeout".to_owned()))?
         .map_err(|e| LagError::Io(format!("list offsets: {e}")))
-}
-
-fn protocol(e: impl std::fmt::Display) -> LagError {
-    LagError::Protocol(e.to_string())
-}
-
-/// One request and its response over a fresh connection (TLS with `tls`): `[len][header][body]` out,
-/// `[len][header][body]` in.
-/// (Generic over the two halves rather than kafka-protocol's `Request` trait, which needs the crate's "broker"
-/// half too: the client half alone keeps the static binary smaller.)
-async fn exchange<Req: Encodable, Resp: Decodable + HeaderVersion>(
-    address: &str,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    api_key: ApiKey,
-    request: Req,
-    version: i16,
-    correlation: i32,
-) -> Result<Resp, LagError> {
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("cdc-orchestrator")));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, api_key.request_header_version(version))
-        .map_err(protocol)?;
-    request.encode(&mut body, version).map_err(protocol)?;
-    let mut frame = BytesMut::with_capacity(body.len() + 4);
-    frame.put_i32(i32::try_from(body.len()).map_err(protocol)?);
-    frame.extend_from_slice(&body);
-
-    let stream = TcpStream::connect(address)
-        .await
-        .map_err(|e| LagError::Io(format!("connect {address}: {e}")))?;
-    let buf = match tls {
-        Some(config) => {
-            let name = tls::server_name(address)?;
-            let stream = tokio_rustls::TlsConnector::from(config)
-                .connect(name, stream)
-                .await
-                .map_err(|e| LagError::Io(format!("TLS handshake with {address}: {e}")))?;
-            roundtrip(stream, &frame, address).await?
-        }
-        None => roundtrip(stream, &frame, address).await?,
-    };
-    let mut buf = bytes::Bytes::from(buf);
-    let header =
-        kafka_protocol::messages::ResponseHeader::decode(&mut buf, Resp::header_version(version)).map_err(protocol)?;
-    if header.correlation_id != correlation {
-        return Err(LagError::Protocol(format!(
-            "correlation id {} does not match {correlation}",
-            header.correlation_id
-        )));
-    }
-    let response = Resp::decode(&mut buf, version).map_err(protocol)?;
-    if buf.has_remaining() {
-        tracing::debug!(bytes = buf.remaining(), "trailing bytes in response");
-    }
-    Ok(response)
-}
-
-/// Writes `frame` and reads one length-prefixed response.
-async fn roundtrip(
-    mut stream: impl AsyncRead + AsyncWrite + Unpin,
-    frame: &[u8],
-    address: &str,
-) -> Result<Vec<u8>, LagError> {
-    let io = |e: std::io::Error| LagError::Io(format!("{address}: {e}"));
-    stream.write_all(frame).await.map_err(io)?;
-    stream.flush().await.map_err(io)?;
-    let len = usize::try_from(stream.read_i32().await.map_err(io)?).map_err(protocol)?;
-    if len > MAX_RESPONSE_BYTES {
-        return Err(LagError::Protocol(format!("response of {len} bytes")));
-    }
-    let mut buf = vec![0; len];
-    stream.read_exact(&mut buf).await.map_err(io)?;
-    Ok(buf)
 }
 
 /// Commits `offsets` for `group` as a simple (member-less) consumer would; used by tests and tools to set up lag.

@@ -23,3 +23,5 @@ pub mod shutdown;
 pub mod sql;
 pub mod tls;
 pub mod watcher;
+pub mod watermarks;
+pub mod wire;

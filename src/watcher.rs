@@ -2,7 +2,7 @@
 //! advances, decodes a bounded sample of the newest records to learn which table changed and how. It never
 //! consumes the stream: the cost is one ListOffsets per partition per poll plus a small fetch per advance.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, SaslMechanism};
 use crate::decoder::{self, Decoded};
-use crate::lag::LagReader;
+use crate::lag::{LagReader, PartitionOffsets};
 use crate::metrics::{KindLabels, Metrics, TableOpLabels};
 use crate::op::Op;
+use crate::watermarks::{Offset, WatermarkReader};
 
 /// Partitions polled at once; bounds sockets and memory while keeping a poll of thousands of partitions short.
 const POLL_CONCURRENCY: usize = 64;
@@ -106,7 +107,8 @@ pub struct PollStats {
 /// A partition being watched.
 #[derive(Debug)]
 struct Watched {
-    client: Arc<PartitionClient>,
+    /// rskafka's client for sampling (and, with SASL, watermarks); made when first needed.
+    client: Option<Arc<PartitionClient>>,
     /// Offset up to which records have been accounted for; `None` until the first read.
     baseline: Option<i64>,
     /// Found after start-up: everything in it is new.
@@ -124,6 +126,8 @@ pub struct Watcher {
     started: bool,
     /// Built once at start, so bad TLS files fail `new` instead of every connection attempt.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Batched watermark reads; `None` with SASL, which only rskafka's own connections speak.
+    watermarks: Option<WatermarkReader>,
     lag: Option<LagReader>,
     metrics: Option<Arc<Metrics>>,
     /// Topics whose last invalid record was logged recently; entries expire after [`INVALID_LOG_EVERY`].
@@ -168,9 +172,11 @@ impl Watcher {
             None
         };
         let lag = Some(LagReader::new(tls.clone()));
+        let watermarks = (config.batch_watermarks && config.sasl.is_none()).then(|| WatermarkReader::new(tls.clone()));
         Ok(Watcher {
             config,
             tls,
+            watermarks,
             pattern,
             client: None,
             partitions: HashMap::new(),
@@ -227,35 +233,41 @@ impl Watcher {
     /// Reads topic metadata and adds or removes partitions to match the topic pattern.
     pub async fn refresh(&mut self) -> Result<(), String> {
         let limit = self.config.request_timeout;
-        let client = self.connect().await?;
-        let topics = timed(limit, "list topics", client.list_topics()).await?;
-        let mut wanted = Vec::new();
-        for topic in topics.iter().filter(|t| self.pattern.is_match(&t.name)) {
-            for &partition in &topic.partitions {
-                wanted.push((topic.name.clone(), partition));
+        let topics: Vec<(String, Vec<i32>)> = match self.watermarks.as_mut() {
+            Some(reader) => reader
+                .refresh(&self.config.bootstrap, limit)
+                .await
+                .map_err(|e| format!("metadata: {e}"))?
+                .into_iter()
+                .map(|t| (t.name, t.partitions))
+                .collect(),
+            None => {
+                let client = self.connect().await?;
+                timed(limit, "list topics", client.list_topics())
+                    .await?
+                    .into_iter()
+                    .map(|t| (t.name, t.partitions.into_iter().collect()))
+                    .collect()
+            }
+        };
+        let mut wanted = HashSet::new();
+        for (topic, partitions) in topics.into_iter().filter(|(name, _)| self.pattern.is_match(name)) {
+            for partition in partitions {
+                wanted.insert((topic.clone(), partition));
             }
         }
         let late = self.started;
-        let mut added = Vec::new();
         for key in &wanted {
             if self.partitions.contains_key(key) {
                 continue;
             }
-            let (topic, partition) = key;
-            let call = client.partition_client(topic.clone(), *partition, UnknownTopicHandling::Error);
-            match timed(limit, "partition client", call).await {
-                Ok(pc) => added.push((key.clone(), pc)),
-                Err(e) => tracing::debug!(%topic, partition, error = %e, "partition not ready yet"),
-            }
-        }
-        for (key, pc) in added {
             if late {
                 tracing::info!(topic = %key.0, partition = key.1, "watching new partition");
             }
             self.partitions.insert(
-                key,
+                key.clone(),
                 Watched {
-                    client: Arc::new(pc),
+                    client: None,
                     baseline: None,
                     discovered_late: late,
                 },
@@ -274,60 +286,95 @@ impl Watcher {
         Ok(())
     }
 
+    /// rskafka's client for one partition, made on first use.
+    async fn partition_client(&mut self, key: &(String, i32)) -> Result<Arc<PartitionClient>, String> {
+        if let Some(client) = self.partitions.get(key).and_then(|w| w.client.clone()) {
+            return Ok(client);
+        }
+        let limit = self.config.request_timeout;
+        let client = self.connect().await?;
+        let call = client.partition_client(key.0.clone(), key.1, UnknownTopicHandling::Error);
+        let made = Arc::new(timed(limit, "partition client", call).await?);
+        if let Some(watched) = self.partitions.get_mut(key) {
+            watched.client = Some(Arc::clone(&made));
+        }
+        Ok(made)
+    }
+
+    /// The `at` offset of each of `keys`: one request per broker, or with SASL one rskafka request per partition.
+    async fn read_offsets(
+        &mut self,
+        keys: Vec<(String, i32)>,
+        at: Offset,
+    ) -> Vec<((String, i32), Result<i64, String>)> {
+        let limit = self.config.request_timeout;
+        if let Some(reader) = self.watermarks.as_mut() {
+            let read = reader.offsets(&keys, at, limit).await;
+            if reader.is_stale() {
+                // A leader moved or a topic went away: read metadata again before the next poll.
+                self.refreshed_at = None;
+            }
+            return read;
+        }
+        let mut read = Vec::with_capacity(keys.len());
+        let mut targets = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.partition_client(&key).await {
+                Ok(client) => targets.push((key, client)),
+                Err(e) => read.push((key, Err(e))),
+            }
+        }
+        let offset_at = move || match at {
+            Offset::Earliest => OffsetAt::Earliest,
+            _ => OffsetAt::Latest,
+        };
+        read.extend(
+            futures::stream::iter(targets.into_iter().map(|(key, client)| async move {
+                (key, timed(limit, "list offsets", client.get_offset(offset_at())).await)
+            }))
+            .buffer_unordered(POLL_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await,
+        );
+        read
+    }
+
     /// One poll: reads every watermark, samples the partitions that advanced and returns the activity found.
     pub async fn poll(&mut self) -> Result<(Vec<TableActivity>, PollStats), String> {
-        let limit = self.config.request_timeout;
-        let targets: Vec<((String, i32), Arc<PartitionClient>)> = self
-            .partitions
-            .iter()
-            .map(|(key, w)| (key.clone(), w.client.clone()))
-            .collect();
-        let reads = futures::stream::iter(targets.into_iter().map(|(key, client)| async move {
-            (
-                key,
-                timed(limit, "list offsets", client.get_offset(OffsetAt::Latest)).await,
-            )
-        }))
-        .buffer_unordered(POLL_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
+        let keys: Vec<(String, i32)> = self.partitions.keys().cloned().collect();
+        let reads = self.read_offsets(keys, Offset::Latest).await;
         let mut stats = PollStats {
             partitions: reads.len(),
             ..PollStats::default()
         };
         let mut errors = Vec::new();
         let mut advanced = Vec::new();
-        for ((topic, partition), result) in reads {
-            let Some(watched) = self.partitions.get_mut(&(topic.clone(), partition)) else {
+        let mut went_back = Vec::new();
+        for (key, result) in reads {
+            let Some(watched) = self.partitions.get_mut(&key) else {
                 continue;
             };
             let high = match result {
                 Ok(high) => high,
                 Err(e) => {
-                    errors.push(format!("{topic}/{partition}: {e}"));
+                    errors.push(format!("{}/{}: {e}", key.0, key.1));
                     continue;
                 }
             };
-            let from = match watched.baseline {
+            let base = watched.baseline.replace(high);
+            match base {
                 // Known at start-up: what is already there is the job's business (lag), not new activity.
-                None if !watched.discovered_late => {
-                    watched.baseline = Some(high);
-                    continue;
-                }
-                None => 0,
+                None if !watched.discovered_late => {}
+                None if high > 0 => advanced.push((key, 0, high)),
+                None => {}
                 Some(base) if high < base => {
                     // Broker restarted with empty storage, or the topic was recreated: start over from its log start.
-                    tracing::warn!(%topic, partition, from = base, to = high, "high watermark went backwards; resetting");
-                    let start = timed(limit, "log start", watched.client.get_offset(OffsetAt::Earliest))
-                        .await
-                        .unwrap_or(0);
-                    start.min(high)
+                    tracing::warn!(topic = %key.0, partition = key.1, from = base, to = high,
+                        "high watermark went backwards; resetting");
+                    went_back.push((key, high));
                 }
-                Some(base) => base,
-            };
-            watched.baseline = Some(high);
-            if high > from {
-                advanced.push((topic, partition, watched.client.clone(), from, high));
+                Some(base) if high > base => advanced.push((key, base, high)),
+                Some(_) => {}
             }
         }
         if !errors.is_empty() && errors.len() == stats.partitions {
@@ -336,11 +383,25 @@ impl Watcher {
         for error in &errors {
             tracing::debug!(%error, "watermark read failed; retried next poll");
         }
+        if !went_back.is_empty() {
+            let keys = went_back.iter().map(|(key, _)| key.clone()).collect();
+            let starts: HashMap<(String, i32), Result<i64, String>> =
+                self.read_offsets(keys, Offset::Earliest).await.into_iter().collect();
+            for (key, high) in went_back {
+                let start = starts.get(&key).and_then(|r| r.as_ref().ok()).copied().unwrap_or(0);
+                if high > start.min(high) {
+                    advanced.push((key, start.min(high), high));
+                }
+            }
+        }
         stats.advanced = advanced.len();
         let mut activity = Vec::new();
-        for (topic, partition, client, from, high) in advanced {
+        for ((topic, partition), from, high) in advanced {
             let new_records = u64::try_from(high - from).unwrap_or(0);
-            let sample = self.sample(&client, from, high).await;
+            let sample = match self.partition_client(&(topic.clone(), partition)).await {
+                Ok(client) => self.sample(&client, from, high).await,
+                Err(e) => Err(e),
+            };
             let (found, sampled, bytes, invalid) = summarize(&topic, partition, new_records, &sample, &mut stats.kinds);
             if let Some(error) = invalid
                 && !self.invalid_logged.contains_key(&topic)
@@ -488,20 +549,42 @@ impl Watcher {
 
     /// Lag of every watched table's job group, where the group coordinator answers.
     pub async fn lags(&mut self) -> Vec<(String, u64)> {
+        if self.lag.is_none() {
+            return Vec::new();
+        }
+        let keys: Vec<(String, i32)> = self.partitions.keys().cloned().collect();
+        let highs = self.read_offsets(keys.clone(), Offset::Latest).await;
+        let starts: HashMap<(String, i32), Result<i64, String>> =
+            self.read_offsets(keys, Offset::Earliest).await.into_iter().collect();
+        // A table with a partition whose offsets could not be read has no lag this time (unknown, not zero).
+        let mut by_table: BTreeMap<String, Option<Vec<PartitionOffsets>>> = BTreeMap::new();
+        for ((topic, partition), high) in highs {
+            let table = decoder::table_of_topic(&topic).to_owned();
+            let start = starts
+                .get(&(topic.clone(), partition))
+                .and_then(|r| r.as_ref().ok())
+                .copied();
+            let entry = by_table.entry(table).or_insert_with(|| Some(Vec::new()));
+            match (high, start, entry.as_mut()) {
+                (Ok(high), Some(start), Some(list)) => list.push(PartitionOffsets {
+                    topic,
+                    partition,
+                    high,
+                    start,
+                }),
+                _ => *entry = None,
+            }
+        }
         let Some(reader) = self.lag.as_mut() else {
             return Vec::new();
         };
-        let mut by_table: BTreeMap<String, Vec<(String, i32, Arc<PartitionClient>)>> = BTreeMap::new();
-        for ((topic, partition), watched) in &self.partitions {
-            let table = decoder::table_of_topic(topic).to_owned();
-            by_table
-                .entry(table)
-                .or_default()
-                .push((topic.clone(), *partition, watched.client.clone()));
-        }
         let mut out = Vec::new();
         for (table, partitions) in by_table {
-            match reader.table_lag(&self.config, &table, &partitions).await {
+            let Some(partitions) = partitions else {
+                tracing::debug!(%table, "lag unknown: offsets could not be read");
+                continue;
+            };
+            match reader.lag_from(&self.config, &table, &partitions).await {
                 Ok(lag) => out.push((table, lag)),
                 Err(e) => tracing::debug!(%table, error = %e, "lag unknown"),
             }
