@@ -87,6 +87,11 @@ class Procs:
                 child.kill()
                 child.wait()
 
+    def stop_all_named(self, name):
+        for child_name, child in self.children:
+            if child_name == name:
+                self.stop(child, 5.0)
+
     def stop_all(self):
         for _, child in reversed(self.children):
             self.stop(child, 5.0)
@@ -130,18 +135,24 @@ def read_counts(path):
         return json.load(f)
 
 
-def start_sidecar(procs, name, binary, bootstrap_port, stdout):
+def start_sidecar(procs, name, binary, bootstrap_port, stdout, batch=True, ready_within=60):
     config = procs.workdir / f"{name}.toml"
-    config.write_text(f'[kafka]\nbootstrap = ["127.0.0.1:{bootstrap_port}"]\npoll_interval = "1s"\n')
+    config.write_text(f'[kafka]\nbootstrap = ["127.0.0.1:{bootstrap_port}"]\npoll_interval = "1s"\n'
+                      f'batch_watermarks = {"true" if batch else "false"}\n')
     child = procs.start(name, [str(binary), "--config", str(config), "--log-format", "json", "watch"],
                         stdout=stdout)
     log = procs.workdir / f"{name}.log"
-    deadline = time.monotonic() + 60
+    began = time.monotonic()
     while "Kafka brokers answer" not in log.read_text():
-        if time.monotonic() > deadline or child.poll() is not None:
-            raise SystemExit(f"{name} did not reach the broker; see {log}")
+        if time.monotonic() - began > ready_within or child.poll() is not None:
+            raise SidecarNotReady(f"{name} did not finish its first poll within {ready_within} s; see {log}")
         time.sleep(0.1)
+    child.ready_s = time.monotonic() - began
     return child
+
+
+class SidecarNotReady(Exception):
+    pass
 
 
 def percentile(values, p):
@@ -238,29 +249,42 @@ def side_by_side(procs, binary, rate, seconds):
     return {"events": events, "rate": rate, "window_s": window, "value_bytes": summary["value_bytes"], "rows": rows}
 
 
-def scale(procs, binary, partitions, seconds):
+def scale(procs, binary, partitions, seconds, modes, ready_within):
+    """The sidecar alone, idle topics, 1 s polling: CPU share and RSS, for each watermark read mode."""
     broker = start_broker(procs, f"broker-{partitions}")
     topics = 12
     per_topic = max(1, partitions // topics)
     began = time.monotonic()
     create_topics(broker, [f"{PREFIX}scale{t}" for t in range(topics)], per_topic)
     created_s = time.monotonic() - began
-    sidecar = start_sidecar(procs, f"sidecar-{partitions}", binary, broker, f"sidecar-{partitions}.jsonl")
-    time.sleep(3.0)  # past the first refresh and baseline poll
-    cpu0, t0 = cpu_seconds(sidecar.pid), time.monotonic()
-    time.sleep(seconds)
-    cpu = cpu_seconds(sidecar.pid) - cpu0
-    elapsed = time.monotonic() - t0
-    row = {
-        "partitions": topics * per_topic,
-        "topic_create_s": created_s,
-        "cpu_share": cpu / elapsed,
-        "rss_kb": status_kb(sidecar.pid, "VmRSS"),
-        "peak_rss_kb": status_kb(sidecar.pid, "VmHWM"),
-        "seconds": elapsed,
-    }
+    rows = []
+    for batch in modes:
+        name = f"sidecar-{partitions}-{'batched' if batch else 'per-partition'}"
+        row = {"partitions": topics * per_topic, "reads": "batched" if batch else "per partition",
+               "topic_create_s": created_s}
+        try:
+            sidecar = start_sidecar(procs, name, binary, broker, f"{name}.jsonl", batch, ready_within)
+        except SidecarNotReady as e:
+            print(e, file=sys.stderr)
+            rows.append({**row, "ready_s": None})
+            procs.stop_all_named(name)
+            continue
+        time.sleep(3.0)  # past the first refresh and baseline poll
+        cpu0, t0 = cpu_seconds(sidecar.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu = cpu_seconds(sidecar.pid) - cpu0
+        elapsed = time.monotonic() - t0
+        rows.append({
+            **row,
+            "ready_s": sidecar.ready_s,
+            "cpu_share": cpu / elapsed,
+            "rss_kb": status_kb(sidecar.pid, "VmRSS"),
+            "peak_rss_kb": status_kb(sidecar.pid, "VmHWM"),
+            "seconds": elapsed,
+        })
+        procs.stop(sidecar)
     procs.stop_all()
-    return row
+    return rows
 
 
 def decoder(binary_dir, workdir, records, rounds):
@@ -320,12 +344,17 @@ def report(result):
         f" | {base['p50_ms']:.0f} / {base['p99_ms']:.0f} / {base['max_ms']:.0f} ms |",
         f"| events detected / missed | {side['detected']} / {side['missed']} | {base['detected']} / {base['missed']} |",
         "",
-        "| sidecar alone, 1 s polling | CPU share of one core | RSS (peak) | topic creation |",
-        "|---|---|---|---|",
+        "| sidecar alone, idle topics, 1 s polling | watermark reads | first poll done after | CPU share of one core "
+        "| RSS (peak) |",
+        "|---|---|---|---|---|",
     ]
     for row in result["scale"]:
-        lines.append(f"| {row['partitions']:,} partitions | {row['cpu_share'] * 100:.1f}% | "
-                     f"{row['rss_kb'] / 1024:.1f} MB ({row['peak_rss_kb'] / 1024:.1f} MB) | {row['topic_create_s']:.0f} s |")
+        if row["ready_s"] is None:
+            lines.append(f"| {row['partitions']:,} partitions | {row['reads']} | not within {result['ready_within']} s "
+                         "| - | - |")
+            continue
+        lines.append(f"| {row['partitions']:,} partitions | {row['reads']} | {row['ready_s']:.1f} s | "
+                     f"{row['cpu_share'] * 100:.1f}% | {row['rss_kb'] / 1024:.1f} MB ({row['peak_rss_kb'] / 1024:.1f} MB) |")
     d = result["decoder"]
     lines += [
         "",
@@ -351,15 +380,16 @@ def main():
         mode, rate, seconds, partitions, scale_seconds, records = "quick", 200, 30, [12, 1200, 12000], 10, 2000
     else:
         mode, rate, seconds, partitions, scale_seconds, records = "full", 300, 180, [12, 1200, 12000], 30, 10000
+    ready_within = 120
     procs = Procs(workdir)
     try:
-        result = {"machine": machine(), "mode": mode}
+        result = {"machine": machine(), "mode": mode, "ready_within": ready_within}
         print(f"side by side: {rate}/s for {seconds} s ...", file=sys.stderr)
         result["side_by_side"] = side_by_side(procs, binary, rate, seconds)
         result["scale"] = []
         for n in partitions:
             print(f"sidecar alone at {n} partitions for {scale_seconds} s ...", file=sys.stderr)
-            result["scale"].append(scale(procs, binary, n, scale_seconds))
+            result["scale"].extend(scale(procs, binary, n, scale_seconds, [True, False], ready_within))
         print("decoder against json.loads ...", file=sys.stderr)
         result["decoder"] = decoder(binary.parent, workdir, records, 20)
     finally:

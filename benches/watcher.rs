@@ -14,16 +14,16 @@ use support::counting_proxy::CountingProxy;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// CPU seconds (user + system) of the calling thread so far. The watcher runs on a current-thread runtime on
-/// this thread (rskafka's connection tasks included); the byte-counting proxy runs on other threads, so its cost
-/// is not counted.
+/// CPU seconds of the calling thread so far, in nanoseconds' resolution (`/proc/thread-self/schedstat`: time on
+/// a CPU). The watcher runs on a current-thread runtime on this thread (rskafka's connection tasks included); the
+/// byte-counting proxy runs on other threads, so its cost is not counted.
 fn thread_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the ')'.
-    (ticks(11) + ticks(12)) / 100.0
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    stat.split_whitespace()
+        .next()
+        .and_then(|ns| ns.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1e9
 }
 
 fn config(broker: &support::Broker) -> KafkaConfig {

@@ -86,6 +86,10 @@ pub struct KafkaConfig {
     /// At most this many bytes are fetched per partition sample.
     #[serde(deserialize_with = "whole_u32")]
     pub sample_bytes: u32,
+    /// After a sample finds only the topic's own table, later advances of that partition within this interval
+    /// count as that table's changes without fetching records (`0s`: sample every advance).
+    #[serde(with = "humantime_serde")]
+    pub sample_interval: Duration,
     /// Read watermarks with one ListOffsets request per broker (`true`) rather than rskafka's one request per
     /// partition. Batching needs no SASL (with SASL the per-partition reads are used whatever this says).
     pub batch_watermarks: bool,
@@ -110,6 +114,7 @@ impl Default for KafkaConfig {
             request_timeout: Duration::from_secs(5),
             sample_records: 16,
             sample_bytes: 1024 * 1024,
+            sample_interval: Duration::from_secs(60),
             batch_watermarks: true,
             group_template: "cdc-{table}".to_owned(),
             topic_template: "university-server.public.{table}".to_owned(),

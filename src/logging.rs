@@ -1,7 +1,11 @@
 //! Log output: human-readable text by default, one JSON object per line for log shippers.
 
+use std::str::FromStr;
+
 use clap::ValueEnum;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -13,16 +17,37 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `level` is an `EnvFilter` directive such as `info` or
-/// `cdc_orchestrator=debug,rskafka=warn`.
+/// Installs the global subscriber. `level` is a comma-separated list of `level` and `target=level` directives,
+/// such as `info` or `info,rskafka=warn,cdc_orchestrator::watcher=debug`. (A `Targets` filter rather than
+/// `EnvFilter`: no span or field matching, and no regex engine in the binary for it.)
 pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("--log-level: {e} (got {level:?})"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = Targets::from_str(level).map_err(|e| format!("--log-level: {e} (got {level:?})"))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi),
+            )
+            .with(filter)
+            .try_init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(filter)
+            .try_init(),
     };
     result.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_levels_and_targets_and_reject_nonsense() {
+        assert!(Targets::from_str("info").is_ok());
+        assert!(Targets::from_str("info,rskafka=warn,cdc_orchestrator::watcher=debug").is_ok());
+        assert!(Targets::from_str("rskafka=loud").is_err());
+    }
 }

@@ -102,6 +102,8 @@ pub struct PollStats {
     pub sampled_bytes: usize,
     /// Sampled records per decoder kind (`change`, `tombstone`, `heartbeat`, ..., `invalid`).
     pub kinds: BTreeMap<&'static str, u64>,
+    /// Advances not sampled: their partition's table was learned within `kafka.sample_interval`.
+    pub known_table_advances: usize,
 }
 
 /// A partition being watched.
@@ -113,6 +115,9 @@ struct Watched {
     baseline: Option<i64>,
     /// Found after start-up: everything in it is new.
     discovered_late: bool,
+    /// When a sample last found nothing but changes of the topic's own table, and that table: later advances within
+    /// `kafka.sample_interval` are that table's changes without fetching anything.
+    known_table: Option<(Instant, String)>,
 }
 
 /// The watcher's state; drive it with [`Watcher::run`], or step it with [`Watcher::refresh`] and
@@ -270,6 +275,7 @@ impl Watcher {
                     client: None,
                     baseline: None,
                     discovered_late: late,
+                    known_table: None,
                 },
             );
         }
@@ -284,6 +290,12 @@ impl Watcher {
         self.started = true;
         self.refreshed_at = Some(Instant::now());
         Ok(())
+    }
+
+    /// The table a recent sample of `key` found alone, if it is still within `kafka.sample_interval`.
+    fn known_table(&self, key: &(String, i32), now: Instant) -> Option<String> {
+        let (at, table) = self.partitions.get(key)?.known_table.as_ref()?;
+        (now.duration_since(*at) < self.config.sample_interval).then(|| table.clone())
     }
 
     /// rskafka's client for one partition, made on first use.
@@ -396,13 +408,41 @@ impl Watcher {
         }
         stats.advanced = advanced.len();
         let mut activity = Vec::new();
+        let now = Instant::now();
         for ((topic, partition), from, high) in advanced {
             let new_records = u64::try_from(high - from).unwrap_or(0);
-            let sample = match self.partition_client(&(topic.clone(), partition)).await {
+            let key = (topic.clone(), partition);
+            if let Some(table) = self.known_table(&key, now) {
+                // A table topic keeps carrying its table: the watermark alone says how many changes arrived, and
+                // nothing is fetched (the bytes a consume-everything watcher would read are what we save).
+                stats.known_table_advances += 1;
+                activity.push(TableActivity {
+                    table,
+                    topic,
+                    partition,
+                    new_records,
+                    ops: BTreeMap::new(),
+                    unknown_ops: new_records,
+                    newest_ts_ms: None,
+                    observed_at_ms: now_unix_ms(),
+                });
+                continue;
+            }
+            let sample = match self.partition_client(&key).await {
                 Ok(client) => self.sample(&client, from, high).await,
                 Err(e) => Err(e),
             };
             let (found, sampled, bytes, invalid) = summarize(&topic, partition, new_records, &sample, &mut stats.kinds);
+            let learned = match (&sample, found.as_slice()) {
+                (Ok(_), [only]) if invalid.is_none() && only.table == decoder::table_of_topic(&topic) => {
+                    Some((now, only.table.clone()))
+                }
+                // Another table, several tables, no table data, or no sample: sample the next advance again.
+                _ => None,
+            };
+            if let Some(watched) = self.partitions.get_mut(&key) {
+                watched.known_table = learned;
+            }
             if let Some(error) = invalid
                 && !self.invalid_logged.contains_key(&topic)
             {

@@ -19,6 +19,8 @@ fn config(broker: &support::Broker) -> KafkaConfig {
         poll_interval: Duration::from_millis(200),
         topic_refresh: Duration::from_millis(400),
         request_timeout: Duration::from_secs(2),
+        // Most tests look at the operations of every advance; `sample_interval` has its own test.
+        sample_interval: Duration::ZERO,
         ..KafkaConfig::default()
     }
 }
@@ -441,4 +443,75 @@ async fn over_tls_activity_and_lag_are_read_and_plaintext_or_an_unknown_ca_is_re
         running.stop().await;
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Waits for activity of `table` until `records` new records were reported; returns the merged activity.
+async fn activity_of(running: &mut Running, table: &str, records: u64) -> TableActivity {
+    let mut merged: Option<TableActivity> = None;
+    while merged.as_ref().is_none_or(|m| m.new_records < records) {
+        let a = running
+            .activity(Duration::from_secs(3))
+            .await
+            .unwrap_or_else(|| panic!("activity of {table}"));
+        assert_eq!(a.table, table);
+        match merged.as_mut() {
+            None => merged = Some(a),
+            Some(m) => {
+                m.new_records += a.new_records;
+                m.unknown_ops += a.unknown_ops;
+                for (op, n) in a.ops {
+                    *m.ops.entry(op).or_default() += n;
+                }
+            }
+        }
+    }
+    merged.unwrap_or_else(|| panic!("activity of {table}"))
+}
+
+#[tokio::test]
+async fn a_table_topic_is_sampled_once_per_sample_interval_and_a_routed_topic_every_time() {
+    let broker = support::Broker::start();
+    let client = support::client(&broker).await;
+    let table_topic = format!("{PREFIX}faculty");
+    let routed_topic = format!("{PREFIX}routed");
+    support::create_topic(&client, &table_topic, 1).await;
+    support::create_topic(&client, &routed_topic, 1).await;
+    let mut running = start(KafkaConfig {
+        sample_interval: Duration::from_secs(60),
+        ..config(&broker)
+    });
+    ready(&mut running).await;
+
+    produce(&client, &table_topic, &[envelope("faculty", "c")]).await;
+    let first = activity_of(&mut running, "faculty", 1).await;
+    assert_eq!(
+        (first.ops.get(&Op::Create), first.unknown_ops),
+        (Some(&1), 0),
+        "sampled"
+    );
+    produce(
+        &client,
+        &table_topic,
+        &[envelope("faculty", "u"), envelope("faculty", "u")],
+    )
+    .await;
+    let later = activity_of(&mut running, "faculty", 2).await;
+    assert_eq!(
+        (later.new_records, later.unknown_ops, later.ops.len()),
+        (2, 2, 0),
+        "within the interval the watermark alone counts the table's changes: {later:?}"
+    );
+
+    // A topic that carries another table's records is sampled at every advance.
+    produce(&client, &routed_topic, &[envelope("program", "c")]).await;
+    let first = activity_of(&mut running, "program", 1).await;
+    assert_eq!(first.ops.get(&Op::Create), Some(&1));
+    produce(&client, &routed_topic, &[envelope("program", "d")]).await;
+    let later = activity_of(&mut running, "program", 1).await;
+    assert_eq!(
+        (later.ops.get(&Op::Delete), later.unknown_ops),
+        (Some(&1), 0),
+        "sampled again: {later:?}"
+    );
+    running.stop().await;
 }
