@@ -2,8 +2,12 @@
 //! the demo and the benchmarks.
 //!
 //! `cargo run --example produce -- --broker 127.0.0.1:9092 --table faculty --table program --count 3`
+//!
+//! With `--rate`, records are paced against a schedule (not a sleep after each), so the rate holds while the
+//! broker keeps up; `--log FILE` writes `table produce_ms` per record for the benchmark's latency pairing.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use rskafka::client::ClientBuilder;
@@ -36,13 +40,19 @@ struct Args {
     /// Create missing topics with this many partitions.
     #[arg(long, default_value_t = 1)]
     partitions: i32,
+    /// Write `table produce_ms` per record to this file.
+    #[arg(long)]
+    log: Option<std::path::PathBuf>,
 }
 
-fn envelope(table: &str, id: u64, op: &str, pad: usize) -> Vec<u8> {
-    let now_ms = SystemTime::now()
+fn now_ms() -> u128 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+fn envelope(table: &str, id: u64, op: &str, pad: usize, now_ms: u128) -> Vec<u8> {
     let row = serde_json::json!({ "id": id, "name": format!("row {id}"), "padding": "x".repeat(pad) });
     let (before, after) = if op == "d" {
         (row, serde_json::Value::Null)
@@ -85,23 +95,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
     }
     let gap = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
+    let mut log = match &args.log {
+        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => None,
+    };
+    let started = Instant::now();
     let mut produced = 0u64;
     for id in 1..=args.count {
         for (table, pc) in &partitions {
+            if let Some(gap) = gap {
+                tokio::time::sleep_until((started + gap.mul_f64(produced as f64)).into()).await;
+            }
+            let now_ms = now_ms();
             let record = Record {
                 key: Some(format!("{{\"id\":{id}}}").into_bytes()),
-                value: Some(envelope(table, id, &args.op, args.pad)),
+                value: Some(envelope(table, id, &args.op, args.pad, now_ms)),
                 headers: Default::default(),
                 timestamp: chrono::Utc::now(),
             };
             // One record per batch: tansu mishandles multi-record batches.
             pc.produce(vec![record], Compression::NoCompression).await?;
-            produced += 1;
-            if let Some(gap) = gap {
-                tokio::time::sleep(gap).await;
+            if let Some(log) = log.as_mut() {
+                writeln!(log, "{table} {now_ms}")?;
             }
+            produced += 1;
         }
     }
-    eprintln!("produced {produced} records to {} table(s)", partitions.len());
+    if let Some(mut log) = log {
+        log.flush()?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "produced {produced} records to {} table(s) in {seconds:.1} s ({:.0}/s)",
+        partitions.len(),
+        produced as f64 / seconds.max(1e-9)
+    );
     Ok(())
 }

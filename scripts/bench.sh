@@ -14,5 +14,5 @@ if [ ! -d .tools/bench/kafka ]; then
     --target .tools/bench kafka-python==3.0.12
 fi
 echo "== cargo build --release (the binary and the decoder benchmark)" >&2
-cargo build --release --locked --bin cdc-orchestrator --example decode_throughput
+cargo build --release --locked --bin cdc-orchestrator --example decode_throughput --example produce
 exec python3 bench/bench.py "$@"

@@ -87,7 +87,8 @@ pub struct KafkaConfig {
     #[serde(deserialize_with = "whole_u32")]
     pub sample_bytes: u32,
     /// After a sample finds only the topic's own table, later advances of that partition within this interval
-    /// count as that table's changes without fetching records (`0s`: sample every advance).
+    /// count as that table's changes without fetching records, and the first advance after it is re-checked with
+    /// its newest record only (`0s`: a full sample at every advance).
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
     /// Read watermarks with one ListOffsets request per broker (`true`) rather than rskafka's one request per

@@ -588,8 +588,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Runs the whole sidecar until `shutdown`: HTTP server, watcher, and the loop between policy and launcher.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    // Validate what can be validated before binding the port, so a bad config fails fast and cleanly.
-    Watcher::new(config.kafka.clone())?;
+    // Built before binding the port, so a bad pattern or TLS file fails fast and cleanly.
+    let watcher = Watcher::new(config.kafka.clone())?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| RunError::Listen {
@@ -621,7 +621,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         health.flink_ok();
     }
     let (observations_tx, observations_rx) = mpsc::channel(1024);
-    let watcher = Watcher::new(config.kafka.clone())?.with_metrics(metrics.clone());
+    let watcher = watcher.with_metrics(metrics.clone());
     let watcher = tokio::spawn(watcher.run(observations_tx, shutdown.clone()));
     run_loop.run(observations_rx, control_rx, shutdown.clone()).await;
     if let Some(h) = heartbeats {

@@ -422,14 +422,20 @@ impl Watcher {
                     partition,
                     new_records,
                     ops: BTreeMap::new(),
-                    unknown_ops: new_records,
+                    unknown_ops: 0,
                     newest_ts_ms: None,
                     observed_at_ms: now_unix_ms(),
                 });
                 continue;
             }
+            // A partition whose table is known from an earlier sample is re-checked with its newest record only;
+            // a full sample is for learning (new partitions, routed topics, or a surprise at the last check).
+            let want = match self.partitions.get(&key) {
+                Some(w) if w.known_table.is_some() => 1,
+                _ => self.config.sample_records,
+            };
             let sample = match self.partition_client(&key).await {
-                Ok(client) => self.sample(&client, from, high).await,
+                Ok(client) => self.sample(&client, from, high, want).await,
                 Err(e) => Err(e),
             };
             let (found, sampled, bytes, invalid) = summarize(&topic, partition, new_records, &sample, &mut stats.kinds);
@@ -457,9 +463,15 @@ impl Watcher {
         Ok((activity, stats))
     }
 
-    /// Fetches the newest records of `[from, high)`, at most `sample_records` and about `sample_bytes`.
-    async fn sample(&self, client: &PartitionClient, from: i64, high: i64) -> Result<Vec<Decodable>, String> {
-        let want = i64::from(self.config.sample_records);
+    /// Fetches the newest records of `[from, high)`, at most `want` and about `sample_bytes`.
+    async fn sample(
+        &self,
+        client: &PartitionClient,
+        from: i64,
+        high: i64,
+        want: u32,
+    ) -> Result<Vec<Decodable>, String> {
+        let want = i64::from(want);
         let start = from.max(high - want);
         let max_bytes = i32::try_from(self.config.sample_bytes).unwrap_or(i32::MAX);
         let mut records = Vec::new();

@@ -498,7 +498,7 @@ async fn a_table_topic_is_sampled_once_per_sample_interval_and_a_routed_topic_ev
     let later = activity_of(&mut running, "faculty", 2).await;
     assert_eq!(
         (later.new_records, later.unknown_ops, later.ops.len()),
-        (2, 2, 0),
+        (2, 0, 0),
         "within the interval the watermark alone counts the table's changes: {later:?}"
     );
 
@@ -513,5 +513,41 @@ async fn a_table_topic_is_sampled_once_per_sample_interval_and_a_routed_topic_ev
         (Some(&1), 0),
         "sampled again: {later:?}"
     );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn once_the_table_is_known_an_expired_interval_rechecks_only_the_newest_record() {
+    let broker = support::Broker::start();
+    let client = support::client(&broker).await;
+    let topic = format!("{PREFIX}grade");
+    support::create_topic(&client, &topic, 1).await;
+    let mut running = start(KafkaConfig {
+        sample_interval: Duration::from_millis(1),
+        ..config(&broker)
+    });
+    ready(&mut running).await;
+    produce(&client, &topic, &[envelope("grade", "c"), envelope("grade", "c")]).await;
+    // The first advance is a full sample (both records, or the first one if they straddle two polls, and then the
+    // second re-checked alone): every record's operation is known.
+    let learned = activity_of(&mut running, "grade", 2).await;
+    assert_eq!(
+        (learned.new_records, learned.ops.get(&Op::Create), learned.unknown_ops),
+        (2, Some(&2), 0)
+    );
+    let values: Vec<Vec<u8>> = (0..4).map(|_| envelope("grade", "u")).collect();
+    produce(&client, &topic, &values).await;
+    let mut seen = 0;
+    while seen < 4 {
+        let a = running.activity(Duration::from_secs(3)).await.expect("activity");
+        let sampled: u64 = a.ops.values().sum();
+        assert_eq!(
+            (sampled, a.unknown_ops),
+            (1, 0),
+            "one record re-checked per advance: {a:?}"
+        );
+        seen += a.new_records;
+    }
+    assert_eq!(seen, 4);
     running.stop().await;
 }
