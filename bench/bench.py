@@ -326,11 +326,16 @@ def decoder(binary_dir, workdir, records, rounds):
     with open(values, "w") as f:
         for seq in range(records):
             f.write(json.dumps(envelope(TABLES[seq % len(TABLES)], seq, 1_700_000_000_000 + seq, pad)) + "\n")
-    rust = json.loads(subprocess.run([str(binary_dir / "examples/decode_throughput"), str(values), str(rounds)],
-                                     check=True, capture_output=True, text=True).stdout)
+    def rust_decoder(directory):
+        return json.loads(subprocess.run([str(directory / "examples/decode_throughput"), str(values), str(rounds)],
+                                         check=True, capture_output=True, text=True).stdout)
+
+    rust = rust_decoder(binary_dir)
+    o3_dir = binary_dir.parent / "release-o3"
+    rust_o3 = rust_decoder(o3_dir) if (o3_dir / "examples/decode_throughput").exists() else None
     python = json.loads(subprocess.run([sys.executable, str(ROOT / "bench/json_loads.py"), str(values),
                                         str(max(1, rounds // 4))], check=True, capture_output=True, text=True).stdout)
-    return {"record_bytes": values.stat().st_size // records, "rust": rust, "python": python}
+    return {"record_bytes": values.stat().st_size // records, "rust": rust, "rust_o3": rust_o3, "python": python}
 
 
 def machine():
@@ -391,7 +396,10 @@ def report(result):
         "",
         f"| decoding one ~{d['record_bytes']} B envelope | ns per record | records |",
         "|---|---|---|",
-        f"| sidecar decoder (Rust) | {d['rust']['ns_per_record']:,.0f} | {d['rust']['records']} x {d['rust']['rounds']} |",
+        f"| sidecar decoder (Rust, release profile: opt-level s) | {d['rust']['ns_per_record']:,.0f} | "
+        f"{d['rust']['records']} x {d['rust']['rounds']} |",
+        *([f"| sidecar decoder (Rust, opt-level 3) | {d['rust_o3']['ns_per_record']:,.0f} | "
+           f"{d['rust_o3']['records']} x {d['rust_o3']['rounds']} |"] if d.get("rust_o3") else []),
         f"| json.loads + table and op (Python) | {d['python']['ns_per_record']:,.0f} | "
         f"{d['python']['records']} x {d['python']['rounds']} |",
         f"| ratio | {d['python']['ns_per_record'] / d['rust']['ns_per_record']:,.1f}x | |",
@@ -403,6 +411,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run (a few minutes)")
     parser.add_argument("--binary", default=str(ROOT / "target/release/cdc-orchestrator"))
+    parser.add_argument("--decoder-only", action="store_true", help="only the decoder comparison")
     args = parser.parse_args()
     binary = Path(args.binary)
     workdir = ROOT / "target/bench"
@@ -415,6 +424,10 @@ def main():
     procs = Procs(workdir)
     try:
         result = {"machine": machine(), "mode": mode, "ready_within": ready_within}
+        if args.decoder_only:
+            decoded = decoder(binary.parent, workdir, records, 20)
+            print(json.dumps(decoded, indent=2))
+            return
         print(f"side by side: {rate}/s for {seconds} s ...", file=sys.stderr)
         result["side_by_side"] = side_by_side(procs, binary, rate, seconds)
         result["scale"] = []
