@@ -1,6 +1,8 @@
 //! Kafka watcher: finds the CDC topics, reads each partition's high watermark every poll interval, and when it
 //! advances, decodes a bounded sample of the newest records to learn which table changed and how. It never
-//! consumes the stream: the cost is one ListOffsets per partition per poll plus a small fetch per advance.
+//! consumes the stream: the cost is one ListOffsets request per broker per poll ([`crate::watermarks`]; one per
+//! partition through rskafka under SASL) plus a small fetch when a partition's table must be learned or re-checked
+//! (at most once per `kafka.sample_interval` for a table topic).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
