@@ -158,15 +158,19 @@ impl WatermarkReader {
         };
         let mut calls = Vec::with_capacity(by_broker.len());
         for (broker, topics) in by_broker {
-            let Some(address) = self.brokers.get(&broker).cloned() else {
-                continue;
-            };
-            let connection = self.connections.remove(&broker);
-            let tls = self.tls.clone();
             let asked: Vec<(String, i32)> = topics
                 .iter()
                 .flat_map(|(t, ps)| ps.iter().map(|p| ((*t).to_owned(), *p)))
                 .collect();
+            let Some(address) = self.brokers.get(&broker).cloned() else {
+                // Metadata named a leader it did not list: ask again next time.
+                self.stale = true;
+                let error = format!("leader {} is not among the brokers", broker.0);
+                out.extend(asked.into_iter().map(|key| (key, Err(error.clone()))));
+                continue;
+            };
+            let connection = self.connections.remove(&broker);
+            let tls = self.tls.clone();
             let request = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
                 .with_isolation_level(READ_COMMITTED)
@@ -244,5 +248,68 @@ impl WatermarkReader {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::metadata_response::{MetadataResponsePartition, MetadataResponseTopic};
+
+    use super::*;
+
+    fn metadata(leader: i32) -> MetadataResponse {
+        MetadataResponse::default().with_topics(vec![
+            MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("cdc.public.t"))))
+                .with_partitions(vec![
+                    MetadataResponsePartition::default()
+                        .with_partition_index(1)
+                        .with_leader_id(BrokerId(leader)),
+                    MetadataResponsePartition::default()
+                        .with_partition_index(0)
+                        .with_leader_id(BrokerId(leader)),
+                ]),
+        ])
+    }
+
+    #[test]
+    fn metadata_lists_topics_with_sorted_partitions() {
+        let mut reader = WatermarkReader::default();
+        let topics = reader.learn(metadata(1));
+        assert_eq!(
+            topics,
+            vec![TopicPartitions {
+                name: "cdc.public.t".to_owned(),
+                partitions: vec![0, 1],
+            }]
+        );
+        assert!(!reader.is_stale());
+    }
+
+    #[tokio::test]
+    async fn partitions_without_a_reachable_leader_get_errors_and_mark_the_reader_stale() {
+        let limit = Duration::from_millis(100);
+        // A leader the metadata does not list among its brokers.
+        let mut reader = WatermarkReader::default();
+        reader.learn(metadata(7));
+        let read = reader
+            .offsets(&[("cdc.public.t".to_owned(), 0)], Offset::Latest, limit)
+            .await;
+        assert_eq!(read.len(), 1);
+        assert!(matches!(&read[0].1, Err(e) if e.contains("leader 7")), "{read:?}");
+        assert!(reader.is_stale());
+        // No leader at all (-1), and a partition metadata never named.
+        let mut reader = WatermarkReader::default();
+        reader.learn(metadata(-1));
+        let read = reader
+            .offsets(
+                &[("cdc.public.t".to_owned(), 0), ("cdc.public.gone".to_owned(), 3)],
+                Offset::Earliest,
+                limit,
+            )
+            .await;
+        assert_eq!(read.len(), 2);
+        assert!(read.iter().all(|(_, r)| r.is_err()), "{read:?}");
+        assert!(reader.is_stale());
     }
 }
