@@ -601,13 +601,19 @@ impl Watcher {
         Ok(())
     }
 
-    /// Lag of every watched table's job group, where the group coordinator answers.
+    /// Lag of every watched table's job group, where the group coordinator answers. Call it after a poll: it
+    /// uses the high watermarks that poll read.
     pub async fn lags(&mut self) -> Vec<(String, u64)> {
         if self.lag.is_none() {
             return Vec::new();
         }
-        let keys: Vec<(String, i32)> = self.partitions.keys().cloned().collect();
-        let highs = self.read_offsets(keys.clone(), Offset::Latest).await;
+        // The high watermarks are those the last poll read; only the log starts are read here.
+        let highs: Vec<((String, i32), Option<i64>)> = self
+            .partitions
+            .iter()
+            .map(|(key, w)| (key.clone(), w.baseline))
+            .collect();
+        let keys = highs.iter().map(|(key, _)| key.clone()).collect();
         let starts: HashMap<(String, i32), Result<i64, String>> =
             self.read_offsets(keys, Offset::Earliest).await.into_iter().collect();
         // A table with a partition whose offsets could not be read has no lag this time (unknown, not zero).
@@ -620,7 +626,7 @@ impl Watcher {
                 .copied();
             let entry = by_table.entry(table).or_insert_with(|| Some(Vec::new()));
             match (high, start, entry.as_mut()) {
-                (Ok(high), Some(start), Some(list)) => list.push(PartitionOffsets {
+                (Some(high), Some(start), Some(list)) => list.push(PartitionOffsets {
                     topic,
                     partition,
                     high,
