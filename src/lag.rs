@@ -94,12 +94,7 @@ impl LagReader {
 
     /// A reader for the brokers of `config`, loading its TLS material.
     pub fn for_config(config: &KafkaConfig) -> Result<Self, LagError> {
-        let tls = if config.tls.enabled {
-            Some(tls::client_config(&config.tls)?)
-        } else {
-            None
-        };
-        Ok(LagReader::new(tls))
+        Ok(LagReader::new(tls::client_config_if_enabled(&config.tls)?))
     }
 
     /// The lag of `table`'s job group over `partitions` (topic, partition, client for watermarks). A partition

@@ -59,6 +59,11 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, TlsEr
     Ok(Arc::new(config))
 }
 
+/// [`client_config`] when `tls.enabled`, else `None` (plaintext).
+pub fn client_config_if_enabled(tls: &TlsConfig) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
+    tls.enabled.then(|| client_config(tls)).transpose()
+}
+
 /// The name to verify a broker's certificate against: the host part of `host:port` (an IP address or a DNS
 /// name, IPv6 in brackets).
 pub fn server_name(address: &str) -> Result<rustls::pki_types::ServerName<'static>, TlsError> {

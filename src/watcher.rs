@@ -173,11 +173,7 @@ impl Watcher {
     /// A watcher for `config`; it connects lazily, so a broker that is down at start is not an error.
     pub fn new(config: KafkaConfig) -> Result<Watcher, WatchError> {
         let pattern = config.topic_regex()?;
-        let tls = if config.tls.enabled {
-            Some(crate::tls::client_config(&config.tls)?)
-        } else {
-            None
-        };
+        let tls = crate::tls::client_config_if_enabled(&config.tls)?;
         let lag = Some(LagReader::new(tls.clone()));
         let watermarks = (config.batch_watermarks && config.sasl.is_none()).then(|| WatermarkReader::new(tls.clone()));
         Ok(Watcher {
