@@ -17,6 +17,10 @@ pub enum LogFormat {
     Json,
 }
 
+/// The default `--log-level`: rskafka logs every connection it opens at `info`, which at thousands of partitions
+/// is noise.
+pub const DEFAULT_FILTER: &str = "info,rskafka=warn";
+
 /// Installs the global subscriber. `level` is a comma-separated list of `level` and `target=level` directives,
 /// such as `info` or `info,rskafka=warn,cdc_orchestrator::watcher=debug`. (A `Targets` filter rather than
 /// `EnvFilter`: no span or field matching, and no regex engine in the binary for it.)
@@ -45,9 +49,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filters_parse_levels_and_targets_and_reject_nonsense() {
-        assert!(Targets::from_str("info").is_ok());
-        assert!(Targets::from_str("info,rskafka=warn,cdc_orchestrator::watcher=debug").is_ok());
-        assert!(Targets::from_str("rskafka=loud").is_err());
+    fn a_bad_filter_is_a_one_line_error_naming_the_option_and_the_value() {
+        let error = init(LogFormat::Text, "rskafka=loud").err().unwrap_or_default();
+        assert!(error.starts_with("--log-level: "), "{error}");
+        assert!(error.contains("\"rskafka=loud\""), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+
+    #[test]
+    fn the_default_filter_and_a_per_module_one_parse() {
+        assert!(Targets::from_str(DEFAULT_FILTER).is_ok());
+        assert!(Targets::from_str("debug,rskafka=warn,cdc_orchestrator::watcher=trace").is_ok());
     }
 }

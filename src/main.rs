@@ -30,9 +30,8 @@ struct Cli {
     /// Log line format.
     #[arg(long, global = true, env = "CDC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Log filter: a default level and `target=level` overrides, e.g. `debug,rskafka=warn`. rskafka logs every
-    /// connection it opens at `info`, so it is quieter by default.
-    #[arg(long, global = true, env = "CDC_LOG_LEVEL", default_value = "info,rskafka=warn")]
+    /// Log filter: a default level and `target=level` overrides, e.g. `debug,rskafka=warn`.
+    #[arg(long, global = true, env = "CDC_LOG_LEVEL", default_value = logging::DEFAULT_FILTER)]
     log_level: String,
     #[command(subcommand)]
     command: Command,
