@@ -16,7 +16,6 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use rskafka::client::partition::{OffsetAt, PartitionClient};
 
 use crate::config::KafkaConfig;
 use crate::tls;
@@ -97,29 +96,9 @@ impl LagReader {
         Ok(LagReader::new(tls::client_config_if_enabled(&config.tls)?))
     }
 
-    /// The lag of `table`'s job group over `partitions` (topic, partition, client for watermarks). A partition
-    /// with no committed offset counts from its log start; an offset below the log start (retention deleted
-    /// records) counts from the log start too.
-    pub async fn table_lag(
-        &mut self,
-        config: &KafkaConfig,
-        table: &str,
-        partitions: &[(String, i32, Arc<PartitionClient>)],
-    ) -> Result<u64, LagError> {
-        let limit = config.request_timeout;
-        let mut offsets = Vec::with_capacity(partitions.len());
-        for (topic, partition, client) in partitions {
-            offsets.push(PartitionOffsets {
-                topic: topic.clone(),
-                partition: *partition,
-                high: offset(limit, client, OffsetAt::Latest).await?,
-                start: offset(limit, client, OffsetAt::Earliest).await?,
-            });
-        }
-        self.lag_from(config, table, &offsets).await
-    }
-
     /// The lag of `table`'s job group given each partition's watermarks (read by the caller, e.g. in one batch).
+    /// A partition with no committed offset counts from its log start; an offset below the log start (retention
+    /// deleted records) counts from the log start too.
     pub async fn lag_from(
         &mut self,
         config: &KafkaConfig,
@@ -250,13 +229,6 @@ impl LagReader {
         let mut connection = Connection::connect(address, self.tls.as_ref(), limit).await?;
         Ok(connection.call(api_key, &request, version, limit).await?)
     }
-}
-
-async fn offset(limit: Duration, client: &PartitionClient, at: OffsetAt) -> Result<i64, LagError> {
-    tokio::time::timeout(limit, client.get_offset(at))
-        .await
-        .map_err(|_| LagError::Io("list offsets: timeout".to_owned()))?
-        .map_err(|e| LagError::Io(format!("list offsets: {e}")))
 }
 
 /// Commits `offsets` for `group` as a simple (member-less) consumer would; used by tests and tools to set up lag.

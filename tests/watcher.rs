@@ -5,9 +5,10 @@ mod support;
 use std::time::Duration;
 
 use cdc_orchestrator::config::KafkaConfig;
-use cdc_orchestrator::lag::{self, LagReader};
+use cdc_orchestrator::lag::{self, LagReader, PartitionOffsets};
 use cdc_orchestrator::op::Op;
 use cdc_orchestrator::watcher::{TableActivity, WatchEvent, Watcher};
+use rskafka::client::partition::OffsetAt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -252,19 +253,22 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
     produce(&client, &topic, &records).await;
     let config = config(&broker);
     let mut reader = LagReader::for_config(&config).expect("plaintext config");
-    let pc = std::sync::Arc::new(
-        client
-            .partition_client(
-                topic.clone(),
-                0,
-                rskafka::client::partition::UnknownTopicHandling::Error,
-            )
-            .await
-            .expect("partition client"),
-    );
-    let partitions = vec![(topic.clone(), 0, pc)];
+    let pc = client
+        .partition_client(
+            topic.clone(),
+            0,
+            rskafka::client::partition::UnknownTopicHandling::Error,
+        )
+        .await
+        .expect("partition client");
+    let partitions = vec![PartitionOffsets {
+        topic: topic.clone(),
+        partition: 0,
+        high: pc.get_offset(OffsetAt::Latest).await.expect("high watermark"),
+        start: pc.get_offset(OffsetAt::Earliest).await.expect("log start"),
+    }];
     let no_commit = reader
-        .table_lag(&config, "payment", &partitions)
+        .lag_from(&config, "payment", &partitions)
         .await
         .expect("lag without a commit");
     assert_eq!(no_commit, 5, "no committed offset: lag from the log start");
@@ -276,11 +280,11 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
         .await
         .expect("fetch");
     assert_eq!(committed.get(&(topic.clone(), 0)), Some(&Some(3)));
-    assert_eq!(reader.table_lag(&config, "payment", &partitions).await.expect("lag"), 2);
+    assert_eq!(reader.lag_from(&config, "payment", &partitions).await.expect("lag"), 2);
     lag::commit_offsets(&config, "cdc-payment", &[(topic.clone(), 0, 5)])
         .await
         .expect("commit");
-    assert_eq!(reader.table_lag(&config, "payment", &partitions).await.expect("lag"), 0);
+    assert_eq!(reader.lag_from(&config, "payment", &partitions).await.expect("lag"), 0);
 }
 
 #[tokio::test]
@@ -400,16 +404,8 @@ async fn over_tls_activity_and_lag_are_read_and_plaintext_or_an_unknown_ca_is_re
     let mut running = start(tls_config.clone());
     ready(&mut running).await;
     produce(&client, &topic, &[envelope("lecturer", "c"), envelope("lecturer", "c")]).await;
-    let mut records = 0;
-    while records < 2 {
-        let a = running
-            .activity(Duration::from_secs(3))
-            .await
-            .expect("activity over TLS");
-        assert_eq!(a.table, "lecturer");
-        records += a.new_records;
-    }
-    assert_eq!(records, 2);
+    let a = activity_of(&mut running, "lecturer", 2).await;
+    assert_eq!(a.new_records, 2, "activity over TLS");
     running.stop().await;
 
     // Lag's own connections (FindCoordinator, OffsetCommit, OffsetFetch) go through TLS too.
