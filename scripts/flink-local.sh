@@ -253,32 +253,36 @@ cmd_stop() {
 }
 
 cmd_status() {
-  local state=0
+  local state=0 pid_file pid pids
   for pid_file in "$work"/run/*.pid; do
     [ -e "$pid_file" ] || continue
-    while read -r pid; do
+    mapfile -t pids <"$pid_file"
+    for pid in "${pids[@]}"; do
       if kill -0 "$pid" 2>/dev/null; then
         say "$(basename "$pid_file" .pid): running (pid $pid)"
       else
         say "$(basename "$pid_file" .pid): not running (stale pid $pid)"
         state=1
       fi
-    done <"$pid_file"
+    done
   done
-  [ -f "$env_file" ] && cat "$env_file" || {
+  if [ -f "$env_file" ]; then
+    cat "$env_file"
+  else
     say "not started from $work"
     state=1
-  }
+  fi
   return $state
 }
 
 cmd_tm_kill() {
-  local pid_file
-  pid_file="$(ls "$work"/run/flink-*-taskexecutor.pid 2>/dev/null | head -1)"
+  local pid_file pid pids
+  pid_file="$(find "$work/run" -name 'flink-*-taskexecutor.pid' 2>/dev/null | head -1)"
   [ -n "$pid_file" ] || die "no TaskManager pid file in $work/run"
-  while read -r pid; do
+  mapfile -t pids <"$pid_file"
+  for pid in "${pids[@]}"; do
     kill -9 "$pid" 2>/dev/null && say "killed TaskManager pid $pid"
-  done <"$pid_file"
+  done
   rm -f "$pid_file"
 }
 
