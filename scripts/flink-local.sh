@@ -14,6 +14,7 @@
 #   FLINK_REST_PORT    JobManager REST port   } unset or 0: a free port is picked at start; another Flink may run
 #   FLINK_RPC_PORT     JobManager RPC port    } on this machine, so 8081/6123/8083 are never assumed. The
 #   SQL_GATEWAY_PORT   SQL Gateway REST port  } TaskManager's and blob server's ports are always picked by the OS.
+#   FLINK_TASK_SLOTS   slots of the TaskManager (default 4: four single-slot jobs at once)
 # After start, $FLINK_LOCAL_WORK/flink-local.env holds FLINK_REST_URL, FLINK_SQL_GATEWAY_URL, FLINK_SAVEPOINT_DIR
 # (and the ports) for `source`.
 set -euo pipefail
@@ -140,7 +141,7 @@ taskmanager.bind-host: 127.0.0.1
 taskmanager.host: 127.0.0.1
 taskmanager.rpc.port: "0"
 taskmanager.data.port: 0
-taskmanager.numberOfTaskSlots: 4
+taskmanager.numberOfTaskSlots: ${FLINK_TASK_SLOTS:-4}
 taskmanager.memory.process.size: 1600m
 rest.address: 127.0.0.1
 rest.bind-address: 127.0.0.1
@@ -201,7 +202,7 @@ start_gateway() {
   # shellcheck disable=SC2086 # the JVM options are a list of words
   nohup java $java_opts -Xmx512m -Dlog4j.configurationFile="file:$work/conf/log4j-console.properties" \
     -cp "$work/sql-gateway-classes:$home/lib/*" LocalSqlGateway \
-    --port "$port" --flink-rest-address 127.0.0.1 --flink-rest-port "$rest_port" \
+    --port "$port" --flink-rest-address 127.0.0.1 --flink-rest-port "$rest_port" --flink-conf-dir "$work/conf" \
     >"$work/log/sql-gateway.log" 2>&1 &
   echo $! >"$(gateway_pid_file)"
   wait_for "SQL Gateway on port $port" 60 gateway_up "$(rest_url "$port")"
@@ -301,7 +302,7 @@ build-gateway) cmd_build_gateway ;;
 tm-kill) cmd_tm_kill ;;
 tm-start) cmd_tm_start ;;
 *)
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac
