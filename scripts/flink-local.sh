@@ -201,7 +201,7 @@ start_gateway() {
   java_opts="$(sed -n 's/^env.java.opts.all: "\(.*\)"$/\1/p' "$work/conf/config.yaml")"
   # shellcheck disable=SC2086 # the JVM options are a list of words
   # Flink's console log config also writes a rolling file named by log.file: keep it in the log folder.
-  nohup java $java_opts -Xmx512m -Dlog4j.configurationFile="file:$work/conf/log4j-console.properties" \
+  nohup java $java_opts -Xmx1g -Dlog4j.configurationFile="file:$work/conf/log4j-console.properties" \
     -Dlog.file="$work/log/sql-gateway-flink.log" \
     -cp "$work/sql-gateway-classes:$home/lib/*" LocalSqlGateway \
     --port "$port" --flink-rest-address 127.0.0.1 --flink-rest-port "$rest_port" --flink-conf-dir "$work/conf" \
