@@ -63,9 +63,9 @@ cmd_install() {
     return
   fi
   command -v python3 >/dev/null || die "python3 with pip is needed to install Flink from PyPI"
-  local download
+  # Global, so the exit trap still sees it after the function returned.
   download="$(mktemp -d)"
-  trap 'rm -rf "$download"' RETURN
+  trap 'rm -rf "$download"' EXIT
   say "downloading Flink $flink_version and its connectors from PyPI (~400 MB, cached by pip afterwards)"
   # The distribution (lib, opt, plugins, bin/bash-java-utils.jar) is in the libraries sdist; Flink's bin/ scripts
   # and default conf/ are in the apache-flink wheel; the connectors in a repackaged PyFlink wheel.
