@@ -99,6 +99,7 @@ public final class LocalSqlGateway {
 
     /** Thrown by handlers: becomes the HTTP status and Flink's error body. */
     private static final class RestError extends Exception {
+        private static final long serialVersionUID = 1L;
         final int status;
         final List<String> errors;
 
