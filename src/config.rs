@@ -97,7 +97,17 @@ pub struct KafkaConfig {
     /// Consumer group of a table's Flink job, used for lag; `{table}` is replaced by the table name.
     pub group_template: String,
     /// Topic a table's Flink job reads (Debezium's `<topic.prefix>.<schema>.<table>`); `{table}` is replaced.
+    /// It is also the one rule that maps a watched topic back to its table ([`KafkaConfig::table_of_topic`]).
     pub topic_template: String,
+    /// Topics (exact names or regexes matched against the whole name) that carry several tables, such as a
+    /// Debezium `ByLogicalTableRouter` topic. Only on these is a record's own `source.table` (or `__table`)
+    /// believed, and only for a table the sidecar can start; everywhere else a change belongs to the topic's
+    /// table. Empty by default.
+    pub routed_topics: Vec<String>,
+    /// Most tables the watcher tracks (and so most per-table metric series); tables beyond it are ignored with
+    /// one warning.
+    #[serde(deserialize_with = "whole_u32")]
+    pub max_tables: u32,
     /// Transport encryption.
     pub tls: TlsConfig,
     /// SASL authentication; absent means none.
@@ -119,6 +129,8 @@ impl Default for KafkaConfig {
             batch_watermarks: true,
             group_template: "cdc-{table}".to_owned(),
             topic_template: "university-server.public.{table}".to_owned(),
+            routed_topics: Vec::new(),
+            max_tables: 1000,
             tls: TlsConfig::default(),
             sasl: None,
         }
@@ -140,6 +152,25 @@ impl KafkaConfig {
     pub fn topic_for(&self, table: &str) -> String {
         self.topic_template.replace("{table}", table)
     }
+
+    /// The table a topic carries, by the same `kafka.topic_template` that [`KafkaConfig::topic_for`] fills: the
+    /// part of the name where `{table}` stands, if the rest matches and it is a valid table name. This is the
+    /// only mapping from topics to tables (watcher, lag and run loop all use it).
+    pub fn table_of_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        table_of_topic(&self.topic_template, topic)
+    }
+
+    /// The compiled `kafka.routed_topics`, each anchored to the whole topic name.
+    pub fn routed_regex(&self) -> Result<regex::RegexSet, regex::Error> {
+        regex::RegexSet::new(self.routed_topics.iter().map(|p| format!("^(?:{p})$")))
+    }
+}
+
+/// The table of `topic` under `template` (`{table}` once, checked by [`Config::validate`]).
+fn table_of_topic<'t>(template: &str, topic: &'t str) -> Option<&'t str> {
+    let (prefix, suffix) = template.split_once("{table}")?;
+    let table = topic.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    is_table_name(table).then_some(table)
 }
 
 /// The `[kafka.tls]` section.
@@ -544,6 +575,21 @@ impl Config {
                 return Err(invalid(key, template, "must contain {table}"));
             }
         }
+        if k.topic_template.matches("{table}").count() > 1 {
+            return Err(invalid(
+                "kafka.topic_template",
+                &k.topic_template,
+                "must contain {table} once (it also maps topics back to tables)",
+            ));
+        }
+        for pattern in &k.routed_topics {
+            if let Err(e) = Regex::new(&format!("^(?:{pattern})$")) {
+                return Err(invalid("kafka.routed_topics", pattern, &one_line(&e.to_string())));
+            }
+        }
+        if k.max_tables == 0 {
+            return Err(invalid("kafka.max_tables", &k.max_tables, "must be at least 1"));
+        }
         if k.tls.cert_file.is_some() != k.tls.key_file.is_some() {
             return Err(invalid(
                 "kafka.tls.cert_file",
@@ -624,6 +670,37 @@ impl Config {
                 &self.flink.savepoint_dir,
                 "must not be empty",
             ));
+        }
+        self.validate_topic_template()
+    }
+
+    /// `kafka.topic_pattern` must watch the topics `kafka.topic_template` names: the topic of every table in
+    /// `policy.include`, and of at least one table that has a SQL template; otherwise no change of those tables
+    /// is ever seen.
+    fn validate_topic_template(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        // The pattern compiled above; a failure here was reported there.
+        let Ok(pattern) = Regex::new(&k.topic_pattern) else {
+            return Ok(());
+        };
+        let unwatched = |table: &str| ConfigError::Invalid {
+            key: "kafka.topic_template".to_owned(),
+            value: format!("{:?}", k.topic_template),
+            reason: format!(
+                "kafka.topic_pattern {:?} does not match {:?}, the topic of table {table}",
+                k.topic_pattern,
+                k.topic_for(table)
+            ),
+        };
+        if let Some(table) = self.policy.include.iter().find(|t| !pattern.is_match(&k.topic_for(t))) {
+            return Err(unwatched(table));
+        }
+        // Templates that cannot be read are reported by `render` and `run`; there is nothing to compare then.
+        let templated = crate::sql::known_tables(self).unwrap_or_default();
+        if let Some(first) = templated.first()
+            && !templated.iter().any(|t| pattern.is_match(&k.topic_for(t)))
+        {
+            return Err(unwatched(first));
         }
         Ok(())
     }
@@ -908,6 +985,7 @@ mod tests {
             assert!(c.iceberg.s3_path_style_access);
             jail.set_env("CDC_ICEBERG__CATALOG_URI", "http://polaris:8181/api/catalog");
             jail.set_env("CDC_KAFKA__TOPIC_TEMPLATE", "srv.{table}");
+            jail.set_env("CDC_KAFKA__TOPIC_PATTERN", r"^srv\..+$");
             let c = load_in(jail, None).map_err(|e| e.to_string())?;
             assert_eq!(c.iceberg.catalog_uri, "http://polaris:8181/api/catalog");
             assert_eq!(c.kafka.topic_for("room"), "srv.room");
@@ -915,6 +993,27 @@ mod tests {
         });
         let m = error_of(Some("[kafka]\ntopic_template = \"fixed\"\n"), &[]);
         assert!(m.starts_with("kafka.topic_template: must contain {table}"), "{m}");
+        let m = error_of(Some("[kafka]\ntopic_template = \"srv.{table}\"\n"), &[]);
+        assert!(
+            m.starts_with("kafka.topic_template: kafka.topic_pattern ") && m.contains("\"srv.class\""),
+            "{m}"
+        );
+        let m = error_of(
+            Some(
+                "[kafka]\ntopic_pattern = '^u\\.(faculty|program)$'\ntopic_template = \"u.{table}\"\n[policy]\ninclude = [\"faculty\", \"room\"]\n",
+            ),
+            &[],
+        );
+        assert!(
+            m.starts_with("kafka.topic_template:") && m.contains("table room"),
+            "{m}"
+        );
+        let m = error_of(Some("[kafka]\ntopic_template = \"{table}.{table}\"\n"), &[]);
+        assert!(m.starts_with("kafka.topic_template: must contain {table} once"), "{m}");
+        let m = error_of(Some("[kafka]\nrouted_topics = [\"a(\"]\n"), &[]);
+        assert!(m.starts_with("kafka.routed_topics:") && m.contains("a("), "{m}");
+        let m = error_of(None, &[("CDC_KAFKA__MAX_TABLES", "0")]);
+        assert!(m.starts_with("kafka.max_tables: must be at least 1"), "{m}");
         let m = error_of(Some("[flink]\nsql_dir = \"/nonexistent/sql\"\n"), &[]);
         assert!(m.starts_with("flink.sql_dir: not a directory"), "{m}");
         let m = error_of(None, &[("CDC_FLINK__CHECKPOINT_INTERVAL", "0s")]);
@@ -961,6 +1060,25 @@ mod tests {
         assert!(m.contains("flink.max_concurrent_jobs") && m.contains("8.5"), "{m}");
         let m = error_of(Some("[kafka]\nsample_records = -1\n"), &[]);
         assert!(m.contains("kafka.sample_records") && m.contains("-1"), "{m}");
+    }
+
+    #[test]
+    fn the_topic_template_maps_topics_back_to_tables() {
+        let mut k = KafkaConfig::default();
+        assert_eq!(k.table_of_topic("university-server.public.faculty"), Some("faculty"));
+        for none in [
+            "university-server.public.",
+            "university-server.public.a.b",
+            "university-server.public.bad-name",
+            "other.public.faculty",
+            "university-server.transaction",
+        ] {
+            assert_eq!(k.table_of_topic(none), None, "{none}");
+        }
+        k.topic_template = "cdc.{table}.v1".into();
+        assert_eq!(k.table_of_topic("cdc.room.v1"), Some("room"));
+        assert_eq!(k.table_of_topic(&k.topic_for("student_fee")), Some("student_fee"));
+        assert_eq!(k.table_of_topic("cdc.room.v2"), None);
     }
 
     #[test]

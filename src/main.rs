@@ -153,7 +153,7 @@ fn main() -> ExitCode {
             let done = runtime().map(|rt| {
                 rt.block_on(async {
                     let shutdown = shutdown::on_signals();
-                    watcher::watch_command(config.kafka, lag, once, std::io::stdout().lock(), shutdown).await
+                    watcher::watch_command(&config, lag, once, std::io::stdout().lock(), shutdown).await
                 })
             });
             match done {

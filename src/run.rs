@@ -18,6 +18,7 @@ use crate::policy::{
     Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings, StartReason, StopReason,
     TableState,
 };
+use crate::routing::Routing;
 use crate::server::{ControlCommand, ControlError, ControlRequest, Health, ServerState, TablesSnapshot};
 use crate::watcher::{TableActivity, WatchError, WatchEvent, Watcher};
 
@@ -114,8 +115,11 @@ pub struct RunLoop {
     tasks: JoinSet<Outcome>,
     /// Tables with a stop in flight, so reconciliation does not issue a second one.
     stopping: BTreeSet<String>,
-    /// Tables with a SQL template: the ones an operator may trigger before any change was seen.
+    /// Tables with a SQL template: the only ones the policy hears of from the watcher, and the ones an operator
+    /// may trigger before any change was seen.
     templated: BTreeSet<String>,
+    /// Tables without a template whose changes were reported once (the watcher bounds how many tables exist).
+    untemplated_warned: BTreeSet<String>,
     reconciling: bool,
 }
 
@@ -142,6 +146,7 @@ impl RunLoop {
         };
         RunLoop {
             templated,
+            untemplated_warned: BTreeSet::new(),
             config,
             clock,
             policy,
@@ -198,15 +203,23 @@ impl RunLoop {
                     newest_ts_ms,
                     ..
                 } = seen;
+                self.metrics
+                    .new_records
+                    .get_or_create(&TableLabels { table: table.clone() })
+                    .inc_by(new_records);
+                if !self.templated.contains(&table) {
+                    // Nothing could start it: it must not queue, spend a start token or show up as failing.
+                    if self.untemplated_warned.insert(table.clone()) {
+                        tracing::warn!(%table, "changes on a table without a SQL template are ignored: it never \
+                            starts (add tables/<table>.sql under flink.sql_dir)");
+                    }
+                    return;
+                }
                 let mut letters: Vec<&str> = ops.keys().map(|op| op.code()).collect();
                 if unknown_ops > 0 {
                     letters.push("unknown");
                 }
                 let ops_seen = letters.join("/");
-                self.metrics
-                    .new_records
-                    .get_or_create(&TableLabels { table: table.clone() })
-                    .inc_by(new_records);
                 // Records whose operation is unknown may be any change: let them all count, so the operation
                 // filter never drops a change it could not see.
                 let ops = if unknown_ops > 0 { BTreeMap::new() } else { ops };
@@ -223,6 +236,9 @@ impl RunLoop {
                     activity.table
                 );
                 self.step(Input::Activity(activity));
+            }
+            WatchEvent::Lag { table, lag } if !self.templated.contains(&table) => {
+                tracing::trace!(%table, lag, "lag of a table without a SQL template ignored");
             }
             WatchEvent::Lag { table, lag } => {
                 self.metrics
@@ -589,7 +605,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Runs the whole sidecar until `shutdown`: HTTP server, watcher, and the loop between policy and launcher.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     // Built before binding the port, so a bad pattern or TLS file fails fast and cleanly.
-    let watcher = Watcher::new(config.kafka.clone())?;
+    let routing = Routing::for_config(&config).map_err(WatchError::Routed)?;
+    let watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| RunError::Listen {

@@ -89,6 +89,31 @@ fn bad_values_exit_2_naming_key_and_value() {
 }
 
 #[test]
+fn check_refuses_a_topic_template_the_topic_pattern_does_not_watch() {
+    let out = run(&["check"], &[("CDC_KAFKA__TOPIC_TEMPLATE", "srv.public.{table}")]);
+    assert_config_error(
+        &out,
+        &["kafka.topic_template", "kafka.topic_pattern", "srv.public.class"],
+    );
+    let out = run(&["check"], &[("CDC_KAFKA__ROUTED_TOPICS", "[\"all(\"]")]);
+    assert_config_error(&out, &["kafka.routed_topics", "all("]);
+    let out = run(
+        &["check"],
+        &[
+            ("CDC_KAFKA__TOPIC_TEMPLATE", "srv.public.{table}"),
+            ("CDC_KAFKA__TOPIC_PATTERN", r"^srv\.public\..+$"),
+            ("CDC_KAFKA__ROUTED_TOPICS", "[\"srv.all\"]"),
+        ],
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("routed_topics = [\"srv.all\"]"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn bad_log_level_is_a_usage_error() {
     let out = run(&["check", "--log-level", "cdc_orchestrator=loud"], &[]);
     assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));

@@ -193,6 +193,11 @@ impl Drop for Sidecar {
 }
 
 async fn change(client: &rskafka::client::Client, table: &str, op: &str, id: u64) {
+    change_on(client, &format!("{PREFIX}{table}"), table, op, id).await;
+}
+
+/// A Debezium change whose `source.table` is `table`, produced into `topic` (whatever table that topic carries).
+async fn change_on(client: &rskafka::client::Client, topic: &str, table: &str, op: &str, id: u64) {
     let value = serde_json::json!({
         "before": null,
         "after": {"id": id},
@@ -203,14 +208,7 @@ async fn change(client: &rskafka::client::Client, table: &str, op: &str, id: u64
         "transaction": null,
     });
     let bytes = serde_json::to_vec(&value).expect("json");
-    support::produce(
-        client,
-        &format!("{PREFIX}{table}"),
-        0,
-        Some(b"{\"id\":1}"),
-        &[Some(&bytes)],
-    )
-    .await;
+    support::produce(client, topic, 0, Some(b"{\"id\":1}"), &[Some(&bytes)]).await;
 }
 
 /// What a running Flink job does on each checkpoint: commit its group's offsets up to the end of the topic.
@@ -507,28 +505,142 @@ async fn the_rest_api_controls_tables_and_guards_posts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_table_without_sql_is_reported_failing_and_others_still_start() {
+async fn a_table_without_sql_never_queues_or_spends_a_token_and_others_still_start() {
     let broker = support::Broker::start();
     let client = topics(&broker, &["audit_log", "faculty"]).await;
     let flink = FakeFlink::start().await;
     let sidecar = Sidecar::start(&broker, &flink, &[]);
-    change(&client, "audit_log", "c", 1).await;
-    sidecar
-        .wait_for_log("cannot render the job's SQL", Duration::from_secs(10))
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, body) = sidecar.get("/tables/audit_log").await;
-        let status: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        if status["state"] == "failing" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "audit_log never reported failing: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    for id in 0..3 {
+        change(&client, "audit_log", "c", id).await;
     }
+    sidecar
+        .wait_for_log(
+            "changes on a table without a SQL template are ignored",
+            Duration::from_secs(10),
+        )
+        .await;
     change(&client, "faculty", "c", 1).await;
     sidecar
         .wait_for_log("Successfully triggered job for: faculty", Duration::from_secs(15))
         .await;
     assert_eq!(flink.jobs().len(), 1, "nothing was submitted for the table without SQL");
+    let (code, _) = sidecar.get("/tables/audit_log").await;
+    assert_eq!(code, 404, "never in the policy, so never queued or failing");
+    let (_, metrics) = sidecar.get("/metrics").await;
+    assert!(
+        !metrics.contains("cdc_job_starts_total{table=\"audit_log\""),
+        "{metrics}"
+    );
+    assert_eq!(
+        sidecar.count("changes on a table without a SQL template are ignored"),
+        1,
+        "warned once"
+    );
+    assert_eq!(sidecar.count("cannot render the job's SQL"), 0);
+}
+
+/// Distinct values of the `table` label on `/metrics`.
+fn metric_tables(metrics: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter_map(|l| l.split_once("table=\"").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once('"').map(|(table, _)| table.to_owned()))
+        .collect()
+}
+
+fn tables_of(body: &str) -> Vec<String> {
+    let tables: Value = serde_json::from_str(body).expect("GET /tables is JSON");
+    tables
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|t| t["table"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_table_names_cannot_create_tables_or_starve_a_real_start() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["course", "program"]).await;
+    let flink = FakeFlink::start().await;
+    // The default throttle (10 starts a minute, bursts of 5), which junk tables used to use up.
+    let sidecar = Sidecar::start(
+        &broker,
+        &flink,
+        &[
+            ("CDC_FLINK__LAUNCHER", "dry-run"),
+            ("CDC_FLINK__STARTS_PER_MINUTE", "10"),
+            ("CDC_FLINK__START_BURST", "5"),
+        ],
+    );
+    let course = format!("{PREFIX}course");
+    for id in 0..640u64 {
+        change_on(&client, &course, &format!("junk_{id}"), "c", id).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = sidecar.get("/metrics").await;
+        if metrics.contains("cdc_new_records_total{table=\"course\"} 640") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "course never counted 640 records:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let asked = Instant::now();
+    change(&client, "program", "c", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: program", Duration::from_secs(5))
+        .await;
+    let took = asked.elapsed();
+    let (_, body) = sidecar.get("/tables").await;
+    assert_eq!(tables_of(&body), ["course", "program"], "{body}");
+    let (_, metrics) = sidecar.get("/metrics").await;
+    let labelled = metric_tables(&metrics);
+    assert_eq!(
+        labelled.into_iter().collect::<Vec<_>>(),
+        ["course", "program"],
+        "{metrics}"
+    );
+    let series = metrics.lines().filter(|l| l.contains("table=\"")).count();
+    assert!(series <= 10, "{series} per-table series:\n{metrics}");
+    assert_eq!(
+        sidecar.count("Successfully triggered job for:"),
+        2,
+        "course and program only"
+    );
+    assert!(took < Duration::from_secs(5), "program started after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_beyond_max_tables_are_ignored_with_one_warning() {
+    let junk = ["audit_a", "audit_b", "audit_c", "audit_d", "audit_e", "audit_f"];
+    let broker = support::Broker::start();
+    let client = topics(&broker, &junk).await;
+    support::create_topic(&client, &format!("{PREFIX}program"), 1).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(
+        &broker,
+        &flink,
+        &[("CDC_FLINK__LAUNCHER", "dry-run"), ("CDC_KAFKA__MAX_TABLES", "3")],
+    );
+    for table in junk {
+        change(&client, table, "c", 1).await;
+    }
+    sidecar
+        .wait_for_log("more tables than kafka.max_tables", Duration::from_secs(10))
+        .await;
+    change(&client, "program", "c", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: program", Duration::from_secs(10))
+        .await;
+    // A few more polls and lag reads: still one warning, still at most three tables besides program.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sidecar.count("more tables than kafka.max_tables"), 1);
+    let (_, metrics) = sidecar.get("/metrics").await;
+    let labelled = metric_tables(&metrics);
+    assert!(labelled.contains("program"), "{metrics}");
+    assert!(labelled.len() <= 4, "{labelled:?}");
 }
