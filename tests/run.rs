@@ -644,3 +644,80 @@ async fn tables_beyond_max_tables_are_ignored_with_one_warning() {
     assert!(labelled.contains("program"), "{metrics}");
     assert!(labelled.len() <= 4, "{labelled:?}");
 }
+
+const FORGED: &str = "faculty\n2026-01-01T00:00:00.000000Z  INFO cdc_orchestrator::run: Successfully triggered job for: \
+                      payment job_id=FORGED";
+
+/// A forged `source.table` on a routed topic and on a table topic: no log line may be forged, in `format`.
+async fn forged_table_names_stay_inside_their_line(format: &str) {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["course", "program"]).await;
+    let routed = "university-server.all";
+    support::create_topic(&client, routed, 1).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(
+        &broker,
+        &flink,
+        &[
+            ("CDC_LOG_FORMAT", format),
+            ("CDC_FLINK__LAUNCHER", "dry-run"),
+            ("CDC_KAFKA__TOPIC_PATTERN", r"^university-server\.(public\..+|all)$"),
+            ("CDC_KAFKA__ROUTED_TOPICS", r#"["university-server.all"]"#),
+        ],
+    );
+    change_on(&client, routed, FORGED, "c", 1).await;
+    change_on(&client, &format!("{PREFIX}course"), FORGED, "c", 2).await;
+    // A trusted name on the routed topic still routes.
+    change_on(&client, routed, "program", "u", 3).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: program", Duration::from_secs(15))
+        .await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: course", Duration::from_secs(15))
+        .await;
+    sidecar.wait_for_log("not believed", Duration::from_secs(10)).await;
+    let log = sidecar.log.lock().expect("log lock").clone();
+    let mut carried = 0;
+    for line in &log {
+        match format {
+            "json" => {
+                let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                let message = event["fields"]["message"].as_str().unwrap_or_default();
+                assert!(
+                    !message.starts_with("Successfully triggered job for: payment"),
+                    "{line}"
+                );
+                if event["fields"]["named"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("\n2026-01-01"))
+                {
+                    carried += 1;
+                }
+            }
+            _ => {
+                assert!(!line.starts_with("2026-01-01T00:00:00.000000Z"), "forged line: {line}");
+                if line.contains("job_id=FORGED") {
+                    assert!(line.contains(r"faculty\n2026-01-01T00:00:00"), "unescaped: {line}");
+                    carried += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        carried >= 1,
+        "the hostile name reached the log escaped:\n{}",
+        log.join("\n")
+    );
+    let (_, body) = sidecar.get("/tables").await;
+    assert_eq!(tables_of(&body), ["course", "program"], "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_table_names_cannot_forge_text_log_lines() {
+    forged_table_names_stay_inside_their_line("text").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_table_names_cannot_forge_json_log_lines() {
+    forged_table_names_stay_inside_their_line("json").await;
+}
