@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, is_table_name};
 use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, reconcile};
 use crate::metrics::{Metrics, TableLabels};
+use crate::op::Op;
 use crate::policy::{
     Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings, StartReason, StopReason,
     TableState,
@@ -120,6 +121,8 @@ pub struct RunLoop {
     templated: BTreeSet<String>,
     /// Tables without a template whose changes were reported once (the watcher bounds how many tables exist).
     untemplated_warned: BTreeSet<String>,
+    /// The operations the last sample of each table found, for activity counted from watermarks alone.
+    last_ops: HashMap<String, String>,
     reconciling: bool,
 }
 
@@ -147,6 +150,7 @@ impl RunLoop {
         RunLoop {
             templated,
             untemplated_warned: BTreeSet::new(),
+            last_ops: HashMap::new(),
             config,
             clock,
             policy,
@@ -215,11 +219,7 @@ impl RunLoop {
                     }
                     return;
                 }
-                let mut letters: Vec<&str> = ops.keys().map(|op| op.code()).collect();
-                if unknown_ops > 0 {
-                    letters.push("unknown");
-                }
-                let ops_seen = letters.join("/");
+                let ops_seen = self.operations_seen(&table, &ops, unknown_ops);
                 // Records whose operation is unknown may be any change: let them all count, so the operation
                 // filter never drops a change it could not see.
                 let ops = if unknown_ops > 0 { BTreeMap::new() } else { ops };
@@ -254,6 +254,26 @@ impl RunLoop {
             WatchEvent::BrokerUp => self.health.kafka_ok(),
             WatchEvent::BrokerDown { error } => self.health.kafka_failed(error),
         }
+    }
+
+    /// The operations of one activity as the start log line names them (`c/u`, `unknown`): those sampled, or
+    /// for an advance counted from watermarks alone (within `kafka.sample_interval`) those the table's last
+    /// sample found, or `unknown` when there was none since start-up.
+    fn operations_seen(&mut self, table: &str, ops: &BTreeMap<Op, u64>, unknown_ops: u64) -> String {
+        let mut letters: Vec<&str> = ops.keys().map(|op| op.code()).collect();
+        if unknown_ops > 0 {
+            letters.push("unknown");
+        }
+        if letters.is_empty() {
+            return self
+                .last_ops
+                .get(table)
+                .cloned()
+                .unwrap_or_else(|| "unknown".to_owned());
+        }
+        let seen = letters.join("/");
+        self.last_ops.insert(table.to_owned(), seen.clone());
+        seen
     }
 
     fn on_control(&mut self, request: ControlRequest) {

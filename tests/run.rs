@@ -721,3 +721,59 @@ async fn forged_table_names_cannot_forge_text_log_lines() {
 async fn forged_table_names_cannot_forge_json_log_lines() {
     forged_table_names_stay_inside_their_line("json").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_line_always_names_operations() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["faculty", "program"]).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(
+        &broker,
+        &flink,
+        &[
+            ("CDC_FLINK__LAUNCHER", "dry-run"),
+            ("CDC_KAFKA__SAMPLE_INTERVAL", "60s"),
+            ("CDC_KAFKA__SAMPLE_RECORDS", "1"),
+            ("CDC_KAFKA__POLL_INTERVAL", "1s"),
+        ],
+    );
+    change(&client, "faculty", "c", 1).await;
+    sidecar
+        .wait_for_log("Detected c operation on table: faculty", Duration::from_secs(10))
+        .await;
+    // Within the sample interval the next advances are counted from the watermark alone: nothing is sampled, and
+    // the line names what the table's last sample found.
+    change(&client, "faculty", "u", 1).await;
+    change(&client, "faculty", "u", 2).await;
+    sidecar
+        .wait_until("no second Detected line for faculty", Duration::from_secs(10), || {
+            sidecar.count("Detected c operation on table: faculty") >= 2
+        })
+        .await;
+    let (_, metrics) = sidecar.get("/metrics").await;
+    assert!(
+        metrics.contains("cdc_new_records_total{table=\"faculty\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("op=\"u\""),
+        "the updates were not sampled, so this is the watermark path: {metrics}"
+    );
+    // A delete and its tombstone in one poll, one record sampled: the sample is the tombstone, so the delete is
+    // counted without an operation, for a table never sampled before.
+    change(&client, "program", "d", 1).await;
+    support::produce(&client, &format!("{PREFIX}program"), 0, Some(b"{\"id\":1}"), &[None]).await;
+    sidecar
+        .wait_until("no Detected line for program", Duration::from_secs(10), || {
+            sidecar.count("operation on table: program") >= 1
+        })
+        .await;
+    assert_eq!(
+        sidecar.count("Detected unknown operation on table: program")
+            + sidecar.count("Detected d operation on table: program"),
+        sidecar.count("operation on table: program"),
+        "{}",
+        sidecar.log_text()
+    );
+    assert_eq!(sidecar.count("Detected  operation"), 0, "{}", sidecar.log_text());
+}
