@@ -255,13 +255,18 @@ impl Watcher {
         }
         self.untrusted_logged.insert(topic.to_owned(), ());
         let named = untrusted.named.as_deref().map(excerpt);
+        // Only routed topics ever look at a record's name, so a name that was not believed comes from one.
         match (&named, untrusted.counted_as.as_deref()) {
             (Some(named), Some(table)) => tracing::warn!(%topic, partition, %named, %table,
-                "record names a table that is not believed on this topic (not routed, or not a table the sidecar \
-                can start): counted as the topic's table; further ones are logged at most once a minute"),
+                "record on a routed topic names no table the sidecar can start (one with a SQL template or in \
+                policy.include): counted as the topic's own table; further ones are logged at most once a minute"),
             (Some(named), None) => tracing::warn!(%topic, partition, %named,
-                "record names a table that is not believed on this topic, which has no table of its own: change \
-                dropped; further ones are logged at most once a minute"),
+                "record on a routed topic names no table the sidecar can start (one with a SQL template or in \
+                policy.include), and the topic has no table of its own: change dropped; further ones are logged \
+                at most once a minute"),
+            (None, _) if self.routing.is_routed(topic) => tracing::warn!(%topic, partition,
+                "record on a routed topic names no table, and the topic has no table of its own: change dropped; \
+                further ones are logged at most once a minute"),
             (None, _) => tracing::warn!(%topic, partition,
                 "changes on a topic that kafka.topic_template maps to no table and that is not in \
                 kafka.routed_topics are dropped; further ones are logged at most once a minute"),

@@ -675,7 +675,12 @@ async fn forged_table_names_stay_inside_their_line(format: &str) {
     sidecar
         .wait_for_log("Successfully triggered job for: course", Duration::from_secs(15))
         .await;
-    sidecar.wait_for_log("not believed", Duration::from_secs(10)).await;
+    sidecar
+        .wait_for_log(
+            "record on a routed topic names no table the sidecar can start",
+            Duration::from_secs(10),
+        )
+        .await;
     let log = sidecar.log.lock().expect("log lock").clone();
     let mut carried = 0;
     for line in &log {
