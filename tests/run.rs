@@ -605,6 +605,10 @@ async fn record_table_names_cannot_create_tables_or_starve_a_real_start() {
         "{metrics}"
     );
     let series = metrics.lines().filter(|l| l.contains("table=\"")).count();
+    eprintln!(
+        "640 junk source.table values: tables {:?}, {series} per-table metric series, program started after {took:?}",
+        tables_of(&body)
+    );
     assert!(series <= 10, "{series} per-table series:\n{metrics}");
     assert_eq!(
         sidecar.count("Successfully triggered job for:"),
