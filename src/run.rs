@@ -2,7 +2,7 @@
 //! launcher; outcomes come back as policy inputs. One task owns the policy, so decisions are serial and the
 //! policy needs no locks; launcher calls run as separate tasks so a slow Flink never stalls watching.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, is_table_name};
-use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, reconcile};
+use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, job_id_for, reconcile};
 use crate::metrics::{Metrics, TableLabels};
 use crate::policy::{
     Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings, StartReason, StopReason,
@@ -28,6 +28,9 @@ const GENERATION_BITS: u32 = 20;
 /// First retry delay of a stop whose Flink call failed (doubling, capped at [`STOP_RETRY_MAX`]).
 const STOP_RETRY_INITIAL: Duration = Duration::from_secs(1);
 const STOP_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How many of a table's latest starts the loop remembers the pinned job ids of. A listed job with an older id
+/// is reported without a generation, like any job this process did not start.
+const PINNED_PER_TABLE: usize = 8;
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +119,11 @@ pub struct RunLoop {
     stopping: BTreeSet<String>,
     /// Tables with a SQL template: the ones an operator may trigger before any change was seen.
     templated: BTreeSet<String>,
+    /// The job ids this process pinned for its latest starts, per table: (policy generation, job id).
+    pinned: HashMap<String, VecDeque<(u64, JobId)>>,
     reconciling: bool,
+    /// When the listing in flight was asked for.
+    reconcile_requested_at: Millis,
 }
 
 impl std::fmt::Debug for RunLoop {
@@ -151,7 +158,9 @@ impl RunLoop {
             tables,
             tasks: JoinSet::new(),
             stopping: BTreeSet::new(),
+            pinned: HashMap::new(),
             reconciling: false,
+            reconcile_requested_at: Millis(0),
         }
     }
 
@@ -293,6 +302,7 @@ impl RunLoop {
                     tracing::warn!(%table, error = %e, "failed to start job for: {table}");
                     self.step(Input::StartFailed {
                         table,
+                        generation: Some(generation),
                         error: e.to_string(),
                     });
                 }
@@ -337,7 +347,7 @@ impl RunLoop {
                 match result {
                     Ok(found) => {
                         self.health.flink_ok();
-                        self.on_reconciled(found);
+                        self.on_reconciled(found, self.reconcile_requested_at);
                     }
                     Err(e) => {
                         self.note_flink_error(&e);
@@ -348,12 +358,34 @@ impl RunLoop {
         }
     }
 
-    fn on_reconciled(&mut self, found: Reconciliation) {
+    /// Feeds a job listing, requested at `requested_at`, to the policy: each table's live jobs and latest ended
+    /// one, an older ended job only when the policy still takes it for the table's job, and the policy's jobs
+    /// Flink no longer lists at all as ended.
+    fn on_reconciled(&mut self, found: Reconciliation, requested_at: Millis) {
+        let listed: HashSet<(String, String)> = found
+            .running
+            .values()
+            .chain(&found.duplicates)
+            .chain(found.ended.values())
+            .chain(&found.older_ended)
+            .map(|job| (job.table.clone(), job.job_id.to_string()))
+            .collect();
+        let current: HashMap<String, String> = self
+            .policy
+            .statuses()
+            .into_iter()
+            .filter_map(|s| Some((s.table, s.job_id?)))
+            .collect();
+        let older = found
+            .older_ended
+            .into_iter()
+            .filter(|job| current.get(&job.table).is_some_and(|id| *id == job.job_id.as_str()));
         let jobs = found
             .running
             .into_values()
             .chain(found.duplicates)
-            .chain(found.ended.into_values());
+            .chain(found.ended.into_values())
+            .chain(older);
         for job in jobs {
             let Ok(state) = job.state.as_str().parse::<JobStatus>() else {
                 tracing::warn!(table = %job.table, job_id = %job.job_id, state = %job.state,
@@ -361,11 +393,19 @@ impl RunLoop {
                 continue;
             };
             let table = job.table.clone();
+            // A job whose id one of this process's starts pinned is that start's job; any other (an earlier
+            // process's, one started by hand) is reported without a generation, so the policy never takes it for
+            // a start whose job it has not seen yet.
+            let generation = self
+                .pinned
+                .get(&table)
+                .and_then(|starts| starts.iter().find(|(_, id)| *id == job.job_id))
+                .map(|(generation, _)| *generation);
             let job_id = job.job_id.to_string();
             self.step(Input::JobState(JobObservation {
                 table: table.clone(),
                 job_id: job_id.clone(),
-                generation: None,
+                generation,
                 state,
             }));
             // A stop that failed earlier leaves the policy waiting in `stopping` while Flink still runs the job.
@@ -378,6 +418,23 @@ impl RunLoop {
             {
                 self.spawn_stop(table, job_id, StopReason::Idle);
             }
+        }
+        // A job the policy learned of before the listing was asked for existed in Flink then; absent from the
+        // listing, it is gone (a session cluster restarted without HA, an expired job store). Left alone, the
+        // policy would hold on to it for ever.
+        for status in self.policy.statuses() {
+            let Some(job_id) = status.job_id else { continue };
+            let known_before = status.job_since.is_some_and(|since| since < requested_at);
+            if !known_before || listed.contains(&(status.table.clone(), job_id.clone())) {
+                continue;
+            }
+            tracing::warn!(table = %status.table, %job_id, "job missing from Flink's job list; taken as ended");
+            self.step(Input::JobState(JobObservation {
+                table: status.table,
+                job_id,
+                generation: None,
+                state: JobStatus::Canceled,
+            }));
         }
     }
 
@@ -414,6 +471,7 @@ impl RunLoop {
                 // failing, and carries out whatever else that decides (e.g. the next queued start).
                 self.step(Input::StartFailed {
                     table,
+                    generation: Some(generation),
                     error: e.to_string(),
                 });
                 return;
@@ -421,6 +479,11 @@ impl RunLoop {
         };
         let launcher = self.launcher.clone();
         let launch_generation = self.clock.launch_generation(generation);
+        let starts = self.pinned.entry(table.clone()).or_default();
+        if starts.len() == PINNED_PER_TABLE {
+            starts.pop_front();
+        }
+        starts.push_back((generation, job_id_for(&table, launch_generation)));
         tracing::debug!(%table, generation, launch_generation, reason = reason.as_str(), "starting job");
         self.tasks.spawn(async move {
             let result = launcher.start(&table, launch_generation, &statements).await;
@@ -468,6 +531,7 @@ impl RunLoop {
             return;
         }
         self.reconciling = true;
+        self.reconcile_requested_at = self.clock.now();
         let launcher = self.launcher.clone();
         let policy = self.config.policy.clone();
         self.tasks.spawn(async move {

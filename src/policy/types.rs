@@ -60,6 +60,9 @@ pub enum Input {
     StartFailed {
         /// The table.
         table: String,
+        /// The generation of the start that failed, when known. An answer for an earlier start (arriving after
+        /// the policy moved on to a newer one) then changes nothing; without it, the starting job fails.
+        generation: Option<u64>,
         /// Why, for the log.
         error: String,
     },
