@@ -677,10 +677,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     };
     tracing::info!(listen = %config.server.listen, launcher = ?config.flink.launcher, "cdc-orchestrator running");
     let server = tokio::spawn(crate::server::serve(listener, state, shutdown.clone()));
-    let heartbeats = match launcher.as_ref() {
-        AnyLauncher::SqlGateway(l) => Some(l.spawn_heartbeats()),
-        _ => None,
-    };
     if matches!(launcher.as_ref(), AnyLauncher::DryRun(_)) {
         health.flink_ok();
     }
@@ -688,9 +684,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let watcher = watcher.with_metrics(metrics.clone());
     let watcher = tokio::spawn(watcher.run(observations_tx, shutdown.clone()));
     run_loop.run(observations_rx, control_rx, shutdown.clone()).await;
-    if let Some(h) = heartbeats {
-        h.abort();
-    }
     let _ = watcher.await;
     match server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
