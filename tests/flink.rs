@@ -661,3 +661,39 @@ async fn no_session_keeps_anything_of_a_start_so_a_table_can_start_again() {
         "every start's session is closed, failed or not"
     );
 }
+
+#[tokio::test]
+async fn a_stop_is_acknowledged_within_a_second_of_the_job_finishing() {
+    let fake = FakeFlink::start().await;
+    // A savepoint as slow as on a real cluster: the doubling poll used to answer 3 to 4 s after FINISHED.
+    let savepoint = Duration::from_millis(3_300);
+    fake.set_savepoint_after(Some(savepoint));
+    let flink = cdc_orchestrator::config::FlinkConfig {
+        stop_timeout: Duration::from_secs(20),
+        savepoint_dir: SAVEPOINTS.to_owned(),
+        ..Default::default()
+    };
+    // The settings the sidecar runs with, poll pace included.
+    let settings = LaunchSettings::from_config(&flink);
+    assert_eq!(settings.poll, Backoff::default());
+    let l = SqlGatewayLauncher::new(
+        &fake.gateway_url,
+        &fake.jobmanager_url,
+        Duration::from_secs(2),
+        settings,
+    )
+    .expect("launcher");
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    let asked = std::time::Instant::now();
+    let stopped = l.stop("faculty", &started.job_id).await.expect("stop");
+    let acknowledged = asked.elapsed();
+    assert!(matches!(stopped, Stopped::Savepoint { .. }), "{stopped:?}");
+    // The fake finishes the job `savepoint` after the stop request, which came after `asked`.
+    let after_finished = acknowledged.saturating_sub(savepoint);
+    eprintln!("stop acknowledged {acknowledged:?} after asking, {after_finished:?} after FINISHED");
+    assert!(
+        after_finished <= Duration::from_secs(1),
+        "{after_finished:?} after FINISHED"
+    );
+    assert_eq!(fake.jobs()[0].state, "FINISHED");
+}
