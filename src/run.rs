@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, is_table_name};
 use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, job_id_for, reconcile};
-use crate::metrics::{Metrics, TableLabels};
+use crate::metrics::{Metrics, TableJobStateLabels, TableLabels};
 use crate::policy::{
     Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings, StartReason, StopReason,
     TableState,
@@ -124,6 +124,8 @@ pub struct RunLoop {
     reconciling: bool,
     /// When the listing in flight was asked for.
     reconcile_requested_at: Millis,
+    /// The `cdc_job_state` series set for each table, to remove it when the state changes.
+    job_state_series: HashMap<String, TableJobStateLabels>,
 }
 
 impl std::fmt::Debug for RunLoop {
@@ -161,6 +163,7 @@ impl RunLoop {
             pinned: HashMap::new(),
             reconciling: false,
             reconcile_requested_at: Millis(0),
+            job_state_series: HashMap::new(),
         }
     }
 
@@ -588,10 +591,36 @@ impl RunLoop {
             .into_iter()
             .map(|s| (s.table.clone(), s))
             .collect();
-        let running = statuses.values().filter(|s| s.state == TableState::Running).count();
+        // Flink's view, not the policy's: a job the policy holds as running may be RESTARTING.
+        let running = statuses
+            .values()
+            .filter(|s| s.job_state == Some(JobStatus::Running))
+            .count();
         self.metrics
             .jobs_running
             .set(i64::try_from(running).unwrap_or(i64::MAX));
+        for status in statuses.values() {
+            let now = status.job_state.map(|state| TableJobStateLabels {
+                table: status.table.clone(),
+                state: state.as_str().to_owned(),
+            });
+            let before = self.job_state_series.get(&status.table);
+            if before == now.as_ref() {
+                continue;
+            }
+            if let Some(old) = before {
+                self.metrics.job_state.remove(old);
+            }
+            match now {
+                Some(labels) => {
+                    self.metrics.job_state.get_or_create(&labels).set(1);
+                    self.job_state_series.insert(status.table.clone(), labels);
+                }
+                None => {
+                    self.job_state_series.remove(&status.table);
+                }
+            }
+        }
         self.tables.send_replace(Arc::new(statuses));
     }
 

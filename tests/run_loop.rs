@@ -25,6 +25,7 @@ const TABLES: [&str; 5] = ["solo", "alpha", "beta", "gamma", "delta"];
 struct Loop {
     events: mpsc::Sender<WatchEvent>,
     tables: watch::Receiver<TablesSnapshot>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     _control: mpsc::Sender<ControlRequest>,
     _sql: tempfile::TempDir,
@@ -77,7 +78,7 @@ fn start_loop(flink: &FakeFlink, edit: impl FnOnce(&mut Config)) -> Loop {
     let launcher = Arc::new(AnyLauncher::from_config(&config).expect("launcher"));
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(Duration::from_secs(60), Duration::from_secs(60)));
-    let run_loop = RunLoop::new(config, launcher, metrics, health);
+    let run_loop = RunLoop::new(config, launcher, metrics.clone(), health);
     let tables = run_loop.subscribe();
     let (events, observations) = mpsc::channel(64);
     let (control, control_rx) = mpsc::channel(8);
@@ -86,6 +87,7 @@ fn start_loop(flink: &FakeFlink, edit: impl FnOnce(&mut Config)) -> Loop {
     Loop {
         events,
         tables,
+        metrics,
         shutdown,
         _control: control,
         _sql: sql,
@@ -108,6 +110,21 @@ fn change(table: &str) -> WatchEvent {
 impl Loop {
     fn state(&self, table: &str) -> Option<(TableState, Option<JobStatus>)> {
         self.tables.borrow().get(table).map(|s| (s.state, s.job_state))
+    }
+
+    /// Waits until `done` holds for the published tables, failing after `timeout`.
+    async fn wait_until(&self, what: &str, timeout: Duration, done: impl Fn(&TablesSnapshot) -> bool) {
+        let deadline = Instant::now() + timeout;
+        let mut tables = self.tables.clone();
+        while !done(&tables.borrow_and_update()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{what} within {timeout:?}: {:#?}",
+                self.tables.borrow()
+            );
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), tables.changed()).await;
+        }
     }
 
     /// Sends a change to each table at once and returns, per table, the time from the change to its job
@@ -162,4 +179,53 @@ async fn a_four_table_burst_starts_about_as_fast_as_one_table() {
     for table in TABLES {
         assert_eq!(flink.live_jobs_named(&format!("cdc-{table}")).len(), 1, "{table}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarting_job_shows_as_restarting_while_the_table_keeps_its_job() {
+    let flink = FakeFlink::start().await;
+    let run = start_loop(&flink, |_| {});
+    run.burst(&["solo"]).await;
+    let job = flink.live_jobs_named("cdc-solo")[0].id.clone();
+    let metrics = run.metrics.render();
+    assert!(metrics.contains("cdc_jobs_running 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("cdc_job_state{table=\"solo\",state=\"RUNNING\"} 1"),
+        "{metrics}"
+    );
+
+    // A TaskManager is lost: Flink's restart strategy restarts the job, and the next listing says so.
+    flink.set_job_state(&job, "RESTARTING");
+    run.wait_until("RESTARTING shown", Duration::from_secs(5), |tables| {
+        tables
+            .get("solo")
+            .is_some_and(|s| s.job_state == Some(JobStatus::Restarting))
+    })
+    .await;
+    let status = serde_json::to_value(&run.tables.borrow()["solo"]).expect("json");
+    assert_eq!(
+        status["state"], "running",
+        "the policy keeps the table's one job: {status}"
+    );
+    assert_eq!(status["job_state"], "RESTARTING", "{status}");
+    let metrics = run.metrics.render();
+    assert!(metrics.contains("cdc_jobs_running 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("cdc_job_state{table=\"solo\",state=\"RESTARTING\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("state=\"RUNNING\""),
+        "the old state's series is gone: {metrics}"
+    );
+    assert_eq!(flink.jobs().len(), 1, "no second job while Flink restarts the first");
+
+    flink.set_job_state(&job, "RUNNING");
+    run.wait_until("RUNNING again", Duration::from_secs(5), |tables| {
+        tables
+            .get("solo")
+            .is_some_and(|s| s.job_state == Some(JobStatus::Running))
+    })
+    .await;
+    assert!(run.metrics.render().contains("cdc_jobs_running 1\n"));
 }

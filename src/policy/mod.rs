@@ -127,6 +127,8 @@ enum Job {
         generation: u64,
         since: Millis,
         job_id: String,
+        /// Flink's last reported state of the job (RUNNING until it is gone, or RESTARTING, ...).
+        state: JobStatus,
     },
 }
 
@@ -468,6 +470,7 @@ impl Policy {
                         generation,
                         since: now,
                         job_id: obs.job_id.clone(),
+                        state: obs.state,
                     };
                     out.push(Action::Stop {
                         table: name,
@@ -484,8 +487,8 @@ impl Policy {
                     };
                 }
             }
-            Job::Running { state, .. } => *state = obs.state,
-            Job::Stopping { .. } | Job::None => {}
+            Job::Running { state, .. } | Job::Stopping { state, .. } => *state = obs.state,
+            Job::None => {}
         }
     }
 
@@ -679,12 +682,18 @@ impl Policy {
     fn on_operator_stop(&mut self, now: Millis, name: &str, out: &mut Vec<Action>) {
         let t = self.table_mut(name);
         match &mut t.job {
-            Job::Running { generation, job_id, .. } => {
+            Job::Running {
+                generation,
+                job_id,
+                state,
+                ..
+            } => {
                 let job_id = job_id.clone();
                 t.job = Job::Stopping {
                     generation: *generation,
                     since: now,
                     job_id: job_id.clone(),
+                    state: *state,
                 };
                 out.push(Action::Stop {
                     table: name.to_owned(),
@@ -715,7 +724,15 @@ impl Policy {
                     reason: StartReason::Lag,
                 });
             }
-            if let (Job::Running { generation, job_id, .. }, Some(idle_at)) = (&t.job, t.idle_at())
+            if let (
+                Job::Running {
+                    generation,
+                    job_id,
+                    state,
+                    ..
+                },
+                Some(idle_at),
+            ) = (&t.job, t.idle_at())
                 && now >= idle_at
                 && !t.lag_above_zero()
             {
@@ -724,6 +741,7 @@ impl Policy {
                     generation: *generation,
                     since: now,
                     job_id: job_id.clone(),
+                    state: *state,
                 };
                 out.push(Action::Stop {
                     table: name.clone(),
@@ -856,7 +874,7 @@ impl Policy {
         let (job_state, job_since) = match &t.job {
             Job::Starting { state, since, .. } => (*state, Some(*since)),
             Job::Running { state, since, .. } => (Some(*state), Some(*since)),
-            Job::Stopping { since, .. } => (None, Some(*since)),
+            Job::Stopping { state, since, .. } => (Some(*state), Some(*since)),
             Job::None => (None, None),
         };
         TableStatus {

@@ -931,3 +931,30 @@ fn a_live_job_seen_while_a_start_has_no_id_is_its_own_or_a_duplicate_once_it_ans
         vec![("program".into(), "left-over-2".into(), StopReason::Duplicate)]
     );
 }
+
+#[test]
+fn flinks_job_state_is_shown_as_reported_apart_from_the_decision() {
+    let mut p = default_policy();
+    p.handle(Millis(0), activity("faculty", 1));
+    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(2 * SEC), job("faculty", 1, JobStatus::Restarting));
+    let s = p.status("faculty").expect("status");
+    assert_eq!(
+        (s.state, s.job_state),
+        (TableState::Running, Some(JobStatus::Restarting))
+    );
+    // Asked to stop, the job is still what Flink last said.
+    p.handle(
+        Millis(3 * SEC),
+        Input::Stop {
+            table: "faculty".into(),
+        },
+    );
+    let s = p.status("faculty").expect("status");
+    assert_eq!(
+        (s.state, s.job_state),
+        (TableState::Stopping, Some(JobStatus::Restarting))
+    );
+    p.handle(Millis(4 * SEC), job("faculty", 1, JobStatus::Running));
+    assert_eq!(p.status("faculty").and_then(|s| s.job_state), Some(JobStatus::Running));
+}

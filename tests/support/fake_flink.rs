@@ -326,6 +326,17 @@ impl FakeFlink {
         });
     }
 
+    /// Puts a job in `state` as Flink's own machinery would (e.g. `RESTARTING` after a TaskManager loss, then
+    /// `RUNNING` again); it stays there until changed again or stopped.
+    pub fn set_job_state(&self, job_id: &str, state: &str) {
+        let mut inner = lock(&self.inner);
+        let Some(job) = inner.jobs.iter_mut().find(|j| j.public.id == job_id) else {
+            panic!("no job {job_id}");
+        };
+        job.public.state = state.to_owned();
+        job.running_at = None;
+    }
+
     /// Drops an ended job from the job list, as the JobManager does after `jobstore.expiration-time`; its id
     /// stays used.
     pub fn forget_job(&self, job_id: &str) {
