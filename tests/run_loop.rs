@@ -14,7 +14,7 @@ use cdc_orchestrator::policy::{JobStatus, TableState};
 use cdc_orchestrator::run::RunLoop;
 use cdc_orchestrator::server::{ControlRequest, Health, TablesSnapshot};
 use cdc_orchestrator::watcher::{TableActivity, WatchEvent};
-use support::fake_flink::FakeFlink;
+use support::fake_flink::{FakeFlink, Route};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -228,4 +228,65 @@ async fn a_restarting_job_shows_as_restarting_while_the_table_keeps_its_job() {
     })
     .await;
     assert!(run.metrics.render().contains("cdc_jobs_running 1\n"));
+}
+
+/// Flink's live jobs of `table` and the policy's view of it agree: one job, the same id, RUNNING.
+fn assert_converged(run: &Loop, flink: &FakeFlink, table: &str) -> String {
+    let live = flink.live_jobs_named(&format!("cdc-{table}"));
+    assert_eq!(live.len(), 1, "{table}: {live:?}");
+    let status = run.tables.borrow().get(table).cloned().expect("status");
+    assert_eq!(status.state, TableState::Running, "{table}: {status:?}");
+    assert_eq!(
+        status.job_id.as_deref(),
+        Some(live[0].id.as_str()),
+        "{table}: {status:?}"
+    );
+    assert_eq!(status.job_state, Some(JobStatus::Running), "{table}: {status:?}");
+    live[0].id.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_old_finished_jobs_are_history_while_starts_wait() {
+    // Issue 16: every table's latest job was stopped by the previous sidecar process; listings land while the
+    // new process's starts wait for the gateway.
+    let flink = FakeFlink::start().await;
+    let tables = ["alpha", "beta", "gamma", "delta"];
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+        - 3_600_000;
+    for (n, table) in tables.iter().enumerate() {
+        let old = format!("{:032x}", 0xdead_0000 + n);
+        flink.add_job(&old, &format!("cdc-{table}"), "FINISHED", an_hour_ago);
+    }
+    flink.set_statement_delay(Duration::from_millis(150));
+    let run = start_loop(&flink, |c| c.flink.reconcile_interval = Duration::from_millis(200));
+    run.burst(&tables).await;
+    // A few more listings: nothing may change.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for table in tables {
+        assert_converged(&run, &flink, table);
+    }
+    assert_eq!(flink.requests(Route::StopJob), 0, "no job stopped as a duplicate");
+    assert_eq!(flink.requests(Route::CancelJob), 0);
+    assert_eq!(flink.jobs().len(), 8, "one new job per table next to the old ones");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_gone_from_flinks_list_is_taken_as_ended_within_a_listing() {
+    let flink = FakeFlink::start().await;
+    let run = start_loop(&flink, |c| c.flink.reconcile_interval = Duration::from_millis(300));
+    run.burst(&["solo"]).await;
+    let first = assert_converged(&run, &flink, "solo");
+    // The session cluster restarted without HA: Flink knows nothing of the job any more.
+    flink.forget_job(&first);
+    run.wait_until("a new job for the table", Duration::from_secs(10), |tables| {
+        tables
+            .get("solo")
+            .is_some_and(|s| s.state == TableState::Running && s.job_id.as_deref() != Some(first.as_str()))
+    })
+    .await;
+    let second = assert_converged(&run, &flink, "solo");
+    assert_ne!(second, first);
 }
