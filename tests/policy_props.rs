@@ -1,7 +1,14 @@
 //! Property tests of the trigger policy over random interleavings of changes, lag reports, Flink outcomes,
 //! operator commands and time, against a simulated Flink that answers starts and stops only when the
 //! generated trace says so (and fails on demand). After the trace, Flink behaves and time runs on until the
-//! policy wants nothing more; then the whole history is checked.
+//! policy wants nothing more; then the whole history is checked, and the policy's view must be Flink's.
+//!
+//! The simulated Flink and launcher model what issue 16 found on a real cluster: jobs an earlier sidecar
+//! process left behind (running or ended) that only job listings reveal; listings taken at one moment and
+//! delivered later, while starts wait; start answers that arrive late and in any order, after the job already
+//! failed or ended; a start adopting a live job of its table, so two starts can name the same job; stops of
+//! jobs that already ended answered as such. Listings are fed as the run loop does: a job carries its
+//! generation only when its id is one this process pinned.
 //!
 //! Failures are persisted in `proptest-regressions/policy_props.txt` (committed).
 
@@ -989,4 +996,54 @@ proptest! {
         let started = actions.iter().any(|a| matches!(a, Action::Start { table: t, generation: 1, .. } if t == TABLES[table]));
         prop_assert!(started, "{actions:?}");
     }
+}
+
+/// The minimal case proptest found on the policy before issue 16 was fixed: after a restart, the listing that
+/// lands while faculty's first start waits shows faculty's FINISHED job of the earlier process. The old policy
+/// took it for the start's job, restarted, then stopped the start's job as a duplicate.
+#[test]
+fn issue_16_an_earlier_process_finished_job_is_not_the_starting_one() {
+    let knobs = Knobs {
+        cooldown_ms: 0,
+        idle_ms: 1,
+        per_minute: 1,
+        burst: 3,
+        max_concurrent: 2,
+        failing_after: 1,
+        backoff_initial_ms: 1,
+        backoff_max_ms: 1,
+        operations: vec![Op::Update],
+        payment_paused: false,
+        payment_cooldown_ms: None,
+        seed: 0,
+    };
+    let steps = [
+        Step::ListJobs,
+        Step::Records {
+            table: 0,
+            records: 0,
+            ops: vec![Op::Update],
+        },
+        Step::Reconciled,
+        Step::Wait(0),
+    ];
+    let sim = run(&knobs, &[(0, 1)], &steps);
+    if let Err(e) = check(&sim) {
+        panic!("{e}");
+    }
+    let stops = sim
+        .history
+        .actions
+        .iter()
+        .filter(|(_, a)| {
+            matches!(
+                a,
+                Action::Stop {
+                    reason: StopReason::Duplicate,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(stops, 0, "{:#?}", sim.history.actions);
 }
