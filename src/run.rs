@@ -361,9 +361,9 @@ impl RunLoop {
         }
     }
 
-    /// Feeds a job listing, requested at `requested_at`, to the policy: each table's live jobs and latest ended
-    /// one, an older ended job only when the policy still takes it for the table's job, and the policy's jobs
-    /// Flink no longer lists at all as ended.
+    /// Feeds a job listing, requested at `requested_at`, to the policy. First the end of each table's current
+    /// job, if the listing shows it ended or no longer shows it at all, so that a live job of the table listed
+    /// next is adopted rather than taken for a second one; then each table's live jobs and latest ended one.
     fn on_reconciled(&mut self, found: Reconciliation, requested_at: Millis) {
         let listed: HashSet<(String, String)> = found
             .running
@@ -373,22 +373,33 @@ impl RunLoop {
             .chain(&found.older_ended)
             .map(|job| (job.table.clone(), job.job_id.to_string()))
             .collect();
-        let current: HashMap<String, String> = self
-            .policy
-            .statuses()
-            .into_iter()
-            .filter_map(|s| Some((s.table, s.job_id?)))
-            .collect();
-        let older = found
+        // A job the policy learned of before the listing was asked for existed in Flink then; absent from the
+        // listing, it is gone (a session cluster restarted without HA, an expired job store). Left alone, the
+        // policy would hold on to it for ever.
+        let mut current: HashMap<String, String> = HashMap::new();
+        for status in self.policy.statuses() {
+            let Some(job_id) = status.job_id else { continue };
+            let known_before = status.job_since.is_some_and(|since| since < requested_at);
+            if !known_before || listed.contains(&(status.table.clone(), job_id.clone())) {
+                current.insert(status.table, job_id);
+                continue;
+            }
+            tracing::warn!(table = %status.table, %job_id, "job missing from Flink's job list; taken as ended");
+            self.step(Input::JobState(JobObservation {
+                table: status.table,
+                job_id,
+                generation: None,
+                state: JobStatus::Canceled,
+            }));
+        }
+        let current_ended = found
             .older_ended
             .into_iter()
             .filter(|job| current.get(&job.table).is_some_and(|id| *id == job.job_id.as_str()));
-        let jobs = found
-            .running
-            .into_values()
+        let jobs = current_ended
+            .chain(found.running.into_values())
             .chain(found.duplicates)
-            .chain(found.ended.into_values())
-            .chain(older);
+            .chain(found.ended.into_values());
         for job in jobs {
             let Ok(state) = job.state.as_str().parse::<JobStatus>() else {
                 tracing::warn!(table = %job.table, job_id = %job.job_id, state = %job.state,
@@ -421,23 +432,6 @@ impl RunLoop {
             {
                 self.spawn_stop(table, job_id, StopReason::Idle);
             }
-        }
-        // A job the policy learned of before the listing was asked for existed in Flink then; absent from the
-        // listing, it is gone (a session cluster restarted without HA, an expired job store). Left alone, the
-        // policy would hold on to it for ever.
-        for status in self.policy.statuses() {
-            let Some(job_id) = status.job_id else { continue };
-            let known_before = status.job_since.is_some_and(|since| since < requested_at);
-            if !known_before || listed.contains(&(status.table.clone(), job_id.clone())) {
-                continue;
-            }
-            tracing::warn!(table = %status.table, %job_id, "job missing from Flink's job list; taken as ended");
-            self.step(Input::JobState(JobObservation {
-                table: status.table,
-                job_id,
-                generation: None,
-                state: JobStatus::Canceled,
-            }));
         }
     }
 

@@ -485,19 +485,15 @@ impl Sim {
     }
 
     /// What the run loop feeds the policy from a listing (`reconcile_jobs`, then `RunLoop::on_reconciled`):
-    /// per table its live jobs, newest first, or else its latest ended one; an older ended job only when the
-    /// policy takes it for the table's job; and the policy's job as ended when the listing lacks it although
-    /// the policy knew it before the listing was asked for.
+    /// first the end of each table's current job when the listing lacks it although the policy knew it before
+    /// the listing was asked for, or shows it ended; then per table its live jobs, newest first, or else its
+    /// latest ended one.
     fn reconciled(&mut self) {
         let Some((requested_at, listed)) = self.listing.take() else {
             return;
         };
-        let current: Vec<Option<String>> = TABLES
-            .iter()
-            .map(|name| self.policy.status(name).and_then(|s| s.job_id))
-            .collect();
         let mut reports = Vec::new();
-        for (t, current) in current.iter().enumerate() {
+        for (t, name) in TABLES.iter().enumerate() {
             let of_table: Vec<(usize, JobStatus)> = listed
                 .iter()
                 .rev()
@@ -506,29 +502,29 @@ impl Sim {
                 .collect();
             let (live, ended): (Vec<_>, Vec<_>) = of_table.into_iter().partition(|(_, state)| !state.is_terminal());
             let latest_ended = if live.is_empty() { ended.first().copied() } else { None };
+            if let Some(status) = self.policy.status(name)
+                && let Some(job_id) = status.job_id
+            {
+                match listed.iter().find(|(i, _)| self.jobs[*i].id == job_id) {
+                    None if status.job_since.is_some_and(|since| since.0 < requested_at) => {
+                        self.feed(Input::JobState(JobObservation {
+                            table: (*name).to_owned(),
+                            job_id,
+                            generation: None,
+                            state: JobStatus::Canceled,
+                        }));
+                    }
+                    Some(&(i, state)) if state.is_terminal() && Some(i) != latest_ended.map(|(l, _)| l) => {
+                        self.report(i, state);
+                    }
+                    _ => {}
+                }
+            }
             reports.extend(live);
             reports.extend(latest_ended);
-            reports.extend(ended.iter().copied().filter(|(i, _)| {
-                Some(*i) != latest_ended.map(|(l, _)| l) && current.as_deref() == Some(self.jobs[*i].id.as_str())
-            }));
         }
         for (i, state) in reports {
             self.report(i, state);
-        }
-        for name in TABLES {
-            let Some(status) = self.policy.status(name) else {
-                continue;
-            };
-            let Some(job_id) = status.job_id else { continue };
-            let known_before = status.job_since.is_some_and(|since| since.0 < requested_at);
-            if known_before && !listed.iter().any(|(i, _)| self.jobs[*i].id == job_id) {
-                self.feed(Input::JobState(JobObservation {
-                    table: name.to_owned(),
-                    job_id,
-                    generation: None,
-                    state: JobStatus::Canceled,
-                }));
-            }
         }
     }
 
