@@ -545,8 +545,9 @@ impl Policy {
                 self.unqueue(&name);
             }
             // A live job of the table while its start has no job id yet: the launcher adopts a live job of the
-            // table instead of submitting, so this may well be the start's own. The start's answer tells; if it
-            // names another job, the next listing shows this one as the duplicate it then is.
+            // table instead of submitting, so this may well be the start's own. The start's answer tells: if it
+            // names another job, this one is stopped as a duplicate then. It counts against
+            // `max_concurrent_jobs` meanwhile, since Flink runs it either way.
             Job::Starting { job_id: None, .. } => {
                 if !t.unclaimed.contains(&obs.job_id) {
                     t.unclaimed.push(obs.job_id);
