@@ -2,7 +2,7 @@
 //! launcher; outcomes come back as policy inputs. One task owns the policy, so decisions are serial and the
 //! policy needs no locks; launcher calls run as separate tasks so a slow Flink never stalls watching.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, is_table_name};
-use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, reconcile};
-use crate::metrics::{Metrics, TableLabels};
+use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, job_id_for, reconcile};
+use crate::metrics::{Metrics, TableJobStateLabels, TableLabels};
 use crate::op::Op;
 use crate::policy::{
     Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings, StartReason, StopReason,
@@ -30,6 +30,9 @@ const GENERATION_BITS: u32 = 20;
 /// First retry delay of a stop whose Flink call failed (doubling, capped at [`STOP_RETRY_MAX`]).
 const STOP_RETRY_INITIAL: Duration = Duration::from_secs(1);
 const STOP_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How many of a table's latest starts the loop remembers the pinned job ids of. A listed job with an older id
+/// is reported without a generation, like any job this process did not start.
+const PINNED_PER_TABLE: usize = 8;
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +126,13 @@ pub struct RunLoop {
     untemplated_warned: BTreeSet<String>,
     /// The operations the last sample of each table found, for activity counted from watermarks alone.
     last_ops: HashMap<String, String>,
+    /// The job ids this process pinned for its latest starts, per table: (policy generation, job id).
+    pinned: HashMap<String, VecDeque<(u64, JobId)>>,
     reconciling: bool,
+    /// When the listing in flight was asked for.
+    reconcile_requested_at: Millis,
+    /// The `cdc_job_state` series set for each table, to remove it when the state changes.
+    job_state_series: HashMap<String, TableJobStateLabels>,
 }
 
 impl std::fmt::Debug for RunLoop {
@@ -160,7 +169,10 @@ impl RunLoop {
             tables,
             tasks: JoinSet::new(),
             stopping: BTreeSet::new(),
+            pinned: HashMap::new(),
             reconciling: false,
+            reconcile_requested_at: Millis(0),
+            job_state_series: HashMap::new(),
         }
     }
 
@@ -329,6 +341,7 @@ impl RunLoop {
                     tracing::warn!(%table, error = %e, "failed to start job for: {table}");
                     self.step(Input::StartFailed {
                         table,
+                        generation: Some(generation),
                         error: e.to_string(),
                     });
                 }
@@ -373,7 +386,7 @@ impl RunLoop {
                 match result {
                     Ok(found) => {
                         self.health.flink_ok();
-                        self.on_reconciled(found);
+                        self.on_reconciled(found, self.reconcile_requested_at);
                     }
                     Err(e) => {
                         self.note_flink_error(&e);
@@ -384,10 +397,43 @@ impl RunLoop {
         }
     }
 
-    fn on_reconciled(&mut self, found: Reconciliation) {
-        let jobs = found
+    /// Feeds a job listing, requested at `requested_at`, to the policy. First the end of each table's current
+    /// job, if the listing shows it ended or no longer shows it at all, so that a live job of the table listed
+    /// next is adopted rather than taken for a second one; then each table's live jobs and latest ended one.
+    fn on_reconciled(&mut self, found: Reconciliation, requested_at: Millis) {
+        let listed: HashSet<(String, String)> = found
             .running
-            .into_values()
+            .values()
+            .chain(&found.duplicates)
+            .chain(found.ended.values())
+            .chain(&found.older_ended)
+            .map(|job| (job.table.clone(), job.job_id.to_string()))
+            .collect();
+        // A job the policy learned of before the listing was asked for existed in Flink then; absent from the
+        // listing, it is gone (a session cluster restarted without HA, an expired job store). Left alone, the
+        // policy would hold on to it for ever.
+        let mut current: HashMap<String, String> = HashMap::new();
+        for status in self.policy.statuses() {
+            let Some(job_id) = status.job_id else { continue };
+            let known_before = status.job_since.is_some_and(|since| since < requested_at);
+            if !known_before || listed.contains(&(status.table.clone(), job_id.clone())) {
+                current.insert(status.table, job_id);
+                continue;
+            }
+            tracing::warn!(table = %status.table, %job_id, "job missing from Flink's job list; taken as ended");
+            self.step(Input::JobState(JobObservation {
+                table: status.table,
+                job_id,
+                generation: None,
+                state: JobStatus::Canceled,
+            }));
+        }
+        let current_ended = found
+            .older_ended
+            .into_iter()
+            .filter(|job| current.get(&job.table).is_some_and(|id| *id == job.job_id.as_str()));
+        let jobs = current_ended
+            .chain(found.running.into_values())
             .chain(found.duplicates)
             .chain(found.ended.into_values());
         for job in jobs {
@@ -397,11 +443,19 @@ impl RunLoop {
                 continue;
             };
             let table = job.table.clone();
+            // A job whose id one of this process's starts pinned is that start's job; any other (an earlier
+            // process's, one started by hand) is reported without a generation, so the policy never takes it for
+            // a start whose job it has not seen yet.
+            let generation = self
+                .pinned
+                .get(&table)
+                .and_then(|starts| starts.iter().find(|(_, id)| *id == job.job_id))
+                .map(|(generation, _)| *generation);
             let job_id = job.job_id.to_string();
             self.step(Input::JobState(JobObservation {
                 table: table.clone(),
                 job_id: job_id.clone(),
-                generation: None,
+                generation,
                 state,
             }));
             // A stop that failed earlier leaves the policy waiting in `stopping` while Flink still runs the job.
@@ -450,6 +504,7 @@ impl RunLoop {
                 // failing, and carries out whatever else that decides (e.g. the next queued start).
                 self.step(Input::StartFailed {
                     table,
+                    generation: Some(generation),
                     error: e.to_string(),
                 });
                 return;
@@ -457,6 +512,11 @@ impl RunLoop {
         };
         let launcher = self.launcher.clone();
         let launch_generation = self.clock.launch_generation(generation);
+        let starts = self.pinned.entry(table.clone()).or_default();
+        if starts.len() == PINNED_PER_TABLE {
+            starts.pop_front();
+        }
+        starts.push_back((generation, job_id_for(&table, launch_generation)));
         tracing::debug!(%table, generation, launch_generation, reason = reason.as_str(), "starting job");
         self.tasks.spawn(async move {
             let result = launcher.start(&table, launch_generation, &statements).await;
@@ -504,6 +564,7 @@ impl RunLoop {
             return;
         }
         self.reconciling = true;
+        self.reconcile_requested_at = self.clock.now();
         let launcher = self.launcher.clone();
         let policy = self.config.policy.clone();
         self.tasks.spawn(async move {
@@ -560,10 +621,36 @@ impl RunLoop {
             .into_iter()
             .map(|s| (s.table.clone(), s))
             .collect();
-        let running = statuses.values().filter(|s| s.state == TableState::Running).count();
+        // Flink's view, not the policy's: a job the policy holds as running may be RESTARTING.
+        let running = statuses
+            .values()
+            .filter(|s| s.job_state == Some(JobStatus::Running))
+            .count();
         self.metrics
             .jobs_running
             .set(i64::try_from(running).unwrap_or(i64::MAX));
+        for status in statuses.values() {
+            let now = status.job_state.map(|state| TableJobStateLabels {
+                table: status.table.clone(),
+                state: state.as_str().to_owned(),
+            });
+            let before = self.job_state_series.get(&status.table);
+            if before == now.as_ref() {
+                continue;
+            }
+            if let Some(old) = before {
+                self.metrics.job_state.remove(old);
+            }
+            match now {
+                Some(labels) => {
+                    self.metrics.job_state.get_or_create(&labels).set(1);
+                    self.job_state_series.insert(status.table.clone(), labels);
+                }
+                None => {
+                    self.job_state_series.remove(&status.table);
+                }
+            }
+        }
         self.tables.send_replace(Arc::new(statuses));
     }
 
@@ -650,10 +737,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     };
     tracing::info!(listen = %config.server.listen, launcher = ?config.flink.launcher, "cdc-orchestrator running");
     let server = tokio::spawn(crate::server::serve(listener, state, shutdown.clone()));
-    let heartbeats = match launcher.as_ref() {
-        AnyLauncher::SqlGateway(l) => Some(l.spawn_heartbeats()),
-        _ => None,
-    };
     if matches!(launcher.as_ref(), AnyLauncher::DryRun(_)) {
         health.flink_ok();
     }
@@ -661,9 +744,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let watcher = watcher.with_metrics(metrics.clone());
     let watcher = tokio::spawn(watcher.run(observations_tx, shutdown.clone()));
     run_loop.run(observations_rx, control_rx, shutdown.clone()).await;
-    if let Some(h) = heartbeats {
-        h.abort();
-    }
     let _ = watcher.await;
     match server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),

@@ -1,10 +1,12 @@
-//! Client of the Flink SQL Gateway REST endpoint: one long-lived session, statements run in order.
+//! Client of the Flink SQL Gateway REST endpoint: statements run in order in a session.
 //!
-//! The session carries state (`SET` values, temporary tables), and the gateway runs one session's statements
-//! one at a time, so a batch of statements holds the session for its whole length: two tables' starts never
-//! interleave their `SET`s. When the gateway no longer knows the session (idle expiry, gateway restart), the
-//! client opens a new one and replays the batch from its first statement, which is safe because a batch is a
-//! table's `SET`s, DDL and one pinned-id INSERT.
+//! A session carries state (`SET` values, temporary tables) and the gateway runs one session's statements one
+//! at a time. The launcher runs each start in a session of its own ([`SqlGateway::execute_in_own_session`]),
+//! closed afterwards: starts of different tables run side by side without mixing their `SET`s, and nothing of
+//! a start is left in the gateway. [`SqlGateway::execute_batch`] keeps one long-lived session instead (heartbeats
+//! keep it alive), for callers that want one. When the gateway no longer knows a session (idle expiry, gateway
+//! restart), the client opens a new one and replays the batch from its first statement, which is safe because a
+//! batch is a table's `SET`s, DDL and one pinned-id INSERT.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -163,6 +165,35 @@ impl SqlGateway {
         }
     }
 
+    /// Runs `statements` in order in a session opened for them and closed afterwards (best effort), and returns
+    /// their results. Stops at the first failing statement; the whole batch must finish within `limit`. A
+    /// session the gateway forgets half-way (gateway restart) is replaced once and the batch replayed.
+    pub async fn execute_in_own_session(
+        &self,
+        statements: &[String],
+        limit: Duration,
+    ) -> Result<Vec<StatementResult>, FlinkError> {
+        let deadline = Instant::now() + limit;
+        let mut reopened = false;
+        loop {
+            let handle = self.open_session().await?;
+            let outcome = self.run_all(&handle, statements, deadline).await;
+            match outcome {
+                Err(e) if is_session_missing(&e) => {
+                    if reopened {
+                        return Err(e);
+                    }
+                    tracing::info!(session = %handle, "SQL Gateway session lost mid-batch; opening a new one");
+                    reopened = true;
+                }
+                outcome => {
+                    self.close_session(&handle).await;
+                    return outcome;
+                }
+            }
+        }
+    }
+
     /// Keeps the session alive; reopens it when the gateway no longer knows it. Skips when a batch is running,
     /// since running statements keep the session alive themselves.
     pub async fn heartbeat(&self) -> Result<(), FlinkError> {
@@ -207,10 +238,16 @@ impl SqlGateway {
     /// Closes the session, if one is open. Best effort: an expired session is already gone.
     pub async fn close(&self) {
         if let Some(handle) = self.session.lock().await.take() {
-            let path = format!("v1/sessions/{handle}");
-            if let Err(e) = self.rest.send(Method::DELETE, &path, None).await {
-                tracing::debug!(error = %e, "closing the SQL Gateway session failed");
-            }
+            self.close_session(&handle).await;
+        }
+    }
+
+    /// Closes one session. Best effort: an expired session is already gone, and the gateway drops a forgotten
+    /// one at its idle timeout.
+    async fn close_session(&self, handle: &str) {
+        let path = format!("v1/sessions/{handle}");
+        if let Err(e) = self.rest.send(Method::DELETE, &path, None).await {
+            tracing::debug!(session = %handle, error = %e, "closing the SQL Gateway session failed");
         }
     }
 
