@@ -296,7 +296,7 @@ async fn require_token(State(state): State<ServerState>, request: Request, next:
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose().as_bytes())) {
         return next.run(request).await;
     }
@@ -305,6 +305,12 @@ async fn require_token(State(state): State<ServerState>, request: Request, next:
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive (RFC 9110 section 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
 }
 
 /// Compares without an early exit, so response time does not reveal how much of the token matched.
@@ -346,6 +352,15 @@ mod tests {
         tokio::time::advance(Duration::from_secs(31)).await;
         health.flink_ok();
         assert_eq!(health.readiness(), Err("kafka: no answer for 31s".to_owned()));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer 007"), Some("007"));
+        assert_eq!(bearer_token("bearer 007"), Some("007"));
+        assert_eq!(bearer_token("BEARER  007"), Some("007"));
+        assert_eq!(bearer_token("Basic 007"), None);
+        assert_eq!(bearer_token("Bearer"), None);
     }
 
     #[test]

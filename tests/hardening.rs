@@ -1,0 +1,351 @@
+//! Hostile environment values, configs, HTTP clients and signals, each thrown at the real binary (issue 14,
+//! items 3 to 8): `check`/`render` as subprocesses, `run` as a subprocess with the dry-run launcher, real HTTP on
+//! loopback, and a real tansu broker where the watcher matters.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cdc-orchestrator");
+
+/// A command of the real binary with none of the developer's `CDC_*` or credential variables.
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    clean_env(&mut cmd);
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+fn clean_env(cmd: &mut Command) {
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (key, _) in std::env::vars() {
+        let credential = cdc_orchestrator::sql::CREDENTIALS.iter().any(|&(_, v)| v == key);
+        if key.starts_with("CDC_") || credential {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+fn output(args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(args, env).output().expect("run cdc-orchestrator")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts exit 2 with exactly one stderr line containing every needle.
+fn assert_config_error(out: &Output, needles: &[&str]) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+}
+
+/// A loopback address nothing listens on (a port that was just free).
+fn dead_bootstrap() -> String {
+    format!("127.0.0.1:{}", support::free_port())
+}
+
+/// A running `cdc-orchestrator run`; killed on drop. Its stderr lines are collected as they come.
+struct Sidecar {
+    child: Option<Child>,
+    addr: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sidecar {
+    /// Starts `run` with the dry-run launcher and `env` on top of quick test settings; `nofile` runs it under
+    /// `ulimit -n <nofile>` (soft and hard).
+    fn start(env: &[(&str, &str)], nofile: Option<u32>) -> Sidecar {
+        let addr = format!("127.0.0.1:{}", support::free_port());
+        let mut cmd = match nofile {
+            Some(limit) => {
+                let mut cmd = Command::new("sh");
+                cmd.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" run"), BIN]);
+                clean_env(&mut cmd);
+                cmd
+            }
+            None => command(&["run"], &[]),
+        };
+        let bootstrap = dead_bootstrap();
+        let defaults = [
+            ("CDC_LOG_LEVEL", "info"),
+            ("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str()),
+            ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
+            ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
+            ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
+            ("CDC_SERVER__LISTEN", addr.as_str()),
+            ("CDC_FLINK__LAUNCHER", "dry-run"),
+            ("CDC_FLINK__STARTS_PER_MINUTE", "600"),
+            ("CDC_FLINK__START_BURST", "20"),
+            ("CDC_POLICY__COOLDOWN", "1s"),
+            ("CDC_POLICY__IDLE_TIMEOUT", "30s"),
+        ];
+        for (key, value) in defaults.iter().chain(env) {
+            cmd.env(key, value);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("CDC_TEST_ECHO").is_some() {
+                    eprintln!("sidecar: {line}");
+                }
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let mut sidecar = Sidecar {
+            child: Some(child),
+            addr,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(&sidecar.addr).is_err() {
+            let exited = sidecar.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "sidecar HTTP never came up ({exited:?}); log:\n{}",
+                sidecar.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        sidecar
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.count(needle) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "no log line {needle:?} within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.as_ref().expect("running").id().to_string()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// One HTTP/1.1 request on a fresh connection; the status code and the body.
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if method == "POST" {
+            request.push_str("Content-Length: 0\r\n");
+        }
+        request.push_str("\r\n");
+        raw_exchange(&self.addr, request.as_bytes(), Duration::from_secs(5))
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `request` on a new connection and reads the answer until the server closes it.
+fn raw_exchange(addr: &str, request: &[u8], timeout: Duration) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
+    stream.set_write_timeout(Some(timeout)).expect("timeout");
+    stream.write_all(request).expect("send request");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    parse_answer(&answer)
+}
+
+fn parse_answer(answer: &[u8]) -> (u16, String) {
+    let answer = text(answer);
+    let code = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+// Item 5: environment values keep their text where the key is a string; the Bearer scheme is case-insensitive.
+
+#[test]
+fn env_values_keep_their_text_for_string_keys_and_still_parse_typed_keys() {
+    for value in ["007", "0123456789", "+5", "1.50", "[x", "true"] {
+        let out = output(
+            &["check"],
+            &[
+                ("CDC_KAFKA__SASL__MECHANISM", "PLAIN"),
+                ("CDC_KAFKA__SASL__USERNAME", value),
+                ("CDC_KAFKA__SASL__PASSWORD", value),
+            ],
+        );
+        assert!(out.status.success(), "{value}: {}", text(&out.stderr));
+        let printed = text(&out.stdout);
+        assert!(printed.contains(&format!("username = {value:?}")), "{value}: {printed}");
+    }
+    let out = output(
+        &["check"],
+        &[
+            ("CDC_FLINK__MAX_CONCURRENT_JOBS", "8.0"),
+            ("CDC_KAFKA__SAMPLE_RECORDS", "007"),
+            ("CDC_KAFKA__BATCH_WATERMARKS", "false"),
+            ("CDC_POLICY__COOLDOWN", "5s"),
+            ("CDC_POLICY__INCLUDE", "[\"faculty\", \"program\"]"),
+            ("CDC_POLICY__EXCLUDE", "room, class"),
+            ("CDC_POLICY__TABLES__FACULTY__PAUSED", "true"),
+            ("CDC_POLICY__TABLES__FACULTY__OPERATIONS", "d"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    for expected in [
+        "max_concurrent_jobs = 8\n",
+        "sample_records = 7\n",
+        "batch_watermarks = false\n",
+        "cooldown = \"5s\"\n",
+        "\"faculty\",\n    \"program\",",
+        "\"room\",\n    \"class\",",
+        "operations = [\"d\"]\npaused = true",
+    ] {
+        assert!(printed.contains(expected), "{expected:?} not in:\n{printed}");
+    }
+    let out = output(&["check"], &[("CDC_FLINK__MAX_CONCURRENT_JOBS", "8.5")]);
+    assert_config_error(&out, &["flink.max_concurrent_jobs", "8.5"]);
+    let out = output(&["check"], &[("CDC_KAFKA__BATCH_WATERMARKS", "maybe")]);
+    assert_config_error(&out, &["kafka.batch_watermarks", "CDC_KAFKA__BATCH_WATERMARKS"]);
+}
+
+#[test]
+fn a_token_with_leading_zeros_works_over_http_with_any_case_of_bearer() {
+    for token in ["007", "+5", "[x"] {
+        let sidecar = Sidecar::start(&[("CDC_SERVER__TOKEN", token)], None);
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            let (code, body) = sidecar.request(
+                "POST",
+                "/tables/faculty/pause",
+                &[("Authorization", &format!("{scheme} {token}"))],
+            );
+            assert_eq!(code, 202, "{scheme} {token}: {body}");
+        }
+        let mangled = token.trim_start_matches(['0', '+', '[']);
+        let (code, _) = sidecar.request(
+            "POST",
+            "/tables/faculty/resume",
+            &[("Authorization", &format!("Bearer {mangled}"))],
+        );
+        assert_eq!(code, 401, "the token is {token:?}, not {mangled:?}");
+    }
+}
+
+// Item 7: configs that make no sense are refused with one line naming the key.
+
+#[test]
+fn nonsense_configs_exit_2_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("c.toml");
+    let path = file.to_str().expect("utf-8 path");
+    let cases: [(&str, &[&str]); 9] = [
+        (
+            "[policy]\nidle_timeout = \"0s\"\n",
+            &["policy.idle_timeout", "greater than 0"],
+        ),
+        ("[policy]\nfailing_after = 0\n", &["policy.failing_after", "at least 1"]),
+        (
+            "[policy.tables.faculty]\nidle_timeout = \"0s\"\n",
+            &["policy.tables.faculty.idle_timeout", "greater than 0"],
+        ),
+        (
+            "[server]\nmax_connections = 0\n",
+            &["server.max_connections", "at least 1"],
+        ),
+        ("[server]\nheader_timeout = \"0s\"\n", &["server.header_timeout"]),
+        ("[server]\nidle_timeout = \"0s\"\n", &["server.idle_timeout"]),
+        (
+            "[server]\nlisten = \"localhost:8080\"\n",
+            &["server.listen", "localhost:8080", "ip:port"],
+        ),
+        (
+            "[kafka\npoll_interval = \"1s\"\n",
+            &["TOML syntax error at line 1, column 7", path],
+        ),
+        ("[kafka]\npoll_interval = \n", &["TOML syntax error at line 2", path]),
+    ];
+    for (toml, needles) in cases {
+        std::fs::write(&file, toml).expect("write config");
+        let out = output(&["check", "--config", path], &[]);
+        assert_config_error(&out, needles);
+        let out = output(&["run", "--config", path], &[]);
+        assert_config_error(&out, needles);
+    }
+    let out = output(&["check"], &[("CDC_SERVER__LISTEN", "8080")]);
+    assert_config_error(&out, &["server.listen", "\"8080\"", "CDC_SERVER__LISTEN"]);
+    let folder = dir.path().to_str().expect("utf-8 path");
+    let out = output(&["check", "--config", folder], &[]);
+    assert_config_error(&out, &["is a directory", folder]);
+    assert!(!text(&out.stderr).contains("not found"));
+}
+
+#[test]
+fn a_cooldown_longer_than_idle_timeout_is_accepted_with_a_warning_saying_what_it_means() {
+    let out = output(
+        &["check"],
+        &[("CDC_POLICY__COOLDOWN", "5m"), ("CDC_POLICY__IDLE_TIMEOUT", "1m")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("WARN"), "{err}");
+    assert!(
+        err.contains("policy: cooldown (5m) is longer than idle_timeout (1m)"),
+        "{err}"
+    );
+    assert!(err.contains("wait up to 4m"), "{err}");
+    let out = output(&["check"], &[("CDC_POLICY__COOLDOWN", "30s")]);
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+}
