@@ -5,7 +5,7 @@ use std::io::{self, BufReader, BufWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cdc_orchestrator::config::Config;
+use cdc_orchestrator::config::{Config, LauncherKind};
 use cdc_orchestrator::flink::listing;
 use cdc_orchestrator::logging::{self, LogFormat};
 use cdc_orchestrator::policy::PolicySettings;
@@ -91,11 +91,15 @@ enum Command {
     },
     /// Print the Flink SQL statements the launcher submits for a table, each ending with `;`.
     ///
-    /// Credentials come from POLARIS_CLIENT_ID, POLARIS_CLIENT_SECRET, AWS_ACCESS_KEY_ID and
-    /// AWS_SECRET_ACCESS_KEY, and are printed as they will be submitted.
+    /// Credentials are printed as `<redacted>` unless `--show-secrets` is given; then they come from
+    /// POLARIS_CLIENT_ID, POLARIS_CLIENT_SECRET, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, as they will be
+    /// submitted.
     Render {
         /// The table, e.g. `faculty`; an unknown table lists the known ones.
         table: String,
+        /// Print the credentials themselves (read from the environment) instead of `<redacted>`.
+        #[arg(long)]
+        show_secrets: bool,
     },
 }
 
@@ -124,7 +128,10 @@ fn main() -> ExitCode {
                 Ok(Ok(())) => ExitCode::SUCCESS,
                 Ok(Err(e)) => {
                     eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                    match e {
+                        run::RunError::Credentials(_) => ExitCode::from(EXIT_CONFIG),
+                        _ => ExitCode::FAILURE,
+                    }
                 }
                 Err(code) => code,
             }
@@ -167,6 +174,16 @@ fn main() -> ExitCode {
         }
         Command::Check => match load_config(&cli) {
             Ok(config) => {
+                // `run` would refuse to start without them; `check` says so first.
+                if config.flink.launcher != LauncherKind::DryRun
+                    && let Err(e) = sql::require_credentials(&config, &sql::Credentials::from_env())
+                {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(match e {
+                        sql::SqlError::Read { .. } => EXIT_FAILURE,
+                        _ => EXIT_CONFIG,
+                    });
+                }
                 print!("{}", config.to_toml());
                 ExitCode::SUCCESS
             }
@@ -180,8 +197,19 @@ fn main() -> ExitCode {
             Ok(config) => run_replay(&config, trace.as_ref(), seed, ReplayOptions { events }),
             Err(code) => code,
         },
-        Command::Render { ref table } => match load_config(&cli) {
-            Ok(config) => match sql::render_table(&config, table) {
+        Command::Render {
+            ref table,
+            show_secrets,
+        } => match load_config(&cli) {
+            Ok(config) => match sql::render_table_with(
+                &config,
+                table,
+                &if show_secrets {
+                    sql::Credentials::from_env()
+                } else {
+                    sql::Credentials::redacted()
+                },
+            ) {
                 Ok(statements) => {
                     print!("{}", sql::to_script(&statements));
                     ExitCode::SUCCESS

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, is_table_name};
+use crate::config::{Config, LauncherKind, is_table_name};
 use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, reconcile};
 use crate::metrics::{Metrics, TableLabels};
 use crate::policy::{
@@ -19,6 +19,7 @@ use crate::policy::{
     TableState,
 };
 use crate::server::{ControlCommand, ControlError, ControlRequest, Health, ServerState, TablesSnapshot};
+use crate::sql::Credentials;
 use crate::watcher::{TableActivity, WatchError, WatchEvent, Watcher};
 
 /// How many bits of a launch generation the policy's per-table counter occupies; the rest is the process's
@@ -47,6 +48,9 @@ pub enum RunError {
     /// The watcher could not be built from the configuration.
     #[error("cannot set up the Kafka watcher: {0}")]
     Watcher(#[from] WatchError),
+    /// The launcher submits the statements, and a credential they need is missing or unusable.
+    #[error("{0}")]
+    Credentials(#[source] crate::sql::SqlError),
 }
 
 /// Milliseconds since the Unix epoch, read from a monotonic clock anchored once at start-up, so the policy
@@ -116,6 +120,9 @@ pub struct RunLoop {
     stopping: BTreeSet<String>,
     /// Tables with a SQL template: the ones an operator may trigger before any change was seen.
     templated: BTreeSet<String>,
+    /// What the templates' credential placeholders are filled with: the environment's values for a launcher
+    /// that submits them, [`Credentials::redacted`] for the dry run, which only logs its statements.
+    credentials: Credentials,
     reconciling: bool,
 }
 
@@ -140,8 +147,13 @@ impl RunLoop {
                 BTreeSet::new()
             }
         };
+        let credentials = match launcher.as_ref() {
+            AnyLauncher::DryRun(_) => Credentials::redacted(),
+            _ => Credentials::from_env(),
+        };
         RunLoop {
             templated,
+            credentials,
             config,
             clock,
             policy,
@@ -290,11 +302,10 @@ impl RunLoop {
                 Err(e) => {
                     self.note_flink_error(&e);
                     self.metrics.record_start(&table, false);
-                    tracing::warn!(%table, error = %e, "failed to start job for: {table}");
-                    self.step(Input::StartFailed {
-                        table,
-                        error: e.to_string(),
-                    });
+                    // Flink's answer may echo a statement, credentials included.
+                    let error = self.credentials.redact(&e.to_string());
+                    tracing::warn!(%table, %error, "failed to start job for: {table}");
+                    self.step(Input::StartFailed { table, error });
                 }
             },
             Outcome::Stop {
@@ -405,7 +416,7 @@ impl RunLoop {
     }
 
     fn spawn_start(&mut self, table: String, generation: u64, reason: StartReason) {
-        let statements = match crate::sql::render_table(&self.config, &table) {
+        let statements = match crate::sql::render_table_with(&self.config, &table, &self.credentials) {
             Ok(statements) => statements,
             Err(e) => {
                 tracing::warn!(%table, error = %e, "cannot render the job's SQL");
@@ -590,6 +601,9 @@ async fn sleep_until(deadline: Option<Instant>) {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     // Built before binding the port, so a bad pattern or TLS file fails fast and cleanly.
     let watcher = Watcher::new(config.kafka.clone())?;
+    if config.flink.launcher != LauncherKind::DryRun {
+        crate::sql::require_credentials(&config, &Credentials::from_env()).map_err(RunError::Credentials)?;
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| RunError::Listen {

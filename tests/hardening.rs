@@ -35,6 +35,13 @@ fn output(args: &[&str], env: &[(&str, &str)]) -> Output {
     command(args, env).output().expect("run cdc-orchestrator")
 }
 
+/// `check` of `env` on top of the dry-run launcher, which needs no credentials.
+fn check(env: &[(&str, &str)]) -> Output {
+    let mut all = vec![("CDC_FLINK__LAUNCHER", "dry-run")];
+    all.extend(env);
+    output(&["check"], &all)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -217,31 +224,25 @@ fn parse_answer(answer: &[u8]) -> (u16, String) {
 #[test]
 fn env_values_keep_their_text_for_string_keys_and_still_parse_typed_keys() {
     for value in ["007", "0123456789", "+5", "1.50", "[x", "true"] {
-        let out = output(
-            &["check"],
-            &[
-                ("CDC_KAFKA__SASL__MECHANISM", "PLAIN"),
-                ("CDC_KAFKA__SASL__USERNAME", value),
-                ("CDC_KAFKA__SASL__PASSWORD", value),
-            ],
-        );
+        let out = check(&[
+            ("CDC_KAFKA__SASL__MECHANISM", "PLAIN"),
+            ("CDC_KAFKA__SASL__USERNAME", value),
+            ("CDC_KAFKA__SASL__PASSWORD", value),
+        ]);
         assert!(out.status.success(), "{value}: {}", text(&out.stderr));
         let printed = text(&out.stdout);
         assert!(printed.contains(&format!("username = {value:?}")), "{value}: {printed}");
     }
-    let out = output(
-        &["check"],
-        &[
-            ("CDC_FLINK__MAX_CONCURRENT_JOBS", "8.0"),
-            ("CDC_KAFKA__SAMPLE_RECORDS", "007"),
-            ("CDC_KAFKA__BATCH_WATERMARKS", "false"),
-            ("CDC_POLICY__COOLDOWN", "5s"),
-            ("CDC_POLICY__INCLUDE", "[\"faculty\", \"program\"]"),
-            ("CDC_POLICY__EXCLUDE", "room, class"),
-            ("CDC_POLICY__TABLES__FACULTY__PAUSED", "true"),
-            ("CDC_POLICY__TABLES__FACULTY__OPERATIONS", "d"),
-        ],
-    );
+    let out = check(&[
+        ("CDC_FLINK__MAX_CONCURRENT_JOBS", "8.0"),
+        ("CDC_KAFKA__SAMPLE_RECORDS", "007"),
+        ("CDC_KAFKA__BATCH_WATERMARKS", "false"),
+        ("CDC_POLICY__COOLDOWN", "5s"),
+        ("CDC_POLICY__INCLUDE", "[\"faculty\", \"program\"]"),
+        ("CDC_POLICY__EXCLUDE", "room, class"),
+        ("CDC_POLICY__TABLES__FACULTY__PAUSED", "true"),
+        ("CDC_POLICY__TABLES__FACULTY__OPERATIONS", "d"),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let printed = text(&out.stdout);
     for expected in [
@@ -255,9 +256,9 @@ fn env_values_keep_their_text_for_string_keys_and_still_parse_typed_keys() {
     ] {
         assert!(printed.contains(expected), "{expected:?} not in:\n{printed}");
     }
-    let out = output(&["check"], &[("CDC_FLINK__MAX_CONCURRENT_JOBS", "8.5")]);
+    let out = check(&[("CDC_FLINK__MAX_CONCURRENT_JOBS", "8.5")]);
     assert_config_error(&out, &["flink.max_concurrent_jobs", "8.5"]);
-    let out = output(&["check"], &[("CDC_KAFKA__BATCH_WATERMARKS", "maybe")]);
+    let out = check(&[("CDC_KAFKA__BATCH_WATERMARKS", "maybe")]);
     assert_config_error(&out, &["kafka.batch_watermarks", "CDC_KAFKA__BATCH_WATERMARKS"]);
 }
 
@@ -323,7 +324,7 @@ fn nonsense_configs_exit_2_with_one_line_naming_the_key() {
         let out = output(&["run", "--config", path], &[]);
         assert_config_error(&out, needles);
     }
-    let out = output(&["check"], &[("CDC_SERVER__LISTEN", "8080")]);
+    let out = check(&[("CDC_SERVER__LISTEN", "8080")]);
     assert_config_error(&out, &["server.listen", "\"8080\"", "CDC_SERVER__LISTEN"]);
     let folder = dir.path().to_str().expect("utf-8 path");
     let out = output(&["check", "--config", folder], &[]);
@@ -333,10 +334,7 @@ fn nonsense_configs_exit_2_with_one_line_naming_the_key() {
 
 #[test]
 fn a_cooldown_longer_than_idle_timeout_is_accepted_with_a_warning_saying_what_it_means() {
-    let out = output(
-        &["check"],
-        &[("CDC_POLICY__COOLDOWN", "5m"), ("CDC_POLICY__IDLE_TIMEOUT", "1m")],
-    );
+    let out = check(&[("CDC_POLICY__COOLDOWN", "5m"), ("CDC_POLICY__IDLE_TIMEOUT", "1m")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -346,6 +344,156 @@ fn a_cooldown_longer_than_idle_timeout_is_accepted_with_a_warning_saying_what_it
         "{err}"
     );
     assert!(err.contains("wait up to 4m"), "{err}");
-    let out = output(&["check"], &[("CDC_POLICY__COOLDOWN", "30s")]);
+    let out = check(&[("CDC_POLICY__COOLDOWN", "30s")]);
     assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+}
+
+// Items 3 and 4: secrets never reach a log line or an HTTP answer; credentials are needed exactly when they are
+// sent, and a missing one is reported at start-up.
+
+/// Distinctive credential values, so any leak is found by searching for them.
+const SECRETS: [(&str, &str); 4] = [
+    ("POLARIS_CLIENT_ID", "leak-client-id-4711"),
+    ("POLARIS_CLIENT_SECRET", "leak-client-secret-4712"),
+    ("AWS_ACCESS_KEY_ID", "leak-access-key-4713"),
+    ("AWS_SECRET_ACCESS_KEY", "leak-secret-key-4714"),
+];
+
+fn assert_no_secret(what: &str, text: &str) {
+    for (variable, secret) in SECRETS {
+        assert!(!text.contains(secret), "{variable} leaked into {what}:\n{text}");
+    }
+}
+
+/// One Debezium change of `table` produced into its topic on the broker.
+async fn produce_change(broker: &support::Broker, table: &str) {
+    let client = support::client(broker).await;
+    let topic = format!("university-server.public.{table}");
+    support::create_topic(&client, &topic, 1).await;
+    let value = serde_json::json!({
+        "before": null, "after": {"id": 1}, "op": "c", "ts_ms": 1_732_500_000_000_i64,
+        "source": {"connector": "postgresql", "name": "university-server", "db": "sourcedb",
+                   "schema": "public", "table": table, "snapshot": "false", "ts_ms": 1_732_500_000_000_i64},
+    })
+    .to_string();
+    support::produce(&client, &topic, 0, Some(b"{\"id\":1}"), &[Some(value.as_bytes())]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_logs_its_statements_with_credentials_redacted() {
+    let broker = support::Broker::start();
+    let bootstrap = broker.bootstrap();
+    let mut env = vec![("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str()), ("CDC_LOG_LEVEL", "debug")];
+    env.extend(SECRETS);
+    let sidecar = Sidecar::start(&env, None);
+    sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
+    produce_change(&broker, "faculty").await;
+    sidecar.wait_for_log("dry-run: job RUNNING", Duration::from_secs(20));
+    let log = sidecar.log_text();
+    assert!(log.contains("'credential' = '<redacted>:<redacted>'"), "{log}");
+    assert!(log.contains("'s3.secret-access-key' = '<redacted>'"), "{log}");
+    assert_no_secret("the log", &log);
+    for path in ["/tables", "/tables/faculty", "/metrics", "/readyz"] {
+        let (code, body) = sidecar.request("GET", path, &[]);
+        assert!(code < 500, "{path}: {code} {body}");
+        assert_no_secret(path, &body);
+    }
+}
+
+#[test]
+fn render_redacts_credentials_unless_asked_to_show_them() {
+    let out = output(&["render", "faculty"], &SECRETS);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains("'credential' = '<redacted>:<redacted>'"), "{printed}");
+    assert_no_secret("render", &printed);
+    // Redacted output needs no credentials at all.
+    let out = output(&["render", "faculty"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = output(&["render", "faculty", "--show-secrets"], &SECRETS);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("'credential' = 'leak-client-id-4711:leak-client-secret-4712'"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("'s3.secret-access-key' = 'leak-secret-key-4714'"),
+        "{printed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flink_error_echoing_a_secret_is_redacted_in_the_log_and_the_api() {
+    let flink = support::fake_flink::FakeFlink::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("tables")).expect("mkdir");
+    // The gateway refuses the first statement, and its error names the statement, secret and all.
+    std::fs::write(
+        dir.path().join("tables").join("leaky.sql"),
+        "BOGUS 'key={{ s3_secret_access_key }}';\nINSERT INTO t SELECT 1;\n",
+    )
+    .expect("write template");
+    let sql_dir = dir.path().to_str().expect("utf-8 path");
+    let mut env = vec![
+        ("CDC_FLINK__LAUNCHER", "sql-gateway"),
+        ("CDC_FLINK__SQL_GATEWAY_URL", flink.gateway_url.as_str()),
+        ("CDC_FLINK__JOBMANAGER_URL", flink.jobmanager_url.as_str()),
+        ("CDC_FLINK__SQL_DIR", sql_dir),
+        ("CDC_FLINK__REQUEST_TIMEOUT", "2s"),
+        ("CDC_LOG_LEVEL", "debug"),
+    ];
+    env.extend(SECRETS);
+    let sidecar = Sidecar::start(&env, None);
+    let (code, body) = sidecar.request("POST", "/tables/leaky/trigger", &[]);
+    assert_eq!(code, 202, "{body}");
+    sidecar.wait_for_log("failed to start job for: leaky", Duration::from_secs(20));
+    assert!(
+        flink.statements().iter().any(|s| s.contains("leak-secret-key-4714")),
+        "the secret itself did reach Flink: {:?}",
+        flink.statements()
+    );
+    let log = sidecar.log_text();
+    assert_no_secret("the log", &log);
+    assert!(log.contains("BOGUS 'key=<redacted>'"), "{log}");
+    let (_, body) = sidecar.request("GET", "/tables/leaky", &[]);
+    assert_no_secret("GET /tables/leaky", &body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_starts_jobs_without_any_credential() {
+    let broker = support::Broker::start();
+    let bootstrap = broker.bootstrap();
+    let sidecar = Sidecar::start(&[("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str())], None);
+    sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
+    produce_change(&broker, "program").await;
+    sidecar.wait_for_log("dry-run: job RUNNING", Duration::from_secs(20));
+    let (code, body) = sidecar.request("GET", "/tables/program", &[]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"state\":\"running\""), "{body}");
+    assert_eq!(sidecar.count("is not set"), 0, "{}", sidecar.log_text());
+}
+
+#[test]
+fn the_sql_gateway_launcher_needs_its_credentials_at_start_up_and_check_says_so() {
+    let partial: Vec<(&str, &str)> = SECRETS[..3].to_vec();
+    let gateway = [("CDC_FLINK__LAUNCHER", "sql-gateway")];
+    let env: Vec<(&str, &str)> = partial.iter().chain(&gateway).copied().collect();
+    let out = output(&["check"], &env);
+    assert_config_error(&out, &["AWS_SECRET_ACCESS_KEY is not set"]);
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut run_env = env.clone();
+    run_env.push(("CDC_SERVER__LISTEN", listen.as_str()));
+    let begin = Instant::now();
+    let out = command(&["run"], &run_env)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cdc-orchestrator");
+    assert!(begin.elapsed() < Duration::from_secs(10), "run must fail at once");
+    assert_config_error(&out, &["AWS_SECRET_ACCESS_KEY is not set"]);
+    // With every variable set, both are fine; the dry run needs none.
+    let all: Vec<(&str, &str)> = SECRETS.iter().chain(&gateway).copied().collect();
+    assert!(output(&["check"], &all).status.success());
+    let out = output(&["check"], &[("CDC_FLINK__LAUNCHER", "dry-run")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
