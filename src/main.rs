@@ -11,7 +11,7 @@ use cdc_orchestrator::logging::{self, LogFormat};
 use cdc_orchestrator::policy::PolicySettings;
 use cdc_orchestrator::replay::{self, ReplayOptions};
 use cdc_orchestrator::sql;
-use cdc_orchestrator::{decoder, healthcheck, run, shutdown, watcher};
+use cdc_orchestrator::{decoder, healthcheck, run, server, shutdown, watcher};
 use clap::{Parser, Subcommand};
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
@@ -123,6 +123,10 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
+            match server::raise_open_file_limit() {
+                Ok(limit) => tracing::debug!(limit, "open-file limit"),
+                Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+            }
             let done = runtime().map(|rt| rt.block_on(async { run::run(config, shutdown::on_signals()).await }));
             match done {
                 Ok(Ok(())) => ExitCode::SUCCESS,
@@ -167,7 +171,10 @@ fn main() -> ExitCode {
                 Ok(Ok(())) => ExitCode::SUCCESS,
                 Ok(Err(e)) => {
                     eprintln!("error: {e}");
-                    ExitCode::from(EXIT_CONFIG)
+                    match e {
+                        watcher::WatchError::Unreachable(_) => ExitCode::FAILURE,
+                        _ => ExitCode::from(EXIT_CONFIG),
+                    }
                 }
                 Err(code) => code,
             }

@@ -167,6 +167,17 @@ impl RunLoop {
         }
     }
 
+    /// The status of every table an operator may address before this loop has seen it (it has a SQL template and
+    /// is managed), for the HTTP server.
+    pub fn unseen_statuses(&self) -> BTreeMap<String, crate::policy::TableStatus> {
+        let policy = &self.policy.settings().policy;
+        self.templated
+            .iter()
+            .filter(|table| policy.manages(table))
+            .map(|table| (table.clone(), self.policy.unseen_status(table)))
+            .collect()
+    }
+
     /// A receiver of the table snapshots this loop publishes, for the HTTP server.
     pub fn subscribe(&self) -> watch::Receiver<TablesSnapshot> {
         self.tables.subscribe()
@@ -624,9 +635,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         tables: run_loop.subscribe(),
         control: control_tx,
         token: config.server.token.clone(),
+        max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
+        unseen: Arc::new(run_loop.unseen_statuses()),
     };
+    let configured = crate::server::Limits::from_config(&config.server);
+    let limits = match crate::server::open_file_limit() {
+        Some(nofile) => configured.capped_by_open_files(nofile),
+        None => configured,
+    };
+    if limits.max_connections < configured.max_connections {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            configured = configured.max_connections,
+            "HTTP connections capped at a quarter of the open-file limit"
+        );
+    }
     tracing::info!(listen = %config.server.listen, launcher = ?config.flink.launcher, "cdc-orchestrator running");
-    let server = tokio::spawn(crate::server::serve(listener, state, shutdown.clone()));
+    let server = tokio::spawn(crate::server::serve(listener, state, limits, shutdown.clone()));
     let heartbeats = match launcher.as_ref() {
         AnyLauncher::SqlGateway(l) => Some(l.spawn_heartbeats()),
         _ => None,

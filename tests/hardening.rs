@@ -70,13 +70,14 @@ struct Sidecar {
 
 impl Sidecar {
     /// Starts `run` with the dry-run launcher and `env` on top of quick test settings; `nofile` runs it under
-    /// `ulimit -n <nofile>` (soft and hard).
-    fn start(env: &[(&str, &str)], nofile: Option<u32>) -> Sidecar {
+    /// that (soft, hard) open-file limit.
+    fn start(env: &[(&str, &str)], nofile: Option<(u32, u32)>) -> Sidecar {
         let addr = format!("127.0.0.1:{}", support::free_port());
         let mut cmd = match nofile {
-            Some(limit) => {
+            Some((soft, hard)) => {
                 let mut cmd = Command::new("sh");
-                cmd.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" run"), BIN]);
+                let script = format!("ulimit -S -n {soft} && ulimit -H -n {hard} && exec \"$0\" run");
+                cmd.args(["-c", &script, BIN]);
                 clean_env(&mut cmd);
                 cmd
             }
@@ -495,5 +496,257 @@ fn the_sql_gateway_launcher_needs_its_credentials_at_start_up_and_check_says_so(
     let all: Vec<(&str, &str)> = SECRETS.iter().chain(&gateway).copied().collect();
     assert!(output(&["check"], &all).status.success());
     let out = output(&["check"], &[("CDC_FLINK__LAUNCHER", "dry-run")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+// Item 6: HTTP limits. Bodies are limited as they are read, slow and idle clients are cut off, and idle clients
+// can neither lock out the health probe nor take the watcher's descriptors.
+
+/// Sends a POST with a `size`-byte chunked body (1 MiB chunks) while reading the answer on the side, since the
+/// server may answer, and close, before the body is sent.
+fn chunked_post(addr: &str, path: &str, size: usize) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let mut reader = stream.try_clone().expect("clone stream");
+    reader.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let answer = std::thread::spawn(move || {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        answer
+    });
+    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let chunk = vec![b'x'; 1 << 20];
+    let mut sent = stream.write_all(head.as_bytes()).is_ok();
+    let mut left = size;
+    while sent && left > 0 {
+        let n = left.min(chunk.len());
+        sent = stream.write_all(format!("{n:x}\r\n").as_bytes()).is_ok()
+            && stream.write_all(&chunk[..n]).is_ok()
+            && stream.write_all(b"\r\n").is_ok();
+        left -= n;
+    }
+    if sent {
+        let _ = stream.write_all(b"0\r\n\r\n");
+    }
+    parse_answer(&answer.join().expect("reader thread"))
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn an_oversized_body_gets_413_chunked_or_sized_and_never_acts() {
+    let sidecar = Sidecar::start(&[], None);
+    // A table with a template is there before any change, as the control API already treats it.
+    let (code, body) = sidecar.request("GET", "/tables/faculty", &[]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["state"], "idle");
+    assert_eq!(json(&body)["paused"], false);
+
+    let (code, body) = chunked_post(&sidecar.addr, "/tables/faculty/pause", 50 << 20);
+    assert_eq!(code, 413, "{body}");
+    assert_eq!(json(&body)["error_code"], 413);
+    let sized = "POST /tables/faculty/pause HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n\r\n";
+    let (code, body) = raw_exchange(&sidecar.addr, sized.as_bytes(), Duration::from_secs(5));
+    assert_eq!((code, json(&body)["error_code"].clone()), (413, 413.into()));
+    let (_, body) = sidecar.request("GET", "/tables/faculty", &[]);
+    assert_eq!(
+        json(&body)["paused"],
+        false,
+        "an oversized request must not act: {body}"
+    );
+
+    // A small body is fine (the API ignores it), so the 413s above are about size.
+    let small = "POST /tables/faculty/pause HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let (code, body) = raw_exchange(&sidecar.addr, small.as_bytes(), Duration::from_secs(5));
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(json(&body)["paused"], true);
+
+    for (method, path) in [
+        ("GET", "/tables/%FF"),
+        ("POST", "/tables/%E2%82/pause"),
+        ("GET", "/tables/%C0%AF"),
+    ] {
+        let (code, body) = sidecar.request(method, path, &[]);
+        assert_eq!(code, 400, "{method} {path}: {body}");
+        assert_eq!(json(&body)["error_code"], 400, "{body}");
+    }
+    let (code, body) = sidecar.request("GET", "/tables/no_such_table", &[]);
+    assert_eq!((code, json(&body)["error_code"].clone()), (404, 404.into()));
+}
+
+/// How long until the server closes `stream` (read gives end-of-file or an error), at most `limit`.
+fn time_to_close(mut stream: TcpStream, limit: Duration) -> Duration {
+    let begin = Instant::now();
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return begin.elapsed(),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("the server kept the connection open for {limit:?}")
+            }
+            Err(_) => return begin.elapsed(),
+        }
+    }
+}
+
+#[test]
+fn silent_half_sent_and_idle_connections_are_closed_by_the_timeouts() {
+    let sidecar = Sidecar::start(
+        &[("CDC_SERVER__HEADER_TIMEOUT", "1s"), ("CDC_SERVER__IDLE_TIMEOUT", "2s")],
+        None,
+    );
+    let connect = || TcpStream::connect(&sidecar.addr).expect("connect");
+    let window = |what: &str, took: Duration, at_least: f64| {
+        assert!(
+            took >= Duration::from_secs_f64(at_least) && took < Duration::from_secs_f64(at_least + 2.0),
+            "{what}: closed after {took:?}"
+        );
+    };
+    // Connects and sends nothing.
+    window("silent", time_to_close(connect(), Duration::from_secs(10)), 0.8);
+    // Sends half a header, then nothing.
+    let mut half = connect();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHo").expect("send");
+    window("half a header", time_to_close(half, Duration::from_secs(10)), 0.8);
+    // Sends half a header a byte at a time, each well within the idle timeout: the header timeout still ends it.
+    let mut trickle = connect();
+    let begin = Instant::now();
+    for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaa" {
+        if trickle.write_all(&[*byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = begin.elapsed() + time_to_close(trickle, Duration::from_secs(10));
+    assert!(took < Duration::from_secs(4), "a trickled header was read for {took:?}");
+    // A whole request on a keep-alive connection, then nothing: the wait for the next header is timed too.
+    let mut keep = connect();
+    keep.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    window("idle keep-alive", time_to_close(keep, Duration::from_secs(10)), 0.8);
+    // A complete header and a body that stops half-way: the idle timeout ends it, and the action never runs.
+    let mut stalled = connect();
+    stalled
+        .write_all(b"POST /tables/faculty/pause HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        .expect("send");
+    window("stalled body", time_to_close(stalled, Duration::from_secs(10)), 1.8);
+    let (_, body) = sidecar.request("GET", "/tables/faculty", &[]);
+    assert_eq!(json(&body)["paused"], false, "{body}");
+}
+
+fn open_files(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clients_under_a_low_open_file_limit_starve_neither_healthz_nor_the_watcher() {
+    let broker = support::Broker::start();
+    let bootstrap = broker.bootstrap();
+    // Soft limit 64 under a hard limit of 256: the sidecar raises the soft limit to 256 at start.
+    let sidecar = Sidecar::start(&[("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str())], Some((64, 256)));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", sidecar.pid())).expect("limits");
+    let open_files_line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("limit line");
+    assert_eq!(
+        open_files_line.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["256", "256"],
+        "{open_files_line}"
+    );
+    sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
+    let mut idle = Vec::new();
+    for _ in 0..372 {
+        if let Ok(stream) = TcpStream::connect(&sidecar.addr) {
+            idle.push(stream);
+        }
+    }
+    let held = open_files(&sidecar.pid());
+    assert!(held < 128, "the sidecar holds {held} descriptors");
+    for round in 0..5 {
+        let begin = Instant::now();
+        let (code, body) = raw_exchange(
+            &sidecar.addr,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(2),
+        );
+        assert_eq!(code, 200, "round {round}: {body}");
+        assert!(begin.elapsed() < Duration::from_secs(2));
+        // More idle clients keep arriving.
+        for _ in 0..50 {
+            if let Ok(stream) = TcpStream::connect(&sidecar.addr) {
+                idle.push(stream);
+            }
+        }
+    }
+    produce_change(&broker, "faculty").await;
+    sidecar.wait_for_log("dry-run: job RUNNING", Duration::from_secs(20));
+    assert_eq!(sidecar.count("Too many open files"), 0, "{}", sidecar.log_text());
+    drop(idle);
+}
+
+// Item 8: signals and `watch --once`.
+
+#[test]
+fn sighup_is_logged_and_ignored_and_sigterm_still_stops() {
+    let mut sidecar = Sidecar::start(&[], None);
+    sidecar.signal("HUP");
+    sidecar.wait_for_log("SIGHUP received and ignored", Duration::from_secs(5));
+    sidecar.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sidecar.count("SIGHUP received and ignored") < 2 {
+        assert!(Instant::now() < deadline, "{}", sidecar.log_text());
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(sidecar.exited(), None, "SIGHUP ended the sidecar");
+    let (code, _) = sidecar.request("GET", "/healthz", &[]);
+    assert_eq!(code, 200);
+    sidecar.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = sidecar.exited() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_once_fails_when_no_broker_answers_and_succeeds_when_one_does() {
+    let dead = dead_bootstrap();
+    let env = [
+        ("CDC_KAFKA__BOOTSTRAP", dead.as_str()),
+        ("CDC_KAFKA__REQUEST_TIMEOUT", "1s"),
+        ("CDC_KAFKA__POLL_INTERVAL", "100ms"),
+    ];
+    let out = output(&["watch", "--once"], &env);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("Kafka brokers unreachable") && err.contains(&dead),
+        "{err}"
+    );
+
+    let broker = support::Broker::start();
+    let live = broker.bootstrap();
+    let out = output(
+        &["watch", "--once"],
+        &[
+            ("CDC_KAFKA__BOOTSTRAP", live.as_str()),
+            ("CDC_KAFKA__POLL_INTERVAL", "100ms"),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
