@@ -673,6 +673,22 @@ impl Config {
                 "not a valid database name (letters, digits and _, not starting with a digit, at most 63)",
             ));
         }
+        if self.server.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+            // An empty token would make every POST a 401; leaving the key unset is how to disable the check.
+            return Err(invalid(
+                "server.token",
+                &"",
+                "must not be empty (leave it unset for no token)",
+            ));
+        }
+        if let Some(sasl) = &k.sasl {
+            if sasl.username.trim().is_empty() {
+                return Err(invalid("kafka.sasl.username", &sasl.username, "must not be empty"));
+            }
+            if sasl.password.expose().is_empty() {
+                return Err(invalid("kafka.sasl.password", &"", "must not be empty"));
+            }
+        }
         if self.flink.savepoint_dir.trim().is_empty() {
             return Err(invalid(
                 "flink.savepoint_dir",

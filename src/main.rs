@@ -133,7 +133,7 @@ fn main() -> ExitCode {
                 Ok(Err(e)) => {
                     eprintln!("error: {e}");
                     match e {
-                        run::RunError::Credentials(_) => ExitCode::from(EXIT_CONFIG),
+                        run::RunError::Credentials(_) | run::RunError::Listen { .. } => ExitCode::from(EXIT_CONFIG),
                         _ => ExitCode::FAILURE,
                     }
                 }

@@ -35,7 +35,7 @@ const STOP_RETRY_MAX: Duration = Duration::from_secs(60);
 #[non_exhaustive]
 pub enum RunError {
     /// The HTTP port could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("server.listen: cannot listen on {addr}: {source}")]
     Listen {
         /// The configured `server.listen`.
         addr: std::net::SocketAddr,

@@ -327,6 +327,28 @@ fn nonsense_configs_exit_2_with_one_line_naming_the_key() {
     }
     let out = check(&[("CDC_SERVER__LISTEN", "8080")]);
     assert_config_error(&out, &["server.listen", "\"8080\"", "CDC_SERVER__LISTEN"]);
+    let out = check(&[("CDC_SERVER__TOKEN", "")]);
+    assert_config_error(&out, &["server.token", "must not be empty"]);
+    let out = check(&[
+        ("CDC_KAFKA__SASL__MECHANISM", "PLAIN"),
+        ("CDC_KAFKA__SASL__USERNAME", "u"),
+        ("CDC_KAFKA__SASL__PASSWORD", ""),
+    ]);
+    assert_config_error(&out, &["kafka.sasl.password", "must not be empty"]);
+    // An address that parses but cannot be bound (taken, or not this host's) is refused by `run`, naming the key.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_addr = taken.local_addr().expect("addr").to_string();
+    for listen in [taken_addr.as_str(), "192.0.2.1:8080"] {
+        let out = output(
+            &["run"],
+            &[
+                ("CDC_FLINK__LAUNCHER", "dry-run"),
+                ("CDC_SERVER__LISTEN", listen),
+                ("CDC_KAFKA__BOOTSTRAP", dead_bootstrap().as_str()),
+            ],
+        );
+        assert_config_error(&out, &["server.listen", listen]);
+    }
     let folder = dir.path().to_str().expect("utf-8 path");
     let out = output(&["check", "--config", folder], &[]);
     assert_config_error(&out, &["is a directory", folder]);
