@@ -399,7 +399,10 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        // Otherwise hyper keeps a read pending while a handler runs, to notice a client hanging up, and the idle
+        // timeout would cut off a control request that waits for the run loop longer than it.
+        .half_close(true);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {
