@@ -581,6 +581,34 @@ mod tests {
     }
 
     #[test]
+    fn the_connection_cap_stays_a_quarter_of_the_open_file_limit() {
+        let limits = Limits::from_config(&ServerConfig::default());
+        assert_eq!(limits.max_connections, 64);
+        assert_eq!(limits.capped_by_open_files(1_048_576).max_connections, 64);
+        assert_eq!(limits.capped_by_open_files(128).max_connections, 32);
+        assert_eq!(limits.capped_by_open_files(0).max_connections, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_cap_the_longest_idle_connection_makes_room() {
+        let connections = Connections::default();
+        let first = connections.admit(1, 2).expect("room");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let second = connections.admit(2, 2).expect("room");
+        let third = connections.admit(3, 2).expect("the oldest idle one makes room");
+        assert!(first.is_cancelled() && !second.is_cancelled() && !third.is_cancelled());
+        connections.set_idle(2, false);
+        connections.set_idle(3, false);
+        assert!(
+            connections.admit(4, 2).is_none(),
+            "busy connections are never closed for a newcomer"
+        );
+        connections.set_idle(3, true);
+        assert!(connections.admit(5, 2).is_some());
+        assert!(third.is_cancelled() && !second.is_cancelled());
+    }
+
+    #[test]
     fn bearer_scheme_is_case_insensitive() {
         assert_eq!(bearer_token("Bearer 007"), Some("007"));
         assert_eq!(bearer_token("bearer 007"), Some("007"));
