@@ -197,13 +197,19 @@ impl Drop for Sidecar {
 
 /// Sends `request` on a new connection and reads the answer until the server closes it.
 fn raw_exchange(addr: &str, request: &[u8], timeout: Duration) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    let mut stream = connect_within(addr, timeout).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     stream.set_read_timeout(Some(timeout)).expect("timeout");
     stream.set_write_timeout(Some(timeout)).expect("timeout");
     stream.write_all(request).expect("send request");
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
     parse_answer(&answer)
+}
+
+/// A connection, or the error when none is made within `timeout` (a full accept backlog makes `connect` hang).
+fn connect_within(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+    let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
+    TcpStream::connect_timeout(&addr, timeout)
 }
 
 fn parse_answer(answer: &[u8]) -> (u16, String) {
@@ -688,7 +694,7 @@ async fn idle_clients_under_a_low_open_file_limit_starve_neither_healthz_nor_the
     sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
     let mut idle = Vec::new();
     for _ in 0..372 {
-        if let Ok(stream) = TcpStream::connect(&sidecar.addr) {
+        if let Ok(stream) = connect_within(&sidecar.addr, Duration::from_secs(1)) {
             idle.push(stream);
         }
     }
@@ -705,7 +711,7 @@ async fn idle_clients_under_a_low_open_file_limit_starve_neither_healthz_nor_the
         assert!(begin.elapsed() < Duration::from_secs(2));
         // More idle clients keep arriving.
         for _ in 0..50 {
-            if let Ok(stream) = TcpStream::connect(&sidecar.addr) {
+            if let Ok(stream) = connect_within(&sidecar.addr, Duration::from_secs(1)) {
                 idle.push(stream);
             }
         }
