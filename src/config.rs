@@ -11,9 +11,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use regex::Regex;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::op::Op;
@@ -31,6 +33,21 @@ pub enum ConfigError {
     /// The file named by `--config` / `CDC_CONFIG` does not exist.
     #[error("config file not found: {}", .0.display())]
     FileNotFound(PathBuf),
+    /// The path named by `--config` / `CDC_CONFIG` is a directory, not a file.
+    #[error("config file {} is a directory, not a file", .0.display())]
+    IsDirectory(PathBuf),
+    /// The file is not valid TOML.
+    #[error("{}: TOML syntax error at line {line}, column {column}: {message}", .path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// The TOML parser's description, on one line.
+        message: String,
+    },
     /// A key is unknown, has the wrong type, or its value does not parse.
     #[error("{0}")]
     Parse(String),
@@ -67,7 +84,7 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port`; a comma-separated string is accepted too (handy in env vars).
-    #[serde(deserialize_with = "string_or_list")]
+    #[serde(deserialize_with = "list")]
     pub bootstrap: Vec<String>,
     /// Topics whose names match this regex are watched.
     pub topic_pattern: String,
@@ -103,6 +120,7 @@ pub struct KafkaConfig {
     /// Debezium `ByLogicalTableRouter` topic. Only on these is a record's own `source.table` (or `__table`)
     /// believed, and only for a table the sidecar can start; everywhere else a change belongs to the topic's
     /// table. Empty by default.
+    #[serde(deserialize_with = "list")]
     pub routed_topics: Vec<String>,
     /// Most tables the watcher tracks (and so most per-table metric series); tables beyond it are ignored with
     /// one warning.
@@ -229,12 +247,15 @@ pub struct PolicyConfig {
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Operations that count as changes; others are observed but start nothing.
+    #[serde(deserialize_with = "list")]
     pub operations: Vec<Op>,
     /// A paused table never starts.
     pub paused: bool,
     /// Only these tables are managed; empty means every table seen.
+    #[serde(deserialize_with = "list")]
     pub include: Vec<String>,
     /// These tables are never managed, even when included.
+    #[serde(deserialize_with = "list")]
     pub exclude: Vec<String>,
     /// First retry delay after a failed start; doubles per failure.
     #[serde(with = "humantime_serde")]
@@ -277,7 +298,7 @@ pub struct TableOverrides {
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<Duration>,
     /// Overrides `policy.operations`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "optional_list", skip_serializing_if = "Option::is_none")]
     pub operations: Option<Vec<Op>>,
     /// Overrides `policy.paused`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -441,10 +462,23 @@ impl Default for IcebergConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address of the HTTP server (health, metrics, control).
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// When set, POST requests need `Authorization: Bearer <token>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// Connections served at once; further clients wait in the kernel's accept queue.
+    #[serde(deserialize_with = "whole_u32")]
+    pub max_connections: u32,
+    /// A client must send a request's whole header within this time, or the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection with no request in progress for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest request body accepted, counted as it is read (chunked or sized); the API takes no bodies.
+    #[serde(deserialize_with = "whole_u32")]
+    pub max_body_bytes: u32,
 }
 
 impl Default for ServerConfig {
@@ -452,6 +486,10 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             token: None,
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_body_bytes: 4096,
         }
     }
 }
@@ -495,13 +533,19 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::new();
         if let Some(path) = file {
+            if path.is_dir() {
+                return Err(ConfigError::IsDirectory(path.to_owned()));
+            }
             if !path.is_file() {
                 return Err(ConfigError::FileNotFound(path.to_owned()));
             }
+            check_syntax(path)?;
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&CLI_ENV_KEYS));
-        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        figment = figment.merge(EnvText(Env::prefixed(ENV_PREFIX).split("__").ignore(&CLI_ENV_KEYS)));
+        // Lossy: a `true` or `8` that arrives as text (every environment value does) is a bool or a number where
+        // the key is one; where the key is a string the text is kept as written.
+        let config: Config = figment.extract_lossy().map_err(|e| ConfigError::Parse(describe(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -540,6 +584,9 @@ impl Config {
             ("flink.shutdown_timeout", self.flink.shutdown_timeout),
             ("flink.checkpoint_interval", self.flink.checkpoint_interval),
             ("policy.retry_initial_backoff", self.policy.retry_initial_backoff),
+            ("policy.idle_timeout", self.policy.idle_timeout),
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
         ] {
             if value.is_zero() {
                 return Err(invalid(
@@ -562,6 +609,8 @@ impl Config {
             ("flink.starts_per_minute", self.flink.starts_per_minute),
             ("flink.start_burst", self.flink.start_burst),
             ("flink.max_concurrent_jobs", self.flink.max_concurrent_jobs),
+            ("policy.failing_after", self.policy.failing_after),
+            ("server.max_connections", self.server.max_connections),
         ] {
             if value == 0 {
                 return Err(invalid(key, &value, "must be at least 1"));
@@ -620,6 +669,13 @@ impl Config {
             if !is_table_name(name) {
                 return Err(invalid(&format!("policy.tables.{name}"), name, TABLE_NAME_RULE));
             }
+            if let Some(idle) = overrides.idle_timeout.filter(Duration::is_zero) {
+                return Err(invalid(
+                    &format!("policy.tables.{name}.idle_timeout"),
+                    &humantime::format_duration(idle).to_string(),
+                    "must be greater than 0",
+                ));
+            }
             if overrides.operations.as_ref().is_some_and(Vec::is_empty) {
                 return Err(invalid(
                     &format!("policy.tables.{name}.operations"),
@@ -664,6 +720,22 @@ impl Config {
                 "not a valid database name (letters, digits and _, not starting with a digit, at most 63)",
             ));
         }
+        if self.server.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+            // An empty token would make every POST a 401; leaving the key unset is how to disable the check.
+            return Err(invalid(
+                "server.token",
+                &"",
+                "must not be empty (leave it unset for no token)",
+            ));
+        }
+        if let Some(sasl) = &k.sasl {
+            if sasl.username.trim().is_empty() {
+                return Err(invalid("kafka.sasl.username", &sasl.username, "must not be empty"));
+            }
+            if sasl.password.expose().is_empty() {
+                return Err(invalid("kafka.sasl.password", &"", "must not be empty"));
+            }
+        }
         if self.flink.savepoint_dir.trim().is_empty() {
             return Err(invalid(
                 "flink.savepoint_dir",
@@ -703,6 +775,31 @@ impl Config {
             return Err(unwatched(first));
         }
         Ok(())
+    }
+
+    /// Settings that are allowed but probably not what was meant, each as one line naming the key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut tables: Vec<(String, TablePolicy)> = vec![("policy".to_owned(), self.policy.for_table(""))];
+        tables.extend(
+            self.policy
+                .tables
+                .keys()
+                .map(|name| (format!("policy.tables.{name}"), self.policy.for_table(name))),
+        );
+        for (key, effective) in tables {
+            if effective.cooldown > effective.idle_timeout {
+                warnings.push(format!(
+                    "{key}: cooldown ({}) is longer than idle_timeout ({}): a job stopped for being idle cannot \
+                     start again until the cooldown since its last start has passed, so changes in between wait \
+                     up to {} before their job starts",
+                    humantime::format_duration(effective.cooldown),
+                    humantime::format_duration(effective.idle_timeout),
+                    humantime::format_duration(effective.cooldown.saturating_sub(effective.idle_timeout)),
+                ));
+            }
+        }
+        warnings
     }
 
     /// The resolved configuration as TOML, secrets redacted.
@@ -774,22 +871,108 @@ fn describe(error: figment::Error) -> String {
         .join("; ")
 }
 
-/// Accepts `["a:1", "b:2"]` or `"a:1,b:2"`.
-fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+/// The `CDC_` environment variables with every value kept as its text.
+///
+/// figment's own [`Env`] parses each value as TOML-ish data, so `007` became the number 7 and `[x` an error, even
+/// for a key that is a string (a token, a user name). Here every value stays a string; the typed deserializers
+/// ([`Figment::extract_lossy`], [`whole_u32`], [`list`], humantime) parse it where the key is not a string.
+struct EnvText(Env);
+
+impl Provider for EnvText {
+    fn metadata(&self) -> Metadata {
+        self.0.metadata()
     }
-    Ok(match OneOrMany::deserialize(deserializer)? {
-        OneOrMany::One(s) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        OneOrMany::Many(v) => v,
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, value) in self.0.iter() {
+            let path: Vec<&str> = key.as_str().split('.').collect();
+            insert_nested(&mut dict, &path, value);
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Puts `value` at the dotted `path` of `dict`, creating the tables on the way.
+fn insert_nested(dict: &mut Dict, path: &[&str], value: String) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert((*last).to_owned(), Value::from(value));
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry((*first).to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if !matches!(entry, Value::Dict(..)) {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert_nested(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// Parses the file once to report a syntax error on one line (the TOML parser draws a caret diagram).
+fn check_syntax(path: &Path) -> Result<(), ConfigError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        // Unreadable files are reported by figment with the reason.
+        return Ok(());
+    };
+    match toml::from_str::<toml::Table>(&text) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let offset = e.span().map_or(0, |span| span.start).min(text.len());
+            let before = text.get(..offset).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e
+                    .message()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })
+        }
+    }
+}
+
+/// A list: `["a", "b"]` in TOML; in an environment variable either the same bracketed form or `a,b`.
+fn list<'de, D: Deserializer<'de>, T: DeserializeOwned>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    let value = match <Value as Deserialize>::deserialize(deserializer)? {
+        Value::String(_, text) if text.trim_start().starts_with('[') => {
+            text.parse::<Value>().map_err(serde::de::Error::custom)?
+        }
+        Value::String(_, text) => Value::from(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        ),
+        other => other,
+    };
+    Vec::<T>::deserialize(&value).map_err(|e| serde::de::Error::custom(e.kind))
+}
+
+/// [`list`] for an optional key.
+fn optional_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(deserializer: D) -> Result<Option<Vec<T>>, D::Error> {
+    list(deserializer).map(Some)
+}
+
+/// A socket address; the error shows the value and the expected form.
+fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = lenient_string(deserializer)?;
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected ip:port such as 0.0.0.0:8080 or [::]:8080 (a host name is not accepted), got {text:?}"
+        ))
     })
 }
 
@@ -800,14 +983,28 @@ fn whole_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error
     enum Number {
         Int(i64),
         Float(f64),
+        // Environment values arrive as text.
+        Text(String),
     }
     let out_of_range = |shown: String| {
         serde::de::Error::custom(format!("expected a whole number from 0 to {}, got {shown}", u32::MAX))
     };
-    match Number::deserialize(deserializer)? {
+    let number = match Number::deserialize(deserializer)? {
+        Number::Text(text) => {
+            let text = text.trim();
+            match (text.parse::<i64>(), text.parse::<f64>()) {
+                (Ok(i), _) => Number::Int(i),
+                (_, Ok(f)) if f.is_finite() => Number::Float(f),
+                _ => return Err(out_of_range(format!("{text:?}"))),
+            }
+        }
+        number => number,
+    };
+    match number {
         Number::Int(i) => u32::try_from(i).map_err(|_| out_of_range(i.to_string())),
         Number::Float(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => Ok(f as u32),
         Number::Float(f) => Err(out_of_range(f.to_string())),
+        Number::Text(text) => Err(out_of_range(text)),
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, is_table_name};
+use crate::config::{Config, LauncherKind, is_table_name};
 use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, job_id_for, reconcile};
 use crate::metrics::{Metrics, TableJobStateLabels, TableLabels};
 use crate::op::Op;
@@ -21,6 +21,7 @@ use crate::policy::{
 };
 use crate::routing::Routing;
 use crate::server::{ControlCommand, ControlError, ControlRequest, Health, ServerState, TablesSnapshot};
+use crate::sql::Credentials;
 use crate::watcher::{TableActivity, WatchError, WatchEvent, Watcher};
 
 /// How many bits of a launch generation the policy's per-table counter occupies; the rest is the process's
@@ -39,7 +40,7 @@ const PINNED_PER_TABLE: usize = 8;
 #[non_exhaustive]
 pub enum RunError {
     /// The HTTP port could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("server.listen: cannot listen on {addr}: {source}")]
     Listen {
         /// The configured `server.listen`.
         addr: std::net::SocketAddr,
@@ -52,6 +53,9 @@ pub enum RunError {
     /// The watcher could not be built from the configuration.
     #[error("cannot set up the Kafka watcher: {0}")]
     Watcher(#[from] WatchError),
+    /// The launcher submits the statements, and a credential they need is missing or unusable.
+    #[error("{0}")]
+    Credentials(#[source] crate::sql::SqlError),
 }
 
 /// Milliseconds since the Unix epoch, read from a monotonic clock anchored once at start-up, so the policy
@@ -128,6 +132,9 @@ pub struct RunLoop {
     last_ops: HashMap<String, String>,
     /// The job ids this process pinned for its latest starts, per table: (policy generation, job id).
     pinned: HashMap<String, VecDeque<(u64, JobId)>>,
+    /// What the templates' credential placeholders are filled with: the environment's values for a launcher
+    /// that submits them, [`Credentials::redacted`] for the dry run, which only logs its statements.
+    credentials: Credentials,
     reconciling: bool,
     /// When the listing in flight was asked for.
     reconcile_requested_at: Millis,
@@ -156,10 +163,15 @@ impl RunLoop {
                 BTreeSet::new()
             }
         };
+        let credentials = match launcher.as_ref() {
+            AnyLauncher::DryRun(_) => Credentials::redacted(),
+            _ => Credentials::from_env(),
+        };
         RunLoop {
             templated,
             untemplated_warned: BTreeSet::new(),
             last_ops: HashMap::new(),
+            credentials,
             config,
             clock,
             policy,
@@ -174,6 +186,17 @@ impl RunLoop {
             reconcile_requested_at: Millis(0),
             job_state_series: HashMap::new(),
         }
+    }
+
+    /// The status of every table an operator may address before this loop has seen it (it has a SQL template and
+    /// is managed), for the HTTP server.
+    pub fn unseen_statuses(&self) -> BTreeMap<String, crate::policy::TableStatus> {
+        let policy = &self.policy.settings().policy;
+        self.templated
+            .iter()
+            .filter(|table| policy.manages(table))
+            .map(|table| (table.clone(), self.policy.unseen_status(table)))
+            .collect()
     }
 
     /// A receiver of the table snapshots this loop publishes, for the HTTP server.
@@ -338,11 +361,13 @@ impl RunLoop {
                 Err(e) => {
                     self.note_flink_error(&e);
                     self.metrics.record_start(&table, false);
-                    tracing::warn!(%table, error = %e, "failed to start job for: {table}");
+                    // Flink's answer may echo a statement, credentials included.
+                    let error = self.credentials.redact(&e.to_string());
+                    tracing::warn!(%table, %error, "failed to start job for: {table}");
                     self.step(Input::StartFailed {
                         table,
                         generation: Some(generation),
-                        error: e.to_string(),
+                        error,
                     });
                 }
             },
@@ -495,7 +520,7 @@ impl RunLoop {
     }
 
     fn spawn_start(&mut self, table: String, generation: u64, reason: StartReason) {
-        let statements = match crate::sql::render_table(&self.config, &table) {
+        let statements = match crate::sql::render_table_with(&self.config, &table, &self.credentials) {
             Ok(statements) => statements,
             Err(e) => {
                 tracing::warn!(%table, error = %e, "cannot render the job's SQL");
@@ -714,6 +739,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     // Built before binding the port, so a bad pattern or TLS file fails fast and cleanly.
     let routing = Routing::for_config(&config).map_err(WatchError::Routed)?;
     let watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
+    if config.flink.launcher != LauncherKind::DryRun {
+        crate::sql::require_credentials(&config, &Credentials::from_env()).map_err(RunError::Credentials)?;
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| RunError::Listen {
@@ -734,9 +762,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         tables: run_loop.subscribe(),
         control: control_tx,
         token: config.server.token.clone(),
+        max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
+        unseen: Arc::new(run_loop.unseen_statuses()),
     };
+    let configured = crate::server::Limits::from_config(&config.server);
+    let limits = match crate::server::open_file_limit() {
+        Some(nofile) => configured.capped_by_open_files(nofile),
+        None => configured,
+    };
+    if limits.max_connections < configured.max_connections {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            configured = configured.max_connections,
+            "HTTP connections capped at a quarter of the open-file limit"
+        );
+    }
     tracing::info!(listen = %config.server.listen, launcher = ?config.flink.launcher, "cdc-orchestrator running");
-    let server = tokio::spawn(crate::server::serve(listener, state, shutdown.clone()));
+    let server = tokio::spawn(crate::server::serve(listener, state, limits, shutdown.clone()));
     if matches!(launcher.as_ref(), AnyLauncher::DryRun(_)) {
         health.flink_ok();
     }

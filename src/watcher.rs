@@ -52,6 +52,9 @@ pub enum WatchError {
     /// TLS material could not be loaded.
     #[error("kafka.tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// `watch --once`: no broker answered.
+    #[error("Kafka brokers unreachable: {0}")]
+    Unreachable(String),
 }
 
 /// New records on one table, learned from one partition's watermark advance.
@@ -929,7 +932,7 @@ pub async fn watch_command(
                     }
                 }
             }
-            Err(error) => tracing::error!(%error, "Kafka brokers unreachable"),
+            Err(error) => return Err(WatchError::Unreachable(error)),
         }
         return Ok(());
     }

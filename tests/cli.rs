@@ -12,6 +12,10 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
             cmd.env_remove(key);
         }
     }
+    // `check` with the sql-gateway launcher needs the credentials `run` would submit.
+    for &(_, variable) in &cdc_orchestrator::sql::CREDENTIALS {
+        cmd.env(variable, "test-credential");
+    }
     cmd.envs(env.iter().copied());
     cmd.output().expect("run cdc-orchestrator")
 }

@@ -433,7 +433,7 @@ fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
 fn render_prints_exactly_the_statements_of_the_table() {
     let config = Config::default();
     for table in sql::known_tables(&config).unwrap() {
-        let out = run_cli(&["render", &table], &CREDENTIAL_ENV);
+        let out = run_cli(&["render", &table, "--show-secrets"], &CREDENTIAL_ENV);
         assert!(
             out.status.success(),
             "{table}: {}",
@@ -482,7 +482,7 @@ fn render_of_an_unknown_table_fails_listing_the_known_ones() {
 
 #[test]
 fn render_without_credentials_names_the_missing_variable() {
-    let out = run_cli(&["render", "faculty"], &CREDENTIAL_ENV[..1]);
+    let out = run_cli(&["render", "faculty", "--show-secrets"], &CREDENTIAL_ENV[..1]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);

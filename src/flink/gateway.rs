@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::http::Rest;
 use super::{Backoff, FlinkError, JobId, short_statement, sleep_until_next};
+use crate::sql::Credentials;
 
 /// How often the session is kept alive; well below the gateway's default idle timeout of 10 minutes.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
@@ -52,6 +53,8 @@ pub struct SqlGateway {
     /// `v2` when the gateway speaks it (results carry `jobID`), else `v1`.
     result_version: OnceCell<&'static str>,
     poll: Backoff,
+    /// The credentials the statements carry, masked wherever a statement is logged.
+    redact: Credentials,
 }
 
 #[derive(Deserialize)]
@@ -116,7 +119,13 @@ impl SqlGateway {
             session: Mutex::new(None),
             result_version: OnceCell::new(),
             poll,
+            redact: Credentials::default(),
         })
+    }
+
+    /// Masks `credentials` wherever this client logs a statement.
+    pub fn set_redaction(&mut self, credentials: Credentials) {
+        self.redact = credentials;
     }
 
     /// Runs `statements` in order in the session, each to completion, and returns their results. Stops at the
@@ -277,7 +286,7 @@ impl SqlGateway {
     }
 
     async fn run_one(&self, session: &str, statement: &str, deadline: Instant) -> Result<StatementResult, FlinkError> {
-        tracing::debug!(statement = %short_statement(statement), "executing");
+        tracing::debug!(statement = %self.redact.redact(&short_statement(statement)), "executing");
         let body = json!({ "statement": statement });
         let path = format!("v1/sessions/{session}/statements");
         let op: ExecuteResponse = self.rest.call(Method::POST, &path, Some(&body)).await?;

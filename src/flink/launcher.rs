@@ -54,12 +54,17 @@ impl SqlGatewayLauncher {
     /// A launcher for `flink.sql_gateway_url` and `flink.jobmanager_url`.
     pub fn from_config(config: &Config) -> Result<SqlGatewayLauncher, FlinkError> {
         let flink = &config.flink;
-        SqlGatewayLauncher::new(
+        let mut launcher = SqlGatewayLauncher::new(
             &flink.sql_gateway_url,
             &flink.jobmanager_url,
             flink.request_timeout,
             LaunchSettings::from_config(flink),
-        )
+        )?;
+        // Freshly built, so the gateway is not shared yet.
+        if let Some(gateway) = Arc::get_mut(&mut launcher.gateway) {
+            gateway.set_redaction(crate::sql::Credentials::from_env());
+        }
+        Ok(launcher)
     }
 
     /// A launcher with explicit endpoints and settings; every HTTP request is bounded by `request_timeout`.

@@ -327,6 +327,11 @@ impl Policy {
         self.tables.get(table).map(|t| self.status_of(table, t))
     }
 
+    /// The status `table` has before the policy sees it: idle, or paused when its configuration pauses it.
+    pub fn unseen_status(&self, table: &str) -> TableStatus {
+        self.status_of(table, &Table::new(self.settings.policy.for_table(table)))
+    }
+
     /// The status of every table seen, by name.
     pub fn statuses(&self) -> Vec<TableStatus> {
         self.tables.iter().map(|(name, t)| self.status_of(name, t)).collect()
