@@ -23,7 +23,10 @@ if ldd_out="$(ldd "$bin" 2>&1)"; then
 fi
 
 "$bin" version
-env -u CDC_CONFIG "$bin" check --config config/cdc-orchestrator.toml >/dev/null
+# The sql-gateway launcher (the default) needs the templates' credentials at start-up; placeholders prove the
+# shipped config passes `check` once they are set.
+env -u CDC_CONFIG POLARIS_CLIENT_ID=check POLARIS_CLIENT_SECRET=check AWS_ACCESS_KEY_ID=check \
+  AWS_SECRET_ACCESS_KEY=check "$bin" check --config config/cdc-orchestrator.toml >/dev/null
 size=$(stat -c %s "$bin")
 echo "static binary: $size bytes ($((size / 1024)) KiB; budget $((budget / 1024)) KiB)"
 if [ "$size" -gt "$budget" ]; then

@@ -11,9 +11,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use regex::Regex;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::op::Op;
@@ -31,6 +33,21 @@ pub enum ConfigError {
     /// The file named by `--config` / `CDC_CONFIG` does not exist.
     #[error("config file not found: {}", .0.display())]
     FileNotFound(PathBuf),
+    /// The path named by `--config` / `CDC_CONFIG` is a directory, not a file.
+    #[error("config file {} is a directory, not a file", .0.display())]
+    IsDirectory(PathBuf),
+    /// The file is not valid TOML.
+    #[error("{}: TOML syntax error at line {line}, column {column}: {message}", .path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// The TOML parser's description, on one line.
+        message: String,
+    },
     /// A key is unknown, has the wrong type, or its value does not parse.
     #[error("{0}")]
     Parse(String),
@@ -69,7 +86,7 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port`; a comma-separated string is accepted too (handy in env vars).
-    #[serde(deserialize_with = "string_or_list")]
+    #[serde(deserialize_with = "list")]
     pub bootstrap: Vec<String>,
     /// Topics whose names match this regex are watched.
     pub topic_pattern: String,
@@ -99,7 +116,18 @@ pub struct KafkaConfig {
     /// Consumer group of a table's Flink job, used for lag; `{table}` is replaced by the table name.
     pub group_template: String,
     /// Topic a table's Flink job reads (Debezium's `<topic.prefix>.<schema>.<table>`); `{table}` is replaced.
+    /// It is also the one rule that maps a watched topic back to its table ([`KafkaConfig::table_of_topic`]).
     pub topic_template: String,
+    /// Topics (exact names or regexes matched against the whole name) that carry several tables, such as a
+    /// Debezium `ByLogicalTableRouter` topic. Only on these is a record's own `source.table` (or `__table`)
+    /// believed, and only for a table the sidecar can start; everywhere else a change belongs to the topic's
+    /// table. Empty by default.
+    #[serde(deserialize_with = "list")]
+    pub routed_topics: Vec<String>,
+    /// Most tables the watcher tracks (and so most per-table metric series); tables beyond it are ignored with
+    /// one warning.
+    #[serde(deserialize_with = "whole_u32")]
+    pub max_tables: u32,
     /// Transport encryption.
     pub tls: TlsConfig,
     /// SASL authentication; absent means none.
@@ -121,6 +149,8 @@ impl Default for KafkaConfig {
             batch_watermarks: true,
             group_template: "cdc-{table}".to_owned(),
             topic_template: "university-server.public.{table}".to_owned(),
+            routed_topics: Vec::new(),
+            max_tables: 1000,
             tls: TlsConfig::default(),
             sasl: None,
         }
@@ -142,6 +172,25 @@ impl KafkaConfig {
     pub fn topic_for(&self, table: &str) -> String {
         self.topic_template.replace("{table}", table)
     }
+
+    /// The table a topic carries, by the same `kafka.topic_template` that [`KafkaConfig::topic_for`] fills: the
+    /// part of the name where `{table}` stands, if the rest matches and it is a valid table name. This is the
+    /// only mapping from topics to tables (watcher, lag and run loop all use it).
+    pub fn table_of_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        table_of_topic(&self.topic_template, topic)
+    }
+
+    /// The compiled `kafka.routed_topics`, each anchored to the whole topic name.
+    pub fn routed_regex(&self) -> Result<regex::RegexSet, regex::Error> {
+        regex::RegexSet::new(self.routed_topics.iter().map(|p| format!("^(?:{p})$")))
+    }
+}
+
+/// The table of `topic` under `template` (`{table}` once, checked by [`Config::validate`]).
+fn table_of_topic<'t>(template: &str, topic: &'t str) -> Option<&'t str> {
+    let (prefix, suffix) = template.split_once("{table}")?;
+    let table = topic.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    is_table_name(table).then_some(table)
 }
 
 /// The `[kafka.tls]` section.
@@ -200,12 +249,15 @@ pub struct PolicyConfig {
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Operations that count as changes; others are observed but start nothing.
+    #[serde(deserialize_with = "list")]
     pub operations: Vec<Op>,
     /// A paused table never starts.
     pub paused: bool,
     /// Only these tables are managed; empty means every table seen.
+    #[serde(deserialize_with = "list")]
     pub include: Vec<String>,
     /// These tables are never managed, even when included.
+    #[serde(deserialize_with = "list")]
     pub exclude: Vec<String>,
     /// First retry delay after a failed start; doubles per failure.
     #[serde(with = "humantime_serde")]
@@ -248,7 +300,7 @@ pub struct TableOverrides {
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<Duration>,
     /// Overrides `policy.operations`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "optional_list", skip_serializing_if = "Option::is_none")]
     pub operations: Option<Vec<Op>>,
     /// Overrides `policy.paused`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -475,10 +527,23 @@ impl JdbcSinkConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address of the HTTP server (health, metrics, control).
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// When set, POST requests need `Authorization: Bearer <token>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// Connections served at once; further clients wait in the kernel's accept queue.
+    #[serde(deserialize_with = "whole_u32")]
+    pub max_connections: u32,
+    /// A client must send a request's whole header within this time, or the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection with no request in progress for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest request body accepted, counted as it is read (chunked or sized); the API takes no bodies.
+    #[serde(deserialize_with = "whole_u32")]
+    pub max_body_bytes: u32,
 }
 
 impl Default for ServerConfig {
@@ -486,6 +551,10 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             token: None,
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_body_bytes: 4096,
         }
     }
 }
@@ -529,13 +598,19 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::new();
         if let Some(path) = file {
+            if path.is_dir() {
+                return Err(ConfigError::IsDirectory(path.to_owned()));
+            }
             if !path.is_file() {
                 return Err(ConfigError::FileNotFound(path.to_owned()));
             }
+            check_syntax(path)?;
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&CLI_ENV_KEYS));
-        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        figment = figment.merge(EnvText(Env::prefixed(ENV_PREFIX).split("__").ignore(&CLI_ENV_KEYS)));
+        // Lossy: a `true` or `8` that arrives as text (every environment value does) is a bool or a number where
+        // the key is one; where the key is a string the text is kept as written.
+        let config: Config = figment.extract_lossy().map_err(|e| ConfigError::Parse(describe(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -574,6 +649,9 @@ impl Config {
             ("flink.shutdown_timeout", self.flink.shutdown_timeout),
             ("flink.checkpoint_interval", self.flink.checkpoint_interval),
             ("policy.retry_initial_backoff", self.policy.retry_initial_backoff),
+            ("policy.idle_timeout", self.policy.idle_timeout),
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
         ] {
             if value.is_zero() {
                 return Err(invalid(
@@ -596,6 +674,8 @@ impl Config {
             ("flink.starts_per_minute", self.flink.starts_per_minute),
             ("flink.start_burst", self.flink.start_burst),
             ("flink.max_concurrent_jobs", self.flink.max_concurrent_jobs),
+            ("policy.failing_after", self.policy.failing_after),
+            ("server.max_connections", self.server.max_connections),
         ] {
             if value == 0 {
                 return Err(invalid(key, &value, "must be at least 1"));
@@ -608,6 +688,21 @@ impl Config {
             if !template.contains("{table}") {
                 return Err(invalid(key, template, "must contain {table}"));
             }
+        }
+        if k.topic_template.matches("{table}").count() > 1 {
+            return Err(invalid(
+                "kafka.topic_template",
+                &k.topic_template,
+                "must contain {table} once (it also maps topics back to tables)",
+            ));
+        }
+        for pattern in &k.routed_topics {
+            if let Err(e) = Regex::new(&format!("^(?:{pattern})$")) {
+                return Err(invalid("kafka.routed_topics", pattern, &one_line(&e.to_string())));
+            }
+        }
+        if k.max_tables == 0 {
+            return Err(invalid("kafka.max_tables", &k.max_tables, "must be at least 1"));
         }
         if k.tls.cert_file.is_some() != k.tls.key_file.is_some() {
             return Err(invalid(
@@ -638,6 +733,13 @@ impl Config {
         for (name, overrides) in &self.policy.tables {
             if !is_table_name(name) {
                 return Err(invalid(&format!("policy.tables.{name}"), name, TABLE_NAME_RULE));
+            }
+            if let Some(idle) = overrides.idle_timeout.filter(Duration::is_zero) {
+                return Err(invalid(
+                    &format!("policy.tables.{name}.idle_timeout"),
+                    &humantime::format_duration(idle).to_string(),
+                    "must be greater than 0",
+                ));
             }
             if overrides.operations.as_ref().is_some_and(Vec::is_empty) {
                 return Err(invalid(
@@ -699,6 +801,22 @@ impl Config {
                 return Err(invalid("sink.jdbc.username", &jdbc.username, "must not be empty"));
             }
         }
+        if self.server.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+            // An empty token would make every POST a 401; leaving the key unset is how to disable the check.
+            return Err(invalid(
+                "server.token",
+                &"",
+                "must not be empty (leave it unset for no token)",
+            ));
+        }
+        if let Some(sasl) = &k.sasl {
+            if sasl.username.trim().is_empty() {
+                return Err(invalid("kafka.sasl.username", &sasl.username, "must not be empty"));
+            }
+            if sasl.password.expose().is_empty() {
+                return Err(invalid("kafka.sasl.password", &"", "must not be empty"));
+            }
+        }
         if self.flink.savepoint_dir.trim().is_empty() {
             return Err(invalid(
                 "flink.savepoint_dir",
@@ -706,7 +824,63 @@ impl Config {
                 "must not be empty",
             ));
         }
+        self.validate_topic_template()
+    }
+
+    /// `kafka.topic_pattern` must watch the topics `kafka.topic_template` names: the topic of every table in
+    /// `policy.include`, and of at least one table that has a SQL template; otherwise no change of those tables
+    /// is ever seen.
+    fn validate_topic_template(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        // The pattern compiled above; a failure here was reported there.
+        let Ok(pattern) = Regex::new(&k.topic_pattern) else {
+            return Ok(());
+        };
+        let unwatched = |table: &str| ConfigError::Invalid {
+            key: "kafka.topic_template".to_owned(),
+            value: format!("{:?}", k.topic_template),
+            reason: format!(
+                "kafka.topic_pattern {:?} does not match {:?}, the topic of table {table}",
+                k.topic_pattern,
+                k.topic_for(table)
+            ),
+        };
+        if let Some(table) = self.policy.include.iter().find(|t| !pattern.is_match(&k.topic_for(t))) {
+            return Err(unwatched(table));
+        }
+        // Templates that cannot be read are reported by `render` and `run`; there is nothing to compare then.
+        let templated = crate::sql::known_tables(self).unwrap_or_default();
+        if let Some(first) = templated.first()
+            && !templated.iter().any(|t| pattern.is_match(&k.topic_for(t)))
+        {
+            return Err(unwatched(first));
+        }
         Ok(())
+    }
+
+    /// Settings that are allowed but probably not what was meant, each as one line naming the key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut tables: Vec<(String, TablePolicy)> = vec![("policy".to_owned(), self.policy.for_table(""))];
+        tables.extend(
+            self.policy
+                .tables
+                .keys()
+                .map(|name| (format!("policy.tables.{name}"), self.policy.for_table(name))),
+        );
+        for (key, effective) in tables {
+            if effective.cooldown > effective.idle_timeout {
+                warnings.push(format!(
+                    "{key}: cooldown ({}) is longer than idle_timeout ({}): a job stopped for being idle cannot \
+                     start again until the cooldown since its last start has passed, so changes in between wait \
+                     up to {} before their job starts",
+                    humantime::format_duration(effective.cooldown),
+                    humantime::format_duration(effective.idle_timeout),
+                    humantime::format_duration(effective.cooldown.saturating_sub(effective.idle_timeout)),
+                ));
+            }
+        }
+        warnings
     }
 
     /// The resolved configuration as TOML, secrets redacted.
@@ -778,22 +952,108 @@ fn describe(error: figment::Error) -> String {
         .join("; ")
 }
 
-/// Accepts `["a:1", "b:2"]` or `"a:1,b:2"`.
-fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+/// The `CDC_` environment variables with every value kept as its text.
+///
+/// figment's own [`Env`] parses each value as TOML-ish data, so `007` became the number 7 and `[x` an error, even
+/// for a key that is a string (a token, a user name). Here every value stays a string; the typed deserializers
+/// ([`Figment::extract_lossy`], [`whole_u32`], [`list`], humantime) parse it where the key is not a string.
+struct EnvText(Env);
+
+impl Provider for EnvText {
+    fn metadata(&self) -> Metadata {
+        self.0.metadata()
     }
-    Ok(match OneOrMany::deserialize(deserializer)? {
-        OneOrMany::One(s) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        OneOrMany::Many(v) => v,
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, value) in self.0.iter() {
+            let path: Vec<&str> = key.as_str().split('.').collect();
+            insert_nested(&mut dict, &path, value);
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Puts `value` at the dotted `path` of `dict`, creating the tables on the way.
+fn insert_nested(dict: &mut Dict, path: &[&str], value: String) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert((*last).to_owned(), Value::from(value));
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry((*first).to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if !matches!(entry, Value::Dict(..)) {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert_nested(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// Parses the file once to report a syntax error on one line (the TOML parser draws a caret diagram).
+fn check_syntax(path: &Path) -> Result<(), ConfigError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        // Unreadable files are reported by figment with the reason.
+        return Ok(());
+    };
+    match toml::from_str::<toml::Table>(&text) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let offset = e.span().map_or(0, |span| span.start).min(text.len());
+            let before = text.get(..offset).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e
+                    .message()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })
+        }
+    }
+}
+
+/// A list: `["a", "b"]` in TOML; in an environment variable either the same bracketed form or `a,b`.
+fn list<'de, D: Deserializer<'de>, T: DeserializeOwned>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    let value = match <Value as Deserialize>::deserialize(deserializer)? {
+        Value::String(_, text) if text.trim_start().starts_with('[') => {
+            text.parse::<Value>().map_err(serde::de::Error::custom)?
+        }
+        Value::String(_, text) => Value::from(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        ),
+        other => other,
+    };
+    Vec::<T>::deserialize(&value).map_err(|e| serde::de::Error::custom(e.kind))
+}
+
+/// [`list`] for an optional key.
+fn optional_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(deserializer: D) -> Result<Option<Vec<T>>, D::Error> {
+    list(deserializer).map(Some)
+}
+
+/// A socket address; the error shows the value and the expected form.
+fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = lenient_string(deserializer)?;
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected ip:port such as 0.0.0.0:8080 or [::]:8080 (a host name is not accepted), got {text:?}"
+        ))
     })
 }
 
@@ -804,14 +1064,28 @@ fn whole_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error
     enum Number {
         Int(i64),
         Float(f64),
+        // Environment values arrive as text.
+        Text(String),
     }
     let out_of_range = |shown: String| {
         serde::de::Error::custom(format!("expected a whole number from 0 to {}, got {shown}", u32::MAX))
     };
-    match Number::deserialize(deserializer)? {
+    let number = match Number::deserialize(deserializer)? {
+        Number::Text(text) => {
+            let text = text.trim();
+            match (text.parse::<i64>(), text.parse::<f64>()) {
+                (Ok(i), _) => Number::Int(i),
+                (_, Ok(f)) if f.is_finite() => Number::Float(f),
+                _ => return Err(out_of_range(format!("{text:?}"))),
+            }
+        }
+        number => number,
+    };
+    match number {
         Number::Int(i) => u32::try_from(i).map_err(|_| out_of_range(i.to_string())),
         Number::Float(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => Ok(f as u32),
         Number::Float(f) => Err(out_of_range(f.to_string())),
+        Number::Text(text) => Err(out_of_range(text)),
     }
 }
 
@@ -989,6 +1263,7 @@ mod tests {
             assert!(c.iceberg.s3_path_style_access);
             jail.set_env("CDC_ICEBERG__CATALOG_URI", "http://polaris:8181/api/catalog");
             jail.set_env("CDC_KAFKA__TOPIC_TEMPLATE", "srv.{table}");
+            jail.set_env("CDC_KAFKA__TOPIC_PATTERN", r"^srv\..+$");
             let c = load_in(jail, None).map_err(|e| e.to_string())?;
             assert_eq!(c.iceberg.catalog_uri, "http://polaris:8181/api/catalog");
             assert_eq!(c.kafka.topic_for("room"), "srv.room");
@@ -996,6 +1271,27 @@ mod tests {
         });
         let m = error_of(Some("[kafka]\ntopic_template = \"fixed\"\n"), &[]);
         assert!(m.starts_with("kafka.topic_template: must contain {table}"), "{m}");
+        let m = error_of(Some("[kafka]\ntopic_template = \"srv.{table}\"\n"), &[]);
+        assert!(
+            m.starts_with("kafka.topic_template: kafka.topic_pattern ") && m.contains("\"srv.class\""),
+            "{m}"
+        );
+        let m = error_of(
+            Some(
+                "[kafka]\ntopic_pattern = '^u\\.(faculty|program)$'\ntopic_template = \"u.{table}\"\n[policy]\ninclude = [\"faculty\", \"room\"]\n",
+            ),
+            &[],
+        );
+        assert!(
+            m.starts_with("kafka.topic_template:") && m.contains("table room"),
+            "{m}"
+        );
+        let m = error_of(Some("[kafka]\ntopic_template = \"{table}.{table}\"\n"), &[]);
+        assert!(m.starts_with("kafka.topic_template: must contain {table} once"), "{m}");
+        let m = error_of(Some("[kafka]\nrouted_topics = [\"a(\"]\n"), &[]);
+        assert!(m.starts_with("kafka.routed_topics:") && m.contains("a("), "{m}");
+        let m = error_of(None, &[("CDC_KAFKA__MAX_TABLES", "0")]);
+        assert!(m.starts_with("kafka.max_tables: must be at least 1"), "{m}");
         let m = error_of(Some("[flink]\nsql_dir = \"/nonexistent/sql\"\n"), &[]);
         assert!(m.starts_with("flink.sql_dir: not a directory"), "{m}");
         let m = error_of(None, &[("CDC_FLINK__CHECKPOINT_INTERVAL", "0s")]);
@@ -1081,6 +1377,25 @@ mod tests {
         assert!(m.contains("flink.max_concurrent_jobs") && m.contains("8.5"), "{m}");
         let m = error_of(Some("[kafka]\nsample_records = -1\n"), &[]);
         assert!(m.contains("kafka.sample_records") && m.contains("-1"), "{m}");
+    }
+
+    #[test]
+    fn the_topic_template_maps_topics_back_to_tables() {
+        let mut k = KafkaConfig::default();
+        assert_eq!(k.table_of_topic("university-server.public.faculty"), Some("faculty"));
+        for none in [
+            "university-server.public.",
+            "university-server.public.a.b",
+            "university-server.public.bad-name",
+            "other.public.faculty",
+            "university-server.transaction",
+        ] {
+            assert_eq!(k.table_of_topic(none), None, "{none}");
+        }
+        k.topic_template = "cdc.{table}.v1".into();
+        assert_eq!(k.table_of_topic("cdc.room.v1"), Some("room"));
+        assert_eq!(k.table_of_topic(&k.topic_for("student_fee")), Some("student_fee"));
+        assert_eq!(k.table_of_topic("cdc.room.v2"), None);
     }
 
     #[test]

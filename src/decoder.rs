@@ -60,6 +60,9 @@ pub enum Decoded {
 pub struct Change {
     /// The table: `source.table` or `__table` when present, else the topic's last segment.
     pub table: String,
+    /// Whether the record itself named the table (`source.table` or `__table`). Such a name is record content:
+    /// the sidecar believes it only on topics configured as routed (see `kafka.routed_topics`).
+    pub table_from_record: bool,
     /// The database schema, when the record names it.
     pub schema: Option<String>,
     /// The operation, or `None` when the record does not say (unwrapped rows without `__op`).
@@ -90,8 +93,10 @@ impl Decoded {
     }
 }
 
-/// The table a topic carries: its last `.`-separated segment (`university-server.public.faculty` -> `faculty`).
-pub fn table_of_topic(topic: &str) -> &str {
+/// The `decode` command's guess at the table of a record that names none: the topic's last `.`-separated segment.
+/// Only for display; the sidecar maps topics to tables with `kafka.topic_template`
+/// ([`crate::config::KafkaConfig::table_of_topic`]) and never with this.
+fn table_of_topic(topic: &str) -> &str {
     topic.rsplit('.').next().unwrap_or(topic)
 }
 
@@ -391,6 +396,7 @@ fn envelope(
             .as_deref()
             .unwrap_or_else(|| table_of_topic(topic))
             .to_owned(),
+        table_from_record: source.table.is_some(),
         schema: source.schema.as_deref().map(str::to_owned),
         op: Some(op),
         snapshot: source.snapshot.as_ref().is_some_and(Snapshot::is_snapshot),
@@ -411,6 +417,7 @@ fn unwrapped(topic: &str, f: &Fields<'_>) -> Result<Decoded, String> {
             .as_deref()
             .unwrap_or_else(|| table_of_topic(topic))
             .to_owned(),
+        table_from_record: f.unwrapped_table.is_some(),
         schema: f.unwrapped_schema.as_deref().map(str::to_owned),
         op,
         snapshot: f.unwrapped_snapshot.as_ref().is_some_and(Snapshot::is_snapshot) || op == Some(Op::Read),
@@ -486,6 +493,7 @@ mod tests {
     fn change(table: &str, op: Option<Op>, snapshot: bool, ts_ms: Option<i64>) -> Decoded {
         Decoded::Change(Change {
             table: table.to_owned(),
+            table_from_record: true,
             schema: Some("public".to_owned()),
             op,
             snapshot,
@@ -577,6 +585,7 @@ mod tests {
             value(T, row),
             Decoded::Change(Change {
                 table: "faculty".into(),
+                table_from_record: false,
                 schema: None,
                 op: Some(Op::Create),
                 snapshot: false,
@@ -690,7 +699,7 @@ mod tests {
         let json = |d: &Decoded| serde_json::to_string(d).expect("serializes");
         assert_eq!(
             json(&change("faculty", Some(Op::Delete), false, Some(1))),
-            r#"{"kind":"change","table":"faculty","schema":"public","op":"d","snapshot":false,"ts_ms":1}"#
+            r#"{"kind":"change","table":"faculty","table_from_record":true,"schema":"public","op":"d","snapshot":false,"ts_ms":1}"#
         );
         assert_eq!(json(&Decoded::Heartbeat), r#"{"kind":"heartbeat"}"#);
         assert_eq!(

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod op;
 pub mod policy;
 pub mod replay;
+pub mod routing;
 pub mod run;
 pub mod server;
 pub mod shutdown;

@@ -5,13 +5,13 @@ use std::io::{self, BufReader, BufWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cdc_orchestrator::config::Config;
+use cdc_orchestrator::config::{Config, LauncherKind};
 use cdc_orchestrator::flink::listing;
 use cdc_orchestrator::logging::{self, LogFormat};
 use cdc_orchestrator::policy::PolicySettings;
 use cdc_orchestrator::replay::{self, ReplayOptions};
 use cdc_orchestrator::sql;
-use cdc_orchestrator::{decoder, healthcheck, run, shutdown, watcher};
+use cdc_orchestrator::{decoder, healthcheck, run, server, shutdown, watcher};
 use clap::{Parser, Subcommand};
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
@@ -91,11 +91,15 @@ enum Command {
     },
     /// Print the Flink SQL statements the launcher submits for a table, each ending with `;`.
     ///
-    /// Credentials come from POLARIS_CLIENT_ID, POLARIS_CLIENT_SECRET, AWS_ACCESS_KEY_ID and
-    /// AWS_SECRET_ACCESS_KEY, and are printed as they will be submitted.
+    /// Credentials are printed as `<redacted>` unless `--show-secrets` is given; then they come from
+    /// POLARIS_CLIENT_ID, POLARIS_CLIENT_SECRET, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, as they will be
+    /// submitted.
     Render {
         /// The table, e.g. `faculty`; an unknown table lists the known ones.
         table: String,
+        /// Print the credentials themselves (read from the environment) instead of `<redacted>`.
+        #[arg(long)]
+        show_secrets: bool,
     },
 }
 
@@ -119,12 +123,19 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
+            match server::raise_open_file_limit() {
+                Ok(limit) => tracing::debug!(limit, "open-file limit"),
+                Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+            }
             let done = runtime().map(|rt| rt.block_on(async { run::run(config, shutdown::on_signals()).await }));
             match done {
                 Ok(Ok(())) => ExitCode::SUCCESS,
                 Ok(Err(e)) => {
                     eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                    match e {
+                        run::RunError::Credentials(_) | run::RunError::Listen { .. } => ExitCode::from(EXIT_CONFIG),
+                        _ => ExitCode::FAILURE,
+                    }
                 }
                 Err(code) => code,
             }
@@ -153,20 +164,33 @@ fn main() -> ExitCode {
             let done = runtime().map(|rt| {
                 rt.block_on(async {
                     let shutdown = shutdown::on_signals();
-                    watcher::watch_command(config.kafka, lag, once, std::io::stdout().lock(), shutdown).await
+                    watcher::watch_command(&config, lag, once, std::io::stdout().lock(), shutdown).await
                 })
             });
             match done {
                 Ok(Ok(())) => ExitCode::SUCCESS,
                 Ok(Err(e)) => {
                     eprintln!("error: {e}");
-                    ExitCode::from(EXIT_CONFIG)
+                    match e {
+                        watcher::WatchError::Unreachable(_) => ExitCode::FAILURE,
+                        _ => ExitCode::from(EXIT_CONFIG),
+                    }
                 }
                 Err(code) => code,
             }
         }
         Command::Check => match load_config(&cli) {
             Ok(config) => {
+                // `run` would refuse to start without them; `check` says so first.
+                if config.flink.launcher != LauncherKind::DryRun
+                    && let Err(e) = sql::require_credentials(&config, &sql::Credentials::from_env())
+                {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(match e {
+                        sql::SqlError::Read { .. } => EXIT_FAILURE,
+                        _ => EXIT_CONFIG,
+                    });
+                }
                 print!("{}", config.to_toml());
                 ExitCode::SUCCESS
             }
@@ -180,8 +204,19 @@ fn main() -> ExitCode {
             Ok(config) => run_replay(&config, trace.as_ref(), seed, ReplayOptions { events }),
             Err(code) => code,
         },
-        Command::Render { ref table } => match load_config(&cli) {
-            Ok(config) => match sql::render_table(&config, table) {
+        Command::Render {
+            ref table,
+            show_secrets,
+        } => match load_config(&cli) {
+            Ok(config) => match sql::render_table_with(
+                &config,
+                table,
+                &if show_secrets {
+                    sql::Credentials::from_env()
+                } else {
+                    sql::Credentials::redacted()
+                },
+            ) {
                 Ok(statements) => {
                     print!("{}", sql::to_script(&statements));
                     ExitCode::SUCCESS
@@ -291,8 +326,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 
 /// Loads the configuration, or prints the one-line reason and returns the exit code to use.
 fn load_config(cli: &Cli) -> Result<Config, ExitCode> {
-    Config::load(cli.config.as_deref()).map_err(|e| {
+    let config = Config::load(cli.config.as_deref()).map_err(|e| {
         eprintln!("error: invalid configuration: {e}");
         ExitCode::from(EXIT_CONFIG)
-    })
+    })?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    Ok(config)
 }

@@ -17,6 +17,15 @@ pub struct TableLabels {
     pub table: String,
 }
 
+/// Labels `{table, state}`: a table's job and the state Flink reports for it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableJobStateLabels {
+    /// Table name.
+    pub table: String,
+    /// Flink's job state, e.g. `RUNNING`, `RESTARTING`.
+    pub state: String,
+}
+
 /// Labels `{table, op}`; `op` is a Debezium letter or `unknown`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableOpLabels {
@@ -64,8 +73,11 @@ pub struct Metrics {
     pub job_stops: Family<TableResultLabels, Counter>,
     /// Starts that had to wait for the start throttle or the concurrency limit.
     pub starts_throttled: Counter,
-    /// Jobs the sidecar believes are running.
+    /// Tables whose job Flink reports RUNNING (not RESTARTING, not merely started by the policy).
     pub jobs_running: Gauge,
+    /// Flink's state of each table's job: one series at 1 per table that has a job, labelled with the state
+    /// Flink last reported; none while the table has no job.
+    pub job_state: Family<TableJobStateLabels, Gauge>,
     /// Consumer lag of a table's job, in records.
     pub table_lag: Family<TableLabels, Gauge>,
     /// Bytes of record values fetched in samples (the watcher's only record traffic; watermark reads are
@@ -97,6 +109,7 @@ impl Metrics {
             job_stops: Family::default(),
             starts_throttled: Counter::default(),
             jobs_running: Gauge::default(),
+            job_state: Family::default(),
             table_lag: Family::default(),
             sampled_bytes: Counter::default(),
             registry: Registry::default(),
@@ -132,8 +145,13 @@ impl Metrics {
         );
         registry.register(
             "jobs_running",
-            "Jobs the sidecar believes are running",
+            "Tables whose job Flink reports RUNNING",
             m.jobs_running.clone(),
+        );
+        registry.register(
+            "job_state",
+            "Flink's state of a table's job (1 for the state last reported)",
+            m.job_state.clone(),
         );
         registry.register(
             "table_lag_records",

@@ -75,6 +75,8 @@ enum TraceInput {
     StartFailed {
         table: String,
         #[serde(default)]
+        generation: Option<u64>,
+        #[serde(default)]
         error: Option<String>,
     },
     Stopped {
@@ -164,10 +166,14 @@ fn to_input(policy: &Policy, input: TraceInput) -> Input {
             job_id,
             generation,
         } => {
-            let job_id = job_id.unwrap_or_else(|| {
-                let latest = generation.or_else(|| policy.status(&table).map(|s| s.generation));
-                format!("{table}-{}", latest.unwrap_or(0))
-            });
+            // Without an id, the line is about the table's latest job: the one its latest start pinned.
+            let (job_id, generation) = match job_id {
+                Some(id) => (id, generation),
+                None => {
+                    let latest = generation.or_else(|| policy.status(&table).map(|s| s.generation));
+                    (format!("{table}-{}", latest.unwrap_or(0)), latest)
+                }
+            };
             Input::JobState(JobObservation {
                 table,
                 job_id,
@@ -175,8 +181,13 @@ fn to_input(policy: &Policy, input: TraceInput) -> Input {
                 state,
             })
         }
-        TraceInput::StartFailed { table, error } => Input::StartFailed {
+        TraceInput::StartFailed {
             table,
+            generation,
+            error,
+        } => Input::StartFailed {
+            table,
+            generation,
             error: error.unwrap_or_else(|| "start failed (trace)".to_owned()),
         },
         TraceInput::Stopped { table, job_id } => Input::Stopped { table, job_id },
@@ -377,7 +388,7 @@ mod tests {
     #[test]
     fn ops_decide_what_counts_and_events_are_printed_on_request() {
         let trace = r#"{"t_ms":0,"input":"trigger","table":"faculty"}
-{"t_ms":10,"input":"job","table":"faculty","state":"RUNNING","job_id":"abc"}
+{"t_ms":10,"input":"job","table":"faculty","state":"RUNNING","job_id":"abc","generation":1}
 {"t_ms":20,"input":"stop","table":"faculty"}
 {"t_ms":30,"input":"stopped","table":"faculty","job_id":"abc"}
 {"t_ms":40,"input":"activity","table":"faculty","records":2,"ops":{"c":1,"d":1},"newest_ts_ms":1700000000000}

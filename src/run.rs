@@ -2,7 +2,7 @@
 //! launcher; outcomes come back as policy inputs. One task owns the policy, so decisions are serial and the
 //! policy needs no locks; launcher calls run as separate tasks so a slow Flink never stalls watching.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,14 +11,17 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, is_table_name};
-use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, reconcile};
-use crate::metrics::{Metrics, TableLabels};
+use crate::config::{Config, LauncherKind, is_table_name};
+use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, job_id_for, reconcile};
+use crate::metrics::{Metrics, TableJobStateLabels, TableLabels};
+use crate::op::Op;
 use crate::policy::{
     Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings, StartReason, StopReason,
     TableState,
 };
+use crate::routing::Routing;
 use crate::server::{ControlCommand, ControlError, ControlRequest, Health, ServerState, TablesSnapshot};
+use crate::sql::Credentials;
 use crate::watcher::{TableActivity, WatchError, WatchEvent, Watcher};
 
 /// How many bits of a launch generation the policy's per-table counter occupies; the rest is the process's
@@ -28,13 +31,16 @@ const GENERATION_BITS: u32 = 20;
 /// First retry delay of a stop whose Flink call failed (doubling, capped at [`STOP_RETRY_MAX`]).
 const STOP_RETRY_INITIAL: Duration = Duration::from_secs(1);
 const STOP_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How many of a table's latest starts the loop remembers the pinned job ids of. A listed job with an older id
+/// is reported without a generation, like any job this process did not start.
+const PINNED_PER_TABLE: usize = 8;
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
     /// The HTTP port could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("server.listen: cannot listen on {addr}: {source}")]
     Listen {
         /// The configured `server.listen`.
         addr: std::net::SocketAddr,
@@ -47,6 +53,9 @@ pub enum RunError {
     /// The watcher could not be built from the configuration.
     #[error("cannot set up the Kafka watcher: {0}")]
     Watcher(#[from] WatchError),
+    /// The launcher submits the statements, and a credential they need is missing or unusable.
+    #[error("{0}")]
+    Credentials(#[source] crate::sql::SqlError),
 }
 
 /// Milliseconds since the Unix epoch, read from a monotonic clock anchored once at start-up, so the policy
@@ -114,9 +123,23 @@ pub struct RunLoop {
     tasks: JoinSet<Outcome>,
     /// Tables with a stop in flight, so reconciliation does not issue a second one.
     stopping: BTreeSet<String>,
-    /// Tables with a SQL template: the ones an operator may trigger before any change was seen.
+    /// Tables with a SQL template: the only ones the policy hears of from the watcher, and the ones an operator
+    /// may trigger before any change was seen.
     templated: BTreeSet<String>,
+    /// Tables without a template whose changes were reported once (the watcher bounds how many tables exist).
+    untemplated_warned: BTreeSet<String>,
+    /// The operations the last sample of each table found, for activity counted from watermarks alone.
+    last_ops: HashMap<String, String>,
+    /// The job ids this process pinned for its latest starts, per table: (policy generation, job id).
+    pinned: HashMap<String, VecDeque<(u64, JobId)>>,
+    /// What the templates' credential placeholders are filled with: the environment's values for a launcher
+    /// that submits them, [`Credentials::redacted`] for the dry run, which only logs its statements.
+    credentials: Credentials,
     reconciling: bool,
+    /// When the listing in flight was asked for.
+    reconcile_requested_at: Millis,
+    /// The `cdc_job_state` series set for each table, to remove it when the state changes.
+    job_state_series: HashMap<String, TableJobStateLabels>,
 }
 
 impl std::fmt::Debug for RunLoop {
@@ -140,8 +163,15 @@ impl RunLoop {
                 BTreeSet::new()
             }
         };
+        let credentials = match launcher.as_ref() {
+            AnyLauncher::DryRun(_) => Credentials::redacted(),
+            _ => Credentials::from_env(),
+        };
         RunLoop {
             templated,
+            untemplated_warned: BTreeSet::new(),
+            last_ops: HashMap::new(),
+            credentials,
             config,
             clock,
             policy,
@@ -151,8 +181,22 @@ impl RunLoop {
             tables,
             tasks: JoinSet::new(),
             stopping: BTreeSet::new(),
+            pinned: HashMap::new(),
             reconciling: false,
+            reconcile_requested_at: Millis(0),
+            job_state_series: HashMap::new(),
         }
+    }
+
+    /// The status of every table an operator may address before this loop has seen it (it has a SQL template and
+    /// is managed), for the HTTP server.
+    pub fn unseen_statuses(&self) -> BTreeMap<String, crate::policy::TableStatus> {
+        let policy = &self.policy.settings().policy;
+        self.templated
+            .iter()
+            .filter(|table| policy.manages(table))
+            .map(|table| (table.clone(), self.policy.unseen_status(table)))
+            .collect()
     }
 
     /// A receiver of the table snapshots this loop publishes, for the HTTP server.
@@ -198,15 +242,19 @@ impl RunLoop {
                     newest_ts_ms,
                     ..
                 } = seen;
-                let mut letters: Vec<&str> = ops.keys().map(|op| op.code()).collect();
-                if unknown_ops > 0 {
-                    letters.push("unknown");
-                }
-                let ops_seen = letters.join("/");
                 self.metrics
                     .new_records
                     .get_or_create(&TableLabels { table: table.clone() })
                     .inc_by(new_records);
+                if !self.templated.contains(&table) {
+                    // Nothing could start it: it must not queue, spend a start token or show up as failing.
+                    if self.untemplated_warned.insert(table.clone()) {
+                        tracing::warn!(%table, "changes on a table without a SQL template are ignored: it never \
+                            starts (add tables/<table>.sql under flink.sql_dir)");
+                    }
+                    return;
+                }
+                let ops_seen = self.operations_seen(&table, &ops, unknown_ops);
                 // Records whose operation is unknown may be any change: let them all count, so the operation
                 // filter never drops a change it could not see.
                 let ops = if unknown_ops > 0 { BTreeMap::new() } else { ops };
@@ -224,6 +272,9 @@ impl RunLoop {
                 );
                 self.step(Input::Activity(activity));
             }
+            WatchEvent::Lag { table, lag } if !self.templated.contains(&table) => {
+                tracing::trace!(%table, lag, "lag of a table without a SQL template ignored");
+            }
             WatchEvent::Lag { table, lag } => {
                 self.metrics
                     .table_lag
@@ -238,6 +289,26 @@ impl RunLoop {
             WatchEvent::BrokerUp => self.health.kafka_ok(),
             WatchEvent::BrokerDown { error } => self.health.kafka_failed(error),
         }
+    }
+
+    /// The operations of one activity as the start log line names them (`c/u`, `unknown`): those sampled, or
+    /// for an advance counted from watermarks alone (within `kafka.sample_interval`) those the table's last
+    /// sample found, or `unknown` when there was none since start-up.
+    fn operations_seen(&mut self, table: &str, ops: &BTreeMap<Op, u64>, unknown_ops: u64) -> String {
+        let mut letters: Vec<&str> = ops.keys().map(|op| op.code()).collect();
+        if unknown_ops > 0 {
+            letters.push("unknown");
+        }
+        if letters.is_empty() {
+            return self
+                .last_ops
+                .get(table)
+                .cloned()
+                .unwrap_or_else(|| "unknown".to_owned());
+        }
+        let seen = letters.join("/");
+        self.last_ops.insert(table.to_owned(), seen.clone());
+        seen
     }
 
     fn on_control(&mut self, request: ControlRequest) {
@@ -290,10 +361,13 @@ impl RunLoop {
                 Err(e) => {
                     self.note_flink_error(&e);
                     self.metrics.record_start(&table, false);
-                    tracing::warn!(%table, error = %e, "failed to start job for: {table}");
+                    // Flink's answer may echo a statement, credentials included.
+                    let error = self.credentials.redact(&e.to_string());
+                    tracing::warn!(%table, %error, "failed to start job for: {table}");
                     self.step(Input::StartFailed {
                         table,
-                        error: e.to_string(),
+                        generation: Some(generation),
+                        error,
                     });
                 }
             },
@@ -337,7 +411,7 @@ impl RunLoop {
                 match result {
                     Ok(found) => {
                         self.health.flink_ok();
-                        self.on_reconciled(found);
+                        self.on_reconciled(found, self.reconcile_requested_at);
                     }
                     Err(e) => {
                         self.note_flink_error(&e);
@@ -348,10 +422,43 @@ impl RunLoop {
         }
     }
 
-    fn on_reconciled(&mut self, found: Reconciliation) {
-        let jobs = found
+    /// Feeds a job listing, requested at `requested_at`, to the policy. First the end of each table's current
+    /// job, if the listing shows it ended or no longer shows it at all, so that a live job of the table listed
+    /// next is adopted rather than taken for a second one; then each table's live jobs and latest ended one.
+    fn on_reconciled(&mut self, found: Reconciliation, requested_at: Millis) {
+        let listed: HashSet<(String, String)> = found
             .running
-            .into_values()
+            .values()
+            .chain(&found.duplicates)
+            .chain(found.ended.values())
+            .chain(&found.older_ended)
+            .map(|job| (job.table.clone(), job.job_id.to_string()))
+            .collect();
+        // A job the policy learned of before the listing was asked for existed in Flink then; absent from the
+        // listing, it is gone (a session cluster restarted without HA, an expired job store). Left alone, the
+        // policy would hold on to it for ever.
+        let mut current: HashMap<String, String> = HashMap::new();
+        for status in self.policy.statuses() {
+            let Some(job_id) = status.job_id else { continue };
+            let known_before = status.job_since.is_some_and(|since| since < requested_at);
+            if !known_before || listed.contains(&(status.table.clone(), job_id.clone())) {
+                current.insert(status.table, job_id);
+                continue;
+            }
+            tracing::warn!(table = %status.table, %job_id, "job missing from Flink's job list; taken as ended");
+            self.step(Input::JobState(JobObservation {
+                table: status.table,
+                job_id,
+                generation: None,
+                state: JobStatus::Canceled,
+            }));
+        }
+        let current_ended = found
+            .older_ended
+            .into_iter()
+            .filter(|job| current.get(&job.table).is_some_and(|id| *id == job.job_id.as_str()));
+        let jobs = current_ended
+            .chain(found.running.into_values())
             .chain(found.duplicates)
             .chain(found.ended.into_values());
         for job in jobs {
@@ -361,11 +468,19 @@ impl RunLoop {
                 continue;
             };
             let table = job.table.clone();
+            // A job whose id one of this process's starts pinned is that start's job; any other (an earlier
+            // process's, one started by hand) is reported without a generation, so the policy never takes it for
+            // a start whose job it has not seen yet.
+            let generation = self
+                .pinned
+                .get(&table)
+                .and_then(|starts| starts.iter().find(|(_, id)| *id == job.job_id))
+                .map(|(generation, _)| *generation);
             let job_id = job.job_id.to_string();
             self.step(Input::JobState(JobObservation {
                 table: table.clone(),
                 job_id: job_id.clone(),
-                generation: None,
+                generation,
                 state,
             }));
             // A stop that failed earlier leaves the policy waiting in `stopping` while Flink still runs the job.
@@ -405,7 +520,7 @@ impl RunLoop {
     }
 
     fn spawn_start(&mut self, table: String, generation: u64, reason: StartReason) {
-        let statements = match crate::sql::render_table(&self.config, &table) {
+        let statements = match crate::sql::render_table_with(&self.config, &table, &self.credentials) {
             Ok(statements) => statements,
             Err(e) => {
                 tracing::warn!(%table, error = %e, "cannot render the job's SQL");
@@ -414,6 +529,7 @@ impl RunLoop {
                 // failing, and carries out whatever else that decides (e.g. the next queued start).
                 self.step(Input::StartFailed {
                     table,
+                    generation: Some(generation),
                     error: e.to_string(),
                 });
                 return;
@@ -421,6 +537,11 @@ impl RunLoop {
         };
         let launcher = self.launcher.clone();
         let launch_generation = self.clock.launch_generation(generation);
+        let starts = self.pinned.entry(table.clone()).or_default();
+        if starts.len() == PINNED_PER_TABLE {
+            starts.pop_front();
+        }
+        starts.push_back((generation, job_id_for(&table, launch_generation)));
         tracing::debug!(%table, generation, launch_generation, reason = reason.as_str(), "starting job");
         self.tasks.spawn(async move {
             let result = launcher.start(&table, launch_generation, &statements).await;
@@ -468,6 +589,7 @@ impl RunLoop {
             return;
         }
         self.reconciling = true;
+        self.reconcile_requested_at = self.clock.now();
         let launcher = self.launcher.clone();
         let policy = self.config.policy.clone();
         self.tasks.spawn(async move {
@@ -524,10 +646,36 @@ impl RunLoop {
             .into_iter()
             .map(|s| (s.table.clone(), s))
             .collect();
-        let running = statuses.values().filter(|s| s.state == TableState::Running).count();
+        // Flink's view, not the policy's: a job the policy holds as running may be RESTARTING.
+        let running = statuses
+            .values()
+            .filter(|s| s.job_state == Some(JobStatus::Running))
+            .count();
         self.metrics
             .jobs_running
             .set(i64::try_from(running).unwrap_or(i64::MAX));
+        for status in statuses.values() {
+            let now = status.job_state.map(|state| TableJobStateLabels {
+                table: status.table.clone(),
+                state: state.as_str().to_owned(),
+            });
+            let before = self.job_state_series.get(&status.table);
+            if before == now.as_ref() {
+                continue;
+            }
+            if let Some(old) = before {
+                self.metrics.job_state.remove(old);
+            }
+            match now {
+                Some(labels) => {
+                    self.metrics.job_state.get_or_create(&labels).set(1);
+                    self.job_state_series.insert(status.table.clone(), labels);
+                }
+                None => {
+                    self.job_state_series.remove(&status.table);
+                }
+            }
+        }
         self.tables.send_replace(Arc::new(statuses));
     }
 
@@ -589,7 +737,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Runs the whole sidecar until `shutdown`: HTTP server, watcher, and the loop between policy and launcher.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     // Built before binding the port, so a bad pattern or TLS file fails fast and cleanly.
-    let watcher = Watcher::new(config.kafka.clone())?;
+    let routing = Routing::for_config(&config).map_err(WatchError::Routed)?;
+    let watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
+    if config.flink.launcher != LauncherKind::DryRun {
+        crate::sql::require_credentials(&config, &Credentials::from_env()).map_err(RunError::Credentials)?;
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| RunError::Listen {
@@ -610,13 +762,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         tables: run_loop.subscribe(),
         control: control_tx,
         token: config.server.token.clone(),
+        max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
+        unseen: Arc::new(run_loop.unseen_statuses()),
     };
+    let configured = crate::server::Limits::from_config(&config.server);
+    let limits = match crate::server::open_file_limit() {
+        Some(nofile) => configured.capped_by_open_files(nofile),
+        None => configured,
+    };
+    if limits.max_connections < configured.max_connections {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            configured = configured.max_connections,
+            "HTTP connections capped at a quarter of the open-file limit"
+        );
+    }
     tracing::info!(listen = %config.server.listen, launcher = ?config.flink.launcher, "cdc-orchestrator running");
-    let server = tokio::spawn(crate::server::serve(listener, state, shutdown.clone()));
-    let heartbeats = match launcher.as_ref() {
-        AnyLauncher::SqlGateway(l) => Some(l.spawn_heartbeats()),
-        _ => None,
-    };
+    let server = tokio::spawn(crate::server::serve(listener, state, limits, shutdown.clone()));
     if matches!(launcher.as_ref(), AnyLauncher::DryRun(_)) {
         health.flink_ok();
     }
@@ -624,9 +786,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let watcher = watcher.with_metrics(metrics.clone());
     let watcher = tokio::spawn(watcher.run(observations_tx, shutdown.clone()));
     run_loop.run(observations_rx, control_rx, shutdown.clone()).await;
-    if let Some(h) = heartbeats {
-        h.abort();
-    }
     let _ = watcher.await;
     match server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),

@@ -64,6 +64,9 @@ pub fn sink_of(variable: &str) -> SinkKind {
     }
 }
 
+/// What a credential's value is replaced with wherever statements are shown rather than submitted.
+pub const REDACTED: &str = "<redacted>";
+
 /// Why a table's statements could not be rendered. Every variant renders as one line.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -167,6 +170,29 @@ impl Credentials {
         Self { values }
     }
 
+    /// Every credential as [`REDACTED`]: statements rendered with these can be shown or logged, and a launcher
+    /// that submits nothing (dry-run) needs no real credentials at all.
+    pub fn redacted() -> Self {
+        Self::from_lookup(|_| Some(REDACTED.to_owned()))
+    }
+
+    /// `text` with every credential value (as set, and as escaped into a SQL literal) replaced by [`REDACTED`]:
+    /// for text that may echo a statement back, such as Flink's error messages.
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in self.values.values().map(Secret::expose) {
+            if secret == REDACTED {
+                continue;
+            }
+            for form in [secret.replace('\'', "''"), secret.to_owned()] {
+                if text.contains(&form) {
+                    text = text.replace(&form, REDACTED);
+                }
+            }
+        }
+        text
+    }
+
     fn get(&self, variable: &str) -> Option<&str> {
         self.values.get(variable).map(Secret::expose)
     }
@@ -266,6 +292,20 @@ impl Templates {
         Ok(templates)
     }
 
+    /// Fails with the first credential that a template (the set-up or any table's) uses and `credentials`
+    /// lacks for `sink`, so a missing variable is reported at start-up rather than at a table's first start.
+    pub fn require_credentials(&self, credentials: &Credentials, sink: SinkKind) -> Result<(), SqlError> {
+        credentials.check()?;
+        let env = environment();
+        for source in std::iter::once(&self.setup).chain(self.tables.values()) {
+            // A template that does not parse is reported when its table starts, with the rest of its errors.
+            if let Ok(template) = env.template_from_named_str(&source.name, &source.text) {
+                require(&template, source, credentials, sink)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every table that has a template, sorted.
     pub fn tables(&self) -> Vec<String> {
         self.tables.keys().cloned().collect()
@@ -303,6 +343,11 @@ pub fn render_table(config: &Config, table: &str) -> Result<Vec<String>, SqlErro
 /// [`render_table`] with explicit credentials.
 pub fn render_table_with(config: &Config, table: &str, credentials: &Credentials) -> Result<Vec<String>, SqlError> {
     Templates::load(config.flink.sql_dir.as_deref())?.render(config, table, credentials)
+}
+
+/// Fails naming the first credential variable the templates under `config` need and `credentials` lacks.
+pub fn require_credentials(config: &Config, credentials: &Credentials) -> Result<(), SqlError> {
+    Templates::load(config.flink.sql_dir.as_deref())?.require_credentials(credentials, config.sink.kind)
 }
 
 /// Every table that has a template under `config`, sorted.
@@ -377,8 +422,23 @@ fn render_one(
     let template = env
         .template_from_named_str(&source.name, &source.text)
         .map_err(template_error)?;
-    // Name the missing environment variable rather than letting minijinja report an undefined placeholder. The
-    // templates hold both sinks' statements; only the configured sink's credentials are needed.
+    require(&template, source, credentials, sink)?;
+    let text = template.render(context).map_err(template_error)?;
+    split_statements(&text).map_err(|(what, line)| SqlError::Unterminated {
+        template: source.name.clone(),
+        what,
+        line,
+    })
+}
+
+/// Names the missing environment variable rather than letting minijinja report an undefined placeholder. The
+/// templates hold both sinks' statements; only the configured sink's credentials are needed.
+fn require(
+    template: &minijinja::Template<'_, '_>,
+    source: &Source,
+    credentials: &Credentials,
+    sink: SinkKind,
+) -> Result<(), SqlError> {
     let used: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
     for &(placeholder, variable) in &CREDENTIALS {
         if used.contains(placeholder) && sink_of(variable) == sink && credentials.get(variable).is_none() {
@@ -389,12 +449,7 @@ fn render_one(
             });
         }
     }
-    let text = template.render(context).map_err(template_error)?;
-    split_statements(&text).map_err(|(what, line)| SqlError::Unterminated {
-        template: source.name.clone(),
-        what,
-        line,
-    })
+    Ok(())
 }
 
 /// minijinja's error on one line: its description and, when known, the line.
@@ -597,6 +652,37 @@ mod tests {
             Err(SqlError::InvalidCredential { .. })
         ));
         assert!(!format!("{:?}", credentials()).contains("value"));
+    }
+
+    #[test]
+    fn redacted_rendering_and_redaction_hide_every_credential() {
+        let shown = render_table_with(&Config::default(), "faculty", &Credentials::redacted()).unwrap();
+        let all = shown.join("\n");
+        assert!(all.contains("'credential' = '<redacted>:<redacted>'"), "{all}");
+        assert!(all.contains("'s3.secret-access-key' = '<redacted>'"), "{all}");
+        let real = Credentials::from_lookup(|name| Some(format!("it's-{name}")));
+        let echoed = "Flink: bad option 's3.secret-access-key'='it''s-AWS_SECRET_ACCESS_KEY' (it's-POLARIS_CLIENT_ID)";
+        let redacted = real.redact(echoed);
+        assert!(!redacted.contains("it's") && !redacted.contains("it''s"), "{redacted}");
+        assert_eq!(real.redact("nothing secret"), "nothing secret");
+        assert!(require_credentials(&Config::default(), &Credentials::redacted()).is_ok());
+        let missing = Credentials::from_lookup(|name| (name != "AWS_ACCESS_KEY_ID").then(|| "x".to_owned()));
+        let error = require_credentials(&Config::default(), &missing).unwrap_err();
+        assert!(error.to_string().contains("AWS_ACCESS_KEY_ID"), "{error}");
+    }
+
+    #[test]
+    fn the_start_up_check_asks_only_for_the_configured_sinks_credentials() {
+        let mut jdbc = Config::default();
+        jdbc.sink.kind = SinkKind::Jdbc;
+        let password_only = Credentials::from_lookup(|name| (name == "SINK_JDBC_PASSWORD").then(|| "pw".to_owned()));
+        assert!(require_credentials(&jdbc, &password_only).is_ok());
+        let error = require_credentials(&jdbc, &Credentials::default()).unwrap_err();
+        assert!(error.to_string().contains("SINK_JDBC_PASSWORD"), "{error}");
+        let error = require_credentials(&Config::default(), &password_only).unwrap_err();
+        assert!(error.to_string().contains("POLARIS_CLIENT_ID"), "{error}");
+        let iceberg_only = Credentials::from_lookup(|name| (name != "SINK_JDBC_PASSWORD").then(|| "x".to_owned()));
+        assert!(require_credentials(&Config::default(), &iceberg_only).is_ok());
     }
 
     #[test]

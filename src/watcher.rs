@@ -18,11 +18,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{KafkaConfig, SaslMechanism};
+use crate::config::{Config, KafkaConfig, SaslMechanism};
 use crate::decoder::{self, Decoded};
 use crate::lag::{LagReader, PartitionOffsets};
 use crate::metrics::{KindLabels, Metrics, TableOpLabels};
 use crate::op::Op;
+use crate::routing::Routing;
 use crate::watermarks::{Offset, WatermarkReader};
 
 /// Partitions polled at once; bounds sockets and memory while keeping a poll of thousands of partitions short.
@@ -30,8 +31,11 @@ const POLL_CONCURRENCY: usize = 64;
 /// Fetch wait for a sample. The records are known to exist, so the broker answers at once; tansu answers a
 /// zero wait with an empty (malformed) response, hence 10 ms rather than 0.
 const SAMPLE_MAX_WAIT_MS: i32 = 10;
-/// An invalid record is logged at most once per topic in this window (the rest are counted in metrics).
+/// An invalid record (or a record naming a table that is not believed) is logged at most once per topic in this
+/// window (the rest are counted in metrics).
 const INVALID_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Characters of a record's table name shown in a warning: enough to recognise it, never a flood.
+const NAME_EXCERPT_CHARS: usize = 256;
 /// Longest wait between attempts while the brokers are unreachable.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -42,15 +46,21 @@ pub enum WatchError {
     /// `kafka.topic_pattern` does not compile.
     #[error("kafka.topic_pattern: {0}")]
     Pattern(#[from] regex::Error),
+    /// `kafka.routed_topics` does not compile.
+    #[error("kafka.routed_topics: {0}")]
+    Routed(#[source] regex::Error),
     /// TLS material could not be loaded.
     #[error("kafka.tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// `watch --once`: no broker answered.
+    #[error("Kafka brokers unreachable: {0}")]
+    Unreachable(String),
 }
 
 /// New records on one table, learned from one partition's watermark advance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TableActivity {
-    /// The table (from the records, else from the topic).
+    /// The table: the topic's by `kafka.topic_template`, or on a routed topic the one its records name.
     pub table: String,
     /// The topic the records were appended to.
     pub topic: String,
@@ -139,6 +149,14 @@ pub struct Watcher {
     metrics: Option<Arc<Metrics>>,
     /// Topics whose last invalid record was logged recently; entries expire after [`INVALID_LOG_EVERY`].
     invalid_logged: moka::sync::Cache<String, ()>,
+    /// Topics whose last untrusted table name (or table-less change) was logged recently.
+    untrusted_logged: moka::sync::Cache<String, ()>,
+    /// Which table a change belongs to.
+    routing: Routing,
+    /// Tables reported so far (activity or lag); at most `kafka.max_tables` besides the startable ones.
+    tables: HashSet<String>,
+    /// Whether the `kafka.max_tables` warning was given (it is given once).
+    tables_full_warned: bool,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -173,6 +191,7 @@ impl Watcher {
     /// A watcher for `config`; it connects lazily, so a broker that is down at start is not an error.
     pub fn new(config: KafkaConfig) -> Result<Watcher, WatchError> {
         let pattern = config.topic_regex()?;
+        let routing = Routing::new(&config, []).map_err(WatchError::Routed)?;
         let tls = crate::tls::client_config_if_enabled(&config.tls)?;
         let lag = Some(LagReader::new(tls.clone()));
         let watermarks = (config.batch_watermarks && config.sasl.is_none()).then(|| WatermarkReader::new(tls.clone()));
@@ -191,7 +210,70 @@ impl Watcher {
                 .max_capacity(10_000)
                 .time_to_live(INVALID_LOG_EVERY)
                 .build(),
+            untrusted_logged: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(INVALID_LOG_EVERY)
+                .build(),
+            routing,
+            tables: HashSet::new(),
+            tables_full_warned: false,
         })
+    }
+
+    /// Uses `routing` (built from the whole configuration, see [`Routing::for_config`]) to decide which table a
+    /// change belongs to; without it no record's own table name is believed. Its startable tables are always
+    /// tracked, whatever `kafka.max_tables` says.
+    pub fn with_routing(mut self, routing: Routing) -> Watcher {
+        self.routing = routing;
+        self
+    }
+
+    /// Whether `table` may be reported: it is tracked already, or can be started, or there is room for it
+    /// under `kafka.max_tables`. Past the limit, the first refused table is warned about and the rest ignored.
+    fn admit(&mut self, table: &str) -> bool {
+        if self.tables.contains(table) {
+            return true;
+        }
+        let limit = usize::try_from(self.config.max_tables).unwrap_or(usize::MAX);
+        if self.routing.can_start(table) || self.tables.len() < limit {
+            self.tables.insert(table.to_owned());
+            return true;
+        }
+        if !self.tables_full_warned {
+            self.tables_full_warned = true;
+            tracing::warn!(
+                max_tables = limit,
+                %table,
+                "more tables than kafka.max_tables: this and any further new table are ignored"
+            );
+        }
+        false
+    }
+
+    /// Logs, at most once per topic and minute, a change whose record named a table that is not believed here,
+    /// or that has no table at all.
+    fn warn_untrusted(&self, topic: &str, partition: i32, untrusted: &Untrusted) {
+        if self.untrusted_logged.contains_key(topic) {
+            return;
+        }
+        self.untrusted_logged.insert(topic.to_owned(), ());
+        let named = untrusted.named.as_deref().map(excerpt);
+        // Only routed topics ever look at a record's name, so a name that was not believed comes from one.
+        match (&named, untrusted.counted_as.as_deref()) {
+            (Some(named), Some(table)) => tracing::warn!(%topic, partition, %named, %table,
+                "record on a routed topic names no table the sidecar can start (one with a SQL template or in \
+                policy.include): counted as the topic's own table; further ones are logged at most once a minute"),
+            (Some(named), None) => tracing::warn!(%topic, partition, %named,
+                "record on a routed topic names no table the sidecar can start (one with a SQL template or in \
+                policy.include), and the topic has no table of its own: change dropped; further ones are logged \
+                at most once a minute"),
+            (None, _) if self.routing.is_routed(topic) => tracing::warn!(%topic, partition,
+                "record on a routed topic names no table, and the topic has no table of its own: change dropped; \
+                further ones are logged at most once a minute"),
+            (None, _) => tracing::warn!(%topic, partition,
+                "changes on a topic that kafka.topic_template maps to no table and that is not in \
+                kafka.routed_topics are dropped; further ones are logged at most once a minute"),
+        }
     }
 
     /// Records polls, their duration, partitions watched, sampled records by kind and sampled bytes in `metrics`.
@@ -436,9 +518,19 @@ impl Watcher {
                 Ok(client) => self.sample(&client, from, high, want).await,
                 Err(e) => Err(e),
             };
-            let (found, sampled, bytes, invalid) = summarize(&topic, partition, new_records, &sample, &mut stats.kinds);
+            let Summary {
+                activity: found,
+                sampled,
+                bytes,
+                invalid,
+                untrusted,
+            } = summarize(&self.routing, &topic, partition, new_records, &sample, &mut stats.kinds);
             let learned = match (&sample, found.as_slice()) {
-                (Ok(_), [only]) if invalid.is_none() && only.table == decoder::table_of_topic(&topic) => {
+                (Ok(_), [only])
+                    if invalid.is_none()
+                        && untrusted.is_none()
+                        && self.routing.table_of_topic(&topic) == Some(only.table.as_str()) =>
+                {
                     Some((now, only.table.clone()))
                 }
                 // Another table, several tables, no table data, or no sample: sample the next advance again.
@@ -454,10 +546,14 @@ impl Watcher {
                 tracing::warn!(%topic, partition, %error, "invalid record (counted as a change of unknown operation; \
                     further ones on this topic are logged at most once a minute)");
             }
+            if let Some(untrusted) = &untrusted {
+                self.warn_untrusted(&topic, partition, untrusted);
+            }
             stats.sampled += sampled;
             stats.sampled_bytes += bytes;
             activity.extend(found);
         }
+        activity.retain(|a| self.admit(&a.table));
         Ok((activity, stats))
     }
 
@@ -615,7 +711,13 @@ impl Watcher {
         // A table with a partition whose offsets could not be read has no lag this time (unknown, not zero).
         let mut by_table: BTreeMap<String, Option<Vec<PartitionOffsets>>> = BTreeMap::new();
         for ((topic, partition), high) in highs {
-            let table = decoder::table_of_topic(&topic).to_owned();
+            // Lag is per table topic; a topic without a table of its own (a routed one) has none.
+            let Some(table) = self.routing.table_of_topic(&topic).map(str::to_owned) else {
+                continue;
+            };
+            if !self.admit(&table) {
+                continue;
+            }
             let start = starts
                 .get(&(topic.clone(), partition))
                 .and_then(|r| r.as_ref().ok())
@@ -656,16 +758,47 @@ struct Decodable {
     value: Option<Vec<u8>>,
 }
 
+/// A change that was not counted where its record said, for a rate-limited warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Untrusted {
+    /// The table the record named, if any.
+    named: Option<String>,
+    /// The table it was counted for instead; `None`: dropped.
+    counted_as: Option<String>,
+}
+
+/// What one partition's sample says.
+#[derive(Debug, Default)]
+struct Summary {
+    activity: Vec<TableActivity>,
+    sampled: usize,
+    bytes: usize,
+    /// The first invalid record's error.
+    invalid: Option<String>,
+    /// The first change not counted where its record said.
+    untrusted: Option<Untrusted>,
+}
+
+/// The start of a record's table name, for a warning.
+fn excerpt(name: &str) -> String {
+    match name.char_indices().nth(NAME_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}...", &name[..cut]),
+        None => name.to_owned(),
+    }
+}
+
 /// Turns a decoded sample into per-table activity. An advance whose sample holds only heartbeats, transaction
 /// markers, messages or schema changes is no table activity; records beyond the sample count for the topic's
-/// table, since a table topic carries nothing but changes and tombstones.
+/// table, since a table topic carries nothing but changes and tombstones. Which table a change counts for is
+/// [`Routing::resolve`]'s answer: a record's own table name matters only on routed topics.
 fn summarize(
+    routing: &Routing,
     topic: &str,
     partition: i32,
     new_records: u64,
     sample: &Result<Vec<Decodable>, String>,
     kinds: &mut BTreeMap<&'static str, u64>,
-) -> (Vec<TableActivity>, usize, usize, Option<String>) {
+) -> Summary {
     let observed_at_ms = now_unix_ms();
     let blank = |table: &str| TableActivity {
         table: table.to_owned(),
@@ -677,82 +810,109 @@ fn summarize(
         newest_ts_ms: None,
         observed_at_ms,
     };
-    let topic_table = decoder::table_of_topic(topic);
+    let topic_table = routing.table_of_topic(topic);
+    let no_table = || Untrusted {
+        named: None,
+        counted_as: None,
+    };
+    let mut summary = Summary::default();
     let records = match sample {
         Ok(records) => records,
         Err(e) => {
             // No sample, but the watermark moved: still a change of the topic's table, operation unknown.
             tracing::warn!(%topic, partition, error = %e, "sample fetch failed");
-            let mut a = blank(topic_table);
-            a.new_records = new_records;
-            a.unknown_ops = new_records;
-            return (vec![a], 0, 0, None);
+            match topic_table {
+                Some(table) => {
+                    let mut a = blank(table);
+                    a.new_records = new_records;
+                    a.unknown_ops = new_records;
+                    summary.activity.push(a);
+                }
+                None => summary.untrusted = Some(no_table()),
+            }
+            return summary;
         }
     };
     let mut tables: BTreeMap<String, TableActivity> = BTreeMap::new();
-    let mut bytes = 0;
     let mut not_table_data = 0u64;
-    let mut invalid = None;
     for record in records {
-        bytes += record.value.as_ref().map_or(0, Vec::len);
+        summary.bytes += record.value.as_ref().map_or(0, Vec::len);
         let decoded = decoder::decode(topic, record.key.as_deref(), record.value.as_deref());
         *kinds.entry(decoded.kind()).or_default() += 1;
-        match decoded {
+        // Opaque and invalid records are changes of the topic's table, operation unknown.
+        let (table, change) = match &decoded {
             Decoded::Change(change) => {
-                let a = tables
-                    .entry(change.table.clone())
-                    .or_insert_with(|| blank(&change.table));
-                a.new_records += 1;
+                let named = change.table_from_record.then_some(change.table.as_str());
+                let resolved = routing.resolve(topic, named);
+                if let Some(named) = resolved.untrusted()
+                    && summary.untrusted.is_none()
+                {
+                    summary.untrusted = Some(Untrusted {
+                        named: Some(named.to_owned()),
+                        counted_as: resolved.table().map(str::to_owned),
+                    });
+                }
+                (resolved.table(), Some(change))
+            }
+            Decoded::Opaque { .. } => (topic_table, None),
+            Decoded::Invalid { error } => {
+                summary.invalid.get_or_insert_with(|| error.clone());
+                (topic_table, None)
+            }
+            Decoded::Tombstone { .. } => continue,
+            _ => {
+                not_table_data += 1;
+                continue;
+            }
+        };
+        let Some(table) = table else {
+            summary.untrusted.get_or_insert_with(no_table);
+            continue;
+        };
+        let a = tables.entry(table.to_owned()).or_insert_with(|| blank(table));
+        a.new_records += 1;
+        match change {
+            Some(change) => {
                 match change.op {
                     Some(op) => *a.ops.entry(op).or_default() += 1,
                     None => a.unknown_ops += 1,
                 }
                 a.newest_ts_ms = a.newest_ts_ms.max(change.ts_ms);
             }
-            Decoded::Opaque { table } => {
-                let a = tables.entry(table.clone()).or_insert_with(|| blank(&table));
-                a.new_records += 1;
-                a.unknown_ops += 1;
-            }
-            Decoded::Invalid { error } => {
-                invalid.get_or_insert(error);
-                let a = tables
-                    .entry(topic_table.to_owned())
-                    .or_insert_with(|| blank(topic_table));
-                a.new_records += 1;
-                a.unknown_ops += 1;
-            }
-            Decoded::Tombstone { .. } => {}
-            _ => not_table_data += 1,
+            None => a.unknown_ops += 1,
         }
     }
-    let sampled = records.len();
-    let unsampled = new_records.saturating_sub(u64::try_from(sampled).unwrap_or(u64::MAX));
-    if not_table_data == 0 && unsampled > 0 {
-        let a = tables
-            .entry(topic_table.to_owned())
-            .or_insert_with(|| blank(topic_table));
+    summary.sampled = records.len();
+    let unsampled = new_records.saturating_sub(u64::try_from(summary.sampled).unwrap_or(u64::MAX));
+    if not_table_data == 0
+        && unsampled > 0
+        && let Some(table) = topic_table
+    {
+        let a = tables.entry(table.to_owned()).or_insert_with(|| blank(table));
         a.new_records += unsampled;
     }
     // A single-table topic: every new record is the table's, sampled or not.
     if tables.len() == 1
-        && let Some(a) = tables.get_mut(topic_table)
+        && let Some(table) = topic_table
+        && let Some(a) = tables.get_mut(table)
     {
         a.new_records = a.new_records.max(new_records.saturating_sub(not_table_data));
     }
-    (tables.into_values().collect(), sampled, bytes, invalid)
+    summary.activity = tables.into_values().collect();
+    summary
 }
 
 /// `cdc-orchestrator watch`: prints activity (and with `lag`, lag snapshots) as JSON lines until `shutdown`;
 /// with `once`, watches for one poll interval and exits. Broker outages are logged and retried.
 pub async fn watch_command(
-    config: KafkaConfig,
+    config: &Config,
     lag: bool,
     once: bool,
     mut out: impl std::io::Write,
     shutdown: CancellationToken,
 ) -> Result<(), WatchError> {
-    let mut watcher = Watcher::new(config)?;
+    let routing = Routing::for_config(config).map_err(WatchError::Routed)?;
+    let mut watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
     if once {
         // A baseline, one interval, and what changed in it.
         let first = async {
@@ -772,7 +932,7 @@ pub async fn watch_command(
                     }
                 }
             }
-            Err(error) => tracing::error!(%error, "Kafka brokers unreachable"),
+            Err(error) => return Err(WatchError::Unreachable(error)),
         }
         return Ok(());
     }
@@ -810,13 +970,33 @@ mod tests {
 
     const TOPIC: &str = "university-server.public.faculty";
 
+    fn routing(routed: &[&str]) -> Routing {
+        let kafka = KafkaConfig {
+            routed_topics: routed.iter().map(|s| (*s).to_owned()).collect(),
+            ..KafkaConfig::default()
+        };
+        Routing::new(&kafka, ["faculty".to_owned(), "program".to_owned()]).expect("valid")
+    }
+
+    /// `summarize` with no routed topics: activity, sampled count, invalid error.
+    fn plain(
+        topic: &str,
+        partition: i32,
+        new_records: u64,
+        sample: &Result<Vec<Decodable>, String>,
+        kinds: &mut BTreeMap<&'static str, u64>,
+    ) -> (Vec<TableActivity>, usize, usize, Option<String>) {
+        let s = summarize(&routing(&[]), topic, partition, new_records, sample, kinds);
+        (s.activity, s.sampled, s.bytes, s.invalid)
+    }
+
     #[test]
     fn a_sample_of_changes_is_activity_of_the_topic_table() {
         let sample = Ok(vec![
             rec(r#"{"op":"c","source":{"table":"faculty"},"after":{},"ts_ms":5}"#),
             rec(r#"{"op":"u","source":{"table":"faculty","ts_ms":9},"after":{}}"#),
         ]);
-        let (found, sampled, _, _) = summarize(TOPIC, 0, 10, &sample, &mut BTreeMap::new());
+        let (found, sampled, _, _) = plain(TOPIC, 0, 10, &sample, &mut BTreeMap::new());
         assert_eq!(sampled, 2);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].table, "faculty");
@@ -831,9 +1011,9 @@ mod tests {
     #[test]
     fn heartbeats_and_transactions_are_not_activity() {
         let sample = Ok(vec![rec(r#"{"status":"BEGIN","id":"1","data_collections":null}"#)]);
-        let (found, _, _, _) = summarize("university-server.transaction", 0, 1, &sample, &mut BTreeMap::new());
+        let (found, _, _, _) = plain("university-server.transaction", 0, 1, &sample, &mut BTreeMap::new());
         assert!(found.is_empty());
-        let (found, _, _, _) = summarize(
+        let (found, _, _, _) = plain(
             "__debezium-heartbeat.university-server",
             0,
             3,
@@ -844,19 +1024,63 @@ mod tests {
     }
 
     #[test]
-    fn routed_topics_report_each_table() {
+    fn routed_topics_report_each_startable_table_and_drop_the_rest() {
         let sample = Ok(vec![
             rec(r#"{"op":"c","source":{"table":"faculty"},"after":{}}"#),
             rec(r#"{"op":"d","source":{"table":"program"},"before":{}}"#),
+            rec(r#"{"op":"d","source":{"table":"junk"},"before":{}}"#),
         ]);
-        let (found, _, _, _) = summarize("university-server.all", 0, 2, &sample, &mut BTreeMap::new());
-        let tables: Vec<_> = found.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        let s = summarize(
+            &routing(&[r"university-server\.all"]),
+            "university-server.all",
+            0,
+            3,
+            &sample,
+            &mut BTreeMap::new(),
+        );
+        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
         assert_eq!(tables, [("faculty", 1), ("program", 1)]);
+        assert_eq!(
+            s.untrusted,
+            Some(Untrusted {
+                named: Some("junk".into()),
+                counted_as: None
+            })
+        );
+        // The same records on a topic that is not routed: nothing is believed, and the topic has no table.
+        let s = summarize(
+            &routing(&[]),
+            "university-server.all",
+            0,
+            3,
+            &sample,
+            &mut BTreeMap::new(),
+        );
+        assert!(s.activity.is_empty(), "{:?}", s.activity);
+    }
+
+    #[test]
+    fn record_table_names_do_not_create_tables_on_a_table_topic() {
+        let sample = Ok((0..16)
+            .map(|i| rec(&format!(r#"{{"op":"c","source":{{"table":"junk_{i}"}},"after":{{}}}}"#)))
+            .collect());
+        let course = "university-server.public.course";
+        let (found, _, _, _) = plain(course, 0, 640, &sample, &mut BTreeMap::new());
+        let tables: Vec<_> = found.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        assert_eq!(tables, [("course", 640)]);
+        let s = summarize(&routing(&[course]), course, 0, 640, &sample, &mut BTreeMap::new());
+        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        assert_eq!(
+            tables,
+            [("course", 640)],
+            "routed, but junk is no table the sidecar can start"
+        );
+        assert_eq!(s.untrusted.and_then(|u| u.counted_as).as_deref(), Some("course"));
     }
 
     #[test]
     fn a_failed_sample_still_reports_the_advance() {
-        let (found, _, _, _) = summarize(TOPIC, 2, 4, &Err("fetch: timeout".into()), &mut BTreeMap::new());
+        let (found, _, _, _) = plain(TOPIC, 2, 4, &Err("fetch: timeout".into()), &mut BTreeMap::new());
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].new_records, found[0].unknown_ops), (4, 4));
     }
@@ -871,7 +1095,7 @@ mod tests {
             },
         ]);
         let mut kinds = BTreeMap::new();
-        let (found, _, _, invalid) = summarize(TOPIC, 0, 2, &sample, &mut kinds);
+        let (found, _, _, invalid) = plain(TOPIC, 0, 2, &sample, &mut kinds);
         assert_eq!(found[0].unknown_ops, 2);
         assert!(invalid.is_some_and(|e| e.starts_with("not JSON")));
         assert_eq!(kinds, BTreeMap::from([("invalid", 1), ("opaque", 1)]));
@@ -884,7 +1108,7 @@ mod tests {
             key: Some(b"{}".to_vec()),
             value: None,
         };
-        let (found, _, _, _) = summarize(TOPIC, 0, 1, &Ok(vec![tombstone]), &mut BTreeMap::new());
+        let (found, _, _, _) = plain(TOPIC, 0, 1, &Ok(vec![tombstone]), &mut BTreeMap::new());
         assert!(found.is_empty());
     }
 }

@@ -12,6 +12,10 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
             cmd.env_remove(key);
         }
     }
+    // `check` with the sql-gateway launcher needs the credentials `run` would submit.
+    for &(_, variable) in &cdc_orchestrator::sql::CREDENTIALS {
+        cmd.env(variable, "test-credential");
+    }
     cmd.envs(env.iter().copied());
     cmd.output().expect("run cdc-orchestrator")
 }
@@ -86,6 +90,31 @@ fn bad_values_exit_2_naming_key_and_value() {
         let out = run(&["check"], &[(key, value)]);
         assert_config_error(&out, needles);
     }
+}
+
+#[test]
+fn check_refuses_a_topic_template_the_topic_pattern_does_not_watch() {
+    let out = run(&["check"], &[("CDC_KAFKA__TOPIC_TEMPLATE", "srv.public.{table}")]);
+    assert_config_error(
+        &out,
+        &["kafka.topic_template", "kafka.topic_pattern", "srv.public.class"],
+    );
+    let out = run(&["check"], &[("CDC_KAFKA__ROUTED_TOPICS", "[\"all(\"]")]);
+    assert_config_error(&out, &["kafka.routed_topics", "all("]);
+    let out = run(
+        &["check"],
+        &[
+            ("CDC_KAFKA__TOPIC_TEMPLATE", "srv.public.{table}"),
+            ("CDC_KAFKA__TOPIC_PATTERN", r"^srv\.public\..+$"),
+            ("CDC_KAFKA__ROUTED_TOPICS", "[\"srv.all\"]"),
+        ],
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("routed_topics = [\"srv.all\"]"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]

@@ -15,9 +15,23 @@ enum Want {
     Invalid(&'static str),
 }
 
+/// A change whose record names its table (`source.table` or `__table`).
 fn change(table: &str, schema: Option<&str>, op: Option<Op>, snapshot: bool, ts_ms: Option<i64>) -> Want {
     Want::Is(Decoded::Change(Change {
         table: table.to_owned(),
+        table_from_record: true,
+        schema: schema.map(str::to_owned),
+        op,
+        snapshot,
+        ts_ms,
+    }))
+}
+
+/// A change whose record names no table: the `decode` command shows the topic's last segment.
+fn topic_change(table: &str, schema: Option<&str>, op: Option<Op>, snapshot: bool, ts_ms: Option<i64>) -> Want {
+    Want::Is(Decoded::Change(Change {
+        table: table.to_owned(),
+        table_from_record: false,
         schema: schema.map(str::to_owned),
         op,
         snapshot,
@@ -94,7 +108,7 @@ fn cases() -> Vec<(&'static str, &'static str, Option<Vec<u8>>, Want)> {
             "snapshot as boolean (old connectors)",
             FACULTY,
             v(r#"{"op":"r","after":{},"source":{"snapshot":true}}"#),
-            change("faculty", None, Some(Op::Read), true, None),
+            topic_change("faculty", None, Some(Op::Read), true, None),
         ),
         (
             "truncate",
@@ -112,13 +126,13 @@ fn cases() -> Vec<(&'static str, &'static str, Option<Vec<u8>>, Want)> {
             "source without table takes the topic",
             FACULTY,
             v(r#"{"op":"c","after":{},"source":{"db":"x"}}"#),
-            change("faculty", None, Some(Op::Create), false, None),
+            topic_change("faculty", None, Some(Op::Create), false, None),
         ),
         (
             "null source",
             FACULTY,
             v(r#"{"op":"c","after":{},"source":null,"ts_ms":3}"#),
-            change("faculty", None, Some(Op::Create), false, Some(3)),
+            topic_change("faculty", None, Some(Op::Create), false, Some(3)),
         ),
         (
             "unicode table, escaped",
@@ -132,7 +146,7 @@ fn cases() -> Vec<(&'static str, &'static str, Option<Vec<u8>>, Want)> {
             v(
                 r#"{"op":"c","after":{},"source":{"ts_ms":1,"ts_us":1000,"ts_ns":1000000},"ts_ms":2,"ts_us":2000,"ts_ns":2000000,"transaction":{"id":"1:2","total_order":1,"data_collection_order":1}}"#,
             ),
-            change("faculty", None, Some(Op::Create), false, Some(1)),
+            topic_change("faculty", None, Some(Op::Create), false, Some(1)),
         ),
         (
             "schema wrapper",
@@ -147,25 +161,25 @@ fn cases() -> Vec<(&'static str, &'static str, Option<Vec<u8>>, Want)> {
             "unwrapped without __ fields",
             FACULTY,
             v(r#"{"id":1,"name":"x"}"#),
-            change("faculty", None, None, false, None),
+            topic_change("faculty", None, None, false, None),
         ),
         (
             "unwrapped with __op",
             FACULTY,
             v(r#"{"id":1,"__op":"c","__source_ts_ms":5}"#),
-            change("faculty", None, Some(Op::Create), false, Some(5)),
+            topic_change("faculty", None, Some(Op::Create), false, Some(5)),
         ),
         (
             "unwrapped rewrite delete",
             FACULTY,
             v(r#"{"id":1,"__deleted":"true"}"#),
-            change("faculty", None, Some(Op::Delete), false, None),
+            topic_change("faculty", None, Some(Op::Delete), false, None),
         ),
         (
             "unwrapped not deleted",
             FACULTY,
             v(r#"{"id":1,"__deleted":"false"}"#),
-            change("faculty", None, None, false, None),
+            topic_change("faculty", None, None, false, None),
         ),
         (
             "unwrapped __table and __schema",
@@ -177,19 +191,19 @@ fn cases() -> Vec<(&'static str, &'static str, Option<Vec<u8>>, Want)> {
             "unwrapped snapshot read",
             FACULTY,
             v(r#"{"id":1,"__op":"r"}"#),
-            change("faculty", None, Some(Op::Read), true, None),
+            topic_change("faculty", None, Some(Op::Read), true, None),
         ),
         (
             "unwrapped in schema wrapper",
             FACULTY,
             v(r#"{"schema":{"type":"struct"},"payload":{"id":1,"__op":"d","__deleted":"true"}}"#),
-            change("faculty", None, Some(Op::Delete), false, None),
+            topic_change("faculty", None, Some(Op::Delete), false, None),
         ),
         (
             "unwrapped columns named like envelope fields",
             FACULTY,
             v(r#"{"id":1,"status":"active","op":"c","ts_ms":"soon"}"#),
-            change("faculty", None, None, false, None),
+            topic_change("faculty", None, None, false, None),
         ),
         // tombstone
         ("tombstone", FACULTY, None, tombstone("faculty")),

@@ -130,6 +130,7 @@ impl Envelope {
     fn expected(&self) -> Decoded {
         Decoded::Change(Change {
             table: self.table.clone().unwrap_or_else(|| self.topic_table.clone()),
+            table_from_record: self.table.is_some(),
             schema: self.schema.clone(),
             op: Some(self.op),
             snapshot: self.snapshot.is_some_and(|s| s != "false"),
@@ -227,6 +228,7 @@ impl Unwrapped {
         });
         Decoded::Change(Change {
             table: self.table.clone().unwrap_or_else(|| self.topic_table.clone()),
+            table_from_record: self.table.is_some(),
             schema: self.schema.clone(),
             op,
             snapshot: op == Some(Op::Read),

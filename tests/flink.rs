@@ -73,7 +73,7 @@ async fn one_start_gives_one_running_job_with_pinned_id_name_and_checkpointing()
     assert_eq!(jobs[0].state, "RUNNING");
     assert_eq!(jobs[0].config["execution.checkpointing.interval"], "10000ms");
     let statements = fake.statements();
-    assert_eq!(statements.len(), 9, "{statements:#?}");
+    assert_eq!(statements.len(), 5, "{statements:#?}");
     assert_eq!(statements[0], "SET 'pipeline.name' = 'cdc-faculty'");
     assert_eq!(
         statements[2],
@@ -84,28 +84,35 @@ async fn one_start_gives_one_running_job_with_pinned_id_name_and_checkpointing()
         &table_sql("faculty")[..],
         "the table's SQL follows, in order"
     );
-    assert_eq!(
-        statements[5], "DROP TEMPORARY TABLE IF EXISTS src_faculty",
-        "then the session is cleaned up"
-    );
-    assert_eq!(statements[8], "RESET '$internal.pipeline.job-id'");
     assert_eq!(fake.sessions_opened(), 1);
+    assert_eq!(
+        fake.open_sessions(),
+        0,
+        "the start's session is closed once the job is submitted"
+    );
 }
 
 #[tokio::test]
-async fn one_session_serves_many_starts() {
+async fn concurrent_starts_run_side_by_side_each_in_a_session_of_its_own() {
     let fake = FakeFlink::start().await;
+    let delay = Duration::from_millis(60);
+    fake.set_statement_delay(delay);
     let l = launcher(&fake);
     let (faculty, program) = (table_sql("faculty"), table_sql("program"));
+    let begin = std::time::Instant::now();
     let (a, b) = tokio::join!(l.start("faculty", 1, &faculty), l.start("program", 1, &program));
+    let took = begin.elapsed();
     let (a, b) = (a.expect("faculty"), b.expect("program"));
     assert_ne!(a.job_id, b.job_id);
-    assert_eq!(fake.sessions_opened(), 1, "one long-lived session");
+    assert_eq!(fake.sessions_opened(), 2, "a session per start");
+    assert_eq!(fake.open_sessions(), 0, "each closed afterwards");
     for job in fake.jobs() {
-        // Concurrent starts must not interleave their SETs in the shared session.
+        // Each start's SETs stay in its own session.
         let table = job.name.trim_start_matches("cdc-");
         assert_eq!(job.id, job_id_for(table, 1).as_str(), "{job:?}");
     }
+    // Five statements each: one after another would take ten statement delays.
+    assert!(took < delay * 9, "took {took:?}");
 }
 
 #[tokio::test]
@@ -185,15 +192,20 @@ async fn a_duplicate_submission_is_adopted() {
 #[tokio::test]
 async fn an_expired_session_is_reopened_transparently() {
     let fake = FakeFlink::start().await;
+    fake.set_statement_delay(Duration::from_millis(50));
     let l = launcher(&fake);
-    l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
-    let first = l.gateway().session_handle().await.expect("session");
-    fake.expire_sessions();
-    l.start("program", 1, &table_sql("program"))
-        .await
-        .expect("start after expiry");
+    // The gateway forgets the start's session half-way (gateway restart): the batch is replayed in a new one.
+    let program_sql = table_sql("program");
+    let start = l.start("program", 1, &program_sql);
+    let expire = async {
+        while fake.statements().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        fake.expire_sessions();
+    };
+    let (started, ()) = tokio::join!(start, expire);
+    started.expect("start after expiry");
     assert_eq!(fake.sessions_opened(), 2);
-    assert_ne!(l.gateway().session_handle().await.expect("session"), first);
     let program = fake
         .jobs()
         .into_iter()
@@ -205,12 +217,19 @@ async fn an_expired_session_is_reopened_transparently() {
         "SETs replayed in the new session"
     );
 
-    // Idle expiry, then a heartbeat: the heartbeat notices and reopens.
+    // The long-lived session of `execute_batch`: idle expiry, then a heartbeat notices and reopens it.
+    fake.set_statement_delay(Duration::ZERO);
+    l.gateway()
+        .execute_batch(&["SET 'a' = 'b'".to_owned()], &[], Duration::from_secs(2))
+        .await
+        .expect("opens the long-lived session");
+    let first = l.gateway().session_handle().await.expect("session");
     fake.set_session_idle_timeout(Duration::from_millis(100));
     tokio::time::sleep(Duration::from_millis(150)).await;
     l.gateway().heartbeat().await.expect("heartbeat reopens");
-    assert_eq!(fake.sessions_opened(), 3);
+    assert_eq!(fake.sessions_opened(), 4);
     assert_eq!(fake.open_sessions(), 1);
+    assert_ne!(l.gateway().session_handle().await.expect("session"), first);
 }
 
 #[tokio::test]
@@ -244,7 +263,10 @@ async fn heartbeats_keep_the_session_alive() {
     let fake = FakeFlink::start().await;
     fake.set_session_idle_timeout(Duration::from_millis(300));
     let l = launcher(&fake);
-    l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    l.gateway()
+        .execute_batch(&["SET 'a' = 'b'".to_owned()], &[], Duration::from_secs(2))
+        .await
+        .expect("opens the session");
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(120)).await;
         l.gateway().heartbeat().await.expect("heartbeat");
@@ -612,7 +634,7 @@ fn strict_sql(table: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn the_session_keeps_nothing_of_a_start_so_a_table_can_start_again() {
+async fn no_session_keeps_anything_of_a_start_so_a_table_can_start_again() {
     let fake = FakeFlink::start().await;
     let l = launcher(&fake);
     let first = l.start("faculty", 1, &strict_sql("faculty")).await.expect("start");
@@ -620,9 +642,9 @@ async fn the_session_keeps_nothing_of_a_start_so_a_table_can_start_again() {
     let second = l
         .start("faculty", 2, &strict_sql("faculty"))
         .await
-        .expect("second start, same session");
+        .expect("second start");
     assert_ne!(second.job_id, first.job_id);
-    assert_eq!(fake.sessions_opened(), 1);
+    assert_eq!(fake.sessions_opened(), 2);
 
     // A start that fails half-way is cleaned up too.
     let mut broken = strict_sql("program");
@@ -632,8 +654,46 @@ async fn the_session_keeps_nothing_of_a_start_so_a_table_can_start_again() {
     l.start("program", 1, &strict_sql("program"))
         .await
         .expect("clean retry");
-    let statements = fake.statements();
-    assert!(statements.contains(&"DROP TEMPORARY TABLE IF EXISTS src_program".to_owned()));
-    assert!(statements.contains(&"RESET '$internal.pipeline.job-id'".to_owned()));
-    assert_eq!(fake.sessions_opened(), 1);
+    assert_eq!(fake.sessions_opened(), 4);
+    assert_eq!(
+        fake.open_sessions(),
+        0,
+        "every start's session is closed, failed or not"
+    );
+}
+
+#[tokio::test]
+async fn a_stop_is_acknowledged_within_a_second_of_the_job_finishing() {
+    let fake = FakeFlink::start().await;
+    // A savepoint as slow as on a real cluster: the doubling poll used to answer 3 to 4 s after FINISHED.
+    let savepoint = Duration::from_millis(3_300);
+    fake.set_savepoint_after(Some(savepoint));
+    let flink = cdc_orchestrator::config::FlinkConfig {
+        stop_timeout: Duration::from_secs(20),
+        savepoint_dir: SAVEPOINTS.to_owned(),
+        ..Default::default()
+    };
+    // The settings the sidecar runs with, poll pace included.
+    let settings = LaunchSettings::from_config(&flink);
+    assert_eq!(settings.poll, Backoff::default());
+    let l = SqlGatewayLauncher::new(
+        &fake.gateway_url,
+        &fake.jobmanager_url,
+        Duration::from_secs(2),
+        settings,
+    )
+    .expect("launcher");
+    let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
+    let asked = std::time::Instant::now();
+    let stopped = l.stop("faculty", &started.job_id).await.expect("stop");
+    let acknowledged = asked.elapsed();
+    assert!(matches!(stopped, Stopped::Savepoint { .. }), "{stopped:?}");
+    // The fake finishes the job `savepoint` after the stop request, which came after `asked`.
+    let after_finished = acknowledged.saturating_sub(savepoint);
+    eprintln!("stop acknowledged {acknowledged:?} after asking, {after_finished:?} after FINISHED");
+    assert!(
+        after_finished <= Duration::from_secs(1),
+        "{after_finished:?} after FINISHED"
+    );
+    assert_eq!(fake.jobs()[0].state, "FINISHED");
 }

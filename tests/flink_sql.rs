@@ -519,7 +519,7 @@ fn each_sink_needs_only_its_own_credentials() {
         assert!(text.contains("'password' = '{{ jdbc_password }}'"), "{}", postgres.name);
     }
     // Through the binary, configured from the environment.
-    let out = run_cli(&["render", "room"], &[("CDC_SINK__KIND", "jdbc")]);
+    let out = run_cli(&["render", "room", "--show-secrets"], &[("CDC_SINK__KIND", "jdbc")]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("SINK_JDBC_PASSWORD is not set"), "{err}");
@@ -530,6 +530,7 @@ fn each_sink_needs_only_its_own_credentials() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8(out.stdout).unwrap();
     assert!(printed.contains("'connector' = 'jdbc'"), "{printed}");
+    assert!(printed.contains("'password' = '<redacted>'"), "{printed}");
     assert!(!printed.contains("CREATE CATALOG"), "{printed}");
 }
 
@@ -549,7 +550,7 @@ fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
 fn render_prints_exactly_the_statements_of_the_table() {
     let config = Config::default();
     for table in sql::known_tables(&config).unwrap() {
-        let out = run_cli(&["render", &table], &CREDENTIAL_ENV);
+        let out = run_cli(&["render", &table, "--show-secrets"], &CREDENTIAL_ENV);
         assert!(
             out.status.success(),
             "{table}: {}",
@@ -598,7 +599,7 @@ fn render_of_an_unknown_table_fails_listing_the_known_ones() {
 
 #[test]
 fn render_without_credentials_names_the_missing_variable() {
-    let out = run_cli(&["render", "faculty"], &CREDENTIAL_ENV[..1]);
+    let out = run_cli(&["render", "faculty", "--show-secrets"], &CREDENTIAL_ENV[..1]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -121,6 +121,10 @@ fn the_rendered_config_passes_the_binarys_check() {
                 cmd.env_remove(key);
             }
         }
+        // The chart's launcher is sql-gateway, whose credentials `check` requires (they come from Secrets).
+        for &(_, variable) in &cdc_orchestrator::sql::CREDENTIALS {
+            cmd.env(variable, "test-credential");
+        }
         let out = run(&mut cmd);
         assert!(
             out.status.success(),

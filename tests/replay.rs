@@ -141,7 +141,8 @@ fn reads_standard_input_with_dash_or_without_an_argument() {
 fn policy_settings_come_from_the_config_file_and_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("c.toml");
-    std::fs::write(&file, "[policy]\nidle_timeout = \"20s\"\n").expect("write config");
+    // A cooldown no longer than idle_timeout: a longer one is allowed but warned about on stderr.
+    std::fs::write(&file, "[policy]\nidle_timeout = \"20s\"\ncooldown = \"10s\"\n").expect("write config");
     let path = file.to_str().expect("utf-8 path");
     let trace = "examples/traces/faculty-idle-stop.jsonl";
     let got = replay_ok(&["replay", "--config", path, trace], &[]);

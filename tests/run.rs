@@ -193,6 +193,11 @@ impl Drop for Sidecar {
 }
 
 async fn change(client: &rskafka::client::Client, table: &str, op: &str, id: u64) {
+    change_on(client, &format!("{PREFIX}{table}"), table, op, id).await;
+}
+
+/// A Debezium change whose `source.table` is `table`, produced into `topic` (whatever table that topic carries).
+async fn change_on(client: &rskafka::client::Client, topic: &str, table: &str, op: &str, id: u64) {
     let value = serde_json::json!({
         "before": null,
         "after": {"id": id},
@@ -203,14 +208,7 @@ async fn change(client: &rskafka::client::Client, table: &str, op: &str, id: u64
         "transaction": null,
     });
     let bytes = serde_json::to_vec(&value).expect("json");
-    support::produce(
-        client,
-        &format!("{PREFIX}{table}"),
-        0,
-        Some(b"{\"id\":1}"),
-        &[Some(&bytes)],
-    )
-    .await;
+    support::produce(client, topic, 0, Some(b"{\"id\":1}"), &[Some(&bytes)]).await;
 }
 
 /// What a running Flink job does on each checkpoint: commit its group's offsets up to the end of the topic.
@@ -507,28 +505,284 @@ async fn the_rest_api_controls_tables_and_guards_posts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_table_without_sql_is_reported_failing_and_others_still_start() {
+async fn a_table_without_sql_never_queues_or_spends_a_token_and_others_still_start() {
     let broker = support::Broker::start();
     let client = topics(&broker, &["audit_log", "faculty"]).await;
     let flink = FakeFlink::start().await;
     let sidecar = Sidecar::start(&broker, &flink, &[]);
-    change(&client, "audit_log", "c", 1).await;
-    sidecar
-        .wait_for_log("cannot render the job's SQL", Duration::from_secs(10))
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, body) = sidecar.get("/tables/audit_log").await;
-        let status: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        if status["state"] == "failing" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "audit_log never reported failing: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    for id in 0..3 {
+        change(&client, "audit_log", "c", id).await;
     }
+    sidecar
+        .wait_for_log(
+            "changes on a table without a SQL template are ignored",
+            Duration::from_secs(10),
+        )
+        .await;
     change(&client, "faculty", "c", 1).await;
     sidecar
         .wait_for_log("Successfully triggered job for: faculty", Duration::from_secs(15))
         .await;
     assert_eq!(flink.jobs().len(), 1, "nothing was submitted for the table without SQL");
+    let (code, _) = sidecar.get("/tables/audit_log").await;
+    assert_eq!(code, 404, "never in the policy, so never queued or failing");
+    let (_, metrics) = sidecar.get("/metrics").await;
+    assert!(
+        !metrics.contains("cdc_job_starts_total{table=\"audit_log\""),
+        "{metrics}"
+    );
+    assert_eq!(
+        sidecar.count("changes on a table without a SQL template are ignored"),
+        1,
+        "warned once"
+    );
+    assert_eq!(sidecar.count("cannot render the job's SQL"), 0);
+}
+
+/// Distinct values of the `table` label on `/metrics`.
+fn metric_tables(metrics: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter_map(|l| l.split_once("table=\"").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once('"').map(|(table, _)| table.to_owned()))
+        .collect()
+}
+
+fn tables_of(body: &str) -> Vec<String> {
+    let tables: Value = serde_json::from_str(body).expect("GET /tables is JSON");
+    tables
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|t| t["table"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_table_names_cannot_create_tables_or_starve_a_real_start() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["course", "program"]).await;
+    let flink = FakeFlink::start().await;
+    // The default throttle (10 starts a minute, bursts of 5), which junk tables used to use up.
+    let sidecar = Sidecar::start(
+        &broker,
+        &flink,
+        &[
+            ("CDC_FLINK__LAUNCHER", "dry-run"),
+            ("CDC_FLINK__STARTS_PER_MINUTE", "10"),
+            ("CDC_FLINK__START_BURST", "5"),
+        ],
+    );
+    let course = format!("{PREFIX}course");
+    for id in 0..640u64 {
+        change_on(&client, &course, &format!("junk_{id}"), "c", id).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = sidecar.get("/metrics").await;
+        if metrics.contains("cdc_new_records_total{table=\"course\"} 640") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "course never counted 640 records:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let asked = Instant::now();
+    change(&client, "program", "c", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: program", Duration::from_secs(5))
+        .await;
+    let took = asked.elapsed();
+    let (_, body) = sidecar.get("/tables").await;
+    assert_eq!(tables_of(&body), ["course", "program"], "{body}");
+    let (_, metrics) = sidecar.get("/metrics").await;
+    let labelled = metric_tables(&metrics);
+    assert_eq!(
+        labelled.into_iter().collect::<Vec<_>>(),
+        ["course", "program"],
+        "{metrics}"
+    );
+    let series = metrics.lines().filter(|l| l.contains("table=\"")).count();
+    eprintln!(
+        "640 junk source.table values: tables {:?}, {series} per-table metric series, program started after {took:?}",
+        tables_of(&body)
+    );
+    assert!(series <= 10, "{series} per-table series:\n{metrics}");
+    assert_eq!(
+        sidecar.count("Successfully triggered job for:"),
+        2,
+        "course and program only"
+    );
+    assert!(took < Duration::from_secs(5), "program started after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_beyond_max_tables_are_ignored_with_one_warning() {
+    let junk = ["audit_a", "audit_b", "audit_c", "audit_d", "audit_e", "audit_f"];
+    let broker = support::Broker::start();
+    let client = topics(&broker, &junk).await;
+    support::create_topic(&client, &format!("{PREFIX}program"), 1).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(
+        &broker,
+        &flink,
+        &[("CDC_FLINK__LAUNCHER", "dry-run"), ("CDC_KAFKA__MAX_TABLES", "3")],
+    );
+    for table in junk {
+        change(&client, table, "c", 1).await;
+    }
+    sidecar
+        .wait_for_log("more tables than kafka.max_tables", Duration::from_secs(10))
+        .await;
+    change(&client, "program", "c", 1).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: program", Duration::from_secs(10))
+        .await;
+    // A few more polls and lag reads: still one warning, still at most three tables besides program.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sidecar.count("more tables than kafka.max_tables"), 1);
+    let (_, metrics) = sidecar.get("/metrics").await;
+    let labelled = metric_tables(&metrics);
+    assert!(labelled.contains("program"), "{metrics}");
+    assert!(labelled.len() <= 4, "{labelled:?}");
+}
+
+const FORGED: &str = "faculty\n2026-01-01T00:00:00.000000Z  INFO cdc_orchestrator::run: Successfully triggered job for: \
+                      payment job_id=FORGED";
+
+/// A forged `source.table` on a routed topic and on a table topic: no log line may be forged, in `format`.
+async fn forged_table_names_stay_inside_their_line(format: &str) {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["course", "program"]).await;
+    let routed = "university-server.all";
+    support::create_topic(&client, routed, 1).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(
+        &broker,
+        &flink,
+        &[
+            ("CDC_LOG_FORMAT", format),
+            ("CDC_FLINK__LAUNCHER", "dry-run"),
+            ("CDC_KAFKA__TOPIC_PATTERN", r"^university-server\.(public\..+|all)$"),
+            ("CDC_KAFKA__ROUTED_TOPICS", r#"["university-server.all"]"#),
+        ],
+    );
+    change_on(&client, routed, FORGED, "c", 1).await;
+    change_on(&client, &format!("{PREFIX}course"), FORGED, "c", 2).await;
+    // A trusted name on the routed topic still routes.
+    change_on(&client, routed, "program", "u", 3).await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: program", Duration::from_secs(15))
+        .await;
+    sidecar
+        .wait_for_log("Successfully triggered job for: course", Duration::from_secs(15))
+        .await;
+    sidecar
+        .wait_for_log(
+            "record on a routed topic names no table the sidecar can start",
+            Duration::from_secs(10),
+        )
+        .await;
+    let log = sidecar.log.lock().expect("log lock").clone();
+    let mut carried = 0;
+    for line in &log {
+        match format {
+            "json" => {
+                let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                let message = event["fields"]["message"].as_str().unwrap_or_default();
+                assert!(
+                    !message.starts_with("Successfully triggered job for: payment"),
+                    "{line}"
+                );
+                if event["fields"]["named"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("\n2026-01-01"))
+                {
+                    carried += 1;
+                }
+            }
+            _ => {
+                assert!(!line.starts_with("2026-01-01T00:00:00.000000Z"), "forged line: {line}");
+                if line.contains("job_id=FORGED") {
+                    assert!(line.contains(r"faculty\n2026-01-01T00:00:00"), "unescaped: {line}");
+                    carried += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        carried >= 1,
+        "the hostile name reached the log escaped:\n{}",
+        log.join("\n")
+    );
+    let (_, body) = sidecar.get("/tables").await;
+    assert_eq!(tables_of(&body), ["course", "program"], "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_table_names_cannot_forge_text_log_lines() {
+    forged_table_names_stay_inside_their_line("text").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_table_names_cannot_forge_json_log_lines() {
+    forged_table_names_stay_inside_their_line("json").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_line_always_names_operations() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["faculty", "program"]).await;
+    let flink = FakeFlink::start().await;
+    let sidecar = Sidecar::start(
+        &broker,
+        &flink,
+        &[
+            ("CDC_FLINK__LAUNCHER", "dry-run"),
+            ("CDC_KAFKA__SAMPLE_INTERVAL", "60s"),
+            ("CDC_KAFKA__SAMPLE_RECORDS", "1"),
+            ("CDC_KAFKA__POLL_INTERVAL", "1s"),
+        ],
+    );
+    change(&client, "faculty", "c", 1).await;
+    sidecar
+        .wait_for_log("Detected c operation on table: faculty", Duration::from_secs(10))
+        .await;
+    // Within the sample interval the next advances are counted from the watermark alone: nothing is sampled, and
+    // the line names what the table's last sample found.
+    change(&client, "faculty", "u", 1).await;
+    change(&client, "faculty", "u", 2).await;
+    sidecar
+        .wait_until("no second Detected line for faculty", Duration::from_secs(10), || {
+            sidecar.count("Detected c operation on table: faculty") >= 2
+        })
+        .await;
+    let (_, metrics) = sidecar.get("/metrics").await;
+    assert!(
+        metrics.contains("cdc_new_records_total{table=\"faculty\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("op=\"u\""),
+        "the updates were not sampled, so this is the watermark path: {metrics}"
+    );
+    // A delete and its tombstone in one poll, one record sampled: the sample is the tombstone, so the delete is
+    // counted without an operation, for a table never sampled before.
+    change(&client, "program", "d", 1).await;
+    support::produce(&client, &format!("{PREFIX}program"), 0, Some(b"{\"id\":1}"), &[None]).await;
+    sidecar
+        .wait_until("no Detected line for program", Duration::from_secs(10), || {
+            sidecar.count("operation on table: program") >= 1
+        })
+        .await;
+    assert_eq!(
+        sidecar.count("Detected unknown operation on table: program")
+            + sidecar.count("Detected d operation on table: program"),
+        sidecar.count("operation on table: program"),
+        "{}",
+        sidecar.log_text()
+    );
+    assert_eq!(sidecar.count("Detected  operation"), 0, "{}", sidecar.log_text());
 }

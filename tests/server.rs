@@ -74,11 +74,14 @@ async fn start(token: Option<&str>) -> Harness {
         tables: snapshot,
         control,
         token: token.map(Secret::new),
+        max_body_bytes: 4096,
+        unseen: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, state, shutdown.clone()));
+    let limits = server::Limits::from_config(&Config::default().server);
+    let server = tokio::spawn(server::serve(listener, state, limits, shutdown.clone()));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

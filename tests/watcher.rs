@@ -4,9 +4,10 @@ mod support;
 
 use std::time::Duration;
 
-use cdc_orchestrator::config::KafkaConfig;
+use cdc_orchestrator::config::{Config, KafkaConfig};
 use cdc_orchestrator::lag::{self, LagReader, PartitionOffsets};
 use cdc_orchestrator::op::Op;
+use cdc_orchestrator::routing::Routing;
 use cdc_orchestrator::watcher::{TableActivity, WatchEvent, Watcher};
 use rskafka::client::partition::OffsetAt;
 use tokio::sync::mpsc;
@@ -45,7 +46,13 @@ struct Running {
 fn start(config: KafkaConfig) -> Running {
     let (tx, events) = mpsc::channel(1024);
     let shutdown = CancellationToken::new();
-    let watcher = Watcher::new(config).expect("valid config");
+    // The sidecar's routing: the built-in templates' tables can start.
+    let full = Config {
+        kafka: config.clone(),
+        ..Config::default()
+    };
+    let routing = Routing::for_config(&full).expect("valid routed topics");
+    let watcher = Watcher::new(config).expect("valid config").with_routing(routing);
     let task = tokio::spawn(watcher.run(tx, shutdown.clone()));
     Running { events, shutdown, task }
 }
@@ -478,6 +485,7 @@ async fn a_table_topic_is_sampled_once_per_sample_interval_and_a_routed_topic_ev
     support::create_topic(&client, &routed_topic, 1).await;
     let mut running = start(KafkaConfig {
         sample_interval: Duration::from_secs(60),
+        routed_topics: vec![routed_topic.clone()],
         ..config(&broker)
     });
     ready(&mut running).await;

@@ -1,10 +1,12 @@
-//! Client of the Flink SQL Gateway REST endpoint: one long-lived session, statements run in order.
+//! Client of the Flink SQL Gateway REST endpoint: statements run in order in a session.
 //!
-//! The session carries state (`SET` values, temporary tables), and the gateway runs one session's statements
-//! one at a time, so a batch of statements holds the session for its whole length: two tables' starts never
-//! interleave their `SET`s. When the gateway no longer knows the session (idle expiry, gateway restart), the
-//! client opens a new one and replays the batch from its first statement, which is safe because a batch is a
-//! table's `SET`s, DDL and one pinned-id INSERT.
+//! A session carries state (`SET` values, temporary tables) and the gateway runs one session's statements one
+//! at a time. The launcher runs each start in a session of its own ([`SqlGateway::execute_in_own_session`]),
+//! closed afterwards: starts of different tables run side by side without mixing their `SET`s, and nothing of
+//! a start is left in the gateway. [`SqlGateway::execute_batch`] keeps one long-lived session instead (heartbeats
+//! keep it alive), for callers that want one. When the gateway no longer knows a session (idle expiry, gateway
+//! restart), the client opens a new one and replays the batch from its first statement, which is safe because a
+//! batch is a table's `SET`s, DDL and one pinned-id INSERT.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -17,6 +19,7 @@ use tokio::time::Instant;
 
 use super::http::Rest;
 use super::{Backoff, FlinkError, JobId, short_statement, sleep_until_next};
+use crate::sql::Credentials;
 
 /// How often the session is kept alive; well below the gateway's default idle timeout of 10 minutes.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
@@ -50,6 +53,8 @@ pub struct SqlGateway {
     /// `v2` when the gateway speaks it (results carry `jobID`), else `v1`.
     result_version: OnceCell<&'static str>,
     poll: Backoff,
+    /// The credentials the statements carry, masked wherever a statement is logged.
+    redact: Credentials,
 }
 
 #[derive(Deserialize)]
@@ -114,7 +119,13 @@ impl SqlGateway {
             session: Mutex::new(None),
             result_version: OnceCell::new(),
             poll,
+            redact: Credentials::default(),
         })
+    }
+
+    /// Masks `credentials` wherever this client logs a statement.
+    pub fn set_redaction(&mut self, credentials: Credentials) {
+        self.redact = credentials;
     }
 
     /// Runs `statements` in order in the session, each to completion, and returns their results. Stops at the
@@ -157,6 +168,35 @@ impl SqlGateway {
                             }
                         }
                     }
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    /// Runs `statements` in order in a session opened for them and closed afterwards (best effort), and returns
+    /// their results. Stops at the first failing statement; the whole batch must finish within `limit`. A
+    /// session the gateway forgets half-way (gateway restart) is replaced once and the batch replayed.
+    pub async fn execute_in_own_session(
+        &self,
+        statements: &[String],
+        limit: Duration,
+    ) -> Result<Vec<StatementResult>, FlinkError> {
+        let deadline = Instant::now() + limit;
+        let mut reopened = false;
+        loop {
+            let handle = self.open_session().await?;
+            let outcome = self.run_all(&handle, statements, deadline).await;
+            match outcome {
+                Err(e) if is_session_missing(&e) => {
+                    if reopened {
+                        return Err(e);
+                    }
+                    tracing::info!(session = %handle, "SQL Gateway session lost mid-batch; opening a new one");
+                    reopened = true;
+                }
+                outcome => {
+                    self.close_session(&handle).await;
                     return outcome;
                 }
             }
@@ -207,10 +247,16 @@ impl SqlGateway {
     /// Closes the session, if one is open. Best effort: an expired session is already gone.
     pub async fn close(&self) {
         if let Some(handle) = self.session.lock().await.take() {
-            let path = format!("v1/sessions/{handle}");
-            if let Err(e) = self.rest.send(Method::DELETE, &path, None).await {
-                tracing::debug!(error = %e, "closing the SQL Gateway session failed");
-            }
+            self.close_session(&handle).await;
+        }
+    }
+
+    /// Closes one session. Best effort: an expired session is already gone, and the gateway drops a forgotten
+    /// one at its idle timeout.
+    async fn close_session(&self, handle: &str) {
+        let path = format!("v1/sessions/{handle}");
+        if let Err(e) = self.rest.send(Method::DELETE, &path, None).await {
+            tracing::debug!(session = %handle, error = %e, "closing the SQL Gateway session failed");
         }
     }
 
@@ -240,7 +286,7 @@ impl SqlGateway {
     }
 
     async fn run_one(&self, session: &str, statement: &str, deadline: Instant) -> Result<StatementResult, FlinkError> {
-        tracing::debug!(statement = %short_statement(statement), "executing");
+        tracing::debug!(statement = %self.redact.redact(&short_statement(statement)), "executing");
         let body = json!({ "statement": statement });
         let path = format!("v1/sessions/{session}/statements");
         let op: ExecuteResponse = self.rest.call(Method::POST, &path, Some(&body)).await?;

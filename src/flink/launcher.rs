@@ -6,7 +6,7 @@ use std::time::Duration;
 use regex::Regex;
 use tokio::time::Instant;
 
-use super::gateway::{HEARTBEAT_INTERVAL, SqlGateway};
+use super::gateway::SqlGateway;
 use super::jobmanager::{JobManager, JobOverview, SavepointStatus, SourceProgress};
 use super::{
     Backoff, FlinkError, JobId, JobState, JobSummary, Launcher, Started, Stopped, http_client, job_id_for, job_name,
@@ -54,12 +54,17 @@ impl SqlGatewayLauncher {
     /// A launcher for `flink.sql_gateway_url` and `flink.jobmanager_url`.
     pub fn from_config(config: &Config) -> Result<SqlGatewayLauncher, FlinkError> {
         let flink = &config.flink;
-        SqlGatewayLauncher::new(
+        let mut launcher = SqlGatewayLauncher::new(
             &flink.sql_gateway_url,
             &flink.jobmanager_url,
             flink.request_timeout,
             LaunchSettings::from_config(flink),
-        )
+        )?;
+        // Freshly built, so the gateway is not shared yet.
+        if let Some(gateway) = Arc::get_mut(&mut launcher.gateway) {
+            gateway.set_redaction(crate::sql::Credentials::from_env());
+        }
+        Ok(launcher)
     }
 
     /// A launcher with explicit endpoints and settings; every HTTP request is bounded by `request_timeout`.
@@ -75,12 +80,6 @@ impl SqlGatewayLauncher {
             jobmanager: JobManager::new(http, jobmanager_url)?,
             settings,
         })
-    }
-
-    /// Keeps the SQL Gateway session alive in the background (every [`HEARTBEAT_INTERVAL`]) while the launcher
-    /// lives. Call once, from within the runtime.
-    pub fn spawn_heartbeats(&self) -> tokio::task::JoinHandle<()> {
-        SqlGateway::spawn_heartbeats(&self.gateway, HEARTBEAT_INTERVAL)
     }
 
     /// The SQL Gateway client.
@@ -231,46 +230,6 @@ impl SqlGatewayLauncher {
     }
 }
 
-/// Statements that undo what a table's statements leave in the shared session once its job is submitted (or
-/// its start failed): temporary tables and views are dropped, catalogs unregistered (`DROP CATALOG` forgets the
-/// session's handle; the catalog's data is untouched), and the launcher's `SET`s reset. Without this, the next
-/// start of the table in the same session fails on `CREATE TEMPORARY TABLE` / `CREATE CATALOG` of names that
-/// already exist. Permanent tables are never dropped: in a real catalog that would delete data.
-pub(crate) fn cleanup_statements(statements: &[String]) -> Vec<String> {
-    let mut drops = Vec::new();
-    let mut catalogs = Vec::new();
-    let mut keys: Vec<String> = LAUNCHER_KEYS.iter().map(|k| (*k).to_owned()).collect();
-    for statement in statements {
-        let code = code_of(statement);
-        if let Some(key) = set_key(&code) {
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-            continue;
-        }
-        let Some(c) = patterns().and_then(|p| p.create.captures(&code)) else {
-            continue;
-        };
-        let name = c.get(3).map_or("", |m| m.as_str());
-        match (c.get(1), c.get(2)) {
-            (Some(kind), _) => drops.push(format!(
-                "DROP TEMPORARY {} IF EXISTS {name}",
-                kind.as_str().to_ascii_uppercase()
-            )),
-            (None, Some(_)) => catalogs.push(format!("DROP CATALOG IF EXISTS {name}")),
-            (None, None) => {}
-        }
-    }
-    drops.reverse();
-    if !catalogs.is_empty() {
-        // A catalog in use cannot be dropped.
-        drops.push("USE CATALOG default_catalog".to_owned());
-        drops.extend(catalogs);
-    }
-    drops.extend(keys.iter().map(|key| format!("RESET '{key}'")));
-    drops
-}
-
 /// The session keys the launcher sets for every job; a table's SQL must not set them.
 const LAUNCHER_KEYS: [&str; 3] = [
     "pipeline.name",
@@ -279,7 +238,6 @@ const LAUNCHER_KEYS: [&str; 3] = [
 ];
 
 struct Patterns {
-    create: Regex,
     set: Regex,
 }
 
@@ -288,10 +246,6 @@ fn patterns() -> Option<&'static Patterns> {
     PATTERNS
         .get_or_init(|| {
             Some(Patterns {
-                create: Regex::new(
-                    r"(?is)^CREATE\s+(?:TEMPORARY\s+(TABLE|VIEW)|(CATALOG))\s+(?:IF\s+NOT\s+EXISTS\s+)?([\w.`]+)",
-                )
-                .ok()?,
                 set: Regex::new(r"(?is)^SET\s+'([^']+)'\s*=").ok()?,
             })
         })
@@ -349,7 +303,6 @@ impl Launcher for SqlGatewayLauncher {
         let deadline = begin + self.settings.start_timeout;
         let job_id = job_id_for(table, generation);
         let batch = self.batch(table, &job_id, statements);
-        let cleanup = cleanup_statements(statements);
         let mut delays = self.settings.poll.delays();
         let mut unlisted_duplicates = 0;
         loop {
@@ -369,7 +322,7 @@ impl Launcher for SqlGatewayLauncher {
                 }
                 Ok(None) => {
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    match self.gateway.execute_batch(&batch, &cleanup, remaining).await {
+                    match self.gateway.execute_in_own_session(&batch, remaining).await {
                         Ok(results) => {
                             let submitted = results.iter().rev().find_map(|r| r.job_id.clone());
                             if let Some(other) = submitted.as_ref().filter(|id| **id != job_id) {
@@ -504,30 +457,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cleanup_undoes_session_objects_but_never_permanent_tables() {
-        let statements: Vec<String> = [
-            "CREATE CATALOG lake WITH ('type' = 'iceberg')",
-            "-- source\nCREATE TEMPORARY TABLE IF NOT EXISTS src_faculty (id INT) WITH ('connector' = 'kafka')",
-            "create temporary view v_faculty AS SELECT * FROM src_faculty",
-            "CREATE TABLE IF NOT EXISTS lake.university.faculty (id INT)",
-            "SET 'table.exec.sink.upsert-materialize' = 'NONE'",
-            "INSERT INTO lake.university.faculty SELECT * FROM v_faculty",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        assert_eq!(
-            cleanup_statements(&statements),
-            vec![
-                "DROP TEMPORARY VIEW IF EXISTS v_faculty",
-                "DROP TEMPORARY TABLE IF EXISTS src_faculty",
-                "USE CATALOG default_catalog",
-                "DROP CATALOG IF EXISTS lake",
-                "RESET 'pipeline.name'",
-                "RESET 'execution.checkpointing.interval'",
-                "RESET '$internal.pipeline.job-id'",
-                "RESET 'table.exec.sink.upsert-materialize'",
-            ]
-        );
+    fn launcher_keys_are_reserved() {
+        let statements = vec!["SET 'table.exec.sink.upsert-materialize' = 'NONE'".to_owned()];
         assert_eq!(reserved_key_set(&statements), None);
         let sneaky = vec!["SET 'pipeline.name' = 'mine'".to_owned()];
         assert_eq!(reserved_key_set(&sneaky).as_deref(), Some("pipeline.name"));

@@ -14,6 +14,9 @@ pub struct Reconciliation {
     /// The latest ended job of each managed table that has no live job: FAILED means the job died (feed it to
     /// the policy); FINISHED is a completed stop-with-savepoint; CANCELED a cancel.
     pub ended: BTreeMap<String, JobSummary>,
+    /// Every other ended job of a managed table (older ones, and those of tables with a live job), newest
+    /// first: history, except for a job the sidecar still takes for the table's current one.
+    pub older_ended: Vec<JobSummary>,
     /// cdc jobs of tables the configuration does not manage: reported, never touched.
     pub unknown: Vec<JobSummary>,
 }
@@ -41,8 +44,13 @@ pub fn reconcile_jobs(jobs: &[JobSummary], manages: impl Fn(&str) -> bool) -> Re
         }
     }
     for job in jobs {
-        if manages(&job.table) && !job.state.is_alive() && !out.running.contains_key(&job.table) {
-            out.ended.entry(job.table.clone()).or_insert_with(|| job.clone());
+        if !manages(&job.table) || job.state.is_alive() {
+            continue;
+        }
+        if out.running.contains_key(&job.table) || out.ended.contains_key(&job.table) {
+            out.older_ended.push(job.clone());
+        } else {
+            out.ended.insert(job.table.clone(), job.clone());
         }
     }
     out
@@ -107,6 +115,8 @@ mod tests {
             "faculty has a live job"
         );
         assert_eq!(r.ended["program"].state, JobState::Failed, "latest ended job");
+        let older: Vec<_> = r.older_ended.iter().map(|j| j.job_id.clone()).collect();
+        assert_eq!(older, vec![job_id_for("faculty", 1), job_id_for("program", 2)]);
         assert_eq!(r.unknown.len(), 1);
         assert_eq!(r.unknown[0].table, "legacy");
     }

@@ -27,15 +27,22 @@
 //!   token and slot. Nothing is dropped.
 //! - A paused table never starts; resuming it starts it if changes are pending.
 //! - A job reported for a table the policy has no job for is adopted (this is how state survives a sidecar
-//!   restart, generation included); a second job for a table that has one is stopped as a duplicate.
+//!   restart, generation included); a second job for a table that has one is stopped as a duplicate. A report
+//!   naming the table's current job id is always about that job, never a duplicate. A job that ended without
+//!   being the table's current job (e.g. one an earlier sidecar process stopped) is history: remembered, so late
+//!   reports about it change nothing, but never taken for a start's job.
 //!
 //! What the run loop owes the policy: feed every input with the current time and arm one timer at
 //! [`Policy::next_deadline`] (re-armed after every call); carry out `Start` and `Stop` actions and report back.
 //! A start ends in a [`JobObservation`] (RUNNING, or a terminal state) or in [`Input::StartFailed`], which the
 //! launcher also sends when a job is not RUNNING within `flink.start_timeout` (after cancelling it). A stop ends
 //! in [`Input::Stopped`] or a terminal job state; the launcher cancels a stop slower than `flink.stop_timeout`.
-//! Job reports should carry the generation (the launcher pins job ids from table and generation) so that stale
-//! and duplicate jobs are told apart exactly; without it, a starting job takes the first report of its table.
+//! A start's job is matched only by its generation: the launcher's answer (`JobState` or `StartFailed`) carries
+//! it, and a listed job must carry it when its id is the one that start pinned (the launcher pins job ids from
+//! table and generation). A report without a generation matches only by job id. While a start has no job id
+//! yet, other live jobs of its table wait for its answer: the launcher adopts a live job of the table rather
+//! than submit a second one, so such a job is either the start's own or, once the answer names another, a
+//! duplicate.
 
 mod throttle;
 mod types;
@@ -120,6 +127,8 @@ enum Job {
         generation: u64,
         since: Millis,
         job_id: String,
+        /// Flink's last reported state of the job (RUNNING until it is gone, or RESTARTING, ...).
+        state: JobStatus,
     },
 }
 
@@ -184,6 +193,9 @@ struct Table {
     retired_jobs: VecDeque<String>,
     /// Second jobs of this table asked to stop and not gone yet; no start while there are any.
     duplicates: Vec<String>,
+    /// Live jobs reported while the table's start had no job id yet: the start's own (it adopts a live job of
+    /// its table), or duplicates once its answer names another job.
+    unclaimed: Vec<String>,
 }
 
 impl Table {
@@ -206,6 +218,7 @@ impl Table {
             announced: Announced::Nothing,
             retired_jobs: VecDeque::new(),
             duplicates: Vec::new(),
+            unclaimed: Vec::new(),
         }
     }
 
@@ -240,7 +253,7 @@ impl Table {
 
     /// Jobs of this table Flink still has, as far as the policy knows.
     fn jobs_in_flight(&self) -> usize {
-        usize::from(self.job != Job::None) + self.duplicates.len()
+        usize::from(self.job != Job::None) + self.duplicates.len() + self.unclaimed.len()
     }
 
     fn retire(&mut self, job_id: String) {
@@ -314,6 +327,11 @@ impl Policy {
         self.tables.get(table).map(|t| self.status_of(table, t))
     }
 
+    /// The status `table` has before the policy sees it: idle, or paused when its configuration pauses it.
+    pub fn unseen_status(&self, table: &str) -> TableStatus {
+        self.status_of(table, &Table::new(self.settings.policy.for_table(table)))
+    }
+
     /// The status of every table seen, by name.
     pub fn statuses(&self) -> Vec<TableStatus> {
         self.tables.iter().map(|(name, t)| self.status_of(name, t)).collect()
@@ -340,7 +358,11 @@ impl Policy {
                 t.lag_at = Some(now);
             }
             Input::JobState(observation) => self.on_job_state(now, observation, out),
-            Input::StartFailed { table, error } => self.on_start_failed(now, &table, error, out),
+            Input::StartFailed {
+                table,
+                generation,
+                error,
+            } => self.on_start_failed(now, &table, generation, error, out),
             Input::Stopped { table, job_id } => self.on_stopped(&table, job_id),
             Input::Pause { table } => {
                 self.table_mut(&table).paused = true;
@@ -393,65 +415,36 @@ impl Policy {
         if let Some(g) = obs.generation {
             t.generation = t.generation.max(g);
         }
-        if t.retired_jobs.contains(&obs.job_id) {
+        // The current job is the one with the reported id, whatever generation the report names (two starts may
+        // end up with one job: a start adopts a live job of its table). A starting job whose id is not known yet
+        // is matched only by its generation: the launcher's answer carries it, and the run loop adds it to a
+        // listed job whose id is the one that start pinned. Anything else could be an older job of the table.
+        let is_current = match t.job.job_id() {
+            Some(id) => id == obs.job_id,
+            None => t.job != Job::None && obs.generation.is_some() && obs.generation == t.job.generation(),
+        };
+        if is_current {
+            // Once ours, never a duplicate nor history (e.g. a job stopped as a duplicate and then adopted).
+            t.duplicates.retain(|d| *d != obs.job_id);
+            t.retired_jobs.retain(|r| *r != obs.job_id);
+        } else {
+            self.on_other_job(now, obs, out);
             return;
         }
-        if let Some(pos) = t.duplicates.iter().position(|d| *d == obs.job_id) {
-            if obs.state.is_terminal() {
-                t.duplicates.remove(pos);
-                t.retire(obs.job_id);
-            }
-            return;
-        }
-        // The current job is the one whose id and generation both match, as far as each is known; a starting
-        // job whose id is not known yet takes the first report of its generation (or of any, without one).
-        let is_current = t.job != Job::None
-            && obs.generation.is_none_or(|g| t.job.generation() == Some(g))
-            && t.job.job_id().is_none_or(|id| id == obs.job_id);
-        if !is_current {
-            if obs.state.is_terminal() {
-                return;
-            }
-            if t.job == Job::None {
-                let generation = obs.generation.unwrap_or(t.generation);
-                t.job = if obs.state == JobStatus::Running {
-                    Job::Running {
-                        generation,
-                        since: now,
-                        job_id: obs.job_id.clone(),
-                        state: obs.state,
-                    }
-                } else {
-                    Job::Starting {
-                        generation,
-                        since: now,
-                        job_id: Some(obs.job_id.clone()),
-                        state: Some(obs.state),
-                        pending: t.pending,
-                        stop_requested: false,
-                    }
-                };
-                // The adopted job consumes from the table's group, so whatever waited is now its to process.
-                t.pending = None;
-                t.announced = Announced::Nothing;
-                out.push(Action::Event(Event::Adopted {
-                    table: name.clone(),
-                    job_id: obs.job_id,
-                    generation,
-                }));
-                self.unqueue(&name);
-            } else {
-                t.duplicates.push(obs.job_id.clone());
-                out.push(Action::Stop {
-                    table: name,
-                    job_id: obs.job_id,
-                    reason: StopReason::Duplicate,
-                });
-            }
-            return;
-        }
+        let t = self.table_mut(&name);
         if let Job::Starting { job_id: id @ None, .. } = &mut t.job {
             *id = Some(obs.job_id.clone());
+            // The start has its job: the other live jobs seen meanwhile are second jobs of the table.
+            for other in std::mem::take(&mut t.unclaimed) {
+                if other != obs.job_id {
+                    t.duplicates.push(other.clone());
+                    out.push(Action::Stop {
+                        table: name.clone(),
+                        job_id: other,
+                        reason: StopReason::Duplicate,
+                    });
+                }
+            }
         }
         if obs.state.is_terminal() {
             self.end_job(now, &name, obs.state, out);
@@ -482,6 +475,7 @@ impl Policy {
                         generation,
                         since: now,
                         job_id: obs.job_id.clone(),
+                        state: obs.state,
                     };
                     out.push(Action::Stop {
                         table: name,
@@ -498,8 +492,80 @@ impl Policy {
                     };
                 }
             }
-            Job::Running { state, .. } => *state = obs.state,
-            Job::Stopping { .. } | Job::None => {}
+            Job::Running { state, .. } | Job::Stopping { state, .. } => *state = obs.state,
+            Job::None => {}
+        }
+    }
+
+    /// A report about a job that is not the table's current one.
+    fn on_other_job(&mut self, now: Millis, obs: JobObservation, out: &mut Vec<Action>) {
+        let name = obs.table.clone();
+        let t = self.table_mut(&name);
+        if t.retired_jobs.contains(&obs.job_id) {
+            return;
+        }
+        if let Some(pos) = t.duplicates.iter().position(|d| *d == obs.job_id) {
+            if obs.state.is_terminal() {
+                t.duplicates.remove(pos);
+                t.retire(obs.job_id);
+            }
+            return;
+        }
+        if obs.state.is_terminal() {
+            t.unclaimed.retain(|u| *u != obs.job_id);
+            // A job that ended without being the table's job (one an earlier sidecar process ran, or an earlier
+            // start's): history, not news. Remembered so that a listing taken before it ended cannot bring it
+            // back.
+            t.retire(obs.job_id);
+            return;
+        }
+        match &t.job {
+            Job::None => {
+                let generation = obs.generation.unwrap_or(t.generation);
+                t.job = if obs.state == JobStatus::Running {
+                    Job::Running {
+                        generation,
+                        since: now,
+                        job_id: obs.job_id.clone(),
+                        state: obs.state,
+                    }
+                } else {
+                    Job::Starting {
+                        generation,
+                        since: now,
+                        job_id: Some(obs.job_id.clone()),
+                        state: Some(obs.state),
+                        pending: t.pending,
+                        stop_requested: false,
+                    }
+                };
+                // The adopted job consumes from the table's group, so whatever waited is now its to process.
+                t.pending = None;
+                t.announced = Announced::Nothing;
+                out.push(Action::Event(Event::Adopted {
+                    table: name.clone(),
+                    job_id: obs.job_id,
+                    generation,
+                }));
+                self.unqueue(&name);
+            }
+            // A live job of the table while its start has no job id yet: the launcher adopts a live job of the
+            // table instead of submitting, so this may well be the start's own. The start's answer tells: if it
+            // names another job, this one is stopped as a duplicate then. It counts against
+            // `max_concurrent_jobs` meanwhile, since Flink runs it either way.
+            Job::Starting { job_id: None, .. } => {
+                if !t.unclaimed.contains(&obs.job_id) {
+                    t.unclaimed.push(obs.job_id);
+                }
+            }
+            _ => {
+                t.duplicates.push(obs.job_id.clone());
+                out.push(Action::Stop {
+                    table: name,
+                    job_id: obs.job_id,
+                    reason: StopReason::Duplicate,
+                });
+            }
         }
     }
 
@@ -509,6 +575,8 @@ impl Policy {
     fn end_job(&mut self, now: Millis, name: &str, final_state: JobStatus, out: &mut Vec<Action>) {
         let t = self.table_mut(name);
         let job = std::mem::replace(&mut t.job, Job::None);
+        // Live jobs seen while the start had no id: the next listing adopts or stops them.
+        t.unclaimed.clear();
         if let Some(id) = job.job_id() {
             t.retire(id.to_owned());
         }
@@ -564,11 +632,17 @@ impl Policy {
         retry_at
     }
 
-    fn on_start_failed(&mut self, now: Millis, name: &str, error: String, out: &mut Vec<Action>) {
+    fn on_start_failed(&mut self, now: Millis, name: &str, failed: Option<u64>, error: String, out: &mut Vec<Action>) {
         let t = self.table_mut(name);
-        let Job::Starting { pending, .. } = &t.job else {
+        let Job::Starting {
+            pending, generation, ..
+        } = &t.job
+        else {
             return;
         };
+        if failed.is_some_and(|g| g != *generation) {
+            return;
+        }
         let restored = pending.unwrap_or(Pending {
             since: now,
             reason: StartReason::Changes,
@@ -578,6 +652,7 @@ impl Policy {
             t.retire(id);
         }
         t.job = Job::None;
+        t.unclaimed.clear();
         t.pending = Some(
             t.pending
                 .map_or(restored, |p| if p.since < restored.since { p } else { restored }),
@@ -613,12 +688,18 @@ impl Policy {
     fn on_operator_stop(&mut self, now: Millis, name: &str, out: &mut Vec<Action>) {
         let t = self.table_mut(name);
         match &mut t.job {
-            Job::Running { generation, job_id, .. } => {
+            Job::Running {
+                generation,
+                job_id,
+                state,
+                ..
+            } => {
                 let job_id = job_id.clone();
                 t.job = Job::Stopping {
                     generation: *generation,
                     since: now,
                     job_id: job_id.clone(),
+                    state: *state,
                 };
                 out.push(Action::Stop {
                     table: name.to_owned(),
@@ -649,7 +730,15 @@ impl Policy {
                     reason: StartReason::Lag,
                 });
             }
-            if let (Job::Running { generation, job_id, .. }, Some(idle_at)) = (&t.job, t.idle_at())
+            if let (
+                Job::Running {
+                    generation,
+                    job_id,
+                    state,
+                    ..
+                },
+                Some(idle_at),
+            ) = (&t.job, t.idle_at())
                 && now >= idle_at
                 && !t.lag_above_zero()
             {
@@ -658,6 +747,7 @@ impl Policy {
                     generation: *generation,
                     since: now,
                     job_id: job_id.clone(),
+                    state: *state,
                 };
                 out.push(Action::Stop {
                     table: name.clone(),
@@ -790,7 +880,7 @@ impl Policy {
         let (job_state, job_since) = match &t.job {
             Job::Starting { state, since, .. } => (*state, Some(*since)),
             Job::Running { state, since, .. } => (Some(*state), Some(*since)),
-            Job::Stopping { since, .. } => (None, Some(*since)),
+            Job::Stopping { state, since, .. } => (Some(*state), Some(*since)),
             Job::None => (None, None),
         };
         TableStatus {

@@ -64,6 +64,7 @@ fn stopped(table: &str) -> Input {
 fn start_failed(table: &str) -> Input {
     Input::StartFailed {
         table: table.into(),
+        generation: None,
         error: "boom".into(),
     }
 }
@@ -826,4 +827,134 @@ fn a_slow_start_still_gets_its_full_idle_time_once_running() {
     assert_eq!(p.next_deadline(), None, "no idle clock while starting");
     assert!(stops(&p.handle(Millis(90 * SEC), job("faculty", 1, JobStatus::Running))).is_empty());
     assert_eq!(p.next_deadline(), Some(Millis(150 * SEC)));
+}
+
+fn unpinned(table: &str, job_id: &str, state: JobStatus) -> Input {
+    Input::JobState(JobObservation {
+        table: table.into(),
+        job_id: job_id.into(),
+        generation: None,
+        state,
+    })
+}
+
+fn started(table: &str, generation: u64, job_id: &str) -> Input {
+    Input::JobState(JobObservation {
+        table: table.into(),
+        job_id: job_id.into(),
+        generation: Some(generation),
+        state: JobStatus::Running,
+    })
+}
+
+#[test]
+fn an_ended_job_of_an_earlier_process_is_history_while_a_start_waits() {
+    // Issue 16: after a restart, a listing landing while the first start waits for the gateway shows the
+    // table's latest job, stopped by the previous process. It is not the new start's job.
+    let mut p = default_policy();
+    assert_eq!(starts(&p.handle(Millis(0), activity("faculty", 1))).len(), 1);
+    let actions = p.handle(Millis(SEC), unpinned("faculty", "215daab4", JobStatus::Finished));
+    assert!(actions.is_empty(), "{actions:?}");
+    let s = p.status("faculty").expect("status");
+    assert_eq!((s.state, s.generation, s.job_id), (TableState::Starting, 1, None));
+    let actions = p.handle(Millis(2 * SEC), started("faculty", 1, "faculty-1"));
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Running));
+    // Later listings showing it again change nothing either.
+    assert!(
+        p.handle(Millis(3 * SEC), unpinned("faculty", "215daab4", JobStatus::Running))
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_report_naming_the_current_jobs_id_is_never_a_duplicate() {
+    let mut p = default_policy();
+    p.handle(Millis(0), activity("faculty", 1));
+    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Failed));
+    // The retry adopted the job the first start created after all (the launcher adopts a live job of the table).
+    let retry = only_actions(&run_until(&mut p, 31 * SEC));
+    assert_eq!(starts(&retry), vec![("faculty".into(), 2, StartReason::Retry)]);
+    assert!(p.handle(Millis(32 * SEC), started("faculty", 2, "adopted")).is_empty());
+    // The first start's answer arrives late, naming the same job under the old generation.
+    let actions = p.handle(Millis(33 * SEC), started("faculty", 1, "adopted"));
+    assert!(stops(&actions).is_empty(), "{actions:?}");
+    // And the job's end is news, whatever generation or none the report carries.
+    let actions = p.handle(Millis(34 * SEC), unpinned("faculty", "adopted", JobStatus::Finished));
+    assert!(
+        events(&actions).contains(&Event::JobEnded {
+            table: "faculty".into(),
+            job_id: "adopted".into(),
+            state: JobStatus::Finished
+        }),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_late_start_failure_of_an_earlier_generation_changes_nothing() {
+    let mut p = default_policy();
+    p.handle(Millis(0), activity("faculty", 1));
+    // Generation 1's job failed (seen in a listing) before its start's answer came.
+    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Failed));
+    run_until(&mut p, 31 * SEC);
+    assert_eq!(p.status("faculty").map(|s| s.generation), Some(2));
+    let late = Input::StartFailed {
+        table: "faculty".into(),
+        generation: Some(1),
+        error: "job FAILED instead of RUNNING".into(),
+    };
+    assert!(p.handle(Millis(32 * SEC), late).is_empty());
+    let s = p.status("faculty").expect("status");
+    assert_eq!((s.state, s.consecutive_failures), (TableState::Starting, 1));
+}
+
+#[test]
+fn a_live_job_seen_while_a_start_has_no_id_is_its_own_or_a_duplicate_once_it_answers() {
+    let mut p = default_policy();
+    p.handle(Millis(0), activity("faculty", 1));
+    p.handle(Millis(0), activity("program", 1));
+    assert!(
+        p.handle(Millis(SEC), unpinned("faculty", "left-over", JobStatus::Running))
+            .is_empty()
+    );
+    assert!(
+        p.handle(Millis(SEC), unpinned("program", "left-over-2", JobStatus::Running))
+            .is_empty()
+    );
+    // faculty's start adopted it: no stop.
+    assert!(stops(&p.handle(Millis(2 * SEC), started("faculty", 1, "left-over"))).is_empty());
+    // program's start got its own job: the other is a second job of the table.
+    let actions = p.handle(Millis(2 * SEC), started("program", 1, "program-1"));
+    assert_eq!(
+        stops(&actions),
+        vec![("program".into(), "left-over-2".into(), StopReason::Duplicate)]
+    );
+}
+
+#[test]
+fn flinks_job_state_is_shown_as_reported_apart_from_the_decision() {
+    let mut p = default_policy();
+    p.handle(Millis(0), activity("faculty", 1));
+    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(2 * SEC), job("faculty", 1, JobStatus::Restarting));
+    let s = p.status("faculty").expect("status");
+    assert_eq!(
+        (s.state, s.job_state),
+        (TableState::Running, Some(JobStatus::Restarting))
+    );
+    // Asked to stop, the job is still what Flink last said.
+    p.handle(
+        Millis(3 * SEC),
+        Input::Stop {
+            table: "faculty".into(),
+        },
+    );
+    let s = p.status("faculty").expect("status");
+    assert_eq!(
+        (s.state, s.job_state),
+        (TableState::Stopping, Some(JobStatus::Restarting))
+    );
+    p.handle(Millis(4 * SEC), job("faculty", 1, JobStatus::Running));
+    assert_eq!(p.status("faculty").and_then(|s| s.job_state), Some(JobStatus::Running));
 }

@@ -60,6 +60,9 @@ pub enum Input {
     StartFailed {
         /// The table.
         table: String,
+        /// The generation of the start that failed, when known. An answer for an earlier start (arriving after
+        /// the policy moved on to a newer one) then changes nothing; without it, the starting job fails.
+        generation: Option<u64>,
         /// Why, for the log.
         error: String,
     },
@@ -410,7 +413,8 @@ pub enum Event {
 pub struct TableStatus {
     /// The table.
     pub table: String,
-    /// Summary state.
+    /// What the policy decided for the table: e.g. `running` means the table holds its one job and starts no
+    /// other, whatever Flink says of that job at the moment (see `job_state`).
     pub state: TableState,
     /// Starts are suspended (config or operator).
     pub paused: bool,
@@ -418,7 +422,8 @@ pub struct TableStatus {
     pub generation: u64,
     /// The current job, when known.
     pub job_id: Option<String>,
-    /// The current job's last reported Flink state.
+    /// Flink's state of the current job, as Flink last reported it (the start's answer or a job listing), kept
+    /// apart from `state`: e.g. `RESTARTING` while `state` is `running`. `None` until Flink reported the job.
     pub job_state: Option<JobStatus>,
     /// Since when the current job is in its state: started (starting), RUNNING (running), asked to stop
     /// (stopping).

@@ -138,6 +138,7 @@ struct Inner {
     sessions_opened: usize,
     idle_timeout: Duration,
     submit_delay: Duration,
+    statement_delay: Duration,
     running_after: Option<Duration>,
     fail_next_job_after: Option<Duration>,
     savepoint_after: Option<Duration>,
@@ -200,6 +201,7 @@ impl FakeFlink {
             sessions_opened: 0,
             idle_timeout: Duration::from_secs(600),
             submit_delay: Duration::ZERO,
+            statement_delay: Duration::ZERO,
             running_after: Some(Duration::from_millis(30)),
             fail_next_job_after: None,
             savepoint_after: Some(Duration::from_millis(30)),
@@ -272,6 +274,12 @@ impl FakeFlink {
         lock(&self.inner).submit_delay = delay;
     }
 
+    /// Every statement stays RUNNING for this long before it finishes (on top of `set_submit_delay` for a job
+    /// submission), as a real gateway takes a while per statement; one session runs its statements one at a time.
+    pub fn set_statement_delay(&self, delay: Duration) {
+        lock(&self.inner).statement_delay = delay;
+    }
+
     /// Submitted jobs become RUNNING this long after submission; `None`: they stay INITIALIZING.
     pub fn set_running_after(&self, delay: Option<Duration>) {
         lock(&self.inner).running_after = delay;
@@ -316,6 +324,17 @@ impl FakeFlink {
             end_time_ms: if terminal { start_time_ms + 1000 } else { -1 },
             metrics: BTreeMap::new(),
         });
+    }
+
+    /// Puts a job in `state` as Flink's own machinery would (e.g. `RESTARTING` after a TaskManager loss, then
+    /// `RUNNING` again); it stays there until changed again or stopped.
+    pub fn set_job_state(&self, job_id: &str, state: &str) {
+        let mut inner = lock(&self.inner);
+        let Some(job) = inner.jobs.iter_mut().find(|j| j.public.id == job_id) else {
+            panic!("no job {job_id}");
+        };
+        job.public.state = state.to_owned();
+        job.running_at = None;
     }
 
     /// Drops an ended job from the job list, as the JobManager does after `jobstore.expiration-time`; its id
@@ -456,7 +475,7 @@ impl Inner {
             rows: vec![vec![json!("OK")]],
             job_id: None,
         };
-        let mut ready_at = Instant::now();
+        let mut ready_at = Instant::now() + self.statement_delay;
         let outcome = if upper.starts_with("SET") {
             match parse_set(&code) {
                 Some((key, value)) => {
@@ -560,7 +579,9 @@ impl Inner {
             .cloned()
             .unwrap_or_else(|| "insert-into_default_catalog.default_database.sink".to_owned());
         let now = Instant::now();
-        let running_at = self.running_after.map(|d| now + self.submit_delay + d);
+        let running_at = self
+            .running_after
+            .map(|d| now + self.statement_delay + self.submit_delay + d);
         let fail_at = match (self.fail_next_job_after.take(), running_at) {
             (Some(after), Some(running)) => Some(running + after),
             _ => None,
