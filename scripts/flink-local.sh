@@ -122,7 +122,7 @@ flink_env() {
 
 write_conf() {
   local rest_port="$1" rpc_port="$2"
-  mkdir -p "$work/conf" "$work/log" "$work/run" "$work/checkpoints" "$work/savepoints"
+  mkdir -p "$work/conf" "$work/log" "$work/run" "$work/tmp" "$work/checkpoints" "$work/savepoints"
   cp "$home"/conf/log4j*.properties "$home"/conf/logback*.xml "$work/conf/"
   # The JVM options Flink needs on Java 17, as the distribution's own config.yaml sets them.
   local java_opts
@@ -149,6 +149,10 @@ rest.port: $rest_port
 blob.server.port: "0"
 parallelism.default: 1
 state.backend.type: hashmap
+# Scratch files (blobs, spills, the web UI's uploads) stay in the work folder, not in /tmp.
+io.tmp.dirs: "$work/tmp"
+blob.storage.directory: "$work/tmp"
+web.tmpdir: "$work/tmp"
 execution.checkpointing.dir: "file://$work/checkpoints"
 execution.checkpointing.savepoint-dir: "file://$work/savepoints"
 EOF
