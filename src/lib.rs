@@ -19,6 +19,7 @@ pub mod policy;
 pub mod replay;
 pub mod routing;
 pub mod run;
+pub mod savings;
 pub mod server;
 pub mod shutdown;
 pub mod sql;

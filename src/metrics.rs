@@ -71,6 +71,8 @@ pub struct Metrics {
     /// Bytes of record values fetched in samples (the watcher's only record traffic; watermark reads are
     /// a few dozen bytes per partition).
     pub sampled_bytes: Counter,
+    /// What scale-to-zero saves (per-table job time, cycles, running share), rendered on each scrape.
+    pub savings: std::sync::Arc<crate::savings::Savings>,
 }
 
 impl Default for Metrics {
@@ -99,6 +101,7 @@ impl Metrics {
             jobs_running: Gauge::default(),
             table_lag: Family::default(),
             sampled_bytes: Counter::default(),
+            savings: std::sync::Arc::default(),
             registry: Registry::default(),
         };
         registry.register("polls", "Completed watermark poll cycles", m.polls.clone());
@@ -145,6 +148,7 @@ impl Metrics {
             "Bytes of record values fetched in samples",
             m.sampled_bytes.clone(),
         );
+        registry.register_collector(Box::new(m.savings.clone()));
         registry.register(
             "build",
             "Build information",

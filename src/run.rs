@@ -140,13 +140,17 @@ impl RunLoop {
         let clock = Clock::new();
         let policy = Policy::new(PolicySettings::from_config(&config, clock.origin_unix_ms));
         let (tables, _) = watch::channel(TablesSnapshot::default());
-        let templated = match crate::sql::known_tables(&config) {
+        let templated: BTreeSet<String> = match crate::sql::known_tables(&config) {
             Ok(tables) => tables.into_iter().collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the SQL templates; starts will fail until they are fixed");
                 BTreeSet::new()
             }
         };
+        let managed = templated.iter().filter(|t| config.policy.manages(t)).cloned();
+        metrics
+            .savings
+            .start(move || clock.now(), managed, &config.flink.job_link_base());
         RunLoop {
             templated,
             untemplated_warned: BTreeSet::new(),
@@ -564,6 +568,7 @@ impl RunLoop {
         self.metrics
             .jobs_running
             .set(i64::try_from(running).unwrap_or(i64::MAX));
+        self.metrics.savings.observe(self.clock.now(), statuses.values());
         self.tables.send_replace(Arc::new(statuses));
     }
 

@@ -237,16 +237,38 @@ async fn metrics(State(state): State<ServerState>) -> Response {
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
 }
 
-async fn list_tables(State(state): State<ServerState>) -> impl IntoResponse {
+/// A table as `/tables` shows it: the policy's status, what its scale-to-zero saved, and its job's web UI page.
+#[derive(Debug, serde::Serialize)]
+struct TableView<'a> {
+    #[serde(flatten)]
+    status: &'a TableStatus,
+    #[serde(flatten)]
+    savings: Option<crate::savings::TableSavings>,
+    job_url: Option<String>,
+}
+
+impl<'a> TableView<'a> {
+    fn new(state: &ServerState, status: &'a TableStatus) -> Self {
+        let savings = &state.metrics.savings;
+        TableView {
+            status,
+            savings: savings.table(&status.table),
+            job_url: status.job_id.as_deref().and_then(|id| savings.job_url(id)),
+        }
+    }
+}
+
+async fn list_tables(State(state): State<ServerState>) -> Response {
     let snapshot = state.tables.borrow().clone();
-    axum::Json(snapshot.values().cloned().collect::<Vec<_>>())
+    let views: Vec<_> = snapshot.values().map(|status| TableView::new(&state, status)).collect();
+    axum::Json(views).into_response()
 }
 
 async fn get_table(State(state): State<ServerState>, Path(table): Path<String>) -> Result<Response, ApiError> {
     let snapshot = state.tables.borrow().clone();
     snapshot
         .get(&table)
-        .map(|status| axum::Json(status.clone()).into_response())
+        .map(|status| axum::Json(TableView::new(&state, status)).into_response())
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown table: {table}")))
 }
 
