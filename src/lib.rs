@@ -23,6 +23,7 @@ pub mod savings;
 pub mod server;
 pub mod shutdown;
 pub mod sql;
+pub mod status;
 pub mod tls;
 pub mod watcher;
 pub mod watermarks;
