@@ -644,6 +644,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         config.kafka.topic_refresh * 3 + config.kafka.request_timeout,
         config.flink.reconcile_interval * 3 + config.flink.request_timeout,
     ));
+    metrics.health.watch(health.clone());
     let run_loop = RunLoop::new(config.clone(), launcher.clone(), metrics.clone(), health.clone());
     let (control_tx, control_rx) = mpsc::channel(64);
     let state = ServerState {

@@ -139,6 +139,19 @@ impl Health {
     }
 }
 
+impl Health {
+    /// Each dependency and whether it counts as up for readiness (answered recently, last call did not fail), for
+    /// the `cdc_dependency_up` metric.
+    pub fn dependencies_up(&self) -> [(&'static str, bool); 2] {
+        let now = Instant::now();
+        let up = |dep: &Mutex<Dependency>| {
+            let dep = dep.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            dep.error.is_none() && dep.ok_at.is_some_and(|at| now.duration_since(at) <= dep.max_age)
+        };
+        [("kafka", up(&self.kafka)), ("flink", up(&self.flink))]
+    }
+}
+
 fn set(dep: &Mutex<Dependency>, result: Result<(), String>) {
     let mut dep = dep.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     match result {

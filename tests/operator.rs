@@ -305,3 +305,163 @@ fn promql_names(expr: &str) -> BTreeSet<String> {
     }
     names
 }
+
+/// Dashboard and rule expressions of the chart rendered with both enabled, parsed by PyYAML and json (the reference
+/// parsers; PyYAML comes with yamllint in `.tools/lint`): `{"dashboard": [expr], "alerts": [{name, expr, ...}]}`.
+fn rendered_monitoring() -> Value {
+    let helm = Command::new(repo(".tools/helm/helm"))
+        .args([
+            "template",
+            "t",
+            "helm/cdc-orchestrator",
+            "--set",
+            "metrics.dashboard.enabled=true",
+            "--set",
+            "metrics.prometheusRule.enabled=true",
+            "--show-only",
+            "templates/dashboard.yaml",
+            "--show-only",
+            "templates/prometheusrule.yaml",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("helm");
+    assert!(
+        helm.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&helm.stderr)
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rendered = dir.path().join("rendered.yaml");
+    std::fs::write(&rendered, &helm.stdout).expect("write");
+    let script = r#"
+import json, sys, yaml
+out = {"dashboard": [], "alerts": [], "labels": {}}
+def exprs(panels):
+    for p in panels:
+        yield from (t["expr"] for t in p.get("targets", []))
+        yield from exprs(p.get("panels", []))
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if doc["kind"] == "ConfigMap":
+        out["labels"] = doc["metadata"]["labels"]
+        dashboard = json.loads(doc["data"]["cdc-orchestrator.json"])
+        out["title"] = dashboard["title"]
+        out["dashboard"] = list(exprs(dashboard["panels"]))
+    elif doc["kind"] == "PrometheusRule":
+        for group in doc["spec"]["groups"]:
+            out["alerts"] += [dict(name=r["alert"], expr=r["expr"], **r["annotations"]) for r in group["rules"]]
+print(json.dumps(out))
+"#;
+    let parsed = Command::new("python3")
+        .args(["-c", script])
+        .arg(&rendered)
+        .env("PYTHONPATH", repo(".tools/lint"))
+        .output()
+        .expect("python3");
+    assert!(
+        parsed.status.success(),
+        "the rendered dashboard or rules do not parse: {}\n{}",
+        String::from_utf8_lossy(&parsed.stderr),
+        String::from_utf8_lossy(&helm.stdout)
+    );
+    serde_json::from_slice(&parsed.stdout).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_dashboard_and_alerts_parse_and_use_only_exported_metrics() {
+    let monitoring = rendered_monitoring();
+    assert_eq!(monitoring["labels"]["grafana_dashboard"], "1", "{monitoring}");
+    let dashboard: Vec<&str> = monitoring["dashboard"]
+        .as_array()
+        .expect("dashboard exprs")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(dashboard.len() >= 15, "{monitoring}");
+    let alerts = monitoring["alerts"].as_array().expect("alerts");
+    let names: Vec<&str> = alerts.iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "CdcTableFailing",
+            "CdcKafkaUnreachable",
+            "CdcFlinkUnreachable",
+            "CdcLagGrowsWithoutJob",
+            "CdcSidecarDown"
+        ]
+    );
+    let runbook = std::fs::read_to_string(repo("docs/runbook.md")).expect("runbook");
+    for alert in alerts {
+        let name = alert["name"].as_str().expect("name");
+        assert!(!alert["summary"].as_str().unwrap_or("").is_empty(), "{alert}");
+        assert_eq!(
+            alert["runbook"].as_str(),
+            Some(format!("docs/runbook.md#{}", name.to_lowercase()).as_str())
+        );
+        assert!(
+            runbook.contains(&format!("\n## {name}\n")),
+            "no runbook section for {name}"
+        );
+    }
+
+    // A sidecar that went through a whole cycle (start, lag, idle stop) exports every family it has.
+    let (broker, client) = broker_with(&["faculty"]).await;
+    let topic = format!("{PREFIX}faculty");
+    let config = cdc_orchestrator::config::KafkaConfig {
+        bootstrap: vec![broker.bootstrap()],
+        ..Default::default()
+    };
+    let sidecar = Sidecar::start(&broker, &[]);
+    change(&client, "faculty", 1).await;
+    cdc_orchestrator::lag::commit_offsets(&config, "cdc-faculty", &[(topic, 0, 0)])
+        .await
+        .expect("commit offsets");
+    sidecar.wait_for("idle stop and lag", Duration::from_secs(20), || {
+        let metrics = sidecar.get("/metrics");
+        metrics.contains("cdc_job_stops_total{") && metrics.contains("cdc_table_lag_records{")
+    });
+    let exported = exported_names(&sidecar.get("/metrics"));
+    let exprs = dashboard
+        .iter()
+        .copied()
+        .chain(alerts.iter().filter_map(|a| a["expr"].as_str()));
+    for expr in exprs {
+        let used = promql_names(expr);
+        let unknown: Vec<_> = used.difference(&exported).collect();
+        assert!(
+            unknown.is_empty(),
+            "{expr:?} uses {unknown:?}, which the sidecar does not export:\n{exported:?}"
+        );
+    }
+    let used: BTreeSet<String> = dashboard.iter().flat_map(|e| promql_names(e)).collect();
+    for family in [
+        "cdc_table_job_seconds_total",
+        "cdc_dependency_up",
+        "cdc_table_lag_records",
+    ] {
+        assert!(used.contains(family), "the dashboard shows {family}");
+    }
+}
+
+#[test]
+fn dashboard_and_rules_are_off_by_default() {
+    let out = Command::new(repo(".tools/helm/helm"))
+        .args(["template", "t", "helm/cdc-orchestrator"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("helm");
+    assert!(out.status.success());
+    let all = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !all.contains("kind: PrometheusRule") && !all.contains("grafana_dashboard"),
+        "{all}"
+    );
+}
+
+#[test]
+fn promql_names_are_found_whole() {
+    assert_eq!(
+        promql_names("sum by (le) (rate(cdc_poll_duration_seconds_bucket[5m])) / xcdc_no + cdc_up"),
+        ["cdc_poll_duration_seconds_bucket", "cdc_up"].map(str::to_owned).into()
+    );
+}
