@@ -465,3 +465,49 @@ fn promql_names_are_found_whole() {
         ["cdc_poll_duration_seconds_bucket", "cdc_up"].map(str::to_owned).into()
     );
 }
+
+#[test]
+fn bench_charts_are_well_formed_svg_drawn_from_the_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result = serde_json::json!({
+        "side_by_side": {"events": 30000, "rows": {
+            "sidecar": {"cpu_s_per_million": 12.5, "bytes_in_per_million": 3.2e6, "peak_rss_kb": 20480},
+            "baseline": {"cpu_s_per_million": 410.0, "bytes_in_per_million": 9.1e8, "peak_rss_kb": 61440}}},
+        "scale": [
+            {"partitions": 12, "reads": "batched", "ready_s": 0.5, "cpu_share": 0.002, "rss_kb": 9000},
+            {"partitions": 12000, "reads": "batched", "ready_s": 5.0, "cpu_share": 0.05, "rss_kb": 30000},
+            {"partitions": 12000, "reads": "per partition", "ready_s": null}]
+    });
+    let latencies = serde_json::json!({"sidecar": [500, 700, 1200], "baseline": [5, 8, 40]});
+    std::fs::write(dir.path().join("result.json"), result.to_string()).expect("write");
+    std::fs::write(dir.path().join("lat.json"), latencies.to_string()).expect("write");
+    let script = r#"
+import json, subprocess, sys, xml.etree.ElementTree as ET
+d = sys.argv[1]
+paths = subprocess.run([sys.executable, "bench/charts.py", d + "/result.json", d + "/lat.json", d + "/out"],
+                       check=True, capture_output=True, text=True).stdout.split()
+out = {}
+for p in paths:
+    root = ET.parse(p).getroot()
+    out[p.rsplit("/", 1)[1]] = [el.text for el in root.iter("{http://www.w3.org/2000/svg}text") if el.text]
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let texts: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let has = |chart: &str, text: &str| {
+        texts[chart]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t.as_str().is_some_and(|t| t.contains(text))))
+    };
+    assert!(has("bench-cpu.svg", "12,000"), "{texts}");
+    assert!(has("bench-cpu.svg", "watermark reads batched"), "{texts}");
+    assert!(has("bench-rss.svg", "RSS, MB"), "{texts}");
+    assert!(has("bench-vs-baseline.svg", "410"), "the baseline's CPU value: {texts}");
+    assert!(has("bench-latency.svg", "milliseconds"), "{texts}");
+}
