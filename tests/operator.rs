@@ -234,6 +234,26 @@ async fn savings_and_status_follow_a_job_through_its_cycle() {
     let overall = sample(&metrics, "cdc_job_running_share").expect("running share");
     assert!(overall > 0.0 && overall < share, "{overall} {share}\n{metrics}");
 
+    // --watch redraws until interrupted, then exits 0.
+    let watching = Command::new(BIN)
+        .args(["status", "--watch", "--interval", "200ms", "--url", &sidecar.url])
+        .env("CDC_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("status --watch");
+    std::thread::sleep(Duration::from_millis(1_500));
+    let interrupted = Command::new("kill")
+        .args(["-INT", &watching.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    let watched = watching.wait_with_output().expect("wait");
+    let screen = String::from_utf8_lossy(&watched.stdout);
+    assert_eq!(watched.status.code(), Some(0), "{screen}");
+    let redraws = screen.matches("\x1b[H\x1b[2JTABLE").count();
+    assert!(redraws >= 3, "{redraws} redraws in 1.5 s at 200 ms:\n{screen}");
+    assert!(screen.contains("faculty "), "{screen}");
+
     // Nothing listening: one clear line and exit 1.
     let dead = format!("http://127.0.0.1:{}", support::free_port());
     let failed = status(&["--url", &dead], &[]);
