@@ -270,4 +270,36 @@ mod tests {
         );
         assert!(text.trim_end().ends_with("# EOF"));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn dependency_up_follows_the_readiness_rule() {
+        use std::time::Duration;
+        let m = Metrics::new();
+        assert!(
+            !m.render().contains("cdc_dependency_up"),
+            "nothing before the run loop hands health over"
+        );
+        let health = std::sync::Arc::new(crate::server::Health::new(
+            Duration::from_secs(30),
+            Duration::from_secs(90),
+        ));
+        m.health.watch(health.clone());
+        health.kafka_ok();
+        let text = m.render();
+        assert!(text.contains("cdc_dependency_up{dependency=\"kafka\"} 1"), "{text}");
+        assert!(
+            text.contains("cdc_dependency_up{dependency=\"flink\"} 0"),
+            "never answered: {text}"
+        );
+        health.flink_ok();
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let text = m.render();
+        assert!(
+            text.contains("cdc_dependency_up{dependency=\"kafka\"} 0"),
+            "stale: {text}"
+        );
+        assert!(text.contains("cdc_dependency_up{dependency=\"flink\"} 1"), "{text}");
+        health.flink_failed("connection refused");
+        assert!(m.render().contains("cdc_dependency_up{dependency=\"flink\"} 0"));
+    }
 }
