@@ -45,6 +45,21 @@ def _fmt(v):
     return f"{v:,.0f}" if abs(v) >= 10 or v == 0 else f"{v:g}"
 
 
+def _label(v):
+    """A bar's value, three significant digits without an exponent: 0.333, 9.48, 232, 1,230."""
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def _nice(x):
+    """The smallest of 1, 2, 5 times a power of ten that is at least x."""
+    if x <= 0:
+        return 1
+    power = 10 ** math.floor(math.log10(x))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= x)
+
+
 def _axes(ticks, ylabel, xlabel):
     plot_h = HEIGHT - TOP - BOTTOM
     body = [f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}" stroke="black"/>',
@@ -101,7 +116,7 @@ def bar_chart(title, ylabel, groups, names):
             body.append(f'<rect x="{x:.1f}" y="{HEIGHT - BOTTOM - h:.1f}" width="{bar - 2:.1f}" height="{h:.1f}" '
                         f'fill="{COLOURS[i % 4]}"><title>{escape(names[i])}: {v:.4g}</title></rect>'
                         f'<text x="{x + bar / 2:.1f}" y="{HEIGHT - BOTTOM - h - 4:.1f}" text-anchor="middle">'
-                        f'{v:,.3g}</text>')
+                        f'{_label(v)}</text>')
     return _svg(title, body, names)
 
 
@@ -111,7 +126,8 @@ def histogram(title, xlabel, samples, bins=20):
     if not values:
         return _svg(title, ['<text x="320" y="180" text-anchor="middle">no samples</text>'], [])
     hi = max(values)
-    width = max(1.0, math.ceil(hi / bins))
+    width = max(1, _nice(hi / bins))
+    bins = int(hi // width) + 1
     counts = {name: [0] * bins for name in samples}
     for name, s in samples.items():
         for v in s:
