@@ -303,7 +303,16 @@ fn jobs(config: &Config, json: bool) -> ExitCode {
 /// `status`: the URL and token come from the flags and environment, else from the configuration when it loads (a
 /// configuration this machine cannot validate, e.g. TLS files of the sidecar's host, must not stop a status read).
 fn run_status(cli: &Cli, url: Option<&str>, watch: Option<std::time::Duration>) -> ExitCode {
-    let config = Config::load(cli.config.as_deref()).ok();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            // Only worth saying when a file was named: without one, the defaults are all there is to read.
+            if let Some(file) = &cli.config {
+                eprintln!("warning: not using {} for the URL and token: {e}", file.display());
+            }
+            None
+        }
+    };
     let url = url.map(str::to_owned).unwrap_or_else(|| {
         let listen = config.as_ref().map_or_else(
             || cdc_orchestrator::config::ServerConfig::default().listen,
