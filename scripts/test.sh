@@ -25,3 +25,4 @@ scripts/check-static.sh
 # be a binary without tests).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
+echo "suite took $((SECONDS / 60)) min $((SECONDS % 60)) s (tool installs and builds included)"

@@ -364,6 +364,10 @@ pub struct FlinkConfig {
     pub sql_gateway_url: String,
     /// Base URL of the JobManager REST API.
     pub jobmanager_url: String,
+    /// Base URL of the Flink web UI as an operator's browser reaches it, for the job links in `/tables`;
+    /// unset means `jobmanager_url` (the UI is served on the REST port).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_ui_url: Option<String>,
     /// Where stop-with-savepoint writes savepoints.
     pub savepoint_dir: String,
     /// Folder whose SQL templates override the built-in ones (and add tables); absent means built-in only.
@@ -400,12 +404,23 @@ pub struct FlinkConfig {
     pub stop_jobs_on_shutdown: bool,
 }
 
+impl FlinkConfig {
+    /// Where job links in `/tables` point: the web UI, or nothing for the dry-run launcher (no Flink exists).
+    pub fn job_link_base(&self) -> String {
+        match self.launcher {
+            LauncherKind::DryRun => String::new(),
+            _ => self.web_ui_url.clone().unwrap_or_else(|| self.jobmanager_url.clone()),
+        }
+    }
+}
+
 impl Default for FlinkConfig {
     fn default() -> Self {
         Self {
             launcher: LauncherKind::SqlGateway,
             sql_gateway_url: "http://127.0.0.1:8083".to_owned(),
             jobmanager_url: "http://127.0.0.1:8081".to_owned(),
+            web_ui_url: None,
             savepoint_dir: "s3://warehouse/savepoints".to_owned(),
             sql_dir: None,
             checkpoint_interval: Duration::from_secs(10),
@@ -757,6 +772,10 @@ impl Config {
             ("flink.jobmanager_url", &self.flink.jobmanager_url),
             ("iceberg.catalog_uri", &self.iceberg.catalog_uri),
             ("iceberg.s3_endpoint", &self.iceberg.s3_endpoint),
+            (
+                "flink.web_ui_url",
+                self.flink.web_ui_url.as_ref().unwrap_or(&self.flink.jobmanager_url),
+            ),
         ] {
             match reqwest::Url::parse(url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}

@@ -11,7 +11,7 @@ use cdc_orchestrator::logging::{self, LogFormat};
 use cdc_orchestrator::policy::PolicySettings;
 use cdc_orchestrator::replay::{self, ReplayOptions};
 use cdc_orchestrator::sql;
-use cdc_orchestrator::{decoder, healthcheck, run, server, shutdown, watcher};
+use cdc_orchestrator::{decoder, healthcheck, run, server, shutdown, status, watcher};
 use clap::{Parser, Subcommand};
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
@@ -74,6 +74,21 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Print the running sidecar's tables: state, job, running since, last change, lag, running share, next step.
+    ///
+    /// Reads `GET /tables` of the sidecar at --url (default: the configured `server.listen`, on loopback when it
+    /// is a wildcard address), presenting the API token from CDC_SERVER__TOKEN when set.
+    Status {
+        /// Base URL of the sidecar's HTTP API, e.g. `http://cdc-orchestrator:8080`.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Refresh the table until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch refreshes.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "watch")]
+        interval: std::time::Duration,
+    },
     /// Feed a JSON-lines trace of inputs to the trigger policy and print its start/stop actions as JSON lines.
     ///
     /// Policy settings come from the configuration. Bad trace lines are reported on stderr with their line
@@ -103,8 +118,31 @@ enum Command {
     },
 }
 
+/// Global options are listed once, in the top-level help: in each subcommand's help they would repeat the same
+/// three lines, so there they are hidden (still accepted) and named in one line instead.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    let globals: Vec<clap::Arg> = command
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.clone().hide(true))
+        .collect();
+    let names: Vec<String> = command.get_subcommands().map(|sc| sc.get_name().to_owned()).collect();
+    for name in names {
+        // A subcommand that has the argument already is skipped when clap propagates globals, so these hidden
+        // copies are what it shows; values still reach the top-level matches, as for any global.
+        command = command.mut_subcommand(name, |sc| {
+            sc.args(globals.clone())
+                .after_help("Global options: --config, --log-format, --log-level (see `cdc-orchestrator --help`)")
+        });
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     if let Err(message) = logging::init(cli.log_format, &cli.log_level) {
         eprintln!("error: {message}");
         return ExitCode::from(EXIT_CONFIG);
@@ -155,6 +193,11 @@ fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
+        Command::Status {
+            ref url,
+            watch,
+            interval,
+        } => run_status(&cli, url.as_deref(), watch.then_some(interval)),
         Command::Decode { file, raw, topic } => run_decode(&file, raw, topic.as_deref()),
         Command::Watch { lag, once } => {
             let config = match load_config(&cli) {
@@ -289,6 +332,42 @@ fn jobs(config: &Config, json: bool) -> ExitCode {
             eprintln!("error: cannot list Flink jobs: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `status`: the URL and token come from the flags and environment, else from the configuration when it loads (a
+/// configuration this machine cannot validate, e.g. TLS files of the sidecar's host, must not stop a status read).
+fn run_status(cli: &Cli, url: Option<&str>, watch: Option<std::time::Duration>) -> ExitCode {
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            // Only worth saying when a file was named: without one, the defaults are all there is to read.
+            if let Some(file) = &cli.config {
+                eprintln!("warning: not using {} for the URL and token: {e}", file.display());
+            }
+            None
+        }
+    };
+    let url = url.map(str::to_owned).unwrap_or_else(|| {
+        let listen = config.as_ref().map_or_else(
+            || cdc_orchestrator::config::ServerConfig::default().listen,
+            |c| c.server.listen,
+        );
+        format!("http://{}", healthcheck::probe_address(listen))
+    });
+    let token = std::env::var(status::TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| config.and_then(|c| c.server.token.map(|t| t.expose().to_owned())));
+    let done = runtime()
+        .map(|rt| rt.block_on(async { status::status(&url, token.as_deref(), watch, shutdown::on_signals()).await }));
+    match done {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(code) => code,
     }
 }
 

@@ -83,6 +83,53 @@ pub struct Metrics {
     /// Bytes of record values fetched in samples (the watcher's only record traffic; watermark reads are
     /// a few dozen bytes per partition).
     pub sampled_bytes: Counter,
+    /// What scale-to-zero saves (per-table job time, cycles, running share), rendered on each scrape.
+    pub savings: std::sync::Arc<crate::savings::Savings>,
+    /// Readiness inputs, rendered as `cdc_dependency_up` on each scrape once the run loop hands them over.
+    pub health: std::sync::Arc<DependencyGauges>,
+}
+
+/// `cdc_dependency_up{dependency="kafka"|"flink"}`: 1 while the dependency counts as up for readiness, so alerts
+/// and `/readyz` agree. Nothing is rendered before [`DependencyGauges::watch`].
+#[derive(Debug, Default)]
+pub struct DependencyGauges {
+    health: std::sync::OnceLock<std::sync::Arc<crate::server::Health>>,
+}
+
+/// Labels `{dependency}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DependencyLabels {
+    dependency: String,
+}
+
+impl DependencyGauges {
+    /// Renders `health` from now on.
+    pub fn watch(&self, health: std::sync::Arc<crate::server::Health>) {
+        let _ = self.health.set(health);
+    }
+}
+
+impl prometheus_client::collector::Collector for DependencyGauges {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let Some(health) = self.health.get() else {
+            return Ok(());
+        };
+        let mut family = encoder.encode_descriptor(
+            "dependency_up",
+            "1 while Kafka or Flink answered recently and its last call did not fail (as /readyz)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (dependency, up) in health.dependencies_up() {
+            let labels = DependencyLabels {
+                dependency: dependency.to_owned(),
+            };
+            ConstGauge::new(i64::from(up)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for Metrics {
@@ -112,6 +159,8 @@ impl Metrics {
             job_state: Family::default(),
             table_lag: Family::default(),
             sampled_bytes: Counter::default(),
+            savings: std::sync::Arc::default(),
+            health: std::sync::Arc::default(),
             registry: Registry::default(),
         };
         registry.register("polls", "Completed watermark poll cycles", m.polls.clone());
@@ -163,6 +212,8 @@ impl Metrics {
             "Bytes of record values fetched in samples",
             m.sampled_bytes.clone(),
         );
+        registry.register_collector(Box::new(m.savings.clone()));
+        registry.register_collector(Box::new(m.health.clone()));
         registry.register(
             "build",
             "Build information",
@@ -236,5 +287,37 @@ mod tests {
             "{text}"
         );
         assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dependency_up_follows_the_readiness_rule() {
+        use std::time::Duration;
+        let m = Metrics::new();
+        assert!(
+            !m.render().contains("cdc_dependency_up"),
+            "nothing before the run loop hands health over"
+        );
+        let health = std::sync::Arc::new(crate::server::Health::new(
+            Duration::from_secs(30),
+            Duration::from_secs(90),
+        ));
+        m.health.watch(health.clone());
+        health.kafka_ok();
+        let text = m.render();
+        assert!(text.contains("cdc_dependency_up{dependency=\"kafka\"} 1"), "{text}");
+        assert!(
+            text.contains("cdc_dependency_up{dependency=\"flink\"} 0"),
+            "never answered: {text}"
+        );
+        health.flink_ok();
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let text = m.render();
+        assert!(
+            text.contains("cdc_dependency_up{dependency=\"kafka\"} 0"),
+            "stale: {text}"
+        );
+        assert!(text.contains("cdc_dependency_up{dependency=\"flink\"} 1"), "{text}");
+        health.flink_failed("connection refused");
+        assert!(m.render().contains("cdc_dependency_up{dependency=\"flink\"} 0"));
     }
 }

@@ -156,7 +156,7 @@ impl RunLoop {
         let clock = Clock::new();
         let policy = Policy::new(PolicySettings::from_config(&config, clock.origin_unix_ms));
         let (tables, _) = watch::channel(TablesSnapshot::default());
-        let templated = match crate::sql::known_tables(&config) {
+        let templated: BTreeSet<String> = match crate::sql::known_tables(&config) {
             Ok(tables) => tables.into_iter().collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the SQL templates; starts will fail until they are fixed");
@@ -167,6 +167,10 @@ impl RunLoop {
             AnyLauncher::DryRun(_) => Credentials::redacted(),
             _ => Credentials::from_env(),
         };
+        let managed = templated.iter().filter(|t| config.policy.manages(t)).cloned();
+        metrics
+            .savings
+            .start(move || clock.now(), managed, &config.flink.job_link_base());
         RunLoop {
             templated,
             untemplated_warned: BTreeSet::new(),
@@ -676,6 +680,7 @@ impl RunLoop {
                 }
             }
         }
+        self.metrics.savings.observe(self.clock.now(), statuses.values());
         self.tables.send_replace(Arc::new(statuses));
     }
 
@@ -754,6 +759,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         config.kafka.topic_refresh * 3 + config.kafka.request_timeout,
         config.flink.reconcile_interval * 3 + config.flink.request_timeout,
     ));
+    metrics.health.watch(health.clone());
     let run_loop = RunLoop::new(config.clone(), launcher.clone(), metrics.clone(), health.clone());
     let (control_tx, control_rx) = mpsc::channel(64);
     let state = ServerState {

@@ -150,6 +150,19 @@ impl Health {
     }
 }
 
+impl Health {
+    /// Each dependency and whether it counts as up for readiness (answered recently, last call did not fail), for
+    /// the `cdc_dependency_up` metric.
+    pub fn dependencies_up(&self) -> [(&'static str, bool); 2] {
+        let now = Instant::now();
+        let up = |dep: &Mutex<Dependency>| {
+            let dep = dep.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            dep.error.is_none() && dep.ok_at.is_some_and(|at| now.duration_since(at) <= dep.max_age)
+        };
+        [("kafka", up(&self.kafka)), ("flink", up(&self.flink))]
+    }
+}
+
 fn set(dep: &Mutex<Dependency>, result: Result<(), String>) {
     let mut dep = dep.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     match result {
@@ -439,9 +452,31 @@ async fn metrics(State(state): State<ServerState>) -> Response {
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
 }
 
-async fn list_tables(State(state): State<ServerState>) -> impl IntoResponse {
+/// A table as `/tables` shows it: the policy's status, what its scale-to-zero saved, and its job's web UI page.
+#[derive(Debug, serde::Serialize)]
+struct TableView<'a> {
+    #[serde(flatten)]
+    status: &'a TableStatus,
+    #[serde(flatten)]
+    savings: Option<crate::savings::TableSavings>,
+    job_url: Option<String>,
+}
+
+impl<'a> TableView<'a> {
+    fn new(state: &ServerState, status: &'a TableStatus) -> Self {
+        let savings = &state.metrics.savings;
+        TableView {
+            status,
+            savings: savings.table(&status.table),
+            job_url: status.job_id.as_deref().and_then(|id| savings.job_url(id)),
+        }
+    }
+}
+
+async fn list_tables(State(state): State<ServerState>) -> Response {
     let snapshot = state.tables.borrow().clone();
-    axum::Json(snapshot.values().cloned().collect::<Vec<_>>())
+    let views: Vec<_> = snapshot.values().map(|status| TableView::new(&state, status)).collect();
+    axum::Json(views).into_response()
 }
 
 /// A path that does not decode (bad percent-encoding, not UTF-8) is answered in JSON like every other error.
@@ -458,7 +493,7 @@ async fn get_table(
     snapshot
         .get(&table)
         .or_else(|| state.unseen.get(&table))
-        .map(|status| axum::Json(status.clone()).into_response())
+        .map(|status| axum::Json(TableView::new(&state, status)).into_response())
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown table: {table}")))
 }
 

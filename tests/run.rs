@@ -613,7 +613,8 @@ async fn record_table_names_cannot_create_tables_or_starve_a_real_start() {
         "640 junk source.table values: tables {:?}, {series} per-table metric series, program started after {took:?}",
         tables_of(&body)
     );
-    assert!(series <= 10, "{series} per-table series:\n{metrics}");
+    // The junk never labels a series (the table set above); what is left is a handful of series per real table.
+    assert!(series <= 2 * 8, "{series} per-table series:\n{metrics}");
     assert_eq!(
         sidecar.count("Successfully triggered job for:"),
         2,
