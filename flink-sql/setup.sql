@@ -1,7 +1,8 @@
 -- Session and catalog set-up, submitted before every table's statements (see `cdc-orchestrator render <table>`).
 -- The double-brace placeholders are filled from the sidecar's configuration; the catalog credential and the S3
 -- keys come from its environment (POLARIS_CLIENT_ID, POLARIS_CLIENT_SECRET, AWS_ACCESS_KEY_ID,
--- AWS_SECRET_ACCESS_KEY) at render time and are never written into these files.
+-- AWS_SECRET_ACCESS_KEY) at render time and are never written into these files. Only the Iceberg sink
+-- ([sink] kind = "iceberg", the default) needs a catalog; the JDBC sink's tables are declared per table.
 
 -- The INSERTs turn Debezium's epoch values into TIMESTAMP and DATE: do that in UTC, whatever the JVM's zone.
 SET 'table.local-time-zone' = 'UTC';
@@ -9,6 +10,7 @@ SET 'table.local-time-zone' = 'UTC';
 -- Checkpointing (Iceberg commits, and the Kafka source commits its offsets, when a checkpoint completes), the job's
 -- name and its pinned id are set by the launcher from flink.checkpoint_interval; templates must not set them.
 
+{% if sink == "iceberg" -%}
 -- Flink 1.18 has no CREATE CATALOG IF NOT EXISTS: re-create it, so a reused session always has the current
 -- settings. Running jobs are unaffected (they carry their own catalog loader).
 DROP CATALOG IF EXISTS `iceberg`;
@@ -30,3 +32,4 @@ CREATE CATALOG `iceberg` WITH (
 );
 
 CREATE DATABASE IF NOT EXISTS `iceberg`.`{{ database }}`;
+{%- endif %}

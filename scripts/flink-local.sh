@@ -14,6 +14,7 @@
 #   FLINK_REST_PORT    JobManager REST port   } unset or 0: a free port is picked at start; another Flink may run
 #   FLINK_RPC_PORT     JobManager RPC port    } on this machine, so 8081/6123/8083 are never assumed. The
 #   SQL_GATEWAY_PORT   SQL Gateway REST port  } TaskManager's and blob server's ports are always picked by the OS.
+#   FLINK_TASK_SLOTS   slots of the TaskManager (default 4: four single-slot jobs at once)
 # After start, $FLINK_LOCAL_WORK/flink-local.env holds FLINK_REST_URL, FLINK_SQL_GATEWAY_URL, FLINK_SAVEPOINT_DIR
 # (and the ports) for `source`.
 set -euo pipefail
@@ -140,7 +141,7 @@ taskmanager.bind-host: 127.0.0.1
 taskmanager.host: 127.0.0.1
 taskmanager.rpc.port: "0"
 taskmanager.data.port: 0
-taskmanager.numberOfTaskSlots: 4
+taskmanager.numberOfTaskSlots: ${FLINK_TASK_SLOTS:-4}
 taskmanager.memory.process.size: 1600m
 rest.address: 127.0.0.1
 rest.bind-address: 127.0.0.1
@@ -201,7 +202,7 @@ start_gateway() {
   # shellcheck disable=SC2086 # the JVM options are a list of words
   nohup java $java_opts -Xmx512m -Dlog4j.configurationFile="file:$work/conf/log4j-console.properties" \
     -cp "$work/sql-gateway-classes:$home/lib/*" LocalSqlGateway \
-    --port "$port" --flink-rest-address 127.0.0.1 --flink-rest-port "$rest_port" \
+    --port "$port" --flink-rest-address 127.0.0.1 --flink-rest-port "$rest_port" --flink-conf-dir "$work/conf" \
     >"$work/log/sql-gateway.log" 2>&1 &
   echo $! >"$(gateway_pid_file)"
   wait_for "SQL Gateway on port $port" 60 gateway_up "$(rest_url "$port")"
@@ -253,32 +254,36 @@ cmd_stop() {
 }
 
 cmd_status() {
-  local state=0
+  local state=0 pid_file pid pids
   for pid_file in "$work"/run/*.pid; do
     [ -e "$pid_file" ] || continue
-    while read -r pid; do
+    mapfile -t pids <"$pid_file"
+    for pid in "${pids[@]}"; do
       if kill -0 "$pid" 2>/dev/null; then
         say "$(basename "$pid_file" .pid): running (pid $pid)"
       else
         say "$(basename "$pid_file" .pid): not running (stale pid $pid)"
         state=1
       fi
-    done <"$pid_file"
+    done
   done
-  [ -f "$env_file" ] && cat "$env_file" || {
+  if [ -f "$env_file" ]; then
+    cat "$env_file"
+  else
     say "not started from $work"
     state=1
-  }
+  fi
   return $state
 }
 
 cmd_tm_kill() {
-  local pid_file
-  pid_file="$(ls "$work"/run/flink-*-taskexecutor.pid 2>/dev/null | head -1)"
+  local pid_file pid pids
+  pid_file="$(find "$work/run" -name 'flink-*-taskexecutor.pid' 2>/dev/null | head -1)"
   [ -n "$pid_file" ] || die "no TaskManager pid file in $work/run"
-  while read -r pid; do
+  mapfile -t pids <"$pid_file"
+  for pid in "${pids[@]}"; do
     kill -9 "$pid" 2>/dev/null && say "killed TaskManager pid $pid"
-  done <"$pid_file"
+  done
   rm -f "$pid_file"
 }
 
@@ -297,7 +302,7 @@ build-gateway) cmd_build_gateway ;;
 tm-kill) cmd_tm_kill ;;
 tm-start) cmd_tm_start ;;
 *)
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac

@@ -60,6 +60,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where the per-table jobs write: the Iceberg REST catalog and its object store.
     pub iceberg: IcebergConfig,
+    /// Which kind of sink the per-table jobs write to, and the JDBC sink's connection.
+    pub sink: SinkConfig,
 }
 
 /// The `[kafka]` section.
@@ -405,6 +407,69 @@ impl Default for IcebergConfig {
     }
 }
 
+/// Which kind of sink the per-table templates render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum SinkKind {
+    /// An Iceberg v2 upsert table in the REST catalog of the `[iceberg]` section.
+    #[default]
+    Iceberg,
+    /// A database table through Flink's JDBC connector (`[sink.jdbc]`), upserted on the primary key.
+    Jdbc,
+}
+
+impl SinkKind {
+    /// The name the configuration and the templates (`{{ sink }}`) use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Iceberg => "iceberg",
+            SinkKind::Jdbc => "jdbc",
+        }
+    }
+}
+
+/// The `[sink]` section: where the per-table jobs write.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    /// The kind of sink; Iceberg unless set.
+    pub kind: SinkKind,
+    /// The JDBC sink's connection, used when `kind = "jdbc"`.
+    pub jdbc: JdbcSinkConfig,
+}
+
+/// The `[sink.jdbc]` section: the database the JDBC sink writes to, as Flink reaches it.
+///
+/// The password is not here: rendering reads it from the environment (`SINK_JDBC_PASSWORD`, see `sql`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JdbcSinkConfig {
+    /// JDBC URL of the database, e.g. `jdbc:postgresql://db:5432/warehouse`.
+    pub url: String,
+    /// The database table each source table is written to; `{table}` is replaced by the table's name.
+    pub table_name: String,
+    /// The database user.
+    pub username: String,
+}
+
+impl Default for JdbcSinkConfig {
+    fn default() -> Self {
+        Self {
+            url: "jdbc:postgresql://127.0.0.1:5432/university".to_owned(),
+            table_name: "{table}".to_owned(),
+            username: "postgres".to_owned(),
+        }
+    }
+}
+
+impl JdbcSinkConfig {
+    /// The database table that `table` is written to.
+    pub fn table_for(&self, table: &str) -> String {
+        self.table_name.replace("{table}", table)
+    }
+}
+
 /// The `[server]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -617,6 +682,22 @@ impl Config {
                 &self.iceberg.database,
                 "not a valid database name (letters, digits and _, not starting with a digit, at most 63)",
             ));
+        }
+        if self.sink.kind == SinkKind::Jdbc {
+            let jdbc = &self.sink.jdbc;
+            if !jdbc.url.starts_with("jdbc:") || jdbc.url.contains(char::is_whitespace) {
+                return Err(invalid("sink.jdbc.url", &jdbc.url, "expected a jdbc: URL"));
+            }
+            if !jdbc.table_name.contains("{table}") {
+                return Err(invalid(
+                    "sink.jdbc.table_name",
+                    &jdbc.table_name,
+                    "must contain {table}",
+                ));
+            }
+            if jdbc.username.trim().is_empty() {
+                return Err(invalid("sink.jdbc.username", &jdbc.username, "must not be empty"));
+            }
         }
         if self.flink.savepoint_dir.trim().is_empty() {
             return Err(invalid(
@@ -930,6 +1011,45 @@ mod tests {
         assert!(m.starts_with("iceberg.warehouse: must not be empty"), "{m}");
         let m = error_of(None, &[("CDC_ICEBERG__BUCKET", "x")]);
         assert!(m.contains("iceberg.bucket: unknown key"), "{m}");
+    }
+
+    #[test]
+    fn sink_is_iceberg_by_default_and_jdbc_keys_are_checked_only_for_jdbc() {
+        Jail::expect_with(|jail| {
+            let c = load_in(jail, None).map_err(|e| e.to_string())?;
+            assert_eq!(c.sink.kind, SinkKind::Iceberg);
+            assert_eq!(c.sink.jdbc.url, "jdbc:postgresql://127.0.0.1:5432/university");
+            assert_eq!(c.sink.jdbc.table_for("room"), "room");
+            assert_eq!(c.sink.jdbc.username, "postgres");
+            // Unused JDBC keys are not validated while the sink is Iceberg.
+            jail.set_env("CDC_SINK__JDBC__URL", "nonsense");
+            assert!(load_in(jail, None).is_ok());
+            jail.clear_env();
+            let c = load_in(
+                jail,
+                Some(
+                    "[sink]\nkind = \"jdbc\"\n[sink.jdbc]\nurl = \"jdbc:postgresql://db:5433/lake\"\n\
+                     table_name = \"cdc.{table}_copy\"\nusername = \"writer\"\n",
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+            assert_eq!(c.sink.kind, SinkKind::Jdbc);
+            assert_eq!(c.sink.jdbc.url, "jdbc:postgresql://db:5433/lake");
+            assert_eq!(c.sink.jdbc.table_for("room"), "cdc.room_copy");
+            assert_eq!(c.sink.jdbc.username, "writer");
+            Ok(())
+        });
+        let jdbc = [("CDC_SINK__KIND", "jdbc")];
+        let m = error_of(None, &[jdbc[0], ("CDC_SINK__JDBC__URL", "postgresql://db/x")]);
+        assert!(m.starts_with("sink.jdbc.url: expected a jdbc: URL"), "{m}");
+        let m = error_of(None, &[jdbc[0], ("CDC_SINK__JDBC__TABLE_NAME", "fixed")]);
+        assert!(m.starts_with("sink.jdbc.table_name: must contain {table}"), "{m}");
+        let m = error_of(None, &[jdbc[0], ("CDC_SINK__JDBC__USERNAME", " ")]);
+        assert!(m.starts_with("sink.jdbc.username: must not be empty"), "{m}");
+        let m = error_of(None, &[("CDC_SINK__KIND", "kafka")]);
+        assert!(m.contains("sink.kind") && m.contains("kafka"), "{m}");
+        let m = error_of(None, &[("CDC_SINK__JDBC__PASSWORD", "x")]);
+        assert!(m.contains("sink.jdbc.password: unknown key"), "{m}");
     }
 
     #[test]

@@ -46,11 +46,12 @@ const BUILTIN_TABLES: [(&str, &str); 12] = [
 ];
 
 /// Template variables that carry credentials, and the environment variable each one is read from.
-pub const CREDENTIALS: [(&str, &str); 4] = [
+pub const CREDENTIALS: [(&str, &str); 5] = [
     ("polaris_client_id", "POLARIS_CLIENT_ID"),
     ("polaris_client_secret", "POLARIS_CLIENT_SECRET"),
     ("s3_access_key_id", "AWS_ACCESS_KEY_ID"),
     ("s3_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+    ("jdbc_password", "SINK_JDBC_PASSWORD"),
 ];
 
 /// Why a table's statements could not be rendered. Every variant renders as one line.
@@ -338,6 +339,10 @@ fn context(config: &Config, table: &str, credentials: &Credentials) -> BTreeMap<
         ("s3_endpoint", Value::from(i.s3_endpoint.as_str())),
         ("s3_region", Value::from(i.s3_region.as_str())),
         ("s3_path_style_access", Value::from(i.s3_path_style_access.to_string())),
+        ("sink", Value::from(config.sink.kind.as_str())),
+        ("jdbc_url", Value::from(config.sink.jdbc.url.as_str())),
+        ("jdbc_table", Value::from(config.sink.jdbc.table_for(table))),
+        ("jdbc_username", Value::from(config.sink.jdbc.username.as_str())),
     ]);
     for &(placeholder, variable) in &CREDENTIALS {
         if let Some(value) = credentials.get(variable) {
@@ -360,18 +365,22 @@ fn render_one(
     let template = env
         .template_from_named_str(&source.name, &source.text)
         .map_err(template_error)?;
-    // Name the missing environment variable rather than letting minijinja report an undefined placeholder.
-    let used: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
-    for &(placeholder, variable) in &CREDENTIALS {
-        if used.contains(placeholder) && credentials.get(variable).is_none() {
-            return Err(SqlError::MissingCredential {
+    // Only the credentials of the parts that render are needed (the other sink kind's are not): a missing one
+    // surfaces as an undefined value, which is reported as the environment variable to set.
+    let text = template.render(context).map_err(|e| {
+        let used: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
+        let missing = CREDENTIALS
+            .iter()
+            .find(|&&(placeholder, variable)| used.contains(placeholder) && credentials.get(variable).is_none());
+        match missing {
+            Some(&(placeholder, variable)) if e.kind() == ErrorKind::UndefinedError => SqlError::MissingCredential {
                 variable,
                 placeholder,
                 template: source.name.clone(),
-            });
+            },
+            _ => template_error(e),
         }
-    }
-    let text = template.render(context).map_err(template_error)?;
+    })?;
     split_statements(&text).map_err(|(what, line)| SqlError::Unterminated {
         template: source.name.clone(),
         what,

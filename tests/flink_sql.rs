@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use cdc_orchestrator::config::Config;
+use cdc_orchestrator::config::{Config, SinkKind};
 use cdc_orchestrator::sql::{self, Credentials};
 use regex::Regex;
 
@@ -417,11 +417,127 @@ fn setup_builds_the_polaris_catalog_on_minio_with_credentials_from_the_environme
     }
 }
 
+fn jdbc_config() -> Config {
+    let mut config = Config::default();
+    config.sink.kind = SinkKind::Jdbc;
+    config.sink.jdbc.url = "jdbc:postgresql://db:5433/lake".to_owned();
+    config.sink.jdbc.table_name = "cdc.{table}".to_owned();
+    config.sink.jdbc.username = "writer".to_owned();
+    config
+}
+
+/// With `[sink] kind = "jdbc"` every table writes to a database table through Flink's JDBC connector, keyed
+/// like Postgres (so the connector upserts on the key and applies deletes), from the same source and SELECT
+/// as the Iceberg job; no Iceberg catalog is set up and no Iceberg credential is needed.
+#[test]
+fn every_table_renders_a_jdbc_sink_keyed_like_postgres_when_configured() {
+    let config = jdbc_config();
+    let only_password = Credentials::from_lookup(|name| (name == "SINK_JDBC_PASSWORD").then(|| "pw'1".to_owned()));
+    for postgres in postgres_tables() {
+        let table = &postgres.name;
+        let statements = sql::render_table_with(&config, table, &only_password).unwrap();
+        let iceberg = sql::render_table_with(&Config::default(), table, &credentials()).unwrap();
+        assert!(
+            !statements.iter().any(|s| s.to_lowercase().contains("iceberg")),
+            "{table}: {statements:#?}"
+        );
+        let sink_name = format!("`default_catalog`.`default_database`.`cdc_sink_{table}`");
+        let creates: Vec<&String> = statements.iter().filter(|s| s.starts_with("CREATE")).collect();
+        assert_eq!(creates.len(), 2, "{table}: one source and one sink: {creates:?}");
+        // The source is the Iceberg job's, unchanged.
+        assert!(iceberg.contains(creates[0]), "{table}: {}", creates[0]);
+        assert!(
+            creates[1].starts_with(&format!("CREATE TEMPORARY TABLE {sink_name} (")),
+            "{table}: {}",
+            creates[1]
+        );
+        let drop = format!("DROP TEMPORARY TABLE IF EXISTS {sink_name}");
+        let position = |s: &String| statements.iter().position(|x| x == s);
+        assert!(position(&drop) < position(creates[1]), "{table}: {statements:#?}");
+
+        let sink = parse_create_table(creates[1]);
+        let expect: BTreeMap<String, String> = [
+            ("connector", "jdbc".to_owned()),
+            ("url", "jdbc:postgresql://db:5433/lake".to_owned()),
+            ("table-name", format!("cdc.{table}")),
+            ("username", "writer".to_owned()),
+            ("password", "pw'1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(sink.options, expect, "{table}");
+        assert_eq!(sink.primary_key, postgres.primary_key, "{table}: sink primary key");
+        assert!(creates[1].contains("NOT ENFORCED"), "{table}");
+        let expected: Vec<(String, String)> = postgres
+            .columns
+            .iter()
+            .map(|(c, t)| (c.clone(), sink_type(t)))
+            .collect();
+        assert_eq!(sink.columns, expected, "{table}: sink columns");
+
+        // The same SELECT as the Iceberg job, into the JDBC table, as the one INSERT, last.
+        let insert = statements.last().unwrap();
+        let iceberg_insert = iceberg.last().unwrap();
+        assert!(
+            insert.starts_with(&format!("INSERT INTO {sink_name}\nSELECT")),
+            "{insert}"
+        );
+        assert_eq!(
+            insert.split_once('\n').unwrap().1,
+            iceberg_insert.split_once('\n').unwrap().1,
+            "{table}"
+        );
+        assert_eq!(statements.iter().filter(|s| s.starts_with("INSERT")).count(), 1);
+    }
+}
+
+#[test]
+fn each_sink_needs_only_its_own_credentials() {
+    let password_only = |name: &str| (name == "SINK_JDBC_PASSWORD").then(|| "pw".to_owned());
+    // The JDBC sink needs its password, and no Iceberg credential.
+    let error = sql::render_table_with(&jdbc_config(), "room", &Credentials::default()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("environment variable SINK_JDBC_PASSWORD is not set")
+            && message.contains("tables/room.sql"),
+        "{message}"
+    );
+    assert!(sql::render_table_with(&jdbc_config(), "room", &Credentials::from_lookup(password_only)).is_ok());
+    // The Iceberg sink needs the catalog and S3 credentials, and not the JDBC password.
+    assert!(sql::render_table_with(&Config::default(), "room", &credentials()).is_ok());
+    let error = sql::render_table_with(&Config::default(), "room", &Credentials::from_lookup(password_only))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("environment variable POLARIS_CLIENT_ID is not set"),
+        "{error}"
+    );
+    // The files hold the placeholder, never a password.
+    for postgres in postgres_tables() {
+        let text = repo_file(&format!("flink-sql/tables/{}.sql", postgres.name));
+        assert!(text.contains("'password' = '{{ jdbc_password }}'"), "{}", postgres.name);
+    }
+    // Through the binary, configured from the environment.
+    let out = run_cli(&["render", "room"], &[("CDC_SINK__KIND", "jdbc")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SINK_JDBC_PASSWORD is not set"), "{err}");
+    let out = run_cli(
+        &["render", "room"],
+        &[("CDC_SINK__KIND", "jdbc"), ("SINK_JDBC_PASSWORD", "pw")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("'connector' = 'jdbc'"), "{printed}");
+    assert!(!printed.contains("CREATE CATALOG"), "{printed}");
+}
+
 fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
     cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
     for (key, _) in std::env::vars() {
-        if key.starts_with("CDC_") || CREDENTIAL_ENV.iter().any(|(k, _)| *k == key) {
+        if key.starts_with("CDC_") || key == "SINK_JDBC_PASSWORD" || CREDENTIAL_ENV.iter().any(|(k, _)| *k == key) {
             cmd.env_remove(key);
         }
     }

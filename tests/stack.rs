@@ -348,6 +348,7 @@ fn shell_scripts_pass_shellcheck() {
         "compose/polaris/bootstrap.sh",
         "scripts/install-tools.sh",
         "scripts/test.sh",
+        "scripts/flink-local.sh",
     ];
     let mut cmd = Command::new(installed("lint/bin/shellcheck"));
     cmd.args(scripts);

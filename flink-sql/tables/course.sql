@@ -1,4 +1,4 @@
--- Flink job of table `course`: its Debezium change events (Kafka) -> Iceberg table `course`, upserted on `id`.
+-- Flink job of table `course`: its Debezium change events (Kafka) -> the sink ([sink] kind), upserted on `id`.
 -- Rendered by `cdc-orchestrator render course`; the double-brace placeholders come from its configuration.
 -- Source types follow debezium/university-connector.json: decimals arrive as strings (decimal.handling.mode=string)
 -- and are read as DECIMAL; TIMESTAMP arrives as epoch milliseconds (BIGINT) and DATE as epoch days (INT)
@@ -27,7 +27,16 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_course` 
     'debezium-json.schema-include' = 'false'
 );
 
+-- The sink, keyed like Postgres so that updates are upserts and deletes are applied. [sink] kind chooses it: an
+-- Iceberg v2 table (the default), or with "jdbc" a database table, which must exist, written by Flink's JDBC
+-- connector.
+{% if sink == "jdbc" -%}
+DROP TEMPORARY TABLE IF EXISTS `default_catalog`.`default_database`.`cdc_sink_course`;
+
+CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_sink_course` (
+{%- else -%}
 CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`course` (
+{%- endif %}
     `id`          INT NOT NULL,
     `course_code` STRING,
     `course_name` STRING,
@@ -36,12 +45,20 @@ CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`course` (
     `created_at`  TIMESTAMP(3),
     PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
+{%- if sink == "jdbc" %}
+    'connector' = 'jdbc',
+    'url' = '{{ jdbc_url }}',
+    'table-name' = '{{ jdbc_table }}',
+    'username' = '{{ jdbc_username }}',
+    'password' = '{{ jdbc_password }}'
+{%- else %}
     'format-version' = '2',
     'write.upsert.enabled' = 'true'
+{%- endif %}
 );
 
--- Every change (snapshot reads, inserts, updates and deletes) goes to Iceberg: the source is a changelog.
-INSERT INTO `iceberg`.`{{ database }}`.`course`
+-- Every change (snapshot reads, inserts, updates and deletes) goes to the sink: the source is a changelog.
+INSERT INTO {% if sink == "jdbc" %}`default_catalog`.`default_database`.`cdc_sink_course`{% else %}`iceberg`.`{{ database }}`.`course`{% endif %}
 SELECT
     `id`,
     `course_code`,

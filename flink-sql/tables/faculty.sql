@@ -1,4 +1,4 @@
--- Flink job of table `faculty`: its Debezium change events (Kafka) -> Iceberg table `faculty`, upserted on `id`.
+-- Flink job of table `faculty`: its Debezium change events (Kafka) -> the sink ([sink] kind), upserted on `id`.
 -- Rendered by `cdc-orchestrator render faculty`; the double-brace placeholders come from its configuration.
 -- Source types follow debezium/university-connector.json: decimals arrive as strings (decimal.handling.mode=string)
 -- and are read as DECIMAL; TIMESTAMP arrives as epoch milliseconds (BIGINT) and DATE as epoch days (INT)
@@ -25,19 +25,36 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_faculty`
     'debezium-json.schema-include' = 'false'
 );
 
+-- The sink, keyed like Postgres so that updates are upserts and deletes are applied. [sink] kind chooses it: an
+-- Iceberg v2 table (the default), or with "jdbc" a database table, which must exist, written by Flink's JDBC
+-- connector.
+{% if sink == "jdbc" -%}
+DROP TEMPORARY TABLE IF EXISTS `default_catalog`.`default_database`.`cdc_sink_faculty`;
+
+CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_sink_faculty` (
+{%- else -%}
 CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`faculty` (
+{%- endif %}
     `id`           INT NOT NULL,
     `faculty_code` STRING,
     `faculty_name` STRING,
     `created_at`   TIMESTAMP(3),
     PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
+{%- if sink == "jdbc" %}
+    'connector' = 'jdbc',
+    'url' = '{{ jdbc_url }}',
+    'table-name' = '{{ jdbc_table }}',
+    'username' = '{{ jdbc_username }}',
+    'password' = '{{ jdbc_password }}'
+{%- else %}
     'format-version' = '2',
     'write.upsert.enabled' = 'true'
+{%- endif %}
 );
 
--- Every change (snapshot reads, inserts, updates and deletes) goes to Iceberg: the source is a changelog.
-INSERT INTO `iceberg`.`{{ database }}`.`faculty`
+-- Every change (snapshot reads, inserts, updates and deletes) goes to the sink: the source is a changelog.
+INSERT INTO {% if sink == "jdbc" %}`default_catalog`.`default_database`.`cdc_sink_faculty`{% else %}`iceberg`.`{{ database }}`.`faculty`{% endif %}
 SELECT
     `id`,
     `faculty_code`,

@@ -1,4 +1,4 @@
--- Flink job of table `payment`: its Debezium change events (Kafka) -> Iceberg table `payment`, upserted on `payment_id`.
+-- Flink job of table `payment`: its Debezium change events (Kafka) -> the sink ([sink] kind), upserted on `payment_id`.
 -- Rendered by `cdc-orchestrator render payment`; the double-brace placeholders come from its configuration.
 -- Source types follow debezium/university-connector.json: decimals arrive as strings (decimal.handling.mode=string)
 -- and are read as DECIMAL; TIMESTAMP arrives as epoch milliseconds (BIGINT) and DATE as epoch days (INT)
@@ -38,7 +38,16 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_payment`
     'debezium-json.schema-include' = 'false'
 );
 
+-- The sink, keyed like Postgres so that updates are upserts and deletes are applied. [sink] kind chooses it: an
+-- Iceberg v2 table (the default), or with "jdbc" a database table, which must exist, written by Flink's JDBC
+-- connector.
+{% if sink == "jdbc" -%}
+DROP TEMPORARY TABLE IF EXISTS `default_catalog`.`default_database`.`cdc_sink_payment`;
+
+CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_sink_payment` (
+{%- else -%}
 CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`payment` (
+{%- endif %}
     `payment_id`             STRING NOT NULL,
     `student_id`             STRING,
     `registration_id`        STRING,
@@ -58,12 +67,20 @@ CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`payment` (
     `updated_at`             TIMESTAMP(3),
     PRIMARY KEY (`payment_id`) NOT ENFORCED
 ) WITH (
+{%- if sink == "jdbc" %}
+    'connector' = 'jdbc',
+    'url' = '{{ jdbc_url }}',
+    'table-name' = '{{ jdbc_table }}',
+    'username' = '{{ jdbc_username }}',
+    'password' = '{{ jdbc_password }}'
+{%- else %}
     'format-version' = '2',
     'write.upsert.enabled' = 'true'
+{%- endif %}
 );
 
--- Every change (snapshot reads, inserts, updates and deletes) goes to Iceberg: the source is a changelog.
-INSERT INTO `iceberg`.`{{ database }}`.`payment`
+-- Every change (snapshot reads, inserts, updates and deletes) goes to the sink: the source is a changelog.
+INSERT INTO {% if sink == "jdbc" %}`default_catalog`.`default_database`.`cdc_sink_payment`{% else %}`iceberg`.`{{ database }}`.`payment`{% endif %}
 SELECT
     `payment_id`,
     `student_id`,

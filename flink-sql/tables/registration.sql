@@ -1,4 +1,4 @@
--- Flink job of table `registration`: its Debezium change events (Kafka) -> Iceberg table `registration`, upserted on `registration_id`.
+-- Flink job of table `registration`: its Debezium change events (Kafka) -> the sink ([sink] kind), upserted on `registration_id`.
 -- Rendered by `cdc-orchestrator render registration`; the double-brace placeholders come from its configuration.
 -- Source types follow debezium/university-connector.json: decimals arrive as strings (decimal.handling.mode=string)
 -- and are read as DECIMAL; TIMESTAMP arrives as epoch milliseconds (BIGINT) and DATE as epoch days (INT)
@@ -32,7 +32,16 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_registra
     'debezium-json.schema-include' = 'false'
 );
 
+-- The sink, keyed like Postgres so that updates are upserts and deletes are applied. [sink] kind chooses it: an
+-- Iceberg v2 table (the default), or with "jdbc" a database table, which must exist, written by Flink's JDBC
+-- connector.
+{% if sink == "jdbc" -%}
+DROP TEMPORARY TABLE IF EXISTS `default_catalog`.`default_database`.`cdc_sink_registration`;
+
+CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_sink_registration` (
+{%- else -%}
 CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`registration` (
+{%- endif %}
     `registration_id`     STRING NOT NULL,
     `student_id`          STRING,
     `academic_year`       STRING,
@@ -46,12 +55,20 @@ CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`registration` (
     `updated_at`          TIMESTAMP(3),
     PRIMARY KEY (`registration_id`) NOT ENFORCED
 ) WITH (
+{%- if sink == "jdbc" %}
+    'connector' = 'jdbc',
+    'url' = '{{ jdbc_url }}',
+    'table-name' = '{{ jdbc_table }}',
+    'username' = '{{ jdbc_username }}',
+    'password' = '{{ jdbc_password }}'
+{%- else %}
     'format-version' = '2',
     'write.upsert.enabled' = 'true'
+{%- endif %}
 );
 
--- Every change (snapshot reads, inserts, updates and deletes) goes to Iceberg: the source is a changelog.
-INSERT INTO `iceberg`.`{{ database }}`.`registration`
+-- Every change (snapshot reads, inserts, updates and deletes) goes to the sink: the source is a changelog.
+INSERT INTO {% if sink == "jdbc" %}`default_catalog`.`default_database`.`cdc_sink_registration`{% else %}`iceberg`.`{{ database }}`.`registration`{% endif %}
 SELECT
     `registration_id`,
     `student_id`,

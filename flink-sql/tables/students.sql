@@ -1,4 +1,4 @@
--- Flink job of table `students`: its Debezium change events (Kafka) -> Iceberg table `students`, upserted on `student_id`.
+-- Flink job of table `students`: its Debezium change events (Kafka) -> the sink ([sink] kind), upserted on `student_id`.
 -- Rendered by `cdc-orchestrator render students`; the double-brace placeholders come from its configuration.
 -- Source types follow debezium/university-connector.json: decimals arrive as strings (decimal.handling.mode=string)
 -- and are read as DECIMAL; TIMESTAMP arrives as epoch milliseconds (BIGINT) and DATE as epoch days (INT)
@@ -29,7 +29,16 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_students
     'debezium-json.schema-include' = 'false'
 );
 
+-- The sink, keyed like Postgres so that updates are upserts and deletes are applied. [sink] kind chooses it: an
+-- Iceberg v2 table (the default), or with "jdbc" a database table, which must exist, written by Flink's JDBC
+-- connector.
+{% if sink == "jdbc" -%}
+DROP TEMPORARY TABLE IF EXISTS `default_catalog`.`default_database`.`cdc_sink_students`;
+
+CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_sink_students` (
+{%- else -%}
 CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`students` (
+{%- endif %}
     `student_id` STRING NOT NULL,
     `full_name`  STRING,
     `entry_year` INT,
@@ -40,12 +49,20 @@ CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`students` (
     `created_at` TIMESTAMP(3),
     PRIMARY KEY (`student_id`) NOT ENFORCED
 ) WITH (
+{%- if sink == "jdbc" %}
+    'connector' = 'jdbc',
+    'url' = '{{ jdbc_url }}',
+    'table-name' = '{{ jdbc_table }}',
+    'username' = '{{ jdbc_username }}',
+    'password' = '{{ jdbc_password }}'
+{%- else %}
     'format-version' = '2',
     'write.upsert.enabled' = 'true'
+{%- endif %}
 );
 
--- Every change (snapshot reads, inserts, updates and deletes) goes to Iceberg: the source is a changelog.
-INSERT INTO `iceberg`.`{{ database }}`.`students`
+-- Every change (snapshot reads, inserts, updates and deletes) goes to the sink: the source is a changelog.
+INSERT INTO {% if sink == "jdbc" %}`default_catalog`.`default_database`.`cdc_sink_students`{% else %}`iceberg`.`{{ database }}`.`students`{% endif %}
 SELECT
     `student_id`,
     `full_name`,

@@ -16,6 +16,7 @@ import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 
 import org.apache.flink.configuration.Configuration;
+import org.apache.flink.configuration.GlobalConfiguration;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.ArrayNode;
@@ -31,7 +32,7 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.Obje
  * status and {@code {"errors": [...]}} with the exception's stack trace.
  *
  * <p>Usage: {@code LocalSqlGateway --port P --flink-rest-address 127.0.0.1 --flink-rest-port R
- * [--session-idle-timeout-seconds S]}.
+ * [--flink-conf-dir DIR] [--session-idle-timeout-seconds S]}.
  */
 public final class LocalSqlGateway {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -54,7 +55,11 @@ public final class LocalSqlGateway {
         }
         int port = Integer.parseInt(options.getOrDefault("port", "8083"));
         long idleTimeoutSeconds = Long.parseLong(options.getOrDefault("session-idle-timeout-seconds", "600"));
-        Configuration cluster = new Configuration();
+        // The cluster's own configuration (defaults such as parallelism.default and the savepoint folder), as
+        // Flink's gateway reads it, then what makes statements run remotely on that cluster.
+        Configuration cluster = options.containsKey("flink-conf-dir")
+                ? GlobalConfiguration.loadConfiguration(options.get("flink-conf-dir"))
+                : new Configuration();
         cluster.setString("execution.target", "remote");
         cluster.setString("rest.address", options.getOrDefault("flink-rest-address", "127.0.0.1"));
         cluster.setString("rest.port", options.getOrDefault("flink-rest-port", "8081"));
