@@ -63,14 +63,14 @@ cleanup() {
   trap - EXIT INT TERM
   if [ -f "$work/sidecar.pid" ]; then kill -9 "$(cat "$work/sidecar.pid")" 2>/dev/null || true; fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  scripts/flink-local.sh stop >/dev/null 2>&1 || true
+  (cd "$work" && "$repo/scripts/flink-local.sh" stop) >/dev/null 2>&1 || true
   if [ -f "$work/pg/data/postmaster.pid" ]; then
     as_postgres "$pgbin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true
   fi
   wait 2>/dev/null || true
   if [ "$status" -ne 0 ] && [ -z "$stack_only" ]; then
     for f in sidecar.log debezium.log; do
-      [ -f "$work/$f" ] && { echo "== last lines of $f" >&2; tail -n 25 "$work/$f" >&2; }
+      [ -f "$work/$f" ] && { echo "== last lines of $f" >&2; grep -v '^produced ' "$work/$f" | tail -n 25 >&2; }
     done
   fi
   if [ -n "$keep" ] || [ "$status" -ne 0 ]; then
@@ -157,7 +157,8 @@ wait_for 90 "Debezium's snapshot in tansu" grep -q "produced university-server.p
 say "Debezium 3.6.3 (embedded engine, pgoutput) streaming sourcedb into tansu"
 
 # --- Flink 2.0 and the SQL Gateway stand-in ------------------------------------------------------------------------
-scripts/flink-local.sh start >/dev/null
+# From the work folder: the gateway's log4j set-up writes a file named after an unset property into its cwd.
+(cd "$work" && "$repo/scripts/flink-local.sh" start) >/dev/null
 # shellcheck disable=SC1091 # written by flink-local.sh start
 . "$FLINK_LOCAL_WORK/flink-local.env"
 say "Flink JobManager $FLINK_REST_URL, SQL Gateway $FLINK_SQL_GATEWAY_URL"

@@ -102,7 +102,7 @@ class Sidecar:
         env = dict(os.environ, TZ="UTC")
         self.proc = subprocess.Popen(
             [self.args.sidecar, "--config", self.args.config, "--log-format", "json",
-             "--log-level", "info,rskafka=warn,cdc_orchestrator=debug"],
+             "--log-level", "info,rskafka=warn,cdc_orchestrator=debug", "run"],
             stdout=out, stderr=out, env=env)
         with open(self.pid_file, "w") as f:
             f.write(str(self.proc.pid))
@@ -382,8 +382,8 @@ class E2E:
         # 5. kill -9 while jobs run, then restart: adopted, never a second job.
         log("point 5: kill -9 of the sidecar while jobs run")
         mark = self.mark()
-        self.workload.burst(TABLES, 3)
-        wait_until("4 jobs RUNNING", 90, lambda: len([j for j in self.live_jobs() if j["state"] == "RUNNING"]) >= 4)
+        self.keep_busy_until("every driven table's job RUNNING", 120, lambda: len(
+            [j for j in self.live_jobs() if j["state"] == "RUNNING"]) >= len(TABLES))
         before = {j["name"]: j["jid"] for j in self.live_jobs()}
         self.sidecar.stop(signal.SIGKILL)
         self.workload.burst(TABLES, 2)
@@ -462,7 +462,7 @@ class E2E:
             detected = any(e["msg"].startswith("Detected") and e["msg"].endswith(f"on table: {table}") for e in lines)
             triggered = any(e["msg"] == f"Successfully triggered job for: {table}" for e in lines)
             stopped = [e for e in lines if e["msg"] == f"Stopped idle job for: {table}"]
-            saved = [e for e in stopped if "savepoint file://" in str(e["f"].get("stopped", ""))]
+            saved = [e for e in stopped if "savepoint file:" in str(e["f"].get("stopped", ""))]
             c.check(f"cycle {cycle} {table}: Detected / Successfully triggered / Stopped idle job with a savepoint "
                     f"path", detected and triggered and bool(saved),
                     f"detected={detected} triggered={triggered} stopped={[e['f'].get('stopped') for e in stopped]}")
@@ -478,6 +478,16 @@ class E2E:
         c.check(f"cycle {cycle}: the new jobs read only records written since the stop", not stray and written,
                 f"{len(written)} keys written, {len(changed)} changed, stray {sorted(stray)[:5]}")
         self.cycles_done += 1
+
+    def keep_busy_until(self, what, seconds, probe):
+        """Writes a change to every driven table each second (so no job goes idle) until `probe` holds."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            self.workload.burst(TABLES, 1)
+            if probe():
+                return
+            time.sleep(1)
+        raise TimeoutError(f"{what}: not true after {seconds}s")
 
     def views_converge(self):
         """GET /tables against Flink, after at most one reconcile interval."""
@@ -509,26 +519,38 @@ class E2E:
         self.workload.burst([table], 3)
         wait_until(f"{table}'s job RUNNING", 90, lambda: any(
             j["name"] == f"cdc-{table}" and j["state"] == "RUNNING" for j in self.live_jobs()))
-        subprocess.run([self.args.flink_local, "tm-kill"], check=True, env=dict(os.environ))
+        subprocess.run([self.args.flink_local, "tm-kill"], check=True, cwd=self.args.work)
         killed_at = time.time()
-        # Changes while no TaskManager runs.
+        # Changes while the TaskManager is gone; a new TaskManager after 5 s. Flink notices the lost one only at
+        # its heartbeat timeout, then restarts the job (restart strategy) on the new one's slots.
         self.workload.burst([table], 3)
         reported = []
-        while time.time() - killed_at < 8:
+        tm_started = False
+        seen_not_running = False
+        while time.time() - killed_at < 120:
+            elapsed = round(time.time() - killed_at, 1)
+            if not tm_started and elapsed >= 5:
+                subprocess.run([self.args.flink_local, "tm-start"], check=True, cwd=self.args.work)
+                tm_started = True
             try:
                 s = self.sidecar.tables().get(table, {})
-                jobs = {j["name"]: j["state"] for j in self.live_jobs()}
-                reported.append((round(time.time() - killed_at, 1), s.get("state"), s.get("job_state"),
-                                 jobs.get(f"cdc-{table}")))
+                flink = {j["name"]: j["state"] for j in self.live_jobs()}.get(f"cdc-{table}")
+                sample = (s.get("state"), s.get("job_state"), flink)
+                if not reported or reported[-1][1:] != sample:
+                    reported.append((elapsed,) + sample)
+                seen_not_running = seen_not_running or flink != "RUNNING"
+                if seen_not_running and flink == "RUNNING" and elapsed > 10:
+                    break
             except Exception as e:
-                reported.append((round(time.time() - killed_at, 1), f"error {e}"))
+                reported.append((elapsed, f"error {e}"))
             time.sleep(1)
-        subprocess.run([self.args.flink_local, "tm-start"], check=True, env=dict(os.environ))
+        c.check("TaskManager loss: Flink recovered the job or the sidecar started a new one",
+                seen_not_running, f"what was seen: {reported}")
         self.workload.burst([table], 3)
         diffs = self.quiesce(240)
         lines = self.sidecar.lines()[mark:]
         warnings = sorted({e["msg"] for e in lines if e.get("level") in ("WARN", "ERROR")})
-        self.tm_report = {"samples (s after kill, sidecar state, sidecar job_state, Flink state)": reported,
+        self.tm_report = {"changes (s after kill, sidecar state, sidecar job_state, Flink state)": reported,
                           "sidecar warnings": warnings}
         log(f"TaskManager loss: {json.dumps(self.tm_report)}")
         c.check("TaskManager loss: sink equals Postgres in the end", not diffs, "; ".join(diffs))
@@ -539,7 +561,7 @@ class E2E:
         lines = self.sidecar.lines()
         triggered = [e for e in lines if e["msg"].startswith("Successfully triggered job for")]
         stops = [e for e in lines if e["msg"].startswith("Stopped idle job for") or e["msg"].startswith("Stopped job for")]
-        savepoints = [e for e in stops if "savepoint file://" in str(e["f"].get("stopped", ""))]
+        savepoints = [e for e in stops if "savepoint file:" in str(e["f"].get("stopped", ""))]
         jobs = {}
         for jid in {e["f"].get("job_id") for e in triggered + stops}:
             try:
