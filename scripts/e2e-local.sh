@@ -215,7 +215,14 @@ SIDECAR_CONFIG=$work/cdc-orchestrator.toml
 SIDECAR_URL=http://127.0.0.1:$http_port
 EOF
   say "stack up; Ctrl-C stops it"
-  while true; do sleep 3600; done
+  # Being stopped is how this mode ends: clean up and exit 0.
+  trap 'exit 0' INT TERM
+  # wait (unlike a foreground sleep) returns at once when a signal arrives, so the trap runs promptly.
+  while true; do
+    sleep 3600 &
+    pids+=($!)
+    wait $! || true
+  done
 fi
 
 say "running the checks ($cycles cycles)"
