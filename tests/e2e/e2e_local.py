@@ -520,6 +520,7 @@ class E2E:
         self.workload.burst([table], 3)
         wait_until(f"{table}'s job RUNNING", 90, lambda: any(
             j["name"] == f"cdc-{table}" and j["state"] == "RUNNING" for j in self.live_jobs()))
+        victim = next(j["jid"] for j in self.live_jobs() if j["name"] == f"cdc-{table}")
         subprocess.run([self.args.flink_local, "tm-kill"], check=True, cwd=self.args.work)
         killed_at = time.time()
         # Changes while the TaskManager is gone; a new TaskManager after 5 s. Flink notices the lost one only at
@@ -545,13 +546,16 @@ class E2E:
             except Exception as e:
                 reported.append((elapsed, f"error {e}"))
             time.sleep(1)
-        c.check("TaskManager loss: Flink recovered the job or the sidecar started a new one",
+        c.check("TaskManager loss: seen by Flink (the job left RUNNING: restarted, stopped or failed)",
                 seen_not_running, f"what was seen: {reported}")
         self.workload.burst([table], 3)
         diffs = self.quiesce(240)
         lines = self.sidecar.lines()[mark:]
         warnings = sorted({e["msg"] for e in lines if e.get("level") in ("WARN", "ERROR")})
         self.tm_report = {"changes (s after kill, sidecar state, sidecar job_state, Flink state)": reported,
+                          "job at the kill": f"{victim} ended {self.flink_job(victim).get('state')}",
+                          "jobs started afterwards": sum(e["msg"] == f"Successfully triggered job for: {table}"
+                                                         for e in lines if e["ts"] >= killed_at * 1000),
                           "sidecar warnings": warnings}
         log(f"TaskManager loss: {json.dumps(self.tm_report)}")
         c.check("TaskManager loss: sink equals Postgres in the end", not diffs, "; ".join(diffs))
@@ -654,7 +658,7 @@ def main():
     p.add_argument("--config", required=True)
     p.add_argument("--sidecar-url", required=True)
     p.add_argument("--cycles", type=int, default=5)
-    p.add_argument("--restart-rounds", type=int, default=2)
+    p.add_argument("--restart-rounds", type=int, default=3)
     p.add_argument("--reconcile-s", type=float, default=10)
     p.add_argument("--seed", type=int, default=15)
     args = p.parse_args()
