@@ -622,8 +622,9 @@ class E2E:
         print(f"cycles: {self.cycles_done}")
         print(f"changes written: {self.workload.written}")
         print(f"rows compared: {self.rows_compared} (in {self.comparisons} comparisons of {len(TABLES)} tables)")
-        adopted = sum(str(e["f"].get("adopted")).lower() == "true" for e in triggered)
-        print(f"jobs started: {len(triggered) - adopted} (Successfully triggered; {adopted} more adopted), "
+        adopted_starts = sum(str(e["f"].get("adopted")).lower() == "true" for e in triggered)
+        adopted = adopted_starts + sum(e["msg"] == "adopted running job" for e in lines)
+        print(f"jobs started: {len(triggered) - adopted_starts} (Successfully triggered), adopted: {adopted}, "
               f"stopped: {len(stops)}, savepoints: {len(savepoints)}")
         print(f"sidecar starts: {self.sidecar.starts}; /jobs/overview samples: {self.sampler.samples}")
         print(f"change -> Successfully triggered (bursts to idle tables): {stat(single + four)}")
