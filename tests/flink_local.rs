@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use cdc_orchestrator::config::{Config, SinkKind};
 use cdc_orchestrator::flink::gateway::SqlGateway;
 use cdc_orchestrator::flink::{
-    Backoff, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client, job_id_for,
+    Backoff, FlinkError, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client, job_id_for,
 };
 use cdc_orchestrator::sql::{self, Credentials};
 use serde_json::json;
@@ -477,6 +477,35 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
             .expect("SET");
         latencies.push(t.elapsed());
     }
+
+    // Flink's errors come back as the launcher expects them: one root-cause line per failed statement.
+    let error = |statements: &[&str]| {
+        let statements: Vec<String> = statements.iter().map(|s| (*s).to_owned()).collect();
+        let gateway = &gateway;
+        async move {
+            match gateway.execute_batch(&statements, &[], Duration::from_secs(60)).await {
+                Err(FlinkError::Statement { root_cause, .. }) => root_cause,
+                other => panic!("{statements:?}: expected a statement error, got {other:?}"),
+            }
+        }
+    };
+    let syntax = error(&["SELEC 1"]).await;
+    assert!(syntax.contains("Non-query expression encountered"), "{syntax}");
+    let unknown = error(&["INSERT INTO no_such_table SELECT 1"]).await;
+    assert!(
+        unknown.contains("no_such_table") && !unknown.contains('\n'),
+        "{unknown}"
+    );
+    // A second job with a running job's pinned id is refused by Flink, as the launcher's idempotent start relies on.
+    let pin = format!("SET '$internal.pipeline.job-id' = '{}'", program_job.job_id);
+    let duplicate = error(&[
+        "CREATE TEMPORARY TABLE IF NOT EXISTS gen (x INT) WITH ('connector' = 'datagen')",
+        "CREATE TEMPORARY TABLE IF NOT EXISTS hole (x INT) WITH ('connector' = 'blackhole')",
+        &pin,
+        "INSERT INTO hole SELECT x FROM gen",
+    ])
+    .await;
+    assert!(duplicate.contains("DuplicateJobSubmissionException"), "{duplicate}");
     gateway.close().await;
 
     let stop_again = Instant::now();
@@ -563,7 +592,7 @@ async fn source_records_read(launcher: &SqlGatewayLauncher, job: &cdc_orchestrat
 fn insert_times(work: &Path) -> String {
     let log = std::fs::read_to_string(work.join("log/sql-gateway.log")).unwrap_or_default();
     log.lines()
-        .filter(|l| l.contains(": INSERT"))
+        .filter(|l| l.contains(" FINISHED in ") && l.contains(": INSERT"))
         .filter_map(|l| l.split(" in ").nth(1)?.split(' ').next().map(|ms| format!("{ms} ms")))
         .collect::<Vec<_>>()
         .join(", ")

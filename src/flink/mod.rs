@@ -446,13 +446,25 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, FlinkError> {
 ///
 /// Flink answers errors as `{"errors": ["Internal server error.", "<Exception on server side:\n...\nEnd of
 /// exception on server side>"]}`, or `{"errors": ["<message or trace>"]}` for handled errors such as 404s.
+/// When the last cause is itself a REST client's error carrying another server's trace (the gateway submitting
+/// to the JobManager: `RestClientException: [Internal server error., <Exception on server side:` followed by
+/// the JobManager's exception, e.g. `DuplicateJobSubmissionException`), that inner exception is the cause.
 pub fn root_cause(errors: &[String]) -> String {
     let mut caused_by = None;
     let mut head = None;
+    let mut nested_follows = false;
     for message in errors {
         for line in message.lines().map(str::trim) {
+            if nested_follows && !line.is_empty() {
+                nested_follows = false;
+                if !line.starts_with("at ") {
+                    caused_by = Some(line);
+                    continue;
+                }
+            }
             if let Some(rest) = line.strip_prefix("Caused by:") {
                 caused_by = Some(rest.trim());
+                nested_follows = rest.trim_end().ends_with("<Exception on server side:");
             } else if head.is_none()
                 && !line.is_empty()
                 && !line.starts_with("at ")
@@ -594,6 +606,23 @@ mod tests {
             "org.apache.flink.table.gateway.api.utils.SqlGatewayException: Session 'x' does not exist."
         );
         assert_eq!(root_cause(&[]), "no error message");
+        // As the SQL Gateway reports a pinned id that the JobManager already has (seen with Flink 2.0): the
+        // JobManager's exception is nested in the REST client's message.
+        let nested = vec![
+            "Internal server error.".to_owned(),
+            "<Exception on server side:\norg.apache.flink.table.gateway.api.utils.SqlGatewayException: Failed to \
+             fetchResults.\nCaused by: org.apache.flink.table.api.TableException: Failed to execute sql\n\tat a.b(C.java:1)\n\
+             Caused by: org.apache.flink.runtime.client.JobSubmissionException: Failed to submit ExecutionPlan.\n\
+             Caused by: org.apache.flink.runtime.rest.util.RestClientException: [Internal server error., <Exception \
+             on server side:\norg.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been \
+             submitted.\n\tat d.e(F.java:2)\n\nEnd of exception on server side>]\n\tat g.h(I.java:3)\n\nEnd of exception on \
+             server side>"
+                .to_owned(),
+        ];
+        assert_eq!(
+            root_cause(&nested),
+            "org.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been submitted."
+        );
     }
 
     #[test]
