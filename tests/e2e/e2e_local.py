@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 
 # The tables the e2e drives (each starts its own Flink job; the TaskManager has 4 slots).
@@ -337,9 +336,6 @@ class E2E:
         rows = self.pg.run("sinkdb", f"SELECT tbl, key FROM sink_writes WHERE id > {mark}")
         return [(t, int(k)) for t, k in rows]
 
-    def changed_keys_since(self, ms):
-        return self.changes_log_since(ms)
-
     # The keys changed by the driver, read back from Postgres's own bookkeeping: a trigger in sourcedb logs them.
     def changes_log_since(self, mark_id):
         rows = self.pg.run("sourcedb", f"SELECT tbl, key FROM e2e_changes WHERE id > {mark_id}")
@@ -647,6 +643,8 @@ class E2E:
         print(f"FINISHED -> stop acknowledged (job stopped with savepoint): {stat(finished_to_ack)}")
         if getattr(self, "tm_report", None):
             print(f"TaskManager loss, what the sidecar reported: {json.dumps(self.tm_report)}")
+        for failure in self.checks.failures:
+            print(f"failed: {failure}")
         print(f"{self.checks.passed} passed, {self.checks.failed} failed")
 
 
