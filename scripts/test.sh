@@ -16,13 +16,19 @@ echo "== cargo clippy --all-targets -- -D warnings" >&2
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test" >&2
 results="$(mktemp)"
-trap 'rm -f "$results"' EXIT
+trap 'rm -f "$results" "$results.e2e"' EXIT
 cargo test --all-targets --locked 2>&1 | tee "$results"
 echo "== static musl binary (the Dockerfile's build)" >&2
 df -h . >&2
 scripts/check-static.sh
+echo "== end-to-end on real Postgres, Debezium, tansu and Flink (scripts/e2e-local.sh, 5 cycles)" >&2
+e2e_status=0
+scripts/e2e-local.sh --cycles 5 2>&1 | tee "$results.e2e" || e2e_status=$?
 # One closing line over every test binary (cargo prints one "test result" line per binary, the last of which may
-# be a binary without tests).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
+# be a binary without tests) and the end-to-end checks (the e2e's own closing "N passed, N failed" line; an e2e that
+# failed before printing it counts as one failure).
+awk -v e2e_status="$e2e_status" '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     FILENAME ~ /e2e$/ && /^[0-9]+ passed, [0-9]+ failed/ { seen = 1; ep = $1; ef = $3 }
+     END { if (!seen && e2e_status != 0) ef = 1; p += ep; f += ef; printf "tests: %d passed, %d failed\n", p, f }' "$results" "$results.e2e"
 echo "suite took $((SECONDS / 60)) min $((SECONDS % 60)) s (tool installs and builds included)"
+exit "$e2e_status"

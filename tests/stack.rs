@@ -349,6 +349,9 @@ fn shell_scripts_pass_shellcheck() {
         "scripts/install-tools.sh",
         "scripts/test.sh",
         "scripts/flink-local.sh",
+        "scripts/e2e-local.sh",
+        "scripts/install-e2e-tools.sh",
+        "scripts/demo.sh",
     ];
     let mut cmd = Command::new(installed("lint/bin/shellcheck"));
     cmd.args(scripts);

@@ -1,0 +1,680 @@
+#!/usr/bin/env python3
+"""The checks of scripts/e2e-local.sh (issue 15 points 1-6, issue 16's restart reproduction) against a stack that
+script has started: Postgres (sourcedb, and sinkdb that the JDBC sink writes), Debezium, tansu, Flink and the SQL
+Gateway stand-in. This driver starts, kills and restarts the sidecar itself, writes the changes, samples Flink's job
+list throughout and prints `N passed, N failed` and a summary. Standard library only; Postgres through `psql`.
+
+Every check compares real outcomes: the sink's rows with Postgres's, Flink's job list, the sidecar's own log (JSON
+lines) and GET /tables. Times are wall-clock on this one machine: the moment a change's transaction committed, the
+sidecar's log timestamp, and Flink's own job timestamps.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+# The tables the e2e drives (each starts its own Flink job; the TaskManager has 4 slots).
+TABLES = ["faculty", "room", "lecturer", "course"]
+TERMINAL = {"FINISHED", "CANCELED", "FAILED", "SUSPENDED"}
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Checks:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.failures = []
+
+    def check(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print(f"ok   {name}" + (f" ({detail})" if detail else ""), flush=True)
+        else:
+            self.failed += 1
+            self.failures.append(f"{name}: {detail}")
+            print(f"FAIL {name}: {detail}", flush=True)
+        return ok
+
+
+def http_json(url, timeout=5, method="GET"):
+    req = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.load(r)
+
+
+class Pg:
+    def __init__(self, port):
+        self.port = port
+
+    def run(self, db, sql):
+        """Runs SQL in one transaction (psql -1), returns rows as lists of strings."""
+        out = subprocess.run(
+            ["psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-At", "-F", "\x1f", "-h", "127.0.0.1", "-p",
+             str(self.port), "-U", "postgres", "-d", db, "-c", sql],
+            check=True, capture_output=True, text=True, timeout=60)
+        return [line.split("\x1f") for line in out.stdout.splitlines() if line]
+
+    def columns(self, db, table):
+        rows = self.run(db, f"SELECT column_name, data_type FROM information_schema.columns "
+                            f"WHERE table_schema = 'public' AND table_name = '{table}' ORDER BY ordinal_position")
+        return rows
+
+    def snapshot(self, db, table):
+        """The table's rows, normalised as Debezium (time.precision.mode=connect: milliseconds) carries them."""
+        exprs = []
+        for name, kind in self.columns("sourcedb", table):
+            if kind.startswith("timestamp"):
+                exprs.append(f"to_char(date_trunc('milliseconds', \"{name}\"), 'YYYY-MM-DD HH24:MI:SS.MS')")
+            else:
+                exprs.append(f"\"{name}\"::text")
+        return self.run(db, f"SELECT {', '.join(exprs)} FROM \"{table}\" ORDER BY 1")
+
+
+class Sidecar:
+    def __init__(self, args, work):
+        self.args = args
+        self.work = work
+        self.proc = None
+        self.log_path = os.path.join(work, "sidecar.log")
+        self.pid_file = os.path.join(work, "sidecar.pid")
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+        out = open(self.log_path, "a")
+        env = dict(os.environ, TZ="UTC")
+        self.proc = subprocess.Popen(
+            [self.args.sidecar, "--config", self.args.config, "--log-format", "json",
+             "--log-level", "info,rskafka=warn,cdc_orchestrator=debug", "run"],
+            stdout=out, stderr=out, env=env)
+        with open(self.pid_file, "w") as f:
+            f.write(str(self.proc.pid))
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                http_json(f"{self.args.sidecar_url}/healthz", timeout=1)
+                return
+            except Exception:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the sidecar exited with {self.proc.returncode}; log {self.log_path}")
+                time.sleep(0.2)
+        raise RuntimeError("the sidecar's /healthz did not answer within 30 s")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is None:
+            return None
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+    def lines(self):
+        """The sidecar's log as parsed JSON objects (non-JSON lines are skipped), with `ts` in epoch ms."""
+        out = []
+        with open(self.log_path) as f:
+            for raw in f:
+                try:
+                    entry = json.loads(raw)
+                except ValueError:
+                    continue
+                stamp = entry.get("timestamp")
+                try:
+                    entry["ts"] = int(dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+                except Exception:
+                    entry["ts"] = 0
+                fields = entry.get("fields", {})
+                entry["msg"] = fields.get("message", "")
+                entry["f"] = fields
+                out.append(entry)
+        return out
+
+    def tables(self):
+        answer = http_json(f"{self.args.sidecar_url}/tables")
+        if isinstance(answer, dict) and "tables" in answer:
+            answer = answer["tables"]
+        if isinstance(answer, dict):
+            return answer
+        return {t["table"]: t for t in answer}
+
+
+class JobSampler(threading.Thread):
+    """Samples the JobManager's /jobs/overview throughout; a table with two live jobs at once is a violation."""
+
+    def __init__(self, rest):
+        super().__init__(daemon=True)
+        self.rest = rest
+        self.samples = 0
+        self.errors = 0
+        self.violations = []
+        self.max_live = 0
+        self.jobs = {}  # jid -> latest overview entry
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            try:
+                jobs = http_json(f"{self.rest}/jobs/overview", timeout=3).get("jobs", [])
+                live = {}
+                for job in jobs:
+                    self.jobs[job["jid"]] = job
+                    if job.get("state") not in TERMINAL:
+                        live.setdefault(job.get("name", ""), []).append(job["jid"])
+                self.samples += 1
+                self.max_live = max(self.max_live, sum(len(v) for v in live.values()))
+                for name, ids in live.items():
+                    if len(ids) > 1:
+                        self.violations.append((now_ms(), name, ids))
+            except Exception:
+                self.errors += 1
+            self.halt.wait(0.5)
+
+    def live(self):
+        return {j.get("name"): j["jid"] for j in self.jobs.values() if j.get("state") not in TERMINAL}
+
+
+class Workload:
+    """Writes inserts, updates and deletes to the driven tables, each change its own transaction, and remembers
+    when each table was first changed in a burst (the start of every latency measured)."""
+
+    def __init__(self, pg, rng):
+        self.pg = pg
+        self.rng = rng
+        self.counter = 0
+        self.written = 0
+        self.ours = {t: [] for t in TABLES}  # ids this driver inserted (deletable: nothing references them)
+
+    def _insert(self, table):
+        self.counter += 1
+        n = self.counter
+        sql = {
+            "faculty": f"INSERT INTO faculty (faculty_code, faculty_name) VALUES ('E{n}', 'Faculty {n}') RETURNING id",
+            "room": f"INSERT INTO room (room_code, building, capacity) VALUES ('E-{n}', 'Building {n % 7}', {20 + n % 50}) "
+                    "RETURNING id",
+            "lecturer": f"INSERT INTO lecturer (lecturer_id, name, email, faculty_id) VALUES ('E{n}', 'Lecturer {n}', "
+                        f"'l{n}@example.org', (SELECT min(id) FROM faculty)) RETURNING id",
+            "course": f"INSERT INTO course (course_code, course_name, credits, program_id) VALUES ('E{n}', 'Course {n}', "
+                      f"{1 + n % 4}, (SELECT min(id) FROM program)) RETURNING id",
+        }[table]
+        self.ours[table].append(int(self.pg.run("sourcedb", sql)[0][0]))
+
+    def _update(self, table):
+        self.counter += 1
+        n = self.counter
+        col = {"faculty": "faculty_name", "room": "building", "lecturer": "name", "course": "course_name"}[table]
+        ids = [int(r[0]) for r in self.pg.run("sourcedb", f"SELECT id FROM {table}")]
+        self.pg.run("sourcedb", f"UPDATE {table} SET {col} = 'updated {n}' WHERE id = {self.rng.choice(ids)}")
+
+    def _delete(self, table):
+        if not self.ours[table]:
+            return self._update(table)
+        victim = self.ours[table].pop(self.rng.randrange(len(self.ours[table])))
+        self.pg.run("sourcedb", f"DELETE FROM {table} WHERE id = {victim}")
+
+    def burst(self, tables, changes=6):
+        """`changes` changes per table, interleaved across tables; returns {table: first change's commit ms}."""
+        first = {}
+        plan = []
+        for table in tables:
+            kinds = ["insert", "insert", "update", "delete"]
+            plan.append([table, [kinds[i % len(kinds)] for i in range(changes)]])
+        while any(kinds for _, kinds in plan):
+            for entry in plan:
+                table, kinds = entry
+                if not kinds:
+                    continue
+                kind = kinds.pop(0)
+                getattr(self, "_" + kind)(table)
+                self.written += 1
+                first.setdefault(table, now_ms())
+        return first
+
+
+def wait_until(what, seconds, probe, interval=0.5):
+    deadline = time.time() + seconds
+    last = None
+    while time.time() < deadline:
+        try:
+            last = probe()
+            if last:
+                return last
+        except Exception as e:  # a probe that cannot answer yet is retried
+            last = e
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not true after {seconds}s (last: {last})")
+
+
+class E2E:
+    def __init__(self, args):
+        self.args = args
+        self.checks = Checks()
+        self.pg = Pg(args.pg_port)
+        self.sidecar = Sidecar(args, args.work)
+        self.sampler = JobSampler(args.flink_rest)
+        self.workload = Workload(self.pg, random.Random(args.seed))
+        self.rows_compared = 0
+        self.comparisons = 0
+        self.bursts = []  # (kind, {table: change ms}, log mark)
+        self.cycles_done = 0
+
+    # --- observations -------------------------------------------------------------------------------------------
+
+    def flink_job(self, jid):
+        return http_json(f"{self.args.flink_rest}/jobs/{jid}")
+
+    def live_jobs(self):
+        jobs = http_json(f"{self.args.flink_rest}/jobs/overview").get("jobs", [])
+        return [j for j in jobs if j.get("state") not in TERMINAL]
+
+    def sink_equals_source(self, tables=TABLES):
+        diffs = []
+        rows = 0
+        for table in tables:
+            src = self.pg.snapshot("sourcedb", table)
+            dst = self.pg.snapshot("sinkdb", table)
+            rows += len(src)
+            if src != dst:
+                missing = [r for r in src if r not in dst]
+                extra = [r for r in dst if r not in src]
+                diffs.append(f"{table}: {len(src)} source rows, {len(dst)} sink rows, {len(missing)} missing/different, "
+                             f"{len(extra)} extra; e.g. {(missing or extra)[:1]}")
+        return diffs, rows
+
+    def duplicate_keys(self):
+        found = []
+        for table in TABLES:
+            n = self.pg.run("sinkdb", f"SELECT count(*) - count(DISTINCT id) FROM {table}")[0][0]
+            if n != "0":
+                found.append(f"{table}: {n}")
+        return found
+
+    def quiesce(self, seconds=180):
+        """Waits until no driven table has a live Flink job, the sidecar shows every table idle, and the sink
+        equals Postgres; returns the remaining differences (empty when equal)."""
+        def settled():
+            if self.live_jobs():
+                return False
+            tables = self.sidecar.tables()
+            if any(tables.get(t, {}).get("state") not in ("idle", None) for t in TABLES):
+                return False
+            return not self.sink_equals_source()[0]
+        try:
+            wait_until("jobs stopped and sink equal to Postgres", seconds, settled, interval=1)
+        except TimeoutError:
+            pass
+        diffs, rows = self.sink_equals_source()
+        self.rows_compared += rows
+        self.comparisons += 1
+        return diffs
+
+    def mark(self):
+        return len(self.sidecar.lines())
+
+    def sink_write_mark(self):
+        return int(self.pg.run("sinkdb", "SELECT coalesce(max(id), 0) FROM sink_writes")[0][0])
+
+    def sink_writes_since(self, mark):
+        rows = self.pg.run("sinkdb", f"SELECT tbl, key FROM sink_writes WHERE id > {mark}")
+        return [(t, int(k)) for t, k in rows]
+
+    # The keys changed by the driver, read back from Postgres's own bookkeeping: a trigger in sourcedb logs them.
+    def changes_log_since(self, mark_id):
+        rows = self.pg.run("sourcedb", f"SELECT tbl, key FROM e2e_changes WHERE id > {mark_id}")
+        return {(t, int(k)) for t, k in rows}
+
+    def change_mark(self):
+        return int(self.pg.run("sourcedb", "SELECT coalesce(max(id), 0) FROM e2e_changes")[0][0])
+
+    # --- scenario ------------------------------------------------------------------------------------------------
+
+    def run(self):
+        self.sampler.start()
+        c = self.checks
+        a = self.args
+
+        # 1. Snapshot reaches the sink: the topics hold the snapshot, the jobs start on lag.
+        log("point 1: snapshot rows reach the sink (starts on lag)")
+        self.sidecar.start()
+        diffs = self.quiesce(240)
+        c.check("snapshot: sink equals Postgres for " + ", ".join(TABLES), not diffs, "; ".join(diffs))
+        lines = self.sidecar.lines()
+        started = {e["f"].get("table") for e in lines if e["msg"].startswith("Successfully triggered job for")}
+        c.check("snapshot: every driven table started a job", set(TABLES) <= started, f"started {sorted(started)}")
+        c.check("snapshot: no duplicate keys in the sink", not self.duplicate_keys(), str(self.duplicate_keys()))
+
+        # 1-3. Cycles: burst, idle stop, resume from committed offsets.
+        for cycle in range(1, a.cycles + 1):
+            self.cycle(cycle)
+
+        # 4. Changes while the sidecar is down.
+        log("point 4: changes written while the sidecar is down")
+        code = self.sidecar.stop(signal.SIGTERM)
+        c.check("sidecar exits 0 on SIGTERM", code == 0, f"exit {code}")
+        self.workload.burst(TABLES[:2], 4)
+        time.sleep(2)
+        self.sidecar.start()
+        diffs = self.quiesce()
+        c.check("changes while the sidecar was down reach the sink", not diffs, "; ".join(diffs))
+
+        # 5. kill -9 while jobs run, then restart: adopted, never a second job.
+        log("point 5: kill -9 of the sidecar while jobs run")
+        mark = self.mark()
+        self.keep_busy_until("every driven table's job RUNNING", 120, lambda: len(
+            [j for j in self.live_jobs() if j["state"] == "RUNNING"]) >= len(TABLES))
+        before = {j["name"]: j["jid"] for j in self.live_jobs()}
+        self.sidecar.stop(signal.SIGKILL)
+        self.workload.burst(TABLES, 2)
+        self.sidecar.start()
+        time.sleep(3)
+        self.workload.burst(TABLES, 2)
+        diffs = self.quiesce()
+        lines = self.sidecar.lines()[mark:]
+        adopted = {e["f"].get("table") for e in lines
+                   if e["msg"] in ("adopted running job", "adopting existing job")
+                   or (e["msg"].startswith("Successfully triggered") and str(e["f"].get("adopted")) == "true")}
+        stopped_ids = {e["f"].get("job_id") for e in lines if e["msg"].startswith("Stopped idle job for")}
+        c.check("kill -9: the running jobs were adopted", {n.removeprefix("cdc-") for n in before} <= adopted,
+                f"running before {sorted(before)}, adopted {sorted(adopted)}")
+        c.check("kill -9: the adopted jobs were the ones stopped idle afterwards", set(before.values()) <= stopped_ids,
+                f"{sorted(before.values())} vs {sorted(stopped_ids)}")
+        c.check("kill -9: sink equals Postgres afterwards", not diffs, "; ".join(diffs))
+
+        # Issue 16: restart, then changes to four tables at once, starts waiting behind each other.
+        for attempt in range(1, a.restart_rounds + 1):
+            log(f"issue 16 reproduction {attempt}/{a.restart_rounds}: restart, then a four-table burst")
+            mark = self.mark()
+            how = signal.SIGTERM if attempt % 2 else signal.SIGKILL
+            self.sidecar.stop(how)
+            self.sidecar.start()
+            self.workload.burst(TABLES, 2)
+            diffs = self.quiesce()
+            lines = self.sidecar.lines()[mark:]
+            dup = [e for e in lines if e["msg"].startswith("Stopped job for") and e["f"].get("reason") == "duplicate"]
+            unasked = [e for e in lines if e["msg"] == "job ended without being asked to"]
+            c.check(f"issue 16 ({attempt}): no table's job stopped as a duplicate", not dup,
+                    "; ".join(f"{e['f'].get('table')} {e['f'].get('job_id')}" for e in dup))
+            c.check(f"issue 16 ({attempt}): no 'job ended without being asked to'", not unasked,
+                    "; ".join(f"{e['f'].get('table')} {e['f'].get('job_id')}" for e in unasked))
+            c.check(f"issue 16 ({attempt}): sink equals Postgres", not diffs, "; ".join(diffs))
+            view = self.views_converge()
+            c.check(f"issue 16 ({attempt}): the sidecar's view equals Flink's within one reconcile interval",
+                    not view, "; ".join(view))
+
+        # 6. TaskManager killed while a job runs, a new one started.
+        self.taskmanager_loss()
+
+        # Nothing ever ran twice.
+        self.sampler.halt.set()
+        self.sampler.join(5)
+        c.check("exactly one live job per table in every sample of /jobs/overview", not self.sampler.violations,
+                f"{self.sampler.samples} samples; violations {self.sampler.violations[:3]}")
+        c.check("the job list was sampled throughout", self.sampler.samples > 50,
+                f"{self.sampler.samples} samples, {self.sampler.errors} failed")
+        self.sidecar.stop(signal.SIGTERM)
+        self.summary()
+
+    def cycle(self, cycle):
+        """A burst (one table, or four), the idle stop with a savepoint, and a second burst resuming from the
+        committed offsets; in every third cycle changes are written while the jobs are being stopped."""
+        c = self.checks
+        tables = TABLES if cycle % 2 else [TABLES[(cycle // 2) % len(TABLES)]]
+        during_stop = cycle % 3 == 0
+        log(f"cycle {cycle}/{self.args.cycles}: burst to {', '.join(tables)}"
+            + (", changes while stopping" if during_stop else ""))
+        mark = self.mark()
+        sink_mark = self.sink_write_mark()
+        change_mark = self.change_mark()
+        first = self.workload.burst(tables, 6)
+        self.bursts.append(("four" if len(tables) == 4 else "single", first, mark))
+        if during_stop:
+            # Wait for the first stop decision, then write again at once.
+            wait_until("a stop decision", 120, lambda: any(
+                e["msg"] == "stop-with-savepoint triggered" for e in self.sidecar.lines()[mark:]), interval=0.1)
+            more = self.workload.burst(tables, 2)
+            # Not a latency sample: most of these tables' jobs still run and take the changes without a start.
+            self.bursts.append(("during-stop", more, self.mark()))
+        diffs = self.quiesce()
+        c.check(f"cycle {cycle}: sink equals Postgres after the idle stop", not diffs, "; ".join(diffs))
+        lines = self.sidecar.lines()[mark:]
+        for table in tables:
+            detected = any(e["msg"].startswith("Detected") and e["msg"].endswith(f"on table: {table}") for e in lines)
+            triggered = any(e["msg"] == f"Successfully triggered job for: {table}" for e in lines)
+            stopped = [e for e in lines if e["msg"] == f"Stopped idle job for: {table}"]
+            saved = [e for e in stopped if "savepoint file:" in str(e["f"].get("stopped", ""))]
+            c.check(f"cycle {cycle} {table}: Detected / Successfully triggered / Stopped idle job with a savepoint "
+                    f"path", detected and triggered and bool(saved),
+                    f"detected={detected} triggered={triggered} stopped={[e['f'].get('stopped') for e in stopped]}")
+            for e in saved:
+                state = self.flink_job(e["f"]["job_id"]).get("state")
+                c.check(f"cycle {cycle} {table}: job {e['f']['job_id'][:8]} FINISHED in Flink", state == "FINISHED",
+                        f"state {state}")
+        # Resume from committed offsets: the new jobs wrote only keys changed since the previous stop (a job
+        # starting from the beginning would rewrite the snapshot's rows).
+        written = set(self.sink_writes_since(sink_mark))
+        changed = self.changes_log_since(change_mark)
+        stray = written - changed
+        c.check(f"cycle {cycle}: the new jobs read only records written since the stop", not stray and written,
+                f"{len(written)} keys written, {len(changed)} changed, stray {sorted(stray)[:5]}")
+        self.cycles_done += 1
+
+    def keep_busy_until(self, what, seconds, probe):
+        """Writes a change to every driven table each second (so no job goes idle) until `probe` holds."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            self.workload.burst(TABLES, 1)
+            if probe():
+                return
+            time.sleep(1)
+        raise TimeoutError(f"{what}: not true after {seconds}s")
+
+    def views_converge(self):
+        """GET /tables against Flink, after at most one reconcile interval."""
+        def compare():
+            live = {j["name"].removeprefix("cdc-"): j for j in self.live_jobs()}
+            tables = self.sidecar.tables()
+            bad = []
+            for t in TABLES:
+                s = tables.get(t, {})
+                if t in live:
+                    if s.get("job_id") != live[t]["jid"] or s.get("state") not in ("running", "stopping"):
+                        bad.append(f"{t}: Flink {live[t]['state']} {live[t]['jid'][:8]}, sidecar {s.get('state')} "
+                                   f"{str(s.get('job_id'))[:8]} {s.get('job_state')}")
+                elif s.get("state") in ("running", "stopping"):
+                    bad.append(f"{t}: no live job in Flink, sidecar {s.get('state')} {s.get('job_state')}")
+            return bad
+        deadline = time.time() + self.args.reconcile_s + 2
+        bad = compare()
+        while bad and time.time() < deadline:
+            time.sleep(0.5)
+            bad = compare()
+        return bad
+
+    def taskmanager_loss(self):
+        c = self.checks
+        log("point 6: TaskManager killed while a job runs, then a new one started")
+        mark = self.mark()
+        table = TABLES[0]
+        self.workload.burst([table], 3)
+        wait_until(f"{table}'s job RUNNING", 90, lambda: any(
+            j["name"] == f"cdc-{table}" and j["state"] == "RUNNING" for j in self.live_jobs()))
+        victim = next(j["jid"] for j in self.live_jobs() if j["name"] == f"cdc-{table}")
+        subprocess.run([self.args.flink_local, "tm-kill"], check=True, cwd=self.args.work)
+        killed_at = time.time()
+        # Changes while the TaskManager is gone; a new TaskManager after 5 s. Flink notices the lost one only at
+        # its heartbeat timeout, then restarts the job (restart strategy) on the new one's slots.
+        self.workload.burst([table], 3)
+        reported = []
+        tm_started = False
+        seen_not_running = False
+        while time.time() - killed_at < 120:
+            elapsed = round(time.time() - killed_at, 1)
+            if not tm_started and elapsed >= 5:
+                subprocess.run([self.args.flink_local, "tm-start"], check=True, cwd=self.args.work)
+                tm_started = True
+            try:
+                s = self.sidecar.tables().get(table, {})
+                flink = {j["name"]: j["state"] for j in self.live_jobs()}.get(f"cdc-{table}")
+                sample = (s.get("state"), s.get("job_state"), flink)
+                if not reported or reported[-1][1:] != sample:
+                    reported.append((elapsed,) + sample)
+                seen_not_running = seen_not_running or flink != "RUNNING"
+                if seen_not_running and flink == "RUNNING" and elapsed > 10:
+                    break
+            except Exception as e:
+                reported.append((elapsed, f"error {e}"))
+            time.sleep(1)
+        c.check("TaskManager loss: seen by Flink (the job left RUNNING: restarted, stopped or failed)",
+                seen_not_running, f"what was seen: {reported}")
+        self.workload.burst([table], 3)
+        diffs = self.quiesce(240)
+        lines = self.sidecar.lines()[mark:]
+        warnings = sorted({e["msg"] for e in lines if e.get("level") in ("WARN", "ERROR")})
+        self.tm_report = {"changes (s after kill, sidecar state, sidecar job_state, Flink state)": reported,
+                          "job at the kill": f"{victim} ended {self.flink_job(victim).get('state')}",
+                          "jobs started afterwards": sum(e["msg"] == f"Successfully triggered job for: {table}"
+                                                         for e in lines if e["ts"] >= killed_at * 1000),
+                          "sidecar warnings": warnings}
+        log(f"TaskManager loss: {json.dumps(self.tm_report)}")
+        c.check("TaskManager loss: sink equals Postgres in the end", not diffs, "; ".join(diffs))
+
+    # --- summary -------------------------------------------------------------------------------------------------
+
+    def summary(self):
+        lines = self.sidecar.lines()
+        triggered = [e for e in lines if e["msg"].startswith("Successfully triggered job for")]
+        stops = [e for e in lines if e["msg"].startswith("Stopped idle job for") or e["msg"].startswith("Stopped job for")]
+        savepoints = [e for e in stops if "savepoint file:" in str(e["f"].get("stopped", ""))]
+        jobs = {}
+        for jid in {e["f"].get("job_id") for e in triggered + stops}:
+            try:
+                jobs[jid] = self.flink_job(jid)
+            except Exception:
+                pass
+
+        def to_triggered(kinds):
+            out = []
+            for kind, first, mark in self.bursts:
+                if kind not in kinds:
+                    continue
+                for table, ms in first.items():
+                    after = [e for e in lines[mark:] if e["msg"] == f"Successfully triggered job for: {table}"
+                             and e["ts"] >= ms]
+                    if after:
+                        out.append((after[0]["ts"] - ms) / 1000)
+            return out
+
+        def to_running():
+            out = []
+            for kind, first, mark in self.bursts:
+                if kind == "during-stop":
+                    continue
+                for table, ms in first.items():
+                    after = [e for e in lines[mark:] if e["msg"] == f"Successfully triggered job for: {table}"
+                             and e["ts"] >= ms]
+                    if after:
+                        job = jobs.get(after[0]["f"].get("job_id"), {})
+                        running = job.get("timestamps", {}).get("RUNNING")
+                        if running:
+                            out.append((running - ms) / 1000)
+            return out
+
+        decision_to_finished, finished_to_ack = [], []
+        triggers = {e["f"].get("job_id"): e["ts"] for e in lines if e["msg"] == "stop-with-savepoint triggered"}
+        for e in savepoints:
+            jid = e["f"].get("job_id")
+            job = jobs.get(jid, {})
+            end = job.get("end-time", -1)
+            if jid in triggers and end and end > 0:
+                decision_to_finished.append((end - triggers[jid]) / 1000)
+                finished_to_ack.append((e["ts"] - end) / 1000)
+
+        def stat(xs):
+            if not xs:
+                return "n/a"
+            return f"median {statistics.median(xs):.2f} s, max {max(xs):.2f} s (n={len(xs)})"
+
+        single = to_triggered({"single"})
+        four = to_triggered({"four"})
+        print("== summary")
+        print(f"cycles: {self.cycles_done}")
+        print(f"changes written: {self.workload.written}")
+        print(f"rows compared: {self.rows_compared} (in {self.comparisons} comparisons of {len(TABLES)} tables)")
+        adopted_starts = sum(str(e["f"].get("adopted")).lower() == "true" for e in triggered)
+        adopted = adopted_starts + sum(e["msg"] == "adopted running job" for e in lines)
+        print(f"jobs started: {len(triggered) - adopted_starts} (Successfully triggered), adopted: {adopted}, "
+              f"stopped: {len(stops)}, savepoints: {len(savepoints)}")
+        print(f"sidecar starts: {self.sidecar.starts}; /jobs/overview samples: {self.sampler.samples}")
+        print(f"change -> Successfully triggered (bursts to idle tables): {stat(single + four)}")
+        print(f"  single-table bursts: {stat(single)}")
+        print(f"  four-table bursts (every table): {stat(four)}")
+        slowest = []
+        for kind, first, mark in self.bursts:
+            if kind == "four":
+                per = []
+                for table, ms in first.items():
+                    after = [e for e in lines[mark:] if e["msg"] == f"Successfully triggered job for: {table}"
+                             and e["ts"] >= ms]
+                    if after:
+                        per.append((after[0]["ts"] - ms) / 1000)
+                if per:
+                    slowest.append(max(per))
+        print(f"  four-table bursts (slowest table): {stat(slowest)}")
+        print(f"change -> job RUNNING (Flink): {stat(to_running())}")
+        print(f"stop decision (stop-with-savepoint triggered) -> FINISHED (Flink end-time): {stat(decision_to_finished)}")
+        print(f"FINISHED -> stop acknowledged (job stopped with savepoint): {stat(finished_to_ack)}")
+        if getattr(self, "tm_report", None):
+            print(f"TaskManager loss, what the sidecar reported: {json.dumps(self.tm_report)}")
+        for failure in self.checks.failures:
+            print(f"failed: {failure}")
+        print(f"{self.checks.passed} passed, {self.checks.failed} failed")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--work", required=True)
+    p.add_argument("--pg-port", type=int, required=True)
+    p.add_argument("--flink-rest", required=True)
+    p.add_argument("--flink-local", required=True)
+    p.add_argument("--sidecar", required=True)
+    p.add_argument("--config", required=True)
+    p.add_argument("--sidecar-url", required=True)
+    p.add_argument("--cycles", type=int, default=5)
+    p.add_argument("--restart-rounds", type=int, default=3)
+    p.add_argument("--reconcile-s", type=float, default=10)
+    p.add_argument("--seed", type=int, default=15)
+    args = p.parse_args()
+    e2e = E2E(args)
+    try:
+        e2e.run()
+    except Exception as e:
+        e2e.checks.check("the scenario ran to its end", False, f"{type(e).__name__}: {e}")
+        e2e.summary()
+    finally:
+        try:
+            e2e.sidecar.stop(signal.SIGKILL)
+        except Exception:
+            pass
+    sys.exit(0 if e2e.checks.failed == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
