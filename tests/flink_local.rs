@@ -423,13 +423,15 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
             .is_file(),
         "{location}"
     );
-    let job = first
+    // The dispatcher's own answer: `GET /jobs/<id>` is served from a cache that may still say RUNNING for up to
+    // `web.refresh-interval` after the stop was acknowledged.
+    let state = first
         .jobmanager()
-        .job(&faculty_job.job_id)
+        .job_status(&faculty_job.job_id)
         .await
-        .expect("job")
+        .expect("job status")
         .expect("known");
-    assert_eq!(job.state, JobState::Finished);
+    assert_eq!(state, JobState::Finished);
 
     // A change while no job runs; the next start (a new generation, so a new pinned id) resumes from the offsets
     // the stopped job committed, so its source reads that one change only: upserts would hide a re-read of the

@@ -249,6 +249,26 @@ impl JobManager {
         }
     }
 
+    /// The job's state as the dispatcher knows it now (`GET /jobs/{id}/status`, Flink 1.17 and later), or `None`
+    /// when Flink does not know the job. Unlike [`JobManager::job`], whose answer comes from the JobManager's
+    /// execution-graph cache (refreshed every `web.refresh-interval`, 3 s by default), this is never stale, so a
+    /// stop is acknowledged as soon as the job is FINISHED.
+    pub async fn job_status(&self, job_id: &JobId) -> Result<Option<JobState>, FlinkError> {
+        #[derive(Deserialize)]
+        struct StatusBody {
+            status: JobState,
+        }
+        match self
+            .rest
+            .call::<StatusBody>(Method::GET, &format!("jobs/{job_id}/status"), None)
+            .await
+        {
+            Ok(body) => Ok(Some(body.status)),
+            Err(FlinkError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Triggers stop-with-savepoint into `target_directory` (without draining: the job resumes later) and
     /// returns the trigger id to poll with [`JobManager::savepoint_status`].
     pub async fn stop_with_savepoint(&self, job_id: &JobId, target_directory: &str) -> Result<String, FlinkError> {

@@ -219,9 +219,13 @@ impl SqlGatewayLauncher {
     async fn wait_terminal(&self, job_id: &JobId, deadline: Instant) {
         let mut delays = self.settings.poll.delays();
         while Instant::now() < deadline {
-            if let Ok(Some(d)) = self.jobmanager.job(job_id).await
-                && !d.state.is_terminal()
-            {
+            let state = match self.jobmanager.job_status(job_id).await {
+                Ok(state) => state,
+                // A Flink without the uncached status endpoint (before 1.17), or one that answers it with an
+                // error for a job it just let go: the cached detail decides, as it always did.
+                Err(_) => self.jobmanager.job(job_id).await.ok().flatten().map(|d| d.state),
+            };
+            if state.is_some_and(|s| !s.is_terminal()) {
                 sleep_until_next(&mut delays, deadline).await;
                 continue;
             }

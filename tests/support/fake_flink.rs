@@ -48,6 +48,8 @@ pub enum Route {
     JobsOverview,
     /// `GET /jobs/{jid}`
     JobDetail,
+    /// `GET /jobs/{jid}/status`
+    JobStatus,
     /// `POST /jobs/{jid}/stop`
     StopJob,
     /// `GET /jobs/{jid}/savepoints/{tid}`
@@ -126,6 +128,11 @@ struct Trigger {
 }
 
 struct Inner {
+    /// `GET /jobs/{jid}` answers from a copy at most this old, like the JobManager's execution-graph cache
+    /// (`web.refresh-interval`, 3 s by default); `GET /jobs/{jid}/status` asks the dispatcher and is never cached.
+    detail_cache_ttl: Option<Duration>,
+    /// Per job: when its cached detail was taken, and the detail.
+    detail_cache: HashMap<String, (Instant, Value)>,
     sessions: HashMap<String, Session>,
     operations: HashMap<String, Operation>,
     jobs: Vec<Job>,
@@ -190,6 +197,8 @@ impl FakeFlink {
     /// out after 10 minutes, statements finish at once, jobs run 30 ms after submission, savepoints take 30 ms.
     pub async fn start() -> FakeFlink {
         let inner: Shared = Arc::new(Mutex::new(Inner {
+            detail_cache_ttl: None,
+            detail_cache: HashMap::new(),
             sessions: HashMap::new(),
             operations: HashMap::new(),
             jobs: Vec::new(),
@@ -224,6 +233,7 @@ impl FakeFlink {
         let jobmanager = Router::new()
             .route("/jobs/overview", get(jobs_overview))
             .route("/jobs/{jid}", get(job_detail).patch(cancel_job))
+            .route("/jobs/{jid}/status", get(job_status))
             .route("/jobs/{jid}/stop", post(stop_job))
             .route("/jobs/{jid}/savepoints/{tid}", get(savepoint_status))
             .route("/jobs/{jid}/vertices/{vid}/metrics", get(vertex_metrics))
@@ -288,6 +298,13 @@ impl FakeFlink {
     /// The next submitted job goes FAILED this long after it started running.
     pub fn fail_next_job_after(&self, delay: Duration) {
         lock(&self.inner).fail_next_job_after = Some(delay);
+    }
+
+    /// Serve `GET /jobs/{jid}` from a copy at most `ttl` old, as a JobManager does (`web.refresh-interval`).
+    pub fn set_detail_cache(&self, ttl: Option<Duration>) {
+        let mut inner = lock(&self.inner);
+        inner.detail_cache_ttl = ttl;
+        inner.detail_cache.clear();
     }
 
     /// Savepoints complete this long after the stop request; `None`: they never complete.
@@ -964,7 +981,7 @@ async fn job_detail(State(inner): State<Shared>, Path(jid): Path<String>) -> Res
                     "start-time": j.public.start_time_ms, "end-time": -1, "duration": now - j.public.start_time_ms,
                     "tasks": {}, "metrics": {} })
         };
-        ok(json!({
+        let detail = json!({
             "jid": j.public.id, "name": j.public.name, "isStoppable": false, "state": j.public.state,
             "start-time": j.public.start_time_ms, "end-time": j.end_time_ms,
             "duration": now - j.public.start_time_ms, "maxParallelism": -1, "now": now,
@@ -974,7 +991,26 @@ async fn job_detail(State(inner): State<Shared>, Path(jid): Path<String>) -> Res
                 vertex(SINK_VERTEX, "IcebergStreamWriter -> IcebergFilesCommitter"),
             ],
             "status-counts": {}, "plan": { "jid": j.public.id, "name": j.public.name, "type": "STREAMING", "nodes": [] }
-        }))
+        });
+        let Some(ttl) = s.detail_cache_ttl else {
+            return ok(detail);
+        };
+        let fresh = Instant::now();
+        let (taken, cached) = s.detail_cache.entry(jid.clone()).or_insert((fresh, detail.clone()));
+        if fresh.duration_since(*taken) >= ttl {
+            (*taken, *cached) = (fresh, detail);
+        }
+        ok(cached.clone())
+    })
+    .await
+}
+
+async fn job_status(State(inner): State<Shared>, Path(jid): Path<String>) -> Response {
+    handle(&inner, Route::JobStatus, |s| {
+        match s.jobs.iter().find(|j| j.public.id == jid) {
+            Some(j) => ok(json!({ "status": j.public.state })),
+            None => job_not_found(&jid),
+        }
     })
     .await
 }
