@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-tools.sh
 # Java, PostgreSQL, Debezium and Flink 2.0 with the SQL Gateway stand-in: tests/flink_local.rs and the end-to-end
-# test run against them, and here they must run rather than skip.
+# test run against them, and here they must run rather than skip (not a CDC_ variable: that prefix is the sidecar's
+# configuration, which refuses unknown keys).
 scripts/install-e2e-tools.sh
-export CDC_REQUIRE_REAL_FLINK="${CDC_REQUIRE_REAL_FLINK:-1}"
+export REQUIRE_REAL_FLINK="${REQUIRE_REAL_FLINK:-1}"
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # A one-shot build gains nothing from incremental caches, which roughly double target/'s size.

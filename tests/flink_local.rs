@@ -7,7 +7,7 @@
 //!
 //! Needs Java 17, Flink 2.0 installed by `scripts/flink-local.sh install` (`FLINK_LOCAL_HOME` or
 //! `.tools/flink-2.0.0`) and PostgreSQL's server binaries (Debian's `postgresql`). Without them the test says what
-//! is missing and passes, unless `CDC_REQUIRE_REAL_FLINK=1` (CI) makes that a failure.
+//! is missing and passes, unless `REQUIRE_REAL_FLINK=1` (CI) makes that a failure.
 
 mod support;
 
@@ -314,7 +314,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
     let missing = missing();
     if !missing.is_empty() {
         let message = format!("real Flink test skipped; missing: {}", missing.join("; "));
-        assert!(std::env::var_os("CDC_REQUIRE_REAL_FLINK").is_none(), "{message}");
+        assert!(std::env::var_os("REQUIRE_REAL_FLINK").is_none(), "{message}");
         eprintln!("{message}");
         return;
     }
