@@ -270,6 +270,7 @@ async fn the_launcher_lists_adopts_stops_and_cancels_real_flink_jobs() {
     assert!(detail.vertices[0].name.starts_with("Source: "), "{detail:?}");
     let unknown = JobId::parse(&"0".repeat(32)).expect("id");
     assert_eq!(jm.job(&unknown).await.expect("404 is None"), None);
+    assert_eq!(jm.job_status(&unknown).await.expect("not found is None"), None);
     assert!(!jm.cancel(&unknown).await.expect("404 is false"));
     match jm.savepoint_status(&faculty, &"f".repeat(32)).await {
         Err(FlinkError::Api {
@@ -301,7 +302,7 @@ async fn the_launcher_lists_adopts_stops_and_cancels_real_flink_jobs() {
         other => panic!("expected a cancel, got {other:?}"),
     }
     assert_eq!(
-        jm.job(&program).await.expect("detail").expect("known").state,
+        jm.job_status(&program).await.expect("status").expect("known"),
         JobState::Canceled
     );
     // Cancelling an ended job again is harmless (Flink answers 202 for a cancelled job, 409 for a finished one).
@@ -325,8 +326,9 @@ async fn the_launcher_lists_adopts_stops_and_cancels_real_flink_jobs() {
         }
         other => panic!("expected a savepoint, got {other:?}"),
     }
+    // The dispatcher's answer: the cached `GET /jobs/<id>` may say RUNNING for up to `web.refresh-interval`.
     assert_eq!(
-        jm.job(&faculty).await.expect("detail").expect("known").state,
+        jm.job_status(&faculty).await.expect("status").expect("known"),
         JobState::Finished
     );
     assert_eq!(

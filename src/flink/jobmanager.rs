@@ -264,7 +264,9 @@ impl JobManager {
             .await
         {
             Ok(body) => Ok(Some(body.status)),
+            // Flink 2.0 answers an unknown job here with a 500 whose cause is FlinkJobNotFoundException.
             Err(FlinkError::Api { status: 404, .. }) => Ok(None),
+            Err(FlinkError::Api { root_cause, .. }) if root_cause.contains("FlinkJobNotFoundException") => Ok(None),
             Err(e) => Err(e),
         }
     }

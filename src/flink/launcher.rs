@@ -376,10 +376,14 @@ impl Launcher for SqlGatewayLauncher {
         let Some(detail) = self.jobmanager.job(job_id).await? else {
             return Ok(Stopped::AlreadyStopped { state: None });
         };
-        if detail.state.is_terminal() {
-            return Ok(Stopped::AlreadyStopped {
-                state: Some(detail.state),
-            });
+        // The detail may be up to `web.refresh-interval` old (a job stopped a moment ago still shows RUNNING); the
+        // dispatcher's own answer decides whether the job has ended.
+        let state = match self.jobmanager.job_status(job_id).await {
+            Ok(Some(state)) => state,
+            Ok(None) | Err(_) => detail.state,
+        };
+        if state.is_terminal() {
+            return Ok(Stopped::AlreadyStopped { state: Some(state) });
         }
         if detail.name != job_name(table) {
             return Err(FlinkError::ForeignJob {
