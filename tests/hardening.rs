@@ -4,10 +4,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-orchestrator");
@@ -65,7 +64,7 @@ fn dead_bootstrap() -> String {
 struct Sidecar {
     child: Option<Child>,
     addr: String,
-    log: Arc<Mutex<Vec<String>>>,
+    log: support::LogLines,
 }
 
 impl Sidecar {
@@ -102,17 +101,7 @@ impl Sidecar {
         }
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var_os("CDC_TEST_ECHO").is_some() {
-                    eprintln!("sidecar: {line}");
-                }
-                sink.lock().expect("log lock").push(line);
-            }
-        });
+        let log = support::LogLines::capture(&mut child);
         let mut sidecar = Sidecar {
             child: Some(child),
             addr,
@@ -132,16 +121,11 @@ impl Sidecar {
     }
 
     fn log_text(&self) -> String {
-        self.log.lock().expect("log lock").join("\n")
+        self.log.text()
     }
 
     fn count(&self, needle: &str) -> usize {
-        self.log
-            .lock()
-            .expect("log lock")
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+        self.log.count(needle)
     }
 
     fn wait_for_log(&self, needle: &str, timeout: Duration) {

@@ -5,10 +5,8 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -20,7 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_cdc-orchestrator");
 struct Sidecar {
     child: Child,
     url: String,
-    log: Arc<Mutex<Vec<String>>>,
+    log: support::LogLines,
 }
 
 impl Sidecar {
@@ -51,14 +49,7 @@ impl Sidecar {
         }
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
+        let log = support::LogLines::capture(&mut child);
         let sidecar = Sidecar {
             child,
             url: format!("http://{listen}"),
@@ -71,12 +62,7 @@ impl Sidecar {
     }
 
     fn count(&self, needle: &str) -> usize {
-        self.log
-            .lock()
-            .expect("log lock")
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+        self.log.count(needle)
     }
 
     fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn() -> bool) {
@@ -85,7 +71,7 @@ impl Sidecar {
             assert!(
                 Instant::now() < deadline,
                 "no {what} within {timeout:?}; log:\n{}",
-                self.log.lock().expect("log lock").join("\n")
+                self.log.text()
             );
             std::thread::sleep(Duration::from_millis(50));
         }

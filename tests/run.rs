@@ -3,10 +3,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -18,7 +16,7 @@ const PREFIX: &str = "university-server.public.";
 struct Sidecar {
     child: Option<Child>,
     http: String,
-    log: Arc<Mutex<Vec<String>>>,
+    log: support::LogLines,
     client: reqwest::Client,
 }
 
@@ -70,17 +68,7 @@ impl Sidecar {
         }
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var_os("CDC_TEST_ECHO").is_some() {
-                    eprintln!("sidecar: {line}");
-                }
-                sink.lock().expect("log lock").push(line);
-            }
-        });
+        let log = support::LogLines::capture(&mut child);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -119,16 +107,11 @@ impl Sidecar {
     }
 
     fn log_text(&self) -> String {
-        self.log.lock().expect("log lock").join("\n")
+        self.log.text()
     }
 
     fn count(&self, needle: &str) -> usize {
-        self.log
-            .lock()
-            .expect("log lock")
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+        self.log.count(needle)
     }
 
     /// Polls `done` until it holds, failing the test with `what` and the sidecar's log after `timeout`.
@@ -690,7 +673,7 @@ async fn forged_table_names_stay_inside_their_line(format: &str) {
             Duration::from_secs(10),
         )
         .await;
-    let log = sidecar.log.lock().expect("log lock").clone();
+    let log = sidecar.log.lines();
     let mut carried = 0;
     for line in &log {
         match format {

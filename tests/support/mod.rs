@@ -8,10 +8,55 @@ pub mod counting_proxy;
 pub mod fake_flink;
 pub mod tls_proxy;
 
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The lines a child process writes to stderr, collected by a thread as they come, so a test can wait for a line
+/// and print the whole log when it fails. `CDC_TEST_ECHO=1` also echoes them as `sidecar: <line>`.
+#[derive(Debug, Clone, Default)]
+pub struct LogLines(Arc<Mutex<Vec<String>>>);
+
+impl LogLines {
+    /// Takes `child`'s piped stderr and collects its lines until it closes.
+    pub fn capture(child: &mut Child) -> LogLines {
+        let log = LogLines::default();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("CDC_TEST_ECHO").is_some() {
+                    eprintln!("sidecar: {line}");
+                }
+                sink.0.lock().expect("log lock").push(line);
+            }
+        });
+        log
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("log lock").clone()
+    }
+
+    /// The lines so far, one per line.
+    pub fn text(&self) -> String {
+        self.0.lock().expect("log lock").join("\n")
+    }
+
+    /// How many lines so far contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.0
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
 
 /// Where `scripts/install-tools.sh` puts tansu; `TANSU_BIN` overrides it.
 pub fn tansu_bin() -> PathBuf {
