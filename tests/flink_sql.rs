@@ -183,6 +183,20 @@ fn source_type(postgres: &str, decimal_mode: &str, time_mode: &str) -> String {
     }
 }
 
+/// The sink table has Postgres's primary key (not enforced, as Flink requires) and its columns in order, each of
+/// the Flink type [`sink_type`] gives.
+fn assert_keyed_and_typed_like_postgres(sink: &Table, create: &str, postgres: &Table) {
+    let table = &postgres.name;
+    assert_eq!(sink.primary_key, postgres.primary_key, "{table}: sink primary key");
+    assert!(create.contains("NOT ENFORCED"), "{table}");
+    let expected: Vec<(String, String)> = postgres
+        .columns
+        .iter()
+        .map(|(c, t)| (c.clone(), sink_type(t)))
+        .collect();
+    assert_eq!(sink.columns, expected, "{table}: sink columns");
+}
+
 /// The Flink type of the Iceberg column for a Postgres type.
 fn sink_type(postgres: &str) -> String {
     match postgres.split('(').next().unwrap() {
@@ -315,14 +329,7 @@ fn every_table_renders_a_correct_job() {
             "{table}"
         );
         assert!(!postgres.primary_key.is_empty(), "{table}: Postgres primary key");
-        assert_eq!(sink.primary_key, postgres.primary_key, "{table}: sink primary key");
-        assert!(creates[1].contains("NOT ENFORCED"), "{table}");
-        let expected: Vec<(String, String)> = postgres
-            .columns
-            .iter()
-            .map(|(c, t)| (c.clone(), sink_type(t)))
-            .collect();
-        assert_eq!(sink.columns, expected, "{table}: sink columns");
+        assert_keyed_and_typed_like_postgres(&sink, creates[1], &postgres);
         for key in &postgres.primary_key {
             let not_null = Regex::new(&format!(r"`{key}`\s+\S+\s+NOT NULL")).unwrap();
             assert!(
@@ -467,14 +474,7 @@ fn every_table_renders_a_jdbc_sink_keyed_like_postgres_when_configured() {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         assert_eq!(sink.options, expect, "{table}");
-        assert_eq!(sink.primary_key, postgres.primary_key, "{table}: sink primary key");
-        assert!(creates[1].contains("NOT ENFORCED"), "{table}");
-        let expected: Vec<(String, String)> = postgres
-            .columns
-            .iter()
-            .map(|(c, t)| (c.clone(), sink_type(t)))
-            .collect();
-        assert_eq!(sink.columns, expected, "{table}: sink columns");
+        assert_keyed_and_typed_like_postgres(&sink, creates[1], &postgres);
 
         // The same SELECT as the Iceberg job, into the JDBC table, as the one INSERT, last.
         let insert = statements.last().unwrap();
