@@ -6,9 +6,9 @@ use std::hint::black_box;
 use std::io;
 use std::time::Duration;
 
+use cdc_orchestrator::cli::replay::{self, ReplayOptions};
 use cdc_orchestrator::config::{FlinkConfig, PolicyConfig};
 use cdc_orchestrator::policy::{Activity, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings};
-use cdc_orchestrator::replay::{self, ReplayOptions};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 fn settings() -> PolicySettings {

@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use cdc_orchestrator::config::KafkaConfig;
-use cdc_orchestrator::watcher::{WatchEvent, Watcher};
+use cdc_orchestrator::kafka::watcher::{WatchEvent, Watcher};
 use support::counting_proxy::CountingProxy;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -32,7 +32,7 @@ pub enum LogFormat {
 pub const DEFAULT_FILTER: &str = "info,rskafka=warn";
 
 /// Installs the global subscriber. `level` is a comma-separated list of `level` and `target=level` directives,
-/// such as `info` or `info,rskafka=warn,cdc_orchestrator::watcher=debug`. (A `Targets` filter rather than
+/// such as `info` or `info,rskafka=warn,cdc_orchestrator::kafka::watcher=debug`. (A `Targets` filter rather than
 /// `EnvFilter`: no span or field matching, and no regex engine in the binary for it.)
 pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
     let filter = Targets::from_str(level).map_err(|e| format!("--log-level: {e} (got {level:?})"))?;
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn outside_values_cannot_start_a_line_in_the_text_format() {
-        let table = "faculty\n2026-01-01T00:00:00.000000Z  INFO cdc_orchestrator::run: Successfully triggered \
+        let table = "faculty\n2026-01-01T00:00:00.000000Z  INFO cdc_orchestrator::controller: Successfully triggered \
                      job for: payment job_id=FORGED";
         let error = "broker said:\r\n\u{1b}[31mred\u{2028}done";
         let out = text_of(|| {
@@ -210,6 +210,6 @@ mod tests {
     #[test]
     fn the_default_filter_and_a_per_module_one_parse() {
         assert!(Targets::from_str(DEFAULT_FILTER).is_ok());
-        assert!(Targets::from_str("debug,rskafka=warn,cdc_orchestrator::watcher=trace").is_ok());
+        assert!(Targets::from_str("debug,rskafka=warn,cdc_orchestrator::kafka::watcher=trace").is_ok());
     }
 }

@@ -5,13 +5,15 @@ use std::io::{self, BufReader, BufWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use cdc_orchestrator::cli::replay::{self, ReplayOptions};
+use cdc_orchestrator::cli::{healthcheck, status};
 use cdc_orchestrator::config::{Config, LauncherKind};
 use cdc_orchestrator::flink::listing;
+use cdc_orchestrator::kafka::watcher;
 use cdc_orchestrator::logging::{self, LogFormat};
 use cdc_orchestrator::policy::PolicySettings;
-use cdc_orchestrator::replay::{self, ReplayOptions};
 use cdc_orchestrator::sql;
-use cdc_orchestrator::{decoder, healthcheck, run, server, shutdown, status, watcher};
+use cdc_orchestrator::{controller, decoder, http, shutdown};
 use clap::{Parser, Subcommand};
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
@@ -161,17 +163,19 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            match server::raise_open_file_limit() {
+            match http::raise_open_file_limit() {
                 Ok(limit) => tracing::debug!(limit, "open-file limit"),
                 Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
             }
-            let done = runtime().map(|rt| rt.block_on(async { run::run(config, shutdown::on_signals()).await }));
+            let done = runtime().map(|rt| rt.block_on(async { controller::run(config, shutdown::on_signals()).await }));
             match done {
                 Ok(Ok(())) => ExitCode::SUCCESS,
                 Ok(Err(e)) => {
                     eprintln!("error: {e}");
                     match e {
-                        run::RunError::Credentials(_) | run::RunError::Listen { .. } => ExitCode::from(EXIT_CONFIG),
+                        controller::RunError::Credentials(_) | controller::RunError::Listen { .. } => {
+                            ExitCode::from(EXIT_CONFIG)
+                        }
                         _ => ExitCode::FAILURE,
                     }
                 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cdc_orchestrator::config::{FlinkConfig, PolicyConfig, TableOverrides};
-use cdc_orchestrator::op::Op;
+use cdc_orchestrator::decoder::Op;
 use cdc_orchestrator::policy::{
     Action, Activity, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings, StopReason,
 };

@@ -207,7 +207,7 @@ async fn job_commits_offsets(broker: &support::Broker, client: &rskafka::client:
         bootstrap: vec![broker.bootstrap()],
         ..Default::default()
     };
-    cdc_orchestrator::lag::commit_offsets(&config, &format!("cdc-{table}"), &[(topic, 0, end)])
+    cdc_orchestrator::kafka::lag::commit_offsets(&config, &format!("cdc-{table}"), &[(topic, 0, end)])
         .await
         .expect("commit offsets");
 }
@@ -637,7 +637,7 @@ async fn tables_beyond_max_tables_are_ignored_with_one_warning() {
     assert!(labelled.len() <= 4, "{labelled:?}");
 }
 
-const FORGED: &str = "faculty\n2026-01-01T00:00:00.000000Z  INFO cdc_orchestrator::run: Successfully triggered job for: \
+const FORGED: &str = "faculty\n2026-01-01T00:00:00.000000Z  INFO cdc_orchestrator::controller: Successfully triggered job for: \
                       payment job_id=FORGED";
 
 /// A forged `source.table` on a routed topic and on a table topic: no log line may be forged, in `format`.

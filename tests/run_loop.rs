@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdc_orchestrator::config::{Config, LauncherKind};
+use cdc_orchestrator::controller::RunLoop;
 use cdc_orchestrator::flink::AnyLauncher;
-use cdc_orchestrator::metrics::Metrics;
+use cdc_orchestrator::http::metrics::Metrics;
+use cdc_orchestrator::http::{ControlRequest, Health, TablesSnapshot};
+use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
 use cdc_orchestrator::policy::{JobStatus, TableState};
-use cdc_orchestrator::run::RunLoop;
-use cdc_orchestrator::server::{ControlRequest, Health, TablesSnapshot};
-use cdc_orchestrator::watcher::{TableActivity, WatchEvent};
 use support::fake_flink::{FakeFlink, Route};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -100,7 +100,7 @@ fn change(table: &str) -> WatchEvent {
         topic: format!("university-server.public.{table}"),
         partition: 0,
         new_records: 1,
-        ops: BTreeMap::from([(cdc_orchestrator::op::Op::Create, 1)]),
+        ops: BTreeMap::from([(cdc_orchestrator::decoder::Op::Create, 1)]),
         unknown_ops: 0,
         newest_ts_ms: None,
         observed_at_ms: 0,

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::config::{Config, Secret};
-use cdc_orchestrator::metrics::Metrics;
+use cdc_orchestrator::http::metrics::Metrics;
+use cdc_orchestrator::http::{self, ControlCommand, ControlError, Health, ServerState};
 use cdc_orchestrator::policy::{Activity, Input, Millis, Policy, PolicySettings, TableStatus};
-use cdc_orchestrator::server::{self, ControlCommand, ControlError, Health, ServerState};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -49,7 +49,7 @@ async fn start(token: Option<&str>) -> Harness {
     tables.insert("faculty".to_owned(), status("faculty", true));
     tables.insert("program".to_owned(), status("program", false));
     let (_publish, snapshot) = watch::channel(Arc::new(tables));
-    let (control, mut requests) = mpsc::channel::<server::ControlRequest>(8);
+    let (control, mut requests) = mpsc::channel::<http::ControlRequest>(8);
     let (seen_tx, commands) = mpsc::unbounded_channel();
     // Stand-in for the run loop: knows two tables, reports each command it accepts.
     tokio::spawn(async move {
@@ -80,8 +80,8 @@ async fn start(token: Option<&str>) -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let shutdown = CancellationToken::new();
-    let limits = server::Limits::from_config(&Config::default().server);
-    let server = tokio::spawn(server::serve(listener, state, limits, shutdown.clone()));
+    let limits = http::Limits::from_config(&Config::default().server);
+    let server = tokio::spawn(http::serve(listener, state, limits, shutdown.clone()));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

@@ -5,10 +5,10 @@ mod support;
 use std::time::Duration;
 
 use cdc_orchestrator::config::{Config, KafkaConfig};
-use cdc_orchestrator::lag::{self, LagReader, PartitionOffsets};
-use cdc_orchestrator::op::Op;
-use cdc_orchestrator::routing::Routing;
-use cdc_orchestrator::watcher::{TableActivity, WatchEvent, Watcher};
+use cdc_orchestrator::decoder::Op;
+use cdc_orchestrator::kafka::lag::{self, LagReader, PartitionOffsets};
+use cdc_orchestrator::kafka::routing::Routing;
+use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent, Watcher};
 use rskafka::client::partition::OffsetAt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -384,7 +384,7 @@ async fn partitions_that_appear_in_a_watched_topic_are_watched() {
 
 /// A TLS client for `proxy`, trusting its CA.
 async fn tls_client(config: &KafkaConfig) -> rskafka::client::Client {
-    let tls = cdc_orchestrator::tls::client_config(&config.tls).expect("TLS config");
+    let tls = cdc_orchestrator::kafka::tls::client_config(&config.tls).expect("TLS config");
     rskafka::client::ClientBuilder::new(config.bootstrap.clone())
         .tls_config(tls)
         .build()

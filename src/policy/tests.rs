@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::TableOverrides;
-use crate::op::Op;
+use crate::decoder::Op;
 
 const SEC: u64 = 1_000;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::op::Op;
+use crate::decoder::Op;
 
 /// A point in time, in milliseconds since an epoch the caller chooses (the sidecar's start, a trace's zero).
 ///

@@ -18,7 +18,7 @@ use regex::Regex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::op::Op;
+use crate::decoder::Op;
 
 /// Prefix of the environment variables that override the file; `__` separates nesting levels.
 pub const ENV_PREFIX: &str = "CDC_";

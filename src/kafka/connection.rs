@@ -13,7 +13,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::tls::{self, TlsError};
+use crate::kafka::tls::{self, TlsError};
 
 /// A response larger than this is not an answer to our requests (a watermark read of 100,000 partitions is ~4 MB).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;

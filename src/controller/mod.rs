@@ -12,17 +12,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, LauncherKind, is_table_name};
+use crate::decoder::Op;
 use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, job_id_for, reconcile};
-use crate::metrics::{Metrics, TableJobStateLabels, TableLabels};
-use crate::op::Op;
+use crate::http::metrics::{Metrics, TableJobStateLabels, TableLabels};
+use crate::http::{ControlCommand, ControlError, ControlRequest, Health, ServerState, TablesSnapshot};
+use crate::kafka::routing::Routing;
+use crate::kafka::watcher::{TableActivity, WatchError, WatchEvent, Watcher};
 use crate::policy::{
     Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings, StartReason, StopReason,
     TableState,
 };
-use crate::routing::Routing;
-use crate::server::{ControlCommand, ControlError, ControlRequest, Health, ServerState, TablesSnapshot};
 use crate::sql::Credentials;
-use crate::watcher::{TableActivity, WatchError, WatchEvent, Watcher};
 
 /// How many bits of a launch generation the policy's per-table counter occupies; the rest is the process's
 /// start time, so job ids pinned from (table, generation) never repeat across sidecar restarts (Flink refuses
@@ -771,8 +771,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
         unseen: Arc::new(run_loop.unseen_statuses()),
     };
-    let configured = crate::server::Limits::from_config(&config.server);
-    let limits = match crate::server::open_file_limit() {
+    let configured = crate::http::Limits::from_config(&config.server);
+    let limits = match crate::http::open_file_limit() {
         Some(nofile) => configured.capped_by_open_files(nofile),
         None => configured,
     };
@@ -784,7 +784,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         );
     }
     tracing::info!(listen = %config.server.listen, launcher = ?config.flink.launcher, "cdc-orchestrator running");
-    let server = tokio::spawn(crate::server::serve(listener, state, limits, shutdown.clone()));
+    let server = tokio::spawn(crate::http::serve(listener, state, limits, shutdown.clone()));
     if matches!(launcher.as_ref(), AnyLauncher::DryRun(_)) {
         health.flink_ok();
     }

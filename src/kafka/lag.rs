@@ -18,8 +18,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
 use crate::config::KafkaConfig;
-use crate::tls;
-use crate::wire::{Connection, WireError};
+use crate::kafka::connection::{Connection, WireError};
+use crate::kafka::tls;
 
 /// Non-flexible versions every broker since Kafka 2.0 speaks (tansu too).
 const FIND_COORDINATOR_VERSION: i16 = 1;

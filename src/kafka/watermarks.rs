@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::wire::{Connection, WireError};
+use crate::kafka::connection::{Connection, WireError};
 
 /// Non-flexible versions every broker since Kafka 2.0 speaks (tansu too); ListOffsets v2 is the first with an
 /// isolation level.

@@ -15,7 +15,7 @@ use std::io::{self, BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::op::Op;
+use crate::decoder::Op;
 use crate::policy::{Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings};
 
 /// What to print.

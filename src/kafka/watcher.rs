@@ -1,6 +1,6 @@
 //! Kafka watcher: finds the CDC topics, reads each partition's high watermark every poll interval, and when it
 //! advances, decodes a bounded sample of the newest records to learn which table changed and how. It never
-//! consumes the stream: the cost is one ListOffsets request per broker per poll ([`crate::watermarks`]; one per
+//! consumes the stream: the cost is one ListOffsets request per broker per poll ([`crate::kafka::watermarks`]; one per
 //! partition through rskafka under SASL) plus a small fetch when a partition's table must be learned or re-checked
 //! (at most once per `kafka.sample_interval` for a table topic).
 
@@ -19,12 +19,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, KafkaConfig, SaslMechanism};
+use crate::decoder::Op;
 use crate::decoder::{self, Decoded};
-use crate::lag::{LagReader, PartitionOffsets};
-use crate::metrics::{KindLabels, Metrics, TableOpLabels};
-use crate::op::Op;
-use crate::routing::Routing;
-use crate::watermarks::{Offset, WatermarkReader};
+use crate::http::metrics::{KindLabels, Metrics, TableOpLabels};
+use crate::kafka::lag::{LagReader, PartitionOffsets};
+use crate::kafka::routing::Routing;
+use crate::kafka::watermarks::{Offset, WatermarkReader};
 
 /// Partitions polled at once; bounds sockets and memory while keeping a poll of thousands of partitions short.
 const POLL_CONCURRENCY: usize = 64;
@@ -51,7 +51,7 @@ pub enum WatchError {
     Routed(#[source] regex::Error),
     /// TLS material could not be loaded.
     #[error("kafka.tls: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::kafka::tls::TlsError),
     /// `watch --once`: no broker answered.
     #[error("Kafka brokers unreachable: {0}")]
     Unreachable(String),
@@ -192,7 +192,7 @@ impl Watcher {
     pub fn new(config: KafkaConfig) -> Result<Watcher, WatchError> {
         let pattern = config.topic_regex()?;
         let routing = Routing::new(&config, []).map_err(WatchError::Routed)?;
-        let tls = crate::tls::client_config_if_enabled(&config.tls)?;
+        let tls = crate::kafka::tls::client_config_if_enabled(&config.tls)?;
         let lag = Some(LagReader::new(tls.clone()));
         let watermarks = (config.batch_watermarks && config.sasl.is_none()).then(|| WatermarkReader::new(tls.clone()));
         Ok(Watcher {

@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use serde::Serialize;
 
-use crate::metrics::TableLabels;
+use crate::http::metrics::TableLabels;
 use crate::policy::{Millis, TableState, TableStatus};
 
 /// One table's account.

@@ -26,23 +26,26 @@ pub const SETUP_FILE: &str = "setup.sql";
 pub const TABLES_DIR: &str = "tables";
 
 /// The templates compiled into the binary: the set-up, then one per table of the example database.
-const BUILTIN_SETUP: &str = include_str!("../flink-sql/setup.sql");
+const BUILTIN_SETUP: &str = include_str!("../../flink-sql/setup.sql");
 const BUILTIN_TABLES: [(&str, &str); 12] = [
-    ("class", include_str!("../flink-sql/tables/class.sql")),
-    ("course", include_str!("../flink-sql/tables/course.sql")),
-    ("faculty", include_str!("../flink-sql/tables/faculty.sql")),
-    ("lecturer", include_str!("../flink-sql/tables/lecturer.sql")),
-    ("payment", include_str!("../flink-sql/tables/payment.sql")),
-    ("program", include_str!("../flink-sql/tables/program.sql")),
-    ("registration", include_str!("../flink-sql/tables/registration.sql")),
-    ("room", include_str!("../flink-sql/tables/room.sql")),
-    ("student_detail", include_str!("../flink-sql/tables/student_detail.sql")),
+    ("class", include_str!("../../flink-sql/tables/class.sql")),
+    ("course", include_str!("../../flink-sql/tables/course.sql")),
+    ("faculty", include_str!("../../flink-sql/tables/faculty.sql")),
+    ("lecturer", include_str!("../../flink-sql/tables/lecturer.sql")),
+    ("payment", include_str!("../../flink-sql/tables/payment.sql")),
+    ("program", include_str!("../../flink-sql/tables/program.sql")),
+    ("registration", include_str!("../../flink-sql/tables/registration.sql")),
+    ("room", include_str!("../../flink-sql/tables/room.sql")),
+    (
+        "student_detail",
+        include_str!("../../flink-sql/tables/student_detail.sql"),
+    ),
     (
         "student_enrollment",
-        include_str!("../flink-sql/tables/student_enrollment.sql"),
+        include_str!("../../flink-sql/tables/student_enrollment.sql"),
     ),
-    ("student_fee", include_str!("../flink-sql/tables/student_fee.sql")),
-    ("students", include_str!("../flink-sql/tables/students.sql")),
+    ("student_fee", include_str!("../../flink-sql/tables/student_fee.sql")),
+    ("students", include_str!("../../flink-sql/tables/students.sql")),
 ];
 
 /// Template variables that carry credentials, and the environment variable each one is read from.

@@ -84,7 +84,7 @@ pub struct Metrics {
     /// a few dozen bytes per partition).
     pub sampled_bytes: Counter,
     /// What scale-to-zero saves (per-table job time, cycles, running share), rendered on each scrape.
-    pub savings: std::sync::Arc<crate::savings::Savings>,
+    pub savings: std::sync::Arc<crate::http::savings::Savings>,
     /// Readiness inputs, rendered as `cdc_dependency_up` on each scrape once the run loop hands them over.
     pub health: std::sync::Arc<DependencyGauges>,
 }
@@ -93,7 +93,7 @@ pub struct Metrics {
 /// and `/readyz` agree. Nothing is rendered before [`DependencyGauges::watch`].
 #[derive(Debug, Default)]
 pub struct DependencyGauges {
-    health: std::sync::OnceLock<std::sync::Arc<crate::server::Health>>,
+    health: std::sync::OnceLock<std::sync::Arc<crate::http::Health>>,
 }
 
 /// Labels `{dependency}`.
@@ -104,7 +104,7 @@ struct DependencyLabels {
 
 impl DependencyGauges {
     /// Renders `health` from now on.
-    pub fn watch(&self, health: std::sync::Arc<crate::server::Health>) {
+    pub fn watch(&self, health: std::sync::Arc<crate::http::Health>) {
         let _ = self.health.set(health);
     }
 }
@@ -297,7 +297,7 @@ mod tests {
             !m.render().contains("cdc_dependency_up"),
             "nothing before the run loop hands health over"
         );
-        let health = std::sync::Arc::new(crate::server::Health::new(
+        let health = std::sync::Arc::new(crate::http::Health::new(
             Duration::from_secs(30),
             Duration::from_secs(90),
         ));

@@ -5,13 +5,15 @@
 //! `after` and the schema are skipped without building a value tree. Every outcome is a value: a record that is
 //! not what we expect becomes [`Decoded::Invalid`] with a one-line reason, never a panic.
 
+pub mod op;
+
 use std::borrow::Cow;
 
 use serde::de::{self, IgnoredAny};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-use crate::op::Op;
+pub use op::Op;
 
 /// JSON nested deeper than this is rejected: no Debezium record comes close, and a bound keeps every later
 /// consumer of the record safe from stack exhaustion.

@@ -4,6 +4,9 @@
 //! forwards control commands to the run loop over an `mpsc` channel, waiting for its answer, so every decision
 //! still goes through the one policy.
 
+pub mod metrics;
+pub mod savings;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::config::{Secret, ServerConfig};
-use crate::metrics::Metrics;
+use crate::http::metrics::Metrics;
 use crate::policy::TableStatus;
 
 /// How long a control request waits for the run loop before answering 503.
@@ -458,7 +461,7 @@ struct TableView<'a> {
     #[serde(flatten)]
     status: &'a TableStatus,
     #[serde(flatten)]
-    savings: Option<crate::savings::TableSavings>,
+    savings: Option<crate::http::savings::TableSavings>,
     job_url: Option<String>,
 }
 

@@ -1,0 +1,9 @@
+//! The Kafka side: connections and protocol, partition watermarks, consumer lag, record samples, TLS/SASL, and the
+//! rule that names a topic's table.
+
+pub mod connection;
+pub mod lag;
+pub mod routing;
+pub mod tls;
+pub mod watcher;
+pub mod watermarks;
