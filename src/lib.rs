@@ -2,6 +2,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod controller;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use cdc_orchestrator::flink::gateway::SqlGateway;
 use cdc_orchestrator::flink::jobmanager::SavepointStatus;
 use cdc_orchestrator::flink::{
-    Backoff, FlinkError, JobId, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client,
-    job_id_for, reconcile,
+    Backoff, FlinkError, JobId, JobState, LaunchSettings, Launcher, POLL_BACKOFF, SqlGatewayLauncher, Stopped,
+    http_client, job_id_for, reconcile,
 };
 use support::fake_flink::{FakeFlink, Fault, Route};
 
@@ -237,7 +237,7 @@ async fn background_heartbeats_keep_the_session_alive_until_the_client_is_droppe
     let fake = FakeFlink::start().await;
     fake.set_session_idle_timeout(Duration::from_millis(300));
     let http = http_client(Duration::from_millis(500)).expect("http");
-    let gateway = Arc::new(SqlGateway::new(http, &fake.gateway_url, Backoff::default()).expect("gateway"));
+    let gateway = Arc::new(SqlGateway::new(http, &fake.gateway_url, POLL_BACKOFF).expect("gateway"));
     gateway
         .execute_batch(&["SET 'a' = 'b'".to_owned()], &[], Duration::from_secs(2))
         .await
@@ -561,7 +561,7 @@ async fn an_unreachable_flink_is_a_transport_error() {
         checkpoint_interval: Duration::from_secs(10),
         start_timeout: Duration::from_millis(300),
         stop_timeout: Duration::from_millis(300),
-        poll: Backoff::default(),
+        poll: POLL_BACKOFF,
     };
     let l = SqlGatewayLauncher::new(&url, &url, Duration::from_millis(200), settings).expect("launcher");
     let err = l.list_jobs().await.expect_err("nothing listens");
@@ -675,7 +675,7 @@ async fn stop_acknowledged_after_finished(savepoint: Duration, detail_cache: Opt
     };
     // The settings the sidecar runs with, poll pace included.
     let settings = LaunchSettings::from_config(&flink);
-    assert_eq!(settings.poll, Backoff::default());
+    assert_eq!(settings.poll, POLL_BACKOFF);
     let l = SqlGatewayLauncher::new(
         &fake.gateway_url,
         &fake.jobmanager_url,

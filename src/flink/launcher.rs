@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use super::gateway::SqlGateway;
 use super::jobmanager::{JobManager, JobOverview, SavepointStatus, SourceProgress};
 use super::{
-    Backoff, FlinkError, JobId, JobState, JobSummary, Launcher, Started, Stopped, http_client, job_id_for, job_name,
-    sleep_until_next, table_of_job,
+    Backoff, FlinkError, JobId, JobState, JobSummary, Launcher, POLL_BACKOFF, Started, Stopped, http_client,
+    job_id_for, job_name, sleep_until_next, table_of_job,
 };
 use crate::config::{Config, FlinkConfig};
 
@@ -37,7 +37,7 @@ impl LaunchSettings {
             checkpoint_interval: flink.checkpoint_interval,
             start_timeout: flink.start_timeout,
             stop_timeout: flink.stop_timeout,
-            poll: Backoff::default(),
+            poll: POLL_BACKOFF,
         }
     }
 }

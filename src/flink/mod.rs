@@ -9,6 +9,8 @@
 //! id, so a start retried after a lost answer adopts the job the first attempt created instead of creating a
 //! second one; and a launcher that finds a live job named `cdc-<table>` adopts it rather than starting another.
 
+pub use crate::backoff::Backoff;
+
 pub mod dry_run;
 pub mod gateway;
 mod http;
@@ -496,36 +498,13 @@ pub(crate) fn short_statement(statement: &str) -> String {
     short
 }
 
-/// Exponential backoff between polls: starts at `initial`, doubles, capped at `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// First delay.
-    pub initial: Duration,
-    /// Largest delay.
-    pub max: Duration,
-}
-
 /// The largest pause between two polls of the same thing: a stop is acknowledged, and a start or statement
 /// seen done, at most this long after Flink says so (doubling up to 2 s acknowledged stops 3 to 4 s after the
 /// job was FINISHED). Two requests a second per start or stop in flight are nothing to the REST endpoints.
 pub const POLL_MAX: Duration = Duration::from_millis(500);
 
-impl Default for Backoff {
-    /// 100 ms, doubling up to [`POLL_MAX`].
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_millis(100),
-            max: POLL_MAX,
-        }
-    }
-}
-
-impl Backoff {
-    /// The delays, forever.
-    pub fn delays(self) -> impl Iterator<Item = Duration> {
-        std::iter::successors(Some(self.initial), move |d| Some((*d * 2).min(self.max)))
-    }
-}
+/// How Flink is polled while a statement, start or stop is in flight: 100 ms, doubling up to [`POLL_MAX`].
+pub const POLL_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), POLL_MAX);
 
 /// Sleeps for the next backoff delay, but not past `deadline`.
 pub(crate) async fn sleep_until_next(delays: &mut impl Iterator<Item = Duration>, deadline: tokio::time::Instant) {
@@ -629,16 +608,6 @@ mod tests {
             root_cause(&nested),
             "org.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been submitted."
         );
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let b = Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(500),
-        };
-        let d: Vec<_> = b.delays().take(5).map(|d| d.as_millis()).collect();
-        assert_eq!(d, vec![100, 200, 400, 500, 500]);
     }
 
     #[test]

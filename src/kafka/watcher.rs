@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::{Config, KafkaConfig, SaslMechanism};
 use crate::decoder::Op;
 use crate::decoder::{self, Decoded};
@@ -605,7 +606,8 @@ impl Watcher {
         let poll_every = self.config.poll_interval;
         // Starts as "down", so that the first answer is logged like every recovery: once per state change.
         let mut down: Option<String> = Some(String::new());
-        let mut delay = poll_every;
+        // Consecutive failed cycles: the wait doubles from the poll interval with each.
+        let mut failures = 0u32;
         let mut next_lag = Instant::now();
         loop {
             let cycle = Instant::now();
@@ -616,7 +618,7 @@ impl Watcher {
                         tracing::info!(partitions = self.partitions.len(), "Kafka brokers answer");
                     }
                     let _ = events.send(WatchEvent::BrokerUp).await;
-                    delay = poll_every;
+                    failures = 0;
                 }
                 Err(error) => {
                     if down.as_deref() != Some(error.as_str()) {
@@ -630,9 +632,10 @@ impl Watcher {
                         .values_mut()
                         .for_each(|w| w.baseline = w.baseline.or(Some(0)));
                     self.refreshed_at = None;
-                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                    failures = failures.saturating_add(1);
                 }
             }
+            let delay = Backoff::new(poll_every, MAX_RETRY_DELAY.max(poll_every)).delay(failures.saturating_add(1));
             let wait = delay.saturating_sub(cycle.elapsed());
             tokio::select! {
                 () = shutdown.cancelled() => return,

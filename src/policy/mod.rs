@@ -925,8 +925,7 @@ impl Policy {
 
 /// `initial * 2^(failures - 1)`, capped.
 fn backoff(initial: Duration, cap: Duration, failures: u32) -> Duration {
-    let factor = 1u32.checked_shl(failures.saturating_sub(1)).unwrap_or(u32::MAX);
-    initial.checked_mul(factor).unwrap_or(cap).min(cap)
+    crate::backoff::Backoff::new(initial, cap).delay(failures)
 }
 
 #[cfg(test)]
