@@ -7,7 +7,8 @@
 //! process left behind (running or ended) that only job listings reveal; listings taken at one moment and
 //! delivered later, while starts wait; start answers that arrive late and in any order, after the job already
 //! failed or ended; a start adopting a live job of its table, so two starts can name the same job; stops of
-//! jobs that already ended answered as such. Listings are fed as the run loop does: a job carries its
+//! jobs that already ended answered as such; stops that fail, transiently or not, and must be asked for again.
+//! Listings are fed as the run loop does: a job carries its
 //! generation only when its id is one this process pinned.
 //!
 //! Failures are persisted in `proptest-regressions/policy_props.txt` (committed).
@@ -17,8 +18,9 @@ use std::time::Duration;
 
 use cdc_orchestrator::config::{FlinkConfig, PolicyConfig, TableOverrides};
 use cdc_orchestrator::decoder::Op;
+use cdc_orchestrator::flink::job_id_for;
 use cdc_orchestrator::policy::{
-    Action, Activity, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings, StopReason,
+    Action, Activity, Input, JobId, JobObservation, JobState, Millis, Policy, PolicySettings, StopReason,
 };
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -107,8 +109,14 @@ enum Step {
     /// A late report about the table's last ended job, with or without its generation.
     Stale {
         table: usize,
-        state: JobStatus,
+        state: JobState,
         with_generation: bool,
+    },
+    /// The stop in flight of one of the table's jobs fails (Flink unreachable when `transient`, else an error
+    /// the same call would repeat); the job runs on.
+    StopFails {
+        table: usize,
+        transient: bool,
     },
     Pause(usize),
     Resume(usize),
@@ -131,12 +139,12 @@ struct SimJob {
     /// The generation of the start that submitted it (its id is pinned from it); `None` for a job an earlier
     /// sidecar process left behind.
     generation: Option<u64>,
-    id: String,
+    id: JobId,
     phase: Phase,
     /// What Flink says about it.
-    state: JobStatus,
+    state: JobState,
     /// Every state it was in, so a late report shows one it had.
-    states: Vec<JobStatus>,
+    states: Vec<JobState>,
     running_at: Option<u64>,
     stop_requested_at: Option<u64>,
     gone_at: Option<u64>,
@@ -144,6 +152,8 @@ struct SimJob {
     ended_clean: bool,
     /// The policy has seen a report of it (so a stale report about it is possible).
     reported: bool,
+    /// A stop of it failed, so the policy owes it another.
+    stop_failed: bool,
 }
 
 /// A start the launcher carries out: it submitted or adopted `job`, and answers once Flink has decided.
@@ -173,9 +183,9 @@ struct Sim {
     /// Starts whose answer has not reached the policy yet.
     attempts: Vec<Attempt>,
     /// A job listing taken and not yet delivered: when it was asked for, and every job with its state then.
-    listing: Option<(u64, Vec<(usize, JobStatus)>)>,
+    listing: Option<(u64, Vec<(usize, JobState)>)>,
     /// Stops of jobs that had already ended, to be answered: (table, job id).
-    already_stopped: Vec<(usize, String)>,
+    already_stopped: Vec<(usize, JobId)>,
     lag: [Option<u64>; 4],
     /// When each table's lag was last reported, and when its last change came.
     lag_at: [u64; 4],
@@ -228,7 +238,7 @@ impl Sim {
         match action {
             Action::Start { table, generation, .. } => {
                 let t = table_index(table);
-                let told: Vec<String> = self
+                let told: Vec<JobId> = self
                     .live_jobs(t)
                     .filter(|&i| self.jobs[i].reported)
                     .map(|i| self.jobs[i].id.clone())
@@ -264,15 +274,16 @@ impl Sim {
                         self.jobs.push(SimJob {
                             table: t,
                             generation: Some(*generation),
-                            id: format!("{table}-{generation}"),
+                            id: job_id_for(table, *generation),
                             phase: Phase::Submitted,
-                            state: JobStatus::Initializing,
-                            states: vec![JobStatus::Initializing],
+                            state: JobState::Initializing,
+                            states: vec![JobState::Initializing],
                             running_at: None,
                             stop_requested_at: None,
                             gone_at: None,
                             ended_clean: false,
                             reported: false,
+                            stop_failed: false,
                         });
                         self.jobs.len() - 1
                     }
@@ -285,11 +296,14 @@ impl Sim {
             }
             Action::Stop { table, job_id, reason } => {
                 let t = table_index(table);
-                if *reason == StopReason::Idle && self.lag[t].is_some_and(|l| l > 0) {
+                // A stop asked for again after a failure carries out a decision taken before (lag may have come, or
+                // the table's other job ended, since).
+                let retried = self.jobs.iter().any(|j| j.id == *job_id && j.stop_failed);
+                if *reason == StopReason::Idle && self.lag[t].is_some_and(|l| l > 0) && !retried {
                     self.violation(format!("idle stop of {table} while lag is {:?}", self.lag[t]));
                 }
                 let live = self.live_jobs(t).any(|i| self.jobs[i].id == *job_id);
-                if *reason == StopReason::Duplicate && live {
+                if *reason == StopReason::Duplicate && live && !retried {
                     let others = self.live_jobs(t).filter(|&i| self.jobs[i].id != *job_id).count();
                     if others == 0 {
                         self.violation(format!(
@@ -328,13 +342,13 @@ impl Sim {
         self.now = self.now.max(target);
     }
 
-    fn report(&mut self, i: usize, state: JobStatus) {
+    fn report(&mut self, i: usize, state: JobState) {
         self.report_as(i, state, true);
     }
 
     /// A report as the run loop's reconciliation gives it: with the generation when the id is one this process
     /// pinned (and `with_generation`).
-    fn report_as(&mut self, i: usize, state: JobStatus, with_generation: bool) {
+    fn report_as(&mut self, i: usize, state: JobState, with_generation: bool) {
         self.jobs[i].reported = true;
         let job = &self.jobs[i];
         self.feed(Input::JobState(JobObservation {
@@ -345,20 +359,24 @@ impl Sim {
         }));
     }
 
-    fn set_state(&mut self, i: usize, state: JobStatus) {
-        self.jobs[i].state = state;
+    fn set_state(&mut self, i: usize, state: JobState) {
+        self.jobs[i].state = state.clone();
         self.jobs[i].states.push(state);
     }
 
-    fn end(&mut self, i: usize, clean: bool, state: JobStatus) {
+    fn end(&mut self, i: usize, clean: bool, state: JobState) {
         let now = self.now;
         let job = &mut self.jobs[i];
         job.phase = Phase::Gone;
-        job.state = state;
+        job.state = state.clone();
         job.states.push(state);
         job.gone_at = Some(now);
         let t = job.table;
-        job.ended_clean = clean || self.lag[t] == Some(0) && self.last_change[t].is_none_or(|c| c <= self.lag_at[t]);
+        // A job still owed a stop that ends other than FAILED is stopped as the policy decided (the launcher
+        // cancels a job whose savepoint does not come).
+        let stopped = job.stop_failed && job.state != JobState::Failed;
+        job.ended_clean =
+            clean || stopped || self.lag[t] == Some(0) && self.last_change[t].is_none_or(|c| c <= self.lag_at[t]);
     }
 
     /// Delivers the `which`-th start answer of `table` that Flink has decided (any order), or all with `None`.
@@ -390,7 +408,7 @@ impl Sim {
                     table: table_name,
                     job_id,
                     generation: Some(attempt.generation),
-                    state: JobStatus::Running,
+                    state: JobState::Running,
                 }));
             }
             if which.is_some() {
@@ -400,7 +418,7 @@ impl Sim {
     }
 
     fn flink_ok(&mut self, table: usize, report: u8) {
-        let answered: Vec<String> = self
+        let answered: Vec<JobId> = self
             .already_stopped
             .iter()
             .filter(|(t, _)| *t == table)
@@ -419,18 +437,18 @@ impl Sim {
                 Phase::Submitted => {
                     if report.is_multiple_of(3) {
                         // A listing sees the job while it initializes.
-                        self.report(i, JobStatus::Initializing);
+                        self.report(i, JobState::Initializing);
                     }
                     self.jobs[i].phase = Phase::Running;
-                    self.set_state(i, JobStatus::Running);
+                    self.set_state(i, JobState::Running);
                     self.jobs[i].running_at = Some(self.now);
                 }
                 Phase::Running => {
-                    self.set_state(i, JobStatus::Running);
-                    self.report(i, JobStatus::Running);
+                    self.set_state(i, JobState::Running);
+                    self.report(i, JobState::Running);
                 }
                 Phase::Stopping => {
-                    self.end(i, true, JobStatus::Finished);
+                    self.end(i, true, JobState::Finished);
                     if report.is_multiple_of(2) {
                         let job_id = Some(self.jobs[i].id.clone());
                         self.feed(Input::Stopped {
@@ -438,7 +456,7 @@ impl Sim {
                             job_id,
                         });
                     } else {
-                        self.report(i, JobStatus::Finished);
+                        self.report(i, JobState::Finished);
                     }
                 }
                 Phase::Gone => {}
@@ -456,18 +474,18 @@ impl Sim {
         };
         match (self.jobs[i].phase, how % 3) {
             // The start times out; the launcher cancels the job and answers with a failure.
-            (Phase::Submitted, 0) => self.end(i, false, JobStatus::Canceled),
+            (Phase::Submitted, 0) => self.end(i, false, JobState::Canceled),
             (Phase::Submitted | Phase::Stopping, _) | (Phase::Running, 0) => {
-                self.end(i, false, JobStatus::Failed);
-                self.report(i, JobStatus::Failed);
+                self.end(i, false, JobState::Failed);
+                self.report(i, JobState::Failed);
             }
             (Phase::Running, 1) => {
-                self.set_state(i, JobStatus::Restarting);
-                self.report(i, JobStatus::Restarting);
+                self.set_state(i, JobState::Restarting);
+                self.report(i, JobState::Restarting);
             }
             (Phase::Running, _) => {
-                self.end(i, false, JobStatus::Canceled);
-                self.report(i, JobStatus::Canceled);
+                self.end(i, false, JobState::Canceled);
+                self.report(i, JobState::Canceled);
             }
             (Phase::Gone, _) => {}
         }
@@ -476,10 +494,26 @@ impl Sim {
         }
     }
 
+    /// The stop in flight of the table's first stopping job fails; the job runs on.
+    fn stop_fails(&mut self, table: usize, transient: bool) {
+        let Some(i) = self.live_jobs(table).find(|&i| self.jobs[i].phase == Phase::Stopping) else {
+            return;
+        };
+        let job = &mut self.jobs[i];
+        job.phase = Phase::Running;
+        job.stop_failed = true;
+        let job_id = job.id.clone();
+        self.feed(Input::StopFailed {
+            table: TABLES[table].to_owned(),
+            job_id,
+            transient,
+        });
+    }
+
     /// Flink's job list at this moment.
     fn list_jobs(&mut self) {
         if self.listing.is_none() {
-            let jobs = (0..self.jobs.len()).map(|i| (i, self.jobs[i].state)).collect();
+            let jobs = (0..self.jobs.len()).map(|i| (i, self.jobs[i].state.clone())).collect();
             self.listing = Some((self.now, jobs));
         }
     }
@@ -494,14 +528,14 @@ impl Sim {
         };
         let mut reports = Vec::new();
         for (t, name) in TABLES.iter().enumerate() {
-            let of_table: Vec<(usize, JobStatus)> = listed
+            let of_table: Vec<(usize, JobState)> = listed
                 .iter()
                 .rev()
-                .copied()
                 .filter(|(i, _)| self.jobs[*i].table == t)
+                .cloned()
                 .collect();
             let (live, ended): (Vec<_>, Vec<_>) = of_table.into_iter().partition(|(_, state)| !state.is_terminal());
-            let latest_ended = if live.is_empty() { ended.first().copied() } else { None };
+            let latest_ended = if live.is_empty() { ended.first().cloned() } else { None };
             if let Some(status) = self.policy.status(name)
                 && let Some(job_id) = status.job_id
             {
@@ -511,11 +545,11 @@ impl Sim {
                             table: (*name).to_owned(),
                             job_id,
                             generation: None,
-                            state: JobStatus::Canceled,
+                            state: JobState::Canceled,
                         }));
                     }
-                    Some(&(i, state)) if state.is_terminal() && Some(i) != latest_ended.map(|(l, _)| l) => {
-                        self.report(i, state);
+                    Some((i, state)) if state.is_terminal() && Some(*i) != latest_ended.as_ref().map(|(l, _)| *l) => {
+                        self.report(*i, state.clone());
                     }
                     _ => {}
                 }
@@ -584,11 +618,16 @@ impl Sim {
                     // policy already started the next one.
                     if self.jobs[i].reported {
                         let job = &self.jobs[i];
-                        let state = if job.states.contains(state) { *state } else { job.state };
+                        let state = if job.states.contains(state) {
+                            state.clone()
+                        } else {
+                            job.state.clone()
+                        };
                         self.report_as(i, state, *with_generation);
                     }
                 }
             }
+            Step::StopFails { table, transient } => self.stop_fails(*table, *transient),
             Step::Pause(t) => {
                 self.paused[*t] = true;
                 self.feed(Input::Pause {
@@ -657,24 +696,26 @@ fn run(knobs: &Knobs, preexisting: &[(usize, u8)], steps: &[Step]) -> Sim {
     let mut sim = Sim::new(knobs);
     for (n, (table, kind)) in preexisting.iter().enumerate() {
         let state = [
-            JobStatus::Running,
-            JobStatus::Finished,
-            JobStatus::Failed,
-            JobStatus::Canceled,
-        ][usize::from(*kind % 4)];
-        let live = state == JobStatus::Running;
+            JobState::Running,
+            JobState::Finished,
+            JobState::Failed,
+            JobState::Canceled,
+        ][usize::from(*kind % 4)]
+        .clone();
+        let live = state == JobState::Running;
         sim.jobs.push(SimJob {
             table: *table,
             generation: None,
-            id: format!("old-{n}"),
+            id: job_id_for("old", n as u64),
             phase: if live { Phase::Running } else { Phase::Gone },
-            state,
-            states: vec![JobStatus::Running, state],
+            state: state.clone(),
+            states: vec![JobState::Running, state],
             running_at: Some(0),
             stop_requested_at: None,
             gone_at: (!live).then_some(0),
             ended_clean: true,
             reported: false,
+            stop_failed: false,
         });
     }
     for step in steps {
@@ -726,13 +767,16 @@ fn check(sim: &Sim) -> Result<(), TestCaseError> {
         }
     }
 
-    // Idle stops only after idle_timeout without records since the job reached RUNNING.
+    // Idle stops only after idle_timeout without records since the job reached RUNNING. A stop asked for again
+    // after a failure carries out the first one's decision.
+    let mut stopped_before = std::collections::BTreeSet::new();
     for (index, (at, action)) in h.actions.iter().enumerate() {
         if let Action::Stop {
             table,
             job_id,
             reason: StopReason::Idle,
         } = action
+            && stopped_before.insert(job_id.clone())
         {
             let t = table_index(table);
             let last_record = h
@@ -763,7 +807,7 @@ fn check(sim: &Sim) -> Result<(), TestCaseError> {
         prop_assert!(live.len() <= 1, "{name} has live jobs {live:#?}");
         let (job_id, job_state) = status
             .as_ref()
-            .map_or((None, None), |s| (s.job_id.clone(), s.job_state));
+            .map_or((None, None), |s| (s.job_id.clone(), s.job_state.clone()));
         prop_assert_eq!(
             job_id.clone(),
             live.first().map(|j| j.id.clone()),
@@ -774,8 +818,19 @@ fn check(sim: &Sim) -> Result<(), TestCaseError> {
             status
         );
         if let Some(job) = live.first() {
-            prop_assert_eq!(job_state, Some(job.state), "{} state as Flink says", name);
+            prop_assert_eq!(job_state, Some(job.state.clone()), "{} state as Flink says", name);
         }
+    }
+
+    // A stop that failed was asked for again until the job was gone.
+    for job in sim.jobs.iter().filter(|j| j.stop_failed) {
+        prop_assert!(
+            job.phase == Phase::Gone,
+            "{:?}'s stop failed and was never retried\nactions: {:#?}\njobs: {:#?}",
+            job.id,
+            h.actions,
+            sim.jobs
+        );
     }
 
     // Every change of a table that is not paused in the end is followed by a job running at or after it,
@@ -807,8 +862,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     prop::sample::select(Op::ALL.to_vec())
 }
 
-fn job_status_strategy() -> impl Strategy<Value = JobStatus> {
-    prop::sample::select(JobStatus::ALL.to_vec())
+/// Every state Flink has, and one this version does not know.
+fn job_status_strategy() -> impl Strategy<Value = JobState> {
+    let names: Vec<&str> = JobState::KNOWN.into_iter().chain(["NEW_STATE"]).collect();
+    prop::sample::select(names).prop_map(|name| JobState::from(name.to_owned()))
 }
 
 fn knobs_strategy() -> impl Strategy<Value = Knobs> {
@@ -856,6 +913,7 @@ fn step_strategy() -> impl Strategy<Value = Step> {
         2 => (table.clone(), any::<u8>()).prop_map(|(table, how)| Step::FlinkFail { table, how }),
         2 => (table.clone(), job_status_strategy(), any::<bool>())
             .prop_map(|(table, state, with_generation)| Step::Stale { table, state, with_generation }),
+        1 => (table.clone(), any::<bool>()).prop_map(|(table, transient)| Step::StopFails { table, transient }),
         1 => table.clone().prop_map(Step::Pause),
         1 => table.clone().prop_map(Step::Resume),
         1 => table.clone().prop_map(Step::Trigger),
@@ -889,7 +947,7 @@ fn raw_input_strategy() -> impl Strategy<Value = (u64, Input)> {
         )
             .prop_map(|(table, id, generation, state)| Input::JobState(JobObservation {
                 table,
-                job_id: id.to_owned(),
+                job_id: job_id_for(id, 0),
                 generation,
                 state
             })),
@@ -904,7 +962,17 @@ fn raw_input_strategy() -> impl Strategy<Value = (u64, Input)> {
         )
             .prop_map(|(table, id)| Input::Stopped {
                 table,
-                job_id: id.map(str::to_owned)
+                job_id: id.map(|id| job_id_for(id, 0))
+            }),
+        (
+            table.clone(),
+            prop::sample::select(vec!["j1", "faculty-1"]),
+            any::<bool>()
+        )
+            .prop_map(|(table, id, transient)| Input::StopFailed {
+                table,
+                job_id: job_id_for(id, 0),
+                transient
             }),
         table.clone().prop_map(|table| Input::Pause { table }),
         table.clone().prop_map(|table| Input::Resume { table }),

@@ -16,7 +16,8 @@ use std::io::{self, BufRead, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::decoder::Op;
-use crate::policy::{Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings};
+use crate::flink::{JobId, JobState, job_id_for};
+use crate::policy::{Action, Activity, Event, Input, JobObservation, Millis, Policy, PolicySettings};
 
 /// What to print.
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,9 +67,10 @@ enum TraceInput {
     },
     Job {
         table: String,
-        state: JobStatus,
+        #[serde(deserialize_with = "known_state")]
+        state: JobState,
         #[serde(default)]
-        job_id: Option<String>,
+        job_id: Option<JobId>,
         #[serde(default)]
         generation: Option<u64>,
     },
@@ -82,7 +84,7 @@ enum TraceInput {
     Stopped {
         table: String,
         #[serde(default)]
-        job_id: Option<String>,
+        job_id: Option<JobId>,
     },
     Pause {
         table: String,
@@ -97,6 +99,15 @@ enum TraceInput {
         table: String,
     },
     Tick,
+}
+
+/// A job state of a trace: one Flink has, so that a misspelt state is a bad line rather than a state this version
+/// does not know.
+fn known_state<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<JobState, D::Error> {
+    match JobState::from(String::deserialize(deserializer)?) {
+        JobState::Other(name) => Err(serde::de::Error::unknown_variant(&name, &JobState::KNOWN)),
+        state => Ok(state),
+    }
 }
 
 #[derive(Serialize)]
@@ -144,8 +155,8 @@ fn parse(line: &str) -> Result<(u64, TraceInput), String> {
     Ok((t_ms, input))
 }
 
-/// Turns a parsed line into a policy input. A `job` line without `job_id` names the table's latest job,
-/// `<table>-<generation>`, as the replay's stand-in for the id the launcher would pin.
+/// Turns a parsed line into a policy input. A `job` line without `job_id` names the table's latest job, with
+/// the id pinned from the table and its generation, as the replay's stand-in for the id the launcher would pin.
 fn to_input(policy: &Policy, input: TraceInput) -> Input {
     match input {
         TraceInput::Activity {
@@ -171,7 +182,7 @@ fn to_input(policy: &Policy, input: TraceInput) -> Input {
                 Some(id) => (id, generation),
                 None => {
                     let latest = generation.or_else(|| policy.status(&table).map(|s| s.generation));
-                    (format!("{table}-{}", latest.unwrap_or(0)), latest)
+                    (job_id_for(&table, latest.unwrap_or(0)), latest)
                 }
             };
             Input::JobState(JobObservation {
@@ -388,9 +399,9 @@ mod tests {
     #[test]
     fn ops_decide_what_counts_and_events_are_printed_on_request() {
         let trace = r#"{"t_ms":0,"input":"trigger","table":"faculty"}
-{"t_ms":10,"input":"job","table":"faculty","state":"RUNNING","job_id":"abc","generation":1}
+{"t_ms":10,"input":"job","table":"faculty","state":"RUNNING","job_id":"0123456789abcdef0123456789abcdef","generation":1}
 {"t_ms":20,"input":"stop","table":"faculty"}
-{"t_ms":30,"input":"stopped","table":"faculty","job_id":"abc"}
+{"t_ms":30,"input":"stopped","table":"faculty","job_id":"0123456789abcdef0123456789abcdef"}
 {"t_ms":40,"input":"activity","table":"faculty","records":2,"ops":{"c":1,"d":1},"newest_ts_ms":1700000000000}
 {"t_ms":30000,"input":"tick"}
 "#;

@@ -38,10 +38,15 @@ fn activity_ops(table: &str, ops: &[(Op, u64)]) -> Input {
     })
 }
 
-fn job(table: &str, generation: u64, state: JobStatus) -> Input {
+/// A job id for a name, as the tests write them: `faculty-1` is faculty's job of generation 1.
+fn id(name: &str) -> JobId {
+    crate::flink::job_id_for(name, 0)
+}
+
+fn job(table: &str, generation: u64, state: JobState) -> Input {
     Input::JobState(JobObservation {
         table: table.into(),
-        job_id: format!("{table}-{generation}"),
+        job_id: id(&format!("{table}-{generation}")),
         generation: Some(generation),
         state,
     })
@@ -83,7 +88,7 @@ fn starts(actions: &[Action]) -> Vec<(String, u64, StartReason)> {
         .collect()
 }
 
-fn stops(actions: &[Action]) -> Vec<(String, String, StopReason)> {
+fn stops(actions: &[Action]) -> Vec<(String, JobId, StopReason)> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -141,7 +146,7 @@ fn a_burst_of_changes_gives_one_start() {
     for i in 1..50 {
         all.extend(p.handle(Millis(i * 100), activity("faculty", 2)));
     }
-    all.extend(p.handle(Millis(5 * SEC), job("faculty", 1, JobStatus::Running)));
+    all.extend(p.handle(Millis(5 * SEC), job("faculty", 1, JobState::Running)));
     for i in 0..20 {
         all.extend(p.handle(Millis(6 * SEC + i * SEC), activity("faculty", 1)));
     }
@@ -161,14 +166,14 @@ fn only_the_changed_table_starts() {
 fn an_idle_job_is_stopped_after_idle_timeout_since_the_last_record_or_running() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(2 * SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(2 * SEC), job("faculty", 1, JobState::Running));
     p.handle(Millis(10 * SEC), activity("faculty", 1));
     assert_eq!(p.next_deadline(), Some(Millis(70 * SEC)));
     assert!(stops(&only_actions(&run_until(&mut p, 69_999))).is_empty());
     let timed = run_until(&mut p, 70 * SEC);
     assert_eq!(
         stops(&only_actions(&timed)),
-        vec![("faculty".into(), "faculty-1".into(), StopReason::Idle)]
+        vec![("faculty".into(), id("faculty-1"), StopReason::Idle)]
     );
     assert_eq!(timed[0].0, 70 * SEC);
     assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Stopping));
@@ -184,7 +189,7 @@ fn records_of_unconfigured_operations_keep_a_job_busy_but_start_nothing() {
         activity_ops("faculty", &[(Op::Update, 1), (Op::Create, 1)]),
     );
     assert_eq!(starts(&actions).len(), 1);
-    p.handle(Millis(2 * SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(2 * SEC), job("faculty", 1, JobState::Running));
     p.handle(Millis(50 * SEC), activity_ops("faculty", &[(Op::Read, 5)]));
     assert!(stops(&only_actions(&run_until(&mut p, 109 * SEC))).is_empty());
     assert_eq!(stops(&only_actions(&run_until(&mut p, 110 * SEC))).len(), 1);
@@ -232,7 +237,7 @@ fn per_table_operations_override_the_default() {
 fn lag_above_zero_blocks_the_idle_stop_until_it_is_zero() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
     p.handle(Millis(30 * SEC), lag("faculty", 12));
     assert_eq!(p.next_deadline(), None, "no idle deadline while lag > 0");
     assert!(stops(&p.handle(Millis(90 * SEC), Input::Tick)).is_empty());
@@ -247,7 +252,7 @@ fn lag_above_zero_blocks_the_idle_stop_until_it_is_zero() {
 fn a_change_during_the_stop_starts_a_new_job_once_the_stop_completes() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
     assert_eq!(stops(&only_actions(&run_until(&mut p, 61 * SEC))).len(), 1);
     assert!(starts(&p.handle(Millis(62 * SEC), activity("faculty", 1))).is_empty());
     assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Stopping));
@@ -259,10 +264,10 @@ fn a_change_during_the_stop_starts_a_new_job_once_the_stop_completes() {
 fn a_terminal_state_of_the_stopping_job_completes_the_stop() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
     assert_eq!(stops(&only_actions(&run_until(&mut p, 61 * SEC))).len(), 1);
     p.handle(Millis(62 * SEC), activity("faculty", 1));
-    let actions = p.handle(Millis(63 * SEC), job("faculty", 1, JobStatus::Finished));
+    let actions = p.handle(Millis(63 * SEC), job("faculty", 1, JobState::Finished));
     assert_eq!(starts(&actions), vec![("faculty".into(), 2, StartReason::Changes)]);
 }
 
@@ -270,7 +275,7 @@ fn a_terminal_state_of_the_stopping_job_completes_the_stop() {
 fn a_start_inside_the_cooldown_is_deferred_to_its_end_not_dropped() {
     let mut p = Policy::new(settings_with(|policy, _| policy.idle_timeout = Duration::from_secs(5)));
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
     assert_eq!(stops(&only_actions(&run_until(&mut p, 6 * SEC))).len(), 1);
     p.handle(Millis(7 * SEC), stopped("faculty"));
     let actions = p.handle(Millis(10 * SEC), activity("faculty", 1));
@@ -351,7 +356,7 @@ fn failed_starts_back_off_exponentially_with_bounded_jitter_and_mark_the_table_f
             failures: 3
         }]
     );
-    let actions = p.handle(Millis(now + 10), job("faculty", 7, JobStatus::Running));
+    let actions = p.handle(Millis(now + 10), job("faculty", 7, JobState::Running));
     assert_eq!(
         events(&actions),
         vec![Event::Recovered {
@@ -360,17 +365,6 @@ fn failed_starts_back_off_exponentially_with_bounded_jitter_and_mark_the_table_f
     );
     let status = p.status("faculty").expect("status");
     assert_eq!((status.state, status.consecutive_failures), (TableState::Running, 0));
-}
-
-#[test]
-fn backoff_doubles_up_to_the_cap_for_any_number_of_failures() {
-    let (initial, cap) = (Duration::from_secs(1), Duration::from_secs(300));
-    let delays: Vec<u64> = (1..=10).map(|n| backoff(initial, cap, n).as_secs()).collect();
-    assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300]);
-    for failures in [31, 32, 33, 64, u32::MAX] {
-        assert_eq!(backoff(initial, cap, failures), cap);
-    }
-    assert_eq!(backoff(Duration::MAX, Duration::MAX, 2), Duration::MAX);
 }
 
 #[test]
@@ -421,12 +415,12 @@ fn jitter_is_reproducible_from_the_seed() {
 fn a_failed_job_is_retried_while_changes_are_pending() {
     let mut p = Policy::new(settings_with(|policy, _| policy.cooldown = Duration::ZERO));
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
-    let actions = p.handle(Millis(2 * SEC), job("faculty", 1, JobStatus::Failed));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
+    let actions = p.handle(Millis(2 * SEC), job("faculty", 1, JobState::Failed));
     assert!(events(&actions).iter().any(|e| matches!(
         e,
         Event::JobEnded {
-            state: JobStatus::Failed,
+            state: JobState::Failed,
             ..
         }
     )));
@@ -437,9 +431,9 @@ fn a_failed_job_is_retried_while_changes_are_pending() {
     );
 
     // With a known lag of zero nothing waits for the failed job, so nothing restarts it.
-    p.handle(Millis(5 * SEC), job("faculty", 2, JobStatus::Running));
+    p.handle(Millis(5 * SEC), job("faculty", 2, JobState::Running));
     p.handle(Millis(6 * SEC), lag("faculty", 0));
-    p.handle(Millis(7 * SEC), job("faculty", 2, JobStatus::Failed));
+    p.handle(Millis(7 * SEC), job("faculty", 2, JobState::Failed));
     assert!(starts(&only_actions(&run_until(&mut p, 3_600 * SEC))).is_empty());
     assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Idle));
 }
@@ -448,12 +442,12 @@ fn a_failed_job_is_retried_while_changes_are_pending() {
 fn restarting_and_failing_jobs_still_occupy_the_table() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
     for state in [
-        JobStatus::Failing,
-        JobStatus::Restarting,
-        JobStatus::Suspended,
-        JobStatus::Reconciling,
+        JobState::Failing,
+        JobState::Restarting,
+        JobState::Suspended,
+        JobState::Reconciling,
     ] {
         let actions = p.handle(Millis(2 * SEC), job("faculty", 1, state));
         assert!(starts(&actions).is_empty());
@@ -521,7 +515,7 @@ fn max_concurrent_jobs_queues_longest_waiting_first() {
     assert_eq!(p.next_deadline(), None, "a slot frees on an input, not at a time");
     let actions = p.handle(Millis(3 * SEC), start_failed("a"));
     assert_eq!(starts(&actions), vec![("d".into(), 1, StartReason::Changes)]);
-    let actions = p.handle(Millis(4 * SEC), job("b", 1, JobStatus::Canceled));
+    let actions = p.handle(Millis(4 * SEC), job("b", 1, JobState::Canceled));
     assert_eq!(starts(&actions), vec![("c".into(), 1, StartReason::Changes)]);
 }
 
@@ -615,7 +609,7 @@ fn trigger_starts_an_idle_table_and_skips_the_backoff_but_not_the_cooldown() {
 fn operator_stop_stops_a_running_job_even_with_lag_and_a_starting_one_once_it_runs() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
     p.handle(Millis(2 * SEC), lag("faculty", 5));
     let actions = p.handle(
         Millis(3 * SEC),
@@ -625,7 +619,7 @@ fn operator_stop_stops_a_running_job_even_with_lag_and_a_starting_one_once_it_ru
     );
     assert_eq!(
         stops(&actions),
-        vec![("faculty".into(), "faculty-1".into(), StopReason::Operator)]
+        vec![("faculty".into(), id("faculty-1"), StopReason::Operator)]
     );
 
     p.handle(Millis(0), activity("program", 1));
@@ -638,23 +632,23 @@ fn operator_stop_stops_a_running_job_even_with_lag_and_a_starting_one_once_it_ru
         ))
         .is_empty()
     );
-    let actions = p.handle(Millis(2 * SEC), job("program", 1, JobStatus::Running));
+    let actions = p.handle(Millis(2 * SEC), job("program", 1, JobState::Running));
     assert_eq!(
         stops(&actions),
-        vec![("program".into(), "program-1".into(), StopReason::Operator)]
+        vec![("program".into(), id("program-1"), StopReason::Operator)]
     );
 }
 
 #[test]
 fn a_running_job_of_an_unknown_table_is_adopted_and_generations_continue_above_it() {
     let mut p = default_policy();
-    let actions = p.handle(Millis(0), job("faculty", 41, JobStatus::Running));
+    let actions = p.handle(Millis(0), job("faculty", 41, JobState::Running));
     assert!(starts(&actions).is_empty());
     assert_eq!(
         events(&actions),
         vec![Event::Adopted {
             table: "faculty".into(),
-            job_id: "faculty-41".into(),
+            job_id: id("faculty-41"),
             generation: 41
         }]
     );
@@ -663,7 +657,7 @@ fn a_running_job_of_an_unknown_table_is_adopted_and_generations_continue_above_i
     let timed = run_until(&mut p, 60 * SEC);
     assert_eq!(
         stops(&only_actions(&timed)),
-        vec![("faculty".into(), "faculty-41".into(), StopReason::Idle)]
+        vec![("faculty".into(), id("faculty-41"), StopReason::Idle)]
     );
     p.handle(Millis(61 * SEC), stopped("faculty"));
     let actions = p.handle(Millis(62 * SEC), activity("faculty", 1));
@@ -673,7 +667,7 @@ fn a_running_job_of_an_unknown_table_is_adopted_and_generations_continue_above_i
 #[test]
 fn a_finished_job_seen_at_startup_raises_the_generation_without_adopting() {
     let mut p = default_policy();
-    assert!(p.handle(Millis(0), job("faculty", 9, JobStatus::Finished)).is_empty());
+    assert!(p.handle(Millis(0), job("faculty", 9, JobState::Finished)).is_empty());
     let actions = p.handle(Millis(1), activity("faculty", 1));
     assert_eq!(starts(&actions), vec![("faculty".into(), 10, StartReason::Changes)]);
 }
@@ -682,31 +676,31 @@ fn a_finished_job_seen_at_startup_raises_the_generation_without_adopting() {
 fn a_second_job_for_a_table_is_stopped_once_as_a_duplicate() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
     let leftover = Input::JobState(JobObservation {
         table: "faculty".into(),
-        job_id: "leftover".into(),
+        job_id: id("leftover"),
         generation: None,
-        state: JobStatus::Running,
+        state: JobState::Running,
     });
     let actions = p.handle(Millis(2 * SEC), leftover.clone());
     assert_eq!(
         stops(&actions),
-        vec![("faculty".into(), "leftover".into(), StopReason::Duplicate)]
+        vec![("faculty".into(), id("leftover"), StopReason::Duplicate)]
     );
     assert!(p.handle(Millis(3 * SEC), leftover).is_empty());
-    assert_eq!(p.status("faculty").and_then(|s| s.job_id), Some("faculty-1".into()));
+    assert_eq!(p.status("faculty").and_then(|s| s.job_id), Some(id("faculty-1")));
     // Our job fails while the duplicate is still on its way out: no new start until the duplicate is gone.
     p.handle(Millis(4 * SEC), activity("faculty", 1));
-    assert!(starts(&p.handle(Millis(5 * SEC), job("faculty", 1, JobStatus::Failed))).is_empty());
+    assert!(starts(&p.handle(Millis(5 * SEC), job("faculty", 1, JobState::Failed))).is_empty());
     assert!(starts(&only_actions(&run_until(&mut p, 600 * SEC))).is_empty());
     assert_eq!(
         p.status("faculty").map(|s| s.duplicate_jobs),
-        Some(vec!["leftover".to_owned()])
+        Some(vec![id("leftover")])
     );
     let gone = Input::Stopped {
         table: "faculty".into(),
-        job_id: Some("leftover".into()),
+        job_id: Some(id("leftover")),
     };
     assert_eq!(starts(&p.handle(Millis(601 * SEC), gone)).len(), 1);
 }
@@ -715,11 +709,11 @@ fn a_second_job_for_a_table_is_stopped_once_as_a_duplicate() {
 fn late_reports_about_a_stopped_job_change_nothing() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
     assert_eq!(stops(&only_actions(&run_until(&mut p, 61 * SEC))).len(), 1);
     p.handle(Millis(62 * SEC), stopped("faculty"));
     // A job list fetched before the stop completed still shows it RUNNING.
-    let actions = p.handle(Millis(63 * SEC), job("faculty", 1, JobStatus::Running));
+    let actions = p.handle(Millis(63 * SEC), job("faculty", 1, JobState::Running));
     assert!(actions.is_empty(), "{actions:?}");
     assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Idle));
     assert!(p.handle(Millis(64 * SEC), start_failed("faculty")).is_empty());
@@ -729,16 +723,16 @@ fn late_reports_about_a_stopped_job_change_nothing() {
 fn a_late_report_about_the_previous_job_is_not_taken_for_the_starting_one() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
     run_until(&mut p, 61 * SEC);
     p.handle(Millis(62 * SEC), stopped("faculty"));
     p.handle(Millis(63 * SEC), activity("faculty", 1));
     // Without a generation, the old job's FINISHED could pass for the new, starting job (id not known yet).
     let old = Input::JobState(JobObservation {
         table: "faculty".into(),
-        job_id: "faculty-1".into(),
+        job_id: id("faculty-1"),
         generation: None,
-        state: JobStatus::Finished,
+        state: JobState::Finished,
     });
     assert!(p.handle(Millis(64 * SEC), old).is_empty());
     let status = p.status("faculty").expect("status");
@@ -749,7 +743,7 @@ fn a_late_report_about_the_previous_job_is_not_taken_for_the_starting_one() {
 fn excluded_tables_are_ignored_entirely() {
     let mut p = Policy::new(settings_with(|policy, _| policy.exclude = vec!["audit".into()]));
     assert!(p.handle(Millis(0), activity("audit", 10)).is_empty());
-    assert!(p.handle(Millis(0), job("audit", 3, JobStatus::Running)).is_empty());
+    assert!(p.handle(Millis(0), job("audit", 3, JobState::Running)).is_empty());
     assert!(p.status("audit").is_none());
 }
 
@@ -767,7 +761,7 @@ fn times_beyond_the_supported_range_are_clamped_not_a_panic() {
 fn time_never_goes_backwards() {
     let mut p = default_policy();
     p.handle(Millis(100 * SEC), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
     assert_eq!(p.next_deadline(), Some(Millis(160 * SEC)));
 }
 
@@ -775,10 +769,10 @@ fn time_never_goes_backwards() {
 fn status_shows_what_comes_next_and_when() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
     let s = p.status("faculty").expect("status");
-    assert_eq!(s.job_id.as_deref(), Some("faculty-1"));
-    assert_eq!(s.job_state, Some(JobStatus::Running));
+    assert_eq!(s.job_id, Some(id("faculty-1")));
+    assert_eq!(s.job_state, Some(JobState::Running));
     assert_eq!(s.job_since, Some(Millis(SEC)));
     assert_eq!(s.last_start_at, Some(Millis(0)));
     assert_eq!(
@@ -812,27 +806,18 @@ fn status_shows_what_comes_next_and_when() {
 }
 
 #[test]
-fn job_states_parse_from_flink_spelling() {
-    for state in JobStatus::ALL {
-        assert_eq!(state.as_str().parse::<JobStatus>(), Ok(state));
-    }
-    assert!("running".parse::<JobStatus>().is_err());
-    assert!(JobStatus::Canceled.is_terminal() && !JobStatus::Cancelling.is_terminal());
-}
-
-#[test]
 fn a_slow_start_still_gets_its_full_idle_time_once_running() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
     assert_eq!(p.next_deadline(), None, "no idle clock while starting");
-    assert!(stops(&p.handle(Millis(90 * SEC), job("faculty", 1, JobStatus::Running))).is_empty());
+    assert!(stops(&p.handle(Millis(90 * SEC), job("faculty", 1, JobState::Running))).is_empty());
     assert_eq!(p.next_deadline(), Some(Millis(150 * SEC)));
 }
 
-fn unpinned(table: &str, job_id: &str, state: JobStatus) -> Input {
+fn unpinned(table: &str, job_id: &str, state: JobState) -> Input {
     Input::JobState(JobObservation {
         table: table.into(),
-        job_id: job_id.into(),
+        job_id: id(job_id),
         generation: None,
         state,
     })
@@ -841,9 +826,9 @@ fn unpinned(table: &str, job_id: &str, state: JobStatus) -> Input {
 fn started(table: &str, generation: u64, job_id: &str) -> Input {
     Input::JobState(JobObservation {
         table: table.into(),
-        job_id: job_id.into(),
+        job_id: id(job_id),
         generation: Some(generation),
-        state: JobStatus::Running,
+        state: JobState::Running,
     })
 }
 
@@ -853,7 +838,7 @@ fn an_ended_job_of_an_earlier_process_is_history_while_a_start_waits() {
     // table's latest job, stopped by the previous process. It is not the new start's job.
     let mut p = default_policy();
     assert_eq!(starts(&p.handle(Millis(0), activity("faculty", 1))).len(), 1);
-    let actions = p.handle(Millis(SEC), unpinned("faculty", "215daab4", JobStatus::Finished));
+    let actions = p.handle(Millis(SEC), unpinned("faculty", "215daab4", JobState::Finished));
     assert!(actions.is_empty(), "{actions:?}");
     let s = p.status("faculty").expect("status");
     assert_eq!((s.state, s.generation, s.job_id), (TableState::Starting, 1, None));
@@ -862,7 +847,7 @@ fn an_ended_job_of_an_earlier_process_is_history_while_a_start_waits() {
     assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Running));
     // Later listings showing it again change nothing either.
     assert!(
-        p.handle(Millis(3 * SEC), unpinned("faculty", "215daab4", JobStatus::Running))
+        p.handle(Millis(3 * SEC), unpinned("faculty", "215daab4", JobState::Running))
             .is_empty()
     );
 }
@@ -871,7 +856,7 @@ fn an_ended_job_of_an_earlier_process_is_history_while_a_start_waits() {
 fn a_report_naming_the_current_jobs_id_is_never_a_duplicate() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Failed));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Failed));
     // The retry adopted the job the first start created after all (the launcher adopts a live job of the table).
     let retry = only_actions(&run_until(&mut p, 31 * SEC));
     assert_eq!(starts(&retry), vec![("faculty".into(), 2, StartReason::Retry)]);
@@ -880,12 +865,12 @@ fn a_report_naming_the_current_jobs_id_is_never_a_duplicate() {
     let actions = p.handle(Millis(33 * SEC), started("faculty", 1, "adopted"));
     assert!(stops(&actions).is_empty(), "{actions:?}");
     // And the job's end is news, whatever generation or none the report carries.
-    let actions = p.handle(Millis(34 * SEC), unpinned("faculty", "adopted", JobStatus::Finished));
+    let actions = p.handle(Millis(34 * SEC), unpinned("faculty", "adopted", JobState::Finished));
     assert!(
         events(&actions).contains(&Event::JobEnded {
             table: "faculty".into(),
-            job_id: "adopted".into(),
-            state: JobStatus::Finished
+            job_id: id("adopted"),
+            state: JobState::Finished
         }),
         "{actions:?}"
     );
@@ -896,7 +881,7 @@ fn a_late_start_failure_of_an_earlier_generation_changes_nothing() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
     // Generation 1's job failed (seen in a listing) before its start's answer came.
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Failed));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Failed));
     run_until(&mut p, 31 * SEC);
     assert_eq!(p.status("faculty").map(|s| s.generation), Some(2));
     let late = Input::StartFailed {
@@ -915,11 +900,11 @@ fn a_live_job_seen_while_a_start_has_no_id_is_its_own_or_a_duplicate_once_it_ans
     p.handle(Millis(0), activity("faculty", 1));
     p.handle(Millis(0), activity("program", 1));
     assert!(
-        p.handle(Millis(SEC), unpinned("faculty", "left-over", JobStatus::Running))
+        p.handle(Millis(SEC), unpinned("faculty", "left-over", JobState::Running))
             .is_empty()
     );
     assert!(
-        p.handle(Millis(SEC), unpinned("program", "left-over-2", JobStatus::Running))
+        p.handle(Millis(SEC), unpinned("program", "left-over-2", JobState::Running))
             .is_empty()
     );
     // faculty's start adopted it: no stop.
@@ -928,7 +913,7 @@ fn a_live_job_seen_while_a_start_has_no_id_is_its_own_or_a_duplicate_once_it_ans
     let actions = p.handle(Millis(2 * SEC), started("program", 1, "program-1"));
     assert_eq!(
         stops(&actions),
-        vec![("program".into(), "left-over-2".into(), StopReason::Duplicate)]
+        vec![("program".into(), id("left-over-2"), StopReason::Duplicate)]
     );
 }
 
@@ -936,12 +921,12 @@ fn a_live_job_seen_while_a_start_has_no_id_is_its_own_or_a_duplicate_once_it_ans
 fn flinks_job_state_is_shown_as_reported_apart_from_the_decision() {
     let mut p = default_policy();
     p.handle(Millis(0), activity("faculty", 1));
-    p.handle(Millis(SEC), job("faculty", 1, JobStatus::Running));
-    p.handle(Millis(2 * SEC), job("faculty", 1, JobStatus::Restarting));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
+    p.handle(Millis(2 * SEC), job("faculty", 1, JobState::Restarting));
     let s = p.status("faculty").expect("status");
     assert_eq!(
         (s.state, s.job_state),
-        (TableState::Running, Some(JobStatus::Restarting))
+        (TableState::Running, Some(JobState::Restarting))
     );
     // Asked to stop, the job is still what Flink last said.
     p.handle(
@@ -953,8 +938,136 @@ fn flinks_job_state_is_shown_as_reported_apart_from_the_decision() {
     let s = p.status("faculty").expect("status");
     assert_eq!(
         (s.state, s.job_state),
-        (TableState::Stopping, Some(JobStatus::Restarting))
+        (TableState::Stopping, Some(JobState::Restarting))
     );
-    p.handle(Millis(4 * SEC), job("faculty", 1, JobStatus::Running));
-    assert_eq!(p.status("faculty").and_then(|s| s.job_state), Some(JobStatus::Running));
+    p.handle(Millis(4 * SEC), job("faculty", 1, JobState::Running));
+    assert_eq!(p.status("faculty").and_then(|s| s.job_state), Some(JobState::Running));
+}
+
+#[test]
+fn a_job_in_a_state_this_version_does_not_know_counts_as_alive() {
+    let mut p = default_policy();
+    p.handle(Millis(0), activity("faculty", 1));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
+    let unknown = JobState::from("NEW_STATE".to_owned());
+    assert!(p.handle(Millis(2 * SEC), job("faculty", 1, unknown.clone())).is_empty());
+    let s = p.status("faculty").expect("status");
+    assert_eq!(
+        (s.state, s.job_state.clone()),
+        (TableState::Running, Some(unknown.clone()))
+    );
+    assert_eq!(serde_json::to_value(&s).expect("json")["job_state"], "NEW_STATE");
+    // Changes while it is in that state are its to process: no second job.
+    assert!(starts(&p.handle(Millis(3 * SEC), activity("faculty", 5))).is_empty());
+    // A table without a job adopts a live job in an unknown state rather than start another.
+    let mut p = default_policy();
+    let actions = p.handle(Millis(0), unpinned("program", "left-over", unknown));
+    assert!(
+        events(&actions).iter().any(|e| matches!(e, Event::Adopted { .. })),
+        "{actions:?}"
+    );
+    assert!(starts(&p.handle(Millis(SEC), activity("program", 1))).is_empty());
+}
+
+/// faculty with a running job asked to stop by an operator at 2 s.
+fn stopping_faculty() -> Policy {
+    let mut p = default_policy();
+    p.handle(Millis(0), activity("faculty", 1));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
+    let actions = p.handle(
+        Millis(2 * SEC),
+        Input::Stop {
+            table: "faculty".into(),
+        },
+    );
+    assert_eq!(
+        stops(&actions),
+        vec![("faculty".into(), id("faculty-1"), StopReason::Operator)]
+    );
+    p
+}
+
+fn stop_failed(table: &str, job_id: &str, transient: bool) -> Input {
+    Input::StopFailed {
+        table: table.into(),
+        job_id: id(job_id),
+        transient,
+    }
+}
+
+#[test]
+fn a_transiently_failed_stop_is_asked_for_again_with_backoff() {
+    let mut p = stopping_faculty();
+    let actions = p.handle(Millis(3 * SEC), stop_failed("faculty", "faculty-1", true));
+    assert!(stops(&actions).is_empty(), "{actions:?}");
+    assert!(events(&actions).contains(&Event::StopFailed {
+        table: "faculty".into(),
+        job_id: id("faculty-1"),
+        failures: 1,
+        retry_at: Some(Millis(4 * SEC)),
+    }));
+    assert!(p.retrying_stops());
+    assert_eq!(p.next_deadline(), Some(Millis(4 * SEC)));
+    let retry = run_until(&mut p, 4 * SEC);
+    assert_eq!(
+        stops(&only_actions(&retry)),
+        vec![("faculty".into(), id("faculty-1"), StopReason::Operator)]
+    );
+    assert!(!p.retrying_stops());
+    // The second failure waits twice as long; a third stop comes only then.
+    p.handle(Millis(5 * SEC), stop_failed("faculty", "faculty-1", true));
+    assert!(stops(&only_actions(&run_until(&mut p, 6 * SEC + 999))).is_empty());
+    assert_eq!(stops(&only_actions(&run_until(&mut p, 7 * SEC))).len(), 1);
+    // Once the stop completes the table is idle, with no retry left.
+    p.handle(Millis(8 * SEC), stopped("faculty"));
+    let s = p.status("faculty").expect("status");
+    assert_eq!(s.state, TableState::Idle);
+    assert_eq!(p.next_deadline(), None);
+}
+
+#[test]
+fn a_stop_that_failed_for_good_is_asked_for_again_when_a_listing_shows_the_job() {
+    let mut p = stopping_faculty();
+    let actions = p.handle(Millis(3 * SEC), stop_failed("faculty", "faculty-1", false));
+    assert!(stops(&actions).is_empty(), "{actions:?}");
+    assert_eq!(p.next_deadline(), None, "no timer: the next listing tells");
+    let actions = p.handle(Millis(4 * SEC), job("faculty", 1, JobState::Running));
+    assert_eq!(
+        stops(&actions),
+        vec![("faculty".into(), id("faculty-1"), StopReason::Operator)]
+    );
+    // Only once per failure: the next listing, while that stop is in flight, asks for nothing.
+    assert!(stops(&p.handle(Millis(5 * SEC), job("faculty", 1, JobState::Running))).is_empty());
+    // A listing showing the job ended settles it.
+    p.handle(Millis(6 * SEC), job("faculty", 1, JobState::Finished));
+    assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Idle));
+}
+
+#[test]
+fn a_failed_stop_of_a_duplicate_is_retried_and_a_stale_failure_changes_nothing() {
+    let mut p = default_policy();
+    p.handle(Millis(0), activity("faculty", 1));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
+    let actions = p.handle(Millis(SEC), unpinned("faculty", "second", JobState::Running));
+    assert_eq!(
+        stops(&actions),
+        vec![("faculty".into(), id("second"), StopReason::Duplicate)]
+    );
+    p.handle(Millis(2 * SEC), stop_failed("faculty", "second", true));
+    assert_eq!(
+        stops(&only_actions(&run_until(&mut p, 3 * SEC))),
+        vec![("faculty".into(), id("second"), StopReason::Duplicate)]
+    );
+    p.handle(Millis(4 * SEC), unpinned("faculty", "second", JobState::Canceled));
+    // A failure reported for a job that is gone by now is late news.
+    assert!(
+        p.handle(Millis(5 * SEC), stop_failed("faculty", "second", true))
+            .is_empty()
+    );
+    assert!(
+        p.handle(Millis(5 * SEC), stop_failed("faculty", "never-seen", true))
+            .is_empty()
+    );
+    assert!(!p.retrying_stops());
+    assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Running));
 }
