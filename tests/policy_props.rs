@@ -20,7 +20,8 @@ use cdc_orchestrator::config::{FlinkConfig, PolicyConfig, TableOverrides};
 use cdc_orchestrator::decoder::Op;
 use cdc_orchestrator::flink::job_id_for;
 use cdc_orchestrator::policy::{
-    Action, Activity, Input, JobId, JobObservation, JobState, Millis, Policy, PolicySettings, StopReason,
+    Action, Activity, ControlCommand, Input, JobId, JobObservation, JobState, Millis, Policy, PolicySettings,
+    StopReason,
 };
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -630,14 +631,16 @@ impl Sim {
             Step::StopFails { table, transient } => self.stop_fails(*table, *transient),
             Step::Pause(t) => {
                 self.paused[*t] = true;
-                self.feed(Input::Pause {
+                self.feed(Input::Operator {
                     table: TABLES[*t].into(),
+                    command: ControlCommand::Pause,
                 });
             }
             Step::Resume(t) => {
                 self.paused[*t] = false;
-                self.feed(Input::Resume {
+                self.feed(Input::Operator {
                     table: TABLES[*t].into(),
+                    command: ControlCommand::Resume,
                 });
             }
             Step::Trigger(t) => {
@@ -645,12 +648,14 @@ impl Sim {
                 if !rules_paused {
                     self.history.changes.push((*t, self.now));
                 }
-                self.feed(Input::Trigger {
+                self.feed(Input::Operator {
                     table: TABLES[*t].into(),
+                    command: ControlCommand::Trigger,
                 });
             }
-            Step::Stop(t) => self.feed(Input::Stop {
+            Step::Stop(t) => self.feed(Input::Operator {
                 table: TABLES[*t].into(),
+                command: ControlCommand::Stop,
             }),
             Step::Tick => self.feed(Input::Tick),
         }
@@ -868,6 +873,15 @@ fn job_status_strategy() -> impl Strategy<Value = JobState> {
     prop::sample::select(names).prop_map(|name| JobState::from(name.to_owned()))
 }
 
+fn command_strategy() -> impl Strategy<Value = ControlCommand> {
+    prop::sample::select(vec![
+        ControlCommand::Trigger,
+        ControlCommand::Pause,
+        ControlCommand::Resume,
+        ControlCommand::Stop,
+    ])
+}
+
 fn knobs_strategy() -> impl Strategy<Value = Knobs> {
     (
         (0u64..20_000, 1u64..30_000, 1u32..=30, 1u32..=5, 1u32..=4),
@@ -974,10 +988,7 @@ fn raw_input_strategy() -> impl Strategy<Value = (u64, Input)> {
                 job_id: job_id_for(id, 0),
                 transient
             }),
-        table.clone().prop_map(|table| Input::Pause { table }),
-        table.clone().prop_map(|table| Input::Resume { table }),
-        table.clone().prop_map(|table| Input::Trigger { table }),
-        table.prop_map(|table| Input::Stop { table }),
+        (table, command_strategy()).prop_map(|(table, command)| Input::Operator { table, command }),
         Just(Input::Tick),
     ];
     let time = prop_oneof![0u64..200_000, any::<u64>()];

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decoder::Op;
 use crate::flink::{JobId, JobState, job_id_for};
-use crate::policy::{Action, Activity, Event, Input, JobObservation, Millis, Policy, PolicySettings};
+use crate::policy::{Action, Activity, ControlCommand, Event, Input, JobObservation, Millis, Policy, PolicySettings};
 
 /// What to print.
 #[derive(Debug, Clone, Copy, Default)]
@@ -202,12 +202,16 @@ fn to_input(policy: &Policy, input: TraceInput) -> Input {
             error: error.unwrap_or_else(|| "start failed (trace)".to_owned()),
         },
         TraceInput::Stopped { table, job_id } => Input::Stopped { table, job_id },
-        TraceInput::Pause { table } => Input::Pause { table },
-        TraceInput::Resume { table } => Input::Resume { table },
-        TraceInput::Trigger { table } => Input::Trigger { table },
-        TraceInput::Stop { table } => Input::Stop { table },
+        TraceInput::Pause { table } => operator(table, ControlCommand::Pause),
+        TraceInput::Resume { table } => operator(table, ControlCommand::Resume),
+        TraceInput::Trigger { table } => operator(table, ControlCommand::Trigger),
+        TraceInput::Stop { table } => operator(table, ControlCommand::Stop),
         TraceInput::Tick => Input::Tick,
     }
+}
+
+fn operator(table: String, command: ControlCommand) -> Input {
+    Input::Operator { table, command }
 }
 
 struct Printer<W> {
@@ -217,27 +221,28 @@ struct Printer<W> {
 }
 
 impl<W: Write> Printer<W> {
+    /// A start or stop as printed, counted.
+    fn action_line(
+        &mut self,
+        at: Millis,
+        action: &'static str,
+        table: &str,
+        reason: &'static str,
+    ) -> serde_json::Result<String> {
+        self.actions += 1;
+        serde_json::to_string(&ActionLine {
+            t_ms: at.0,
+            action,
+            table,
+            reason,
+        })
+    }
+
     fn print(&mut self, at: Millis, actions: &[Action]) -> Result<(), ReplayError> {
         for action in actions {
             let line = match action {
-                Action::Start { table, reason, .. } => {
-                    self.actions += 1;
-                    serde_json::to_string(&ActionLine {
-                        t_ms: at.0,
-                        action: "start",
-                        table,
-                        reason: reason.as_str(),
-                    })
-                }
-                Action::Stop { table, reason, .. } => {
-                    self.actions += 1;
-                    serde_json::to_string(&ActionLine {
-                        t_ms: at.0,
-                        action: "stop",
-                        table,
-                        reason: reason.as_str(),
-                    })
-                }
+                Action::Start { table, reason, .. } => self.action_line(at, "start", table, reason.as_str()),
+                Action::Stop { table, reason, .. } => self.action_line(at, "stop", table, reason.as_str()),
                 Action::Event(event) if self.options.events => serde_json::to_string(&EventLine { t_ms: at.0, event }),
                 _ => continue,
             };

@@ -9,24 +9,11 @@ use tokio::sync::oneshot;
 use super::RunLoop;
 use crate::config::is_table_name;
 use crate::flink::Launcher;
+pub use crate::policy::ControlCommand;
 use crate::policy::{Input, TableStatus};
 
 /// The latest view of every table, published by the run loop.
 pub type TablesSnapshot = Arc<BTreeMap<String, TableStatus>>;
-
-/// An operator command for one table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ControlCommand {
-    /// Start the job now if it is not running (still honouring the throttle, never a second job).
-    Trigger,
-    /// Suspend starts of the table.
-    Pause,
-    /// Allow starts again; starts at once if changes are pending.
-    Resume,
-    /// Stop the running job with a savepoint.
-    Stop,
-}
 
 /// Why the run loop refused a control command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,11 +43,9 @@ impl<L: Launcher + 'static> RunLoop<L> {
         let answer = if !is_table_name(&table) || !known || !self.policy.settings().policy.manages(&table) {
             Err(ControlError::UnknownTable(table))
         } else {
-            let input = match command {
-                ControlCommand::Trigger => Input::Trigger { table: table.clone() },
-                ControlCommand::Pause => Input::Pause { table: table.clone() },
-                ControlCommand::Resume => Input::Resume { table: table.clone() },
-                ControlCommand::Stop => Input::Stop { table: table.clone() },
+            let input = Input::Operator {
+                table: table.clone(),
+                command,
             };
             tracing::info!(%table, ?command, "operator command");
             self.feed(input);

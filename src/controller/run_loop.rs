@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::flink::{JobId, Launcher};
 use crate::http::metrics::{Metrics, TableJobStateLabels};
 use crate::kafka::watcher::WatchEvent;
-use crate::policy::{Action, Event, Input, JobState, Millis, Policy, PolicySettings, TableState};
+use crate::policy::{Action, ControlCommand, Event, Input, JobState, Millis, Policy, PolicySettings, TableState};
 use crate::sql::Credentials;
 
 /// Milliseconds since the Unix epoch, read from a monotonic clock anchored once at start-up, so the policy
@@ -339,7 +339,10 @@ impl<L: Launcher + 'static> RunLoop<L> {
             let stops: Vec<Input> = self
                 .running_jobs()
                 .into_keys()
-                .map(|table| Input::Stop { table })
+                .map(|table| Input::Operator {
+                    table,
+                    command: ControlCommand::Stop,
+                })
                 .collect();
             self.feed_all(stops);
         }

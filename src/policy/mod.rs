@@ -61,8 +61,8 @@ use crate::config::{Config, FlinkConfig, PolicyConfig};
 use table::{Job, Pending, RetryWhen, Table};
 use throttle::StartThrottle;
 pub use types::{
-    Action, Activity, Event, Input, JobId, JobObservation, JobState, Millis, NextAction, NextStep, StartReason,
-    StopReason, TableState, TableStatus, WaitCause,
+    Action, Activity, ControlCommand, Event, Input, JobId, JobObservation, JobState, Millis, NextAction, NextStep,
+    StartReason, StopReason, TableState, TableStatus, WaitCause,
 };
 
 /// How many ended or duplicate job ids a table remembers, to ignore late reports about them.
@@ -219,13 +219,20 @@ impl Policy {
                 job_id,
                 transient,
             } => self.on_stop_failed(now, &table, job_id, transient, out),
-            Input::Pause { table } => {
-                self.table_mut(&table).paused = true;
-                self.unqueue(&table);
+            Input::Operator { table, command } => self.on_command(now, &table, command, out),
+            Input::Tick => {}
+        }
+    }
+
+    fn on_command(&mut self, now: Millis, table: &str, command: ControlCommand, out: &mut Vec<Action>) {
+        match command {
+            ControlCommand::Pause => {
+                self.table_mut(table).paused = true;
+                self.unqueue(table);
             }
-            Input::Resume { table } => self.table_mut(&table).paused = false,
-            Input::Trigger { table } => {
-                let t = self.table_mut(&table);
+            ControlCommand::Resume => self.table_mut(table).paused = false,
+            ControlCommand::Trigger => {
+                let t = self.table_mut(table);
                 t.retry_at = None;
                 if !t.job.takes_changes() {
                     t.pending.get_or_insert(Pending {
@@ -234,8 +241,7 @@ impl Policy {
                     });
                 }
             }
-            Input::Stop { table } => self.on_operator_stop(now, &table, out),
-            Input::Tick => {}
+            ControlCommand::Stop => self.on_operator_stop(now, table, out),
         }
     }
 

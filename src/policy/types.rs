@@ -83,25 +83,12 @@ pub enum Input {
         /// Whether retrying the same call may succeed ([`crate::flink::FlinkError::is_transient`]).
         transient: bool,
     },
-    /// Operator: never start this table until resumed (a running job runs on until idle or stopped).
-    Pause {
+    /// An operator's command for the table.
+    Operator {
         /// The table.
         table: String,
-    },
-    /// Operator: lift a pause (including `paused = true` from the config); starts at once if changes wait.
-    Resume {
-        /// The table.
-        table: String,
-    },
-    /// Operator: treat the table as changed, skipping any retry backoff (cooldown and throttle still apply).
-    Trigger {
-        /// The table.
-        table: String,
-    },
-    /// Operator: stop the table's job now (with savepoint), whatever its lag. Later changes start it again.
-    Stop {
-        /// The table.
-        table: String,
+        /// What to do.
+        command: ControlCommand,
     },
     /// Nothing happened; time passed. Fire at [`super::Policy::next_deadline`].
     Tick,
@@ -117,13 +104,26 @@ impl Input {
             | Input::StartFailed { table, .. }
             | Input::Stopped { table, .. }
             | Input::StopFailed { table, .. }
-            | Input::Pause { table }
-            | Input::Resume { table }
-            | Input::Trigger { table }
-            | Input::Stop { table } => Some(table),
+            | Input::Operator { table, .. } => Some(table),
             Input::Tick => None,
         }
     }
+}
+
+/// An operator's command for one table, from the HTTP API (`POST /tables/{table}/{command}`) or a replayed trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ControlCommand {
+    /// Treat the table as changed, skipping any retry backoff: start the job now if it is not running (the
+    /// cooldown and the throttle still apply, and there is never a second job).
+    Trigger,
+    /// Never start this table until resumed (a running job runs on until idle or stopped).
+    Pause,
+    /// Lift a pause (including `paused = true` from the config); starts at once if changes wait.
+    Resume,
+    /// Stop the table's job now (with savepoint), whatever its lag. Later changes start it again.
+    Stop,
 }
 
 /// New records of one table since the last report.
