@@ -374,29 +374,18 @@ mod tests {
         let (out, err, summary) = run(trace, ReplayOptions::default());
         assert_eq!(summary.bad_lines, 8, "{err}");
         assert_eq!(summary.lines, 12);
-        let lines: Vec<&str> = err.lines().collect();
-        assert!(lines[0].starts_with("error: trace line 3: not JSON"), "{err}");
-        assert!(
-            lines[1].starts_with("error: trace line 4: unknown variant `explode`"),
-            "{err}"
-        );
-        assert!(
-            lines[2].starts_with("error: trace line 5: t_ms 1 goes back in time"),
-            "{err}"
-        );
-        assert!(
-            lines[3].starts_with("error: trace line 6: unknown variant `RUNNIN`"),
-            "{err}"
-        );
-        assert!(
-            lines[4].starts_with("error: trace line 7: unknown field `extra`"),
-            "{err}"
-        );
-        assert!(lines[5].starts_with("error: trace line 8: missing t_ms"), "{err}");
-        assert!(
-            lines[6].starts_with("error: trace line 9: t_ms: expected milliseconds"),
-            "{err}"
-        );
+        let expected = [
+            "error: trace line 3: not JSON",
+            "error: trace line 4: unknown variant `explode`",
+            "error: trace line 5: t_ms 1 goes back in time",
+            "error: trace line 6: unknown variant `RUNNIN`",
+            "error: trace line 7: unknown field `extra`",
+            "error: trace line 8: missing t_ms",
+            "error: trace line 9: t_ms: expected milliseconds",
+        ];
+        for (line, start) in err.lines().zip(expected) {
+            assert!(line.starts_with(start), "{start}: {err}");
+        }
         // The good lines still ran: both tables started.
         assert_eq!(out.lines().count(), 2, "{out}");
     }

@@ -17,22 +17,72 @@ mod health;
 mod observe;
 mod run_loop;
 
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use control::{ControlCommand, ControlError, ControlRequest, TablesSnapshot};
 pub use health::Health;
-pub use run_loop::RunLoop;
 
 use crate::config::{Config, LauncherKind};
-use crate::flink::{AnyLauncher, FlinkError, Launcher};
+use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher};
 use crate::http::ServerState;
-use crate::http::metrics::Metrics;
+use crate::http::metrics::{Metrics, TableJobStateLabels};
 use crate::kafka::routing::Routing;
 use crate::kafka::watcher::{WatchError, Watcher};
+use crate::policy::{Input, Millis, Policy};
 use crate::sql::Credentials;
+use effects::Outcome;
+use run_loop::Clock;
+
+/// The run loop: the policy, the launcher it drives, and what it publishes.
+pub struct RunLoop<L: Launcher + 'static> {
+    config: Config,
+    clock: Clock,
+    policy: Policy,
+    launcher: Arc<L>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    tables: watch::Sender<TablesSnapshot>,
+    /// Launcher calls in flight.
+    tasks: JoinSet<Outcome>,
+    /// Inputs waiting for the policy: what an action's outcome or a listing feeds back is queued here, so the
+    /// policy takes one input at a time and carrying out an action never re-enters it.
+    inputs: VecDeque<Input>,
+    /// Jobs with a stop in flight, so no job gets two concurrent stops.
+    stopping: BTreeSet<JobId>,
+    /// Tables with a SQL template: the only ones the policy hears of from the watcher, and the ones an operator
+    /// may trigger before any change was seen.
+    templated: BTreeSet<String>,
+    /// Tables without a template whose changes were reported once (the watcher bounds how many tables exist).
+    untemplated_warned: BTreeSet<String>,
+    /// The operations the last sample of each table found, for activity counted from watermarks alone.
+    last_ops: HashMap<String, String>,
+    /// The job ids this process pinned for its latest starts, per table: (policy generation, job id).
+    pinned: HashMap<String, VecDeque<(u64, JobId)>>,
+    /// What the templates' credential placeholders are filled with: the environment's values for a launcher
+    /// that submits them, [`Credentials::redacted`] for a simulated one, which only logs its statements.
+    credentials: Credentials,
+    reconciling: bool,
+    /// When the listing in flight was asked for.
+    reconcile_requested_at: Millis,
+    /// The `cdc_job_state` series set for each table, to remove it when the state changes.
+    job_state_series: HashMap<String, TableJobStateLabels>,
+    /// Shutting down: no new starts, stops still go out (and are retried) until the shutdown timeout.
+    shutting_down: bool,
+}
+
+impl<L: Launcher + 'static> std::fmt::Debug for RunLoop<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunLoop")
+            .field("tasks", &self.tasks.len())
+            .field("inputs", &self.inputs.len())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::effects::Outcome;
-use super::{ControlRequest, Health, TablesSnapshot};
+use super::{ControlRequest, Health, RunLoop, TablesSnapshot};
 use crate::config::Config;
 use crate::flink::{JobId, Launcher};
 use crate::http::metrics::{Metrics, TableJobStateLabels};
@@ -47,52 +47,6 @@ impl Clock {
 
     fn instant_of(&self, at: Millis) -> Instant {
         self.origin + Duration::from_millis(at.0.saturating_sub(self.origin_unix_ms))
-    }
-}
-
-/// The run loop: the policy, the launcher it drives, and what it publishes.
-pub struct RunLoop<L: Launcher + 'static> {
-    pub(super) config: Config,
-    pub(super) clock: Clock,
-    pub(super) policy: Policy,
-    pub(super) launcher: Arc<L>,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) health: Arc<Health>,
-    tables: watch::Sender<TablesSnapshot>,
-    /// Launcher calls in flight.
-    pub(super) tasks: JoinSet<Outcome>,
-    /// Inputs waiting for the policy: what an action's outcome or a listing feeds back is queued here, so the
-    /// policy takes one input at a time and carrying out an action never re-enters it.
-    inputs: VecDeque<Input>,
-    /// Jobs with a stop in flight, so no job gets two concurrent stops.
-    pub(super) stopping: BTreeSet<JobId>,
-    /// Tables with a SQL template: the only ones the policy hears of from the watcher, and the ones an operator
-    /// may trigger before any change was seen.
-    pub(super) templated: BTreeSet<String>,
-    /// Tables without a template whose changes were reported once (the watcher bounds how many tables exist).
-    pub(super) untemplated_warned: BTreeSet<String>,
-    /// The operations the last sample of each table found, for activity counted from watermarks alone.
-    pub(super) last_ops: HashMap<String, String>,
-    /// The job ids this process pinned for its latest starts, per table: (policy generation, job id).
-    pub(super) pinned: HashMap<String, VecDeque<(u64, JobId)>>,
-    /// What the templates' credential placeholders are filled with: the environment's values for a launcher
-    /// that submits them, [`Credentials::redacted`] for a simulated one, which only logs its statements.
-    pub(super) credentials: Credentials,
-    pub(super) reconciling: bool,
-    /// When the listing in flight was asked for.
-    pub(super) reconcile_requested_at: Millis,
-    /// The `cdc_job_state` series set for each table, to remove it when the state changes.
-    job_state_series: HashMap<String, TableJobStateLabels>,
-    /// Shutting down: no new starts, stops still go out (and are retried) until the shutdown timeout.
-    shutting_down: bool,
-}
-
-impl<L: Launcher + 'static> std::fmt::Debug for RunLoop<L> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunLoop")
-            .field("tasks", &self.tasks.len())
-            .field("inputs", &self.inputs.len())
-            .finish_non_exhaustive()
     }
 }
 
