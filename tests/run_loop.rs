@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use cdc_orchestrator::config::{Config, LauncherKind};
 use cdc_orchestrator::controller::RunLoop;
+use cdc_orchestrator::controller::{ControlRequest, Health, TablesSnapshot};
 use cdc_orchestrator::flink::AnyLauncher;
 use cdc_orchestrator::http::metrics::Metrics;
-use cdc_orchestrator::http::{ControlRequest, Health, TablesSnapshot};
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
-use cdc_orchestrator::policy::{JobStatus, TableState};
+use cdc_orchestrator::policy::{JobState, TableState};
 use support::fake_flink::{FakeFlink, Route};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -108,8 +108,8 @@ fn change(table: &str) -> WatchEvent {
 }
 
 impl Loop {
-    fn state(&self, table: &str) -> Option<(TableState, Option<JobStatus>)> {
-        self.tables.borrow().get(table).map(|s| (s.state, s.job_state))
+    fn state(&self, table: &str) -> Option<(TableState, Option<JobState>)> {
+        self.tables.borrow().get(table).map(|s| (s.state, s.job_state.clone()))
     }
 
     /// Waits until `done` holds for the published tables, failing after `timeout`.
@@ -199,7 +199,7 @@ async fn a_restarting_job_shows_as_restarting_while_the_table_keeps_its_job() {
     run.wait_until("RESTARTING shown", Duration::from_secs(5), |tables| {
         tables
             .get("solo")
-            .is_some_and(|s| s.job_state == Some(JobStatus::Restarting))
+            .is_some_and(|s| s.job_state == Some(JobState::Restarting))
     })
     .await;
     let status = serde_json::to_value(&run.tables.borrow()["solo"]).expect("json");
@@ -224,7 +224,7 @@ async fn a_restarting_job_shows_as_restarting_while_the_table_keeps_its_job() {
     run.wait_until("RUNNING again", Duration::from_secs(5), |tables| {
         tables
             .get("solo")
-            .is_some_and(|s| s.job_state == Some(JobStatus::Running))
+            .is_some_and(|s| s.job_state == Some(JobState::Running))
     })
     .await;
     assert!(run.metrics.render().contains("cdc_jobs_running 1\n"));
@@ -237,11 +237,11 @@ fn assert_converged(run: &Loop, flink: &FakeFlink, table: &str) -> String {
     let status = run.tables.borrow().get(table).cloned().expect("status");
     assert_eq!(status.state, TableState::Running, "{table}: {status:?}");
     assert_eq!(
-        status.job_id.as_deref(),
+        status.job_id.as_ref().map(|id| id.as_str()),
         Some(live[0].id.as_str()),
         "{table}: {status:?}"
     );
-    assert_eq!(status.job_state, Some(JobStatus::Running), "{table}: {status:?}");
+    assert_eq!(status.job_state, Some(JobState::Running), "{table}: {status:?}");
     live[0].id.clone()
 }
 
@@ -282,9 +282,9 @@ async fn a_job_gone_from_flinks_list_is_taken_as_ended_within_a_listing() {
     // The session cluster restarted without HA: Flink knows nothing of the job any more.
     flink.forget_job(&first);
     run.wait_until("a new job for the table", Duration::from_secs(10), |tables| {
-        tables
-            .get("solo")
-            .is_some_and(|s| s.state == TableState::Running && s.job_id.as_deref() != Some(first.as_str()))
+        tables.get("solo").is_some_and(|s| {
+            s.state == TableState::Running && s.job_id.as_ref().map(|id| id.as_str()) != Some(first.as_str())
+        })
     })
     .await;
     let second = assert_converged(&run, &flink, "solo");

@@ -1,85 +1,106 @@
-//! The operator HTTP API over real HTTP on loopback, with a stand-in run loop answering control commands.
+//! The operator HTTP API over real HTTP on loopback, in front of the real run loop (with a launcher test double
+//! whose starts never finish, so tables keep the state the test gives them).
+
+#[path = "support/launcher_double.rs"]
+mod launcher_double;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::config::{Config, Secret};
+use cdc_orchestrator::controller::{Health, RunLoop};
 use cdc_orchestrator::http::metrics::Metrics;
-use cdc_orchestrator::http::{self, ControlCommand, ControlError, Health, ServerState};
-use cdc_orchestrator::policy::{Activity, Input, Millis, Policy, PolicySettings, TableStatus};
+use cdc_orchestrator::http::{self, ServerState};
+use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
+use launcher_double::FakeLauncher;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// A real policy's view of a table that saw one change (so: starting) or only a lag report (so: idle).
-fn status(table: &str, changed: bool) -> TableStatus {
-    let mut policy = Policy::new(PolicySettings::from_config(&Config::default(), 7));
-    let input = if changed {
-        Input::Activity(Activity {
-            table: table.to_owned(),
-            records: 1,
-            ..Activity::default()
-        })
-    } else {
-        Input::Lag {
-            table: table.to_owned(),
-            lag: 0,
-        }
-    };
-    policy.handle(Millis(1_000), input);
-    policy.status(table).expect("the policy knows the table")
-}
 
 struct Harness {
     base: String,
     http: reqwest::Client,
     health: Arc<Health>,
-    commands: mpsc::UnboundedReceiver<(String, ControlCommand)>,
+    launcher: FakeLauncher,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _events: mpsc::Sender<WatchEvent>,
+    _sql: tempfile::TempDir,
 }
 
+fn sql_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("setup.sql"), "SET 'pipeline.name' = 'cdc';").expect("setup.sql");
+    std::fs::create_dir(dir.path().join("tables")).expect("tables dir");
+    for table in ["faculty", "program"] {
+        std::fs::write(
+            dir.path().join("tables").join(format!("{table}.sql")),
+            format!("INSERT INTO sink_{table} SELECT * FROM src_{table};"),
+        )
+        .expect("table template");
+    }
+    dir
+}
+
+/// The server in front of a run loop that saw a change of faculty (so: starting) and only a lag report of
+/// program (so: idle).
 async fn start(token: Option<&str>) -> Harness {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let sql = sql_dir();
+    let mut config = Config::default();
+    config.flink.sql_dir = Some(sql.path().to_owned());
+    config.flink.shutdown_timeout = Duration::from_millis(100);
+    config.policy.cooldown = Duration::ZERO;
+    let launcher = FakeLauncher::new();
+    launcher.set_start_delay(Duration::from_secs(3_600));
     let metrics = Arc::new(Metrics::new());
     metrics.record_start("faculty", true);
     let health = Arc::new(Health::new(Duration::from_secs(30), Duration::from_secs(90)));
-    let mut tables = BTreeMap::new();
-    tables.insert("faculty".to_owned(), status("faculty", true));
-    tables.insert("program".to_owned(), status("program", false));
-    let (_publish, snapshot) = watch::channel(Arc::new(tables));
-    let (control, mut requests) = mpsc::channel::<http::ControlRequest>(8);
-    let (seen_tx, commands) = mpsc::unbounded_channel();
-    // Stand-in for the run loop: knows two tables, reports each command it accepts.
-    tokio::spawn(async move {
-        while let Some(request) = requests.recv().await {
-            let answer = match request.table.as_str() {
-                "faculty" | "program" => {
-                    let _ = seen_tx.send((request.table.clone(), request.command));
-                    if request.command == ControlCommand::Stop && request.table == "program" {
-                        Err(ControlError::Conflict("program has no running job".to_owned()))
-                    } else {
-                        Ok(status(&request.table, true))
-                    }
-                }
-                other => Err(ControlError::UnknownTable(other.to_owned())),
-            };
-            let _ = request.reply.send(answer);
-        }
-    });
+    let run_loop = RunLoop::new(config, Arc::new(launcher.clone()), metrics.clone(), health.clone());
+    let mut tables = run_loop.subscribe();
+    let (control, control_rx) = mpsc::channel(8);
     let state = ServerState {
         metrics,
         health: health.clone(),
-        tables: snapshot,
+        tables: run_loop.subscribe(),
         control,
         token: token.map(Secret::new),
         max_body_bytes: 4096,
-        unseen: Arc::default(),
+        unseen: Arc::new(run_loop.unseen_statuses()),
     };
+    let (events, observations) = mpsc::channel(8);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(run_loop.run(observations, control_rx, shutdown.clone()));
+    events
+        .send(WatchEvent::Activity(TableActivity {
+            table: "faculty".to_owned(),
+            topic: "university-server.public.faculty".to_owned(),
+            partition: 0,
+            new_records: 1,
+            ops: BTreeMap::new(),
+            unknown_ops: 0,
+            newest_ts_ms: None,
+            observed_at_ms: 0,
+        }))
+        .await
+        .expect("the loop runs");
+    events
+        .send(WatchEvent::Lag {
+            table: "program".to_owned(),
+            lag: 0,
+        })
+        .await
+        .expect("the loop runs");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tables.wait_for(|t| t.contains_key("faculty") && t.contains_key("program")),
+    )
+    .await
+    .expect("the loop saw both tables")
+    .expect("the loop runs");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let shutdown = CancellationToken::new();
     let limits = http::Limits::from_config(&Config::default().server);
     let server = tokio::spawn(http::serve(listener, state, limits, shutdown.clone()));
     let http = reqwest::Client::builder()
@@ -90,9 +111,11 @@ async fn start(token: Option<&str>) -> Harness {
         base,
         http,
         health,
-        commands,
+        launcher,
         shutdown,
         server,
+        _events: events,
+        _sql: sql,
     }
 }
 
@@ -180,20 +203,26 @@ async fn tables_are_listed_and_unknown_ones_are_404() {
 
 #[tokio::test]
 async fn control_commands_reach_the_run_loop() {
-    let mut h = start(None).await;
-    for (action, command) in [
-        ("trigger", ControlCommand::Trigger),
-        ("pause", ControlCommand::Pause),
-        ("resume", ControlCommand::Resume),
-        ("stop", ControlCommand::Stop),
-    ] {
-        let (code, body) = h.post(&format!("/tables/faculty/{action}"), None).await;
-        assert_eq!(code, 202, "{action}: {body}");
-        assert_eq!(body["table"], "faculty");
-        assert_eq!(h.commands.recv().await, Some(("faculty".to_owned(), command)));
-    }
+    let h = start(None).await;
+    let (code, body) = h.post("/tables/faculty/trigger", None).await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(
+        (body["table"].clone(), body["state"].clone()),
+        ("faculty".into(), "starting".into())
+    );
+    let (code, body) = h.post("/tables/faculty/pause", None).await;
+    assert_eq!((code, body["paused"].clone()), (202, Value::Bool(true)), "{body}");
+    let (code, body) = h.post("/tables/faculty/resume", None).await;
+    assert_eq!((code, body["paused"].clone()), (202, Value::Bool(false)), "{body}");
+    // The job is still starting: the stop is carried out once it runs.
+    let (code, body) = h.post("/tables/faculty/stop", None).await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["next"]["action"], "stop", "{body}");
+    assert_eq!(body["next"]["waiting_for"], "not_running", "{body}");
+    // A stop of a table without a job is accepted and changes nothing.
     let (code, body) = h.post("/tables/program/stop", None).await;
-    assert_eq!((code, body["error_code"].clone()), (409, Value::from(409)));
+    assert_eq!((code, body["state"].clone()), (202, Value::from("idle")), "{body}");
+    assert!(h.launcher.stops().is_empty());
     let (code, body) = h.post("/tables/nope/trigger", None).await;
     assert_eq!(
         (code, body["message"].clone()),
@@ -206,22 +235,28 @@ async fn control_commands_reach_the_run_loop() {
 
 #[tokio::test]
 async fn post_needs_the_bearer_token_when_one_is_set() {
-    let mut h = start(Some("s3cret")).await;
-    let (code, body) = h.post("/tables/faculty/trigger", None).await;
+    let h = start(Some("s3cret")).await;
+    let (code, body) = h.post("/tables/program/trigger", None).await;
     assert_eq!(code, 401);
     assert_eq!(body["error_code"], 401);
-    let (code, _) = h.post("/tables/faculty/trigger", Some("wrong")).await;
+    let (code, _) = h.post("/tables/program/trigger", Some("wrong")).await;
     assert_eq!(code, 401);
-    assert!(
-        h.commands.try_recv().is_err(),
+    let (_, program) = h.get("/tables/program").await;
+    assert_eq!(
+        json(&program)["state"],
+        "idle",
         "rejected requests never reach the run loop"
     );
-    let (code, _) = h.post("/tables/faculty/trigger", Some("s3cret")).await;
-    assert_eq!(code, 202);
-    assert_eq!(
-        h.commands.recv().await,
-        Some(("faculty".to_owned(), ControlCommand::Trigger))
-    );
+    let (code, body) = h.post("/tables/program/trigger", Some("s3cret")).await;
+    assert_eq!((code, body["state"].clone()), (202, Value::from("starting")), "{body}");
+    let started = || h.launcher.starts().iter().any(|(table, _)| table == "program");
+    for _ in 0..500 {
+        if started() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(started(), "{:?}", h.launcher.calls());
     // Reads stay open: probes and dashboards carry no token.
     assert_eq!(h.get("/tables").await.0, 200);
 }

@@ -16,7 +16,8 @@ use std::io::{self, BufRead, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::decoder::Op;
-use crate::policy::{Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings};
+use crate::flink::{JobId, JobState, job_id_for};
+use crate::policy::{Action, Activity, ControlCommand, Event, Input, JobObservation, Millis, Policy, PolicySettings};
 
 /// What to print.
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,9 +67,10 @@ enum TraceInput {
     },
     Job {
         table: String,
-        state: JobStatus,
+        #[serde(deserialize_with = "known_state")]
+        state: JobState,
         #[serde(default)]
-        job_id: Option<String>,
+        job_id: Option<JobId>,
         #[serde(default)]
         generation: Option<u64>,
     },
@@ -82,7 +84,7 @@ enum TraceInput {
     Stopped {
         table: String,
         #[serde(default)]
-        job_id: Option<String>,
+        job_id: Option<JobId>,
     },
     Pause {
         table: String,
@@ -97,6 +99,15 @@ enum TraceInput {
         table: String,
     },
     Tick,
+}
+
+/// A job state of a trace: one Flink has, so that a misspelt state is a bad line rather than a state this version
+/// does not know.
+fn known_state<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<JobState, D::Error> {
+    match JobState::from(String::deserialize(deserializer)?) {
+        JobState::Other(name) => Err(serde::de::Error::unknown_variant(&name, &JobState::KNOWN)),
+        state => Ok(state),
+    }
 }
 
 #[derive(Serialize)]
@@ -144,8 +155,8 @@ fn parse(line: &str) -> Result<(u64, TraceInput), String> {
     Ok((t_ms, input))
 }
 
-/// Turns a parsed line into a policy input. A `job` line without `job_id` names the table's latest job,
-/// `<table>-<generation>`, as the replay's stand-in for the id the launcher would pin.
+/// Turns a parsed line into a policy input. A `job` line without `job_id` names the table's latest job, with
+/// the id pinned from the table and its generation, as the replay's stand-in for the id the launcher would pin.
 fn to_input(policy: &Policy, input: TraceInput) -> Input {
     match input {
         TraceInput::Activity {
@@ -171,7 +182,7 @@ fn to_input(policy: &Policy, input: TraceInput) -> Input {
                 Some(id) => (id, generation),
                 None => {
                     let latest = generation.or_else(|| policy.status(&table).map(|s| s.generation));
-                    (format!("{table}-{}", latest.unwrap_or(0)), latest)
+                    (job_id_for(&table, latest.unwrap_or(0)), latest)
                 }
             };
             Input::JobState(JobObservation {
@@ -191,12 +202,16 @@ fn to_input(policy: &Policy, input: TraceInput) -> Input {
             error: error.unwrap_or_else(|| "start failed (trace)".to_owned()),
         },
         TraceInput::Stopped { table, job_id } => Input::Stopped { table, job_id },
-        TraceInput::Pause { table } => Input::Pause { table },
-        TraceInput::Resume { table } => Input::Resume { table },
-        TraceInput::Trigger { table } => Input::Trigger { table },
-        TraceInput::Stop { table } => Input::Stop { table },
+        TraceInput::Pause { table } => operator(table, ControlCommand::Pause),
+        TraceInput::Resume { table } => operator(table, ControlCommand::Resume),
+        TraceInput::Trigger { table } => operator(table, ControlCommand::Trigger),
+        TraceInput::Stop { table } => operator(table, ControlCommand::Stop),
         TraceInput::Tick => Input::Tick,
     }
+}
+
+fn operator(table: String, command: ControlCommand) -> Input {
+    Input::Operator { table, command }
 }
 
 struct Printer<W> {
@@ -206,27 +221,28 @@ struct Printer<W> {
 }
 
 impl<W: Write> Printer<W> {
+    /// A start or stop as printed, counted.
+    fn action_line(
+        &mut self,
+        at: Millis,
+        action: &'static str,
+        table: &str,
+        reason: &'static str,
+    ) -> serde_json::Result<String> {
+        self.actions += 1;
+        serde_json::to_string(&ActionLine {
+            t_ms: at.0,
+            action,
+            table,
+            reason,
+        })
+    }
+
     fn print(&mut self, at: Millis, actions: &[Action]) -> Result<(), ReplayError> {
         for action in actions {
             let line = match action {
-                Action::Start { table, reason, .. } => {
-                    self.actions += 1;
-                    serde_json::to_string(&ActionLine {
-                        t_ms: at.0,
-                        action: "start",
-                        table,
-                        reason: reason.as_str(),
-                    })
-                }
-                Action::Stop { table, reason, .. } => {
-                    self.actions += 1;
-                    serde_json::to_string(&ActionLine {
-                        t_ms: at.0,
-                        action: "stop",
-                        table,
-                        reason: reason.as_str(),
-                    })
-                }
+                Action::Start { table, reason, .. } => self.action_line(at, "start", table, reason.as_str()),
+                Action::Stop { table, reason, .. } => self.action_line(at, "stop", table, reason.as_str()),
                 Action::Event(event) if self.options.events => serde_json::to_string(&EventLine { t_ms: at.0, event }),
                 _ => continue,
             };
@@ -358,29 +374,18 @@ mod tests {
         let (out, err, summary) = run(trace, ReplayOptions::default());
         assert_eq!(summary.bad_lines, 8, "{err}");
         assert_eq!(summary.lines, 12);
-        let lines: Vec<&str> = err.lines().collect();
-        assert!(lines[0].starts_with("error: trace line 3: not JSON"), "{err}");
-        assert!(
-            lines[1].starts_with("error: trace line 4: unknown variant `explode`"),
-            "{err}"
-        );
-        assert!(
-            lines[2].starts_with("error: trace line 5: t_ms 1 goes back in time"),
-            "{err}"
-        );
-        assert!(
-            lines[3].starts_with("error: trace line 6: unknown variant `RUNNIN`"),
-            "{err}"
-        );
-        assert!(
-            lines[4].starts_with("error: trace line 7: unknown field `extra`"),
-            "{err}"
-        );
-        assert!(lines[5].starts_with("error: trace line 8: missing t_ms"), "{err}");
-        assert!(
-            lines[6].starts_with("error: trace line 9: t_ms: expected milliseconds"),
-            "{err}"
-        );
+        let expected = [
+            "error: trace line 3: not JSON",
+            "error: trace line 4: unknown variant `explode`",
+            "error: trace line 5: t_ms 1 goes back in time",
+            "error: trace line 6: unknown variant `RUNNIN`",
+            "error: trace line 7: unknown field `extra`",
+            "error: trace line 8: missing t_ms",
+            "error: trace line 9: t_ms: expected milliseconds",
+        ];
+        for (line, start) in err.lines().zip(expected) {
+            assert!(line.starts_with(start), "{start}: {err}");
+        }
         // The good lines still ran: both tables started.
         assert_eq!(out.lines().count(), 2, "{out}");
     }
@@ -388,9 +393,9 @@ mod tests {
     #[test]
     fn ops_decide_what_counts_and_events_are_printed_on_request() {
         let trace = r#"{"t_ms":0,"input":"trigger","table":"faculty"}
-{"t_ms":10,"input":"job","table":"faculty","state":"RUNNING","job_id":"abc","generation":1}
+{"t_ms":10,"input":"job","table":"faculty","state":"RUNNING","job_id":"0123456789abcdef0123456789abcdef","generation":1}
 {"t_ms":20,"input":"stop","table":"faculty"}
-{"t_ms":30,"input":"stopped","table":"faculty","job_id":"abc"}
+{"t_ms":30,"input":"stopped","table":"faculty","job_id":"0123456789abcdef0123456789abcdef"}
 {"t_ms":40,"input":"activity","table":"faculty","records":2,"ops":{"c":1,"d":1},"newest_ts_ms":1700000000000}
 {"t_ms":30000,"input":"tick"}
 "#;

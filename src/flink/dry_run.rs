@@ -112,6 +112,10 @@ impl Launcher for DryRunLauncher {
         });
         Ok(jobs)
     }
+
+    fn simulated(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

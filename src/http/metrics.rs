@@ -93,7 +93,7 @@ pub struct Metrics {
 /// and `/readyz` agree. Nothing is rendered before [`DependencyGauges::watch`].
 #[derive(Debug, Default)]
 pub struct DependencyGauges {
-    health: std::sync::OnceLock<std::sync::Arc<crate::http::Health>>,
+    health: std::sync::OnceLock<std::sync::Arc<crate::controller::Health>>,
 }
 
 /// Labels `{dependency}`.
@@ -104,7 +104,7 @@ struct DependencyLabels {
 
 impl DependencyGauges {
     /// Renders `health` from now on.
-    pub fn watch(&self, health: std::sync::Arc<crate::http::Health>) {
+    pub fn watch(&self, health: std::sync::Arc<crate::controller::Health>) {
         let _ = self.health.set(health);
     }
 }
@@ -297,7 +297,7 @@ mod tests {
             !m.render().contains("cdc_dependency_up"),
             "nothing before the run loop hands health over"
         );
-        let health = std::sync::Arc::new(crate::http::Health::new(
+        let health = std::sync::Arc::new(crate::controller::Health::new(
             Duration::from_secs(30),
             Duration::from_secs(90),
         ));

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::decoder::Op;
+pub use crate::flink::{JobId, JobState};
 
 /// A point in time, in milliseconds since an epoch the caller chooses (the sidecar's start, a trace's zero).
 ///
@@ -71,27 +71,24 @@ pub enum Input {
         /// The table.
         table: String,
         /// The stopped job; `None` means the table's current job.
-        job_id: Option<String>,
+        job_id: Option<JobId>,
     },
-    /// Operator: never start this table until resumed (a running job runs on until idle or stopped).
-    Pause {
+    /// A stop the policy asked for failed: the job may still run. A transient failure (Flink unreachable, a
+    /// server error) is retried with backoff; any other is retried when a job listing shows the job alive.
+    StopFailed {
         /// The table.
         table: String,
+        /// The job that was to stop.
+        job_id: JobId,
+        /// Whether retrying the same call may succeed ([`crate::flink::FlinkError::is_transient`]).
+        transient: bool,
     },
-    /// Operator: lift a pause (including `paused = true` from the config); starts at once if changes wait.
-    Resume {
+    /// An operator's command for the table.
+    Operator {
         /// The table.
         table: String,
-    },
-    /// Operator: treat the table as changed, skipping any retry backoff (cooldown and throttle still apply).
-    Trigger {
-        /// The table.
-        table: String,
-    },
-    /// Operator: stop the table's job now (with savepoint), whatever its lag. Later changes start it again.
-    Stop {
-        /// The table.
-        table: String,
+        /// What to do.
+        command: ControlCommand,
     },
     /// Nothing happened; time passed. Fire at [`super::Policy::next_deadline`].
     Tick,
@@ -106,13 +103,27 @@ impl Input {
             Input::Lag { table, .. }
             | Input::StartFailed { table, .. }
             | Input::Stopped { table, .. }
-            | Input::Pause { table }
-            | Input::Resume { table }
-            | Input::Trigger { table }
-            | Input::Stop { table } => Some(table),
+            | Input::StopFailed { table, .. }
+            | Input::Operator { table, .. } => Some(table),
             Input::Tick => None,
         }
     }
+}
+
+/// An operator's command for one table, from the HTTP API (`POST /tables/{table}/{command}`) or a replayed trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ControlCommand {
+    /// Treat the table as changed, skipping any retry backoff: start the job now if it is not running (the
+    /// cooldown and the throttle still apply, and there is never a second job).
+    Trigger,
+    /// Never start this table until resumed (a running job runs on until idle or stopped).
+    Pause,
+    /// Lift a pause (including `paused = true` from the config); starts at once if changes wait.
+    Resume,
+    /// Stop the table's job now (with savepoint), whatever its lag. Later changes start it again.
+    Stop,
 }
 
 /// New records of one table since the last report.
@@ -135,104 +146,12 @@ pub struct JobObservation {
     /// The table the job belongs to (the launcher derives it from the job name).
     pub table: String,
     /// Flink's job id.
-    pub job_id: String,
+    pub job_id: JobId,
     /// The generation the job was started with, when the launcher can tell (it pins job ids from table and
     /// generation). With it the policy tells the table's current job from stale or duplicate ones exactly.
     pub generation: Option<u64>,
     /// The job's state.
-    pub state: JobStatus,
-}
-
-/// Flink's job states (`JobStatus` in the JobManager REST API).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[non_exhaustive]
-pub enum JobStatus {
-    /// Being set up by the dispatcher.
-    Initializing,
-    /// Created, no task running yet.
-    Created,
-    /// Running.
-    Running,
-    /// Failing; Flink may restart it.
-    Failing,
-    /// Failed for good (terminal).
-    Failed,
-    /// Being cancelled.
-    Cancelling,
-    /// Cancelled (terminal).
-    Canceled,
-    /// Finished, e.g. after stop-with-savepoint (terminal).
-    Finished,
-    /// Restarting after a failure.
-    Restarting,
-    /// Suspended by a JobManager losing leadership; recovered by the next leader.
-    Suspended,
-    /// Being reconciled after a JobManager failover.
-    Reconciling,
-}
-
-impl JobStatus {
-    /// Every state, in Flink's order.
-    pub const ALL: [JobStatus; 11] = [
-        JobStatus::Initializing,
-        JobStatus::Created,
-        JobStatus::Running,
-        JobStatus::Failing,
-        JobStatus::Failed,
-        JobStatus::Cancelling,
-        JobStatus::Canceled,
-        JobStatus::Finished,
-        JobStatus::Restarting,
-        JobStatus::Suspended,
-        JobStatus::Reconciling,
-    ];
-
-    /// The job is gone: FAILED, CANCELED or FINISHED. Every other state still occupies the table.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished)
-    }
-
-    /// Flink's spelling, e.g. `RUNNING`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Initializing => "INITIALIZING",
-            JobStatus::Created => "CREATED",
-            JobStatus::Running => "RUNNING",
-            JobStatus::Failing => "FAILING",
-            JobStatus::Failed => "FAILED",
-            JobStatus::Cancelling => "CANCELLING",
-            JobStatus::Canceled => "CANCELED",
-            JobStatus::Finished => "FINISHED",
-            JobStatus::Restarting => "RESTARTING",
-            JobStatus::Suspended => "SUSPENDED",
-            JobStatus::Reconciling => "RECONCILING",
-        }
-    }
-}
-
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A string that is not one of Flink's job states.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown Flink job state {0:?} (expected one of INITIALIZING, CREATED, RUNNING, FAILING, FAILED, CANCELLING, CANCELED, FINISHED, RESTARTING, SUSPENDED, RECONCILING)"
-)]
-pub struct UnknownJobStatus(pub String);
-
-impl FromStr for JobStatus {
-    type Err = UnknownJobStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| UnknownJobStatus(s.to_owned()))
-    }
+    pub state: JobState,
 }
 
 /// What the policy wants done, or wants known.
@@ -255,7 +174,7 @@ pub enum Action {
         /// The table.
         table: String,
         /// The Flink job to stop.
-        job_id: String,
+        job_id: JobId,
         /// Why.
         reason: StopReason,
     },
@@ -376,14 +295,25 @@ pub enum Event {
         /// The launcher's message.
         error: String,
     },
+    /// A stop failed; it is asked for again at `retry_at`, or, without one, when a listing shows the job alive.
+    StopFailed {
+        /// The table.
+        table: String,
+        /// The job.
+        job_id: JobId,
+        /// Consecutive failed stops of the job.
+        failures: u32,
+        /// When the stop is retried, for a transient failure.
+        retry_at: Option<Millis>,
+    },
     /// A job ended without being asked to (FAILED, CANCELED or FINISHED by someone else).
     JobEnded {
         /// The table.
         table: String,
         /// The job.
-        job_id: String,
+        job_id: JobId,
         /// Its final state.
-        state: JobStatus,
+        state: JobState,
     },
     /// The table reached `failing_after` consecutive failures.
     Failing {
@@ -402,7 +332,7 @@ pub enum Event {
         /// The table.
         table: String,
         /// The job.
-        job_id: String,
+        job_id: JobId,
         /// Its generation (the next start uses a higher one).
         generation: u64,
     },
@@ -421,10 +351,10 @@ pub struct TableStatus {
     /// The generation of the latest start or adopted job.
     pub generation: u64,
     /// The current job, when known.
-    pub job_id: Option<String>,
+    pub job_id: Option<JobId>,
     /// Flink's state of the current job, as Flink last reported it (the start's answer or a job listing), kept
     /// apart from `state`: e.g. `RESTARTING` while `state` is `running`. `None` until Flink reported the job.
-    pub job_state: Option<JobStatus>,
+    pub job_state: Option<JobState>,
     /// Since when the current job is in its state: started (starting), RUNNING (running), asked to stop
     /// (stopping).
     pub job_since: Option<Millis>,
@@ -443,7 +373,7 @@ pub struct TableStatus {
     /// When the last start was issued.
     pub last_start_at: Option<Millis>,
     /// Second jobs of the table being stopped; the table does not start while there are any.
-    pub duplicate_jobs: Vec<String>,
+    pub duplicate_jobs: Vec<JobId>,
     /// What the policy will do next, if anything.
     pub next: Option<NextStep>,
 }

@@ -1,0 +1,345 @@
+//! The loop itself: one task owns the policy and feeds it, one input at a time, from the watcher, the control
+//! channel, the launcher's answers and its own timers; what the policy decides becomes launcher calls.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::effects::Outcome;
+use super::{ControlRequest, Health, RunLoop, TablesSnapshot};
+use crate::config::Config;
+use crate::flink::{JobId, Launcher};
+use crate::http::metrics::{Metrics, TableJobStateLabels};
+use crate::kafka::watcher::WatchEvent;
+use crate::policy::{Action, ControlCommand, Event, Input, JobState, Millis, Policy, PolicySettings, TableState};
+use crate::sql::Credentials;
+
+/// Milliseconds since the Unix epoch, read from a monotonic clock anchored once at start-up, so the policy
+/// sees real timestamps that never go backwards.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    origin: Instant,
+    /// The process's start, milliseconds since the Unix epoch: the high bits of every launch generation.
+    pub(super) origin_unix_ms: u64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        Clock {
+            origin: Instant::now(),
+            origin_unix_ms: unix_ms,
+        }
+    }
+
+    pub(super) fn now(&self) -> Millis {
+        let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Millis(self.origin_unix_ms.saturating_add(elapsed))
+    }
+
+    fn instant_of(&self, at: Millis) -> Instant {
+        self.origin + Duration::from_millis(at.0.saturating_sub(self.origin_unix_ms))
+    }
+}
+
+impl<L: Launcher + 'static> RunLoop<L> {
+    /// Builds the loop; `launcher` is shared with whoever else needs it (the `jobs` listing, tests).
+    pub fn new(config: Config, launcher: Arc<L>, metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
+        let clock = Clock::new();
+        let policy = Policy::new(PolicySettings::from_config(&config, clock.origin_unix_ms));
+        let (tables, _) = watch::channel(TablesSnapshot::default());
+        let templated: BTreeSet<String> = match crate::sql::known_tables(&config) {
+            Ok(tables) => tables.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the SQL templates; starts will fail until they are fixed");
+                BTreeSet::new()
+            }
+        };
+        let credentials = if launcher.simulated() {
+            Credentials::redacted()
+        } else {
+            Credentials::from_env()
+        };
+        let managed = templated.iter().filter(|t| config.policy.manages(t)).cloned();
+        metrics
+            .savings
+            .start(move || clock.now(), managed, &config.flink.job_link_base());
+        RunLoop {
+            templated,
+            untemplated_warned: BTreeSet::new(),
+            last_ops: HashMap::new(),
+            credentials,
+            config,
+            clock,
+            policy,
+            launcher,
+            metrics,
+            health,
+            tables,
+            tasks: JoinSet::new(),
+            inputs: VecDeque::new(),
+            stopping: BTreeSet::new(),
+            pinned: HashMap::new(),
+            reconciling: false,
+            reconcile_requested_at: Millis(0),
+            job_state_series: HashMap::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// The status of every table an operator may address before this loop has seen it (it has a SQL template and
+    /// is managed), for the HTTP server.
+    pub fn unseen_statuses(&self) -> BTreeMap<String, crate::policy::TableStatus> {
+        let policy = &self.policy.settings().policy;
+        self.templated
+            .iter()
+            .filter(|table| policy.manages(table))
+            .map(|table| (table.clone(), self.policy.unseen_status(table)))
+            .collect()
+    }
+
+    /// A receiver of the table snapshots this loop publishes, for the HTTP server.
+    pub fn subscribe(&self) -> watch::Receiver<TablesSnapshot> {
+        self.tables.subscribe()
+    }
+
+    /// Runs until `shutdown`, then lets in-flight launcher calls finish within `flink.shutdown_timeout`.
+    pub async fn run(
+        mut self,
+        mut observations: mpsc::Receiver<WatchEvent>,
+        mut control: mpsc::Receiver<ControlRequest>,
+        shutdown: CancellationToken,
+    ) {
+        let mut reconcile_every = tokio::time::interval(self.config.flink.reconcile_interval);
+        reconcile_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.on_joined(done),
+                Some(request) = control.recv() => self.on_control(request),
+                Some(observation) = observations.recv() => self.on_observation(observation),
+                _ = reconcile_every.tick() => self.spawn_reconcile(),
+                () = sleep_until(deadline) => self.feed(Input::Tick),
+            }
+        }
+        self.shut_down().await;
+    }
+
+    /// When the policy wants to be called again.
+    fn deadline(&self) -> Option<Instant> {
+        self.policy.next_deadline().map(|at| self.clock.instant_of(at))
+    }
+
+    pub(super) fn on_joined(&mut self, done: Result<Outcome, tokio::task::JoinError>) {
+        match done {
+            Ok(outcome) => self.on_outcome(outcome),
+            Err(e) => tracing::error!(error = %e, "a launcher task ended abnormally"),
+        }
+    }
+
+    /// Feeds `input` to the policy, then whatever carrying out its actions fed back, and publishes the tables.
+    pub(super) fn feed(&mut self, input: Input) {
+        self.feed_all([input]);
+    }
+
+    /// Feeds `inputs` in order, as [`RunLoop::feed`] does one.
+    pub(super) fn feed_all(&mut self, inputs: impl IntoIterator<Item = Input>) {
+        self.inputs.extend(inputs);
+        while let Some(input) = self.inputs.pop_front() {
+            for action in self.policy.handle(self.clock.now(), input) {
+                self.execute(action);
+            }
+        }
+        self.publish();
+    }
+
+    /// Queues an input for the policy; [`RunLoop::feed_all`] takes it after the one in hand.
+    pub(super) fn queue_input(&mut self, input: Input) {
+        self.inputs.push_back(input);
+    }
+
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::Start { table, .. } if self.shutting_down => {
+                tracing::debug!(%table, "start not carried out: shutting down");
+            }
+            Action::Start {
+                table,
+                generation,
+                reason,
+            } => self.spawn_start(table, generation, reason),
+            Action::Stop { table, job_id, reason } => self.spawn_stop(table, job_id, reason),
+            Action::Event(event) => self.on_event(event),
+        }
+    }
+
+    fn on_event(&self, event: Event) {
+        match event {
+            Event::Deferred { table, until, cause } => {
+                tracing::debug!(%table, until = until.0, ?cause, "start deferred");
+            }
+            Event::Throttled { table, until } => {
+                self.metrics.starts_throttled.inc();
+                tracing::info!(%table, until = until.0, "start throttled");
+            }
+            Event::Queued {
+                table,
+                in_flight,
+                limit,
+            } => {
+                self.metrics.starts_throttled.inc();
+                tracing::info!(%table, in_flight, limit, "start queued: concurrency limit");
+            }
+            Event::StartFailed {
+                table,
+                failures,
+                retry_at,
+                error,
+            } => {
+                tracing::debug!(%table, failures, retry_at = retry_at.0, %error, "start will be retried");
+            }
+            Event::StopFailed {
+                table,
+                job_id,
+                failures,
+                retry_at,
+            } => match retry_at {
+                Some(at) => {
+                    let retry_in = at.since(self.clock.now());
+                    tracing::warn!(%table, %job_id, failures, ?retry_in, "stop failed; retrying");
+                }
+                None => tracing::warn!(%table, %job_id, failures, "stop failed; retried when Flink lists the job"),
+            },
+            Event::JobEnded { table, job_id, state } => {
+                tracing::warn!(%table, %job_id, %state, "job ended without being asked to");
+            }
+            Event::Failing { table, failures } => {
+                tracing::error!(%table, failures, "table is failing: repeated failed starts");
+            }
+            Event::Recovered { table } => tracing::info!(%table, "table recovered"),
+            Event::Adopted {
+                table,
+                job_id,
+                generation,
+            } => {
+                tracing::info!(%table, %job_id, generation, "adopted running job");
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let statuses: BTreeMap<String, _> = self
+            .policy
+            .statuses()
+            .into_iter()
+            .map(|s| (s.table.clone(), s))
+            .collect();
+        // Flink's view, not the policy's: a job the policy holds as running may be RESTARTING.
+        let running = statuses
+            .values()
+            .filter(|s| s.job_state == Some(JobState::Running))
+            .count();
+        self.metrics
+            .jobs_running
+            .set(i64::try_from(running).unwrap_or(i64::MAX));
+        for status in statuses.values() {
+            self.set_job_state_series(&status.table, status.job_state.as_ref());
+        }
+        self.metrics.savings.observe(self.clock.now(), statuses.values());
+        self.tables.send_replace(Arc::new(statuses));
+    }
+
+    /// Points `table`'s `cdc_job_state` series at `state`, removing the series of its previous state.
+    fn set_job_state_series(&mut self, table: &str, state: Option<&JobState>) {
+        let now = state.map(|state| TableJobStateLabels {
+            table: table.to_owned(),
+            state: state.as_str().to_owned(),
+        });
+        let before = self.job_state_series.get(table);
+        if before == now.as_ref() {
+            return;
+        }
+        if let Some(old) = before {
+            self.metrics.job_state.remove(old);
+        }
+        match now {
+            Some(labels) => {
+                self.metrics.job_state.get_or_create(&labels).set(1);
+                self.job_state_series.insert(table.to_owned(), labels);
+            }
+            None => {
+                self.job_state_series.remove(table);
+            }
+        }
+    }
+
+    /// Stops the running jobs if configured to, then waits up to `flink.shutdown_timeout` for launcher calls in
+    /// flight, and for stops the policy retries, before abandoning them.
+    async fn shut_down(mut self) {
+        self.shutting_down = true;
+        let timeout = self.config.flink.shutdown_timeout;
+        if self.config.flink.stop_jobs_on_shutdown {
+            // Through the policy, like an operator's stop, so a failed stop is retried until the timeout.
+            let stops: Vec<Input> = self
+                .running_jobs()
+                .into_keys()
+                .map(|table| Input::Operator {
+                    table,
+                    command: ControlCommand::Stop,
+                })
+                .collect();
+            self.feed_all(stops);
+        }
+        let in_flight = self.tasks.len();
+        if in_flight > 0 {
+            tracing::info!(in_flight, timeout = ?timeout, "waiting for in-flight Flink calls");
+        }
+        let give_up = Instant::now() + timeout;
+        while !self.tasks.is_empty() || self.policy.retrying_stops() {
+            let deadline = self.deadline();
+            tokio::select! {
+                () = tokio::time::sleep_until(give_up) => {
+                    tracing::warn!(
+                        abandoned = self.tasks.len(),
+                        "shutdown timeout: abandoning in-flight Flink calls"
+                    );
+                    self.tasks.abort_all();
+                    break;
+                }
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.on_joined(done),
+                () = sleep_until(deadline) => self.feed(Input::Tick),
+            }
+        }
+        let running = self.running_jobs();
+        if !running.is_empty() {
+            tracing::info!(jobs = ?running, "leaving running jobs to be adopted at the next start");
+        }
+    }
+
+    /// The tables the policy holds as running, with their jobs.
+    fn running_jobs(&self) -> BTreeMap<String, JobId> {
+        self.policy
+            .statuses()
+            .into_iter()
+            .filter(|s| s.state == TableState::Running)
+            .filter_map(|s| s.job_id.map(|id| (s.table, id)))
+            .collect()
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
