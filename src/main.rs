@@ -234,7 +234,7 @@ fn main() -> ExitCode {
                 {
                     eprintln!("error: {e}");
                     return ExitCode::from(match e {
-                        sql::SqlError::Read { .. } => EXIT_FAILURE,
+                        sql::SqlError::Templates(sql::TemplateError::Read { .. }) => EXIT_FAILURE,
                         _ => EXIT_CONFIG,
                     });
                 }
@@ -271,7 +271,7 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(match e {
-                        sql::SqlError::Read { .. } => EXIT_FAILURE,
+                        sql::SqlError::Templates(sql::TemplateError::Read { .. }) => EXIT_FAILURE,
                         _ => EXIT_CONFIG,
                     })
                 }

@@ -13,14 +13,15 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdc_orchestrator::config::{Config, SinkKind};
 use cdc_orchestrator::flink::gateway::SqlGateway;
 use cdc_orchestrator::flink::{
-    Backoff, FlinkError, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client, job_id_for,
+    Backoff, Fault, FlinkError, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client, job_id_for,
 };
-use cdc_orchestrator::sql::{self, Credentials};
+use cdc_orchestrator::sql::{self, Credentials, Templates};
 use serde_json::json;
 
 fn repo() -> &'static Path {
@@ -301,7 +302,9 @@ fn launcher(flink: &FlinkLocal) -> SqlGatewayLauncher {
             max: Duration::from_millis(500),
         },
     };
-    SqlGatewayLauncher::new(&flink.gateway_url, &flink.rest_url, Duration::from_secs(30), settings).expect("launcher")
+    let templates = Arc::new(Templates::load(&Config::default()).expect("built-in templates"));
+    SqlGatewayLauncher::new(&flink.gateway_url, &flink.rest_url, Duration::from_secs(30), settings, templates)
+        .expect("launcher")
 }
 
 fn median(values: &mut [Duration]) -> Duration {
@@ -470,11 +473,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
     for _ in 0..10 {
         let t = Instant::now();
         gateway
-            .execute_batch(
-                &["SET 'pipeline.name' = 'latency'".to_owned()],
-                &[],
-                Duration::from_secs(30),
-            )
+            .execute_in_own_session(&["SET 'pipeline.name' = 'latency'".to_owned()], Duration::from_secs(30))
             .await
             .expect("SET");
         latencies.push(t.elapsed());
@@ -485,22 +484,22 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
         let statements: Vec<String> = statements.iter().map(|s| (*s).to_owned()).collect();
         let gateway = &gateway;
         async move {
-            match gateway.execute_batch(&statements, &[], Duration::from_secs(60)).await {
-                Err(FlinkError::Statement { root_cause, .. }) => root_cause,
+            match gateway.execute_in_own_session(&statements, Duration::from_secs(60)).await {
+                Err(FlinkError::Statement { root_cause, fault, .. }) => (root_cause, fault),
                 other => panic!("{statements:?}: expected a statement error, got {other:?}"),
             }
         }
     };
-    let syntax = error(&["SELEC 1"]).await;
+    let (syntax, _) = error(&["SELEC 1"]).await;
     assert!(syntax.contains("Non-query expression encountered"), "{syntax}");
-    let unknown = error(&["INSERT INTO no_such_table SELECT 1"]).await;
+    let (unknown, _) = error(&["INSERT INTO no_such_table SELECT 1"]).await;
     assert!(
         unknown.contains("no_such_table") && !unknown.contains('\n'),
         "{unknown}"
     );
     // A second job with a running job's pinned id is refused by Flink, as the launcher's idempotent start relies on.
     let pin = format!("SET '$internal.pipeline.job-id' = '{}'", program_job.job_id);
-    let duplicate = error(&[
+    let (duplicate, fault) = error(&[
         "CREATE TEMPORARY TABLE IF NOT EXISTS gen (x INT) WITH ('connector' = 'datagen')",
         "CREATE TEMPORARY TABLE IF NOT EXISTS hole (x INT) WITH ('connector' = 'blackhole')",
         &pin,
@@ -508,7 +507,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
     ])
     .await;
     assert!(duplicate.contains("DuplicateJobSubmissionException"), "{duplicate}");
-    gateway.close().await;
+    assert_eq!(fault, Fault::DuplicateJob, "{duplicate}");
 
     let stop_again = Instant::now();
     for (l, table, id) in [

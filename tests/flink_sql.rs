@@ -513,11 +513,15 @@ fn each_sink_needs_only_its_own_credentials() {
         error.starts_with("environment variable POLARIS_CLIENT_ID is not set"),
         "{error}"
     );
-    // The files hold the placeholder, never a password.
+    // The files hold no password: the sink's options, password included, come from the sidecar, which fills
+    // it from the environment.
     for postgres in postgres_tables() {
         let text = repo_file(&format!("flink-sql/tables/{}.sql", postgres.name));
-        assert!(text.contains("'password' = '{{ jdbc_password }}'"), "{}", postgres.name);
+        assert!(text.contains("{{ sink_options }}"), "{}", postgres.name);
+        assert!(!text.contains("password"), "{}", postgres.name);
     }
+    let rendered = sql::render_table_with(&jdbc_config(), "room", &Credentials::from_lookup(password_only)).unwrap();
+    assert!(rendered.iter().any(|s| s.contains("'password' = 'pw'")), "{rendered:#?}");
     // Through the binary, configured from the environment.
     let out = run_cli(&["render", "room", "--show-secrets"], &[("CDC_SINK__KIND", "jdbc")]);
     assert_eq!(out.status.code(), Some(2));

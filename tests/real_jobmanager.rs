@@ -8,6 +8,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::flink::jobmanager::JobManager;
@@ -230,7 +231,9 @@ fn launcher(flink: &RealFlink, stop_timeout: Duration) -> SqlGatewayLauncher {
             max: Duration::from_secs(1),
         },
     };
-    SqlGatewayLauncher::new(&gateway, &flink.rest_url, Duration::from_secs(10), settings).expect("launcher")
+    let templates = cdc_orchestrator::sql::Templates::load(&cdc_orchestrator::config::Config::default()).expect("templates");
+    SqlGatewayLauncher::new(&gateway, &flink.rest_url, Duration::from_secs(10), settings, Arc::new(templates))
+        .expect("launcher")
 }
 
 async fn wait_for_tasks(jm: &JobManager, job_id: &JobId) {

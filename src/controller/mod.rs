@@ -22,7 +22,7 @@ use crate::policy::{
     Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings, StartReason, StopReason,
     TableState,
 };
-use crate::sql::Credentials;
+use crate::sql::{Credentials, Templates};
 
 /// How many bits of a launch generation the policy's per-table counter occupies; the rest is the process's
 /// start time, so job ids pinned from (table, generation) never repeat across sidecar restarts (Flink refuses
@@ -156,13 +156,7 @@ impl RunLoop {
         let clock = Clock::new();
         let policy = Policy::new(PolicySettings::from_config(&config, clock.origin_unix_ms));
         let (tables, _) = watch::channel(TablesSnapshot::default());
-        let templated: BTreeSet<String> = match crate::sql::known_tables(&config) {
-            Ok(tables) => tables.into_iter().collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the SQL templates; starts will fail until they are fixed");
-                BTreeSet::new()
-            }
-        };
+        let templated: BTreeSet<String> = launcher.templates().tables().into_iter().collect();
         let credentials = match launcher.as_ref() {
             AnyLauncher::DryRun(_) => Credentials::redacted(),
             _ => Credentials::from_env(),
@@ -524,7 +518,7 @@ impl RunLoop {
     }
 
     fn spawn_start(&mut self, table: String, generation: u64, reason: StartReason) {
-        let statements = match crate::sql::render_table_with(&self.config, &table, &self.credentials) {
+        let statements = match self.launcher.templates().render(&table, &self.credentials) {
             Ok(statements) => statements,
             Err(e) => {
                 tracing::warn!(%table, error = %e, "cannot render the job's SQL");
@@ -741,11 +735,15 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Runs the whole sidecar until `shutdown`: HTTP server, watcher, and the loop between policy and launcher.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    // Built before binding the port, so a bad pattern or TLS file fails fast and cleanly.
-    let routing = Routing::for_config(&config).map_err(WatchError::Routed)?;
+    // Built before binding the port, so a bad template, pattern or TLS file fails fast and cleanly.
+    let templates = Arc::new(Templates::load(&config).map_err(|e| RunError::Credentials(e.into()))?);
+    let startable = templates.tables().into_iter().chain(config.policy.include.iter().cloned());
+    let routing = Routing::new(&config.kafka, startable).map_err(WatchError::Routed)?;
     let watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
     if config.flink.launcher != LauncherKind::DryRun {
-        crate::sql::require_credentials(&config, &Credentials::from_env()).map_err(RunError::Credentials)?;
+        templates
+            .require_credentials(&Credentials::from_env())
+            .map_err(RunError::Credentials)?;
     }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -753,7 +751,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             addr: config.server.listen,
             source,
         })?;
-    let launcher = Arc::new(AnyLauncher::from_config(&config)?);
+    let launcher = Arc::new(AnyLauncher::from_config(&config, templates)?);
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(
         config.kafka.topic_refresh * 3 + config.kafka.request_timeout,
