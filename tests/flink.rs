@@ -60,7 +60,14 @@ fn launcher_with(fake: &FakeFlink, t: Timeouts) -> SqlGatewayLauncher {
             max: Duration::from_millis(50),
         },
     };
-    SqlGatewayLauncher::new(&fake.gateway_url, &fake.jobmanager_url, t.request, settings, templates()).expect("launcher")
+    SqlGatewayLauncher::new(
+        &fake.gateway_url,
+        &fake.jobmanager_url,
+        t.request,
+        settings,
+        templates(),
+    )
+    .expect("launcher")
 }
 
 fn launcher(fake: &FakeFlink) -> SqlGatewayLauncher {
@@ -505,7 +512,13 @@ async fn error_bodies_become_typed_errors_with_the_root_cause_line() {
         .await
         .expect_err("no insert");
     assert!(
-        matches!(err, FlinkError::Job { source: JobSqlError::NoJob, .. }),
+        matches!(
+            err,
+            FlinkError::Job {
+                source: JobSqlError::NoJob,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -673,9 +686,8 @@ fn source_metrics_are_recognised() {
         parse_source_metric("0.pendingRecords"),
         Some(SourceMetric::Pending)
     ));
-    match parse_source_metric(
-        "1.KafkaSourceReader.topic.university-server.public.faculty.partition.3.committedOffset",
-    ) {
+    match parse_source_metric("1.KafkaSourceReader.topic.university-server.public.faculty.partition.3.committedOffset")
+    {
         Some(SourceMetric::Committed(t, p)) => assert_eq!((t.as_str(), p), ("university-server.public.faculty", 3)),
         _ => panic!("not recognised"),
     }
@@ -705,4 +717,3 @@ fn caught_up_needs_every_partition_committed() {
     p.pending_records = Some(3);
     assert_eq!(p.caught_up(&high), Some(false));
 }
-

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use cdc_orchestrator::config::{Config, SinkKind};
 use cdc_orchestrator::flink::gateway::SqlGateway;
 use cdc_orchestrator::flink::{
-    Backoff, Fault, FlinkError, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client, job_id_for,
+    Backoff, Fault, FlinkError, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client,
+    job_id_for,
 };
 use cdc_orchestrator::sql::{self, Credentials, Templates};
 use serde_json::json;
@@ -303,8 +304,14 @@ fn launcher(flink: &FlinkLocal) -> SqlGatewayLauncher {
         },
     };
     let templates = Arc::new(Templates::load(&Config::default()).expect("built-in templates"));
-    SqlGatewayLauncher::new(&flink.gateway_url, &flink.rest_url, Duration::from_secs(30), settings, templates)
-        .expect("launcher")
+    SqlGatewayLauncher::new(
+        &flink.gateway_url,
+        &flink.rest_url,
+        Duration::from_secs(30),
+        settings,
+        templates,
+    )
+    .expect("launcher")
 }
 
 fn median(values: &mut [Duration]) -> Duration {
@@ -484,7 +491,10 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
         let statements: Vec<String> = statements.iter().map(|s| (*s).to_owned()).collect();
         let gateway = &gateway;
         async move {
-            match gateway.execute_in_own_session(&statements, Duration::from_secs(60)).await {
+            match gateway
+                .execute_in_own_session(&statements, Duration::from_secs(60))
+                .await
+            {
                 Err(FlinkError::Statement { root_cause, fault, .. }) => (root_cause, fault),
                 other => panic!("{statements:?}: expected a statement error, got {other:?}"),
             }

@@ -521,7 +521,10 @@ fn each_sink_needs_only_its_own_credentials() {
         assert!(!text.contains("password"), "{}", postgres.name);
     }
     let rendered = sql::render_table_with(&jdbc_config(), "room", &Credentials::from_lookup(password_only)).unwrap();
-    assert!(rendered.iter().any(|s| s.contains("'password' = 'pw'")), "{rendered:#?}");
+    assert!(
+        rendered.iter().any(|s| s.contains("'password' = 'pw'")),
+        "{rendered:#?}"
+    );
     // Through the binary, configured from the environment.
     let out = run_cli(&["render", "room", "--show-secrets"], &[("CDC_SINK__KIND", "jdbc")]);
     assert_eq!(out.status.code(), Some(2));

@@ -231,9 +231,16 @@ fn launcher(flink: &RealFlink, stop_timeout: Duration) -> SqlGatewayLauncher {
             max: Duration::from_secs(1),
         },
     };
-    let templates = cdc_orchestrator::sql::Templates::load(&cdc_orchestrator::config::Config::default()).expect("templates");
-    SqlGatewayLauncher::new(&gateway, &flink.rest_url, Duration::from_secs(10), settings, Arc::new(templates))
-        .expect("launcher")
+    let templates =
+        cdc_orchestrator::sql::Templates::load(&cdc_orchestrator::config::Config::default()).expect("templates");
+    SqlGatewayLauncher::new(
+        &gateway,
+        &flink.rest_url,
+        Duration::from_secs(10),
+        settings,
+        Arc::new(templates),
+    )
+    .expect("launcher")
 }
 
 async fn wait_for_tasks(jm: &JobManager, job_id: &JobId) {

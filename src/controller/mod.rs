@@ -737,7 +737,10 @@ async fn sleep_until(deadline: Option<Instant>) {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     // Built before binding the port, so a bad template, pattern or TLS file fails fast and cleanly.
     let templates = Arc::new(Templates::load(&config).map_err(|e| RunError::Credentials(e.into()))?);
-    let startable = templates.tables().into_iter().chain(config.policy.include.iter().cloned());
+    let startable = templates
+        .tables()
+        .into_iter()
+        .chain(config.policy.include.iter().cloned());
     let routing = Routing::new(&config.kafka, startable).map_err(WatchError::Routed)?;
     let watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
     if config.flink.launcher != LauncherKind::DryRun {

@@ -34,7 +34,6 @@ impl DryRunLauncher {
         &self.templates
     }
 
-
     fn jobs(&self) -> std::sync::MutexGuard<'_, BTreeMap<JobId, JobSummary>> {
         // The map stays consistent even if a holder panicked: every update is a single insert.
         self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -153,7 +153,10 @@ pub enum Fault {
 impl Fault {
     /// The fault of an error answer: its messages (`errors`) and their root-cause line (see [`root_cause`]).
     pub fn of(errors: &[String], root_cause: &str) -> Fault {
-        if errors.iter().any(|e| e.contains("Session '") && e.contains("does not exist")) {
+        if errors
+            .iter()
+            .any(|e| e.contains("Session '") && e.contains("does not exist"))
+        {
             Fault::SessionMissing
         } else if root_cause.contains("DuplicateJobSubmissionException") {
             Fault::DuplicateJob
@@ -209,7 +212,6 @@ pub fn root_cause(errors: &[String]) -> String {
         .unwrap_or("no error message")
         .to_owned()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -270,7 +272,9 @@ mod tests {
             Fault::SessionMissing
         );
         assert_eq!(
-            of("Caused by: org.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been submitted."),
+            of(
+                "Caused by: org.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been submitted."
+            ),
             Fault::DuplicateJob
         );
         assert_eq!(

@@ -1,9 +1,9 @@
 //! Client of the JobManager REST API: list jobs, job detail, stop with savepoint, cancel, vertex metrics.
 
-use std::collections::BTreeMap;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 use super::http::Rest;
 use super::{Fault, FlinkError, JobId, JobState};

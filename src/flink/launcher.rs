@@ -45,7 +45,8 @@ impl LaunchSettings {
 /// Starts jobs through the SQL Gateway and manages them through the JobManager REST API.
 #[derive(Debug)]
 pub struct SqlGatewayLauncher {
-    gateway: SqlGateway,
+    /// Boxed: it is most of the launcher's size.
+    gateway: Box<SqlGateway>,
     jobmanager: JobManager,
     settings: LaunchSettings,
     templates: Arc<Templates>,
@@ -76,7 +77,7 @@ impl SqlGatewayLauncher {
     ) -> Result<SqlGatewayLauncher, FlinkError> {
         let http = http_client(request_timeout)?;
         Ok(SqlGatewayLauncher {
-            gateway: SqlGateway::new(http.clone(), sql_gateway_url, settings.poll)?,
+            gateway: Box::new(SqlGateway::new(http.clone(), sql_gateway_url, settings.poll)?),
             jobmanager: JobManager::new(http, jobmanager_url)?,
             settings,
             templates,
@@ -93,7 +94,6 @@ impl SqlGatewayLauncher {
     pub fn templates(&self) -> &Arc<Templates> {
         &self.templates
     }
-
 
     /// The SQL Gateway client.
     pub fn gateway(&self) -> &SqlGateway {
@@ -295,7 +295,10 @@ impl Launcher for SqlGatewayLauncher {
                             tracing::info!(table, job_id = %id, "job submitted");
                             return self.await_running(table, id, false, begin, deadline).await;
                         }
-                        Err(e) if matches!(e, FlinkError::Statement { fault: Fault::DuplicateJob, .. }) => {
+                        Err(FlinkError::Statement {
+                            fault: Fault::DuplicateJob,
+                            ..
+                        }) => {
                             // Flink remembers ended jobs longer than its job list shows them: a duplicate that
                             // the JobManager does not list, several times over, is an id that was used up.
                             if self.jobmanager.job(&job_id).await.ok().flatten().is_none() {

@@ -296,7 +296,6 @@ impl AnyLauncher {
             AnyLauncher::DryRun(l) => l.templates(),
         }
     }
-
 }
 
 impl Launcher for AnyLauncher {

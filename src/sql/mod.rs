@@ -387,7 +387,11 @@ fn environment() -> Environment<'static> {
     // The sink's options are SQL text whose values are escaped already (see `sink`): marked safe, passed as is.
     env.set_formatter(|out, _state, value| {
         let text = value.to_string();
-        let text = if value.is_safe() { text } else { text.replace('\'', "''") };
+        let text = if value.is_safe() {
+            text
+        } else {
+            text.replace('\'', "''")
+        };
         out.write_str(&text)
             .map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "cannot write rendered SQL"))
     });
@@ -485,4 +489,3 @@ fn describe(error: &minijinja::Error) -> String {
     }
     message.replace('\n', " ")
 }
-

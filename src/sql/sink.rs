@@ -54,7 +54,10 @@ pub(super) fn variables<'c>(
             (name, create, options)
         }
     };
-    let mut variables = vec![("sink_table", Value::from(table_name)), ("sink_create", Value::from(create))];
+    let mut variables = vec![
+        ("sink_table", Value::from(table_name)),
+        ("sink_create", Value::from(create)),
+    ];
     if let Some(options) = options {
         variables.push((SINK_OPTIONS, Value::from_safe_string(options)));
     }

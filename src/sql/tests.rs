@@ -163,7 +163,9 @@ fn template_mistakes_are_clear_errors() {
         // Found when the templates are loaded, before any table starts, and for every table.
         let message = Templates::load(&config).unwrap_err().to_string();
         assert_eq!(
-            render_table_with(&config, "faculty", &credentials()).unwrap_err().to_string(),
+            render_table_with(&config, "faculty", &credentials())
+                .unwrap_err()
+                .to_string(),
             message
         );
         assert!(
