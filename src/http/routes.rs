@@ -135,7 +135,7 @@ async fn control(
         .await
         .map_err(|_| unavailable())?;
     match tokio::time::timeout(CONTROL_TIMEOUT, answer).await {
-        Ok(Ok(Ok(status))) => Ok((StatusCode::ACCEPTED, axum::Json(TableJson::from(&status))).into_response()),
+        Ok(Ok(Ok(status))) => Ok((StatusCode::ACCEPTED, axum::Json(TableJson(&status))).into_response()),
         Ok(Ok(Err(ControlError::UnknownTable(table)))) => {
             Err(ApiError::new(StatusCode::NOT_FOUND, format!("unknown table: {table}")))
         }
@@ -145,10 +145,10 @@ async fn control(
 }
 
 /// A table with what its scale-to-zero saved and its job's web UI page.
-fn view(state: &ServerState, status: &TableStatus) -> TableView {
+fn view<'a>(state: &ServerState, status: &'a TableStatus) -> TableView<'a> {
     let savings = &state.metrics.savings;
     TableView {
-        status: TableJson::from(status),
+        status: TableJson(status),
         savings: savings.table(&status.table),
         job_url: status.job_id.as_deref().and_then(|id| savings.job_url(id)),
     }
