@@ -17,7 +17,9 @@ use cdc_orchestrator::flink::{
 };
 use cdc_orchestrator::sql::{JobSqlError, Templates};
 use support::fake_flink::{FakeFlink, Fault, Route};
-use support::source_progress::{PartitionProgress, SourceMetric, SourceProgress, parse_source_metric, source_progress};
+use support::source_progress::{
+    PartitionProgress, SourceMetric, SourceProgress, encode_query, parse_source_metric, source_progress,
+};
 
 const SAVEPOINTS: &str = "s3://warehouse/savepoints";
 
@@ -560,7 +562,9 @@ async fn source_metrics_tell_whether_the_job_caught_up() {
     let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
     let topic = "university-server.public.faculty";
     fake.set_source_metrics(started.job_id.as_str(), 0, &[(topic, 0, 41, 41), (topic, 1, 7, 5)]);
-    let progress = source_progress(l.jobmanager(), &started.job_id).await.expect("metrics");
+    let progress = source_progress(l.jobmanager(), &fake.jobmanager_url, &started.job_id)
+        .await
+        .expect("metrics");
     assert_eq!(progress.pending_records, Some(0));
     assert_eq!(progress.partitions.len(), 2);
     let mut high = std::collections::BTreeMap::new();
@@ -568,7 +572,9 @@ async fn source_metrics_tell_whether_the_job_caught_up() {
     high.insert((topic.to_owned(), 1), 7);
     assert_eq!(progress.caught_up(&high), Some(false), "partition 1 committed 5 of 7");
     fake.set_source_metrics(started.job_id.as_str(), 0, &[(topic, 0, 41, 41), (topic, 1, 7, 7)]);
-    let progress = source_progress(l.jobmanager(), &started.job_id).await.expect("metrics");
+    let progress = source_progress(l.jobmanager(), &fake.jobmanager_url, &started.job_id)
+        .await
+        .expect("metrics");
     assert_eq!(progress.caught_up(&high), Some(true));
 }
 
@@ -716,4 +722,10 @@ fn caught_up_needs_every_partition_committed() {
     assert_eq!(p.caught_up(&high), Some(true));
     p.pending_records = Some(3);
     assert_eq!(p.caught_up(&high), Some(false));
+}
+
+#[test]
+fn query_values_are_encoded() {
+    assert_eq!(encode_query("0.a,1.b"), "0.a,1.b");
+    assert_eq!(encode_query("a b&c"), "a%20b%26c");
 }

@@ -418,7 +418,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
     await_rows(&pg, "SELECT id, program_name, degree FROM program", "7|Physics|S1\n").await;
 
     // Offsets reach Kafka when a checkpoint completes after the records were read; the next run starts there.
-    let committed_after = await_committed_offset(&first, &faculty_job.job_id, "faculty", 5).await;
+    let committed_after = await_committed_offset(&first, &flink.rest_url, &faculty_job.job_id, "faculty", 5).await;
 
     // Stop with a savepoint: the job FINISHES and the savepoint is on disk.
     let stop_started = Instant::now();
@@ -460,7 +460,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
         "1|F1|Sciences|2025-11-24 16:00:00\n3|F3|Law|2025-11-24 16:00:00\n",
     )
     .await;
-    let records_read = source_records_read(&first, &restarted.job_id).await;
+    let records_read = source_records_read(&first, &flink.rest_url, &restarted.job_id).await;
     assert_eq!(
         records_read, 1,
         "the restarted job must read only the change written since the stop"
@@ -545,6 +545,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
 /// refreshes metrics every 10 s); returns how long that took.
 async fn await_committed_offset(
     launcher: &SqlGatewayLauncher,
+    jobmanager_url: &str,
     job: &cdc_orchestrator::flink::JobId,
     table: &str,
     offset: i64,
@@ -556,10 +557,11 @@ async fn await_committed_offset(
     while started.elapsed() < Duration::from_secs(90) {
         if let Ok(Some(detail)) = jm.job(job).await
             && let Some(source) = detail.vertices.first()
-            && let Ok(names) = jm.vertex_metrics(job, &source.id, &[]).await
+            && let Ok(names) = support::source_progress::vertex_metrics(jobmanager_url, job, &source.id, &[]).await
         {
             let wanted: Vec<String> = names.into_keys().filter(|n| n.ends_with(&suffix)).collect();
-            if let Ok(values) = jm.vertex_metrics(job, &source.id, &wanted).await {
+            if let Ok(values) = support::source_progress::vertex_metrics(jobmanager_url, job, &source.id, &wanted).await
+            {
                 if values.values().any(|v| v.parse::<i64>().ok() == Some(offset)) {
                     return started.elapsed();
                 }
@@ -572,21 +574,26 @@ async fn await_committed_offset(
 }
 
 /// Records the job's Kafka source has emitted, summed over its subtasks, from the JobManager's metrics.
-async fn source_records_read(launcher: &SqlGatewayLauncher, job: &cdc_orchestrator::flink::JobId) -> i64 {
+async fn source_records_read(
+    launcher: &SqlGatewayLauncher,
+    jobmanager_url: &str,
+    job: &cdc_orchestrator::flink::JobId,
+) -> i64 {
     let jm = launcher.jobmanager();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = String::new();
     while Instant::now() < deadline {
         if let Ok(Some(detail)) = jm.job(job).await
             && let Some(source) = detail.vertices.first()
-            && let Ok(names) = jm.vertex_metrics(job, &source.id, &[]).await
+            && let Ok(names) = support::source_progress::vertex_metrics(jobmanager_url, job, &source.id, &[]).await
         {
             // Per subtask and operator: `<subtask>.Source__<table>[<n>].numRecordsOut`.
             let wanted: Vec<String> = names
                 .into_keys()
                 .filter(|n| n.contains(".Source__") && n.ends_with(".numRecordsOut"))
                 .collect();
-            if let Ok(values) = jm.vertex_metrics(job, &source.id, &wanted).await {
+            if let Ok(values) = support::source_progress::vertex_metrics(jobmanager_url, job, &source.id, &wanted).await
+            {
                 let total: i64 = values.values().filter_map(|v| v.parse::<i64>().ok()).sum();
                 if total > 0 {
                     return total;

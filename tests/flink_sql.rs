@@ -810,7 +810,10 @@ fn a_bad_template_stops_the_start_up_and_render_naming_the_file() {
     let out = run_cli(&["render", "faculty"], &[("CDC_FLINK__SQL_DIR", sql_dir)]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("audit_log.sql") && err.contains("undefined value"), "{err}");
+    assert!(
+        err.contains("audit_log.sql") && err.contains("undefined value"),
+        "{err}"
+    );
     // `run` refuses to start, before it listens or connects to anything.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
     cmd.arg("run")

@@ -1,12 +1,10 @@
-//! Client of the JobManager REST API: list jobs, job detail, stop with savepoint, cancel, vertex metrics.
-
-use reqwest::Method;
-use serde::Deserialize;
-use serde_json::json;
-use std::collections::BTreeMap;
+//! Client of the JobManager REST API: list jobs, job detail, job status, stop with savepoint, cancel.
 
 use super::http::Rest;
 use super::{Fault, FlinkError, JobId, JobState};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
 
 /// One row of `GET /jobs/overview`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,29 +127,6 @@ struct FailureCause {
     class: Option<String>,
     #[serde(rename = "stack-trace")]
     stack_trace: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Metric {
-    id: String,
-    #[serde(default)]
-    value: Option<String>,
-}
-
-/// Flink writes metric collections as a bare array; the spec documents `{"metrics": [...]}`. Accept both.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Metrics {
-    Bare(Vec<Metric>),
-    Wrapped { metrics: Vec<Metric> },
-}
-
-impl Metrics {
-    fn into_vec(self) -> Vec<Metric> {
-        match self {
-            Metrics::Bare(v) | Metrics::Wrapped { metrics: v } => v,
-        }
-    }
 }
 
 /// A JobManager REST client.
@@ -279,49 +254,5 @@ impl JobManager {
             Err(FlinkError::Api { status: 404 | 409, .. }) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    /// Values of the named metrics of one vertex (ids as Flink lists them, e.g. `0.pendingRecords`).
-    pub async fn vertex_metrics(
-        &self,
-        job_id: &JobId,
-        vertex_id: &str,
-        names: &[String],
-    ) -> Result<BTreeMap<String, String>, FlinkError> {
-        let mut path = format!("jobs/{job_id}/vertices/{vertex_id}/metrics");
-        if !names.is_empty() {
-            path.push_str("?get=");
-            path.push_str(&encode_query(&names.join(",")));
-        }
-        let metrics: Metrics = self.rest.call(Method::GET, &path, None).await?;
-        Ok(metrics
-            .into_vec()
-            .into_iter()
-            .map(|m| (m.id, m.value.unwrap_or_default()))
-            .collect())
-    }
-}
-
-/// Percent-encodes a query value; metric ids are mostly `[A-Za-z0-9._-]`, topics may add a few more.
-fn encode_query(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b',' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_values_are_encoded() {
-        assert_eq!(encode_query("0.a,1.b"), "0.a,1.b");
-        assert_eq!(encode_query("a b&c"), "a%20b%26c");
     }
 }

@@ -1,12 +1,73 @@
-//! What a job's Kafka source has read and committed, from its JobManager metrics: tests compare it with the
-//! topic's high watermarks to tell that a job caught up.
+//! A job's metrics as the JobManager REST API reports them: any vertex's metric values, and what a job's Kafka
+//! source has read and committed, which tests compare with the topic's high watermarks to tell that a job
+//! caught up. The sidecar itself never reads metrics.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use cdc_orchestrator::flink::jobmanager::JobManager;
-use cdc_orchestrator::flink::{FlinkError, JobId};
+use cdc_orchestrator::flink::{JobId, http_client};
 use regex::Regex;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Metric {
+    id: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+/// Flink writes metric collections as a bare array; the spec documents `{"metrics": [...]}`. Accept both.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MetricList {
+    Bare(Vec<Metric>),
+    Wrapped { metrics: Vec<Metric> },
+}
+
+/// Values of the named metrics of one vertex (ids as Flink lists them, e.g. `0.pendingRecords`); every metric
+/// the vertex has when `names` is empty.
+pub async fn vertex_metrics(
+    jobmanager_url: &str,
+    job_id: &JobId,
+    vertex_id: &str,
+    names: &[String],
+) -> Result<BTreeMap<String, String>, String> {
+    let mut url = format!(
+        "{}/jobs/{job_id}/vertices/{vertex_id}/metrics",
+        jobmanager_url.trim_end_matches('/')
+    );
+    if !names.is_empty() {
+        url.push_str("?get=");
+        url.push_str(&encode_query(&names.join(",")));
+    }
+    let http = http_client(std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("GET {url}: HTTP {status}: {}", String::from_utf8_lossy(&body)));
+    }
+    let list: MetricList = serde_json::from_slice(&body).map_err(|e| format!("GET {url}: {e}"))?;
+    let (MetricList::Bare(metrics) | MetricList::Wrapped { metrics }) = list;
+    Ok(metrics
+        .into_iter()
+        .map(|m| (m.id, m.value.unwrap_or_default()))
+        .collect())
+}
+
+/// Percent-encodes a query value; metric ids are mostly `[A-Za-z0-9._-]`, topics may add a few more.
+pub fn encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b',' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 /// What the Kafka source of a job has read, from its metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,13 +107,17 @@ impl SourceProgress {
 }
 
 /// What the job's Kafka sources have read and committed, from their metrics.
-pub async fn source_progress(jobmanager: &JobManager, job_id: &JobId) -> Result<SourceProgress, FlinkError> {
-    let Some(detail) = jobmanager.job(job_id).await? else {
+pub async fn source_progress(
+    jobmanager: &JobManager,
+    jobmanager_url: &str,
+    job_id: &JobId,
+) -> Result<SourceProgress, String> {
+    let Some(detail) = jobmanager.job(job_id).await.map_err(|e| e.to_string())? else {
         return Ok(SourceProgress::default());
     };
     let mut progress = SourceProgress::default();
     for vertex in detail.vertices.iter().filter(|v| v.name.starts_with("Source")) {
-        let available = jobmanager.vertex_metrics(job_id, &vertex.id, &[]).await?;
+        let available = vertex_metrics(jobmanager_url, job_id, &vertex.id, &[]).await?;
         let wanted: Vec<String> = available
             .keys()
             .filter(|id| parse_source_metric(id).is_some())
@@ -61,7 +126,7 @@ pub async fn source_progress(jobmanager: &JobManager, job_id: &JobId) -> Result<
         if wanted.is_empty() {
             continue;
         }
-        let values = jobmanager.vertex_metrics(job_id, &vertex.id, &wanted).await?;
+        let values = vertex_metrics(jobmanager_url, job_id, &vertex.id, &wanted).await?;
         for (id, value) in values {
             let Some(metric) = parse_source_metric(&id) else {
                 continue;
