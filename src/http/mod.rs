@@ -6,7 +6,7 @@
 //!
 //! - [`routes`]: the router, its handlers and the state they share.
 //! - [`api`]: the JSON the API answers with, its own types rather than the policy's.
-//! - [`middleware`]: bearer-token check and body limit, before any handler runs.
+//! - `middleware`: bearer-token check and body limit, before any handler runs.
 //! - [`server`]: accepting and serving connections within [`Limits`].
 //! - [`metrics`] and [`savings`]: what `GET /metrics` renders.
 

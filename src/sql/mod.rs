@@ -13,7 +13,7 @@
 //!
 //! Placeholders (`{{ topic }}`, `{{ bootstrap }}`, ...) are filled from [`Config`] with minijinja. Every value
 //! is escaped for a single-quoted SQL string literal, and an unknown placeholder is an error, not an empty
-//! string. The sink's statement, options and name are the same for every table and come from [`sink`].
+//! string. The sink's statement, options and name are the same for every table and come from `sink.rs`.
 //! Credentials never live in the files or the configuration: they are read from the environment when
 //! rendering (see [`CREDENTIALS`]), and only the ones a template actually uses are required.
 
