@@ -173,9 +173,9 @@ fn main() -> ExitCode {
                 Ok(Err(e)) => {
                     eprintln!("error: {e}");
                     match e {
-                        controller::RunError::Credentials(_) | controller::RunError::Listen { .. } => {
-                            ExitCode::from(EXIT_CONFIG)
-                        }
+                        controller::RunError::Credentials(_)
+                        | controller::RunError::Templates(_)
+                        | controller::RunError::Listen { .. } => ExitCode::from(EXIT_CONFIG),
                         _ => ExitCode::FAILURE,
                     }
                 }
@@ -234,7 +234,7 @@ fn main() -> ExitCode {
                 {
                     eprintln!("error: {e}");
                     return ExitCode::from(match e {
-                        sql::SqlError::Read { .. } => EXIT_FAILURE,
+                        sql::SqlError::Templates(sql::TemplateError::Read { .. }) => EXIT_FAILURE,
                         _ => EXIT_CONFIG,
                     });
                 }
@@ -271,7 +271,7 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(match e {
-                        sql::SqlError::Read { .. } => EXIT_FAILURE,
+                        sql::SqlError::Templates(sql::TemplateError::Read { .. }) => EXIT_FAILURE,
                         _ => EXIT_CONFIG,
                     })
                 }

@@ -39,7 +39,7 @@ struct Harness {
 
 fn sql_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("setup.sql"), "SET 'pipeline.name' = 'cdc';").expect("setup.sql");
+    std::fs::write(dir.path().join("setup.sql"), "SET 'table.local-time-zone' = 'UTC';").expect("setup.sql");
     std::fs::create_dir(dir.path().join("tables")).expect("tables dir");
     for table in TABLES {
         std::fs::write(
@@ -60,7 +60,14 @@ fn start(launcher: &FakeLauncher, edit: impl FnOnce(&mut Config)) -> Harness {
     edit(&mut config);
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(Duration::from_secs(60), Duration::from_secs(60)));
-    let run_loop = RunLoop::new(config, Arc::new(launcher.clone()), metrics.clone(), health.clone());
+    let templates = Arc::new(cdc_orchestrator::sql::Templates::load(&config).expect("templates"));
+    let run_loop = RunLoop::new(
+        config,
+        Arc::new(launcher.clone()),
+        templates,
+        metrics.clone(),
+        health.clone(),
+    );
     let tables = run_loop.subscribe();
     let (events, observations) = mpsc::channel(64);
     let (control, control_rx) = mpsc::channel(8);

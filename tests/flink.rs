@@ -7,13 +7,19 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdc_orchestrator::flink::gateway::SqlGateway;
+use std::collections::BTreeMap;
+
+use cdc_orchestrator::config::Config;
 use cdc_orchestrator::flink::jobmanager::SavepointStatus;
 use cdc_orchestrator::flink::{
-    Backoff, FlinkError, JobId, JobState, LaunchSettings, Launcher, POLL_BACKOFF, SqlGatewayLauncher, Stopped,
-    http_client, job_id_for, reconcile,
+    Backoff, Fault as FlinkFault, FlinkError, JobId, JobState, LaunchSettings, Launcher, POLL_BACKOFF,
+    SqlGatewayLauncher, Stopped, job_id_for, reconcile,
 };
+use cdc_orchestrator::sql::{JobSqlError, Templates};
 use support::fake_flink::{FakeFlink, Fault, Route};
+use support::source_progress::{
+    PartitionProgress, SourceMetric, SourceProgress, encode_query, parse_source_metric, source_progress,
+};
 
 const SAVEPOINTS: &str = "s3://warehouse/savepoints";
 
@@ -41,6 +47,10 @@ const FAST: Timeouts = Timeouts {
     stop: Duration::from_secs(2),
 };
 
+fn templates() -> Arc<Templates> {
+    Arc::new(Templates::load(&Config::default()).expect("built-in templates"))
+}
+
 fn launcher_with(fake: &FakeFlink, t: Timeouts) -> SqlGatewayLauncher {
     let settings = LaunchSettings {
         savepoint_dir: SAVEPOINTS.to_owned(),
@@ -52,7 +62,14 @@ fn launcher_with(fake: &FakeFlink, t: Timeouts) -> SqlGatewayLauncher {
             max: Duration::from_millis(50),
         },
     };
-    SqlGatewayLauncher::new(&fake.gateway_url, &fake.jobmanager_url, t.request, settings).expect("launcher")
+    SqlGatewayLauncher::new(
+        &fake.gateway_url,
+        &fake.jobmanager_url,
+        t.request,
+        settings,
+        templates(),
+    )
+    .expect("launcher")
 }
 
 fn launcher(fake: &FakeFlink) -> SqlGatewayLauncher {
@@ -216,69 +233,7 @@ async fn an_expired_session_is_reopened_transparently() {
         job_id_for("program", 1).as_str(),
         "SETs replayed in the new session"
     );
-
-    // The long-lived session of `execute_batch`: idle expiry, then a heartbeat notices and reopens it.
-    fake.set_statement_delay(Duration::ZERO);
-    l.gateway()
-        .execute_batch(&["SET 'a' = 'b'".to_owned()], &[], Duration::from_secs(2))
-        .await
-        .expect("opens the long-lived session");
-    let first = l.gateway().session_handle().await.expect("session");
-    fake.set_session_idle_timeout(Duration::from_millis(100));
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    l.gateway().heartbeat().await.expect("heartbeat reopens");
-    assert_eq!(fake.sessions_opened(), 4);
-    assert_eq!(fake.open_sessions(), 1);
-    assert_ne!(l.gateway().session_handle().await.expect("session"), first);
 }
-
-#[tokio::test]
-async fn background_heartbeats_keep_the_session_alive_until_the_client_is_dropped() {
-    let fake = FakeFlink::start().await;
-    fake.set_session_idle_timeout(Duration::from_millis(300));
-    let http = http_client(Duration::from_millis(500)).expect("http");
-    let gateway = Arc::new(SqlGateway::new(http, &fake.gateway_url, POLL_BACKOFF).expect("gateway"));
-    gateway
-        .execute_batch(&["SET 'a' = 'b'".to_owned()], &[], Duration::from_secs(2))
-        .await
-        .expect("opens the session");
-    let task = SqlGateway::spawn_heartbeats(&gateway, Duration::from_millis(100));
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(fake.open_sessions(), 1, "kept alive past twice the idle timeout");
-    assert_eq!(fake.sessions_opened(), 1);
-    assert!(
-        fake.requests(Route::Heartbeat) >= 4,
-        "{}",
-        fake.requests(Route::Heartbeat)
-    );
-    drop(gateway);
-    tokio::time::timeout(Duration::from_secs(1), task)
-        .await
-        .expect("heartbeats stop once the client is gone")
-        .expect("join");
-}
-
-#[tokio::test]
-async fn heartbeats_keep_the_session_alive() {
-    let fake = FakeFlink::start().await;
-    fake.set_session_idle_timeout(Duration::from_millis(300));
-    let l = launcher(&fake);
-    l.gateway()
-        .execute_batch(&["SET 'a' = 'b'".to_owned()], &[], Duration::from_secs(2))
-        .await
-        .expect("opens the session");
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(120)).await;
-        l.gateway().heartbeat().await.expect("heartbeat");
-    }
-    assert_eq!(
-        fake.sessions_opened(),
-        1,
-        "600 ms past a 300 ms idle timeout, still the first session"
-    );
-    assert_eq!(fake.requests(Route::Heartbeat), 5);
-}
-
 #[tokio::test]
 async fn stop_completes_with_a_savepoint() {
     let fake = FakeFlink::start().await;
@@ -510,8 +465,13 @@ async fn error_bodies_become_typed_errors_with_the_root_cause_line() {
     let bad = vec!["SELEC * FROM nowhere".to_owned(), "INSERT INTO x SELECT 1".to_owned()];
     let err = l.start("faculty", 1, &bad).await.expect_err("syntax error");
     match &err {
-        FlinkError::Statement { statement, root_cause } => {
+        FlinkError::Statement {
+            statement,
+            root_cause,
+            fault,
+        } => {
             assert_eq!(statement, "SELEC * FROM nowhere");
+            assert_eq!(*fault, FlinkFault::Other);
             assert_eq!(
                 root_cause,
                 "org.apache.flink.table.api.SqlParserException: SQL parse failed. Non-query expression \
@@ -544,12 +504,25 @@ async fn error_bodies_become_typed_errors_with_the_root_cause_line() {
     ];
     let err = l.start("faculty", 1, &owned).await.expect_err("launcher-owned key");
     assert!(err.to_string().contains("sets 'pipeline.name'"), "{err}");
+    assert!(
+        matches!(&err, FlinkError::Job { source: JobSqlError::ReservedKey { key }, .. } if key == "pipeline.name"),
+        "{err}"
+    );
     assert_eq!(fake.statements().len(), sent, "refused before sending anything");
     let err = l
         .start("faculty", 1, &["CREATE TABLE t (a INT)".to_owned()])
         .await
         .expect_err("no insert");
-    assert!(matches!(err, FlinkError::NoJobStatement { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            FlinkError::Job {
+                source: JobSqlError::NoJob,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -563,7 +536,7 @@ async fn an_unreachable_flink_is_a_transport_error() {
         stop_timeout: Duration::from_millis(300),
         poll: POLL_BACKOFF,
     };
-    let l = SqlGatewayLauncher::new(&url, &url, Duration::from_millis(200), settings).expect("launcher");
+    let l = SqlGatewayLauncher::new(&url, &url, Duration::from_millis(200), settings, templates()).expect("launcher");
     let err = l.list_jobs().await.expect_err("nothing listens");
     assert!(
         matches!(err, FlinkError::Transport { .. }) && err.is_transient(),
@@ -589,7 +562,9 @@ async fn source_metrics_tell_whether_the_job_caught_up() {
     let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
     let topic = "university-server.public.faculty";
     fake.set_source_metrics(started.job_id.as_str(), 0, &[(topic, 0, 41, 41), (topic, 1, 7, 5)]);
-    let progress = l.source_progress(&started.job_id).await.expect("metrics");
+    let progress = source_progress(l.jobmanager(), &fake.jobmanager_url, &started.job_id)
+        .await
+        .expect("metrics");
     assert_eq!(progress.pending_records, Some(0));
     assert_eq!(progress.partitions.len(), 2);
     let mut high = std::collections::BTreeMap::new();
@@ -597,7 +572,9 @@ async fn source_metrics_tell_whether_the_job_caught_up() {
     high.insert((topic.to_owned(), 1), 7);
     assert_eq!(progress.caught_up(&high), Some(false), "partition 1 committed 5 of 7");
     fake.set_source_metrics(started.job_id.as_str(), 0, &[(topic, 0, 41, 41), (topic, 1, 7, 7)]);
-    let progress = l.source_progress(&started.job_id).await.expect("metrics");
+    let progress = source_progress(l.jobmanager(), &fake.jobmanager_url, &started.job_id)
+        .await
+        .expect("metrics");
     assert_eq!(progress.caught_up(&high), Some(true));
 }
 
@@ -681,6 +658,7 @@ async fn stop_acknowledged_after_finished(savepoint: Duration, detail_cache: Opt
         &fake.jobmanager_url,
         Duration::from_secs(2),
         settings,
+        templates(),
     )
     .expect("launcher");
     let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
@@ -706,4 +684,48 @@ async fn a_stop_is_acknowledged_within_a_second_of_the_job_finishing() {
     // on real Flink 2.0: waiting for the cached detail to say FINISHED used to take ~3 s more.
     let cached = stop_acknowledged_after_finished(Duration::from_millis(500), Some(Duration::from_secs(3))).await;
     assert!(cached <= Duration::from_secs(1), "{cached:?} after FINISHED");
+}
+
+#[test]
+fn source_metrics_are_recognised() {
+    assert!(matches!(
+        parse_source_metric("0.pendingRecords"),
+        Some(SourceMetric::Pending)
+    ));
+    match parse_source_metric("1.KafkaSourceReader.topic.university-server.public.faculty.partition.3.committedOffset")
+    {
+        Some(SourceMetric::Committed(t, p)) => assert_eq!((t.as_str(), p), ("university-server.public.faculty", 3)),
+        _ => panic!("not recognised"),
+    }
+    assert!(parse_source_metric("0.numRecordsIn").is_none());
+    assert!(parse_source_metric("x.pendingRecords").is_none());
+}
+
+#[test]
+fn caught_up_needs_every_partition_committed() {
+    let key = ("t".to_owned(), 0);
+    let mut high = BTreeMap::new();
+    high.insert(key.clone(), 10);
+    let mut p = SourceProgress::default();
+    assert_eq!(p.caught_up(&high), None, "no metrics, no answer");
+    p.partitions.insert(
+        key.clone(),
+        PartitionProgress {
+            current_offset: Some(10),
+            committed_offset: Some(9),
+        },
+    );
+    assert_eq!(p.caught_up(&high), Some(false));
+    if let Some(x) = p.partitions.get_mut(&key) {
+        x.committed_offset = Some(10);
+    }
+    assert_eq!(p.caught_up(&high), Some(true));
+    p.pending_records = Some(3);
+    assert_eq!(p.caught_up(&high), Some(false));
+}
+
+#[test]
+fn query_values_are_encoded() {
+    assert_eq!(encode_query("0.a,1.b"), "0.a,1.b");
+    assert_eq!(encode_query("a b&c"), "a%20b%26c");
 }

@@ -13,14 +13,16 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdc_orchestrator::config::{Config, SinkKind};
 use cdc_orchestrator::flink::gateway::SqlGateway;
 use cdc_orchestrator::flink::{
-    Backoff, FlinkError, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client, job_id_for,
+    Backoff, Fault, FlinkError, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client,
+    job_id_for,
 };
-use cdc_orchestrator::sql::{self, Credentials};
+use cdc_orchestrator::sql::{self, Credentials, Templates};
 use serde_json::json;
 
 fn repo() -> &'static Path {
@@ -301,7 +303,15 @@ fn launcher(flink: &FlinkLocal) -> SqlGatewayLauncher {
             max: Duration::from_millis(500),
         },
     };
-    SqlGatewayLauncher::new(&flink.gateway_url, &flink.rest_url, Duration::from_secs(30), settings).expect("launcher")
+    let templates = Arc::new(Templates::load(&Config::default()).expect("built-in templates"));
+    SqlGatewayLauncher::new(
+        &flink.gateway_url,
+        &flink.rest_url,
+        Duration::from_secs(30),
+        settings,
+        templates,
+    )
+    .expect("launcher")
 }
 
 fn median(values: &mut [Duration]) -> Duration {
@@ -408,7 +418,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
     await_rows(&pg, "SELECT id, program_name, degree FROM program", "7|Physics|S1\n").await;
 
     // Offsets reach Kafka when a checkpoint completes after the records were read; the next run starts there.
-    let committed_after = await_committed_offset(&first, &faculty_job.job_id, "faculty", 5).await;
+    let committed_after = await_committed_offset(&first, &flink.rest_url, &faculty_job.job_id, "faculty", 5).await;
 
     // Stop with a savepoint: the job FINISHES and the savepoint is on disk.
     let stop_started = Instant::now();
@@ -450,7 +460,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
         "1|F1|Sciences|2025-11-24 16:00:00\n3|F3|Law|2025-11-24 16:00:00\n",
     )
     .await;
-    let records_read = source_records_read(&first, &restarted.job_id).await;
+    let records_read = source_records_read(&first, &flink.rest_url, &restarted.job_id).await;
     assert_eq!(
         records_read, 1,
         "the restarted job must read only the change written since the stop"
@@ -470,11 +480,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
     for _ in 0..10 {
         let t = Instant::now();
         gateway
-            .execute_batch(
-                &["SET 'pipeline.name' = 'latency'".to_owned()],
-                &[],
-                Duration::from_secs(30),
-            )
+            .execute_in_own_session(&["SET 'pipeline.name' = 'latency'".to_owned()], Duration::from_secs(30))
             .await
             .expect("SET");
         latencies.push(t.elapsed());
@@ -485,22 +491,25 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
         let statements: Vec<String> = statements.iter().map(|s| (*s).to_owned()).collect();
         let gateway = &gateway;
         async move {
-            match gateway.execute_batch(&statements, &[], Duration::from_secs(60)).await {
-                Err(FlinkError::Statement { root_cause, .. }) => root_cause,
+            match gateway
+                .execute_in_own_session(&statements, Duration::from_secs(60))
+                .await
+            {
+                Err(FlinkError::Statement { root_cause, fault, .. }) => (root_cause, fault),
                 other => panic!("{statements:?}: expected a statement error, got {other:?}"),
             }
         }
     };
-    let syntax = error(&["SELEC 1"]).await;
+    let (syntax, _) = error(&["SELEC 1"]).await;
     assert!(syntax.contains("Non-query expression encountered"), "{syntax}");
-    let unknown = error(&["INSERT INTO no_such_table SELECT 1"]).await;
+    let (unknown, _) = error(&["INSERT INTO no_such_table SELECT 1"]).await;
     assert!(
         unknown.contains("no_such_table") && !unknown.contains('\n'),
         "{unknown}"
     );
     // A second job with a running job's pinned id is refused by Flink, as the launcher's idempotent start relies on.
     let pin = format!("SET '$internal.pipeline.job-id' = '{}'", program_job.job_id);
-    let duplicate = error(&[
+    let (duplicate, fault) = error(&[
         "CREATE TEMPORARY TABLE IF NOT EXISTS gen (x INT) WITH ('connector' = 'datagen')",
         "CREATE TEMPORARY TABLE IF NOT EXISTS hole (x INT) WITH ('connector' = 'blackhole')",
         &pin,
@@ -508,7 +517,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
     ])
     .await;
     assert!(duplicate.contains("DuplicateJobSubmissionException"), "{duplicate}");
-    gateway.close().await;
+    assert_eq!(fault, Fault::DuplicateJob, "{duplicate}");
 
     let stop_again = Instant::now();
     for (l, table, id) in [
@@ -536,6 +545,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
 /// refreshes metrics every 10 s); returns how long that took.
 async fn await_committed_offset(
     launcher: &SqlGatewayLauncher,
+    jobmanager_url: &str,
     job: &cdc_orchestrator::flink::JobId,
     table: &str,
     offset: i64,
@@ -547,10 +557,11 @@ async fn await_committed_offset(
     while started.elapsed() < Duration::from_secs(90) {
         if let Ok(Some(detail)) = jm.job(job).await
             && let Some(source) = detail.vertices.first()
-            && let Ok(names) = jm.vertex_metrics(job, &source.id, &[]).await
+            && let Ok(names) = support::source_progress::vertex_metrics(jobmanager_url, job, &source.id, &[]).await
         {
             let wanted: Vec<String> = names.into_keys().filter(|n| n.ends_with(&suffix)).collect();
-            if let Ok(values) = jm.vertex_metrics(job, &source.id, &wanted).await {
+            if let Ok(values) = support::source_progress::vertex_metrics(jobmanager_url, job, &source.id, &wanted).await
+            {
                 if values.values().any(|v| v.parse::<i64>().ok() == Some(offset)) {
                     return started.elapsed();
                 }
@@ -563,21 +574,26 @@ async fn await_committed_offset(
 }
 
 /// Records the job's Kafka source has emitted, summed over its subtasks, from the JobManager's metrics.
-async fn source_records_read(launcher: &SqlGatewayLauncher, job: &cdc_orchestrator::flink::JobId) -> i64 {
+async fn source_records_read(
+    launcher: &SqlGatewayLauncher,
+    jobmanager_url: &str,
+    job: &cdc_orchestrator::flink::JobId,
+) -> i64 {
     let jm = launcher.jobmanager();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = String::new();
     while Instant::now() < deadline {
         if let Ok(Some(detail)) = jm.job(job).await
             && let Some(source) = detail.vertices.first()
-            && let Ok(names) = jm.vertex_metrics(job, &source.id, &[]).await
+            && let Ok(names) = support::source_progress::vertex_metrics(jobmanager_url, job, &source.id, &[]).await
         {
             // Per subtask and operator: `<subtask>.Source__<table>[<n>].numRecordsOut`.
             let wanted: Vec<String> = names
                 .into_keys()
                 .filter(|n| n.contains(".Source__") && n.ends_with(".numRecordsOut"))
                 .collect();
-            if let Ok(values) = jm.vertex_metrics(job, &source.id, &wanted).await {
+            if let Ok(values) = support::source_progress::vertex_metrics(jobmanager_url, job, &source.id, &wanted).await
+            {
                 let total: i64 = values.values().filter_map(|v| v.parse::<i64>().ok()).sum();
                 if total > 0 {
                     return total;

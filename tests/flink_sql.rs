@@ -513,11 +513,18 @@ fn each_sink_needs_only_its_own_credentials() {
         error.starts_with("environment variable POLARIS_CLIENT_ID is not set"),
         "{error}"
     );
-    // The files hold the placeholder, never a password.
+    // The files hold no password: the sink's options, password included, come from the sidecar, which fills
+    // it from the environment.
     for postgres in postgres_tables() {
         let text = repo_file(&format!("flink-sql/tables/{}.sql", postgres.name));
-        assert!(text.contains("'password' = '{{ jdbc_password }}'"), "{}", postgres.name);
+        assert!(text.contains("{{ sink_options }}"), "{}", postgres.name);
+        assert!(!text.contains("password"), "{}", postgres.name);
     }
+    let rendered = sql::render_table_with(&jdbc_config(), "room", &Credentials::from_lookup(password_only)).unwrap();
+    assert!(
+        rendered.iter().any(|s| s.contains("'password' = 'pw'")),
+        "{rendered:#?}"
+    );
     // Through the binary, configured from the environment.
     let out = run_cli(&["render", "room", "--show-secrets"], &[("CDC_SINK__KIND", "jdbc")]);
     assert_eq!(out.status.code(), Some(2));
@@ -790,4 +797,44 @@ fn flink_runs_the_rendered_sql_on_the_connector_records() {
         .collect();
     assert!(out.status.success(), "Flink rejected the SQL:\n{}", problems.join("\n"));
     assert_eq!(stdout, expected);
+}
+
+#[test]
+fn a_bad_template_stops_the_start_up_and_render_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tables")).unwrap();
+    let bad = dir.path().join("tables").join("audit_log.sql");
+    std::fs::write(&bad, "INSERT INTO t SELECT '{{ no_such_placeholder }}';\n").unwrap();
+    let sql_dir = dir.path().to_str().unwrap();
+    // `render` of another table loads (and checks) every template too.
+    let out = run_cli(&["render", "faculty"], &[("CDC_FLINK__SQL_DIR", sql_dir)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("audit_log.sql") && err.contains("undefined value"),
+        "{err}"
+    );
+    // `run` refuses to start, before it listens or connects to anything.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
+    cmd.arg("run")
+        .env("CDC_FLINK__SQL_DIR", sql_dir)
+        .env("CDC_SERVER__LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("run started despite a bad template");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(2));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).unwrap();
+    assert!(stderr.contains("audit_log.sql"), "{stderr}");
 }

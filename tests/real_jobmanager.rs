@@ -8,6 +8,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::flink::jobmanager::JobManager;
@@ -230,16 +231,24 @@ fn launcher(flink: &RealFlink, stop_timeout: Duration) -> SqlGatewayLauncher {
             max: Duration::from_secs(1),
         },
     };
-    SqlGatewayLauncher::new(&gateway, &flink.rest_url, Duration::from_secs(10), settings).expect("launcher")
+    let templates =
+        cdc_orchestrator::sql::Templates::load(&cdc_orchestrator::config::Config::default()).expect("templates");
+    SqlGatewayLauncher::new(
+        &gateway,
+        &flink.rest_url,
+        Duration::from_secs(10),
+        settings,
+        Arc::new(templates),
+    )
+    .expect("launcher")
 }
 
-async fn wait_for_tasks(jm: &JobManager, job_id: &JobId) {
+async fn wait_for_tasks(jm: &JobManager, rest_url: &str, job_id: &JobId) {
     // Task metrics exist only once the task runs on a TaskManager.
     for _ in 0..240 {
         if let Ok(Some(detail)) = jm.job(job_id).await
             && let Some(vertex) = detail.vertices.first()
-            && jm
-                .vertex_metrics(job_id, &vertex.id, &[])
+            && support::source_progress::vertex_metrics(rest_url, job_id, &vertex.id, &[])
                 .await
                 .is_ok_and(|m| !m.is_empty())
         {
@@ -310,7 +319,7 @@ async fn the_launcher_lists_adopts_stops_and_cancels_real_flink_jobs() {
 
     // With a TaskManager the savepoint completes and the job finishes.
     flink.start_taskmanager().await;
-    wait_for_tasks(jm, &faculty).await;
+    wait_for_tasks(jm, &flink.rest_url, &faculty).await;
     let long_stop = launcher(&flink, Duration::from_secs(60));
     match long_stop.stop("faculty", &faculty).await.expect("stop") {
         Stopped::Savepoint { location } => {

@@ -31,7 +31,7 @@ struct Harness {
 
 fn sql_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("setup.sql"), "SET 'pipeline.name' = 'cdc';").expect("setup.sql");
+    std::fs::write(dir.path().join("setup.sql"), "SET 'table.local-time-zone' = 'UTC';").expect("setup.sql");
     std::fs::create_dir(dir.path().join("tables")).expect("tables dir");
     for table in ["faculty", "program"] {
         std::fs::write(
@@ -57,7 +57,14 @@ async fn start(token: Option<&str>) -> Harness {
     let metrics = Arc::new(Metrics::new());
     metrics.record_start("faculty", true);
     let health = Arc::new(Health::new(Duration::from_secs(30), Duration::from_secs(90)));
-    let run_loop = RunLoop::new(config, Arc::new(launcher.clone()), metrics.clone(), health.clone());
+    let templates = Arc::new(cdc_orchestrator::sql::Templates::load(&config).expect("templates"));
+    let run_loop = RunLoop::new(
+        config,
+        Arc::new(launcher.clone()),
+        templates,
+        metrics.clone(),
+        health.clone(),
+    );
     let mut tables = run_loop.subscribe();
     let (control, control_rx) = mpsc::channel(8);
     let state = ServerState {

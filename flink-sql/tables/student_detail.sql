@@ -45,14 +45,8 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_student_
 
 -- The sink, keyed like Postgres so that updates are upserts and deletes are applied. [sink] kind chooses it: an
 -- Iceberg v2 table (the default), or with "jdbc" a database table, which must exist, written by Flink's JDBC
--- connector.
-{% if sink == "jdbc" -%}
-DROP TEMPORARY TABLE IF EXISTS `default_catalog`.`default_database`.`cdc_sink_student_detail`;
-
-CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_sink_student_detail` (
-{%- else -%}
-CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`student_detail` (
-{%- endif %}
+-- connector. The sidecar fills in the sink's statement, options and name, the same for every table.
+{{ sink_create }} (
     `id`                INT NOT NULL,
     `student_id`        STRING,
     `gender`            STRING,
@@ -77,20 +71,11 @@ CREATE TABLE IF NOT EXISTS `iceberg`.`{{ database }}`.`student_detail` (
     `created_at`        TIMESTAMP(3),
     PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
-{%- if sink == "jdbc" %}
-    'connector' = 'jdbc',
-    'url' = '{{ jdbc_url }}',
-    'table-name' = '{{ jdbc_table }}',
-    'username' = '{{ jdbc_username }}',
-    'password' = '{{ jdbc_password }}'
-{%- else %}
-    'format-version' = '2',
-    'write.upsert.enabled' = 'true'
-{%- endif %}
+{{ sink_options }}
 );
 
 -- Every change (snapshot reads, inserts, updates and deletes) goes to the sink: the source is a changelog.
-INSERT INTO {% if sink == "jdbc" %}`default_catalog`.`default_database`.`cdc_sink_student_detail`{% else %}`iceberg`.`{{ database }}`.`student_detail`{% endif %}
+INSERT INTO {{ sink_table }}
 SELECT
     `id`,
     `student_id`,

@@ -33,7 +33,7 @@ pub(super) enum Outcome {
 
 impl<L: Launcher + 'static> RunLoop<L> {
     pub(super) fn spawn_start(&mut self, table: String, generation: u64, reason: StartReason) {
-        let statements = match crate::sql::render_table_with(&self.config, &table, &self.credentials) {
+        let statements = match self.templates.render(&table, &self.credentials) {
             Ok(statements) => statements,
             Err(e) => {
                 tracing::warn!(%table, error = %e, "cannot render the job's SQL");

@@ -34,7 +34,7 @@ use crate::http::metrics::{Metrics, TableJobStateLabels};
 use crate::kafka::routing::Routing;
 use crate::kafka::watcher::{WatchError, Watcher};
 use crate::policy::{Input, Millis, Policy};
-use crate::sql::Credentials;
+use crate::sql::{Credentials, TemplateError, Templates};
 use effects::Outcome;
 use run_loop::Clock;
 
@@ -57,6 +57,8 @@ pub struct RunLoop<L: Launcher + 'static> {
     /// Tables with a SQL template: the only ones the policy hears of from the watcher, and the ones an operator
     /// may trigger before any change was seen.
     templated: BTreeSet<String>,
+    /// The SQL templates, read and checked once at start-up.
+    templates: Arc<Templates>,
     /// Tables without a template whose changes were reported once (the watcher bounds how many tables exist).
     untemplated_warned: BTreeSet<String>,
     /// The operations the last sample of each table found, for activity counted from watermarks alone.
@@ -102,6 +104,9 @@ pub enum RunError {
     /// The watcher could not be built from the configuration.
     #[error("cannot set up the Kafka watcher: {0}")]
     Watcher(#[from] WatchError),
+    /// A SQL template cannot be read or is wrong.
+    #[error("{0}")]
+    Templates(#[source] TemplateError),
     /// The launcher submits the statements, and a credential they need is missing or unusable.
     #[error("{0}")]
     Credentials(#[source] crate::sql::SqlError),
@@ -109,11 +114,18 @@ pub enum RunError {
 
 /// Runs the whole sidecar until `shutdown`: HTTP server, watcher, and the loop between policy and launcher.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    // Built before binding the port, so a bad pattern or TLS file fails fast and cleanly.
-    let routing = Routing::for_config(&config).map_err(WatchError::Routed)?;
+    // Built before binding the port, so a bad template, pattern or TLS file fails fast and cleanly.
+    let templates = Arc::new(Templates::load(&config).map_err(RunError::Templates)?);
+    let startable = templates
+        .tables()
+        .into_iter()
+        .chain(config.policy.include.iter().cloned());
+    let routing = Routing::new(&config.kafka, startable).map_err(WatchError::Routed)?;
     let watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
     if config.flink.launcher != LauncherKind::DryRun {
-        crate::sql::require_credentials(&config, &Credentials::from_env()).map_err(RunError::Credentials)?;
+        templates
+            .require_credentials(&Credentials::from_env())
+            .map_err(RunError::Credentials)?;
     }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -121,14 +133,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             addr: config.server.listen,
             source,
         })?;
-    let launcher = Arc::new(AnyLauncher::from_config(&config)?);
+    let launcher = Arc::new(AnyLauncher::from_config(&config, templates.clone())?);
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(
         config.kafka.topic_refresh * 3 + config.kafka.request_timeout,
         config.flink.reconcile_interval * 3 + config.flink.request_timeout,
     ));
     metrics.health.watch(health.clone());
-    let run_loop = RunLoop::new(config.clone(), launcher.clone(), metrics.clone(), health.clone());
+    let run_loop = RunLoop::new(
+        config.clone(),
+        launcher.clone(),
+        templates,
+        metrics.clone(),
+        health.clone(),
+    );
     let (control_tx, control_rx) = mpsc::channel(64);
     let state = ServerState {
         metrics: metrics.clone(),

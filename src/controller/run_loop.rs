@@ -18,6 +18,7 @@ use crate::http::metrics::{Metrics, TableJobStateLabels};
 use crate::kafka::watcher::WatchEvent;
 use crate::policy::{Action, ControlCommand, Event, Input, JobState, Millis, Policy, PolicySettings, TableState};
 use crate::sql::Credentials;
+use crate::sql::Templates;
 
 /// Milliseconds since the Unix epoch, read from a monotonic clock anchored once at start-up, so the policy
 /// sees real timestamps that never go backwards.
@@ -52,17 +53,18 @@ impl Clock {
 
 impl<L: Launcher + 'static> RunLoop<L> {
     /// Builds the loop; `launcher` is shared with whoever else needs it (the `jobs` listing, tests).
-    pub fn new(config: Config, launcher: Arc<L>, metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
+    /// `templates` are the SQL templates, read and checked once at start-up; each start renders from them.
+    pub fn new(
+        config: Config,
+        launcher: Arc<L>,
+        templates: Arc<Templates>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Self {
         let clock = Clock::new();
         let policy = Policy::new(PolicySettings::from_config(&config, clock.origin_unix_ms));
         let (tables, _) = watch::channel(TablesSnapshot::default());
-        let templated: BTreeSet<String> = match crate::sql::known_tables(&config) {
-            Ok(tables) => tables.into_iter().collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the SQL templates; starts will fail until they are fixed");
-                BTreeSet::new()
-            }
-        };
+        let templated: BTreeSet<String> = templates.tables().into_iter().collect();
         let credentials = if launcher.simulated() {
             Credentials::redacted()
         } else {
@@ -74,6 +76,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             .start(move || clock.now(), managed, &config.flink.job_link_base());
         RunLoop {
             templated,
+            templates,
             untemplated_warned: BTreeSet::new(),
             last_ops: HashMap::new(),
             credentials,

@@ -1,27 +1,37 @@
 //! The `dry-run` launcher: logs the statements it would submit and simulates a running job per table.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use super::launcher::{job_settings, newest_first};
 use super::{FlinkError, JobId, JobState, JobSummary, Launcher, Started, Stopped, job_id_for, job_name};
 use crate::config::FlinkConfig;
+use crate::sql::Templates;
 
 /// Simulates Flink in memory; for demos and for running the sidecar without a cluster.
 #[derive(Debug)]
 pub struct DryRunLauncher {
     savepoint_dir: String,
-    checkpoint_interval_ms: u128,
+    checkpoint_interval: Duration,
     jobs: Mutex<BTreeMap<JobId, JobSummary>>,
+    templates: Arc<Templates>,
 }
 
 impl DryRunLauncher {
-    /// A launcher with no jobs.
-    pub fn new(flink: &FlinkConfig) -> DryRunLauncher {
+    /// A launcher with no jobs, rendering `templates`.
+    pub fn new(flink: &FlinkConfig, templates: Arc<Templates>) -> DryRunLauncher {
         DryRunLauncher {
             savepoint_dir: flink.savepoint_dir.clone(),
-            checkpoint_interval_ms: flink.checkpoint_interval.as_millis(),
+            checkpoint_interval: flink.checkpoint_interval,
             jobs: Mutex::new(BTreeMap::new()),
+            templates,
         }
+    }
+
+    /// The SQL templates the jobs are rendered from.
+    pub fn templates(&self) -> &Arc<Templates> {
+        &self.templates
     }
 
     fn jobs(&self) -> std::sync::MutexGuard<'_, BTreeMap<JobId, JobSummary>> {
@@ -51,14 +61,7 @@ impl Launcher for DryRunLauncher {
                 state: used.state.clone(),
             });
         }
-        let prelude = [
-            format!("SET 'pipeline.name' = '{}'", job_name(table)),
-            format!(
-                "SET 'execution.checkpointing.interval' = '{}ms'",
-                self.checkpoint_interval_ms
-            ),
-            format!("SET '$internal.pipeline.job-id' = '{job_id}'"),
-        ];
+        let prelude = job_settings(table, &job_id, self.checkpoint_interval);
         for statement in prelude.iter().chain(statements) {
             tracing::info!(table, %statement, "dry-run: would submit");
         }
@@ -105,11 +108,7 @@ impl Launcher for DryRunLauncher {
 
     async fn list_jobs(&self) -> Result<Vec<JobSummary>, FlinkError> {
         let mut jobs: Vec<JobSummary> = self.jobs().values().cloned().collect();
-        jobs.sort_by(|a, b| {
-            b.start_time_ms
-                .cmp(&a.start_time_ms)
-                .then_with(|| a.table.cmp(&b.table))
-        });
+        newest_first(&mut jobs);
         Ok(jobs)
     }
 
@@ -124,7 +123,8 @@ mod tests {
 
     #[tokio::test]
     async fn simulates_one_job_per_table() {
-        let launcher = DryRunLauncher::new(&FlinkConfig::default());
+        let templates = Templates::load(&crate::config::Config::default()).unwrap();
+        let launcher = DryRunLauncher::new(&FlinkConfig::default(), Arc::new(templates));
         let sql = vec!["INSERT INTO s SELECT 1".to_owned()];
         let first = launcher.start("faculty", 1, &sql).await.unwrap();
         assert!(!first.adopted);

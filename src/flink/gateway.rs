@@ -1,34 +1,26 @@
 //! Client of the Flink SQL Gateway REST endpoint: statements run in order in a session.
 //!
 //! A session carries state (`SET` values, temporary tables) and the gateway runs one session's statements one
-//! at a time. The launcher runs each start in a session of its own ([`SqlGateway::execute_in_own_session`]),
-//! closed afterwards: starts of different tables run side by side without mixing their `SET`s, and nothing of
-//! a start is left in the gateway. [`SqlGateway::execute_batch`] keeps one long-lived session instead (heartbeats
-//! keep it alive), for callers that want one. When the gateway no longer knows a session (idle expiry, gateway
-//! restart), the client opens a new one and replays the batch from its first statement, which is safe because a
-//! batch is a table's `SET`s, DDL and one pinned-id INSERT.
+//! at a time. Every batch runs in a session of its own ([`SqlGateway::execute_in_own_session`]), closed
+//! afterwards: starts of different tables run side by side without mixing their `SET`s, and nothing of a start
+//! is left in the gateway, so no batch needs to undo what it did. When the gateway forgets the session half-way
+//! (gateway restart), the client opens a new one and replays the batch from its first statement, which is safe
+//! because a batch is a table's `SET`s, DDL and one pinned-id INSERT.
 
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::http::Rest;
-use super::{Backoff, FlinkError, JobId, short_statement, sleep_until_next};
+use super::{Backoff, Fault, FlinkError, JobId, short_statement, sleep_until_next};
 use crate::sql::Credentials;
-
-/// How often the session is kept alive; well below the gateway's default idle timeout of 10 minutes.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Name the sessions are opened with, visible in the gateway's logs.
 const SESSION_NAME: &str = "cdc-orchestrator";
-
-/// Time allowed for the cleanup statements after a batch (DROP TEMPORARY TABLE, RESET: quick by nature).
-const CLEANUP_LIMIT: Duration = Duration::from_secs(10);
 
 /// Statement operation states after which polling stops.
 const DONE_STATES: [&str; 5] = ["FINISHED", "ERROR", "CANCELED", "CLOSED", "TIMEOUT"];
@@ -44,12 +36,10 @@ pub struct StatementResult {
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
-/// A SQL Gateway client holding one session.
+/// A SQL Gateway client; every batch opens a session of its own.
 #[derive(Debug)]
 pub struct SqlGateway {
     rest: Rest,
-    /// The open session, if any. Locked for a whole batch: the session is the unit of statement ordering.
-    session: Mutex<Option<String>>,
     /// `v2` when the gateway speaks it (results carry `jobID`), else `v1`.
     result_version: OnceCell<&'static str>,
     poll: Backoff,
@@ -116,7 +106,6 @@ impl SqlGateway {
     pub fn new(http: reqwest::Client, url: &str, poll: Backoff) -> Result<SqlGateway, FlinkError> {
         Ok(SqlGateway {
             rest: Rest::new(http, url)?,
-            session: Mutex::new(None),
             result_version: OnceCell::new(),
             poll,
             redact: Credentials::default(),
@@ -126,52 +115,6 @@ impl SqlGateway {
     /// Masks `credentials` wherever this client logs a statement.
     pub fn set_redaction(&mut self, credentials: Credentials) {
         self.redact = credentials;
-    }
-
-    /// Runs `statements` in order in the session, each to completion, and returns their results. Stops at the
-    /// first failing statement. The whole batch must finish within `limit`. Then, whatever the outcome, runs
-    /// `cleanup` (best effort) so the long-lived session keeps no state of the batch, e.g. temporary tables
-    /// that the next batch creates again.
-    pub async fn execute_batch(
-        &self,
-        statements: &[String],
-        cleanup: &[String],
-        limit: Duration,
-    ) -> Result<Vec<StatementResult>, FlinkError> {
-        let deadline = Instant::now() + limit;
-        let mut session = self.session.lock().await;
-        let mut reopened = false;
-        loop {
-            let handle = match session.as_ref() {
-                Some(h) => h.clone(),
-                None => session.insert(self.open_session().await?).clone(),
-            };
-            let outcome = self.run_all(&handle, statements, deadline).await;
-            match outcome {
-                Err(e) if is_session_missing(&e) => {
-                    // The session and all its state are gone: nothing to clean up.
-                    *session = None;
-                    if reopened {
-                        return Err(e);
-                    }
-                    tracing::info!(session = %handle, "SQL Gateway session expired; opening a new one");
-                    reopened = true;
-                }
-                outcome => {
-                    let cleanup_deadline = Instant::now() + CLEANUP_LIMIT;
-                    for statement in cleanup {
-                        if let Err(e) = self.run_one(&handle, statement, cleanup_deadline).await {
-                            tracing::warn!(error = %e, "session cleanup failed");
-                            if is_session_missing(&e) {
-                                *session = None;
-                                break;
-                            }
-                        }
-                    }
-                    return outcome;
-                }
-            }
-        }
     }
 
     /// Runs `statements` in order in a session opened for them and closed afterwards (best effort), and returns
@@ -188,7 +131,7 @@ impl SqlGateway {
             let handle = self.open_session().await?;
             let outcome = self.run_all(&handle, statements, deadline).await;
             match outcome {
-                Err(e) if is_session_missing(&e) => {
+                Err(e) if e.fault() == Fault::SessionMissing => {
                     if reopened {
                         return Err(e);
                     }
@@ -203,54 +146,6 @@ impl SqlGateway {
         }
     }
 
-    /// Keeps the session alive; reopens it when the gateway no longer knows it. Skips when a batch is running,
-    /// since running statements keep the session alive themselves.
-    pub async fn heartbeat(&self) -> Result<(), FlinkError> {
-        let Ok(mut session) = self.session.try_lock() else {
-            return Ok(());
-        };
-        let Some(handle) = session.clone() else {
-            return Ok(());
-        };
-        let path = format!("v1/sessions/{handle}/heartbeat");
-        match self.rest.send(Method::POST, &path, Some(&json!({}))).await {
-            Err(FlinkError::Api {
-                session_missing: true, ..
-            }) => {
-                tracing::info!(session = %handle, "SQL Gateway session expired; opening a new one");
-                *session = None;
-                *session = Some(self.open_session().await?);
-                Ok(())
-            }
-            Err(e) => Err(e),
-            Ok(_) => Ok(()),
-        }
-    }
-
-    /// Sends a heartbeat every `every` until the gateway client is dropped.
-    pub fn spawn_heartbeats(gateway: &Arc<SqlGateway>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let weak: Weak<SqlGateway> = Arc::downgrade(gateway);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                let Some(gateway) = weak.upgrade() else { return };
-                if let Err(e) = gateway.heartbeat().await {
-                    tracing::warn!(error = %e, "SQL Gateway heartbeat failed");
-                }
-            }
-        })
-    }
-
-    /// Closes the session, if one is open. Best effort: an expired session is already gone.
-    pub async fn close(&self) {
-        if let Some(handle) = self.session.lock().await.take() {
-            self.close_session(&handle).await;
-        }
-    }
-
     /// Closes one session. Best effort: an expired session is already gone, and the gateway drops a forgotten
     /// one at its idle timeout.
     async fn close_session(&self, handle: &str) {
@@ -258,11 +153,6 @@ impl SqlGateway {
         if let Err(e) = self.rest.send(Method::DELETE, &path, None).await {
             tracing::debug!(session = %handle, error = %e, "closing the SQL Gateway session failed");
         }
-    }
-
-    /// The handle of the open session, if any (for diagnostics and tests).
-    pub async fn session_handle(&self) -> Option<String> {
-        self.session.lock().await.clone()
     }
 
     async fn open_session(&self) -> Result<String, FlinkError> {
@@ -292,13 +182,7 @@ impl SqlGateway {
         let op: ExecuteResponse = self.rest.call(Method::POST, &path, Some(&body)).await?;
         let op_path = format!("v1/sessions/{session}/operations/{}", op.operation_handle);
         let outcome = self.finish(&op_path, statement, deadline).await;
-        if !matches!(
-            outcome,
-            Err(FlinkError::Api {
-                session_missing: true,
-                ..
-            })
-        ) {
+        if !is_session_missing(&outcome) {
             // Frees the operation's resources in the gateway; it would be dropped with the session anyway.
             let _ = self.rest.send(Method::DELETE, &format!("{op_path}/close"), None).await;
         }
@@ -316,7 +200,7 @@ impl SqlGateway {
                 .await
             {
                 Ok(s) => status = s.status,
-                Err(e) if e.is_transient() && !is_session_missing(&e) && Instant::now() < deadline => {
+                Err(e) if e.is_transient() && e.fault() != Fault::SessionMissing && Instant::now() < deadline => {
                     tracing::debug!(error = %e, "operation status poll failed; retrying");
                 }
                 Err(e) => return Err(e),
@@ -340,6 +224,7 @@ impl SqlGateway {
             other => Err(FlinkError::Statement {
                 statement: short_statement(statement),
                 root_cause: format!("operation ended {other}"),
+                fault: Fault::Other,
             }),
         }
     }
@@ -349,18 +234,16 @@ impl SqlGateway {
         let version = self.result_version().await.unwrap_or("v1");
         let path = format!("{}/result/0?rowFormat=JSON", versioned(op_path, version));
         match self.rest.send(Method::GET, &path, None).await {
-            Err(FlinkError::Api {
-                root_cause,
-                session_missing: false,
-                ..
-            }) => FlinkError::Statement {
+            Err(FlinkError::Api { root_cause, fault, .. }) if fault != Fault::SessionMissing => FlinkError::Statement {
                 statement: short_statement(statement),
                 root_cause,
+                fault,
             },
             Err(e) => e,
             Ok(_) => FlinkError::Statement {
                 statement: short_statement(statement),
                 root_cause: "operation ended ERROR without an error message".to_owned(),
+                fault: Fault::Other,
             },
         }
     }
@@ -373,7 +256,7 @@ impl SqlGateway {
         while let Some(path) = next.take() {
             let page: FetchResponse = match self.rest.call(Method::GET, &path, None).await {
                 Ok(page) => page,
-                Err(e) if e.is_transient() && !is_session_missing(&e) && Instant::now() < deadline => {
+                Err(e) if e.is_transient() && e.fault() != Fault::SessionMissing && Instant::now() < deadline => {
                     sleep_until_next(&mut delays, deadline).await;
                     next = Some(path);
                     continue;
@@ -435,14 +318,8 @@ impl SqlGateway {
     }
 }
 
-fn is_session_missing(e: &FlinkError) -> bool {
-    matches!(
-        e,
-        FlinkError::Api {
-            session_missing: true,
-            ..
-        }
-    )
+fn is_session_missing<T>(outcome: &Result<T, FlinkError>) -> bool {
+    matches!(outcome, Err(e) if e.fault() == Fault::SessionMissing)
 }
 
 /// `v1/sessions/...` as `v2/sessions/...`.

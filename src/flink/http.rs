@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{FlinkError, root_cause};
+use super::{Fault, FlinkError, root_cause};
 
 /// Flink's error body.
 #[derive(Debug, Deserialize)]
@@ -98,13 +98,11 @@ fn api_error(endpoint: String, status: StatusCode, bytes: &[u8]) -> FlinkError {
         Ok(body) if !body.errors.is_empty() => body.errors,
         _ => vec![String::from_utf8_lossy(bytes).chars().take(300).collect()],
     };
-    let session_missing = errors
-        .iter()
-        .any(|e| e.contains("Session '") && e.contains("does not exist"));
+    let root_cause = root_cause(&errors);
     FlinkError::Api {
         endpoint,
         status: status.as_u16(),
-        root_cause: root_cause(&errors),
-        session_missing,
+        fault: Fault::of(&errors, &root_cause),
+        root_cause,
     }
 }

@@ -1,15 +1,10 @@
-//! Client of the JobManager REST API: list jobs, job detail, stop with savepoint, cancel, source metrics.
+//! Client of the JobManager REST API: list jobs, job detail, job status, stop with savepoint, cancel.
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
-
-use regex::Regex;
+use super::http::Rest;
+use super::{Fault, FlinkError, JobId, JobState};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-
-use super::http::Rest;
-use super::{FlinkError, JobId, JobState};
 
 /// One row of `GET /jobs/overview`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,43 +61,6 @@ pub enum SavepointStatus {
         /// The root-cause line of the failure.
         root_cause: String,
     },
-}
-
-/// What the Kafka source of a job has read, from its metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SourceProgress {
-    /// Records the source knows of but has not read (FLIP-33 `pendingRecords`, summed over subtasks); absent
-    /// when the connector does not report it.
-    pub pending_records: Option<i64>,
-    /// Per `(topic, partition)`: the offset read up to, and the offset committed to the consumer group.
-    pub partitions: BTreeMap<(String, i32), PartitionProgress>,
-}
-
-/// Offsets of one partition.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PartitionProgress {
-    /// `KafkaSourceReader.topic.<t>.partition.<p>.currentOffset`.
-    pub current_offset: Option<i64>,
-    /// `KafkaSourceReader.topic.<t>.partition.<p>.committedOffset`.
-    pub committed_offset: Option<i64>,
-}
-
-impl SourceProgress {
-    /// Whether the source has read and committed everything up to the given high watermarks (the next offset
-    /// to be written, per `(topic, partition)`). `None` when the metrics do not cover every partition.
-    pub fn caught_up(&self, high_watermarks: &BTreeMap<(String, i32), i64>) -> Option<bool> {
-        if self.pending_records.is_some_and(|p| p > 0) {
-            return Some(false);
-        }
-        let mut all = true;
-        for (key, &high) in high_watermarks {
-            let progress = self.partitions.get(key)?;
-            // Kafka's committed offset is the next offset to read, like the high watermark.
-            let committed = progress.committed_offset?;
-            all &= committed >= high;
-        }
-        Some(all)
-    }
 }
 
 #[derive(Deserialize)]
@@ -169,29 +127,6 @@ struct FailureCause {
     class: Option<String>,
     #[serde(rename = "stack-trace")]
     stack_trace: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Metric {
-    id: String,
-    #[serde(default)]
-    value: Option<String>,
-}
-
-/// Flink writes metric collections as a bare array; the spec documents `{"metrics": [...]}`. Accept both.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Metrics {
-    Bare(Vec<Metric>),
-    Wrapped { metrics: Vec<Metric> },
-}
-
-impl Metrics {
-    fn into_vec(self) -> Vec<Metric> {
-        match self {
-            Metrics::Bare(v) | Metrics::Wrapped { metrics: v } => v,
-        }
-    }
 }
 
 /// A JobManager REST client.
@@ -266,7 +201,10 @@ impl JobManager {
             Ok(body) => Ok(Some(body.status)),
             // Flink 2.0 answers an unknown job here with a 500 whose cause is FlinkJobNotFoundException.
             Err(FlinkError::Api { status: 404, .. }) => Ok(None),
-            Err(FlinkError::Api { root_cause, .. }) if root_cause.contains("FlinkJobNotFoundException") => Ok(None),
+            Err(FlinkError::Api {
+                fault: Fault::JobNotFound,
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -316,169 +254,5 @@ impl JobManager {
             Err(FlinkError::Api { status: 404 | 409, .. }) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    /// Values of the named metrics of one vertex (ids as Flink lists them, e.g. `0.pendingRecords`).
-    pub async fn vertex_metrics(
-        &self,
-        job_id: &JobId,
-        vertex_id: &str,
-        names: &[String],
-    ) -> Result<BTreeMap<String, String>, FlinkError> {
-        let mut path = format!("jobs/{job_id}/vertices/{vertex_id}/metrics");
-        if !names.is_empty() {
-            path.push_str("?get=");
-            path.push_str(&encode_query(&names.join(",")));
-        }
-        let metrics: Metrics = self.rest.call(Method::GET, &path, None).await?;
-        Ok(metrics
-            .into_vec()
-            .into_iter()
-            .map(|m| (m.id, m.value.unwrap_or_default()))
-            .collect())
-    }
-
-    /// What the job's Kafka sources have read and committed, from their metrics.
-    pub async fn source_progress(&self, job_id: &JobId) -> Result<SourceProgress, FlinkError> {
-        let Some(detail) = self.job(job_id).await? else {
-            return Ok(SourceProgress::default());
-        };
-        let mut progress = SourceProgress::default();
-        for vertex in detail.vertices.iter().filter(|v| v.name.starts_with("Source")) {
-            let available = self.vertex_metrics(job_id, &vertex.id, &[]).await?;
-            let wanted: Vec<String> = available
-                .keys()
-                .filter(|id| parse_source_metric(id).is_some())
-                .cloned()
-                .collect();
-            if wanted.is_empty() {
-                continue;
-            }
-            let values = self.vertex_metrics(job_id, &vertex.id, &wanted).await?;
-            for (id, value) in values {
-                let Some(metric) = parse_source_metric(&id) else {
-                    continue;
-                };
-                // Flink reports gauges as strings; a value that is not a whole number (e.g. "NaN" before the first
-                // read) means unknown.
-                let Ok(value) = value.parse::<f64>().map(|v| v as i64) else {
-                    continue;
-                };
-                match metric {
-                    SourceMetric::Pending => *progress.pending_records.get_or_insert(0) += value.max(0),
-                    SourceMetric::Current(topic, partition) => {
-                        progress
-                            .partitions
-                            .entry((topic, partition))
-                            .or_default()
-                            .current_offset = Some(value)
-                    }
-                    SourceMetric::Committed(topic, partition) => {
-                        progress
-                            .partitions
-                            .entry((topic, partition))
-                            .or_default()
-                            .committed_offset = Some(value)
-                    }
-                }
-            }
-        }
-        Ok(progress)
-    }
-}
-
-enum SourceMetric {
-    Pending,
-    Current(String, i32),
-    Committed(String, i32),
-}
-
-/// Recognises `<subtask>[.<operator>].pendingRecords` and
-/// `<subtask>[.<operator>].KafkaSourceReader.topic.<t>.partition.<p>.{currentOffset,committedOffset}`.
-fn parse_source_metric(id: &str) -> Option<SourceMetric> {
-    static OFFSET: OnceLock<Option<Regex>> = OnceLock::new();
-    let offset = OFFSET
-        .get_or_init(|| {
-            Regex::new(
-                r"^\d+\.(?:.*\.)?KafkaSourceReader\.topic\.(.+)\.partition\.(\d+)\.(currentOffset|committedOffset)$",
-            )
-            .ok()
-        })
-        .as_ref()?;
-    if let Some(c) = offset.captures(id) {
-        let topic = c.get(1)?.as_str().to_owned();
-        let partition = c.get(2)?.as_str().parse().ok()?;
-        return Some(match c.get(3)?.as_str() {
-            "currentOffset" => SourceMetric::Current(topic, partition),
-            _ => SourceMetric::Committed(topic, partition),
-        });
-    }
-    // Operator-scoped metrics carry the operator's name between the subtask and the metric:
-    // `0.Source__faculty_src.pendingRecords`.
-    let (subtask, rest) = id.split_once('.')?;
-    let pending = rest == "pendingRecords" || rest.ends_with(".pendingRecords");
-    (!subtask.is_empty() && subtask.bytes().all(|b| b.is_ascii_digit()) && pending).then_some(SourceMetric::Pending)
-}
-
-/// Percent-encodes a query value; metric ids are mostly `[A-Za-z0-9._-]`, topics may add a few more.
-fn encode_query(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b',' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn source_metrics_are_recognised() {
-        assert!(matches!(
-            parse_source_metric("0.pendingRecords"),
-            Some(SourceMetric::Pending)
-        ));
-        match parse_source_metric(
-            "1.KafkaSourceReader.topic.university-server.public.faculty.partition.3.committedOffset",
-        ) {
-            Some(SourceMetric::Committed(t, p)) => assert_eq!((t.as_str(), p), ("university-server.public.faculty", 3)),
-            _ => panic!("not recognised"),
-        }
-        assert!(parse_source_metric("0.numRecordsIn").is_none());
-        assert!(parse_source_metric("x.pendingRecords").is_none());
-    }
-
-    #[test]
-    fn caught_up_needs_every_partition_committed() {
-        let key = ("t".to_owned(), 0);
-        let mut high = BTreeMap::new();
-        high.insert(key.clone(), 10);
-        let mut p = SourceProgress::default();
-        assert_eq!(p.caught_up(&high), None, "no metrics, no answer");
-        p.partitions.insert(
-            key.clone(),
-            PartitionProgress {
-                current_offset: Some(10),
-                committed_offset: Some(9),
-            },
-        );
-        assert_eq!(p.caught_up(&high), Some(false));
-        if let Some(x) = p.partitions.get_mut(&key) {
-            x.committed_offset = Some(10);
-        }
-        assert_eq!(p.caught_up(&high), Some(true));
-        p.pending_records = Some(3);
-        assert_eq!(p.caught_up(&high), Some(false));
-    }
-
-    #[test]
-    fn query_values_are_encoded() {
-        assert_eq!(encode_query("0.a,1.b"), "0.a,1.b");
-        assert_eq!(encode_query("a b&c"), "a%20b%26c");
     }
 }

@@ -1,18 +1,18 @@
 //! The `sql-gateway` launcher: submits through the SQL Gateway, watches and stops through the JobManager.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use regex::Regex;
 use tokio::time::Instant;
 
 use super::gateway::SqlGateway;
-use super::jobmanager::{JobManager, JobOverview, SavepointStatus, SourceProgress};
+use super::jobmanager::{JobManager, JobOverview, SavepointStatus};
 use super::{
-    Backoff, FlinkError, JobId, JobState, JobSummary, Launcher, POLL_BACKOFF, Started, Stopped, http_client,
+    Backoff, Fault, FlinkError, JobId, JobState, JobSummary, Launcher, POLL_BACKOFF, Started, Stopped, http_client,
     job_id_for, job_name, sleep_until_next, table_of_job,
 };
 use crate::config::{Config, FlinkConfig};
+use crate::sql::{Credentials, Templates};
 
 /// The settings a launcher runs with (from `[flink]`, plus the poll pace, which tests shorten).
 #[derive(Debug, Clone)]
@@ -45,26 +45,26 @@ impl LaunchSettings {
 /// Starts jobs through the SQL Gateway and manages them through the JobManager REST API.
 #[derive(Debug)]
 pub struct SqlGatewayLauncher {
-    gateway: Arc<SqlGateway>,
+    /// Boxed: it is most of the launcher's size.
+    gateway: Box<SqlGateway>,
     jobmanager: JobManager,
     settings: LaunchSettings,
+    templates: Arc<Templates>,
 }
 
 impl SqlGatewayLauncher {
-    /// A launcher for `flink.sql_gateway_url` and `flink.jobmanager_url`.
-    pub fn from_config(config: &Config) -> Result<SqlGatewayLauncher, FlinkError> {
+    /// A launcher for `flink.sql_gateway_url` and `flink.jobmanager_url`, for jobs of `templates`, masking the
+    /// environment's credentials in its logs.
+    pub fn from_config(config: &Config, templates: Arc<Templates>) -> Result<SqlGatewayLauncher, FlinkError> {
         let flink = &config.flink;
-        let mut launcher = SqlGatewayLauncher::new(
+        let launcher = SqlGatewayLauncher::new(
             &flink.sql_gateway_url,
             &flink.jobmanager_url,
             flink.request_timeout,
             LaunchSettings::from_config(flink),
+            templates,
         )?;
-        // Freshly built, so the gateway is not shared yet.
-        if let Some(gateway) = Arc::get_mut(&mut launcher.gateway) {
-            gateway.set_redaction(crate::sql::Credentials::from_env());
-        }
-        Ok(launcher)
+        Ok(launcher.with_credentials(Credentials::from_env()))
     }
 
     /// A launcher with explicit endpoints and settings; every HTTP request is bounded by `request_timeout`.
@@ -73,13 +73,26 @@ impl SqlGatewayLauncher {
         jobmanager_url: &str,
         request_timeout: Duration,
         settings: LaunchSettings,
+        templates: Arc<Templates>,
     ) -> Result<SqlGatewayLauncher, FlinkError> {
         let http = http_client(request_timeout)?;
         Ok(SqlGatewayLauncher {
-            gateway: Arc::new(SqlGateway::new(http.clone(), sql_gateway_url, settings.poll)?),
+            gateway: Box::new(SqlGateway::new(http.clone(), sql_gateway_url, settings.poll)?),
             jobmanager: JobManager::new(http, jobmanager_url)?,
             settings,
+            templates,
         })
+    }
+
+    /// Masks `credentials` wherever a statement is logged.
+    pub fn with_credentials(mut self, credentials: Credentials) -> SqlGatewayLauncher {
+        self.gateway.set_redaction(credentials);
+        self
+    }
+
+    /// The SQL templates the jobs are rendered from.
+    pub fn templates(&self) -> &Arc<Templates> {
+        &self.templates
     }
 
     /// The SQL Gateway client.
@@ -92,22 +105,10 @@ impl SqlGatewayLauncher {
         &self.jobmanager
     }
 
-    /// What a job's Kafka source has read and committed: compare with the topic's high watermarks to tell that
-    /// the job caught up before stopping it.
-    pub async fn source_progress(&self, job_id: &JobId) -> Result<SourceProgress, FlinkError> {
-        self.jobmanager.source_progress(job_id).await
-    }
-
     /// The statements of a start: the job's name, checkpointing, the pinned id, then the table's own SQL.
     fn batch(&self, table: &str, job_id: &JobId, statements: &[String]) -> Vec<String> {
-        let interval_ms = self.settings.checkpoint_interval.as_millis();
-        let mut batch = vec![
-            format!("SET 'pipeline.name' = '{}'", job_name(table)),
-            format!("SET 'execution.checkpointing.interval' = '{interval_ms}ms'"),
-            format!("SET '$internal.pipeline.job-id' = '{job_id}'"),
-        ];
-        batch.extend(statements.iter().cloned());
-        batch
+        let settings = job_settings(table, job_id, self.settings.checkpoint_interval);
+        settings.into_iter().chain(statements.iter().cloned()).collect()
     }
 
     /// The job a start must adopt instead of submitting: the pinned id if it lives, else the newest live job named
@@ -234,75 +235,32 @@ impl SqlGatewayLauncher {
     }
 }
 
-/// The session keys the launcher sets for every job; a table's SQL must not set them.
-const LAUNCHER_KEYS: [&str; 3] = [
-    "pipeline.name",
-    "execution.checkpointing.interval",
-    "$internal.pipeline.job-id",
-];
-
-struct Patterns {
-    set: Regex,
+/// The statements a launcher puts before a table's own for every job: its name, checkpointing and pinned id
+/// (the keys of [`crate::sql::LAUNCHER_KEYS`]).
+pub(crate) fn job_settings(table: &str, job_id: &JobId, checkpoint_interval: Duration) -> [String; 3] {
+    let interval_ms = checkpoint_interval.as_millis();
+    [
+        format!("SET 'pipeline.name' = '{}'", job_name(table)),
+        format!("SET 'execution.checkpointing.interval' = '{interval_ms}ms'"),
+        format!("SET '$internal.pipeline.job-id' = '{job_id}'"),
+    ]
 }
 
-fn patterns() -> Option<&'static Patterns> {
-    static PATTERNS: OnceLock<Option<Patterns>> = OnceLock::new();
-    PATTERNS
-        .get_or_init(|| {
-            Some(Patterns {
-                set: Regex::new(r"(?is)^SET\s+'([^']+)'\s*=").ok()?,
-            })
-        })
-        .as_ref()
-}
-
-/// The key of a `SET 'key' = 'value'` statement.
-fn set_key(code: &str) -> Option<String> {
-    let c = patterns()?.set.captures(code)?;
-    Some(c.get(1)?.as_str().to_owned())
-}
-
-/// The first launcher-owned key a table's SQL sets, if any: the job's name, id and checkpointing are not the
-/// template's to choose.
-pub fn reserved_key_set(statements: &[String]) -> Option<String> {
-    statements
-        .iter()
-        .filter_map(|s| set_key(&code_of(s)))
-        .find(|key| LAUNCHER_KEYS.contains(&key.as_str()))
-}
-
-/// A statement without comment lines, on one line.
-fn code_of(statement: &str) -> String {
-    statement
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("--"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Whether a statement submits a job: an INSERT, or a statement set.
-pub(crate) fn submits_job(statement: &str) -> bool {
-    let code = code_of(statement).to_ascii_uppercase();
-    code.starts_with("INSERT ") || code.starts_with("EXECUTE ") || code.starts_with("BEGIN STATEMENT SET")
-}
-
-fn is_duplicate_submission(e: &FlinkError) -> bool {
-    matches!(e, FlinkError::Statement { root_cause, .. } if root_cause.contains("DuplicateJobSubmissionException"))
+/// Orders jobs newest first, then by table.
+pub(crate) fn newest_first(jobs: &mut [JobSummary]) {
+    jobs.sort_by(|a, b| {
+        b.start_time_ms
+            .cmp(&a.start_time_ms)
+            .then_with(|| a.table.cmp(&b.table))
+    });
 }
 
 impl Launcher for SqlGatewayLauncher {
     async fn start(&self, table: &str, generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
-        if !statements.iter().any(|s| submits_job(s)) {
-            return Err(FlinkError::NoJobStatement {
-                table: table.to_owned(),
-            });
-        }
-        if let Some(key) = reserved_key_set(statements) {
-            return Err(FlinkError::Setup(format!(
-                "the SQL of table {table} sets '{key}', which the launcher sets for every job"
-            )));
-        }
+        crate::sql::check_job(statements).map_err(|source| FlinkError::Job {
+            table: table.to_owned(),
+            source,
+        })?;
         let begin = Instant::now();
         let deadline = begin + self.settings.start_timeout;
         let job_id = job_id_for(table, generation);
@@ -337,7 +295,10 @@ impl Launcher for SqlGatewayLauncher {
                             tracing::info!(table, job_id = %id, "job submitted");
                             return self.await_running(table, id, false, begin, deadline).await;
                         }
-                        Err(e) if is_duplicate_submission(&e) => {
+                        Err(FlinkError::Statement {
+                            fault: Fault::DuplicateJob,
+                            ..
+                        }) => {
                             // Flink remembers ended jobs longer than its job list shows them: a duplicate that
                             // the JobManager does not list, several times over, is an id that was used up.
                             if self.jobmanager.job(&job_id).await.ok().flatten().is_none() {
@@ -451,33 +412,7 @@ impl Launcher for SqlGatewayLauncher {
                 })
             })
             .collect();
-        jobs.sort_by(|a, b| {
-            b.start_time_ms
-                .cmp(&a.start_time_ms)
-                .then_with(|| a.table.cmp(&b.table))
-        });
+        newest_first(&mut jobs);
         Ok(jobs)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn launcher_keys_are_reserved() {
-        let statements = vec!["SET 'table.exec.sink.upsert-materialize' = 'NONE'".to_owned()];
-        assert_eq!(reserved_key_set(&statements), None);
-        let sneaky = vec!["SET 'pipeline.name' = 'mine'".to_owned()];
-        assert_eq!(reserved_key_set(&sneaky).as_deref(), Some("pipeline.name"));
-    }
-
-    #[test]
-    fn job_statements_are_recognised() {
-        assert!(submits_job("INSERT INTO sink SELECT * FROM src"));
-        assert!(submits_job("-- copy\n  insert into sink\nselect 1"));
-        assert!(submits_job("EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT 1; END"));
-        assert!(!submits_job("CREATE TABLE src (id INT) WITH ('connector' = 'kafka')"));
-        assert!(!submits_job("SET 'a' = 'b'"));
     }
 }

@@ -1,9 +1,12 @@
 //! `cdc-orchestrator jobs`: the cdc jobs Flink knows, as a table or JSON.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::{AnyLauncher, FlinkError, JobSummary, Launcher};
 use crate::config::Config;
+use crate::sql::Templates;
 
 /// One line of `jobs --json`.
 #[derive(Debug, Serialize)]
@@ -17,9 +20,11 @@ struct JobLine<'a> {
     end_time_ms: Option<i64>,
 }
 
-/// The cdc jobs Flink knows (through the configured launcher), newest first.
+/// The cdc jobs Flink knows (through the configured launcher), newest first. Built-in templates suffice: the
+/// listing renders no job.
 pub async fn list_cdc_jobs(config: &Config) -> Result<Vec<JobSummary>, FlinkError> {
-    AnyLauncher::from_config(config)?.list_jobs().await
+    let templates = Arc::new(Templates::builtin(config));
+    AnyLauncher::from_config(config, templates)?.list_jobs().await
 }
 
 fn since_ms(job: &JobSummary) -> i64 {

@@ -132,6 +132,13 @@ impl prometheus_client::collector::Collector for DependencyGauges {
     }
 }
 
+/// Registers each `field` of `metrics` under its name and help text, in the order given (the page's order).
+macro_rules! register_each {
+    ($registry:ident, $metrics:ident, $($field:ident: $name:literal, $help:literal;)*) => {
+        $($registry.register($name, $help, $metrics.$field.clone());)*
+    };
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -163,54 +170,20 @@ impl Metrics {
             health: std::sync::Arc::default(),
             registry: Registry::default(),
         };
-        registry.register("polls", "Completed watermark poll cycles", m.polls.clone());
-        registry.register(
-            "poll_duration_seconds",
-            "Duration of one poll cycle",
-            m.poll_duration.clone(),
-        );
-        registry.register(
-            "partitions_watched",
-            "Partitions currently watched",
-            m.partitions_watched.clone(),
-        );
-        registry.register("new_records", "New records seen, by table", m.new_records.clone());
-        registry.register(
-            "activity_records",
-            "Sampled records by table and operation",
-            m.activity_records.clone(),
-        );
-        registry.register(
-            "decoded_records",
-            "Sampled records by decoder kind",
-            m.decoded_records.clone(),
-        );
-        registry.register("job_starts", "Job starts by table and result", m.job_starts.clone());
-        registry.register("job_stops", "Job stops by table and result", m.job_stops.clone());
-        registry.register(
-            "starts_throttled",
-            "Starts that waited for the start throttle or the concurrency limit",
-            m.starts_throttled.clone(),
-        );
-        registry.register(
-            "jobs_running",
-            "Tables whose job Flink reports RUNNING",
-            m.jobs_running.clone(),
-        );
-        registry.register(
-            "job_state",
-            "Flink's state of a table's job (1 for the state last reported)",
-            m.job_state.clone(),
-        );
-        registry.register(
-            "table_lag_records",
-            "Consumer lag of a table's job",
-            m.table_lag.clone(),
-        );
-        registry.register(
-            "sampled_bytes",
-            "Bytes of record values fetched in samples",
-            m.sampled_bytes.clone(),
+        register_each!(registry, m,
+            polls: "polls", "Completed watermark poll cycles";
+            poll_duration: "poll_duration_seconds", "Duration of one poll cycle";
+            partitions_watched: "partitions_watched", "Partitions currently watched";
+            new_records: "new_records", "New records seen, by table";
+            activity_records: "activity_records", "Sampled records by table and operation";
+            decoded_records: "decoded_records", "Sampled records by decoder kind";
+            job_starts: "job_starts", "Job starts by table and result";
+            job_stops: "job_stops", "Job stops by table and result";
+            starts_throttled: "starts_throttled", "Starts that waited for the start throttle or the concurrency limit";
+            jobs_running: "jobs_running", "Tables whose job Flink reports RUNNING";
+            job_state: "job_state", "Flink's state of a table's job (1 for the state last reported)";
+            table_lag: "table_lag_records", "Consumer lag of a table's job";
+            sampled_bytes: "sampled_bytes", "Bytes of record values fetched in samples";
         );
         registry.register_collector(Box::new(m.savings.clone()));
         registry.register_collector(Box::new(m.health.clone()));

@@ -2,14 +2,26 @@
 //!
 //! A table's job is the session set-up (`flink-sql/setup.sql`: time zone, the Iceberg catalog
 //! and database) followed by the table's own statements (`flink-sql/tables/<table>.sql`: the Kafka source, the
-//! Iceberg sink and the INSERT that starts the job). The templates are compiled into the binary, so the sidecar
+//! sink and the INSERT that starts the job). The templates are compiled into the binary, so the sidecar
 //! needs no files at run time; `flink.sql_dir` names a folder whose `setup.sql` and `tables/*.sql` replace the
 //! built-in files of the same name and add tables.
 //!
+//! [`Templates::load`] reads every template once, at start-up, and checks it by rendering each table's job
+//! with the configuration (and redacted credentials): a template that does not parse, names an unknown
+//! placeholder, leaves a quote open, submits no job or sets a key the launcher owns stops the start-up. Starts
+//! then render from memory.
+//!
 //! Placeholders (`{{ topic }}`, `{{ bootstrap }}`, ...) are filled from [`Config`] with minijinja. Every value
 //! is escaped for a single-quoted SQL string literal, and an unknown placeholder is an error, not an empty
-//! string. Credentials never live in the files or the configuration: they are read from the environment when
+//! string. The sink's statement, options and name are the same for every table and come from `sink.rs`.
+//! Credentials never live in the files or the configuration: they are read from the environment when
 //! rendering (see [`CREDENTIALS`]), and only the ones a template actually uses are required.
+
+mod credentials;
+mod sink;
+mod statements;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -17,7 +29,10 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
-use crate::config::{Config, Secret, SinkKind, is_table_name};
+pub use credentials::{CREDENTIALS, Credentials, REDACTED, sink_of};
+pub use statements::{LAUNCHER_KEYS, reserved_key_set, split_statements, submits_job};
+
+use crate::config::{Config, SinkKind, is_table_name};
 
 /// File name of the session and catalog set-up template, inside `flink.sql_dir`.
 pub const SETUP_FILE: &str = "setup.sql";
@@ -48,27 +63,85 @@ const BUILTIN_TABLES: [(&str, &str); 12] = [
     ("students", include_str!("../../flink-sql/tables/students.sql")),
 ];
 
-/// Template variables that carry credentials, and the environment variable each one is read from.
-pub const CREDENTIALS: [(&str, &str); 5] = [
-    ("polaris_client_id", "POLARIS_CLIENT_ID"),
-    ("polaris_client_secret", "POLARIS_CLIENT_SECRET"),
-    ("s3_access_key_id", "AWS_ACCESS_KEY_ID"),
-    ("s3_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-    ("jdbc_password", "SINK_JDBC_PASSWORD"),
-];
-
-/// The sink whose statements use a credential: the JDBC password is the JDBC sink's, the catalog and S3
-/// credentials are Iceberg's. Only the configured sink's credentials are required.
-pub fn sink_of(variable: &str) -> SinkKind {
-    if variable == "SINK_JDBC_PASSWORD" {
-        SinkKind::Jdbc
-    } else {
-        SinkKind::Iceberg
-    }
+/// Why the templates cannot be used; found when they are loaded, at start-up. Every variant renders as one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// A template file in `flink.sql_dir` could not be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file in `flink.sql_dir/tables` is not named after a table.
+    #[error("{}: file name is not a table name (letters, digits and _, not starting with a digit)", .path.display())]
+    BadFileName {
+        /// The offending file.
+        path: PathBuf,
+    },
+    /// A template does not parse or render (unknown placeholder, bad syntax).
+    #[error("{template}: {message}")]
+    Syntax {
+        /// The template.
+        template: String,
+        /// minijinja's description, with the line number.
+        message: String,
+    },
+    /// The rendered text does not split into statements: a quote or comment is never closed.
+    #[error("{template}: {what} opened on line {line} is never closed")]
+    Unterminated {
+        /// The template.
+        template: String,
+        /// What is open: a string literal, a quoted identifier or a block comment.
+        what: &'static str,
+        /// 1-based line of the opening character in the rendered text.
+        line: usize,
+    },
+    /// A table template renders to no statement at all.
+    #[error("{template}: renders to no statement")]
+    Empty {
+        /// The template.
+        template: String,
+    },
+    /// A table's statements cannot run as its job.
+    #[error("{template}: {source}")]
+    Job {
+        /// The template.
+        template: String,
+        /// What is wrong with the statements.
+        #[source]
+        source: JobSqlError,
+    },
 }
 
-/// What a credential's value is replaced with wherever statements are shown rather than submitted.
-pub const REDACTED: &str = "<redacted>";
+/// Why a table's statements cannot run as its job, whoever wrote them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobSqlError {
+    /// No statement submits a job, so none would start.
+    #[error("submits no job (no INSERT or EXECUTE STATEMENT SET)")]
+    NoJob,
+    /// A statement sets one of [`LAUNCHER_KEYS`].
+    #[error("sets '{key}', which the launcher sets for every job")]
+    ReservedKey {
+        /// The key.
+        key: String,
+    },
+}
+
+/// Fails when `statements` cannot run as a job: none submits one, or one sets a key of [`LAUNCHER_KEYS`].
+pub fn check_job(statements: &[String]) -> Result<(), JobSqlError> {
+    if !statements.iter().any(|s| submits_job(s)) {
+        return Err(JobSqlError::NoJob);
+    }
+    match reserved_key_set(statements) {
+        Some(key) => Err(JobSqlError::ReservedKey { key }),
+        None => Ok(()),
+    }
+}
 
 /// Why a table's statements could not be rendered. Every variant renders as one line.
 #[derive(Debug, thiserror::Error)]
@@ -100,116 +173,9 @@ pub enum SqlError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A template file in `flink.sql_dir` could not be read.
-    #[error("cannot read {}: {source}", .path.display())]
-    Read {
-        /// The file or folder.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// A file in `flink.sql_dir/tables` is not named after a table.
-    #[error("{}: file name is not a table name (letters, digits and _, not starting with a digit)", .path.display())]
-    BadFileName {
-        /// The offending file.
-        path: PathBuf,
-    },
-    /// A template does not parse or render (unknown placeholder, bad syntax).
-    #[error("{template}: {message}")]
-    Template {
-        /// The template.
-        template: String,
-        /// minijinja's description, with the line number.
-        message: String,
-    },
-    /// The rendered text does not split into statements: a quote or comment is never closed.
-    #[error("{template}: {what} opened on line {line} is never closed")]
-    Unterminated {
-        /// The template.
-        template: String,
-        /// What is open: a string literal, a quoted identifier or a block comment.
-        what: &'static str,
-        /// 1-based line of the opening character in the rendered text.
-        line: usize,
-    },
-    /// A table template renders to no statement at all.
-    #[error("{template}: renders to no statement")]
-    Empty {
-        /// The template.
-        template: String,
-    },
-}
-
-/// Credential values for the templates, looked up by environment variable name.
-#[derive(Clone, Default)]
-pub struct Credentials {
-    values: BTreeMap<&'static str, Secret>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Which credentials are present is useful; their values never appear.
-        f.debug_set().entries(self.values.keys()).finish()
-    }
-}
-
-impl Credentials {
-    /// Reads the variables of [`CREDENTIALS`] from the process environment.
-    pub fn from_env() -> Self {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads the variables of [`CREDENTIALS`] through `lookup` (tests, or another source of secrets).
-    /// An empty value counts as unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let values = CREDENTIALS
-            .iter()
-            .filter_map(|&(_, variable)| {
-                lookup(variable)
-                    .filter(|v| !v.is_empty())
-                    .map(|v| (variable, Secret::new(v)))
-            })
-            .collect();
-        Self { values }
-    }
-
-    /// Every credential as [`REDACTED`]: statements rendered with these can be shown or logged, and a launcher
-    /// that submits nothing (dry-run) needs no real credentials at all.
-    pub fn redacted() -> Self {
-        Self::from_lookup(|_| Some(REDACTED.to_owned()))
-    }
-
-    /// `text` with every credential value (as set, and as escaped into a SQL literal) replaced by [`REDACTED`]:
-    /// for text that may echo a statement back, such as Flink's error messages.
-    pub fn redact(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in self.values.values().map(Secret::expose) {
-            if secret == REDACTED {
-                continue;
-            }
-            for form in [secret.replace('\'', "''"), secret.to_owned()] {
-                if text.contains(&form) {
-                    text = text.replace(&form, REDACTED);
-                }
-            }
-        }
-        text
-    }
-
-    fn get(&self, variable: &str) -> Option<&str> {
-        self.values.get(variable).map(Secret::expose)
-    }
-
-    fn check(&self) -> Result<(), SqlError> {
-        // Iceberg splits `credential` at its first ':' into client id and secret.
-        if self.get("POLARIS_CLIENT_ID").is_some_and(|id| id.contains(':')) {
-            return Err(SqlError::InvalidCredential {
-                variable: "POLARIS_CLIENT_ID",
-                reason: "must not contain ':'",
-            });
-        }
-        Ok(())
-    }
+    /// The templates cannot be used.
+    #[error(transparent)]
+    Templates(#[from] TemplateError),
 }
 
 /// One template's text and the name errors show for it.
@@ -227,8 +193,8 @@ impl Source {
         }
     }
 
-    fn read(path: &Path) -> Result<Self, SqlError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SqlError::Read {
+    fn read(path: &Path) -> Result<Self, TemplateError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -239,17 +205,42 @@ impl Source {
     }
 }
 
-/// The set-up template and every table template: the built-in ones, overridden by `flink.sql_dir`.
+/// The set-up template and every table template (the built-in ones, overridden by `flink.sql_dir`), read and
+/// checked once, with the configuration they are rendered with. Cheap to share behind an `Arc`.
 #[derive(Debug, Clone)]
 pub struct Templates {
+    config: Config,
     setup: Source,
     tables: BTreeMap<String, Source>,
 }
 
 impl Templates {
-    /// The built-in templates, overridden and extended by the files in `sql_dir` when given.
-    pub fn load(sql_dir: Option<&Path>) -> Result<Self, SqlError> {
-        let mut templates = Self {
+    /// Reads the templates of `config` (the built-in ones, overridden and extended by `flink.sql_dir`) and
+    /// checks every table's job: each renders, splits into statements and submits a job.
+    pub fn load(config: &Config) -> Result<Self, TemplateError> {
+        let templates = Self::read(config)?;
+        let redacted = Credentials::redacted();
+        for (table, source) in &templates.tables {
+            let statements = templates.render(table, &redacted).map_err(|e| match e {
+                SqlError::Templates(e) => e,
+                // Every credential is present (redacted) and the table exists: only a template error is left.
+                other => TemplateError::Syntax {
+                    template: source.name.clone(),
+                    message: other.to_string(),
+                },
+            })?;
+            check_job(&statements).map_err(|source| TemplateError::Job {
+                template: source_name(&templates.tables, table),
+                source,
+            })?;
+        }
+        Ok(templates)
+    }
+
+    /// The built-in templates alone, unchecked, for callers that render no job (the `jobs` listing).
+    pub fn builtin(config: &Config) -> Self {
+        Self {
+            config: config.clone(),
             setup: Source::builtin("flink-sql/setup.sql", BUILTIN_SETUP),
             tables: BUILTIN_TABLES
                 .iter()
@@ -258,53 +249,35 @@ impl Templates {
                     (table.to_owned(), Source::builtin(&path, text))
                 })
                 .collect(),
-        };
-        let Some(dir) = sql_dir else {
+        }
+    }
+
+    fn read(config: &Config) -> Result<Self, TemplateError> {
+        let mut templates = Self::builtin(config);
+        let Some(dir) = config.flink.sql_dir.as_deref() else {
             return Ok(templates);
         };
         let setup = dir.join(SETUP_FILE);
         if setup.is_file() {
             templates.setup = Source::read(&setup)?;
         }
-        let tables_dir = dir.join(TABLES_DIR);
-        if !tables_dir.is_dir() {
-            return Ok(templates);
-        }
-        let read_dir = |path: &Path| {
-            std::fs::read_dir(path).map_err(|source| SqlError::Read {
-                path: path.to_owned(),
-                source,
-            })
-        };
-        for entry in read_dir(&tables_dir)? {
-            let path = entry
-                .map_err(|source| SqlError::Read {
-                    path: tables_dir.clone(),
-                    source,
-                })?
-                .path();
-            if path.extension().and_then(|e| e.to_str()) != Some("sql") || !path.is_file() {
-                continue;
-            }
-            let table = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            if !is_table_name(table) {
-                return Err(SqlError::BadFileName { path });
-            }
-            templates.tables.insert(table.to_owned(), Source::read(&path)?);
+        for (table, path) in table_files(dir)? {
+            templates.tables.insert(table, Source::read(&path)?);
         }
         Ok(templates)
     }
 
     /// Fails with the first credential that a template (the set-up or any table's) uses and `credentials`
-    /// lacks for `sink`, so a missing variable is reported at start-up rather than at a table's first start.
-    pub fn require_credentials(&self, credentials: &Credentials, sink: SinkKind) -> Result<(), SqlError> {
+    /// lacks for the configured sink, so a missing variable is reported at start-up rather than at a table's
+    /// first start.
+    pub fn require_credentials(&self, credentials: &Credentials) -> Result<(), SqlError> {
         credentials.check()?;
         let env = environment();
         for source in std::iter::once(&self.setup).chain(self.tables.values()) {
-            // A template that does not parse is reported when its table starts, with the rest of its errors.
-            if let Ok(template) = env.template_from_named_str(&source.name, &source.text) {
-                require(&template, source, credentials, sink)?;
-            }
+            let template = env
+                .template_from_named_str(&source.name, &source.text)
+                .map_err(|e| syntax(source, &e))?;
+            require(&template, source, credentials, self.config.sink.kind)?;
         }
         Ok(())
     }
@@ -314,8 +287,13 @@ impl Templates {
         self.tables.keys().cloned().collect()
     }
 
+    /// Whether `table` has a template.
+    pub fn has_table(&self, table: &str) -> bool {
+        self.tables.contains_key(table)
+    }
+
     /// The statements of `table`: the set-up's, then the table's; the last one is the INSERT that starts the job.
-    pub fn render(&self, config: &Config, table: &str, credentials: &Credentials) -> Result<Vec<String>, SqlError> {
+    pub fn render(&self, table: &str, credentials: &Credentials) -> Result<Vec<String>, SqlError> {
         let Some(table_source) = self.tables.get(table) else {
             return Err(SqlError::UnknownTable {
                 table: table.to_owned(),
@@ -324,38 +302,69 @@ impl Templates {
         };
         credentials.check()?;
         let env = environment();
-        let context = context(config, table, credentials);
-        let sink = config.sink.kind;
+        let context = context(&self.config, table, credentials);
+        let sink = self.config.sink.kind;
         let mut statements = render_one(&env, &self.setup, &context, credentials, sink)?;
         let own = render_one(&env, table_source, &context, credentials, sink)?;
         if own.is_empty() {
-            return Err(SqlError::Empty {
+            return Err(TemplateError::Empty {
                 template: table_source.name.clone(),
-            });
+            }
+            .into());
         }
         statements.extend(own);
         Ok(statements)
     }
 }
 
-/// The ordered statements the launcher submits for `table`, with credentials from the environment.
-pub fn render_table(config: &Config, table: &str) -> Result<Vec<String>, SqlError> {
-    render_table_with(config, table, &Credentials::from_env())
+fn source_name(tables: &BTreeMap<String, Source>, table: &str) -> String {
+    tables.get(table).map(|s| s.name.clone()).unwrap_or_default()
 }
 
-/// [`render_table`] with explicit credentials.
+/// The `tables/*.sql` files of `dir`, by table; none when the folder does not exist.
+fn table_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, TemplateError> {
+    let tables_dir = dir.join(TABLES_DIR);
+    if !tables_dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let read_error = |source| TemplateError::Read {
+        path: tables_dir.clone(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&tables_dir).map_err(read_error)? {
+        let path = entry.map_err(read_error)?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("sql") || !path.is_file() {
+            continue;
+        }
+        let table = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        if !is_table_name(table) {
+            return Err(TemplateError::BadFileName { path });
+        }
+        files.push((table.to_owned(), path));
+    }
+    Ok(files)
+}
+
+/// The ordered statements the launcher submits for `table`, with explicit credentials; loads the templates
+/// first (see [`Templates::load`]), for callers that render once.
 pub fn render_table_with(config: &Config, table: &str, credentials: &Credentials) -> Result<Vec<String>, SqlError> {
-    Templates::load(config.flink.sql_dir.as_deref())?.render(config, table, credentials)
+    Templates::load(config)?.render(table, credentials)
 }
 
 /// Fails naming the first credential variable the templates under `config` need and `credentials` lacks.
 pub fn require_credentials(config: &Config, credentials: &Credentials) -> Result<(), SqlError> {
-    Templates::load(config.flink.sql_dir.as_deref())?.require_credentials(credentials, config.sink.kind)
+    Templates::load(config)?.require_credentials(credentials)
 }
 
-/// Every table that has a template under `config`, sorted.
-pub fn known_tables(config: &Config) -> Result<Vec<String>, SqlError> {
-    Ok(Templates::load(config.flink.sql_dir.as_deref())?.tables())
+/// Every table that has a template under `config`, sorted: the built-in ones and the files of
+/// `flink.sql_dir/tables`, by name only (their text is neither read nor checked).
+pub fn known_tables(config: &Config) -> Result<Vec<String>, TemplateError> {
+    let mut tables: BTreeSet<String> = BUILTIN_TABLES.iter().map(|&(t, _)| t.to_owned()).collect();
+    if let Some(dir) = config.flink.sql_dir.as_deref() {
+        tables.extend(table_files(dir)?.into_iter().map(|(table, _)| table));
+    }
+    Ok(tables.into_iter().collect())
 }
 
 /// Statements as a script: each one followed by `;`, separated by blank lines.
@@ -375,9 +384,15 @@ fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Every placeholder sits inside a single-quoted SQL literal (or is a validated identifier): doubling single
     // quotes keeps any value, however odd, inside its literal.
+    // The sink's options are SQL text whose values are escaped already (see `sink`): marked safe, passed as is.
     env.set_formatter(|out, _state, value| {
         let text = value.to_string();
-        out.write_str(&text.replace('\'', "''"))
+        let text = if value.is_safe() {
+            text
+        } else {
+            text.replace('\'', "''")
+        };
+        out.write_str(&text)
             .map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "cannot write rendered SQL"))
     });
     env
@@ -408,7 +423,15 @@ fn context(config: &Config, table: &str, credentials: &Credentials) -> BTreeMap<
             context.insert(placeholder, Value::from(value));
         }
     }
+    context.extend(sink::variables(config, table, |p| credentials.placeholder(p)));
     context
+}
+
+fn syntax(source: &Source, error: &minijinja::Error) -> TemplateError {
+    TemplateError::Syntax {
+        template: source.name.clone(),
+        message: describe(error),
+    }
 }
 
 fn render_one(
@@ -418,31 +441,31 @@ fn render_one(
     credentials: &Credentials,
     sink: SinkKind,
 ) -> Result<Vec<String>, SqlError> {
-    let template_error = |e: minijinja::Error| SqlError::Template {
-        template: source.name.clone(),
-        message: describe(&e),
-    };
     let template = env
         .template_from_named_str(&source.name, &source.text)
-        .map_err(template_error)?;
+        .map_err(|e| syntax(source, &e))?;
     require(&template, source, credentials, sink)?;
-    let text = template.render(context).map_err(template_error)?;
-    split_statements(&text).map_err(|(what, line)| SqlError::Unterminated {
+    let text = template.render(context).map_err(|e| syntax(source, &e))?;
+    let statements = split_statements(&text).map_err(|(what, line)| TemplateError::Unterminated {
         template: source.name.clone(),
         what,
         line,
-    })
+    })?;
+    Ok(statements)
 }
 
 /// Names the missing environment variable rather than letting minijinja report an undefined placeholder. The
-/// templates hold both sinks' statements; only the configured sink's credentials are needed.
+/// templates may hold both sinks' statements; only the configured sink's credentials are needed.
 fn require(
     template: &minijinja::Template<'_, '_>,
     source: &Source,
     credentials: &Credentials,
     sink: SinkKind,
 ) -> Result<(), SqlError> {
-    let used: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
+    let mut used: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
+    if used.contains(sink::SINK_OPTIONS) {
+        used.extend(sink::carried_credentials(sink).iter().map(|&p| p.to_owned()));
+    }
     for &(placeholder, variable) in &CREDENTIALS {
         if used.contains(placeholder) && sink_of(variable) == sink && credentials.get(variable).is_none() {
             return Err(SqlError::MissingCredential {
@@ -465,297 +488,4 @@ fn describe(error: &minijinja::Error) -> String {
         message = format!("line {line}: {message}");
     }
     message.replace('\n', " ")
-}
-
-/// Splits SQL text into statements at `;` outside string literals, quoted identifiers and comments.
-///
-/// `--` comments are dropped (they end at the line's end); `/* */` comments are kept, because Flink reads hints
-/// (`/*+ OPTIONS(...) */`) from them. Each statement is trimmed, blank lines inside it are removed, and empty
-/// statements are skipped. An unclosed quote or block comment is an error with what is open and its line.
-pub fn split_statements(text: &str) -> Result<Vec<String>, (&'static str, usize)> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum State {
-        Code,
-        Quoted(char, &'static str, usize),
-        LineComment,
-        BlockComment(usize),
-    }
-    let mut statements = Vec::new();
-    let mut current = String::new();
-    let mut state = State::Code;
-    let mut line = 1;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match state {
-            State::Code => match c {
-                ';' => {
-                    finish(&mut current, &mut statements);
-                }
-                '\'' | '"' | '`' => {
-                    let what = match c {
-                        '\'' => "string literal",
-                        _ => "quoted identifier",
-                    };
-                    state = State::Quoted(c, what, line);
-                    current.push(c);
-                }
-                '-' if chars.peek() == Some(&'-') => {
-                    chars.next();
-                    state = State::LineComment;
-                }
-                '/' if chars.peek() == Some(&'*') => {
-                    chars.next();
-                    current.push_str("/*");
-                    state = State::BlockComment(line);
-                }
-                _ => current.push(c),
-            },
-            State::Quoted(quote, _, _) => {
-                current.push(c);
-                if c == quote {
-                    // A doubled quote is an escaped quote, not the end.
-                    if chars.peek() == Some(&quote) {
-                        chars.next();
-                        current.push(quote);
-                    } else {
-                        state = State::Code;
-                    }
-                }
-            }
-            State::LineComment => {
-                if c == '\n' {
-                    current.push('\n');
-                    state = State::Code;
-                }
-            }
-            State::BlockComment(_) => {
-                current.push(c);
-                if c == '*' && chars.peek() == Some(&'/') {
-                    chars.next();
-                    current.push('/');
-                    state = State::Code;
-                }
-            }
-        }
-        if c == '\n' {
-            line += 1;
-        }
-    }
-    match state {
-        State::Quoted(_, what, opened) => Err((what, opened)),
-        State::BlockComment(opened) => Err(("block comment", opened)),
-        State::Code | State::LineComment => {
-            finish(&mut current, &mut statements);
-            Ok(statements)
-        }
-    }
-}
-
-fn finish(current: &mut String, statements: &mut Vec<String>) {
-    let statement = current
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join("\n");
-    if !statement.is_empty() {
-        statements.push(statement);
-    }
-    current.clear();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn credentials() -> Credentials {
-        Credentials::from_lookup(|name| Some(format!("{}-value", name.to_lowercase())))
-    }
-
-    #[test]
-    fn splitter_respects_quotes_comments_and_hints() {
-        let sql = "SET 'a' = 'x;y';\n-- comment; with semicolon\nSELECT `we;ird`, \"q;\" FROM t /*+ OPTIONS('k'='v;') */;\n\n;  ;\nSELECT 'it''s; fine'";
-        let statements = split_statements(sql).unwrap();
-        assert_eq!(
-            statements,
-            vec![
-                "SET 'a' = 'x;y'",
-                "SELECT `we;ird`, \"q;\" FROM t /*+ OPTIONS('k'='v;') */",
-                "SELECT 'it''s; fine'",
-            ]
-        );
-    }
-
-    #[test]
-    fn splitter_reports_what_is_left_open() {
-        assert_eq!(split_statements("SELECT 1;\nSELECT 'oops;"), Err(("string literal", 2)));
-        assert_eq!(split_statements("SELECT `x;"), Err(("quoted identifier", 1)));
-        assert_eq!(split_statements("\n\nSELECT /* x;"), Err(("block comment", 3)));
-        assert_eq!(split_statements("SELECT 1 -- trailing").unwrap(), vec!["SELECT 1"]);
-    }
-
-    #[test]
-    fn values_are_escaped_into_their_literal() {
-        let mut config = Config::default();
-        config.iceberg.warehouse = "it's; DROP TABLE x; --".to_owned();
-        let statements = render_table_with(&config, "faculty", &credentials()).unwrap();
-        let create = statements.iter().find(|s| s.starts_with("CREATE CATALOG")).unwrap();
-        assert!(create.contains("'warehouse' = 'it''s; DROP TABLE x; --'"), "{create}");
-        // The hostile value did not add statements.
-        let plain = render_table_with(&Config::default(), "faculty", &credentials()).unwrap();
-        assert_eq!(statements.len(), plain.len());
-    }
-
-    #[test]
-    fn config_values_reach_the_statements() {
-        let mut config = Config::default();
-        config.kafka.bootstrap = vec!["k1:9092".into(), "k2:9092".into()];
-        config.kafka.topic_template = "srv.public.{table}".into();
-        config.kafka.group_template = "grp-{table}".into();
-        config.iceberg.database = "campus".into();
-        let statements = render_table_with(&config, "room", &credentials()).unwrap();
-        let all = statements.join("\n");
-        assert!(all.contains("'topic' = 'srv.public.room'"), "{all}");
-        assert!(
-            all.contains("'properties.bootstrap.servers' = 'k1:9092,k2:9092'"),
-            "{all}"
-        );
-        assert!(all.contains("'properties.group.id' = 'grp-room'"), "{all}");
-        assert!(all.contains("`iceberg`.`campus`.`room`"), "{all}");
-        // Checkpointing, the job's name and id are the launcher's to set; a template that set them is refused.
-        assert_eq!(crate::flink::reserved_key_set(&statements), None, "{all}");
-        assert!(all.contains("'credential' = 'polaris_client_id-value:polaris_client_secret-value'"));
-        assert!(statements.last().unwrap().starts_with("INSERT INTO"));
-    }
-
-    #[test]
-    fn missing_credentials_name_the_variable() {
-        let partial = Credentials::from_lookup(|name| (name != "POLARIS_CLIENT_SECRET").then(|| "x".to_owned()));
-        let error = render_table_with(&Config::default(), "faculty", &partial).unwrap_err();
-        let message = error.to_string();
-        assert!(matches!(
-            error,
-            SqlError::MissingCredential {
-                variable: "POLARIS_CLIENT_SECRET",
-                ..
-            }
-        ));
-        assert!(
-            message.contains("POLARIS_CLIENT_SECRET") && message.contains("setup.sql"),
-            "{message}"
-        );
-        let empty = Credentials::from_lookup(|_| Some(String::new()));
-        assert!(matches!(
-            render_table_with(&Config::default(), "faculty", &empty),
-            Err(SqlError::MissingCredential { .. })
-        ));
-        let colon = Credentials::from_lookup(|name| Some(if name == "POLARIS_CLIENT_ID" { "a:b" } else { "x" }.into()));
-        assert!(matches!(
-            render_table_with(&Config::default(), "faculty", &colon),
-            Err(SqlError::InvalidCredential { .. })
-        ));
-        assert!(!format!("{:?}", credentials()).contains("value"));
-    }
-
-    #[test]
-    fn redacted_rendering_and_redaction_hide_every_credential() {
-        let shown = render_table_with(&Config::default(), "faculty", &Credentials::redacted()).unwrap();
-        let all = shown.join("\n");
-        assert!(all.contains("'credential' = '<redacted>:<redacted>'"), "{all}");
-        assert!(all.contains("'s3.secret-access-key' = '<redacted>'"), "{all}");
-        let real = Credentials::from_lookup(|name| Some(format!("it's-{name}")));
-        let echoed = "Flink: bad option 's3.secret-access-key'='it''s-AWS_SECRET_ACCESS_KEY' (it's-POLARIS_CLIENT_ID)";
-        let redacted = real.redact(echoed);
-        assert!(!redacted.contains("it's") && !redacted.contains("it''s"), "{redacted}");
-        assert_eq!(real.redact("nothing secret"), "nothing secret");
-        assert!(require_credentials(&Config::default(), &Credentials::redacted()).is_ok());
-        let missing = Credentials::from_lookup(|name| (name != "AWS_ACCESS_KEY_ID").then(|| "x".to_owned()));
-        let error = require_credentials(&Config::default(), &missing).unwrap_err();
-        assert!(error.to_string().contains("AWS_ACCESS_KEY_ID"), "{error}");
-    }
-
-    #[test]
-    fn the_start_up_check_asks_only_for_the_configured_sinks_credentials() {
-        let mut jdbc = Config::default();
-        jdbc.sink.kind = SinkKind::Jdbc;
-        let password_only = Credentials::from_lookup(|name| (name == "SINK_JDBC_PASSWORD").then(|| "pw".to_owned()));
-        assert!(require_credentials(&jdbc, &password_only).is_ok());
-        let error = require_credentials(&jdbc, &Credentials::default()).unwrap_err();
-        assert!(error.to_string().contains("SINK_JDBC_PASSWORD"), "{error}");
-        let error = require_credentials(&Config::default(), &password_only).unwrap_err();
-        assert!(error.to_string().contains("POLARIS_CLIENT_ID"), "{error}");
-        let iceberg_only = Credentials::from_lookup(|name| (name != "SINK_JDBC_PASSWORD").then(|| "x".to_owned()));
-        assert!(require_credentials(&Config::default(), &iceberg_only).is_ok());
-    }
-
-    #[test]
-    fn unknown_table_lists_the_known_ones() {
-        let error = render_table_with(&Config::default(), "nope", &credentials()).unwrap_err();
-        let message = error.to_string();
-        assert!(
-            message.starts_with("unknown table `nope`; known tables: class, course, faculty"),
-            "{message}"
-        );
-        assert!(message.ends_with("student_fee, students"), "{message}");
-    }
-
-    #[test]
-    fn a_folder_overrides_and_adds_templates() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join(TABLES_DIR)).unwrap();
-        std::fs::write(dir.path().join(SETUP_FILE), "SET 'x' = '{{ warehouse }}';").unwrap();
-        std::fs::write(
-            dir.path().join(TABLES_DIR).join("audit_log.sql"),
-            "INSERT INTO t SELECT * FROM s -- {{ topic }}\n;",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join(TABLES_DIR).join("notes.txt"), "ignored").unwrap();
-        let mut config = Config::default();
-        config.flink.sql_dir = Some(dir.path().to_owned());
-        let tables = known_tables(&config).unwrap();
-        assert_eq!(tables.len(), 13);
-        assert!(tables.contains(&"audit_log".to_owned()));
-        // The override's setup needs no credential, so none is required.
-        let statements = render_table_with(&config, "audit_log", &Credentials::default()).unwrap();
-        assert_eq!(
-            statements,
-            vec!["SET 'x' = 'polariscatalog'", "INSERT INTO t SELECT * FROM s"]
-        );
-        let faculty = render_table_with(&config, "faculty", &Credentials::default()).unwrap();
-        assert_eq!(faculty[0], "SET 'x' = 'polariscatalog'");
-        assert!(faculty.len() > 2);
-
-        std::fs::write(dir.path().join(TABLES_DIR).join("bad-name.sql"), "SELECT 1;").unwrap();
-        assert!(matches!(known_tables(&config), Err(SqlError::BadFileName { .. })));
-    }
-
-    #[test]
-    fn template_mistakes_are_clear_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join(TABLES_DIR)).unwrap();
-        let mut config = Config::default();
-        config.flink.sql_dir = Some(dir.path().to_owned());
-        let file = dir.path().join(TABLES_DIR).join("t.sql");
-        let cases: [(&str, &str); 4] = [
-            ("SELECT '{{ no_such_placeholder }}';", "undefined value"),
-            ("SELECT '{{ topic ';", "syntax error"),
-            ("SELECT 'open;", "string literal opened on line 1 is never closed"),
-            ("-- nothing but a comment;", "renders to no statement"),
-        ];
-        for (text, needle) in cases {
-            std::fs::write(&file, text).unwrap();
-            let message = render_table_with(&config, "t", &credentials()).unwrap_err().to_string();
-            assert!(
-                message.contains(needle) && message.contains("t.sql"),
-                "{text}: {message}"
-            );
-            assert!(!message.contains('\n'), "{message}");
-        }
-    }
-
-    #[test]
-    fn script_form_ends_every_statement_with_a_semicolon() {
-        let script = to_script(&["SELECT 1".to_owned(), "SELECT\n  2".to_owned()]);
-        assert_eq!(script, "SELECT 1;\n\nSELECT\n  2;\n");
-    }
 }

@@ -43,7 +43,7 @@ impl Failure {
                 endpoint: endpoint.to_owned(),
                 status: 400,
                 root_cause: "refused (test double)".to_owned(),
-                session_missing: false,
+                fault: cdc_orchestrator::flink::Fault::Other,
             },
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod counting_proxy;
 pub mod fake_flink;
+pub mod source_progress;
 pub mod tls_proxy;
 
 use std::io::{BufRead, BufReader};

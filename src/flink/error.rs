@@ -1,0 +1,288 @@
+//! How talking to Flink fails, and what Flink's error answers say: parsed here, once, into a root-cause line
+//! and a [`Fault`] the launcher acts on, rather than matched as text where it is used.
+
+use std::time::Duration;
+
+use super::{JobId, JobState};
+use crate::sql::JobSqlError;
+
+/// Why talking to Flink failed. Every variant renders as one line; errors reported by Flink carry the root-cause
+/// line of the server-side stack trace, not the whole trace.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlinkError {
+    /// The request did not get an answer: connection refused, reset, or the request timeout passed.
+    #[error("{endpoint}: {reason}")]
+    Transport {
+        /// Method and path of the request, e.g. `POST /v1/sessions`.
+        endpoint: String,
+        /// What went wrong, one line.
+        reason: String,
+        /// Whether the request timed out (the server may still have acted on it).
+        timed_out: bool,
+    },
+    /// Flink answered with an error status and an `{"errors": [...]}` body.
+    #[error("{endpoint}: HTTP {status}: {root_cause}")]
+    Api {
+        /// Method and path of the request.
+        endpoint: String,
+        /// HTTP status code.
+        status: u16,
+        /// The root-cause line of the server's error (last `Caused by:` of its stack trace).
+        root_cause: String,
+        /// What the error says, where the sidecar acts on it.
+        fault: Fault,
+    },
+    /// Flink answered 2xx with a body that does not have the documented shape.
+    #[error("{endpoint}: unexpected answer: {reason}")]
+    Decode {
+        /// Method and path of the request.
+        endpoint: String,
+        /// What did not parse.
+        reason: String,
+    },
+    /// A SQL statement failed inside Flink (syntax, validation, submission).
+    #[error("statement `{statement}` failed: {root_cause}")]
+    Statement {
+        /// The statement, shortened to its first line.
+        statement: String,
+        /// The root-cause line Flink gave.
+        root_cause: String,
+        /// What the error says, where the sidecar acts on it.
+        fault: Fault,
+    },
+    /// A statement did not finish within the allowed time.
+    #[error("statement `{statement}` still {status} after {}", humantime::format_duration(*.waited))]
+    StatementTimeout {
+        /// The statement, shortened to its first line.
+        statement: String,
+        /// The last operation status seen.
+        status: String,
+        /// How long it was polled.
+        waited: Duration,
+    },
+    /// The job was submitted but did not reach RUNNING within `flink.start_timeout`.
+    #[error("job {job_id} of table {table} not RUNNING after {} (last state {state})", humantime::format_duration(*.waited))]
+    StartTimeout {
+        /// The table.
+        table: String,
+        /// The pinned job id.
+        job_id: JobId,
+        /// The last state the JobManager reported, or `absent`.
+        state: String,
+        /// How long the start waited.
+        waited: Duration,
+    },
+    /// The job ended (FAILED, CANCELED, ...) while starting.
+    #[error("job {job_id} of table {table} is {state} instead of RUNNING")]
+    JobEnded {
+        /// The table.
+        table: String,
+        /// The job id.
+        job_id: JobId,
+        /// Its terminal state.
+        state: JobState,
+    },
+    /// The pinned job id belongs to a job that already ended; a new start needs a new generation.
+    #[error("job id {job_id} of table {table} was already used by a job that is {state}; start with a new generation")]
+    JobIdUsed {
+        /// The table.
+        table: String,
+        /// The job id.
+        job_id: JobId,
+        /// The state of the earlier job.
+        state: JobState,
+    },
+    /// The job to stop is not the table's (its name is not `cdc-<table>`); it is left alone.
+    #[error("job {job_id} is named {name:?}, not cdc-{table}; not touching it")]
+    ForeignJob {
+        /// The table the caller meant.
+        table: String,
+        /// The job id given.
+        job_id: JobId,
+        /// The job's actual name.
+        name: String,
+    },
+    /// The statements to submit cannot run as the table's job (no INSERT, or a key the launcher sets).
+    #[error("the SQL of table {table} {source}")]
+    Job {
+        /// The table.
+        table: String,
+        /// What is wrong with the statements.
+        #[source]
+        source: JobSqlError,
+    },
+    /// A setting is unusable, e.g. a URL that cannot be joined with an API path.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl FlinkError {
+    /// What Flink's error answer says: [`Fault::Other`] for errors that are not Flink's answers.
+    pub fn fault(&self) -> Fault {
+        match self {
+            FlinkError::Api { fault, .. } | FlinkError::Statement { fault, .. } => *fault,
+            _ => Fault::Other,
+        }
+    }
+
+    /// Whether retrying the same request may succeed (transport problems and server-side 5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FlinkError::Transport { .. } => true,
+            FlinkError::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// What a Flink error answer says, where the sidecar acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The SQL Gateway session does not exist (idle expiry, or the gateway restarted).
+    SessionMissing,
+    /// The pinned job id was submitted before (`DuplicateJobSubmissionException`).
+    DuplicateJob,
+    /// The JobManager does not know the job (`FlinkJobNotFoundException`).
+    JobNotFound,
+    /// Anything else.
+    Other,
+}
+
+impl Fault {
+    /// The fault of an error answer: its messages (`errors`) and their root-cause line (see [`root_cause`]).
+    pub fn of(errors: &[String], root_cause: &str) -> Fault {
+        if errors
+            .iter()
+            .any(|e| e.contains("Session '") && e.contains("does not exist"))
+        {
+            Fault::SessionMissing
+        } else if root_cause.contains("DuplicateJobSubmissionException") {
+            Fault::DuplicateJob
+        } else if root_cause.contains("FlinkJobNotFoundException") {
+            Fault::JobNotFound
+        } else {
+            Fault::Other
+        }
+    }
+}
+
+/// The one line of a Flink error body worth showing: the last `Caused by:` of the server-side stack trace
+/// (without that prefix), else the exception line that heads the trace, else the first message.
+///
+/// Flink answers errors as `{"errors": ["Internal server error.", "<Exception on server side:\n...\nEnd of
+/// exception on server side>"]}`, or `{"errors": ["<message or trace>"]}` for handled errors such as 404s.
+/// When the last cause is itself a REST client's error carrying another server's trace (the gateway submitting
+/// to the JobManager: `RestClientException: [Internal server error., <Exception on server side:` followed by
+/// the JobManager's exception, e.g. `DuplicateJobSubmissionException`), that inner exception is the cause.
+pub fn root_cause(errors: &[String]) -> String {
+    let mut caused_by = None;
+    let mut head = None;
+    let mut nested_follows = false;
+    for message in errors {
+        for line in message.lines().map(str::trim) {
+            if nested_follows && !line.is_empty() {
+                nested_follows = false;
+                if !line.starts_with("at ") {
+                    caused_by = Some(line);
+                    continue;
+                }
+            }
+            if let Some(rest) = line.strip_prefix("Caused by:") {
+                caused_by = Some(rest.trim());
+                nested_follows = rest.trim_end().ends_with("<Exception on server side:");
+            } else if head.is_none()
+                && !line.is_empty()
+                && !line.starts_with("at ")
+                && !line.starts_with("...")
+                && line != "Internal server error."
+                && !line.starts_with("End of exception on server side")
+            {
+                let line = line.trim_start_matches("<Exception on server side:").trim();
+                if !line.is_empty() {
+                    head = Some(line);
+                }
+            }
+        }
+    }
+    caused_by
+        .or(head)
+        .or_else(|| errors.first().map(String::as_str))
+        .unwrap_or("no error message")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_cause_is_the_last_caused_by() {
+        let trace = "<Exception on server side:\norg.apache.flink.table.gateway.api.utils.SqlGatewayException: \
+                     Failed to fetchResults.\n\tat org.apache.Foo.bar(Foo.java:1)\nCaused by: \
+                     org.apache.flink.table.api.TableException: Failed to execute sql\n\tat x\nCaused by: \
+                     org.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been \
+                     submitted.\n\t... 12 more\n\nEnd of exception on server side>";
+        let errors = vec!["Internal server error.".to_owned(), trace.to_owned()];
+        assert_eq!(
+            root_cause(&errors),
+            "org.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been submitted."
+        );
+        let plain = vec!["Job 00000000000000000000000000000000 not found".to_owned()];
+        assert_eq!(root_cause(&plain), plain[0]);
+        let no_cause = vec![
+            "Internal server error.".to_owned(),
+            "<Exception on server side:\norg.apache.flink.table.gateway.api.utils.SqlGatewayException: Session \
+             'x' does not exist.\n\tat a.b(C.java:1)\nEnd of exception on server side>"
+                .to_owned(),
+        ];
+        assert_eq!(
+            root_cause(&no_cause),
+            "org.apache.flink.table.gateway.api.utils.SqlGatewayException: Session 'x' does not exist."
+        );
+        assert_eq!(root_cause(&[]), "no error message");
+        // As the SQL Gateway reports a pinned id that the JobManager already has (seen with Flink 2.0): the
+        // JobManager's exception is nested in the REST client's message.
+        let nested = vec![
+            "Internal server error.".to_owned(),
+            "<Exception on server side:\norg.apache.flink.table.gateway.api.utils.SqlGatewayException: Failed to \
+             fetchResults.\nCaused by: org.apache.flink.table.api.TableException: Failed to execute sql\n\tat a.b(C.java:1)\n\
+             Caused by: org.apache.flink.runtime.client.JobSubmissionException: Failed to submit ExecutionPlan.\n\
+             Caused by: org.apache.flink.runtime.rest.util.RestClientException: [Internal server error., <Exception \
+             on server side:\norg.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been \
+             submitted.\n\tat d.e(F.java:2)\n\nEnd of exception on server side>]\n\tat g.h(I.java:3)\n\nEnd of exception on \
+             server side>"
+                .to_owned(),
+        ];
+        assert_eq!(
+            root_cause(&nested),
+            "org.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been submitted."
+        );
+    }
+
+    #[test]
+    fn error_answers_are_classified_once() {
+        let of = |message: &str| {
+            let errors = vec![message.to_owned()];
+            Fault::of(&errors, &root_cause(&errors))
+        };
+        assert_eq!(
+            of("org.apache.flink.table.gateway.api.utils.SqlGatewayException: Session 'x' does not exist."),
+            Fault::SessionMissing
+        );
+        assert_eq!(
+            of(
+                "Caused by: org.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been submitted."
+            ),
+            Fault::DuplicateJob
+        );
+        assert_eq!(
+            of("Caused by: org.apache.flink.runtime.messages.FlinkJobNotFoundException: Could not find Flink job"),
+            Fault::JobNotFound
+        );
+        assert_eq!(of("java.lang.RuntimeException: injected fault"), Fault::Other);
+        let transport = FlinkError::Setup("x".to_owned());
+        assert_eq!(transport.fault(), Fault::Other);
+    }
+}

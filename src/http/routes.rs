@@ -1,0 +1,154 @@
+//! The routes of the operator API and their handlers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::api::{ApiError, TableJson, TableView};
+use super::metrics::Metrics;
+use super::middleware::{limit_body, require_token};
+use crate::config::Secret;
+use crate::controller::{ControlCommand, ControlError, ControlRequest, Health, TablesSnapshot};
+use crate::policy::TableStatus;
+
+/// How long a control request waits for the run loop before answering 503.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the handlers need.
+#[derive(Debug, Clone)]
+pub struct ServerState {
+    /// Metrics to render.
+    pub metrics: Arc<Metrics>,
+    /// Readiness inputs.
+    pub health: Arc<Health>,
+    /// Latest table snapshot.
+    pub tables: watch::Receiver<TablesSnapshot>,
+    /// Control commands to the run loop.
+    pub control: mpsc::Sender<ControlRequest>,
+    /// Bearer token required for POST, when set.
+    pub token: Option<Secret>,
+    /// Largest request body accepted, counted as it is read.
+    pub max_body_bytes: usize,
+    /// Status of each table an operator may address before the run loop has seen it (it has a SQL template and
+    /// is managed): what `GET /tables/{table}` answers until the table shows in [`ServerState::tables`].
+    pub unseen: Arc<BTreeMap<String, TableStatus>>,
+}
+
+/// The router with every route; exposed for tests that serve it themselves.
+pub fn router(state: ServerState) -> Router {
+    let authenticated = Router::new()
+        .route("/tables/{table}/{action}", post(control))
+        .route_layer(from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/tables", get(list_tables))
+        .route("/tables/{table}", get(get_table))
+        .merge(authenticated)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
+        .layer(from_fn_with_state(state.max_body_bytes, limit_body))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<ServerState>) -> Response {
+    match state.health.readiness() {
+        Ok(()) => axum::Json(serde_json::json!({ "ready": true })).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "ready": false, "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<ServerState>) -> Response {
+    let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+    ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
+}
+
+async fn list_tables(State(state): State<ServerState>) -> Response {
+    let snapshot = state.tables.borrow().clone();
+    let views: Vec<_> = snapshot.values().map(|status| view(&state, status)).collect();
+    axum::Json(views).into_response()
+}
+
+/// A path that does not decode (bad percent-encoding, not UTF-8) is answered in JSON like every other error.
+fn bad_path(rejection: &PathRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text())
+}
+
+async fn get_table(
+    State(state): State<ServerState>,
+    table: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(table) = table.map_err(|r| bad_path(&r))?;
+    let snapshot = state.tables.borrow().clone();
+    snapshot
+        .get(&table)
+        .or_else(|| state.unseen.get(&table))
+        .map(|status| axum::Json(view(&state, status)).into_response())
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown table: {table}")))
+}
+
+async fn control(
+    State(state): State<ServerState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((table, action)) = path.map_err(|r| bad_path(&r))?;
+    let command = match action.as_str() {
+        "trigger" => ControlCommand::Trigger,
+        "pause" => ControlCommand::Pause,
+        "resume" => ControlCommand::Resume,
+        "stop" => ControlCommand::Stop,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("unknown action {action:?}: expected trigger, pause, resume or stop"),
+            ));
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the run loop is not accepting commands",
+        )
+    };
+    state
+        .control
+        .send(ControlRequest { table, command, reply })
+        .await
+        .map_err(|_| unavailable())?;
+    match tokio::time::timeout(CONTROL_TIMEOUT, answer).await {
+        Ok(Ok(Ok(status))) => Ok((StatusCode::ACCEPTED, axum::Json(TableJson(&status))).into_response()),
+        Ok(Ok(Err(ControlError::UnknownTable(table)))) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, format!("unknown table: {table}")))
+        }
+        Ok(Err(_)) | Err(_) => Err(unavailable()),
+    }
+}
+
+/// A table with what its scale-to-zero saved and its job's web UI page.
+fn view<'a>(state: &ServerState, status: &'a TableStatus) -> TableView<'a> {
+    let savings = &state.metrics.savings;
+    TableView {
+        status: TableJson(status),
+        savings: savings.table(&status.table),
+        job_url: status.job_id.as_ref().and_then(|id| savings.job_url(id.as_str())),
+    }
+}

@@ -1,0 +1,109 @@
+//! The credentials the templates may use: read from the environment when rendering, never from files or the
+//! configuration, and masked wherever a statement is shown or logged.
+
+use std::collections::BTreeMap;
+
+use crate::config::{Secret, SinkKind};
+
+use super::SqlError;
+
+/// Template variables that carry credentials, and the environment variable each one is read from.
+pub const CREDENTIALS: [(&str, &str); 5] = [
+    ("polaris_client_id", "POLARIS_CLIENT_ID"),
+    ("polaris_client_secret", "POLARIS_CLIENT_SECRET"),
+    ("s3_access_key_id", "AWS_ACCESS_KEY_ID"),
+    ("s3_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+    ("jdbc_password", "SINK_JDBC_PASSWORD"),
+];
+
+/// The sink whose statements use a credential: the JDBC password is the JDBC sink's, the catalog and S3
+/// credentials are Iceberg's. Only the configured sink's credentials are required.
+pub fn sink_of(variable: &str) -> SinkKind {
+    if variable == "SINK_JDBC_PASSWORD" {
+        SinkKind::Jdbc
+    } else {
+        SinkKind::Iceberg
+    }
+}
+
+/// What a credential's value is replaced with wherever statements are shown rather than submitted.
+pub const REDACTED: &str = "<redacted>";
+
+/// Credential values for the templates, looked up by environment variable name.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    values: BTreeMap<&'static str, Secret>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Which credentials are present is useful; their values never appear.
+        f.debug_set().entries(self.values.keys()).finish()
+    }
+}
+
+impl Credentials {
+    /// Reads the variables of [`CREDENTIALS`] from the process environment.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the variables of [`CREDENTIALS`] through `lookup` (tests, or another source of secrets).
+    /// An empty value counts as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let values = CREDENTIALS
+            .iter()
+            .filter_map(|&(_, variable)| {
+                lookup(variable)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (variable, Secret::new(v)))
+            })
+            .collect();
+        Self { values }
+    }
+
+    /// Every credential as [`REDACTED`]: statements rendered with these can be shown or logged, and a launcher
+    /// that submits nothing (dry-run) needs no real credentials at all.
+    pub fn redacted() -> Self {
+        Self::from_lookup(|_| Some(REDACTED.to_owned()))
+    }
+
+    /// `text` with every credential value (as set, and as escaped into a SQL literal) replaced by [`REDACTED`]:
+    /// for text that may echo a statement back, such as Flink's error messages.
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in self.values.values().map(Secret::expose) {
+            if secret == REDACTED {
+                continue;
+            }
+            for form in [secret.replace('\'', "''"), secret.to_owned()] {
+                if text.contains(&form) {
+                    text = text.replace(&form, REDACTED);
+                }
+            }
+        }
+        text
+    }
+
+    /// The value of the credential read from environment variable `variable`, if set.
+    pub(super) fn get(&self, variable: &str) -> Option<&str> {
+        self.values.get(variable).map(Secret::expose)
+    }
+
+    /// The value behind template placeholder `placeholder`, if set.
+    pub(super) fn placeholder(&self, placeholder: &str) -> Option<&str> {
+        let &(_, variable) = CREDENTIALS.iter().find(|&&(p, _)| p == placeholder)?;
+        self.get(variable)
+    }
+
+    pub(super) fn check(&self) -> Result<(), SqlError> {
+        // Iceberg splits `credential` at its first ':' into client id and secret.
+        if self.get("POLARIS_CLIENT_ID").is_some_and(|id| id.contains(':')) {
+            return Err(SqlError::InvalidCredential {
+                variable: "POLARIS_CLIENT_ID",
+                reason: "must not contain ':'",
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,227 @@
+use super::*;
+use crate::config::SinkKind;
+
+fn credentials() -> Credentials {
+    Credentials::from_lookup(|name| Some(format!("{}-value", name.to_lowercase())))
+}
+
+#[test]
+fn values_are_escaped_into_their_literal() {
+    let mut config = Config::default();
+    config.iceberg.warehouse = "it's; DROP TABLE x; --".to_owned();
+    let statements = render_table_with(&config, "faculty", &credentials()).unwrap();
+    let create = statements.iter().find(|s| s.starts_with("CREATE CATALOG")).unwrap();
+    assert!(create.contains("'warehouse' = 'it''s; DROP TABLE x; --'"), "{create}");
+    // The hostile value did not add statements.
+    let plain = render_table_with(&Config::default(), "faculty", &credentials()).unwrap();
+    assert_eq!(statements.len(), plain.len());
+}
+
+#[test]
+fn config_values_reach_the_statements() {
+    let mut config = Config::default();
+    config.kafka.bootstrap = vec!["k1:9092".into(), "k2:9092".into()];
+    config.kafka.topic_template = "srv.public.{table}".into();
+    config.kafka.group_template = "grp-{table}".into();
+    config.iceberg.database = "campus".into();
+    let statements = render_table_with(&config, "room", &credentials()).unwrap();
+    let all = statements.join("\n");
+    assert!(all.contains("'topic' = 'srv.public.room'"), "{all}");
+    assert!(
+        all.contains("'properties.bootstrap.servers' = 'k1:9092,k2:9092'"),
+        "{all}"
+    );
+    assert!(all.contains("'properties.group.id' = 'grp-room'"), "{all}");
+    assert!(all.contains("`iceberg`.`campus`.`room`"), "{all}");
+    // Checkpointing, the job's name and id are the launcher's to set; a template that set them is refused.
+    assert_eq!(reserved_key_set(&statements), None, "{all}");
+    assert!(all.contains("'credential' = 'polaris_client_id-value:polaris_client_secret-value'"));
+    assert!(statements.last().unwrap().starts_with("INSERT INTO"));
+}
+
+#[test]
+fn missing_credentials_name_the_variable() {
+    let partial = Credentials::from_lookup(|name| (name != "POLARIS_CLIENT_SECRET").then(|| "x".to_owned()));
+    let error = render_table_with(&Config::default(), "faculty", &partial).unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(
+        error,
+        SqlError::MissingCredential {
+            variable: "POLARIS_CLIENT_SECRET",
+            ..
+        }
+    ));
+    assert!(
+        message.contains("POLARIS_CLIENT_SECRET") && message.contains("setup.sql"),
+        "{message}"
+    );
+    let empty = Credentials::from_lookup(|_| Some(String::new()));
+    assert!(matches!(
+        render_table_with(&Config::default(), "faculty", &empty),
+        Err(SqlError::MissingCredential { .. })
+    ));
+    let colon = Credentials::from_lookup(|name| Some(if name == "POLARIS_CLIENT_ID" { "a:b" } else { "x" }.into()));
+    assert!(matches!(
+        render_table_with(&Config::default(), "faculty", &colon),
+        Err(SqlError::InvalidCredential { .. })
+    ));
+    assert!(!format!("{:?}", credentials()).contains("value"));
+}
+
+#[test]
+fn redacted_rendering_and_redaction_hide_every_credential() {
+    let shown = render_table_with(&Config::default(), "faculty", &Credentials::redacted()).unwrap();
+    let all = shown.join("\n");
+    assert!(all.contains("'credential' = '<redacted>:<redacted>'"), "{all}");
+    assert!(all.contains("'s3.secret-access-key' = '<redacted>'"), "{all}");
+    let real = Credentials::from_lookup(|name| Some(format!("it's-{name}")));
+    let echoed = "Flink: bad option 's3.secret-access-key'='it''s-AWS_SECRET_ACCESS_KEY' (it's-POLARIS_CLIENT_ID)";
+    let redacted = real.redact(echoed);
+    assert!(!redacted.contains("it's") && !redacted.contains("it''s"), "{redacted}");
+    assert_eq!(real.redact("nothing secret"), "nothing secret");
+    assert!(require_credentials(&Config::default(), &Credentials::redacted()).is_ok());
+    let missing = Credentials::from_lookup(|name| (name != "AWS_ACCESS_KEY_ID").then(|| "x".to_owned()));
+    let error = require_credentials(&Config::default(), &missing).unwrap_err();
+    assert!(error.to_string().contains("AWS_ACCESS_KEY_ID"), "{error}");
+}
+
+#[test]
+fn the_start_up_check_asks_only_for_the_configured_sinks_credentials() {
+    let mut jdbc = Config::default();
+    jdbc.sink.kind = SinkKind::Jdbc;
+    let password_only = Credentials::from_lookup(|name| (name == "SINK_JDBC_PASSWORD").then(|| "pw".to_owned()));
+    assert!(require_credentials(&jdbc, &password_only).is_ok());
+    let error = require_credentials(&jdbc, &Credentials::default()).unwrap_err();
+    assert!(error.to_string().contains("SINK_JDBC_PASSWORD"), "{error}");
+    let error = require_credentials(&Config::default(), &password_only).unwrap_err();
+    assert!(error.to_string().contains("POLARIS_CLIENT_ID"), "{error}");
+    let iceberg_only = Credentials::from_lookup(|name| (name != "SINK_JDBC_PASSWORD").then(|| "x".to_owned()));
+    assert!(require_credentials(&Config::default(), &iceberg_only).is_ok());
+}
+
+#[test]
+fn unknown_table_lists_the_known_ones() {
+    let error = render_table_with(&Config::default(), "nope", &credentials()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("unknown table `nope`; known tables: class, course, faculty"),
+        "{message}"
+    );
+    assert!(message.ends_with("student_fee, students"), "{message}");
+}
+
+#[test]
+fn a_folder_overrides_and_adds_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(TABLES_DIR)).unwrap();
+    std::fs::write(dir.path().join(SETUP_FILE), "SET 'x' = '{{ warehouse }}';").unwrap();
+    std::fs::write(
+        dir.path().join(TABLES_DIR).join("audit_log.sql"),
+        "INSERT INTO t SELECT * FROM s -- {{ topic }}\n;",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(TABLES_DIR).join("notes.txt"), "ignored").unwrap();
+    let mut config = Config::default();
+    config.flink.sql_dir = Some(dir.path().to_owned());
+    let tables = known_tables(&config).unwrap();
+    assert_eq!(tables.len(), 13);
+    assert!(tables.contains(&"audit_log".to_owned()));
+    // The override's setup needs no credential, so none is required.
+    let statements = render_table_with(&config, "audit_log", &Credentials::default()).unwrap();
+    assert_eq!(
+        statements,
+        vec!["SET 'x' = 'polariscatalog'", "INSERT INTO t SELECT * FROM s"]
+    );
+    let faculty = render_table_with(&config, "faculty", &Credentials::default()).unwrap();
+    assert_eq!(faculty[0], "SET 'x' = 'polariscatalog'");
+    assert!(faculty.len() > 2);
+
+    std::fs::write(dir.path().join(TABLES_DIR).join("bad-name.sql"), "SELECT 1;").unwrap();
+    assert!(matches!(known_tables(&config), Err(TemplateError::BadFileName { .. })));
+}
+
+#[test]
+fn template_mistakes_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(TABLES_DIR)).unwrap();
+    let mut config = Config::default();
+    config.flink.sql_dir = Some(dir.path().to_owned());
+    let file = dir.path().join(TABLES_DIR).join("t.sql");
+    let cases: [(&str, &str); 6] = [
+        ("SELECT '{{ no_such_placeholder }}';", "undefined value"),
+        ("SELECT '{{ topic ';", "syntax error"),
+        ("SELECT 'open;", "string literal opened on line 1 is never closed"),
+        ("-- nothing but a comment;", "renders to no statement"),
+        ("CREATE TEMPORARY VIEW v AS SELECT 1;", "submits no job (no INSERT"),
+        (
+            "SET 'pipeline.name' = 'mine';\nINSERT INTO t SELECT 1;",
+            "sets 'pipeline.name', which the launcher sets for every job",
+        ),
+    ];
+    for (text, needle) in cases {
+        std::fs::write(&file, text).unwrap();
+        // Found when the templates are loaded, before any table starts, and for every table.
+        let message = Templates::load(&config).unwrap_err().to_string();
+        assert_eq!(
+            render_table_with(&config, "faculty", &credentials())
+                .unwrap_err()
+                .to_string(),
+            message
+        );
+        assert!(
+            message.contains(needle) && message.contains("t.sql"),
+            "{text}: {message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+}
+
+#[test]
+fn templates_are_read_once_and_rendered_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(TABLES_DIR)).unwrap();
+    std::fs::write(
+        dir.path().join(TABLES_DIR).join("audit_log.sql"),
+        "INSERT INTO t SELECT '{{ topic }}';",
+    )
+    .unwrap();
+    let mut config = Config::default();
+    config.flink.sql_dir = Some(dir.path().to_owned());
+    let templates = Templates::load(&config).unwrap();
+    assert!(templates.has_table("audit_log") && templates.has_table("faculty"));
+    assert!(!templates.has_table("nope"));
+    // The folder may go away (or change) after start-up: starts render what was loaded.
+    drop(dir);
+    let statements = templates.render("audit_log", &credentials()).unwrap();
+    assert_eq!(
+        statements.last().map(String::as_str),
+        Some("INSERT INTO t SELECT 'university-server.public.audit_log'")
+    );
+    assert!(templates.require_credentials(&credentials()).is_ok());
+}
+
+#[test]
+fn every_builtin_table_sinks_where_its_insert_writes() {
+    let mut jdbc = Config::default();
+    jdbc.sink.kind = SinkKind::Jdbc;
+    for config in [Config::default(), jdbc] {
+        let templates = Templates::load(&config).unwrap();
+        for table in templates.tables() {
+            let statements = templates.render(&table, &Credentials::redacted()).unwrap();
+            let insert = statements.last().unwrap();
+            let target = insert.lines().next().unwrap().trim_start_matches("INSERT INTO ");
+            let create = statements
+                .iter()
+                .find(|s| s.contains(&format!("TABLE {target} (")) || s.contains(&format!("EXISTS {target} (")))
+                .unwrap_or_else(|| panic!("{table}: no CREATE of {target}: {statements:#?}"));
+            assert!(create.contains(") WITH (\n    '"), "{table}: {create}");
+            assert!(!create.contains("{{"), "{table}: {create}");
+        }
+    }
+}
+
+#[test]
+fn script_form_ends_every_statement_with_a_semicolon() {
+    let script = to_script(&["SELECT 1".to_owned(), "SELECT\n  2".to_owned()]);
+    assert_eq!(script, "SELECT 1;\n\nSELECT\n  2;\n");
+}
