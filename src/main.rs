@@ -407,10 +407,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-/// Loads the configuration, or prints the one-line reason and returns the exit code to use.
+/// Loads the configuration, or prints one line per mistake and returns the exit code to use.
 fn load_config(cli: &Cli) -> Result<Config, ExitCode> {
-    let config = Config::load(cli.config.as_deref()).map_err(|e| {
-        eprintln!("error: invalid configuration: {e}");
+    let config = Config::load(cli.config.as_deref()).map_err(|errors| {
+        for e in errors.iter() {
+            eprintln!("error: invalid configuration: {e}");
+        }
         ExitCode::from(EXIT_CONFIG)
     })?;
     for warning in config.warnings() {

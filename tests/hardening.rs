@@ -346,6 +346,33 @@ fn nonsense_configs_exit_2_with_one_line_naming_the_key() {
 }
 
 #[test]
+fn three_independent_mistakes_are_reported_at_once_one_line_each() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("c.toml");
+    let path = file.to_str().expect("utf-8 path");
+    // A key that does not parse, a value that parses but is refused, and a bad value from the environment.
+    let toml = "[kafka]\npoll_intervall = \"1s\"\n[server]\nmax_connections = 0\n";
+    std::fs::write(&file, toml).expect("write config");
+    for command in ["check", "run"] {
+        let out = output(&[command, "--config", path], &[("CDC_POLICY__IDLE_TIMEOUT", "0s")]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(out.stdout.is_empty(), "{command}: nothing on stdout on error");
+        let lines: Vec<&str> = err.trim_end().lines().collect();
+        assert_eq!(lines.len(), 3, "{command}: one line per mistake: {err}");
+        for (line, key) in lines
+            .iter()
+            .zip(["kafka.poll_intervall", "policy.idle_timeout", "server.max_connections"])
+        {
+            assert!(
+                line.starts_with(&format!("error: invalid configuration: {key}: ")),
+                "{command}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_cooldown_longer_than_idle_timeout_is_accepted_with_a_warning_saying_what_it_means() {
     let out = check(&[("CDC_POLICY__COOLDOWN", "5m"), ("CDC_POLICY__IDLE_TIMEOUT", "1m")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
