@@ -2,10 +2,23 @@
 //! the running sidecar's own `/healthz` on loopback.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
+
+use super::{EXIT_FAILURE, block_on, load_config};
 
 /// How long the probe waits for an answer; Docker's default interval is 30 s, so a slow answer is a bad sign.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Exit 0 when the sidecar configured in `file` answers `/healthz` with 200; else prints why and exits 1.
+pub fn command(file: Option<&Path>) -> ExitCode {
+    let config = match load_config(file) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    block_on(probe(config.server.listen, TIMEOUT), "unhealthy", |_| EXIT_FAILURE)
+}
 
 /// The address to probe for a server listening on `listen`: a wildcard address is probed on loopback.
 pub fn probe_address(listen: SocketAddr) -> SocketAddr {

@@ -11,10 +11,14 @@
 //! number and skipped; the caller learns how many there were.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
 
+use super::{EXIT_CONFIG, EXIT_FAILURE, load_config};
 use crate::decoder::Op;
 use crate::policy::{Action, Activity, Event, Input, JobObservation, JobStatus, Millis, Policy, PolicySettings};
 
@@ -234,6 +238,42 @@ impl<W: Write> Printer<W> {
             writeln!(self.out, "{line}").map_err(ReplayError::Write)?;
         }
         Ok(())
+    }
+}
+
+/// Replays `trace` (`-` or `None`: standard input) through the policy configured in `file`: exit 2 when the
+/// trace cannot be opened, 1 when a line was bad (reported and skipped) or reading or writing failed.
+pub fn command(file: Option<&Path>, trace: Option<&Path>, seed: u64, options: ReplayOptions) -> ExitCode {
+    let config = match load_config(file) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let settings = PolicySettings::from_config(&config, seed);
+    let stdout = BufWriter::new(io::stdout().lock());
+    let stderr = io::stderr().lock();
+    let result = match trace.filter(|path| path.as_os_str() != "-") {
+        Some(path) => match File::open(path) {
+            Ok(file) => replay(settings, BufReader::new(file), stdout, stderr, options),
+            Err(e) => {
+                eprintln!("error: cannot open trace {}: {e}", path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => replay(settings, io::stdin().lock(), stdout, stderr, options),
+    };
+    match result {
+        Ok(summary) if summary.bad_lines == 0 => ExitCode::SUCCESS,
+        Ok(summary) => {
+            eprintln!(
+                "error: {} of {} trace lines were bad and skipped",
+                summary.bad_lines, summary.lines
+            );
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 

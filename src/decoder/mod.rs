@@ -201,7 +201,8 @@ fn string_rest_len(rest: &[u8]) -> Option<usize> {
     }
 }
 
-fn json_error(e: &serde_json::Error) -> String {
+/// serde_json's error with what kind of problem it is, on one line.
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
     let what = match e.classify() {
         serde_json::error::Category::Eof => "truncated JSON",
         serde_json::error::Category::Syntax => "not JSON",
@@ -425,61 +426,6 @@ fn unwrapped(topic: &str, f: &Fields<'_>) -> Result<Decoded, String> {
         snapshot: f.unwrapped_snapshot.as_ref().is_some_and(Snapshot::is_snapshot) || op == Some(Op::Read),
         ts_ms: f.unwrapped_source_ts_ms.or(f.unwrapped_ts_ms),
     }))
-}
-
-/// One line of the fixture format: `{"topic": "...", "key": base64|null, "value": base64|null}`; other fields
-/// (such as a fixture's `name` and `expect`) are ignored.
-#[derive(Debug, Deserialize)]
-struct InputLine {
-    topic: String,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    value: Option<String>,
-}
-
-/// Decodes every line of `input` (the fixture JSON-lines format) and writes one JSON answer per line to
-/// `output`, in order. A line that is not valid input gets an `invalid` answer naming the line; nothing stops
-/// the run but an I/O error. Returns how many lines were answered.
-pub fn decode_lines(input: impl std::io::BufRead, mut output: impl std::io::Write) -> std::io::Result<u64> {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut answered = 0;
-    let mut line = Vec::new();
-    let mut input = input;
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        answered += 1;
-        let decoded = match serde_json::from_slice::<InputLine>(line.trim_ascii()) {
-            Err(e) => Decoded::invalid(format!("input line {answered}: {}", json_error(&e))),
-            Ok(record) => {
-                let key = record.key.map(|k| b64.decode(k)).transpose();
-                let value = record.value.map(|v| b64.decode(v)).transpose();
-                match (key, value) {
-                    (Ok(key), Ok(value)) => decode(&record.topic, key.as_deref(), value.as_deref()),
-                    (Err(e), _) => Decoded::invalid(format!("input line {answered}: key is not base64: {e}")),
-                    (_, Err(e)) => Decoded::invalid(format!("input line {answered}: value is not base64: {e}")),
-                }
-            }
-        };
-        serde_json::to_writer(&mut output, &decoded)?;
-        output.write_all(b"\n")?;
-    }
-    output.flush()?;
-    Ok(answered)
-}
-
-/// Decodes one record whose raw value bytes are all of `input`, writing its JSON answer to `output`.
-pub fn decode_raw(topic: &str, mut input: impl std::io::Read, mut output: impl std::io::Write) -> std::io::Result<u64> {
-    let mut value = Vec::new();
-    input.read_to_end(&mut value)?;
-    serde_json::to_writer(&mut output, &decode(topic, None, Some(&value)))?;
-    output.write_all(b"\n")?;
-    output.flush()?;
-    Ok(1)
 }
 
 #[cfg(test)]
@@ -709,30 +655,5 @@ mod tests {
             r#"{"kind":"tombstone","table":"t"}"#
         );
         assert_eq!(json(&Decoded::invalid("x")), r#"{"kind":"invalid","error":"x"}"#);
-    }
-
-    #[test]
-    fn decode_lines_answers_every_line_in_order() {
-        let input = concat!(
-            r#"{"name":"a","topic":"s.public.faculty","key":null,"value":null,"expect":{}}"#,
-            "\n",
-            "garbage\n",
-            r#"{"topic":"s.public.faculty","value":"!!!"}"#,
-            "\n",
-            r#"{"topic":"s.public.faculty","value":"eyJvcCI6ImMiLCJzb3VyY2UiOnt9fQ=="}"#,
-            "\n"
-        );
-        let mut out = Vec::new();
-        assert_eq!(decode_lines(input.as_bytes(), &mut out).expect("io"), 4);
-        let lines: Vec<serde_json::Value> = String::from_utf8(out)
-            .expect("utf-8")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json"))
-            .collect();
-        assert_eq!(lines[0]["kind"], "tombstone");
-        assert_eq!(lines[1]["kind"], "invalid");
-        assert!(lines[1]["error"].as_str().expect("error").starts_with("input line 2:"));
-        assert!(lines[2]["error"].as_str().expect("error").contains("not base64"));
-        assert_eq!(lines[3]["op"], "c");
     }
 }

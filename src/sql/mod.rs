@@ -12,7 +12,6 @@
 //! rendering (see [`CREDENTIALS`]), and only the ones a template actually uses are required.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
@@ -356,18 +355,6 @@ pub fn require_credentials(config: &Config, credentials: &Credentials) -> Result
 /// Every table that has a template under `config`, sorted.
 pub fn known_tables(config: &Config) -> Result<Vec<String>, SqlError> {
     Ok(Templates::load(config.flink.sql_dir.as_deref())?.tables())
-}
-
-/// Statements as a script: each one followed by `;`, separated by blank lines.
-pub fn to_script(statements: &[String]) -> String {
-    let mut script = String::new();
-    for statement in statements {
-        // Writing to a String cannot fail.
-        let _ = writeln!(script, "{statement};\n");
-    }
-    script.truncate(script.trim_end().len());
-    script.push('\n');
-    script
 }
 
 fn environment() -> Environment<'static> {
@@ -751,11 +738,5 @@ mod tests {
             );
             assert!(!message.contains('\n'), "{message}");
         }
-    }
-
-    #[test]
-    fn script_form_ends_every_statement_with_a_semicolon() {
-        let script = to_script(&["SELECT 1".to_owned(), "SELECT\n  2".to_owned()]);
-        assert_eq!(script, "SELECT 1;\n\nSELECT\n  2;\n");
     }
 }
