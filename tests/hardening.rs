@@ -9,6 +9,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::assert_config_error;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-orchestrator");
 
 /// A command of the real binary with none of the developer's `CDC_*` or credential variables.
@@ -43,16 +45,6 @@ fn check(env: &[(&str, &str)]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts exit 2 with exactly one stderr line containing every needle.
-fn assert_config_error(out: &Output, needles: &[&str]) {
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    for needle in needles {
-        assert!(err.contains(needle), "{needle:?} not in {err}");
-    }
 }
 
 /// A loopback address nothing listens on (a port that was just free).
