@@ -88,19 +88,18 @@ enum TraceInput {
         #[serde(default)]
         job_id: Option<String>,
     },
-    Pause {
-        table: String,
-    },
-    Resume {
-        table: String,
-    },
-    Trigger {
-        table: String,
-    },
-    Stop {
-        table: String,
-    },
+    Pause(Table),
+    Resume(Table),
+    Trigger(Table),
+    Stop(Table),
     Tick,
+}
+
+/// The one field of an operator's input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    table: String,
 }
 
 #[derive(Serialize)]
@@ -195,10 +194,10 @@ fn to_input(policy: &Policy, input: TraceInput) -> Input {
             error: error.unwrap_or_else(|| "start failed (trace)".to_owned()),
         },
         TraceInput::Stopped { table, job_id } => Input::Stopped { table, job_id },
-        TraceInput::Pause { table } => Input::Pause { table },
-        TraceInput::Resume { table } => Input::Resume { table },
-        TraceInput::Trigger { table } => Input::Trigger { table },
-        TraceInput::Stop { table } => Input::Stop { table },
+        TraceInput::Pause(Table { table }) => Input::Pause { table },
+        TraceInput::Resume(Table { table }) => Input::Resume { table },
+        TraceInput::Trigger(Table { table }) => Input::Trigger { table },
+        TraceInput::Stop(Table { table }) => Input::Stop { table },
         TraceInput::Tick => Input::Tick,
     }
 }
@@ -212,32 +211,30 @@ struct Printer<W> {
 impl<W: Write> Printer<W> {
     fn print(&mut self, at: Millis, actions: &[Action]) -> Result<(), ReplayError> {
         for action in actions {
-            let line = match action {
-                Action::Start { table, reason, .. } => {
-                    self.actions += 1;
-                    serde_json::to_string(&ActionLine {
-                        t_ms: at.0,
-                        action: "start",
-                        table,
-                        reason: reason.as_str(),
-                    })
+            let (action, table, reason) = match action {
+                Action::Start { table, reason, .. } => ("start", table, reason.as_str()),
+                Action::Stop { table, reason, .. } => ("stop", table, reason.as_str()),
+                Action::Event(event) if self.options.events => {
+                    self.write(&EventLine { t_ms: at.0, event })?;
+                    continue;
                 }
-                Action::Stop { table, reason, .. } => {
-                    self.actions += 1;
-                    serde_json::to_string(&ActionLine {
-                        t_ms: at.0,
-                        action: "stop",
-                        table,
-                        reason: reason.as_str(),
-                    })
-                }
-                Action::Event(event) if self.options.events => serde_json::to_string(&EventLine { t_ms: at.0, event }),
                 _ => continue,
             };
-            let line = line.map_err(|e| ReplayError::Write(io::Error::other(e)))?;
-            writeln!(self.out, "{line}").map_err(ReplayError::Write)?;
+            self.actions += 1;
+            self.write(&ActionLine {
+                t_ms: at.0,
+                action,
+                table,
+                reason,
+            })?;
         }
         Ok(())
+    }
+
+    /// Writes `line` as one line of JSON.
+    fn write(&mut self, line: &impl Serialize) -> Result<(), ReplayError> {
+        let line = serde_json::to_string(line).map_err(|e| ReplayError::Write(io::Error::other(e)))?;
+        writeln!(self.out, "{line}").map_err(ReplayError::Write)
     }
 }
 
@@ -398,29 +395,20 @@ mod tests {
         let (out, err, summary) = run(trace, ReplayOptions::default());
         assert_eq!(summary.bad_lines, 8, "{err}");
         assert_eq!(summary.lines, 12);
+        let expected = [
+            "error: trace line 3: not JSON",
+            "error: trace line 4: unknown variant `explode`",
+            "error: trace line 5: t_ms 1 goes back in time",
+            "error: trace line 6: unknown variant `RUNNIN`",
+            "error: trace line 7: unknown field `extra`",
+            "error: trace line 8: missing t_ms",
+            "error: trace line 9: t_ms: expected milliseconds",
+        ];
         let lines: Vec<&str> = err.lines().collect();
-        assert!(lines[0].starts_with("error: trace line 3: not JSON"), "{err}");
-        assert!(
-            lines[1].starts_with("error: trace line 4: unknown variant `explode`"),
-            "{err}"
-        );
-        assert!(
-            lines[2].starts_with("error: trace line 5: t_ms 1 goes back in time"),
-            "{err}"
-        );
-        assert!(
-            lines[3].starts_with("error: trace line 6: unknown variant `RUNNIN`"),
-            "{err}"
-        );
-        assert!(
-            lines[4].starts_with("error: trace line 7: unknown field `extra`"),
-            "{err}"
-        );
-        assert!(lines[5].starts_with("error: trace line 8: missing t_ms"), "{err}");
-        assert!(
-            lines[6].starts_with("error: trace line 9: t_ms: expected milliseconds"),
-            "{err}"
-        );
+        assert!(lines.len() >= expected.len(), "{err}");
+        for (line, start) in lines.iter().zip(expected) {
+            assert!(line.starts_with(start), "{start:?}: {err}");
+        }
         // The good lines still ran: both tables started.
         assert_eq!(out.lines().count(), 2, "{out}");
     }

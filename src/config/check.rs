@@ -8,6 +8,15 @@ use regex::Regex;
 
 use super::{ConfigError, is_table_name};
 
+/// Runs one of the [`Checks`] on each named field of a section, under the key `<section>.<field>`, e.g.
+/// `check_fields!(errors.positive, "kafka", self: poll_interval, topic_refresh)`.
+macro_rules! check_fields {
+    ($errors:ident . $check:ident, $section:literal, $value:ident : $($field:ident),+ $(,)?) => {
+        $($errors.$check(concat!($section, ".", stringify!($field)), &$value.$field);)+
+    };
+}
+pub(super) use check_fields;
+
 /// What a table name must look like, as the error says it.
 pub(super) const TABLE_NAME_RULE: &str =
     "not a valid table name (letters, digits and _, not starting with a digit, at most 63)";
@@ -27,17 +36,17 @@ pub(super) trait Checks {
     fn invalid(&mut self, key: impl Into<String>, value: &dyn fmt::Debug, reason: impl Into<String>);
 
     /// A duration that must not be zero.
-    fn positive(&mut self, key: &str, value: Duration) {
+    fn positive(&mut self, key: &str, value: &Duration) {
         if value.is_zero() {
-            let shown = humantime::format_duration(value).to_string();
+            let shown = humantime::format_duration(*value).to_string();
             self.invalid(key, &shown, "must be greater than 0");
         }
     }
 
     /// A count that must not be zero.
-    fn at_least_one(&mut self, key: &str, value: u32) {
-        if value == 0 {
-            self.invalid(key, &value, "must be at least 1");
+    fn at_least_one(&mut self, key: &str, value: &u32) {
+        if *value == 0 {
+            self.invalid(key, value, "must be at least 1");
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::check::Checks;
+use super::check::{Checks, check_fields};
 use super::de::whole_u32;
 use super::{ConfigError, Section};
 
@@ -32,12 +32,10 @@ pub struct FlinkConfig {
     pub jobmanager_url: String,
     /// Base URL of the Flink web UI as an operator's browser reaches it, for the job links in `/tables`;
     /// unset means `jobmanager_url` (the UI is served on the REST port).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub web_ui_url: Option<String>,
     /// Where stop-with-savepoint writes savepoints.
     pub savepoint_dir: String,
     /// Folder whose SQL templates override the built-in ones (and add tables); absent means built-in only.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sql_dir: Option<PathBuf>,
     /// Checkpoint interval of the per-table jobs: Iceberg commits and Kafka offsets land on checkpoints.
     #[serde(with = "humantime_serde")]
@@ -107,17 +105,10 @@ impl Section for FlinkConfig {
     const KEY: &'static str = "flink";
 
     fn validate(&self, errors: &mut Vec<ConfigError>) {
-        errors.positive("flink.request_timeout", self.request_timeout);
-        errors.positive("flink.start_timeout", self.start_timeout);
-        errors.positive("flink.stop_timeout", self.stop_timeout);
-        errors.positive("flink.reconcile_interval", self.reconcile_interval);
-        errors.positive("flink.shutdown_timeout", self.shutdown_timeout);
-        errors.positive("flink.checkpoint_interval", self.checkpoint_interval);
-        errors.at_least_one("flink.starts_per_minute", self.starts_per_minute);
-        errors.at_least_one("flink.start_burst", self.start_burst);
-        errors.at_least_one("flink.max_concurrent_jobs", self.max_concurrent_jobs);
-        errors.http_url("flink.sql_gateway_url", &self.sql_gateway_url);
-        errors.http_url("flink.jobmanager_url", &self.jobmanager_url);
+        check_fields!(errors.positive, "flink", self: request_timeout, start_timeout, stop_timeout);
+        check_fields!(errors.positive, "flink", self: reconcile_interval, shutdown_timeout, checkpoint_interval);
+        check_fields!(errors.at_least_one, "flink", self: starts_per_minute, start_burst, max_concurrent_jobs);
+        check_fields!(errors.http_url, "flink", self: sql_gateway_url, jobmanager_url);
         if let Some(url) = &self.web_ui_url {
             errors.http_url("flink.web_ui_url", url);
         }
@@ -126,6 +117,6 @@ impl Section for FlinkConfig {
         {
             errors.invalid("flink.sql_dir", &dir.display().to_string(), "not a directory");
         }
-        errors.not_blank("flink.savepoint_dir", &self.savepoint_dir);
+        check_fields!(errors.not_blank, "flink", self: savepoint_dir);
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::check::Checks;
+use super::check::{Checks, check_fields};
 use super::{ConfigError, Section, is_table_name};
 
 /// The `[iceberg]` section: what the per-table jobs' Iceberg catalog connects to.
@@ -46,11 +46,8 @@ impl Section for IcebergConfig {
     const KEY: &'static str = "iceberg";
 
     fn validate(&self, errors: &mut Vec<ConfigError>) {
-        errors.http_url("iceberg.catalog_uri", &self.catalog_uri);
-        errors.http_url("iceberg.s3_endpoint", &self.s3_endpoint);
-        errors.not_blank("iceberg.warehouse", &self.warehouse);
-        errors.not_blank("iceberg.scope", &self.scope);
-        errors.not_blank("iceberg.s3_region", &self.s3_region);
+        check_fields!(errors.http_url, "iceberg", self: catalog_uri, s3_endpoint);
+        check_fields!(errors.not_blank, "iceberg", self: warehouse, scope, s3_region);
         if !is_table_name(&self.database) {
             errors.invalid(
                 "iceberg.database",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::check::Checks;
+use super::check::{Checks, check_fields};
 use super::de::{lenient_string, list, whole_u32};
 use super::{ConfigError, Secret, Section, is_table_name};
 
@@ -60,7 +60,6 @@ pub struct KafkaConfig {
     /// Transport encryption.
     pub tls: TlsConfig,
     /// SASL authentication; absent means none.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sasl: Option<SaslConfig>,
 }
 
@@ -129,13 +128,10 @@ pub struct TlsConfig {
     /// Connect with TLS.
     pub enabled: bool,
     /// PEM file of the CA(s) to trust; absent means the system roots.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate for mutual TLS (needs `key_file`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_file: Option<PathBuf>,
     /// PEM private key of `cert_file`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
 }
 
@@ -181,12 +177,8 @@ impl Section for KafkaConfig {
         for pattern in &self.routed_topics {
             errors.regex("kafka.routed_topics", pattern, &format!("^(?:{pattern})$"));
         }
-        errors.positive("kafka.poll_interval", self.poll_interval);
-        errors.positive("kafka.topic_refresh", self.topic_refresh);
-        errors.positive("kafka.request_timeout", self.request_timeout);
-        errors.at_least_one("kafka.sample_records", self.sample_records);
-        errors.at_least_one("kafka.sample_bytes", self.sample_bytes);
-        errors.at_least_one("kafka.max_tables", self.max_tables);
+        check_fields!(errors.positive, "kafka", self: poll_interval, topic_refresh, request_timeout);
+        check_fields!(errors.at_least_one, "kafka", self: sample_records, sample_bytes, max_tables);
         for (key, template) in [
             ("kafka.group_template", &self.group_template),
             ("kafka.topic_template", &self.topic_template),

@@ -254,7 +254,8 @@ impl Config {
         self.policy.warnings()
     }
 
-    /// The resolved configuration as TOML, secrets redacted.
+    /// The resolved configuration as TOML, secrets redacted. Unset optional keys are left out (TOML has no null,
+    /// so the serializer skips a `None` field).
     pub fn to_toml(&self) -> String {
         // Every field is a plain value, string, list or table, so serialization cannot fail.
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))

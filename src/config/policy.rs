@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::check::{Checks, TABLE_NAME_RULE};
+use super::check::{Checks, TABLE_NAME_RULE, check_fields};
 use super::de::{list, optional_list, whole_u32};
 use super::{ConfigError, Section, is_table_name};
 use crate::decoder::Op;
@@ -76,7 +76,6 @@ pub struct TableOverrides {
     #[serde(deserialize_with = "optional_list", skip_serializing_if = "Option::is_none")]
     pub operations: Option<Vec<Op>>,
     /// Overrides `policy.paused`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
 }
 
@@ -144,8 +143,7 @@ impl Section for PolicyConfig {
     const KEY: &'static str = "policy";
 
     fn validate(&self, errors: &mut Vec<ConfigError>) {
-        errors.positive("policy.retry_initial_backoff", self.retry_initial_backoff);
-        errors.positive("policy.idle_timeout", self.idle_timeout);
+        check_fields!(errors.positive, "policy", self: retry_initial_backoff, idle_timeout);
         if self.retry_max_backoff < self.retry_initial_backoff {
             errors.invalid(
                 "policy.retry_max_backoff",
@@ -153,7 +151,7 @@ impl Section for PolicyConfig {
                 "must not be below policy.retry_initial_backoff",
             );
         }
-        errors.at_least_one("policy.failing_after", self.failing_after);
+        check_fields!(errors.at_least_one, "policy", self: failing_after);
         errors.table_names("policy.include", &self.include);
         errors.table_names("policy.exclude", &self.exclude);
         if self.operations.is_empty() {
@@ -173,7 +171,7 @@ impl TableOverrides {
             errors.invalid(&key, &name, TABLE_NAME_RULE);
         }
         if let Some(idle) = self.idle_timeout {
-            errors.positive(&format!("{key}.idle_timeout"), idle);
+            errors.positive(&format!("{key}.idle_timeout"), &idle);
         }
         if self.operations.as_ref().is_some_and(Vec::is_empty) {
             errors.invalid(format!("{key}.operations"), &"[]", "needs at least one operation");

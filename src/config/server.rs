@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::check::Checks;
+use super::check::{Checks, check_fields};
 use super::de::{socket_addr, whole_u32};
 use super::{ConfigError, Secret, Section};
 
@@ -17,7 +17,6 @@ pub struct ServerConfig {
     #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// When set, POST requests need `Authorization: Bearer <token>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
     /// Connections served at once; further clients wait in the kernel's accept queue.
     #[serde(deserialize_with = "whole_u32")]
@@ -50,9 +49,8 @@ impl Section for ServerConfig {
     const KEY: &'static str = "server";
 
     fn validate(&self, errors: &mut Vec<ConfigError>) {
-        errors.positive("server.header_timeout", self.header_timeout);
-        errors.positive("server.idle_timeout", self.idle_timeout);
-        errors.at_least_one("server.max_connections", self.max_connections);
+        check_fields!(errors.positive, "server", self: header_timeout, idle_timeout);
+        check_fields!(errors.at_least_one, "server", self: max_connections);
         if self.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
             // An empty token would make every POST a 401; leaving the key unset is how to disable the check.
             errors.invalid("server.token", &"", "must not be empty (leave it unset for no token)");

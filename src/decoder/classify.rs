@@ -74,18 +74,15 @@ fn envelope(
         Some(raw) => serde_json::from_str(raw.get()).map_err(|e| format!("ts_ms: {}", json_error(&e)))?,
         None => None,
     };
-    Ok(Decoded::Change(Change {
-        table: source
-            .table
-            .as_deref()
-            .unwrap_or_else(|| table_of_topic(topic))
-            .to_owned(),
-        table_from_record: source.table.is_some(),
-        schema: source.schema.as_deref().map(str::to_owned),
-        op: Some(op),
-        snapshot: source.snapshot.as_ref().is_some_and(Snapshot::is_snapshot),
-        ts_ms: source.ts_ms.or(ts_ms),
-    }))
+    let snapshot = source.snapshot.as_ref().is_some_and(Snapshot::is_snapshot);
+    Ok(change(
+        topic,
+        source.table.as_deref(),
+        source.schema.as_deref(),
+        Some(op),
+        snapshot,
+        source.ts_ms.or(ts_ms),
+    ))
 }
 
 /// A row unwrapped by ExtractNewRecordState: the row's own columns plus optional `__` fields.
@@ -95,16 +92,33 @@ fn unwrapped(topic: &str, f: &Fields<'_>) -> Result<Decoded, String> {
         (None, Some(true)) => Some(Op::Delete),
         (None, _) => None,
     };
-    Ok(Decoded::Change(Change {
-        table: f
-            .unwrapped_table
-            .as_deref()
-            .unwrap_or_else(|| table_of_topic(topic))
-            .to_owned(),
-        table_from_record: f.unwrapped_table.is_some(),
-        schema: f.unwrapped_schema.as_deref().map(str::to_owned),
+    let snapshot = f.unwrapped_snapshot.as_ref().is_some_and(Snapshot::is_snapshot) || op == Some(Op::Read);
+    let ts_ms = f.unwrapped_source_ts_ms.or(f.unwrapped_ts_ms);
+    Ok(change(
+        topic,
+        f.unwrapped_table.as_deref(),
+        f.unwrapped_schema.as_deref(),
         op,
-        snapshot: f.unwrapped_snapshot.as_ref().is_some_and(Snapshot::is_snapshot) || op == Some(Op::Read),
-        ts_ms: f.unwrapped_source_ts_ms.or(f.unwrapped_ts_ms),
-    }))
+        snapshot,
+        ts_ms,
+    ))
+}
+
+/// A change of `table` as the record names it, else of the topic's table.
+fn change(
+    topic: &str,
+    table: Option<&str>,
+    schema: Option<&str>,
+    op: Option<Op>,
+    snapshot: bool,
+    ts_ms: Option<i64>,
+) -> Decoded {
+    Decoded::Change(Change {
+        table: table.unwrap_or_else(|| table_of_topic(topic)).to_owned(),
+        table_from_record: table.is_some(),
+        schema: schema.map(str::to_owned),
+        op,
+        snapshot,
+        ts_ms,
+    })
 }
