@@ -9,8 +9,8 @@ use cdc_orchestrator::logging;
 
 fn main() -> ExitCode {
     let args = args::parse();
-    if let Err(message) = logging::init(args.log_format, &args.log_level) {
-        eprintln!("error: {message}");
+    if let Err(e) = logging::init(args.log_format, &args.log_level) {
+        eprintln!("error: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
     let config = args.config.as_deref();
