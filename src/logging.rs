@@ -31,11 +31,32 @@ pub enum LogFormat {
 /// is noise.
 pub const DEFAULT_FILTER: &str = "info,rskafka=warn";
 
+/// Why the logger could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// `--log-level` is not a list of `level` and `target=level` directives.
+    #[error("--log-level: {source} (got {level:?})")]
+    Level {
+        /// The filter as given.
+        level: String,
+        /// What the parser found wrong.
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// A global subscriber is installed already.
+    #[error("cannot install the logger: {0}")]
+    Install(#[source] tracing_subscriber::util::TryInitError),
+}
+
 /// Installs the global subscriber. `level` is a comma-separated list of `level` and `target=level` directives,
 /// such as `info` or `info,rskafka=warn,cdc_orchestrator::kafka::watcher=debug`. (A `Targets` filter rather than
 /// `EnvFilter`: no span or field matching, and no regex engine in the binary for it.)
-pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
-    let filter = Targets::from_str(level).map_err(|e| format!("--log-level: {e} (got {level:?})"))?;
+pub fn init(format: LogFormat, level: &str) -> Result<(), LogError> {
+    let filter = Targets::from_str(level).map_err(|source| LogError::Level {
+        level: level.to_owned(),
+        source,
+    })?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = match format {
         LogFormat::Text => tracing_subscriber::registry()
@@ -52,7 +73,7 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
             .with(filter)
             .try_init(),
     };
-    result.map_err(|e| format!("cannot install the logger: {e}"))
+    result.map_err(LogError::Install)
 }
 
 /// The text format's field formatter: `message name=value ...` like tracing-subscriber's default, with every
@@ -201,7 +222,10 @@ mod tests {
 
     #[test]
     fn a_bad_filter_is_a_one_line_error_naming_the_option_and_the_value() {
-        let error = init(LogFormat::Text, "rskafka=loud").err().unwrap_or_default();
+        let error = init(LogFormat::Text, "rskafka=loud")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(error.starts_with("--log-level: "), "{error}");
         assert!(error.contains("\"rskafka=loud\""), "{error}");
         assert!(!error.contains('\n'), "{error}");

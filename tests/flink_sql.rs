@@ -565,7 +565,7 @@ fn render_prints_exactly_the_statements_of_the_table() {
         );
         let printed = String::from_utf8(out.stdout).unwrap();
         let expected = sql::render_table_with(&config, &table, &credentials()).unwrap();
-        assert_eq!(printed, sql::to_script(&expected), "{table}");
+        assert_eq!(printed, cdc_orchestrator::cli::render::to_script(&expected), "{table}");
         // Each statement ends with `;`, and splitting the output gives the statements back.
         assert_eq!(sql::split_statements(&printed).unwrap(), expected, "{table}");
         for block in printed.split("\n\n") {

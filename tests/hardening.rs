@@ -9,6 +9,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::assert_config_error;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-orchestrator");
 
 /// A command of the real binary with none of the developer's `CDC_*` or credential variables.
@@ -43,16 +45,6 @@ fn check(env: &[(&str, &str)]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts exit 2 with exactly one stderr line containing every needle.
-fn assert_config_error(out: &Output, needles: &[&str]) {
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    for needle in needles {
-        assert!(err.contains(needle), "{needle:?} not in {err}");
-    }
 }
 
 /// A loopback address nothing listens on (a port that was just free).
@@ -343,6 +335,33 @@ fn nonsense_configs_exit_2_with_one_line_naming_the_key() {
     let out = output(&["check", "--config", folder], &[]);
     assert_config_error(&out, &["is a directory", folder]);
     assert!(!text(&out.stderr).contains("not found"));
+}
+
+#[test]
+fn three_independent_mistakes_are_reported_at_once_one_line_each() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("c.toml");
+    let path = file.to_str().expect("utf-8 path");
+    // A key that does not parse, a value that parses but is refused, and a bad value from the environment.
+    let toml = "[kafka]\npoll_intervall = \"1s\"\n[server]\nmax_connections = 0\n";
+    std::fs::write(&file, toml).expect("write config");
+    for command in ["check", "run"] {
+        let out = output(&[command, "--config", path], &[("CDC_POLICY__IDLE_TIMEOUT", "0s")]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(out.stdout.is_empty(), "{command}: nothing on stdout on error");
+        let lines: Vec<&str> = err.trim_end().lines().collect();
+        assert_eq!(lines.len(), 3, "{command}: one line per mistake: {err}");
+        for (line, key) in lines
+            .iter()
+            .zip(["kafka.poll_intervall", "policy.idle_timeout", "server.max_connections"])
+        {
+            assert!(
+                line.starts_with(&format!("error: invalid configuration: {key}: ")),
+                "{command}: {err}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -2,10 +2,24 @@
 //! the running sidecar's own `/healthz` on loopback.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
+
+use super::{EXIT_FAILURE, block_on, load_config};
+use crate::flink::FlinkError;
 
 /// How long the probe waits for an answer; Docker's default interval is 30 s, so a slow answer is a bad sign.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Exit 0 when the sidecar configured in `file` answers `/healthz` with 200; else prints why and exits 1.
+pub fn command(file: Option<&Path>) -> ExitCode {
+    let config = match load_config(file) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    block_on(probe(config.server.listen, TIMEOUT), "unhealthy", |_| EXIT_FAILURE)
+}
 
 /// The address to probe for a server listening on `listen`: a wildcard address is probed on loopback.
 pub fn probe_address(listen: SocketAddr) -> SocketAddr {
@@ -17,19 +31,62 @@ pub fn probe_address(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
+/// Why the sidecar is not healthy, naming the URL probed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeError {
+    /// No HTTP client could be built.
+    #[error("{0}")]
+    Client(#[source] FlinkError),
+    /// It answered, but not 200.
+    #[error("{url} answered {status}")]
+    Status {
+        /// The URL probed.
+        url: String,
+        /// The status it answered with.
+        status: reqwest::StatusCode,
+    },
+    /// No answer in time.
+    #[error("{url}: no answer within {}", humantime::format_duration(*.timeout))]
+    Timeout {
+        /// The URL probed.
+        url: String,
+        /// How long the probe waited.
+        timeout: Duration,
+    },
+    /// Nothing listens there.
+    #[error("{url}: connection refused (is the sidecar running?)")]
+    Refused {
+        /// The URL probed.
+        url: String,
+        /// The connection error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Any other failure of the request.
+    #[error("{url}: {source}")]
+    Request {
+        /// The URL probed.
+        url: String,
+        /// What failed.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
 /// `Ok` when `GET /healthz` on the sidecar listening on `listen` answers 200 within `timeout`, else the reason.
-pub async fn probe(listen: SocketAddr, timeout: Duration) -> Result<(), String> {
+pub async fn probe(listen: SocketAddr, timeout: Duration) -> Result<(), ProbeError> {
     let url = format!("http://{}/healthz", probe_address(listen));
-    let client = crate::flink::http_client(timeout).map_err(|e| e.to_string())?;
+    let client = crate::flink::http_client(timeout).map_err(ProbeError::Client)?;
     match client.get(&url).send().await {
         Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(format!("{url} answered {}", response.status())),
-        Err(e) if e.is_timeout() => Err(format!(
-            "{url}: no answer within {}",
-            humantime::format_duration(timeout)
-        )),
-        Err(e) if e.is_connect() => Err(format!("{url}: connection refused (is the sidecar running?)")),
-        Err(e) => Err(format!("{url}: {e}")),
+        Ok(response) => Err(ProbeError::Status {
+            url,
+            status: response.status(),
+        }),
+        Err(e) if e.is_timeout() => Err(ProbeError::Timeout { url, timeout }),
+        Err(source) if source.is_connect() => Err(ProbeError::Refused { url, source }),
+        Err(source) => Err(ProbeError::Request { url, source }),
     }
 }
 
@@ -52,13 +109,13 @@ mod tests {
     #[tokio::test]
     async fn healthy_unhealthy_slow_and_absent_servers() {
         let healthy = serve(Router::new().route("/healthz", get(|| async { "ok" }))).await;
-        assert_eq!(probe(healthy, TIMEOUT).await, Ok(()));
+        probe(healthy, TIMEOUT).await.expect("healthy");
         // The sidecar listens on 0.0.0.0; the probe goes to loopback on the same port.
         let wildcard = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), healthy.port());
-        assert_eq!(probe(wildcard, TIMEOUT).await, Ok(()));
+        probe(wildcard, TIMEOUT).await.expect("healthy on loopback");
 
         let failing = serve(Router::new().route("/healthz", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))).await;
-        let err = probe(failing, TIMEOUT).await.expect_err("503 is unhealthy");
+        let err = probe(failing, TIMEOUT).await.expect_err("503 is unhealthy").to_string();
         assert!(err.contains("503"), "{err}");
 
         let slow = serve(Router::new().route(
@@ -69,14 +126,17 @@ mod tests {
             }),
         ))
         .await;
-        let err = probe(slow, Duration::from_millis(200)).await.expect_err("too slow");
+        let err = probe(slow, Duration::from_millis(200))
+            .await
+            .expect_err("too slow")
+            .to_string();
         assert!(err.contains("no answer within 200ms"), "{err}");
 
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr")
         };
-        let err = probe(closed, TIMEOUT).await.expect_err("nothing listens");
+        let err = probe(closed, TIMEOUT).await.expect_err("nothing listens").to_string();
         assert!(err.contains("connection refused"), "{err}");
     }
 

@@ -3,9 +3,16 @@
 //! Everything it prints comes from `GET /tables`, read as loose JSON so an older or newer sidecar (fields added
 //! or missing) still shows what it can; a missing value prints as `-`.
 
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+use super::healthcheck::probe_address;
+use super::{EXIT_FAILURE, block_on};
+use crate::config::{Config, ServerConfig};
+use crate::shutdown;
 
 /// Upper bound on the whole request to the sidecar (connect included).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -227,6 +234,33 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Prints the tables of the sidecar at `url` (once, or every `watch` until interrupted). The URL and token come from the flags and environment, else from the configuration when it loads (a
+/// configuration this machine cannot validate, e.g. TLS files of the sidecar's host, must not stop a status read).
+pub fn command(file: Option<&Path>, url: Option<&str>, watch: Option<Duration>) -> ExitCode {
+    let config = match Config::load(file) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            // Only worth saying when a file was named: without one, the defaults are all there is to read.
+            if let Some(file) = file {
+                eprintln!("warning: not using {} for the URL and token: {e}", file.display());
+            }
+            None
+        }
+    };
+    let url = url.map(str::to_owned).unwrap_or_else(|| {
+        let listen = config
+            .as_ref()
+            .map_or_else(|| ServerConfig::default().listen, |c| c.server.listen);
+        format!("http://{}", probe_address(listen))
+    });
+    let token = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| config.and_then(|c| c.server.token.map(|t| t.expose().to_owned())));
+    let work = async { status(&url, token.as_deref(), watch, shutdown::on_signals()).await };
+    block_on(work, "error", |_| EXIT_FAILURE)
 }
 
 /// Runs the command: prints once, or with `watch` every `every` until interrupted (errors then print and the

@@ -33,27 +33,18 @@ impl Op {
 
     /// Parses Debezium's one-letter code.
     pub fn from_code(code: &str) -> Option<Op> {
-        match code {
-            "c" => Some(Op::Create),
-            "u" => Some(Op::Update),
-            "d" => Some(Op::Delete),
-            "r" => Some(Op::Read),
-            "t" => Some(Op::Truncate),
-            _ => None,
-        }
+        Op::ALL.into_iter().find(|op| op.code() == code)
     }
 
     /// Debezium's one-letter code.
     pub fn code(self) -> &'static str {
-        match self {
-            Op::Create => "c",
-            Op::Update => "u",
-            Op::Delete => "d",
-            Op::Read => "r",
-            Op::Truncate => "t",
-        }
+        // `ALL` and `CODES` are in the same order, the order of the variants.
+        CODES[self as usize]
     }
 }
+
+/// Debezium's one-letter codes, in the order of [`Op::ALL`] (and of the `serde` renames above).
+const CODES: [&str; 5] = ["c", "u", "d", "r", "t"];
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

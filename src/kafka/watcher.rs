@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::{Config, KafkaConfig, SaslMechanism};
+use crate::config::{KafkaConfig, SaslMechanism};
 use crate::decoder::Op;
 use crate::decoder::{self, Decoded};
 use crate::http::metrics::{KindLabels, Metrics, TableOpLabels};
@@ -903,61 +903,6 @@ fn summarize(
     }
     summary.activity = tables.into_values().collect();
     summary
-}
-
-/// `cdc-orchestrator watch`: prints activity (and with `lag`, lag snapshots) as JSON lines until `shutdown`;
-/// with `once`, watches for one poll interval and exits. Broker outages are logged and retried.
-pub async fn watch_command(
-    config: &Config,
-    lag: bool,
-    once: bool,
-    mut out: impl std::io::Write,
-    shutdown: CancellationToken,
-) -> Result<(), WatchError> {
-    let routing = Routing::for_config(config).map_err(WatchError::Routed)?;
-    let mut watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
-    if once {
-        // A baseline, one interval, and what changed in it.
-        let first = async {
-            watcher.refresh().await?;
-            watcher.poll().await?;
-            tokio::time::sleep(watcher.config.poll_interval).await;
-            watcher.poll().await
-        };
-        match first.await {
-            Ok((activity, _)) => {
-                for a in activity {
-                    print_json(&mut out, &WatchEvent::Activity(a));
-                }
-                if lag {
-                    for (table, lag) in watcher.lags().await {
-                        print_json(&mut out, &WatchEvent::Lag { table, lag });
-                    }
-                }
-            }
-            Err(error) => return Err(WatchError::Unreachable(error)),
-        }
-        return Ok(());
-    }
-    let (tx, mut rx) = mpsc::channel(1024);
-    let task = tokio::spawn(watcher.run(tx, shutdown.clone()));
-    while let Some(event) = rx.recv().await {
-        match &event {
-            WatchEvent::Activity(_) => print_json(&mut out, &event),
-            WatchEvent::Lag { .. } if lag => print_json(&mut out, &event),
-            _ => {}
-        }
-    }
-    let _ = task.await;
-    Ok(())
-}
-
-fn print_json(out: &mut impl std::io::Write, event: &WatchEvent) {
-    // A closed stdout (e.g. `| head`) is not worth a crash; the watcher keeps its own state either way.
-    if serde_json::to_writer(&mut *out, event).is_ok() {
-        let _ = out.write_all(b"\n");
-        let _ = out.flush();
-    }
 }
 
 #[cfg(test)]

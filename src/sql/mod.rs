@@ -24,7 +24,6 @@ mod statements;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
@@ -365,18 +364,6 @@ pub fn known_tables(config: &Config) -> Result<Vec<String>, TemplateError> {
         tables.extend(table_files(dir)?.into_iter().map(|(table, _)| table));
     }
     Ok(tables.into_iter().collect())
-}
-
-/// Statements as a script: each one followed by `;`, separated by blank lines.
-pub fn to_script(statements: &[String]) -> String {
-    let mut script = String::new();
-    for statement in statements {
-        // Writing to a String cannot fail.
-        let _ = writeln!(script, "{statement};\n");
-    }
-    script.truncate(script.trim_end().len());
-    script.push('\n');
-    script
 }
 
 fn environment() -> Environment<'static> {

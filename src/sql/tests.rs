@@ -219,9 +219,3 @@ fn every_builtin_table_sinks_where_its_insert_writes() {
         }
     }
 }
-
-#[test]
-fn script_form_ends_every_statement_with_a_semicolon() {
-    let script = to_script(&["SELECT 1".to_owned(), "SELECT\n  2".to_owned()]);
-    assert_eq!(script, "SELECT 1;\n\nSELECT\n  2;\n");
-}

@@ -243,3 +243,15 @@ pub fn sql_env() -> Vec<(&'static str, &'static str)> {
         .map(|&(_, variable)| (variable, "test-credential"))
         .collect()
 }
+
+/// Asserts that a run of the binary failed as a configuration error: exit 2, exactly one stderr line containing
+/// every needle, and nothing on stdout.
+pub fn assert_config_error(out: &std::process::Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+    assert!(out.stdout.is_empty(), "nothing on stdout on error");
+}

@@ -1,0 +1,87 @@
+//! `cdc-orchestrator watch`: table activity (and with `--lag`, lag snapshots) as JSON lines, for operators and
+//! tests.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{EXIT_CONFIG, EXIT_FAILURE, block_on, load_config};
+use crate::config::Config;
+use crate::kafka::routing::Routing;
+use crate::kafka::watcher::{WatchError, WatchEvent, Watcher};
+use crate::shutdown;
+
+/// Watches until SIGTERM or SIGINT (with `once`, for one poll interval): exit 1 when `once` finds no broker, 2
+/// when the watcher cannot be set up from the configuration.
+pub fn command(file: Option<&Path>, lag: bool, once: bool) -> ExitCode {
+    let config = match load_config(file) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let work = async {
+        let shutdown = shutdown::on_signals();
+        watch(&config, lag, once, std::io::stdout().lock(), shutdown).await
+    };
+    block_on(work, "error", |e| match e {
+        WatchError::Unreachable(_) => EXIT_FAILURE,
+        _ => EXIT_CONFIG,
+    })
+}
+
+/// Prints activity (and with `lag`, lag snapshots) as JSON lines to `out` until `shutdown`; with `once`, watches
+/// for one poll interval and returns. Broker outages are logged and retried.
+pub async fn watch(
+    config: &Config,
+    lag: bool,
+    once: bool,
+    mut out: impl Write,
+    shutdown: CancellationToken,
+) -> Result<(), WatchError> {
+    let routing = Routing::for_config(config).map_err(WatchError::Routed)?;
+    let mut watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
+    if once {
+        return watch_once(&mut watcher, config, lag, &mut out).await;
+    }
+    let (tx, mut rx) = mpsc::channel(1024);
+    let task = tokio::spawn(watcher.run(tx, shutdown.clone()));
+    while let Some(event) = rx.recv().await {
+        match &event {
+            WatchEvent::Activity(_) => print_json(&mut out, &event),
+            WatchEvent::Lag { .. } if lag => print_json(&mut out, &event),
+            _ => {}
+        }
+    }
+    let _ = task.await;
+    Ok(())
+}
+
+/// A baseline, one poll interval, and what changed in it.
+async fn watch_once(watcher: &mut Watcher, config: &Config, lag: bool, out: &mut impl Write) -> Result<(), WatchError> {
+    let first = async {
+        watcher.refresh().await?;
+        watcher.poll().await?;
+        tokio::time::sleep(config.kafka.poll_interval).await;
+        watcher.poll().await
+    };
+    let (activity, _) = first.await.map_err(WatchError::Unreachable)?;
+    for a in activity {
+        print_json(out, &WatchEvent::Activity(a));
+    }
+    if lag {
+        for (table, lag) in watcher.lags().await {
+            print_json(out, &WatchEvent::Lag { table, lag });
+        }
+    }
+    Ok(())
+}
+
+fn print_json(out: &mut impl Write, event: &WatchEvent) {
+    // A closed stdout (e.g. `| head`) is not worth a crash; the watcher keeps its own state either way.
+    if serde_json::to_writer(&mut *out, event).is_ok() {
+        let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    }
+}

@@ -1,0 +1,236 @@
+//! The `[kafka]` section: where the CDC topics live, how to watch them, and the rule that names a topic's table.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::check::{Checks, check_fields};
+use super::de::{lenient_string, list, whole_u32};
+use super::{ConfigError, Secret, Section, is_table_name};
+
+/// The `[kafka]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port`; a comma-separated string is accepted too (handy in env vars).
+    #[serde(deserialize_with = "list")]
+    pub bootstrap: Vec<String>,
+    /// Topics whose names match this regex are watched.
+    pub topic_pattern: String,
+    /// How often partition high watermarks are read.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often topic metadata is refreshed to find new topics and partitions.
+    #[serde(with = "humantime_serde")]
+    pub topic_refresh: Duration,
+    /// Upper bound on any single broker request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// At most this many of a partition's newest records are decoded per advance.
+    #[serde(deserialize_with = "whole_u32")]
+    pub sample_records: u32,
+    /// At most this many bytes are fetched per partition sample.
+    #[serde(deserialize_with = "whole_u32")]
+    pub sample_bytes: u32,
+    /// After a sample finds only the topic's own table, later advances of that partition within this interval
+    /// count as that table's changes without fetching records, and the first advance after it is re-checked with
+    /// its newest record only (`0s`: a full sample at every advance).
+    #[serde(with = "humantime_serde")]
+    pub sample_interval: Duration,
+    /// Read watermarks with one ListOffsets request per broker (`true`) rather than rskafka's one request per
+    /// partition. Batching needs no SASL (with SASL the per-partition reads are used whatever this says).
+    pub batch_watermarks: bool,
+    /// Consumer group of a table's Flink job, used for lag; `{table}` is replaced by the table name.
+    pub group_template: String,
+    /// Topic a table's Flink job reads (Debezium's `<topic.prefix>.<schema>.<table>`); `{table}` is replaced.
+    /// It is also the one rule that maps a watched topic back to its table ([`KafkaConfig::table_of_topic`]).
+    pub topic_template: String,
+    /// Topics (exact names or regexes matched against the whole name) that carry several tables, such as a
+    /// Debezium `ByLogicalTableRouter` topic. Only on these is a record's own `source.table` (or `__table`)
+    /// believed, and only for a table the sidecar can start; everywhere else a change belongs to the topic's
+    /// table. Empty by default.
+    #[serde(deserialize_with = "list")]
+    pub routed_topics: Vec<String>,
+    /// Most tables the watcher tracks (and so most per-table metric series); tables beyond it are ignored with
+    /// one warning.
+    #[serde(deserialize_with = "whole_u32")]
+    pub max_tables: u32,
+    /// Transport encryption.
+    pub tls: TlsConfig,
+    /// SASL authentication; absent means none.
+    pub sasl: Option<SaslConfig>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: vec!["127.0.0.1:9092".to_owned()],
+            topic_pattern: r"^university-server\.public\..+$".to_owned(),
+            poll_interval: Duration::from_secs(1),
+            topic_refresh: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+            sample_records: 16,
+            sample_bytes: 1024 * 1024,
+            sample_interval: Duration::from_secs(60),
+            batch_watermarks: true,
+            group_template: "cdc-{table}".to_owned(),
+            topic_template: "university-server.public.{table}".to_owned(),
+            routed_topics: Vec::new(),
+            max_tables: 1000,
+            tls: TlsConfig::default(),
+            sasl: None,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The compiled topic pattern ([`Section::validate`] has already proven that it compiles).
+    pub fn topic_regex(&self) -> Result<Regex, regex::Error> {
+        Regex::new(&self.topic_pattern)
+    }
+
+    /// The consumer group of a table's Flink job.
+    pub fn group_for(&self, table: &str) -> String {
+        self.group_template.replace("{table}", table)
+    }
+
+    /// The CDC topic of a table, as its Flink job reads it.
+    pub fn topic_for(&self, table: &str) -> String {
+        self.topic_template.replace("{table}", table)
+    }
+
+    /// The table a topic carries, by the same `kafka.topic_template` that [`KafkaConfig::topic_for`] fills: the
+    /// part of the name where `{table}` stands, if the rest matches and it is a valid table name. This is the
+    /// only mapping from topics to tables (watcher, lag and run loop all use it).
+    pub fn table_of_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        table_of_topic(&self.topic_template, topic)
+    }
+
+    /// The compiled `kafka.routed_topics`, each anchored to the whole topic name.
+    pub fn routed_regex(&self) -> Result<regex::RegexSet, regex::Error> {
+        regex::RegexSet::new(self.routed_topics.iter().map(|p| format!("^(?:{p})$")))
+    }
+}
+
+/// The table of `topic` under `template` (`{table}` once, checked by [`Section::validate`]).
+fn table_of_topic<'t>(template: &str, topic: &'t str) -> Option<&'t str> {
+    let (prefix, suffix) = template.split_once("{table}")?;
+    let table = topic.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    is_table_name(table).then_some(table)
+}
+
+/// The `[kafka.tls]` section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Connect with TLS.
+    pub enabled: bool,
+    /// PEM file of the CA(s) to trust; absent means the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (needs `key_file`).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The `[kafka.sasl]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    /// The SASL mechanism.
+    pub mechanism: SaslMechanism,
+    /// The user name.
+    #[serde(deserialize_with = "lenient_string")]
+    pub username: String,
+    /// The password; set it through `CDC_KAFKA__SASL__PASSWORD` rather than the file.
+    pub password: Secret,
+}
+
+/// Supported SASL mechanisms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SaslMechanism {
+    /// `PLAIN`: the password travels as is; use with TLS.
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// `SCRAM-SHA-256`.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// `SCRAM-SHA-512`.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl Section for KafkaConfig {
+    const KEY: &'static str = "kafka";
+
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        if self.bootstrap.is_empty() {
+            errors.invalid("kafka.bootstrap", &self.bootstrap, "needs at least one host:port");
+        }
+        for addr in self.bootstrap.iter().filter(|a| !is_host_port(a)) {
+            errors.invalid("kafka.bootstrap", addr, "expected host:port");
+        }
+        errors.regex("kafka.topic_pattern", &self.topic_pattern, &self.topic_pattern);
+        for pattern in &self.routed_topics {
+            errors.regex("kafka.routed_topics", pattern, &format!("^(?:{pattern})$"));
+        }
+        check_fields!(errors.positive, "kafka", self: poll_interval, topic_refresh, request_timeout);
+        check_fields!(errors.at_least_one, "kafka", self: sample_records, sample_bytes, max_tables);
+        for (key, template) in [
+            ("kafka.group_template", &self.group_template),
+            ("kafka.topic_template", &self.topic_template),
+        ] {
+            if !template.contains("{table}") {
+                errors.invalid(key, template, "must contain {table}");
+            }
+        }
+        if self.topic_template.matches("{table}").count() > 1 {
+            errors.invalid(
+                "kafka.topic_template",
+                &self.topic_template,
+                "must contain {table} once (it also maps topics back to tables)",
+            );
+        }
+        self.tls.validate(errors);
+        if let Some(sasl) = &self.sasl {
+            errors.not_blank("kafka.sasl.username", &sasl.username);
+            if sasl.password.expose().is_empty() {
+                errors.invalid("kafka.sasl.password", &"", "must not be empty");
+            }
+        }
+    }
+}
+
+impl TlsConfig {
+    /// `[kafka.tls]`: the certificate comes with its key, and every named file exists.
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            errors.invalid(
+                "kafka.tls.cert_file",
+                &self.cert_file,
+                "cert_file and key_file go together",
+            );
+        }
+        for (key, file) in [
+            ("kafka.tls.ca_file", &self.ca_file),
+            ("kafka.tls.cert_file", &self.cert_file),
+            ("kafka.tls.key_file", &self.key_file),
+        ] {
+            if let Some(path) = file
+                && !path.is_file()
+            {
+                errors.invalid(key, &path.display().to_string(), "file not found");
+            }
+        }
+    }
+}
+
+fn is_host_port(addr: &str) -> bool {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok(),
+        None => false,
+    }
+}

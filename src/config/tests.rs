@@ -1,0 +1,349 @@
+//! Loading, layering, checks and error texts of the whole configuration.
+// figment's Jail closures return figment's own (large) error type.
+#![allow(clippy::result_large_err)]
+
+use super::*;
+use std::time::Duration;
+
+use figment::Jail;
+
+use crate::decoder::Op;
+
+fn load_in(jail: &Jail, toml: Option<&str>) -> Result<Config, ConfigErrors> {
+    match toml {
+        Some(text) => {
+            jail.create_file("c.toml", text)
+                .map_err(|e| ConfigError::Parse(e.to_string()))?;
+            Config::load(Some(Path::new("c.toml")))
+        }
+        None => Config::load(None),
+    }
+}
+
+#[test]
+fn defaults_match_the_reference_system() {
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert_eq!(c.policy.cooldown, Duration::from_secs(30));
+        assert_eq!(c.policy.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.kafka.poll_interval, Duration::from_secs(1));
+        let topics = c.kafka.topic_regex().map_err(|e| e.to_string())?;
+        assert!(topics.is_match("university-server.public.faculty"));
+        assert!(!topics.is_match("__debezium-heartbeat.university-server"));
+        assert_eq!(c.server.listen.port(), 8080);
+        Ok(())
+    });
+}
+
+#[test]
+fn env_beats_file_beats_defaults() {
+    Jail::expect_with(|jail| {
+        let file = "[kafka]\npoll_interval = \"2s\"\ntopic_refresh = \"20s\"\n";
+        let c = load_in(jail, Some(file)).map_err(|e| e.to_string())?;
+        assert_eq!(c.kafka.poll_interval, Duration::from_secs(2));
+        jail.set_env("CDC_KAFKA__POLL_INTERVAL", "250ms");
+        jail.set_env("CDC_KAFKA__BOOTSTRAP", "a:1, b:2");
+        jail.set_env("CDC_SERVER__TOKEN", "12345");
+        jail.set_env("CDC_CONFIG", "ignored-by-figment.toml");
+        let c = load_in(jail, Some(file)).map_err(|e| e.to_string())?;
+        assert_eq!(c.kafka.poll_interval, Duration::from_millis(250));
+        assert_eq!(c.kafka.topic_refresh, Duration::from_secs(20));
+        assert_eq!(c.kafka.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.kafka.bootstrap, vec!["a:1", "b:2"]);
+        assert_eq!(c.server.token.as_ref().map(Secret::expose), Some("12345"));
+        Ok(())
+    });
+}
+
+#[test]
+fn per_table_overrides_merge_into_defaults() {
+    Jail::expect_with(|jail| {
+        let file =
+            "[policy]\ncooldown = \"5s\"\n[policy.tables.faculty]\nidle_timeout = \"2m\"\noperations = [\"d\"]\n";
+        let c = load_in(jail, Some(file)).map_err(|e| e.to_string())?;
+        let faculty = c.policy.for_table("faculty");
+        assert_eq!(faculty.cooldown, Duration::from_secs(5));
+        assert_eq!(faculty.idle_timeout, Duration::from_secs(120));
+        assert_eq!(faculty.operations, vec![Op::Delete]);
+        let program = c.policy.for_table("program");
+        assert_eq!(program.idle_timeout, Duration::from_secs(60));
+        assert_eq!(program.operations, Op::ALL.to_vec());
+        Ok(())
+    });
+}
+
+#[test]
+fn include_and_exclude_decide_what_is_managed() {
+    let mut p = PolicyConfig::default();
+    assert!(p.manages("anything"));
+    p.include = vec!["faculty".into(), "program".into()];
+    p.exclude = vec!["program".into()];
+    assert!(p.manages("faculty"));
+    assert!(!p.manages("program"));
+    assert!(!p.manages("students"));
+}
+
+fn error_of(toml: Option<&str>, env: &[(&str, &str)]) -> String {
+    let mut message = String::new();
+    Jail::expect_with(|jail| {
+        for (k, v) in env {
+            jail.set_env(k, v);
+        }
+        message = match load_in(jail, toml) {
+            Ok(_) => "no error".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        Ok(())
+    });
+    assert!(!message.contains('\n'), "error must be one line: {message}");
+    message
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_path() {
+    let m = error_of(Some("[kafka]\npoll_intervall = \"1s\"\n"), &[]);
+    assert!(m.contains("kafka.poll_intervall: unknown key"), "{m}");
+    let m = error_of(None, &[("CDC_FLINK__NOPE", "1")]);
+    assert!(m.contains("flink.nope: unknown key"), "{m}");
+    assert!(m.contains("CDC_FLINK__NOPE"), "{m}");
+    let m = error_of(Some("[policy.tables.faculty]\ncooldwn = \"1s\"\n"), &[]);
+    assert!(m.contains("policy.tables.faculty.cooldwn: unknown key"), "{m}");
+}
+
+#[test]
+fn bad_values_name_key_and_value() {
+    let m = error_of(None, &[("CDC_KAFKA__POLL_INTERVAL", "soon")]);
+    assert!(m.contains("kafka.poll_interval"), "{m}");
+    assert!(m.contains("soon"), "{m}");
+    let m = error_of(Some("[kafka]\ntopic_pattern = \"(\"\n"), &[]);
+    assert!(m.starts_with("kafka.topic_pattern:"), "{m}");
+    assert!(m.contains("\"(\""), "{m}");
+    let m = error_of(Some("[kafka]\nbootstrap = []\n"), &[]);
+    assert!(m.starts_with("kafka.bootstrap: needs at least one"), "{m}");
+    let m = error_of(None, &[("CDC_KAFKA__BOOTSTRAP", ",")]);
+    assert!(m.starts_with("kafka.bootstrap: needs at least one"), "{m}");
+    let m = error_of(Some("[kafka]\nbootstrap = [\"nohost\"]\n"), &[]);
+    assert!(m.starts_with("kafka.bootstrap: expected host:port"), "{m}");
+    let m = error_of(Some("[policy.tables.\"bad-name\"]\npaused = true\n"), &[]);
+    assert!(m.starts_with("policy.tables.bad-name: not a valid table name"), "{m}");
+    let m = error_of(Some("[policy]\ninclude = [\"1abc\"]\n"), &[]);
+    assert!(m.contains("policy.include") && m.contains("1abc"), "{m}");
+    let m = error_of(Some("[policy]\noperations = [\"x\"]\n"), &[]);
+    assert!(m.contains("policy.operations"), "{m}");
+    let m = error_of(Some("[flink]\nsql_gateway_url = \"ftp://x\"\n"), &[]);
+    assert!(m.starts_with("flink.sql_gateway_url: expected an http"), "{m}");
+    let m = error_of(Some("[flink]\ncheckpoint_interval = \"0s\"\n"), &[]);
+    assert!(
+        m.starts_with("flink.checkpoint_interval: must be greater than 0"),
+        "{m}"
+    );
+    let m = error_of(Some("[flink]\nstarts_per_minute = 0\n"), &[]);
+    assert!(m.starts_with("flink.starts_per_minute: must be at least 1"), "{m}");
+    let m = error_of(Some("[kafka.tls]\nca_file = \"/nonexistent/ca.pem\"\n"), &[]);
+    assert!(m.contains("kafka.tls.ca_file: file not found"), "{m}");
+    let m = error_of(Some("[server]\nlisten = \"nowhere\"\n"), &[]);
+    assert!(m.contains("server.listen"), "{m}");
+}
+
+#[test]
+fn job_template_keys_have_defaults_and_are_validated() {
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert_eq!(c.kafka.topic_for("faculty"), "university-server.public.faculty");
+        assert_eq!(c.flink.sql_dir, None);
+        assert_eq!(c.flink.checkpoint_interval, Duration::from_secs(10));
+        assert_eq!(c.iceberg.database, "university");
+        assert!(c.iceberg.s3_path_style_access);
+        jail.set_env("CDC_ICEBERG__CATALOG_URI", "http://polaris:8181/api/catalog");
+        jail.set_env("CDC_KAFKA__TOPIC_TEMPLATE", "srv.{table}");
+        jail.set_env("CDC_KAFKA__TOPIC_PATTERN", r"^srv\..+$");
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert_eq!(c.iceberg.catalog_uri, "http://polaris:8181/api/catalog");
+        assert_eq!(c.kafka.topic_for("room"), "srv.room");
+        Ok(())
+    });
+    let m = error_of(Some("[kafka]\ntopic_template = \"fixed\"\n"), &[]);
+    assert!(m.starts_with("kafka.topic_template: must contain {table}"), "{m}");
+    let m = error_of(Some("[kafka]\ntopic_template = \"srv.{table}\"\n"), &[]);
+    assert!(
+        m.starts_with("kafka.topic_template: kafka.topic_pattern ") && m.contains("\"srv.class\""),
+        "{m}"
+    );
+    let m = error_of(
+        Some(
+            "[kafka]\ntopic_pattern = '^u\\.(faculty|program)$'\ntopic_template = \"u.{table}\"\n[policy]\ninclude = [\"faculty\", \"room\"]\n",
+        ),
+        &[],
+    );
+    assert!(
+        m.starts_with("kafka.topic_template:") && m.contains("table room"),
+        "{m}"
+    );
+    let m = error_of(Some("[kafka]\ntopic_template = \"{table}.{table}\"\n"), &[]);
+    assert!(m.starts_with("kafka.topic_template: must contain {table} once"), "{m}");
+    let m = error_of(Some("[kafka]\nrouted_topics = [\"a(\"]\n"), &[]);
+    assert!(m.starts_with("kafka.routed_topics:") && m.contains("a("), "{m}");
+    let m = error_of(None, &[("CDC_KAFKA__MAX_TABLES", "0")]);
+    assert!(m.starts_with("kafka.max_tables: must be at least 1"), "{m}");
+    let m = error_of(Some("[flink]\nsql_dir = \"/nonexistent/sql\"\n"), &[]);
+    assert!(m.starts_with("flink.sql_dir: not a directory"), "{m}");
+    let m = error_of(None, &[("CDC_FLINK__CHECKPOINT_INTERVAL", "0s")]);
+    assert!(
+        m.starts_with("flink.checkpoint_interval: must be greater than 0"),
+        "{m}"
+    );
+    let m = error_of(None, &[("CDC_ICEBERG__CATALOG_URI", "polaris:8181")]);
+    assert!(m.starts_with("iceberg.catalog_uri:"), "{m}");
+    let m = error_of(None, &[("CDC_ICEBERG__DATABASE", "uni-versity")]);
+    assert!(m.starts_with("iceberg.database: not a valid database name"), "{m}");
+    let m = error_of(None, &[("CDC_ICEBERG__WAREHOUSE", " ")]);
+    assert!(m.starts_with("iceberg.warehouse: must not be empty"), "{m}");
+    let m = error_of(None, &[("CDC_ICEBERG__BUCKET", "x")]);
+    assert!(m.contains("iceberg.bucket: unknown key"), "{m}");
+}
+
+#[test]
+fn sink_is_iceberg_by_default_and_jdbc_keys_are_checked_only_for_jdbc() {
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert_eq!(c.sink.kind, SinkKind::Iceberg);
+        assert_eq!(c.sink.jdbc.url, "jdbc:postgresql://127.0.0.1:5432/university");
+        assert_eq!(c.sink.jdbc.table_for("room"), "room");
+        assert_eq!(c.sink.jdbc.username, "postgres");
+        // Unused JDBC keys are not validated while the sink is Iceberg.
+        jail.set_env("CDC_SINK__JDBC__URL", "nonsense");
+        assert!(load_in(jail, None).is_ok());
+        jail.clear_env();
+        let c = load_in(
+            jail,
+            Some(
+                "[sink]\nkind = \"jdbc\"\n[sink.jdbc]\nurl = \"jdbc:postgresql://db:5433/lake\"\n\
+                 table_name = \"cdc.{table}_copy\"\nusername = \"writer\"\n",
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        assert_eq!(c.sink.kind, SinkKind::Jdbc);
+        assert_eq!(c.sink.jdbc.url, "jdbc:postgresql://db:5433/lake");
+        assert_eq!(c.sink.jdbc.table_for("room"), "cdc.room_copy");
+        assert_eq!(c.sink.jdbc.username, "writer");
+        Ok(())
+    });
+    let jdbc = [("CDC_SINK__KIND", "jdbc")];
+    let m = error_of(None, &[jdbc[0], ("CDC_SINK__JDBC__URL", "postgresql://db/x")]);
+    assert!(m.starts_with("sink.jdbc.url: expected a jdbc: URL"), "{m}");
+    let m = error_of(None, &[jdbc[0], ("CDC_SINK__JDBC__TABLE_NAME", "fixed")]);
+    assert!(m.starts_with("sink.jdbc.table_name: must contain {table}"), "{m}");
+    let m = error_of(None, &[jdbc[0], ("CDC_SINK__JDBC__USERNAME", " ")]);
+    assert!(m.starts_with("sink.jdbc.username: must not be empty"), "{m}");
+    let m = error_of(None, &[("CDC_SINK__KIND", "kafka")]);
+    assert!(m.contains("sink.kind") && m.contains("kafka"), "{m}");
+    let m = error_of(None, &[("CDC_SINK__JDBC__PASSWORD", "x")]);
+    assert!(m.contains("sink.jdbc.password: unknown key"), "{m}");
+}
+
+#[test]
+fn check_output_redacts_secrets_and_loads_back() {
+    let mut c = Config::default();
+    c.server.token = Some(Secret::new("hunter2"));
+    c.kafka.sasl = Some(SaslConfig {
+        mechanism: SaslMechanism::ScramSha512,
+        username: "u".into(),
+        password: Secret::new("s3cret"),
+    });
+    let text = c.to_toml();
+    assert!(!text.contains("hunter2") && !text.contains("s3cret"), "{text}");
+    assert!(text.contains("<redacted>"));
+    assert!(!format!("{c:?}").contains("s3cret"));
+    let back: Config = toml::from_str(&text).expect("check output is valid config");
+    assert_eq!(back.kafka.poll_interval, c.kafka.poll_interval);
+    assert_eq!(back.policy.operations, c.policy.operations);
+}
+
+#[test]
+fn whole_floats_are_integers_but_fractions_are_not() {
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, Some("[flink]\nmax_concurrent_jobs = 8.0\n")).map_err(|e| e.to_string())?;
+        assert_eq!(c.flink.max_concurrent_jobs, 8);
+        Ok(())
+    });
+    let m = error_of(Some("[flink]\nmax_concurrent_jobs = 8.5\n"), &[]);
+    assert!(m.contains("flink.max_concurrent_jobs") && m.contains("8.5"), "{m}");
+    let m = error_of(Some("[kafka]\nsample_records = -1\n"), &[]);
+    assert!(m.contains("kafka.sample_records") && m.contains("-1"), "{m}");
+}
+
+#[test]
+fn the_topic_template_maps_topics_back_to_tables() {
+    let mut k = KafkaConfig::default();
+    assert_eq!(k.table_of_topic("university-server.public.faculty"), Some("faculty"));
+    for none in [
+        "university-server.public.",
+        "university-server.public.a.b",
+        "university-server.public.bad-name",
+        "other.public.faculty",
+        "university-server.transaction",
+    ] {
+        assert_eq!(k.table_of_topic(none), None, "{none}");
+    }
+    k.topic_template = "cdc.{table}.v1".into();
+    assert_eq!(k.table_of_topic("cdc.room.v1"), Some("room"));
+    assert_eq!(k.table_of_topic(&k.topic_for("student_fee")), Some("student_fee"));
+    assert_eq!(k.table_of_topic("cdc.room.v2"), None);
+}
+
+#[test]
+fn table_names() {
+    for good in ["faculty", "student_detail", "_x", "T1"] {
+        assert!(is_table_name(good), "{good}");
+    }
+    for bad in ["", "1a", "a-b", "a.b", "a b", "é", &"x".repeat(64)] {
+        assert!(!is_table_name(bad), "{bad}");
+    }
+}
+
+#[test]
+fn every_mistake_is_reported_at_once_each_naming_its_key() {
+    let mut errors = Vec::new();
+    Jail::expect_with(|jail| {
+        jail.set_env("CDC_FLINK__STARTS_PER_MINUTE", "0");
+        let file = "[kafka]\npoll_intervall = \"1s\"\n[server]\nidle_timeout = \"0s\"\nmax_connections = 0\n\
+                    [policy]\ninclude = [\"ok\", \"not-ok\"]\n[nonsense]\nx = 1\n";
+        errors = match load_in(jail, Some(file)) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        };
+        Ok(())
+    });
+    let expected = [
+        "nonsense: unknown key",
+        "kafka.poll_intervall: unknown key",
+        "policy.include: not a valid table name (letters, digits and _, not starting with a digit, at most 63) \
+         (got \"not-ok\")",
+        "flink.starts_per_minute: must be at least 1 (got 0)",
+        "server.idle_timeout: must be greater than 0 (got \"0s\")",
+        "server.max_connections: must be at least 1 (got 0)",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(error.starts_with(start), "{error:?} should start with {start:?}");
+    }
+}
+
+#[test]
+fn rules_across_sections_wait_until_every_section_is_valid() {
+    // Alone, a topic template the pattern does not watch is reported ...
+    let m = error_of(None, &[("CDC_KAFKA__TOPIC_TEMPLATE", "srv.{table}")]);
+    assert!(m.starts_with("kafka.topic_template: kafka.topic_pattern"), "{m}");
+    // ... but beside a broken section it is not, since it may only repeat that section's mistake.
+    let m = error_of(
+        None,
+        &[
+            ("CDC_KAFKA__TOPIC_TEMPLATE", "srv.{table}"),
+            ("CDC_POLICY__INCLUDE", "a-b"),
+        ],
+    );
+    assert!(
+        m.starts_with("policy.include:") && !m.contains("kafka.topic_template"),
+        "{m}"
+    );
+}
