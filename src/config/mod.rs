@@ -170,27 +170,20 @@ impl KafkaConfig {
 
     /// The CDC topic of a table, as its Flink job reads it.
     pub fn topic_for(&self, table: &str) -> String {
-        self.topic_template.replace("{table}", table)
+        crate::kafka::naming::topic_for(&self.topic_template, table)
     }
 
     /// The table a topic carries, by the same `kafka.topic_template` that [`KafkaConfig::topic_for`] fills: the
     /// part of the name where `{table}` stands, if the rest matches and it is a valid table name. This is the
     /// only mapping from topics to tables (watcher, lag and run loop all use it).
     pub fn table_of_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        table_of_topic(&self.topic_template, topic)
+        crate::kafka::naming::table_of_topic(&self.topic_template, topic)
     }
 
     /// The compiled `kafka.routed_topics`, each anchored to the whole topic name.
     pub fn routed_regex(&self) -> Result<regex::RegexSet, regex::Error> {
         regex::RegexSet::new(self.routed_topics.iter().map(|p| format!("^(?:{p})$")))
     }
-}
-
-/// The table of `topic` under `template` (`{table}` once, checked by [`Config::validate`]).
-fn table_of_topic<'t>(template: &str, topic: &'t str) -> Option<&'t str> {
-    let (prefix, suffix) = template.split_once("{table}")?;
-    let table = topic.strip_prefix(prefix)?.strip_suffix(suffix)?;
-    is_table_name(table).then_some(table)
 }
 
 /// The `[kafka.tls]` section.

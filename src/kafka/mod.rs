@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod lag;
+pub mod naming;
 pub mod routing;
 pub mod tls;
 pub mod watcher;
