@@ -111,7 +111,7 @@ pub struct KafkaConfig {
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
     /// Read watermarks with one ListOffsets request per broker (`true`) rather than rskafka's one request per
-    /// partition. Batching needs no SASL (with SASL the per-partition reads are used whatever this says).
+    /// partition, under every TLS and SASL setting.
     pub batch_watermarks: bool,
     /// Consumer group of a table's Flink job, used for lag; `{table}` is replaced by the table name.
     pub group_template: String,

@@ -5,6 +5,8 @@ pub mod connection;
 pub mod lag;
 pub mod naming;
 pub mod routing;
+pub mod samples;
+pub mod sasl;
 pub mod tls;
 pub mod watcher;
 pub mod watermarks;
