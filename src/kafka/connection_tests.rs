@@ -40,6 +40,19 @@ async fn answer<R: Encodable>(
     stream.write_all(&frame).await.expect("answer");
 }
 
+/// A broker on 127.0.0.1 that plays `script` with its first connection; its address and its task.
+async fn scripted<F: Future<Output = ()> + Send + 'static>(
+    script: impl FnOnce(TcpStream) -> F + Send + 'static,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let task = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        script(stream).await;
+    });
+    (address, task)
+}
+
 fn api(key: ApiKey, min: i16, max: i16) -> ApiVersion {
     ApiVersion::default()
         .with_api_key(key as i16)
@@ -67,10 +80,7 @@ fn the_highest_common_version_is_picked() {
 
 #[tokio::test]
 async fn an_old_broker_gets_apiversions_again_in_its_version_and_requests_in_its_range() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address").to_string();
-    let broker = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accept");
+    let (address, broker) = scripted(|mut stream| async move {
         // The first ApiVersions goes out in the newest version kafka-protocol speaks; this broker speaks 0-2 and
         // says so in a version 0 answer (KIP-511).
         let (key, version, request) = read_request(&mut stream).await;
@@ -106,7 +116,8 @@ async fn an_old_broker_gets_apiversions_again_in_its_version_and_requests_in_its
             3,
         )
         .await;
-    });
+    })
+    .await;
     let limit = Duration::from_secs(5);
     let mut connection = Connection::connect(&address, &Security::default(), limit)
         .await
@@ -132,12 +143,10 @@ async fn an_old_broker_gets_apiversions_again_in_its_version_and_requests_in_its
 
 #[tokio::test]
 async fn a_broker_that_hangs_up_is_an_io_error_that_keeps_its_cause() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address").to_string();
-    let broker = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accept");
+    let (address, broker) = scripted(|mut stream| async move {
         let _ = read_request(&mut stream).await;
-    });
+    })
+    .await;
     let error = Connection::connect(&address, &Security::default(), Duration::from_secs(5))
         .await
         .expect_err("no answer");

@@ -199,67 +199,56 @@ fn coordinator_address(answer: FindCoordinatorResponse) -> Result<String, LagErr
 /// OffsetFetch of `group` for `by_topic`, in `version` (one group before v8, a batch of one since).
 fn offset_fetch(group: &str, by_topic: &HashMap<&str, Vec<i32>>, version: i16) -> OffsetFetchRequest {
     let group_id = GroupId(StrBytes::from_string(group.to_owned()));
-    let name = |topic: &str| TopicName(StrBytes::from_string(topic.to_owned()));
-    if version >= OFFSET_FETCH_BATCH_VERSION {
-        let topics = by_topic
-            .iter()
-            .map(|(topic, parts)| {
-                OffsetFetchRequestTopics::default()
-                    .with_name(name(topic))
-                    .with_partition_indexes(parts.clone())
-            })
-            .collect();
-        OffsetFetchRequest::default().with_groups(vec![
-            OffsetFetchRequestGroup::default()
-                .with_group_id(group_id)
-                .with_topics(Some(topics)),
-        ])
-    } else {
-        let topics = by_topic
-            .iter()
-            .map(|(topic, parts)| {
-                OffsetFetchRequestTopic::default()
-                    .with_name(name(topic))
-                    .with_partition_indexes(parts.clone())
-            })
-            .collect();
-        OffsetFetchRequest::default()
+    let named = by_topic
+        .iter()
+        .map(|(topic, parts)| (TopicName(StrBytes::from_string((*topic).to_owned())), parts.clone()));
+    if version < OFFSET_FETCH_BATCH_VERSION {
+        let topics = named.map(|(name, parts)| {
+            OffsetFetchRequestTopic::default()
+                .with_name(name)
+                .with_partition_indexes(parts)
+        });
+        return OffsetFetchRequest::default()
             .with_group_id(group_id)
-            .with_topics(Some(topics))
+            .with_topics(Some(topics.collect()));
     }
+    let topics = named.map(|(name, parts)| {
+        OffsetFetchRequestTopics::default()
+            .with_name(name)
+            .with_partition_indexes(parts)
+    });
+    let group = OffsetFetchRequestGroup::default()
+        .with_group_id(group_id)
+        .with_topics(Some(topics.collect()));
+    OffsetFetchRequest::default().with_groups(vec![group])
 }
 
 /// The committed offsets in either form of the answer; `None` for a partition without one.
 fn committed_offsets(answer: OffsetFetchResponse) -> Result<HashMap<(String, i32), Option<i64>>, LagError> {
-    let fetch_error = |error| LagError::Kafka {
-        what: "offset fetch",
-        error,
-    };
-    let offset = |error: i16, committed: i64| (error == 0 && committed >= 0).then_some(committed);
-    let mut out = HashMap::new();
-    match answer.groups.into_iter().next() {
-        Some(group) => {
-            if let Some(error) = group.error_code.err() {
-                return Err(fetch_error(error));
-            }
-            for topic in group.topics {
-                for p in topic.partitions {
-                    let key = (topic.name.0.to_string(), p.partition_index);
-                    out.insert(key, offset(p.error_code, p.committed_offset));
-                }
-            }
-        }
-        None => {
-            if let Some(error) = answer.error_code.err() {
-                return Err(fetch_error(error));
-            }
-            for topic in answer.topics {
-                for p in topic.partitions {
-                    let key = (topic.name.0.to_string(), p.partition_index);
-                    out.insert(key, offset(p.error_code, p.committed_offset));
-                }
-            }
-        }
+    // Both forms hold topics of partitions with the same fields; only their types differ.
+    macro_rules! offsets_of {
+        ($topics:expr) => {
+            $topics
+                .into_iter()
+                .flat_map(|t| {
+                    let name = t.name.0.to_string();
+                    t.partitions.into_iter().map(move |p| {
+                        let committed = (p.error_code == 0 && p.committed_offset >= 0).then_some(p.committed_offset);
+                        ((name.clone(), p.partition_index), committed)
+                    })
+                })
+                .collect::<HashMap<_, _>>()
+        };
     }
-    Ok(out)
+    let (error, offsets) = match answer.groups.into_iter().next() {
+        Some(group) => (group.error_code, offsets_of!(group.topics)),
+        None => (answer.error_code, offsets_of!(answer.topics)),
+    };
+    match error.err() {
+        None => Ok(offsets),
+        Some(error) => Err(LagError::Kafka {
+            what: "offset fetch",
+            error,
+        }),
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rskafka::client::partition::PartitionClient;
 
 use crate::config::KafkaConfig;
-use crate::decoder::{self, Decoded};
+use crate::decoder::{self, Change, Decoded};
 use crate::kafka::routing::Routing;
 use crate::kafka::watcher::{BrokerError, TableActivity, now_unix_ms, timed};
 
@@ -125,13 +125,12 @@ pub(crate) fn summarize(
         Err(e) => {
             // No sample, but the watermark moved: still a change of the topic's table, operation unknown.
             tracing::warn!(%topic, partition, error = %e, "sample fetch failed");
-            match topic_table {
-                Some(table) => {
-                    let mut a = blank(table);
-                    a.new_records = new_records;
-                    a.unknown_ops = new_records;
-                    summary.activity.push(a);
-                }
+            match topic_table.map(blank) {
+                Some(a) => summary.activity.push(TableActivity {
+                    new_records,
+                    unknown_ops: new_records,
+                    ..a
+                }),
                 None => summary.untrusted = Some(no_table()),
             }
             return summary;
@@ -143,28 +142,10 @@ pub(crate) fn summarize(
         summary.bytes += record.value.as_ref().map_or(0, Vec::len);
         let decoded = decoder::decode(topic, record.key.as_deref(), record.value.as_deref());
         *kinds.entry(decoded.kind()).or_default() += 1;
-        // Opaque and invalid records are changes of the topic's table, operation unknown.
-        let (table, change) = match &decoded {
-            Decoded::Change(change) => {
-                let named = change.table_from_record.then_some(change.table.as_str());
-                let resolved = routing.resolve(topic, named);
-                if let Some(named) = resolved.untrusted()
-                    && summary.untrusted.is_none()
-                {
-                    summary.untrusted = Some(Untrusted {
-                        named: Some(named.to_owned()),
-                        counted_as: resolved.table().map(str::to_owned),
-                    });
-                }
-                (resolved.table(), Some(change))
-            }
-            Decoded::Opaque { .. } => (topic_table, None),
-            Decoded::Invalid { error } => {
-                summary.invalid.get_or_insert_with(|| error.clone());
-                (topic_table, None)
-            }
-            Decoded::Tombstone { .. } => continue,
-            _ => {
+        let (table, change) = match classify(routing, topic, topic_table, &decoded, &mut summary) {
+            Some(counted) => counted,
+            None if matches!(decoded, Decoded::Tombstone { .. }) => continue,
+            None => {
                 not_table_data += 1;
                 continue;
             }
@@ -173,18 +154,7 @@ pub(crate) fn summarize(
             summary.untrusted.get_or_insert_with(no_table);
             continue;
         };
-        let a = tables.entry(table.to_owned()).or_insert_with(|| blank(table));
-        a.new_records += 1;
-        match change {
-            Some(change) => {
-                match change.op {
-                    Some(op) => *a.ops.entry(op).or_default() += 1,
-                    None => a.unknown_ops += 1,
-                }
-                a.newest_ts_ms = a.newest_ts_ms.max(change.ts_ms);
-            }
-            None => a.unknown_ops += 1,
-        }
+        count(tables.entry(table.to_owned()).or_insert_with(|| blank(table)), change);
     }
     summary.sampled = records.len();
     let unsampled = new_records.saturating_sub(u64::try_from(summary.sampled).unwrap_or(u64::MAX));
@@ -204,6 +174,54 @@ pub(crate) fn summarize(
     }
     summary.activity = tables.into_values().collect();
     summary
+}
+
+/// The table a decoded record counts for (if any) and its change (if it is one); `None` for a tombstone or a
+/// record that is no table data. Notes the first invalid record and the first untrusted table name in `summary`.
+fn classify<'a>(
+    routing: &Routing,
+    topic: &'a str,
+    topic_table: Option<&'a str>,
+    decoded: &'a Decoded,
+    summary: &mut Summary,
+) -> Option<(Option<&'a str>, Option<&'a Change>)> {
+    // Opaque and invalid records are changes of the topic's table, operation unknown.
+    match decoded {
+        Decoded::Change(change) => {
+            let named = change.table_from_record.then_some(change.table.as_str());
+            let resolved = routing.resolve(topic, named);
+            if let Some(named) = resolved.untrusted()
+                && summary.untrusted.is_none()
+            {
+                summary.untrusted = Some(Untrusted {
+                    named: Some(named.to_owned()),
+                    counted_as: resolved.table().map(str::to_owned),
+                });
+            }
+            Some((resolved.table(), Some(change)))
+        }
+        Decoded::Opaque { .. } => Some((topic_table, None)),
+        Decoded::Invalid { error } => {
+            summary.invalid.get_or_insert_with(|| error.clone());
+            Some((topic_table, None))
+        }
+        _ => None,
+    }
+}
+
+/// Counts one sampled record of `a`'s table: a change with its operation, or a record of unknown operation.
+fn count(a: &mut TableActivity, change: Option<&Change>) {
+    a.new_records += 1;
+    match change {
+        Some(change) => {
+            match change.op {
+                Some(op) => *a.ops.entry(op).or_default() += 1,
+                None => a.unknown_ops += 1,
+            }
+            a.newest_ts_ms = a.newest_ts_ms.max(change.ts_ms);
+        }
+        None => a.unknown_ops += 1,
+    }
 }
 
 #[cfg(test)]
