@@ -226,3 +226,41 @@ async fn a_wrong_password_is_refused_with_a_typed_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn sasl_over_tls_reads_watermarks_and_lag_in_batches() {
+    // Client -> TLS proxy -> SASL proxy -> tansu, which advertises the TLS proxy.
+    let dir = std::env::temp_dir().join(format!("cdc-sasl-tls-{}", std::process::id()));
+    let (tls_listener, tls_port) = support::tls_proxy::TlsProxy::bind().await;
+    let (sasl_listener, sasl_port) = SaslProxy::bind();
+    let broker = support::Broker::start_advertising(&format!("127.0.0.1:{tls_port}"));
+    let _sasl = SaslProxy::start(sasl_listener, broker.port(), &[(USER, PASSWORD)]);
+    let tls = support::tls_proxy::TlsProxy::start(tls_listener, sasl_port, &dir);
+    let mut config = KafkaConfig {
+        bootstrap: vec![tls.bootstrap()],
+        request_timeout: Duration::from_secs(5),
+        sasl: Some(SaslConfig {
+            mechanism: SaslMechanism::ScramSha256,
+            username: USER.to_owned(),
+            password: Secret::new(PASSWORD),
+        }),
+        ..KafkaConfig::default()
+    };
+    config.tls.enabled = true;
+    config.tls.ca_file = Some(tls.ca_pem().to_path_buf());
+    let client = rskafka::client::ClientBuilder::new(config.bootstrap.clone())
+        .tls_config(cdc_orchestrator::kafka::tls::client_config(&config.tls).expect("TLS config"))
+        .sasl_config(sasl::rskafka_config(config.sasl.as_ref().expect("SASL")))
+        .build()
+        .await
+        .expect("rskafka over TLS and SASL");
+    let topic = "university-server.public.lecturer";
+    support::create_topic(&client, topic, 1).await;
+    support::produce(&client, topic, 0, None, &[Some(b"{}"), Some(b"{}")]).await;
+
+    let mut watcher = Watcher::new(config).expect("watcher");
+    watcher.refresh().await.expect("metadata over TLS and SASL");
+    watcher.poll().await.expect("watermarks over TLS and SASL");
+    assert_eq!(watcher.lags().await, vec![("lecturer".to_owned(), 2)]);
+    let _ = std::fs::remove_dir_all(dir);
+}

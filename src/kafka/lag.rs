@@ -233,7 +233,8 @@ fn committed_offsets(answer: OffsetFetchResponse) -> Result<HashMap<(String, i32
                 .flat_map(|t| {
                     let name = t.name.0.to_string();
                     t.partitions.into_iter().map(move |p| {
-                        let committed = (p.error_code == 0 && p.committed_offset >= 0).then_some(p.committed_offset);
+                        let committed =
+                            (p.error_code.err().is_none() && p.committed_offset >= 0).then_some(p.committed_offset);
                         ((name.clone(), p.partition_index), committed)
                     })
                 })

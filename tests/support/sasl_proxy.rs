@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
     SaslHandshakeResponse,
@@ -27,9 +28,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 const ITERATIONS: u32 = 4096;
 const SALT: &[u8] = b"cdc-orchestrator-test-salt";
-/// Kafka's SASL_AUTHENTICATION_FAILED and UNSUPPORTED_SASL_MECHANISM.
-const AUTHENTICATION_FAILED: i16 = 58;
-const UNSUPPORTED_MECHANISM: i16 = 33;
+const AUTHENTICATION_FAILED: i16 = ResponseError::SaslAuthenticationFailed.code();
+const UNSUPPORTED_MECHANISM: i16 = ResponseError::UnsupportedSaslMechanism.code();
 const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 /// A listening proxy; stops (with every connection) on drop.
