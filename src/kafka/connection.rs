@@ -327,7 +327,7 @@ impl Connection {
     }
 
     /// A Kafka error code in an answer to `api`.
-    pub fn kafka(&self, api: ApiKey, error: ResponseError) -> WireError {
+    fn kafka(&self, api: ApiKey, error: ResponseError) -> WireError {
         WireError::Kafka {
             address: self.address.clone(),
             api,
