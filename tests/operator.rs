@@ -419,7 +419,7 @@ async fn the_charts_dashboard_and_alerts_parse_and_use_only_exported_metrics() {
     };
     let sidecar = Sidecar::start(&broker, &[]);
     change(&client, "faculty", 1).await;
-    cdc_orchestrator::kafka::lag::commit_offsets(&config, "cdc-faculty", &[(topic, 0, 0)])
+    support::kafka_admin::commit_offsets(&config, "cdc-faculty", &[(topic, 0, 0)])
         .await
         .expect("commit offsets");
     sidecar.wait_for("idle stop and lag", Duration::from_secs(20), || {

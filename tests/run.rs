@@ -207,7 +207,7 @@ async fn job_commits_offsets(broker: &support::Broker, client: &rskafka::client:
         bootstrap: vec![broker.bootstrap()],
         ..Default::default()
     };
-    cdc_orchestrator::kafka::lag::commit_offsets(&config, &format!("cdc-{table}"), &[(topic, 0, end)])
+    support::kafka_admin::commit_offsets(&config, &format!("cdc-{table}"), &[(topic, 0, end)])
         .await
         .expect("commit offsets");
 }

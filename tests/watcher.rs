@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cdc_orchestrator::config::{Config, KafkaConfig};
 use cdc_orchestrator::decoder::Op;
-use cdc_orchestrator::kafka::lag::{self, LagReader, PartitionOffsets};
+use cdc_orchestrator::kafka::lag::{LagReader, PartitionOffsets};
 use cdc_orchestrator::kafka::routing::Routing;
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent, Watcher};
 use rskafka::client::partition::OffsetAt;
@@ -279,7 +279,7 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
         .await
         .expect("lag without a commit");
     assert_eq!(no_commit, 5, "no committed offset: lag from the log start");
-    lag::commit_offsets(&config, "cdc-payment", &[(topic.clone(), 0, 3)])
+    support::kafka_admin::commit_offsets(&config, "cdc-payment", &[(topic.clone(), 0, 3)])
         .await
         .expect("commit");
     let committed = reader
@@ -288,7 +288,7 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
         .expect("fetch");
     assert_eq!(committed.get(&(topic.clone(), 0)), Some(&Some(3)));
     assert_eq!(reader.lag_from(&config, "payment", &partitions).await.expect("lag"), 2);
-    lag::commit_offsets(&config, "cdc-payment", &[(topic.clone(), 0, 5)])
+    support::kafka_admin::commit_offsets(&config, "cdc-payment", &[(topic.clone(), 0, 5)])
         .await
         .expect("commit");
     assert_eq!(reader.lag_from(&config, "payment", &partitions).await.expect("lag"), 0);
@@ -416,7 +416,7 @@ async fn over_tls_activity_and_lag_are_read_and_plaintext_or_an_unknown_ca_is_re
     running.stop().await;
 
     // Lag's own connections (FindCoordinator, OffsetCommit, OffsetFetch) go through TLS too.
-    lag::commit_offsets(&tls_config, "cdc-lecturer", &[(topic.clone(), 0, 1)])
+    support::kafka_admin::commit_offsets(&tls_config, "cdc-lecturer", &[(topic.clone(), 0, 1)])
         .await
         .expect("commit over TLS");
     let mut reader = LagReader::for_config(&tls_config).expect("TLS lag reader");

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::check::{Checks, check_fields};
 use super::de::{lenient_string, list, whole_u32};
-use super::{ConfigError, Secret, Section, is_table_name};
+use super::{ConfigError, Secret, Section};
 
 /// The `[kafka]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,7 +40,7 @@ pub struct KafkaConfig {
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
     /// Read watermarks with one ListOffsets request per broker (`true`) rather than rskafka's one request per
-    /// partition. Batching needs no SASL (with SASL the per-partition reads are used whatever this says).
+    /// partition, under every TLS and SASL setting.
     pub batch_watermarks: bool,
     /// Consumer group of a table's Flink job, used for lag; `{table}` is replaced by the table name.
     pub group_template: String,
@@ -98,27 +98,20 @@ impl KafkaConfig {
 
     /// The CDC topic of a table, as its Flink job reads it.
     pub fn topic_for(&self, table: &str) -> String {
-        self.topic_template.replace("{table}", table)
+        crate::kafka::naming::topic_for(&self.topic_template, table)
     }
 
     /// The table a topic carries, by the same `kafka.topic_template` that [`KafkaConfig::topic_for`] fills: the
     /// part of the name where `{table}` stands, if the rest matches and it is a valid table name. This is the
     /// only mapping from topics to tables (watcher, lag and run loop all use it).
     pub fn table_of_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        table_of_topic(&self.topic_template, topic)
+        crate::kafka::naming::table_of_topic(&self.topic_template, topic)
     }
 
     /// The compiled `kafka.routed_topics`, each anchored to the whole topic name.
     pub fn routed_regex(&self) -> Result<regex::RegexSet, regex::Error> {
         regex::RegexSet::new(self.routed_topics.iter().map(|p| format!("^(?:{p})$")))
     }
-}
-
-/// The table of `topic` under `template` (`{table}` once, checked by [`Section::validate`]).
-fn table_of_topic<'t>(template: &str, topic: &'t str) -> Option<&'t str> {
-    let (prefix, suffix) = template.split_once("{table}")?;
-    let table = topic.strip_prefix(prefix)?.strip_suffix(suffix)?;
-    is_table_name(table).then_some(table)
 }
 
 /// The `[kafka.tls]` section.

@@ -103,7 +103,7 @@ impl Decoded {
 /// Only for display; the sidecar maps topics to tables with `kafka.topic_template`
 /// ([`crate::config::KafkaConfig::table_of_topic`]) and never with this.
 pub(crate) fn table_of_topic(topic: &str) -> &str {
-    topic.rsplit('.').next().unwrap_or(topic)
+    crate::kafka::naming::guess_table(topic)
 }
 
 /// Decodes one record. The key is not needed today (tables and operations live in the value) but is part of

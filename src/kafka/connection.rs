@@ -1,47 +1,191 @@
-//! Kafka requests over a connection of our own (plaintext or TLS), spoken with the `kafka-protocol` crate's client
-//! half: for the calls rskafka does not make (group offsets) or makes one partition at a time (watermarks).
+//! Kafka requests over connections of our own, spoken with the `kafka-protocol` crate's client half: the calls
+//! rskafka does not make (group offsets) or makes one partition at a time (watermarks). rskafka still fetches the
+//! record samples.
 //!
-//! One request is in flight per connection; every step is bounded by the caller's time limit. SASL is not spoken
-//! here: callers fall back to rskafka's own connections when `kafka.sasl` is set.
+//! A connection runs over plain TCP or TLS, opens with ApiVersions so that every request goes out in the highest
+//! version both sides speak, and authenticates with SASL when `kafka.sasl` is set ([`crate::kafka::sasl`]): the
+//! batched watermark and lag reads work the same under every security setting. One request is in flight per
+//! connection; every step is bounded by the caller's time limit.
 
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::config::{KafkaConfig, SaslConfig};
+use crate::kafka::sasl;
 use crate::kafka::tls::{self, TlsError};
 
 /// A response larger than this is not an answer to our requests (a watermark read of 100,000 partitions is ~4 MB).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Sent as the client id, and in ApiVersions v3+ as the client software name.
+const CLIENT_ID: &str = "cdc-orchestrator";
+
+/// A cause from the `kafka-protocol` crate (its errors are `anyhow` errors) or the `rsasl` crate.
+pub(crate) type ProtocolCause = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request got no usable answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
-    /// Connection failure, reset or timeout.
-    #[error("{0}")]
-    Io(String),
-    /// The request could not be encoded or the answer decoded.
-    #[error("protocol: {0}")]
-    Protocol(String),
+    /// The TCP connection could not be made.
+    #[error("connect {address}: {source}")]
+    Connect {
+        /// The broker.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake with {address}: {source}")]
+    Handshake {
+        /// The broker.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection failed or was reset mid-request.
+    #[error("{address}: {source}")]
+    Io {
+        /// The broker.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No answer within the time limit.
+    #[error("{address}: no answer within {}", humantime::format_duration(*limit))]
+    Timeout {
+        /// The broker.
+        address: String,
+        /// The limit.
+        limit: Duration,
+    },
+    /// A request could not be encoded, or its answer decoded.
+    #[error("{address}: {api:?}: protocol: {source}")]
+    Protocol {
+        /// The broker.
+        address: String,
+        /// Which request.
+        api: ApiKey,
+        /// Why.
+        #[source]
+        source: ProtocolCause,
+    },
+    /// The answer does not fit the request (wrong correlation id, impossible length).
+    #[error("{address}: protocol: {reason}")]
+    Framing {
+        /// The broker.
+        address: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The broker speaks no version of an API that this client can use.
+    #[error("{address}: the broker speaks {api:?} versions {theirs}, this client {}-{}", ours.start(), ours.end())]
+    Unsupported {
+        /// The broker.
+        address: String,
+        /// Which API.
+        api: ApiKey,
+        /// What this client speaks.
+        ours: RangeInclusive<i16>,
+        /// What the broker announced (`none` if it did not list the API).
+        theirs: String,
+    },
+    /// The broker answered a request with a Kafka error code.
+    #[error("{address}: {api:?}: {error}")]
+    Kafka {
+        /// The broker.
+        address: String,
+        /// Which request.
+        api: ApiKey,
+        /// The error code.
+        #[source]
+        error: ResponseError,
+    },
+    /// The broker refused the SASL mechanism or credentials.
+    #[error("{address}: SASL {mechanism} authentication failed: {error}{}", detail(message))]
+    Authentication {
+        /// The broker.
+        address: String,
+        /// The mechanism, e.g. `SCRAM-SHA-256`.
+        mechanism: &'static str,
+        /// The error code (e.g. `SaslAuthenticationFailed`, `UnsupportedSaslMechanism`).
+        #[source]
+        error: ResponseError,
+        /// The broker's message, if it sent one.
+        message: Option<String>,
+    },
+    /// The SASL exchange itself failed on our side (e.g. the server's SCRAM signature does not verify).
+    #[error("{address}: SASL {mechanism}: {source}")]
+    Sasl {
+        /// The broker.
+        address: String,
+        /// The mechanism.
+        mechanism: &'static str,
+        /// Why.
+        #[source]
+        source: ProtocolCause,
+    },
     /// The TLS handshake could not start (e.g. the address is no name to verify).
     #[error("kafka.tls: {0}")]
     Tls(#[from] TlsError),
+    /// There was no broker to ask.
+    #[error("no bootstrap broker")]
+    NoBroker,
+}
+
+fn detail(message: &Option<String>) -> String {
+    message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+}
+
+/// How connections reach the brokers: TLS and SASL, as `kafka.tls` and `kafka.sasl` say.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    tls: Option<Arc<rustls::ClientConfig>>,
+    sasl: Option<SaslConfig>,
+}
+
+impl Security {
+    /// TLS with `tls` when given, SASL with `sasl` when given.
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>, sasl: Option<SaslConfig>) -> Security {
+        Security { tls, sasl }
+    }
+
+    /// What `config` asks for, loading its TLS material.
+    pub fn for_config(config: &KafkaConfig) -> Result<Security, TlsError> {
+        Ok(Security::new(
+            tls::client_config_if_enabled(&config.tls)?,
+            config.sasl.clone(),
+        ))
+    }
+
+    /// The TLS configuration, if any.
+    pub fn tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
+    }
 }
 
 /// Any stream a connection can run over.
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 
-/// An open connection to one broker.
+/// An open (and, under SASL, authenticated) connection to one broker.
 pub struct Connection {
     address: String,
     stream: Box<dyn Stream>,
     correlation: i32,
+    /// The broker's API versions: key to (min, max).
+    versions: HashMap<i16, (i16, i16)>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -51,39 +195,42 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects to `address` (`host:port`), with TLS when `tls` is given, within `limit`.
-    pub async fn connect(
-        address: &str,
-        tls: Option<&Arc<rustls::ClientConfig>>,
-        limit: Duration,
-    ) -> Result<Connection, WireError> {
-        let connect = async {
-            let tcp = TcpStream::connect(address)
-                .await
-                .map_err(|e| WireError::Io(format!("connect {address}: {e}")))?;
+    /// Connects to `address` (`host:port`) as `security` says, learns the broker's API versions and authenticates,
+    /// all within `limit`.
+    pub async fn connect(address: &str, security: &Security, limit: Duration) -> Result<Connection, WireError> {
+        let open = async {
+            let tcp = TcpStream::connect(address).await.map_err(|source| WireError::Connect {
+                address: address.to_owned(),
+                source,
+            })?;
             let _ = tcp.set_nodelay(true);
-            let stream: Box<dyn Stream> = match tls {
-                Some(config) => {
-                    let name = tls::server_name(address)?;
-                    Box::new(
-                        tokio_rustls::TlsConnector::from(Arc::clone(config))
-                            .connect(name, tcp)
-                            .await
-                            .map_err(|e| WireError::Io(format!("TLS handshake with {address}: {e}")))?,
-                    )
-                }
+            let stream: Box<dyn Stream> = match &security.tls {
+                Some(config) => Box::new(
+                    tokio_rustls::TlsConnector::from(Arc::clone(config))
+                        .connect(tls::server_name(address)?, tcp)
+                        .await
+                        .map_err(|source| WireError::Handshake {
+                            address: address.to_owned(),
+                            source,
+                        })?,
+                ),
                 None => Box::new(tcp),
             };
-            Ok::<_, WireError>(stream)
+            let mut connection = Connection {
+                address: address.to_owned(),
+                stream,
+                correlation: 0,
+                versions: HashMap::new(),
+            };
+            connection.negotiate().await?;
+            if let Some(credentials) = &security.sasl {
+                sasl::authenticate(&mut connection, credentials).await?;
+            }
+            Ok(connection)
         };
-        let stream = tokio::time::timeout(limit, connect)
+        tokio::time::timeout(limit, open)
             .await
-            .map_err(|_| timeout(address, limit))??;
-        Ok(Connection {
-            address: address.to_owned(),
-            stream,
-            correlation: 0,
-        })
+            .map_err(|_| timeout(address, limit))?
     }
 
     /// The broker's `host:port`.
@@ -91,58 +238,146 @@ impl Connection {
         &self.address
     }
 
-    /// Sends `request` as `version` of `api_key` and reads its response, within `limit`. After an error the
+    /// The version of `api` to speak: the highest in `ours` that the broker speaks too.
+    pub fn version(&self, api: ApiKey, ours: RangeInclusive<i16>) -> Result<i16, WireError> {
+        let theirs = self.versions.get(&(api as i16)).copied();
+        pick(ours.clone(), theirs).ok_or_else(|| WireError::Unsupported {
+            address: self.address.clone(),
+            api,
+            ours,
+            theirs: theirs.map_or_else(|| "none".to_owned(), |(min, max)| format!("{min}-{max}")),
+        })
+    }
+
+    /// Sends `request` as `version` of `api` and reads its response, within `limit`. After an error the
     /// connection's state is unknown: drop it.
     pub async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
         &mut self,
-        api_key: ApiKey,
+        api: ApiKey,
         request: &Req,
         version: i16,
         limit: Duration,
     ) -> Result<Resp, WireError> {
-        self.correlation = self.correlation.wrapping_add(1);
-        let correlation = self.correlation;
-        let frame = encode(api_key, request, version, correlation)?;
-        let address = self.address.clone();
-        let body = tokio::time::timeout(limit, roundtrip(&mut self.stream, &frame, &address))
+        let exchange = self.exchange(api, request, version, Resp::header_version(version));
+        let mut body = tokio::time::timeout(limit, exchange)
             .await
-            .map_err(|_| timeout(&address, limit))??;
-        let mut body = bytes::Bytes::from(body);
-        let header = ResponseHeader::decode(&mut body, Resp::header_version(version)).map_err(protocol)?;
-        if header.correlation_id != correlation {
-            return Err(WireError::Protocol(format!(
-                "{address}: correlation id {} does not match {correlation}",
-                header.correlation_id
-            )));
-        }
-        let response = Resp::decode(&mut body, version).map_err(protocol)?;
+            .map_err(|_| timeout(&self.address, limit))??;
+        let response = Resp::decode(&mut body, version).map_err(|e| self.protocol(api, e))?;
         if body.has_remaining() {
-            tracing::debug!(bytes = body.remaining(), "trailing bytes in response");
+            tracing::debug!(bytes = body.remaining(), ?api, "trailing bytes in response");
         }
         Ok(response)
     }
+
+    /// Asks the broker which versions it speaks. ApiVersions is sent in the highest version kafka-protocol
+    /// speaks; a broker that does not speak it answers in version 0 with UNSUPPORTED_VERSION and its own range
+    /// (KIP-511), and the request is sent again in that range.
+    async fn negotiate(&mut self) -> Result<(), WireError> {
+        let mut version = ApiVersionsRequest::VERSIONS.max;
+        loop {
+            let mut request = ApiVersionsRequest::default();
+            if version >= 3 {
+                request = request
+                    .with_client_software_name(StrBytes::from_static_str(CLIENT_ID))
+                    .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+            }
+            // ApiVersions answers always carry a version 0 header.
+            let mut body = self.exchange(ApiKey::ApiVersions, &request, version, 0).await?;
+            let code = body.clone().try_get_i16().unwrap_or(0);
+            if code == ResponseError::UnsupportedVersion.code() && version > 0 {
+                let answer =
+                    ApiVersionsResponse::decode(&mut body, 0).map_err(|e| self.protocol(ApiKey::ApiVersions, e))?;
+                let theirs = versions_of(&answer)
+                    .get(&(ApiKey::ApiVersions as i16))
+                    .map_or(0, |v| v.1);
+                version = theirs.min(version - 1).max(0);
+                continue;
+            }
+            let answer =
+                ApiVersionsResponse::decode(&mut body, version).map_err(|e| self.protocol(ApiKey::ApiVersions, e))?;
+            if let Some(error) = answer.error_code.err() {
+                return Err(self.kafka(ApiKey::ApiVersions, error));
+            }
+            self.versions = versions_of(&answer);
+            return Ok(());
+        }
+    }
+
+    /// Writes one request and reads its answer's body (after the header).
+    async fn exchange<Req: Encodable>(
+        &mut self,
+        api: ApiKey,
+        request: &Req,
+        version: i16,
+        response_header_version: i16,
+    ) -> Result<Bytes, WireError> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let correlation = self.correlation;
+        let frame = encode(api, request, version, correlation).map_err(|e| self.protocol(api, e))?;
+        let address = self.address.clone();
+        let mut body = Bytes::from(roundtrip(&mut self.stream, &frame, &address).await?);
+        let header = ResponseHeader::decode(&mut body, response_header_version).map_err(|e| self.protocol(api, e))?;
+        if header.correlation_id != correlation {
+            return Err(WireError::Framing {
+                address,
+                reason: format!("correlation id {} does not match {correlation}", header.correlation_id),
+            });
+        }
+        Ok(body)
+    }
+
+    /// A Kafka error code in an answer to `api`.
+    fn kafka(&self, api: ApiKey, error: ResponseError) -> WireError {
+        WireError::Kafka {
+            address: self.address.clone(),
+            api,
+            error,
+        }
+    }
+
+    fn protocol(&self, api: ApiKey, error: impl Into<ProtocolCause>) -> WireError {
+        WireError::Protocol {
+            address: self.address.clone(),
+            api,
+            source: error.into(),
+        }
+    }
+}
+
+/// The broker's versions by API key.
+fn versions_of(answer: &ApiVersionsResponse) -> HashMap<i16, (i16, i16)> {
+    answer
+        .api_keys
+        .iter()
+        .map(|k| (k.api_key, (k.min_version, k.max_version)))
+        .collect()
+}
+
+/// The highest version in `ours` within the broker's `(min, max)`, if any.
+fn pick(ours: RangeInclusive<i16>, theirs: Option<(i16, i16)>) -> Option<i16> {
+    let (min, max) = theirs?;
+    let version = (*ours.end()).min(max);
+    (version >= (*ours.start()).max(min)).then_some(version)
 }
 
 /// `[len][header][body]`. (Generic over the two halves rather than kafka-protocol's `Request` trait, which needs
 /// the crate's "broker" half too: the client half alone keeps the static binary smaller.)
 fn encode<Req: Encodable>(
-    api_key: ApiKey,
+    api: ApiKey,
     request: &Req,
     version: i16,
     correlation: i32,
-) -> Result<BytesMut, WireError> {
+) -> Result<BytesMut, ProtocolCause> {
     let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
+        .with_request_api_key(api as i16)
         .with_request_api_version(version)
         .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("cdc-orchestrator")));
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
     let mut body = BytesMut::new();
-    header
-        .encode(&mut body, api_key.request_header_version(version))
-        .map_err(protocol)?;
-    request.encode(&mut body, version).map_err(protocol)?;
+    header.encode(&mut body, api.request_header_version(version))?;
+    request.encode(&mut body, version)?;
     let mut frame = BytesMut::with_capacity(body.len() + 4);
-    frame.put_i32(i32::try_from(body.len()).map_err(protocol)?);
+    frame.put_i32(i32::try_from(body.len())?);
     frame.extend_from_slice(&body);
     Ok(frame)
 }
@@ -153,26 +388,120 @@ async fn roundtrip(
     frame: &[u8],
     address: &str,
 ) -> Result<Vec<u8>, WireError> {
-    let io = |e: std::io::Error| WireError::Io(format!("{address}: {e}"));
+    let io = |source: std::io::Error| WireError::Io {
+        address: address.to_owned(),
+        source,
+    };
     stream.write_all(frame).await.map_err(io)?;
     stream.flush().await.map_err(io)?;
     let len = stream.read_i32().await.map_err(io)?;
-    let len = usize::try_from(len).map_err(|_| WireError::Protocol(format!("{address}: response length {len}")))?;
-    if len > MAX_RESPONSE_BYTES {
-        return Err(WireError::Protocol(format!("{address}: response of {len} bytes")));
-    }
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|len| *len <= MAX_RESPONSE_BYTES)
+        .ok_or_else(|| WireError::Framing {
+            address: address.to_owned(),
+            reason: format!("response of {len} bytes"),
+        })?;
     let mut buf = vec![0; len];
     stream.read_exact(&mut buf).await.map_err(io)?;
     Ok(buf)
 }
 
 fn timeout(address: &str, limit: Duration) -> WireError {
-    WireError::Io(format!(
-        "{address}: no answer within {}",
-        humantime::format_duration(limit)
-    ))
+    WireError::Timeout {
+        address: address.to_owned(),
+        limit,
+    }
 }
 
-fn protocol(e: impl std::fmt::Display) -> WireError {
-    WireError::Protocol(e.to_string())
+/// Open connections by broker address, for readers that ask the same brokers again and again (a SASL connection
+/// costs several round trips to open).
+#[derive(Debug, Default)]
+pub struct Pool {
+    security: Arc<Security>,
+    idle: HashMap<String, Connection>,
 }
+
+impl Pool {
+    /// An empty pool whose connections are opened as `security` says.
+    pub fn new(security: Security) -> Pool {
+        Pool {
+            security: Arc::new(security),
+            idle: HashMap::new(),
+        }
+    }
+
+    /// Takes `address`'s open connection, if any, to use it alongside others; give it back with
+    /// [`Pool::restore`].
+    pub fn lease(&mut self, address: &str) -> Lease {
+        Lease {
+            address: address.to_owned(),
+            security: Arc::clone(&self.security),
+            connection: self.idle.remove(address),
+        }
+    }
+
+    /// Keeps `connection` open for the next request to its broker.
+    pub fn restore(&mut self, connection: Connection) {
+        self.idle.insert(connection.address.clone(), connection);
+    }
+
+    /// Closes the connections to brokers `keep` does not want.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.idle.retain(|address, _| keep(address));
+    }
+
+    /// One request to `address` over its open connection (opened if needed), built by `build` for the version
+    /// picked from `versions`. The connection stays open unless the request failed.
+    pub async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
+        &mut self,
+        address: &str,
+        api: ApiKey,
+        versions: RangeInclusive<i16>,
+        build: impl FnOnce(i16) -> Req,
+        limit: Duration,
+    ) -> Result<Resp, WireError> {
+        let (connection, answer) = self.lease(address).call(api, versions, build, limit).await;
+        if let Some(connection) = connection {
+            self.restore(connection);
+        }
+        answer
+    }
+}
+
+/// A pool's connection to one broker, taken out for one request.
+#[derive(Debug)]
+pub struct Lease {
+    address: String,
+    security: Arc<Security>,
+    connection: Option<Connection>,
+}
+
+impl Lease {
+    /// Like [`Pool::call`]; returns the connection to give back when the request succeeded.
+    pub async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
+        self,
+        api: ApiKey,
+        versions: RangeInclusive<i16>,
+        build: impl FnOnce(i16) -> Req,
+        limit: Duration,
+    ) -> (Option<Connection>, Result<Resp, WireError>) {
+        let answer = async {
+            let mut connection = match self.connection {
+                Some(connection) => connection,
+                None => Connection::connect(&self.address, &self.security, limit).await?,
+            };
+            let version = connection.version(api, versions)?;
+            let response = connection.call(api, &build(version), version, limit).await?;
+            Ok::<_, WireError>((connection, response))
+        };
+        match answer.await {
+            Ok((connection, response)) => (Some(connection), Ok(response)),
+            Err(e) => (None, Err(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;

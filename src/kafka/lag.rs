@@ -1,65 +1,54 @@
-//! Consumer lag of a table's Flink job, the KEDA way: high watermark minus the committed offset of the job's
-//! consumer group, summed over the table's partitions.
+//! Consumer-group lag: the committed offsets of a table's Flink job group against the high watermarks of the
+//! table's partitions.
 //!
-//! rskafka has no consumer-group APIs, so FindCoordinator, OffsetFetch and (for tests and tools) OffsetCommit are
-//! spoken directly with the `kafka-protocol` crate over a short-lived TCP connection, with TLS when the brokers
-//! use it. SASL is not spoken here: with `kafka.sasl` set, lag is reported unknown.
+//! rskafka has no consumer-group APIs, so FindCoordinator and OffsetFetch go over our own connections
+//! ([`crate::kafka::connection`]), with TLS and SASL as configured. The sidecar only reads offsets: committing them
+//! is the job's business.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::ops::RangeInclusive;
 
-use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::messages::{
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, OffsetFetchRequest, OffsetFetchResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::{Message, StrBytes};
 
 use crate::config::KafkaConfig;
-use crate::kafka::connection::{Connection, WireError};
+use crate::kafka::connection::{Pool, Security, WireError};
 use crate::kafka::tls;
 
-/// Non-flexible versions every broker since Kafka 2.0 speaks (tansu too).
-const FIND_COORDINATOR_VERSION: i16 = 1;
-const OFFSET_FETCH_VERSION: i16 = 5;
-const OFFSET_COMMIT_VERSION: i16 = 2;
+const FIND_COORDINATOR_VERSIONS: RangeInclusive<i16> =
+    FindCoordinatorRequest::VERSIONS.min..=FindCoordinatorRequest::VERSIONS.max;
+/// FindCoordinator v4 asks for a batch of keys rather than one.
+const FIND_COORDINATOR_BATCH_VERSION: i16 = 4;
+const OFFSET_FETCH_VERSIONS: RangeInclusive<i16> = OffsetFetchRequest::VERSIONS.min..=OffsetFetchRequest::VERSIONS.max;
+/// OffsetFetch v8 asks for a batch of groups rather than one.
+const OFFSET_FETCH_BATCH_VERSION: i16 = 8;
 
 /// Why lag could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LagError {
-    /// Network failure or timeout.
-    #[error("{0}")]
-    Io(String),
+    /// No broker answered, or the coordinator did not.
+    #[error(transparent)]
+    Wire(#[from] WireError),
     /// The broker answered with a Kafka error code.
-    #[error("{what}: Kafka error code {code}")]
+    #[error("{what}: {error}")]
     Kafka {
         /// Which call.
         what: &'static str,
         /// The error code.
-        code: i16,
+        #[source]
+        error: ResponseError,
     },
-    /// The answer could not be encoded or decoded.
-    #[error("protocol: {0}")]
-    Protocol(String),
-    /// The TLS material could not be loaded, or a broker's address is not a name to verify.
+    /// The TLS material could not be loaded.
     #[error("kafka.tls: {0}")]
     Tls(#[from] tls::TlsError),
-    /// The brokers need SASL, which this reader does not speak yet.
-    #[error("lag is not read over SASL connections yet")]
-    Unsupported,
-}
-
-impl From<WireError> for LagError {
-    fn from(e: WireError) -> Self {
-        match e {
-            WireError::Tls(e) => LagError::Tls(e),
-            WireError::Protocol(e) => LagError::Protocol(e),
-            other => LagError::Io(other.to_string()),
-        }
-    }
 }
 
 /// One partition's watermarks.
@@ -75,25 +64,25 @@ pub struct PartitionOffsets {
     pub start: i64,
 }
 
-/// Reads committed offsets; remembers each group's coordinator.
+/// Reads committed offsets; remembers each group's coordinator and keeps its connection open.
 #[derive(Debug, Default)]
 pub struct LagReader {
     coordinators: HashMap<String, String>,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    pool: Pool,
 }
 
 impl LagReader {
-    /// A reader that connects with `tls` when given (the watcher passes the configuration it built).
-    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    /// A reader whose connections are opened as `security` says (the watcher passes what it built).
+    pub fn new(security: Security) -> Self {
         LagReader {
-            tls,
-            ..LagReader::default()
+            coordinators: HashMap::new(),
+            pool: Pool::new(security),
         }
     }
 
     /// A reader for the brokers of `config`, loading its TLS material.
     pub fn for_config(config: &KafkaConfig) -> Result<Self, LagError> {
-        Ok(LagReader::new(tls::client_config_if_enabled(&config.tls)?))
+        Ok(LagReader::new(Security::for_config(config)?))
     }
 
     /// The lag of `table`'s job group given each partition's watermarks (read by the caller, e.g. in one batch).
@@ -129,152 +118,138 @@ impl LagReader {
         group: &str,
         partitions: &[(String, i32)],
     ) -> Result<HashMap<(String, i32), Option<i64>>, LagError> {
-        if config.sasl.is_some() {
-            return Err(LagError::Unsupported);
-        }
         let coordinator = self.coordinator(config, group).await?;
         let mut by_topic: HashMap<&str, Vec<i32>> = HashMap::new();
         for (topic, partition) in partitions {
             by_topic.entry(topic).or_default().push(*partition);
         }
-        let request = OffsetFetchRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
-            .with_topics(Some(
-                by_topic
-                    .into_iter()
-                    .map(|(topic, parts)| {
-                        OffsetFetchRequestTopic::default()
-                            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                            .with_partition_indexes(parts)
-                    })
-                    .collect(),
-            ));
-        let response: OffsetFetchResponse = match self
+        let request = |version| offset_fetch(group, &by_topic, version);
+        let answer: Result<OffsetFetchResponse, _> = self
+            .pool
             .call(
                 &coordinator,
-                config.request_timeout,
                 ApiKey::OffsetFetch,
+                OFFSET_FETCH_VERSIONS,
                 request,
-                OFFSET_FETCH_VERSION,
+                config.request_timeout,
             )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                // The coordinator may have moved; ask again next time.
-                self.coordinators.remove(group);
-                return Err(e);
-            }
-        };
-        if response.error_code != 0 {
+            .await;
+        let read = answer.map_err(LagError::from).and_then(committed_offsets);
+        if read.is_err() {
+            // The coordinator may have moved; ask again next time.
             self.coordinators.remove(group);
-            return Err(LagError::Kafka {
-                what: "offset fetch",
-                code: response.error_code,
-            });
         }
-        let mut out = HashMap::new();
-        for topic in response.topics {
-            for p in topic.partitions {
-                let offset = (p.error_code == 0 && p.committed_offset >= 0).then_some(p.committed_offset);
-                out.insert((topic.name.0.to_string(), p.partition_index), offset);
-            }
-        }
-        Ok(out)
+        read
     }
 
     async fn coordinator(&mut self, config: &KafkaConfig, group: &str) -> Result<String, LagError> {
         if let Some(address) = self.coordinators.get(group) {
             return Ok(address.clone());
         }
-        let mut last = LagError::Io("no bootstrap broker".to_owned());
+        let mut last = LagError::Wire(WireError::NoBroker);
         for broker in &config.bootstrap {
-            let request = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_owned()));
-            match self
-                .call::<_, FindCoordinatorResponse>(
+            let request = |version| find_coordinator(group, version);
+            let answer: Result<FindCoordinatorResponse, _> = self
+                .pool
+                .call(
                     broker,
-                    config.request_timeout,
                     ApiKey::FindCoordinator,
+                    FIND_COORDINATOR_VERSIONS,
                     request,
-                    FIND_COORDINATOR_VERSION,
+                    config.request_timeout,
                 )
-                .await
-            {
-                Ok(r) if r.error_code == 0 => {
-                    let address = format!("{}:{}", r.host.as_str(), r.port);
+                .await;
+            match answer.map_err(LagError::from).and_then(coordinator_address) {
+                Ok(address) => {
                     self.coordinators.insert(group.to_owned(), address.clone());
                     return Ok(address);
-                }
-                Ok(FindCoordinatorResponse { error_code, .. }) => {
-                    last = LagError::Kafka {
-                        what: "find coordinator",
-                        code: error_code,
-                    };
                 }
                 Err(e) => last = e,
             }
         }
         Err(last)
     }
+}
 
-    async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
-        &mut self,
-        address: &str,
-        limit: Duration,
-        api_key: ApiKey,
-        request: Req,
-        version: i16,
-    ) -> Result<Resp, LagError> {
-        // A fresh connection per call: lag is read once per topic refresh, and the coordinator may move.
-        let mut connection = Connection::connect(address, self.tls.as_ref(), limit).await?;
-        Ok(connection.call(api_key, &request, version, limit).await?)
+/// FindCoordinator for `group`, in `version` (one key before v4, a batch of one since).
+fn find_coordinator(group: &str, version: i16) -> FindCoordinatorRequest {
+    let key = StrBytes::from_string(group.to_owned());
+    if version >= FIND_COORDINATOR_BATCH_VERSION {
+        FindCoordinatorRequest::default().with_coordinator_keys(vec![key])
+    } else {
+        FindCoordinatorRequest::default().with_key(key)
     }
 }
 
-/// Commits `offsets` for `group` as a simple (member-less) consumer would; used by tests and tools to set up lag.
-pub async fn commit_offsets(config: &KafkaConfig, group: &str, offsets: &[(String, i32, i64)]) -> Result<(), LagError> {
-    let mut reader = LagReader::for_config(config)?;
-    let coordinator = reader.coordinator(config, group).await?;
-    let mut by_topic: HashMap<&str, Vec<OffsetCommitRequestPartition>> = HashMap::new();
-    for (topic, partition, offset) in offsets {
-        by_topic.entry(topic).or_default().push(
-            OffsetCommitRequestPartition::default()
-                .with_partition_index(*partition)
-                .with_committed_offset(*offset),
-        );
+/// The coordinator's `host:port` in either form of the answer.
+fn coordinator_address(answer: FindCoordinatorResponse) -> Result<String, LagError> {
+    let (error, host, port) = match answer.coordinators.into_iter().next() {
+        Some(c) => (c.error_code, c.host, c.port),
+        None => (answer.error_code, answer.host, answer.port),
+    };
+    match error.err() {
+        None => Ok(format!("{}:{port}", host.as_str())),
+        Some(error) => Err(LagError::Kafka {
+            what: "find coordinator",
+            error,
+        }),
     }
-    let request = OffsetCommitRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
-        .with_generation_id_or_member_epoch(-1)
-        .with_retention_time_ms(-1)
-        .with_topics(
-            by_topic
+}
+
+/// OffsetFetch of `group` for `by_topic`, in `version` (one group before v8, a batch of one since).
+fn offset_fetch(group: &str, by_topic: &HashMap<&str, Vec<i32>>, version: i16) -> OffsetFetchRequest {
+    let group_id = GroupId(StrBytes::from_string(group.to_owned()));
+    let named = by_topic
+        .iter()
+        .map(|(topic, parts)| (TopicName(StrBytes::from_string((*topic).to_owned())), parts.clone()));
+    if version < OFFSET_FETCH_BATCH_VERSION {
+        let topics = named.map(|(name, parts)| {
+            OffsetFetchRequestTopic::default()
+                .with_name(name)
+                .with_partition_indexes(parts)
+        });
+        return OffsetFetchRequest::default()
+            .with_group_id(group_id)
+            .with_topics(Some(topics.collect()));
+    }
+    let topics = named.map(|(name, parts)| {
+        OffsetFetchRequestTopics::default()
+            .with_name(name)
+            .with_partition_indexes(parts)
+    });
+    let group = OffsetFetchRequestGroup::default()
+        .with_group_id(group_id)
+        .with_topics(Some(topics.collect()));
+    OffsetFetchRequest::default().with_groups(vec![group])
+}
+
+/// The committed offsets in either form of the answer; `None` for a partition without one.
+fn committed_offsets(answer: OffsetFetchResponse) -> Result<HashMap<(String, i32), Option<i64>>, LagError> {
+    // Both forms hold topics of partitions with the same fields; only their types differ.
+    macro_rules! offsets_of {
+        ($topics:expr) => {
+            $topics
                 .into_iter()
-                .map(|(topic, partitions)| {
-                    OffsetCommitRequestTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                        .with_partitions(partitions)
+                .flat_map(|t| {
+                    let name = t.name.0.to_string();
+                    t.partitions.into_iter().map(move |p| {
+                        let committed =
+                            (p.error_code.err().is_none() && p.committed_offset >= 0).then_some(p.committed_offset);
+                        ((name.clone(), p.partition_index), committed)
+                    })
                 })
-                .collect(),
-        );
-    let response: OffsetCommitResponse = reader
-        .call(
-            &coordinator,
-            config.request_timeout,
-            ApiKey::OffsetCommit,
-            request,
-            OFFSET_COMMIT_VERSION,
-        )
-        .await?;
-    for topic in response.topics {
-        for p in topic.partitions {
-            if p.error_code != 0 {
-                return Err(LagError::Kafka {
-                    what: "offset commit",
-                    code: p.error_code,
-                });
-            }
-        }
+                .collect::<HashMap<_, _>>()
+        };
     }
-    Ok(())
+    let (error, offsets) = match answer.groups.into_iter().next() {
+        Some(group) => (group.error_code, offsets_of!(group.topics)),
+        None => (answer.error_code, offsets_of!(answer.topics)),
+    };
+    match error.err() {
+        None => Ok(offsets),
+        Some(error) => Err(LagError::Kafka {
+            what: "offset fetch",
+            error,
+        }),
+    }
 }

@@ -1,9 +1,18 @@
 //! The Kafka side: connections and protocol, partition watermarks, consumer lag, record samples, TLS/SASL, and the
 //! rule that names a topic's table.
+//!
+//! - [`watcher`] drives it: every poll it reads watermarks ([`watermarks`]), samples the partitions that advanced
+//!   ([`samples`], through rskafka), and now and then reads lag ([`lag`]); it reports [`watcher::WatchEvent`]s.
+//! - [`connection`] is our own Kafka connection (ApiVersions negotiation, [`sasl`], [`tls`]) for watermarks and lag;
+//!   rskafka's connections, with the same TLS and SASL settings, fetch the samples.
+//! - [`naming`] maps tables to topics and back; [`routing`] decides which table a sampled change counts for.
 
 pub mod connection;
 pub mod lag;
+pub mod naming;
 pub mod routing;
+pub mod samples;
+pub mod sasl;
 pub mod tls;
 pub mod watcher;
 pub mod watermarks;

@@ -1,7 +1,7 @@
 //! Which table a change belongs to.
 //!
 //! Record content is hostile: anyone who can produce to a watched topic controls its `source.table`. So a table
-//! comes from the topic, by the one rule `kafka.topic_template` states ([`KafkaConfig::table_of_topic`]); a
+//! comes from the topic, by the one rule `kafka.topic_template` states ([`crate::kafka::naming`]); a
 //! record's own table name is believed only on a topic configured as routed (`kafka.routed_topics`), and there
 //! only when it is a valid table name that the sidecar can start (it has a SQL template, or is in
 //! `policy.include`). Anything else counts as the topic's own table, or, on a topic that has none, is dropped.
@@ -11,11 +11,12 @@ use std::collections::BTreeSet;
 use regex::RegexSet;
 
 use crate::config::{Config, KafkaConfig, is_table_name};
+use crate::kafka::naming;
 
 /// The naming rule and the trust rule, built once from the configuration.
 #[derive(Debug, Clone)]
 pub struct Routing {
-    kafka: KafkaConfig,
+    topic_template: String,
     routed: RegexSet,
     startable: BTreeSet<String>,
 }
@@ -65,7 +66,7 @@ impl Routing {
     pub fn new(kafka: &KafkaConfig, startable: impl IntoIterator<Item = String>) -> Result<Routing, regex::Error> {
         Ok(Routing {
             routed: kafka.routed_regex()?,
-            kafka: kafka.clone(),
+            topic_template: kafka.topic_template.clone(),
             startable: startable.into_iter().filter(|t| is_table_name(t)).collect(),
         })
     }
@@ -82,7 +83,7 @@ impl Routing {
 
     /// The table a topic carries by `kafka.topic_template`, if any.
     pub fn table_of_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        self.kafka.table_of_topic(topic)
+        naming::table_of_topic(&self.topic_template, topic)
     }
 
     /// Whether `topic` is one of `kafka.routed_topics`.

@@ -1,33 +1,31 @@
 //! Batched watermark reads: one Metadata request for the cluster, then one ListOffsets request per broker for all
-//! of its watched partitions, over a connection kept open between polls.
+//! of its watched partitions, over connections kept open between polls (with TLS and SASL as configured).
 //!
 //! rskafka asks one partition at a time (a request and a response per partition per poll); at thousands of
 //! partitions that is most of the sidecar's CPU. Here a poll of N partitions led by B brokers is B requests.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Message, StrBytes};
 
-use crate::kafka::connection::{Connection, WireError};
+use crate::kafka::connection::{Pool, Security, WireError};
 
-/// Non-flexible versions every broker since Kafka 2.0 speaks (tansu too); ListOffsets v2 is the first with an
-/// isolation level.
-const METADATA_VERSION: i16 = 1;
-const LIST_OFFSETS_VERSION: i16 = 2;
+/// Metadata v1 is the first that asks for every topic with a null list; ListOffsets v2 the first with an isolation
+/// level. The highest versions are what kafka-protocol speaks (and the broker, see [`Pool::call`]).
+const METADATA_VERSIONS: RangeInclusive<i16> = 1..=MetadataRequest::VERSIONS.max;
+const LIST_OFFSETS_VERSIONS: RangeInclusive<i16> = 2..=ListOffsetsRequest::VERSIONS.max;
+/// ListOffsets v10 is the first with a timeout of its own (for tiered storage).
+const LIST_OFFSETS_TIMEOUT_VERSION: i16 = 10;
 /// `read_committed`: the last stable offset, what a transactional reader (and rskafka's `get_offset`) sees.
 const READ_COMMITTED: i8 = 1;
-/// Kafka's error codes after which the partition's leader must be looked up again.
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const LEADER_NOT_AVAILABLE: i16 = 5;
-const FENCED_LEADER_EPOCH: i16 = 74;
-const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
 /// Which end of a partition to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,21 +46,44 @@ pub struct TopicPartitions {
     pub partitions: Vec<i32>,
 }
 
+/// Why one partition's offset was not read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum OffsetError {
+    /// The metadata named no leader for the partition (or did not list it).
+    #[error("no known leader")]
+    NoLeader,
+    /// The metadata named a leader it did not list among its brokers.
+    #[error("leader {0} is not among the brokers")]
+    UnknownLeader(i32),
+    /// The leader answered with a Kafka error code for the partition.
+    #[error("list offsets: {0}")]
+    Kafka(#[source] ResponseError),
+    /// The leader's answer did not mention the partition.
+    #[error("list offsets: partition missing from the answer")]
+    Missing,
+    /// The leader gave no answer (shared by all partitions it leads).
+    #[error(transparent)]
+    Broker(Arc<WireError>),
+}
+
+/// One partition and its offset, or why it was not read.
+pub type OffsetRead = ((String, i32), Result<i64, OffsetError>);
+
 /// Reads watermarks in batches; remembers brokers, partition leaders and one open connection per broker.
 #[derive(Debug, Default)]
 pub struct WatermarkReader {
-    tls: Option<Arc<rustls::ClientConfig>>,
+    pool: Pool,
     brokers: HashMap<BrokerId, String>,
     leaders: HashMap<(String, i32), BrokerId>,
-    connections: HashMap<BrokerId, Connection>,
     stale: bool,
 }
 
 impl WatermarkReader {
-    /// A reader that connects with `tls` when given.
-    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    /// A reader whose connections are opened as `security` says.
+    pub fn new(security: Security) -> Self {
         WatermarkReader {
-            tls,
+            pool: Pool::new(security),
             ..WatermarkReader::default()
         }
     }
@@ -75,33 +96,40 @@ impl WatermarkReader {
     /// Reads the cluster's metadata from the first of `bootstrap` that answers (or a known broker), learns every
     /// partition's leader and returns every topic with its partitions.
     pub async fn refresh(&mut self, bootstrap: &[String], limit: Duration) -> Result<Vec<TopicPartitions>, WireError> {
-        let request = MetadataRequest::default().with_topics(None);
         let known: Vec<String> = self.brokers.values().cloned().collect();
-        let mut last = WireError::Io("no bootstrap broker".to_owned());
+        let mut last = WireError::NoBroker;
         for address in bootstrap.iter().chain(known.iter()) {
-            let answer = async {
-                let mut connection = Connection::connect(address, self.tls.as_ref(), limit).await?;
-                connection
-                    .call::<_, MetadataResponse>(ApiKey::Metadata, &request, METADATA_VERSION, limit)
-                    .await
-            };
-            match answer.await {
-                Ok(metadata) => return Ok(self.learn(metadata)),
+            let request = |_| MetadataRequest::default().with_topics(None);
+            let answer: Result<MetadataResponse, _> = self
+                .pool
+                .call(address, ApiKey::Metadata, METADATA_VERSIONS, request, limit)
+                .await;
+            match answer {
+                Ok(metadata) => match metadata.error_code.err() {
+                    None => return Ok(self.learn(metadata, bootstrap)),
+                    Some(error) => {
+                        last = WireError::Kafka {
+                            address: address.clone(),
+                            api: ApiKey::Metadata,
+                            error,
+                        }
+                    }
+                },
                 Err(e) => last = e,
             }
         }
         Err(last)
     }
 
-    fn learn(&mut self, metadata: MetadataResponse) -> Vec<TopicPartitions> {
+    fn learn(&mut self, metadata: MetadataResponse, bootstrap: &[String]) -> Vec<TopicPartitions> {
         let brokers: HashMap<BrokerId, String> = metadata
             .brokers
             .into_iter()
             .map(|b| (b.node_id, format!("{}:{}", b.host.as_str(), b.port)))
             .collect();
         // A broker that moved or left: its connection goes.
-        self.connections
-            .retain(|id, c| brokers.get(id).is_some_and(|address| address == c.address()));
+        self.pool
+            .retain(|address| bootstrap.iter().chain(brokers.values()).any(|a| a == address));
         self.brokers = brokers;
         self.leaders.clear();
         self.stale = false;
@@ -110,8 +138,8 @@ impl WatermarkReader {
             let Some(name) = topic.name.map(|n| n.0.to_string()) else {
                 continue;
             };
-            if topic.error_code != 0 {
-                tracing::debug!(topic = %name, code = topic.error_code, "topic metadata error");
+            if let Some(error) = topic.error_code.err() {
+                tracing::debug!(topic = %name, %error, "topic metadata error");
                 continue;
             }
             let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -130,13 +158,64 @@ impl WatermarkReader {
     /// The `at` offset of each of `partitions`, one request per leading broker, brokers read concurrently. A
     /// partition whose read failed has an error (the others still have their offsets); an error naming a lost
     /// leader marks the reader stale.
-    pub async fn offsets(
-        &mut self,
-        partitions: &[(String, i32)],
-        at: Offset,
-        limit: Duration,
-    ) -> Vec<((String, i32), Result<i64, String>)> {
+    pub async fn offsets(&mut self, partitions: &[(String, i32)], at: Offset, limit: Duration) -> Vec<OffsetRead> {
         let mut out = Vec::with_capacity(partitions.len());
+        let by_broker = self.by_leader(partitions, &mut out);
+        let timestamp = match at {
+            Offset::Earliest => -2,
+            Offset::Latest => -1,
+        };
+        let mut calls = Vec::with_capacity(by_broker.len());
+        for (broker, topics) in by_broker {
+            let asked: Vec<(String, i32)> = topics
+                .iter()
+                .flat_map(|(t, ps)| ps.iter().map(|p| ((*t).to_owned(), *p)))
+                .collect();
+            let Some(address) = self.brokers.get(&broker) else {
+                // Metadata named a leader it did not list: ask again next time.
+                self.stale = true;
+                out.extend(
+                    asked
+                        .into_iter()
+                        .map(|key| (key, Err(OffsetError::UnknownLeader(broker.0)))),
+                );
+                continue;
+            };
+            let lease = self.pool.lease(address);
+            let request = move |version| list_offsets(topics, timestamp, version, limit);
+            calls.push(async move {
+                let (connection, answer) = lease
+                    .call::<_, ListOffsetsResponse>(ApiKey::ListOffsets, LIST_OFFSETS_VERSIONS, request, limit)
+                    .await;
+                (asked, connection, answer)
+            });
+        }
+        for (asked, connection, answer) in futures::future::join_all(calls).await {
+            // After an error the connection is gone; the next poll connects again.
+            if let Some(connection) = connection {
+                self.pool.restore(connection);
+            }
+            match answer {
+                Ok(response) => self.read_answer(response, asked, &mut out),
+                Err(e) => {
+                    let e = Arc::new(e);
+                    out.extend(
+                        asked
+                            .into_iter()
+                            .map(|key| (key, Err(OffsetError::Broker(Arc::clone(&e))))),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// `partitions` by leading broker and topic; those without a known leader go to `out` with an error.
+    fn by_leader<'p>(
+        &mut self,
+        partitions: &'p [(String, i32)],
+        out: &mut Vec<OffsetRead>,
+    ) -> BTreeMap<BrokerId, BTreeMap<&'p str, Vec<i32>>> {
         let mut by_broker: BTreeMap<BrokerId, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
         for (topic, partition) in partitions {
             match self.leaders.get(&(topic.clone(), *partition)) {
@@ -148,106 +227,72 @@ impl WatermarkReader {
                     .push(*partition),
                 None => {
                     self.stale = true;
-                    out.push(((topic.clone(), *partition), Err("no known leader".to_owned())));
+                    out.push(((topic.clone(), *partition), Err(OffsetError::NoLeader)));
                 }
             }
         }
-        let timestamp = match at {
-            Offset::Earliest => -2,
-            Offset::Latest => -1,
-        };
-        let mut calls = Vec::with_capacity(by_broker.len());
-        for (broker, topics) in by_broker {
-            let asked: Vec<(String, i32)> = topics
-                .iter()
-                .flat_map(|(t, ps)| ps.iter().map(|p| ((*t).to_owned(), *p)))
-                .collect();
-            let Some(address) = self.brokers.get(&broker).cloned() else {
-                // Metadata named a leader it did not list: ask again next time.
-                self.stale = true;
-                let error = format!("leader {} is not among the brokers", broker.0);
-                out.extend(asked.into_iter().map(|key| (key, Err(error.clone()))));
-                continue;
-            };
-            let connection = self.connections.remove(&broker);
-            let tls = self.tls.clone();
-            let request = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_isolation_level(READ_COMMITTED)
-                .with_topics(
-                    topics
+        by_broker
+    }
+
+    /// The offsets of `asked` in one broker's `response`, into `out`.
+    fn read_answer(&mut self, response: ListOffsetsResponse, asked: Vec<(String, i32)>, out: &mut Vec<OffsetRead>) {
+        let mut answered: HashMap<(String, i32), Result<i64, OffsetError>> = HashMap::new();
+        for topic in response.topics {
+            let name = topic.name.0.to_string();
+            for p in topic.partitions {
+                let result = match p.error_code.err() {
+                    None => Ok(p.offset),
+                    Some(error) => {
+                        if matches!(
+                            error,
+                            ResponseError::NotLeaderOrFollower
+                                | ResponseError::UnknownTopicOrPartition
+                                | ResponseError::LeaderNotAvailable
+                                | ResponseError::FencedLeaderEpoch
+                                | ResponseError::UnknownLeaderEpoch
+                        ) {
+                            self.stale = true;
+                        }
+                        Err(OffsetError::Kafka(error))
+                    }
+                };
+                answered.insert((name.clone(), p.partition_index), result);
+            }
+        }
+        for key in asked {
+            let result = answered.remove(&key).unwrap_or(Err(OffsetError::Missing));
+            out.push((key, result));
+        }
+    }
+}
+
+/// ListOffsets for one broker's `topics`, in `version`.
+fn list_offsets(topics: BTreeMap<&str, Vec<i32>>, timestamp: i64, version: i16, limit: Duration) -> ListOffsetsRequest {
+    let topics = topics
+        .into_iter()
+        .map(|(topic, parts)| {
+            ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(
+                    parts
                         .into_iter()
-                        .map(|(topic, parts)| {
-                            ListOffsetsTopic::default()
-                                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                                .with_partitions(
-                                    parts
-                                        .into_iter()
-                                        .map(|p| {
-                                            ListOffsetsPartition::default()
-                                                .with_partition_index(p)
-                                                .with_timestamp(timestamp)
-                                        })
-                                        .collect(),
-                                )
+                        .map(|p| {
+                            ListOffsetsPartition::default()
+                                .with_partition_index(p)
+                                .with_timestamp(timestamp)
                         })
                         .collect(),
-                );
-            calls.push(async move {
-                let answer = async {
-                    let mut connection = match connection {
-                        Some(c) => c,
-                        None => Connection::connect(&address, tls.as_ref(), limit).await?,
-                    };
-                    let response = connection
-                        .call::<_, ListOffsetsResponse>(ApiKey::ListOffsets, &request, LIST_OFFSETS_VERSION, limit)
-                        .await?;
-                    Ok::<_, WireError>((connection, response))
-                };
-                (broker, asked, answer.await)
-            });
-        }
-        for (broker, asked, answer) in futures::future::join_all(calls).await {
-            match answer {
-                Ok((connection, response)) => {
-                    self.connections.insert(broker, connection);
-                    let mut answered: HashMap<(String, i32), Result<i64, String>> = HashMap::new();
-                    for topic in response.topics {
-                        let name = topic.name.0.to_string();
-                        for p in topic.partitions {
-                            let result = if p.error_code == 0 {
-                                Ok(p.offset)
-                            } else {
-                                if matches!(
-                                    p.error_code,
-                                    NOT_LEADER_OR_FOLLOWER
-                                        | UNKNOWN_TOPIC_OR_PARTITION
-                                        | LEADER_NOT_AVAILABLE
-                                        | FENCED_LEADER_EPOCH
-                                        | UNKNOWN_LEADER_EPOCH
-                                ) {
-                                    self.stale = true;
-                                }
-                                Err(format!("list offsets: Kafka error code {}", p.error_code))
-                            };
-                            answered.insert((name.clone(), p.partition_index), result);
-                        }
-                    }
-                    for key in asked {
-                        let result = answered
-                            .remove(&key)
-                            .unwrap_or_else(|| Err("list offsets: partition missing from the answer".to_owned()));
-                        out.push((key, result));
-                    }
-                }
-                Err(e) => {
-                    // The connection is dropped with the error; the next poll connects again.
-                    let error = e.to_string();
-                    out.extend(asked.into_iter().map(|key| (key, Err(error.clone()))));
-                }
-            }
-        }
-        out
+                )
+        })
+        .collect();
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(READ_COMMITTED)
+        .with_topics(topics);
+    if version >= LIST_OFFSETS_TIMEOUT_VERSION {
+        request.with_timeout_ms(i32::try_from(limit.as_millis()).unwrap_or(i32::MAX))
+    } else {
+        request
     }
 }
 
@@ -275,7 +320,7 @@ mod tests {
     #[test]
     fn metadata_lists_topics_with_sorted_partitions() {
         let mut reader = WatermarkReader::default();
-        let topics = reader.learn(metadata(1));
+        let topics = reader.learn(metadata(1), &[]);
         assert_eq!(
             topics,
             vec![TopicPartitions {
@@ -291,16 +336,16 @@ mod tests {
         let limit = Duration::from_millis(100);
         // A leader the metadata does not list among its brokers.
         let mut reader = WatermarkReader::default();
-        reader.learn(metadata(7));
+        reader.learn(metadata(7), &[]);
         let read = reader
             .offsets(&[("cdc.public.t".to_owned(), 0)], Offset::Latest, limit)
             .await;
         assert_eq!(read.len(), 1);
-        assert!(matches!(&read[0].1, Err(e) if e.contains("leader 7")), "{read:?}");
+        assert!(matches!(&read[0].1, Err(OffsetError::UnknownLeader(7))), "{read:?}");
         assert!(reader.is_stale());
         // No leader at all (-1), and a partition metadata never named.
         let mut reader = WatermarkReader::default();
-        reader.learn(metadata(-1));
+        reader.learn(metadata(-1), &[]);
         let read = reader
             .offsets(
                 &[("cdc.public.t".to_owned(), 0), ("cdc.public.gone".to_owned(), 3)],

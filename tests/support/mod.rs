@@ -6,6 +6,8 @@
 
 pub mod counting_proxy;
 pub mod fake_flink;
+pub mod kafka_admin;
+pub mod sasl_proxy;
 pub mod source_progress;
 pub mod tls_proxy;
 

@@ -1,0 +1,393 @@
+//! Bounded samples: when a partition's watermark advances, the newest few of its new records are fetched (through
+//! rskafka, at most `kafka.sample_records` and about `kafka.sample_bytes`) and decoded to learn which table changed
+//! and how. The stream itself is never consumed.
+
+use std::collections::BTreeMap;
+
+use rskafka::client::partition::PartitionClient;
+
+use crate::config::KafkaConfig;
+use crate::decoder::{self, Change, Decoded};
+use crate::kafka::routing::Routing;
+use crate::kafka::watcher::{BrokerError, TableActivity, now_unix_ms, timed};
+
+/// Fetch wait for a sample. The records are known to exist, so the broker answers at once; tansu answers a
+/// zero wait with an empty (malformed) response, hence 10 ms rather than 0.
+const SAMPLE_MAX_WAIT_MS: i32 = 10;
+/// Characters of a record's table name shown in a warning: enough to recognise it, never a flood.
+const NAME_EXCERPT_CHARS: usize = 256;
+
+/// Fetches the newest records of `[from, high)` of `client`'s partition, at most `want` and about
+/// `kafka.sample_bytes`.
+pub(crate) async fn fetch(
+    config: &KafkaConfig,
+    client: &PartitionClient,
+    from: i64,
+    high: i64,
+    want: u32,
+) -> Result<Vec<Record>, BrokerError> {
+    let want = i64::from(want);
+    let start = from.max(high - want);
+    let max_bytes = i32::try_from(config.sample_bytes).unwrap_or(i32::MAX);
+    let mut records = Vec::new();
+    let mut next = start;
+    // A fetch may return fewer records than asked (batch boundaries); a few rounds fill the sample.
+    for _ in 0..4 {
+        if next >= high {
+            break;
+        }
+        let fetch = client.fetch_records(next, 1..max_bytes, SAMPLE_MAX_WAIT_MS);
+        let (batch, _) = timed(config.request_timeout, "fetch", fetch).await?;
+        let before = records.len();
+        for r in batch {
+            if r.offset >= start && r.offset < high && r.offset >= next {
+                next = r.offset + 1;
+                records.push(Record {
+                    key: r.record.key,
+                    value: r.record.value,
+                });
+            }
+        }
+        if records.len() == before {
+            break;
+        }
+    }
+    Ok(records)
+}
+
+/// A fetched record, owned.
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
+}
+
+/// A change that was not counted where its record said, for a rate-limited warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Untrusted {
+    /// The table the record named, if any.
+    pub(crate) named: Option<String>,
+    /// The table it was counted for instead; `None`: dropped.
+    pub(crate) counted_as: Option<String>,
+}
+
+/// What one partition's sample says.
+#[derive(Debug, Default)]
+pub(crate) struct Summary {
+    pub(crate) activity: Vec<TableActivity>,
+    pub(crate) sampled: usize,
+    pub(crate) bytes: usize,
+    /// The first invalid record's error.
+    pub(crate) invalid: Option<String>,
+    /// The first change not counted where its record said.
+    pub(crate) untrusted: Option<Untrusted>,
+}
+
+/// The start of a record's table name, for a warning.
+pub(crate) fn excerpt(name: &str) -> String {
+    match name.char_indices().nth(NAME_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}...", &name[..cut]),
+        None => name.to_owned(),
+    }
+}
+
+/// Turns a decoded sample into per-table activity. An advance whose sample holds only heartbeats, transaction
+/// markers, messages or schema changes is no table activity; records beyond the sample count for the topic's
+/// table, since a table topic carries nothing but changes and tombstones. Which table a change counts for is
+/// [`Routing::resolve`]'s answer: a record's own table name matters only on routed topics.
+pub(crate) fn summarize(
+    routing: &Routing,
+    topic: &str,
+    partition: i32,
+    new_records: u64,
+    sample: &Result<Vec<Record>, BrokerError>,
+    kinds: &mut BTreeMap<&'static str, u64>,
+) -> Summary {
+    let observed_at_ms = now_unix_ms();
+    let blank = |table: &str| TableActivity {
+        table: table.to_owned(),
+        topic: topic.to_owned(),
+        partition,
+        new_records: 0,
+        ops: BTreeMap::new(),
+        unknown_ops: 0,
+        newest_ts_ms: None,
+        observed_at_ms,
+    };
+    let topic_table = routing.table_of_topic(topic);
+    let no_table = || Untrusted {
+        named: None,
+        counted_as: None,
+    };
+    let mut summary = Summary::default();
+    let records = match sample {
+        Ok(records) => records,
+        Err(e) => {
+            // No sample, but the watermark moved: still a change of the topic's table, operation unknown.
+            tracing::warn!(%topic, partition, error = %e, "sample fetch failed");
+            match topic_table.map(blank) {
+                Some(a) => summary.activity.push(TableActivity {
+                    new_records,
+                    unknown_ops: new_records,
+                    ..a
+                }),
+                None => summary.untrusted = Some(no_table()),
+            }
+            return summary;
+        }
+    };
+    let mut tables: BTreeMap<String, TableActivity> = BTreeMap::new();
+    let mut not_table_data = 0u64;
+    for record in records {
+        summary.bytes += record.value.as_ref().map_or(0, Vec::len);
+        let decoded = decoder::decode(topic, record.key.as_deref(), record.value.as_deref());
+        *kinds.entry(decoded.kind()).or_default() += 1;
+        let (table, change) = match classify(routing, topic, topic_table, &decoded, &mut summary) {
+            Some(counted) => counted,
+            None if matches!(decoded, Decoded::Tombstone { .. }) => continue,
+            None => {
+                not_table_data += 1;
+                continue;
+            }
+        };
+        let Some(table) = table else {
+            summary.untrusted.get_or_insert_with(no_table);
+            continue;
+        };
+        count(tables.entry(table.to_owned()).or_insert_with(|| blank(table)), change);
+    }
+    summary.sampled = records.len();
+    let unsampled = new_records.saturating_sub(u64::try_from(summary.sampled).unwrap_or(u64::MAX));
+    if not_table_data == 0
+        && unsampled > 0
+        && let Some(table) = topic_table
+    {
+        let a = tables.entry(table.to_owned()).or_insert_with(|| blank(table));
+        a.new_records += unsampled;
+    }
+    // A single-table topic: every new record is the table's, sampled or not.
+    if tables.len() == 1
+        && let Some(table) = topic_table
+        && let Some(a) = tables.get_mut(table)
+    {
+        a.new_records = a.new_records.max(new_records.saturating_sub(not_table_data));
+    }
+    summary.activity = tables.into_values().collect();
+    summary
+}
+
+/// The table a decoded record counts for (if any) and its change (if it is one); `None` for a tombstone or a
+/// record that is no table data. Notes the first invalid record and the first untrusted table name in `summary`.
+fn classify<'a>(
+    routing: &Routing,
+    topic: &'a str,
+    topic_table: Option<&'a str>,
+    decoded: &'a Decoded,
+    summary: &mut Summary,
+) -> Option<(Option<&'a str>, Option<&'a Change>)> {
+    // Opaque and invalid records are changes of the topic's table, operation unknown.
+    match decoded {
+        Decoded::Change(change) => {
+            let named = change.table_from_record.then_some(change.table.as_str());
+            let resolved = routing.resolve(topic, named);
+            if let Some(named) = resolved.untrusted()
+                && summary.untrusted.is_none()
+            {
+                summary.untrusted = Some(Untrusted {
+                    named: Some(named.to_owned()),
+                    counted_as: resolved.table().map(str::to_owned),
+                });
+            }
+            Some((resolved.table(), Some(change)))
+        }
+        Decoded::Opaque { .. } => Some((topic_table, None)),
+        Decoded::Invalid { error } => {
+            summary.invalid.get_or_insert_with(|| error.clone());
+            Some((topic_table, None))
+        }
+        _ => None,
+    }
+}
+
+/// Counts one sampled record of `a`'s table: a change with its operation, or a record of unknown operation.
+fn count(a: &mut TableActivity, change: Option<&Change>) {
+    a.new_records += 1;
+    match change {
+        Some(change) => {
+            match change.op {
+                Some(op) => *a.ops.entry(op).or_default() += 1,
+                None => a.unknown_ops += 1,
+            }
+            a.newest_ts_ms = a.newest_ts_ms.max(change.ts_ms);
+        }
+        None => a.unknown_ops += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::decoder::Op;
+
+    fn rec(value: &str) -> Record {
+        Record {
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+        }
+    }
+
+    const TOPIC: &str = "university-server.public.faculty";
+
+    fn routing(routed: &[&str]) -> Routing {
+        let kafka = KafkaConfig {
+            routed_topics: routed.iter().map(|s| (*s).to_owned()).collect(),
+            ..KafkaConfig::default()
+        };
+        Routing::new(&kafka, ["faculty".to_owned(), "program".to_owned()]).expect("valid")
+    }
+
+    /// `summarize` with no routed topics: activity, sampled count, invalid error.
+    fn plain(
+        topic: &str,
+        partition: i32,
+        new_records: u64,
+        sample: &Result<Vec<Record>, BrokerError>,
+        kinds: &mut BTreeMap<&'static str, u64>,
+    ) -> (Vec<TableActivity>, usize, usize, Option<String>) {
+        let s = summarize(&routing(&[]), topic, partition, new_records, sample, kinds);
+        (s.activity, s.sampled, s.bytes, s.invalid)
+    }
+
+    #[test]
+    fn a_sample_of_changes_is_activity_of_the_topic_table() {
+        let sample = Ok(vec![
+            rec(r#"{"op":"c","source":{"table":"faculty"},"after":{},"ts_ms":5}"#),
+            rec(r#"{"op":"u","source":{"table":"faculty","ts_ms":9},"after":{}}"#),
+        ]);
+        let (found, sampled, _, _) = plain(TOPIC, 0, 10, &sample, &mut BTreeMap::new());
+        assert_eq!(sampled, 2);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].table, "faculty");
+        assert_eq!(
+            found[0].new_records, 10,
+            "unsampled records count for the topic's table"
+        );
+        assert_eq!(found[0].ops, BTreeMap::from([(Op::Create, 1), (Op::Update, 1)]));
+        assert_eq!(found[0].newest_ts_ms, Some(9));
+    }
+
+    #[test]
+    fn heartbeats_and_transactions_are_not_activity() {
+        let sample = Ok(vec![rec(r#"{"status":"BEGIN","id":"1","data_collections":null}"#)]);
+        let (found, _, _, _) = plain("university-server.transaction", 0, 1, &sample, &mut BTreeMap::new());
+        assert!(found.is_empty());
+        let (found, _, _, _) = plain(
+            "__debezium-heartbeat.university-server",
+            0,
+            3,
+            &Ok(vec![rec("{}")]),
+            &mut BTreeMap::new(),
+        );
+        assert!(found.is_empty());
+    }
+
+    #[test]
+    fn routed_topics_report_each_startable_table_and_drop_the_rest() {
+        let sample = Ok(vec![
+            rec(r#"{"op":"c","source":{"table":"faculty"},"after":{}}"#),
+            rec(r#"{"op":"d","source":{"table":"program"},"before":{}}"#),
+            rec(r#"{"op":"d","source":{"table":"junk"},"before":{}}"#),
+        ]);
+        let s = summarize(
+            &routing(&[r"university-server\.all"]),
+            "university-server.all",
+            0,
+            3,
+            &sample,
+            &mut BTreeMap::new(),
+        );
+        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        assert_eq!(tables, [("faculty", 1), ("program", 1)]);
+        assert_eq!(
+            s.untrusted,
+            Some(Untrusted {
+                named: Some("junk".into()),
+                counted_as: None
+            })
+        );
+        // The same records on a topic that is not routed: nothing is believed, and the topic has no table.
+        let s = summarize(
+            &routing(&[]),
+            "university-server.all",
+            0,
+            3,
+            &sample,
+            &mut BTreeMap::new(),
+        );
+        assert!(s.activity.is_empty(), "{:?}", s.activity);
+    }
+
+    #[test]
+    fn record_table_names_do_not_create_tables_on_a_table_topic() {
+        let sample = Ok((0..16)
+            .map(|i| rec(&format!(r#"{{"op":"c","source":{{"table":"junk_{i}"}},"after":{{}}}}"#)))
+            .collect());
+        let course = "university-server.public.course";
+        let (found, _, _, _) = plain(course, 0, 640, &sample, &mut BTreeMap::new());
+        let tables: Vec<_> = found.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        assert_eq!(tables, [("course", 640)]);
+        let s = summarize(&routing(&[course]), course, 0, 640, &sample, &mut BTreeMap::new());
+        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        assert_eq!(
+            tables,
+            [("course", 640)],
+            "routed, but junk is no table the sidecar can start"
+        );
+        assert_eq!(s.untrusted.and_then(|u| u.counted_as).as_deref(), Some("course"));
+    }
+
+    #[test]
+    fn a_failed_sample_still_reports_the_advance() {
+        let (found, _, _, _) = plain(
+            TOPIC,
+            2,
+            4,
+            &Err(BrokerError::Timeout {
+                what: "fetch",
+                limit: Duration::from_secs(5),
+            }),
+            &mut BTreeMap::new(),
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].new_records, found[0].unknown_ops), (4, 4));
+    }
+
+    #[test]
+    fn invalid_and_binary_records_are_changes_of_unknown_operation() {
+        let sample = Ok(vec![
+            rec("garbage"),
+            Record {
+                key: None,
+                value: Some(vec![0, 0, 0, 0, 1, 9]),
+            },
+        ]);
+        let mut kinds = BTreeMap::new();
+        let (found, _, _, invalid) = plain(TOPIC, 0, 2, &sample, &mut kinds);
+        assert_eq!(found[0].unknown_ops, 2);
+        assert!(invalid.is_some_and(|e| e.starts_with("not JSON")));
+        assert_eq!(kinds, BTreeMap::from([("invalid", 1), ("opaque", 1)]));
+        assert!(found[0].ops.is_empty());
+    }
+
+    #[test]
+    fn tombstones_alone_are_not_activity_but_their_deletes_are() {
+        let tombstone = Record {
+            key: Some(b"{}".to_vec()),
+            value: None,
+        };
+        let (found, _, _, _) = plain(TOPIC, 0, 1, &Ok(vec![tombstone]), &mut BTreeMap::new());
+        assert!(found.is_empty());
+    }
+}

@@ -1,0 +1,396 @@
+//! One poll of the watcher: topic discovery, watermark reads (batched, or per partition through rskafka), samples
+//! of the partitions that advanced, and lag.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rskafka::BackoffConfig;
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use tokio::time::Instant;
+
+use super::{BrokerError, PollStats, TableActivity, Watched, Watcher, now_unix_ms, timed};
+use crate::kafka::lag::PartitionOffsets;
+use crate::kafka::samples::{self, Summary, Untrusted, excerpt, summarize};
+use crate::kafka::sasl;
+use crate::kafka::watermarks::Offset;
+
+/// Partitions polled at once through rskafka; bounds sockets and memory while keeping a poll of thousands of
+/// partitions short.
+const POLL_CONCURRENCY: usize = 64;
+
+/// One partition and its offset, or why it was not read.
+type Read = ((String, i32), Result<i64, BrokerError>);
+
+/// A partition whose watermark moved from `.1` to `.2`.
+type Advance = ((String, i32), i64, i64);
+
+impl Watcher {
+    /// rskafka's client, built on first use with the same TLS and SASL settings as our own connections.
+    async fn connect(&mut self) -> Result<Arc<Client>, BrokerError> {
+        if let Some(client) = &self.client {
+            return Ok(Arc::clone(client));
+        }
+        let limit = self.config.request_timeout;
+        let mut builder = ClientBuilder::new(self.config.bootstrap.clone())
+            .client_id("cdc-orchestrator")
+            // rskafka retries forever by default; a deadline turns a dead broker into an error we can report.
+            .backoff_config(BackoffConfig {
+                init_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(500),
+                base: 2.0,
+                deadline: Some(limit),
+            });
+        if let Some(tls) = self.security.tls() {
+            builder = builder.tls_config(Arc::clone(tls));
+        }
+        if let Some(credentials) = &self.config.sasl {
+            builder = builder.sasl_config(sasl::rskafka_config(credentials));
+        }
+        let client = Arc::new(timed(limit, "connect", builder.build()).await?);
+        self.client = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    /// Reads topic metadata and adds or removes partitions to match the topic pattern.
+    pub async fn refresh(&mut self) -> Result<(), BrokerError> {
+        let limit = self.config.request_timeout;
+        let topics: Vec<(String, Vec<i32>)> = match self.watermarks.as_mut() {
+            Some(reader) => reader
+                .refresh(&self.config.bootstrap, limit)
+                .await
+                .map_err(BrokerError::Metadata)?
+                .into_iter()
+                .map(|t| (t.name, t.partitions))
+                .collect(),
+            None => {
+                let client = self.connect().await?;
+                timed(limit, "list topics", client.list_topics())
+                    .await?
+                    .into_iter()
+                    .map(|t| (t.name, t.partitions.into_iter().collect()))
+                    .collect()
+            }
+        };
+        let mut wanted = HashSet::new();
+        for (topic, partitions) in topics.into_iter().filter(|(name, _)| self.pattern.is_match(name)) {
+            for partition in partitions {
+                wanted.insert((topic.clone(), partition));
+            }
+        }
+        let late = self.started;
+        for key in &wanted {
+            if self.partitions.contains_key(key) {
+                continue;
+            }
+            if late {
+                tracing::info!(topic = %key.0, partition = key.1, "watching new partition");
+            }
+            self.partitions.insert(
+                key.clone(),
+                Watched {
+                    client: None,
+                    baseline: None,
+                    discovered_late: late,
+                    known_table: None,
+                },
+            );
+        }
+        let before = self.partitions.len();
+        self.partitions.retain(|key, _| wanted.contains(key));
+        if self.partitions.len() < before {
+            tracing::info!(
+                removed = before - self.partitions.len(),
+                "stopped watching deleted partitions"
+            );
+        }
+        self.started = true;
+        self.refreshed_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The table a recent sample of `key` found alone, if it is still within `kafka.sample_interval`.
+    fn known_table(&self, key: &(String, i32), now: Instant) -> Option<String> {
+        let (at, table) = self.partitions.get(key)?.known_table.as_ref()?;
+        (now.duration_since(*at) < self.config.sample_interval).then(|| table.clone())
+    }
+
+    /// rskafka's client for one partition, made on first use.
+    async fn partition_client(&mut self, key: &(String, i32)) -> Result<Arc<PartitionClient>, BrokerError> {
+        if let Some(client) = self.partitions.get(key).and_then(|w| w.client.clone()) {
+            return Ok(client);
+        }
+        let limit = self.config.request_timeout;
+        let client = self.connect().await?;
+        let call = client.partition_client(key.0.clone(), key.1, UnknownTopicHandling::Error);
+        let made = Arc::new(timed(limit, "partition client", call).await?);
+        if let Some(watched) = self.partitions.get_mut(key) {
+            watched.client = Some(Arc::clone(&made));
+        }
+        Ok(made)
+    }
+
+    /// The `at` offset of each of `keys`: one request per broker, or with `kafka.batch_watermarks = false` one
+    /// rskafka request per partition.
+    async fn read_offsets(&mut self, keys: Vec<(String, i32)>, at: Offset) -> Vec<Read> {
+        let limit = self.config.request_timeout;
+        if let Some(reader) = self.watermarks.as_mut() {
+            let read = reader.offsets(&keys, at, limit).await;
+            if reader.is_stale() {
+                // A leader moved or a topic went away: read metadata again before the next poll.
+                self.refreshed_at = None;
+            }
+            return read
+                .into_iter()
+                .map(|(key, r)| (key, r.map_err(BrokerError::from)))
+                .collect();
+        }
+        let mut read = Vec::with_capacity(keys.len());
+        let mut targets = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.partition_client(&key).await {
+                Ok(client) => targets.push((key, client)),
+                Err(e) => read.push((key, Err(e))),
+            }
+        }
+        let offset_at = move || match at {
+            Offset::Earliest => OffsetAt::Earliest,
+            _ => OffsetAt::Latest,
+        };
+        read.extend(
+            futures::stream::iter(targets.into_iter().map(|(key, client)| async move {
+                (key, timed(limit, "list offsets", client.get_offset(offset_at())).await)
+            }))
+            .buffer_unordered(POLL_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await,
+        );
+        read
+    }
+
+    /// One poll: reads every watermark, samples the partitions that advanced and returns the activity found.
+    pub async fn poll(&mut self) -> Result<(Vec<TableActivity>, PollStats), BrokerError> {
+        let keys: Vec<(String, i32)> = self.partitions.keys().cloned().collect();
+        let reads = self.read_offsets(keys, Offset::Latest).await;
+        let mut stats = PollStats {
+            partitions: reads.len(),
+            ..PollStats::default()
+        };
+        let advanced = self.advances(reads).await?;
+        stats.advanced = advanced.len();
+        let mut activity = Vec::new();
+        let now = Instant::now();
+        for advance in advanced {
+            activity.extend(self.activity_of(advance, now, &mut stats).await);
+        }
+        activity.retain(|a| self.admit(&a.table));
+        Ok((activity, stats))
+    }
+
+    /// The partitions whose watermark in `reads` moved past their baseline (which moves with them). Fails only
+    /// when every read failed.
+    async fn advances(&mut self, reads: Vec<Read>) -> Result<Vec<Advance>, BrokerError> {
+        let total = reads.len();
+        let mut errors = Vec::new();
+        let mut advanced = Vec::new();
+        let mut went_back = Vec::new();
+        for (key, result) in reads {
+            let Some(watched) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            let high = match result {
+                Ok(high) => high,
+                Err(source) => {
+                    errors.push(BrokerError::Partition {
+                        topic: key.0,
+                        partition: key.1,
+                        source: Box::new(source),
+                    });
+                    continue;
+                }
+            };
+            match watched.baseline.replace(high) {
+                // Known at start-up: what is already there is the job's business (lag), not new activity.
+                None if !watched.discovered_late => {}
+                None if high > 0 => advanced.push((key, 0, high)),
+                None => {}
+                Some(base) if high < base => {
+                    // Broker restarted with empty storage, or the topic was recreated: start over from its log start.
+                    tracing::warn!(topic = %key.0, partition = key.1, from = base, to = high,
+                        "high watermark went backwards; resetting");
+                    went_back.push((key, high));
+                }
+                Some(base) if high > base => advanced.push((key, base, high)),
+                Some(_) => {}
+            }
+        }
+        if !errors.is_empty() && errors.len() == total {
+            return Err(errors.swap_remove(0));
+        }
+        for error in &errors {
+            tracing::debug!(%error, "watermark read failed; retried next poll");
+        }
+        if !went_back.is_empty() {
+            let keys = went_back.iter().map(|(key, _)| key.clone()).collect();
+            let starts: HashMap<(String, i32), Result<i64, BrokerError>> =
+                self.read_offsets(keys, Offset::Earliest).await.into_iter().collect();
+            for (key, high) in went_back {
+                let start = starts.get(&key).and_then(|r| r.as_ref().ok()).copied().unwrap_or(0);
+                if high > start.min(high) {
+                    advanced.push((key, start.min(high), high));
+                }
+            }
+        }
+        Ok(advanced)
+    }
+
+    /// What one advance says: the known table's changes without a fetch, or what a sample of it finds.
+    async fn activity_of(&mut self, advance: Advance, now: Instant, stats: &mut PollStats) -> Vec<TableActivity> {
+        let ((topic, partition), from, high) = advance;
+        let new_records = u64::try_from(high - from).unwrap_or(0);
+        let key = (topic.clone(), partition);
+        if let Some(table) = self.known_table(&key, now) {
+            // A table topic keeps carrying its table: the watermark alone says how many changes arrived, and
+            // nothing is fetched (the bytes a consume-everything watcher would read are what we save).
+            stats.known_table_advances += 1;
+            return vec![TableActivity {
+                table,
+                topic,
+                partition,
+                new_records,
+                ops: BTreeMap::new(),
+                unknown_ops: 0,
+                newest_ts_ms: None,
+                observed_at_ms: now_unix_ms(),
+            }];
+        }
+        // A partition whose table is known from an earlier sample is re-checked with its newest record only;
+        // a full sample is for learning (new partitions, routed topics, or a surprise at the last check).
+        let want = match self.partitions.get(&key) {
+            Some(w) if w.known_table.is_some() => 1,
+            _ => self.config.sample_records,
+        };
+        let sample = match self.partition_client(&key).await {
+            Ok(client) => samples::fetch(&self.config, &client, from, high, want).await,
+            Err(e) => Err(e),
+        };
+        let Summary {
+            activity: found,
+            sampled,
+            bytes,
+            invalid,
+            untrusted,
+        } = summarize(&self.routing, &topic, partition, new_records, &sample, &mut stats.kinds);
+        let learned = match (&sample, found.as_slice()) {
+            (Ok(_), [only])
+                if invalid.is_none()
+                    && untrusted.is_none()
+                    && self.routing.table_of_topic(&topic) == Some(only.table.as_str()) =>
+            {
+                Some((now, only.table.clone()))
+            }
+            // Another table, several tables, no table data, or no sample: sample the next advance again.
+            _ => None,
+        };
+        if let Some(watched) = self.partitions.get_mut(&key) {
+            watched.known_table = learned;
+        }
+        if let Some(error) = invalid
+            && !self.invalid_logged.contains_key(&topic)
+        {
+            self.invalid_logged.insert(topic.clone(), ());
+            tracing::warn!(%topic, partition, %error, "invalid record (counted as a change of unknown operation; \
+                further ones on this topic are logged at most once a minute)");
+        }
+        if let Some(untrusted) = &untrusted {
+            self.warn_untrusted(&topic, partition, untrusted);
+        }
+        stats.sampled += sampled;
+        stats.sampled_bytes += bytes;
+        found
+    }
+
+    /// Logs, at most once per topic and minute, a change whose record named a table that is not believed here,
+    /// or that has no table at all.
+    fn warn_untrusted(&self, topic: &str, partition: i32, untrusted: &Untrusted) {
+        if self.untrusted_logged.contains_key(topic) {
+            return;
+        }
+        self.untrusted_logged.insert(topic.to_owned(), ());
+        let named = untrusted.named.as_deref().map(excerpt);
+        // Only routed topics ever look at a record's name, so a name that was not believed comes from one.
+        match (&named, untrusted.counted_as.as_deref()) {
+            (Some(named), Some(table)) => tracing::warn!(%topic, partition, %named, %table,
+                "record on a routed topic names no table the sidecar can start (one with a SQL template or in \
+                policy.include): counted as the topic's own table; further ones are logged at most once a minute"),
+            (Some(named), None) => tracing::warn!(%topic, partition, %named,
+                "record on a routed topic names no table the sidecar can start (one with a SQL template or in \
+                policy.include), and the topic has no table of its own: change dropped; further ones are logged \
+                at most once a minute"),
+            (None, _) if self.routing.is_routed(topic) => tracing::warn!(%topic, partition,
+                "record on a routed topic names no table, and the topic has no table of its own: change dropped; \
+                further ones are logged at most once a minute"),
+            (None, _) => tracing::warn!(%topic, partition,
+                "changes on a topic that kafka.topic_template maps to no table and that is not in \
+                kafka.routed_topics are dropped; further ones are logged at most once a minute"),
+        }
+    }
+
+    /// Fetches the newest records of `[from, high)`, at most `want` and about `sample_bytes`.
+    pub async fn lags(&mut self) -> Vec<(String, u64)> {
+        if self.lag.is_none() {
+            return Vec::new();
+        }
+        // The high watermarks are those the last poll read; only the log starts are read here.
+        let highs: Vec<((String, i32), Option<i64>)> = self
+            .partitions
+            .iter()
+            .map(|(key, w)| (key.clone(), w.baseline))
+            .collect();
+        let keys = highs.iter().map(|(key, _)| key.clone()).collect();
+        let starts: HashMap<(String, i32), Result<i64, BrokerError>> =
+            self.read_offsets(keys, Offset::Earliest).await.into_iter().collect();
+        // A table with a partition whose offsets could not be read has no lag this time (unknown, not zero).
+        let mut by_table: BTreeMap<String, Option<Vec<PartitionOffsets>>> = BTreeMap::new();
+        for ((topic, partition), high) in highs {
+            // Lag is per table topic; a topic without a table of its own (a routed one) has none.
+            let Some(table) = self.routing.table_of_topic(&topic).map(str::to_owned) else {
+                continue;
+            };
+            if !self.admit(&table) {
+                continue;
+            }
+            let start = starts
+                .get(&(topic.clone(), partition))
+                .and_then(|r| r.as_ref().ok())
+                .copied();
+            let entry = by_table.entry(table).or_insert_with(|| Some(Vec::new()));
+            match (high, start, entry.as_mut()) {
+                (Some(high), Some(start), Some(list)) => list.push(PartitionOffsets {
+                    topic,
+                    partition,
+                    high,
+                    start,
+                }),
+                _ => *entry = None,
+            }
+        }
+        let Some(reader) = self.lag.as_mut() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (table, partitions) in by_table {
+            let Some(partitions) = partitions else {
+                tracing::debug!(%table, "lag unknown: offsets could not be read");
+                continue;
+            };
+            match reader.lag_from(&self.config, &table, &partitions).await {
+                Ok(lag) => out.push((table, lag)),
+                Err(e) => tracing::debug!(%table, error = %e, "lag unknown"),
+            }
+        }
+        out
+    }
+}
