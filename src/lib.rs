@@ -1,4 +1,32 @@
 //! `cdc-orchestrator`: runs a table's Flink CDC job only while that table has changes.
+//!
+//! # How data flows
+//!
+//! ```text
+//!  Kafka ──▶ kafka::watcher ──WatchEvent──▶ controller ──Input──▶ policy ──Action──▶ controller ──▶ flink::Launcher
+//!            (watermarks, samples                │  ▲                 (pure: no I/O,           (SQL Gateway,
+//!             decoded by decoder)                │  └──── outcomes ◀── no clock)                 JobManager)
+//!                                                ▼
+//!                                   http (health, /tables, metrics, control API)
+//! ```
+//!
+//! # Where each concern lives
+//!
+//! - [`config`]: layered settings (defaults, TOML file, `CDC_*` variables), one file per section, each validating
+//!   itself; every mistake reported at once.
+//! - [`kafka`]: the Kafka side: one connection layer (ApiVersions, TLS, SASL), partition watermarks, consumer lag,
+//!   bounded record samples, and the one rule that names a topic's table.
+//! - [`decoder`]: a Debezium record's table, operation and kind (change, tombstone, heartbeat), never panicking.
+//! - [`policy`]: the pure trigger state machine that decides when each table's job starts and stops; time is an
+//!   input, so it is replayable and property-tested.
+//! - [`controller`]: the run loop: feeds the watcher's observations and operator commands to the policy and
+//!   carries out its actions through a [`flink::Launcher`], reporting outcomes back.
+//! - [`flink`]: the `Launcher` trait and its `sql-gateway` and `dry-run` implementations, the SQL Gateway and
+//!   JobManager REST clients, job states and ids.
+//! - [`sql`]: the Flink SQL templates of a table's job, loaded and checked once, rendered per start.
+//! - [`http`]: the operator endpoint: health, readiness, `/tables`, Prometheus metrics, the control API.
+//! - [`cli`]: one file per subcommand; `main.rs` only parses the command line and dispatches.
+//! - [`backoff`], [`logging`], [`shutdown`]: the one backoff rule, escaped logs, the shutdown signal every task takes.
 
 #![warn(missing_docs)]
 

@@ -5,11 +5,11 @@
 //! launcher calls run as separate tasks so a slow Flink never stalls watching. The loop is generic over the
 //! [`Launcher`] trait, so tests drive it with a launcher of their own.
 //!
-//! - [`run_loop`]: the loop, its input queue, timers, publishing and shutdown.
-//! - [`effects`]: launcher calls as tasks, and their outcomes fed back to the policy.
-//! - [`observe`]: watcher events as policy inputs.
-//! - [`control`]: the operator commands the HTTP server forwards, and the table snapshots it reads.
-//! - [`health`]: readiness inputs.
+//! - `run_loop`: the loop, its input queue, timers, publishing and shutdown.
+//! - `effects`: launcher calls as tasks, and their outcomes fed back to the policy.
+//! - `observe`: watcher events as policy inputs.
+//! - `control`: the operator commands the HTTP server forwards, and the table snapshots it reads.
+//! - `health`: readiness inputs.
 
 mod control;
 mod effects;
