@@ -41,6 +41,10 @@ candidate() { # name -> cargo --config flags defining profile "bench-<name>"
       --config "profile.$P.lto=\"thin\"" --config "profile.$P.codegen-units=16"; pkgs 3 "${HOT[@]}" ;;
     o3-thin-coldz) printf '%s\n' "${base[@]}" --config "profile.$P.opt-level=3" --config "profile.$P.lto=\"thin\"" \
       --config "profile.$P.codegen-units=1"; pkgs '"z"' "${COLD[@]}" ;;
+    # The hot crates but our own at 3 under fat LTO: does a dependency's level survive fat LTO's final pass at the
+    # root's level? (Our own crate is the root: at 3 it would make the whole LTO pass run at 3.)
+    s-fat-deps3) printf '%s\n' "${base[@]}" --config "profile.$P.opt-level=\"s\"" --config "profile.$P.lto=\"fat\"" \
+      --config "profile.$P.codegen-units=1"; pkgs 3 "${HOT[@]:1}" ;;
     s-fat-hot3) printf '%s\n' "${base[@]}" --config "profile.$P.opt-level=\"s\"" --config "profile.$P.lto=\"fat\"" \
       --config "profile.$P.codegen-units=1"; pkgs 3 "${HOT[@]}" ;;
     release) ;; # the [profile.release] in Cargo.toml as it stands
@@ -48,7 +52,7 @@ candidate() { # name -> cargo --config flags defining profile "bench-<name>"
   esac
 }
 
-ALL=(s-fat o3-fat o2-fat s-thin-hot3 s-thin-hot3-cgu16 o3-thin-coldz)
+ALL=(release s-thin-hot3 s-fat-deps3 o2-fat o3-fat o3-thin-coldz)
 [ $# -gt 0 ] && ALL=("$@")
 mkdir -p target/bench
 values=target/bench/profile-values.jsonl
@@ -64,8 +68,8 @@ for name in "${ALL[@]}"; do
   built=$(($(date +%s) - began))
   dir="target/$target/$profile"
   size=$(stat -c %s "$dir/cdc-orchestrator")
-  rust=$("$dir/examples/decode_throughput" "$values" 20)
-  python=$(python3 bench/json_loads.py "$values" 5)
+  rust=$("$dir/examples/decode_throughput" "$values" 40)
+  python=$(python3 bench/json_loads.py "$values" 10)
   echo "{\"profile\":\"$name\",\"static_bytes\":$size,\"build_s\":$built,\"rust\":$rust,\"python\":$python}" | tee -a "$out"
 done
 python3 - "$out" <<'PY'
@@ -74,10 +78,12 @@ rows = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
     rows[r["profile"]] = r  # the latest measurement of each candidate
-print("| profile | static binary (bytes) | <= 8 MB | decoder us/envelope | json.loads us | ratio |")
+print("| profile | static binary (bytes) | <= 8 MiB | decoder CPU us/envelope | json.loads CPU us | ratio |")
 print("|---|---|---|---|---|---|")
 for r in rows.values():
-    us, py = r["rust"]["ns_per_record"] / 1000, r["python"]["ns_per_record"] / 1000
+    # CPU time: on a shared machine the wall time is mostly waiting for a core.
+    us = r["rust"].get("cpu_ns_per_record", r["rust"]["ns_per_record"]) / 1000
+    py = r["python"].get("cpu_ns_per_record", r["python"]["ns_per_record"]) / 1000
     ok = "yes" if r["static_bytes"] <= 8 * 1024 * 1024 else "no"
     print(f"| {r['profile']} | {r['static_bytes']:,} | {ok} | {us:.2f} | {py:.2f} | {py / us:.1f}x |")
 PY
