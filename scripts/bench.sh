@@ -5,8 +5,8 @@
 # against the same work in Python. See BENCHMARKS.md.
 #   scripts/bench.sh           full run (~25 min with the release build)
 #   scripts/bench.sh --quick   short run (~15 min with the release build)
-# Measures the shipped binary: the static musl build of the release profile (scripts/build-static.sh), with the
-# producer and the decoder benchmark built the same way. Installs what it needs (tansu, and kafka-python for the
+# Measures the shipped binary: the static musl build of the release profile, as scripts/build-static.sh makes it,
+# with the producer and the decoder benchmark built by the same command. Installs what it needs (tansu, and kafka-python for the
 # baseline into .tools/bench) and prints a Markdown report (also written to target/bench/report.md).
 # On a machine shared with other work, run it as `nice -n 19 scripts/bench.sh`.
 set -euo pipefail
@@ -17,8 +17,20 @@ if [ ! -d .tools/bench/kafka ]; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     --target .tools/bench kafka-python==3.0.12
 fi
-echo "== the static release binary, the producer and the decoder benchmark (x86_64-unknown-linux-musl)" >&2
-bin="$(scripts/build-static.sh)"
-CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target x86_64-unknown-linux-musl \
+# The binary and the examples in one cargo command, as the static build (scripts/build-static.sh) makes them: musl
+# target, musl-gcc for the C in ring, zstd and lz4. One command, because building examples turns on the
+# dev-dependencies' features for the whole build: a second command for the examples alone would build everything
+# again.
+target=x86_64-unknown-linux-musl
+if ! command -v musl-gcc >/dev/null; then
+  echo "installing musl-tools (apt-get)" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools >&2
+fi
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$target"; then
+  rustup target add "$target" >&2
+fi
+echo "== the static release binary, the producer and the decoder benchmark ($target)" >&2
+CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target "$target" --bin cdc-orchestrator \
   --example decode_throughput --example produce
-exec python3 bench/bench.py --binary "$bin" "$@"
+exec python3 bench/bench.py --binary "${CARGO_TARGET_DIR:-target}/$target/release/cdc-orchestrator" "$@"
