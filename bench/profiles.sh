@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build profiles for the shipped binary, side by side (issue 19): for each candidate, the static musl binary's
-# size and the decoder's speed (examples/decode_throughput.rs built by that same profile, same target), and
+# size and the decoder's CPU time (examples/decode_throughput.rs built by that same profile, same target), and
 # Python's json.loads on the same file in the same run. Candidates are cargo profiles defined on the command line
-# (--config), so Cargo.toml keeps only the chosen one. Results: target/bench/profiles.jsonl (one line per
-# candidate) and a Markdown table on stdout.
+# (--config), so Cargo.toml keeps only the chosen one. Results: target/bench/profiles.json and a Markdown table on
+# stdout. The binary is built with the examples (dev-dependency features unified: a few KB over
+# scripts/build-static.sh's binary alone).
 #   bench/profiles.sh                 every candidate (a full release build each: ~10-20 min each on 2 cores)
 #   bench/profiles.sh s-fat o3-thin   only these
 # Run it under `nice -n 19` on a shared machine.
@@ -57,33 +58,41 @@ ALL=(release s-thin-hot3 s-fat-deps3 o2-fat o3-fat o3-thin-coldz)
 mkdir -p target/bench
 values=target/bench/profile-values.jsonl
 python3 bench/bench.py --write-values "$values" --records 2000
-out=target/bench/profiles.jsonl
+sizes=target/bench/profile-sizes.txt
 for name in "${ALL[@]}"; do
   mapfile -t flags < <(candidate "$name")
   profile=$([ "$name" = release ] && echo release || echo "bench-$name")
   echo "== $name: cargo build --profile $profile --target $target" >&2
-  began=$(date +%s)
   cargo "${flags[@]}" build --locked --profile "$profile" --target "$target" --bin cdc-orchestrator \
     --example decode_throughput --example produce >&2
-  built=$(($(date +%s) - began))
-  dir="target/$target/$profile"
-  size=$(stat -c %s "$dir/cdc-orchestrator")
-  rust=$("$dir/examples/decode_throughput" "$values" 40)
-  python=$(python3 bench/json_loads.py "$values" 10)
-  echo "{\"profile\":\"$name\",\"static_bytes\":$size,\"build_s\":$built,\"rust\":$rust,\"python\":$python}" | tee -a "$out"
+  echo "$name $(stat -c %s "target/$target/$profile/cdc-orchestrator")" >>"$sizes"
 done
-python3 - "$out" <<'PY'
-import json, sys
-rows = {}
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    rows[r["profile"]] = r  # the latest measurement of each candidate
-print("| profile | static binary (bytes) | <= 8 MiB | decoder CPU us/envelope | json.loads CPU us | ratio |")
+# Then every candidate's decoder and json.loads in turn, ROUNDS times (default 5), medians: on a shared machine
+# one run moves by +-25%; taking them in turn spreads the machine's moods over all of them alike.
+python3 - "$sizes" "$values" "$target" "${ROUNDS:-5}" "${ALL[@]}" <<'PY'
+import json, subprocess, sys
+sizes_file, values, target, rounds, names = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
+sizes = dict(line.split() for line in open(sizes_file))  # the latest build of each candidate
+cpu = {name: [] for name in names + ["json.loads"]}
+for _ in range(rounds):
+    for name in names:
+        profile = "release" if name == "release" else f"bench-{name}"
+        exe = f"target/{target}/{profile}/examples/decode_throughput"
+        out = json.loads(subprocess.run([exe, values, "40"], capture_output=True, text=True, check=True).stdout)
+        cpu[name].append(out["cpu_ns_per_record"])
+    out = json.loads(subprocess.run([sys.executable, "bench/json_loads.py", values, "10"], capture_output=True,
+                                    text=True, check=True).stdout)
+    cpu["json.loads"].append(out["cpu_ns_per_record"])
+median = {name: sorted(v)[len(v) // 2] for name, v in cpu.items()}
+with open("target/bench/profiles.json", "w") as f:
+    json.dump({"sizes": sizes, "cpu_ns": cpu, "median": median}, f, indent=1)
+print(f"| profile | static binary (bytes) | <= 8 MiB | decoder CPU ns (median; min of {rounds}) | "
+      "json.loads CPU ns, same runs | ratio |")
 print("|---|---|---|---|---|---|")
-for r in rows.values():
-    # CPU time: on a shared machine the wall time is mostly waiting for a core.
-    us = r["rust"].get("cpu_ns_per_record", r["rust"]["ns_per_record"]) / 1000
-    py = r["python"].get("cpu_ns_per_record", r["python"]["ns_per_record"]) / 1000
-    ok = "yes" if r["static_bytes"] <= 8 * 1024 * 1024 else "no"
-    print(f"| {r['profile']} | {r['static_bytes']:,} | {ok} | {us:.2f} | {py:.2f} | {py / us:.1f}x |")
+py = median["json.loads"]
+for name in names:
+    size = int(sizes[name])
+    ok = "yes" if size <= 8 * 1024 * 1024 else "no"
+    print(f"| {name} | {size:,} | {ok} | {median[name]:,.0f}; {min(cpu[name]):,.0f} | {py:,.0f}; "
+          f"{min(cpu['json.loads']):,.0f} | {py / median[name]:.1f}x |")
 PY
