@@ -2,12 +2,24 @@
 //! comparison in `scripts/bench.sh` (`bench/json_loads.py` is the Python half, on the same file).
 //!
 //! `cargo run --release --example decode_throughput -- <values.jsonl> [rounds]` prints one JSON line:
-//! records, rounds, ns per record, and how many records decoded as changes.
+//! records, rounds, ns per record (wall), CPU ns per record (the thread's time on a CPU, from
+//! `/proc/thread-self/schedstat`: on a shared machine the wall time includes waiting for a core), and how many
+//! records decoded as changes.
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use cdc_orchestrator::decoder::{Decoded, decode};
+
+/// Nanoseconds this thread has run on a CPU (the first field of `/proc/thread-self/schedstat`), if readable.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
 
 fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
@@ -31,6 +43,7 @@ fn main() -> std::process::ExitCode {
             changes += 1;
         }
     }
+    let cpu_started = thread_cpu_ns();
     let started = Instant::now();
     for _ in 0..rounds {
         for value in &values {
@@ -38,11 +51,15 @@ fn main() -> std::process::ExitCode {
         }
     }
     let elapsed = started.elapsed();
+    let cpu = thread_cpu_ns()
+        .zip(cpu_started)
+        .map(|(end, start)| end.saturating_sub(start));
     let decoded = values.len() as f64 * f64::from(rounds);
     println!(
-        "{{\"records\":{},\"rounds\":{rounds},\"ns_per_record\":{:.1},\"changes\":{changes}}}",
+        "{{\"records\":{},\"rounds\":{rounds},\"ns_per_record\":{:.1},\"cpu_ns_per_record\":{},\"changes\":{changes}}}",
         values.len(),
-        elapsed.as_nanos() as f64 / decoded.max(1.0)
+        elapsed.as_nanos() as f64 / decoded.max(1.0),
+        cpu.map_or("null".to_owned(), |ns| format!("{:.1}", ns as f64 / decoded.max(1.0)))
     );
     std::process::ExitCode::SUCCESS
 }

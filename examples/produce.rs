@@ -43,6 +43,13 @@ struct Args {
     /// Write `table produce_ms` per record to this file.
     #[arg(long)]
     log: Option<std::path::PathBuf>,
+    /// Write `count` records in all, each to a table and partition (of `partitions`) drawn at random, instead of
+    /// `count` per table to partition 0 (the benchmark's detection check at 120,000 partitions).
+    #[arg(long)]
+    random: bool,
+    /// Produce requests in flight at once (still one record each): rates past one broker round trip.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
 }
 
 fn now_ms() -> u128 {
@@ -83,16 +90,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await??;
     let existing: Vec<String> = client.list_topics().await?.into_iter().map(|t| t.name).collect();
     let controller = client.controller_client()?;
-    let mut partitions = Vec::new();
+    let mut topics = Vec::new();
     for table in &args.tables {
         let topic = format!("{}.public.{table}", args.prefix);
         if !existing.contains(&topic) {
             controller.create_topic(&topic, args.partitions, 1, 5_000).await?;
         }
-        partitions.push((
-            table.clone(),
-            client.partition_client(&topic, 0, UnknownTopicHandling::Retry).await?,
-        ));
+        topics.push((table.clone(), topic));
+    }
+    // Which (table index, partition) each record goes to, in produce order.
+    let mut rng = rand::rng();
+    let targets: Vec<(usize, i32)> = if args.random {
+        (0..args.count)
+            .map(|_| {
+                (
+                    rand::RngExt::random_range(&mut rng, 0..topics.len()),
+                    rand::RngExt::random_range(&mut rng, 0..args.partitions.max(1)),
+                )
+            })
+            .collect()
+    } else {
+        (0..args.count)
+            .flat_map(|_| (0..topics.len()).map(|t| (t, 0)))
+            .collect()
+    };
+    let mut clients = std::collections::HashMap::new();
+    for &(t, p) in &targets {
+        if let std::collections::hash_map::Entry::Vacant(slot) = clients.entry((t, p)) {
+            slot.insert(
+                client
+                    .partition_client(topics[t].1.as_str(), p, UnknownTopicHandling::Retry)
+                    .await?,
+            );
+        }
     }
     let gap = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     let mut log = match &args.log {
@@ -101,25 +131,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let started = Instant::now();
     let mut produced = 0u64;
-    for id in 1..=args.count {
-        for (table, pc) in &partitions {
-            if let Some(gap) = gap {
-                tokio::time::sleep_until((started + gap.mul_f64(produced as f64)).into()).await;
-            }
-            let now_ms = now_ms();
-            let record = Record {
-                key: Some(format!("{{\"id\":{id}}}").into_bytes()),
-                value: Some(envelope(table, id, &args.op, args.pad, now_ms)),
-                headers: Default::default(),
-                timestamp: chrono::Utc::now(),
-            };
-            // One record per batch: tansu mishandles multi-record batches.
-            pc.produce(vec![record], Compression::NoCompression).await?;
-            if let Some(log) = log.as_mut() {
-                writeln!(log, "{table} {now_ms}")?;
-            }
-            produced += 1;
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    for (seq, &(t, p)) in targets.iter().enumerate() {
+        let table = &topics[t].0;
+        if let Some(gap) = gap {
+            tokio::time::sleep_until((started + gap.mul_f64(seq as f64)).into()).await;
         }
+        let now_ms = now_ms();
+        let id = seq as u64 / topics.len() as u64 + 1;
+        let record = Record {
+            key: Some(format!("{{\"id\":{id}}}").into_bytes()),
+            value: Some(envelope(table, id, &args.op, args.pad, now_ms)),
+            headers: Default::default(),
+            timestamp: chrono::Utc::now(),
+        };
+        let pc = &clients[&(t, p)];
+        // One record per batch: tansu mishandles multi-record batches.
+        in_flight.push(pc.produce(vec![record], Compression::NoCompression));
+        while in_flight.len() >= args.in_flight.max(1) {
+            if let Some(result) = futures::StreamExt::next(&mut in_flight).await {
+                result?;
+            }
+        }
+        if let Some(log) = log.as_mut() {
+            writeln!(log, "{table} {now_ms}")?;
+        }
+        produced += 1;
+    }
+    while let Some(result) = futures::StreamExt::next(&mut in_flight).await {
+        result?;
     }
     if let Some(mut log) = log {
         log.flush()?;
@@ -127,7 +167,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "produced {produced} records to {} table(s) in {seconds:.1} s ({:.0}/s)",
-        partitions.len(),
+        topics.len(),
         produced as f64 / seconds.max(1e-9)
     );
     Ok(())
