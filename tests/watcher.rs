@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use cdc_orchestrator::config::{Config, KafkaConfig};
@@ -10,7 +11,8 @@ use cdc_orchestrator::kafka::lag::{LagReader, PartitionOffsets};
 use cdc_orchestrator::kafka::routing::Routing;
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent, Watcher};
 use rskafka::client::partition::OffsetAt;
-use tokio::sync::mpsc;
+use support::counting_proxy::CountingProxy;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 const PREFIX: &str = "university-server.public.";
@@ -558,4 +560,43 @@ async fn once_the_table_is_known_an_expired_interval_rechecks_only_the_newest_re
     }
     assert_eq!(seen, 4);
     running.stop().await;
+}
+
+#[tokio::test]
+async fn after_the_first_read_lag_is_read_only_for_tables_with_a_job() {
+    let (listener, proxy_port) = CountingProxy::bind();
+    let broker = support::Broker::start_advertising(&format!("127.0.0.1:{proxy_port}"));
+    let proxy = CountingProxy::start(listener, broker.port());
+    let config = KafkaConfig {
+        bootstrap: vec![proxy.bootstrap()],
+        ..config(&broker)
+    };
+    let client = support::client(&broker).await;
+    for table in ["course", "payment"] {
+        let topic = format!("{PREFIX}{table}");
+        support::create_topic(&client, &topic, 1).await;
+        produce(&client, &topic, &[envelope(table, "c")]).await;
+    }
+    let (with_jobs, tables) = watch::channel(BTreeSet::new());
+    let mut watcher = Watcher::new(config).expect("valid config").with_lag_tables(tables);
+    watcher.refresh().await.expect("refresh");
+    watcher.poll().await.expect("baseline poll");
+    let lag = |tables: &[&str]| tables.iter().map(|t| ((*t).to_owned(), 1)).collect::<Vec<_>>();
+    assert_eq!(
+        watcher.lags().await,
+        lag(&["course", "payment"]),
+        "the first read covers every table: changes made while the sidecar was down show as lag"
+    );
+    let before = proxy.bytes();
+    assert_eq!(watcher.lags().await, lag(&[]), "no table has a job");
+    assert_eq!(proxy.bytes(), before, "no ListOffsets or OffsetFetch without a job");
+    with_jobs.send_replace(BTreeSet::from(["course".to_owned()]));
+    assert_eq!(watcher.lags().await, lag(&["course"]), "only the table with a job");
+    with_jobs.send_replace(BTreeSet::new());
+    assert_eq!(
+        watcher.lags().await,
+        lag(&["course"]),
+        "once more after its job ended, so a fresh lag is left behind"
+    );
+    assert_eq!(watcher.lags().await, lag(&[]));
 }

@@ -338,17 +338,26 @@ impl Watcher {
         }
     }
 
-    /// Fetches the newest records of `[from, high)`, at most `want` and about `sample_bytes`.
+    /// The lag of each table with a job group worth reading (see [`Watcher::with_lag_tables`]).
     pub async fn lags(&mut self) -> Vec<(String, u64)> {
         if self.lag.is_none() {
             return Vec::new();
         }
+        let filter = self.lag_filter();
         // The high watermarks are those the last poll read; only the log starts are read here.
         let highs: Vec<((String, i32), Option<i64>)> = self
             .partitions
             .iter()
+            .filter(|(key, _)| match (&filter, self.routing.table_of_topic(&key.0)) {
+                (None, _) => true,
+                (Some(tables), Some(table)) => tables.contains(table),
+                (Some(_), None) => false,
+            })
             .map(|(key, w)| (key.clone(), w.baseline))
             .collect();
+        if highs.is_empty() {
+            return Vec::new();
+        }
         let keys = highs.iter().map(|(key, _)| key.clone()).collect();
         let starts: HashMap<(String, i32), Result<i64, BrokerError>> =
             self.read_offsets(keys, Offset::Earliest).await.into_iter().collect();
