@@ -121,7 +121,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         .into_iter()
         .chain(config.policy.include.iter().cloned());
     let routing = Routing::new(&config.kafka, startable).map_err(WatchError::Routed)?;
-    let watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
+    // What counts as a change for every table: a first sample's newest record of one of these settles it.
+    let policy = &config.policy;
+    let counted_everywhere = policy.operations.iter().copied().filter(|op| {
+        policy
+            .tables
+            .keys()
+            .all(|t| policy.for_table(t).operations.contains(op))
+    });
+    let watcher = Watcher::new(config.kafka.clone())?
+        .with_routing(routing)
+        .with_counted_ops(counted_everywhere.collect::<Vec<_>>());
     if config.flink.launcher != LauncherKind::DryRun {
         templates
             .require_credentials(&Credentials::from_env())

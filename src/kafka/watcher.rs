@@ -197,6 +197,9 @@ pub struct Watcher {
     untrusted_logged: moka::sync::Cache<String, ()>,
     /// Which table a change belongs to.
     routing: Routing,
+    /// Operations that count as changes for every table (`policy.operations` and its overrides): a first sample's
+    /// newest record of one of these settles what the advance means, so the rest need not be fetched.
+    counted_ops: BTreeSet<Op>,
     /// Tables reported so far (activity or lag); at most `kafka.max_tables` besides the startable ones.
     tables: HashSet<String>,
     /// Whether the `kafka.max_tables` warning was given (it is given once).
@@ -260,6 +263,7 @@ impl Watcher {
                 .time_to_live(INVALID_LOG_EVERY)
                 .build(),
             routing,
+            counted_ops: Op::ALL.into_iter().collect(),
             tables: HashSet::new(),
             tables_full_warned: false,
         })
@@ -293,6 +297,14 @@ impl Watcher {
             );
         }
         false
+    }
+
+    /// Takes `ops` as the operations that count as changes for every table (default: all). A first sample of a
+    /// table topic fetches only the newest record when that record is a change of one of these; otherwise, and
+    /// always on routed topics, it fetches the full `kafka.sample_records`.
+    pub fn with_counted_ops(mut self, ops: impl IntoIterator<Item = Op>) -> Watcher {
+        self.counted_ops = ops.into_iter().collect();
+        self
     }
 
     /// Reads lag, after the first read, only for the tables `tables` holds (and, once more, those it held at the
