@@ -142,8 +142,9 @@ impl Watcher {
                 // A leader moved or a topic went away: read metadata again before the next poll.
                 self.refreshed_at = None;
             }
-            return read
+            return keys
                 .into_iter()
+                .zip(read)
                 .map(|(key, r)| (key, r.map_err(BrokerError::from)))
                 .collect();
         }
