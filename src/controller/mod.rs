@@ -33,7 +33,7 @@ use crate::http::ServerState;
 use crate::http::metrics::{Metrics, TableJobStateLabels};
 use crate::kafka::routing::Routing;
 use crate::kafka::watcher::{WatchError, Watcher};
-use crate::policy::{Input, Millis, Policy};
+use crate::policy::{Input, Millis, Policy, TableState};
 use crate::sql::{Credentials, TemplateError, Templates};
 use effects::Outcome;
 use run_loop::Clock;
@@ -121,7 +121,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         .into_iter()
         .chain(config.policy.include.iter().cloned());
     let routing = Routing::new(&config.kafka, startable).map_err(WatchError::Routed)?;
-    let watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
+    // What counts as a change for every table: a first sample's newest record of one of these settles it.
+    let policy = &config.policy;
+    let counted_everywhere = policy.operations.iter().copied().filter(|op| {
+        policy
+            .tables
+            .keys()
+            .all(|t| policy.for_table(t).operations.contains(op))
+    });
+    let watcher = Watcher::new(config.kafka.clone())?
+        .with_routing(routing)
+        .with_counted_ops(counted_everywhere.collect::<Vec<_>>());
     if config.flink.launcher != LauncherKind::DryRun {
         templates
             .require_credentials(&Credentials::from_env())
@@ -175,7 +185,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         health.flink_ok();
     }
     let (observations_tx, observations_rx) = mpsc::channel(1024);
-    let watcher = watcher.with_metrics(metrics.clone());
+    let lag_tables = tables_with_jobs(run_loop.subscribe(), shutdown.clone());
+    let watcher = watcher.with_metrics(metrics.clone()).with_lag_tables(lag_tables);
     let watcher = tokio::spawn(watcher.run(observations_tx, shutdown.clone()));
     run_loop.run(observations_rx, control_rx, shutdown.clone()).await;
     let _ = watcher.await;
@@ -186,4 +197,39 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     }
     tracing::info!("cdc-orchestrator stopped");
     Ok(())
+}
+
+/// The tables with a job starting, running or stopping, following `tables` until `shutdown`: the watcher reads lag
+/// only for those, since only there does it decide anything.
+fn tables_with_jobs(
+    mut tables: watch::Receiver<control::TablesSnapshot>,
+    shutdown: CancellationToken,
+) -> watch::Receiver<BTreeSet<String>> {
+    let (tx, rx) = watch::channel(BTreeSet::new());
+    tokio::spawn(async move {
+        loop {
+            let with_jobs: BTreeSet<String> = tables
+                .borrow_and_update()
+                .values()
+                .filter(|s| {
+                    s.job_id.is_some()
+                        || matches!(
+                            s.state,
+                            TableState::Starting | TableState::Running | TableState::Stopping
+                        )
+                })
+                .map(|s| s.table.clone())
+                .collect();
+            tx.send_if_modified(|current| {
+                let changed = *current != with_jobs;
+                *current = with_jobs;
+                changed
+            });
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = tables.changed() => if changed.is_err() { return },
+            }
+        }
+    });
+    rx
 }

@@ -160,3 +160,43 @@ async fn a_broker_that_hangs_up_is_an_io_error_that_keeps_its_cause() {
     );
     broker.await.expect("broker");
 }
+
+#[tokio::test]
+async fn the_watermark_requests_get_their_compact_versions_or_the_brokers_highest_below() {
+    use crate::kafka::watermarks::{LIST_OFFSETS_VERSIONS, METADATA_VERSIONS};
+    // (ListOffsets offered, Metadata offered) -> (ListOffsets spoken, Metadata spoken).
+    let cases = [
+        ((0, 9), (0, 12), Some(3), Some(4)),
+        ((0, 3), (0, 4), Some(3), Some(4)),
+        ((0, 2), (0, 1), Some(2), Some(1)),
+        ((1, 2), (4, 12), Some(2), Some(4)),
+        ((4, 9), (5, 12), None, None),
+    ];
+    for (list_offsets, metadata, want_list_offsets, want_metadata) in cases {
+        let (address, broker) = scripted(move |mut stream| async move {
+            let (_, version, request) = read_request(&mut stream).await;
+            let offered = ApiVersionsResponse::default().with_api_keys(vec![
+                api(ApiKey::ApiVersions, 0, ApiVersionsRequest::VERSIONS.max),
+                api(ApiKey::ListOffsets, list_offsets.0, list_offsets.1),
+                api(ApiKey::Metadata, metadata.0, metadata.1),
+            ]);
+            answer(&mut stream, &request, 0, &offered, version).await;
+        })
+        .await;
+        let connection = Connection::connect(&address, &Security::default(), Duration::from_secs(5))
+            .await
+            .expect("connect and negotiate");
+        let case = format!("ListOffsets {list_offsets:?}, Metadata {metadata:?}");
+        assert_eq!(
+            connection.version(ApiKey::ListOffsets, LIST_OFFSETS_VERSIONS).ok(),
+            want_list_offsets,
+            "{case}"
+        );
+        assert_eq!(
+            connection.version(ApiKey::Metadata, METADATA_VERSIONS).ok(),
+            want_metadata,
+            "{case}"
+        );
+        broker.await.expect("broker");
+    }
+}

@@ -6,7 +6,7 @@
 //!
 //! Discovery, watermark reads, sampling and lag are in `watcher/poll.rs`; this file holds the types and the loop.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use regex::Regex;
 use rskafka::client::Client;
 use rskafka::client::partition::PartitionClient;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -183,6 +183,13 @@ pub struct Watcher {
     /// Batched watermark reads; `None` with `kafka.batch_watermarks = false` (rskafka's per-partition reads).
     watermarks: Option<WatermarkReader>,
     lag: Option<LagReader>,
+    /// Tables whose lag decides something (a job starting, running or stopping); `None`: every table's.
+    lag_tables: Option<watch::Receiver<BTreeSet<String>>>,
+    /// The set the last lag read used; its tables get one more read, so a job's end leaves a fresh lag behind.
+    lag_previous: BTreeSet<String>,
+    /// Whether lag has been read once: the first read covers every table, so changes made while the sidecar was
+    /// down are found as lag.
+    lag_read_once: bool,
     metrics: Option<Arc<Metrics>>,
     /// Topics whose last invalid record was logged recently; entries expire after [`INVALID_LOG_EVERY`].
     invalid_logged: moka::sync::Cache<String, ()>,
@@ -190,6 +197,9 @@ pub struct Watcher {
     untrusted_logged: moka::sync::Cache<String, ()>,
     /// Which table a change belongs to.
     routing: Routing,
+    /// Operations that count as changes for every table (`policy.operations` and its overrides): a first sample's
+    /// newest record of one of these settles what the advance means, so the rest need not be fetched.
+    counted_ops: BTreeSet<Op>,
     /// Tables reported so far (activity or lag); at most `kafka.max_tables` besides the startable ones.
     tables: HashSet<String>,
     /// Whether the `kafka.max_tables` warning was given (it is given once).
@@ -240,6 +250,9 @@ impl Watcher {
             refreshed_at: None,
             started: false,
             lag,
+            lag_tables: None,
+            lag_previous: BTreeSet::new(),
+            lag_read_once: false,
             metrics: None,
             invalid_logged: moka::sync::Cache::builder()
                 .max_capacity(10_000)
@@ -250,6 +263,7 @@ impl Watcher {
                 .time_to_live(INVALID_LOG_EVERY)
                 .build(),
             routing,
+            counted_ops: Op::ALL.into_iter().collect(),
             tables: HashSet::new(),
             tables_full_warned: false,
         })
@@ -283,6 +297,33 @@ impl Watcher {
             );
         }
         false
+    }
+
+    /// Takes `ops` as the operations that count as changes for every table (default: all). A first sample of a
+    /// table topic fetches only the newest record when that record is a change of one of these; otherwise, and
+    /// always on routed topics, it fetches the full `kafka.sample_records`.
+    pub fn with_counted_ops(mut self, ops: impl IntoIterator<Item = Op>) -> Watcher {
+        self.counted_ops = ops.into_iter().collect();
+        self
+    }
+
+    /// Reads lag, after the first read, only for the tables `tables` holds (and, once more, those it held at the
+    /// previous read): lag decides something only for a table with a job starting, running or stopping, and each
+    /// table's read costs a ListOffsets and an OffsetFetch. Without it every table's lag is read.
+    pub fn with_lag_tables(mut self, tables: watch::Receiver<BTreeSet<String>>) -> Watcher {
+        self.lag_tables = Some(tables);
+        self
+    }
+
+    /// The tables whose lag the next read covers; `None`: all of them.
+    fn lag_filter(&mut self) -> Option<BTreeSet<String>> {
+        let tables = self.lag_tables.as_ref()?;
+        let current = tables.borrow().clone();
+        let previous = std::mem::replace(&mut self.lag_previous, current.clone());
+        if !std::mem::replace(&mut self.lag_read_once, true) {
+            return None;
+        }
+        Some(current.into_iter().chain(previous).collect())
     }
 
     /// Records polls, their duration, partitions watched, sampled records by kind and sampled bytes in `metrics`.

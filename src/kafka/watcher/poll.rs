@@ -142,8 +142,9 @@ impl Watcher {
                 // A leader moved or a topic went away: read metadata again before the next poll.
                 self.refreshed_at = None;
             }
-            return read
+            return keys
                 .into_iter()
+                .zip(read)
                 .map(|(key, r)| (key, r.map_err(BrokerError::from)))
                 .collect();
         }
@@ -266,25 +267,16 @@ impl Watcher {
                 observed_at_ms: now_unix_ms(),
             }];
         }
-        // A partition whose table is known from an earlier sample is re-checked with its newest record only;
-        // a full sample is for learning (new partitions, routed topics, or a surprise at the last check).
-        let want = match self.partitions.get(&key) {
-            Some(w) if w.known_table.is_some() => 1,
-            _ => self.config.sample_records,
-        };
-        let sample = match self.partition_client(&key).await {
-            Ok(client) => samples::fetch(&self.config, &client, from, high, want).await,
-            Err(e) => Err(e),
-        };
+        let (sample_ok, summary) = self.sample(&key, from, high, new_records, &mut stats.kinds).await;
         let Summary {
             activity: found,
             sampled,
             bytes,
             invalid,
             untrusted,
-        } = summarize(&self.routing, &topic, partition, new_records, &sample, &mut stats.kinds);
-        let learned = match (&sample, found.as_slice()) {
-            (Ok(_), [only])
+        } = summary;
+        let learned = match (sample_ok, found.as_slice()) {
+            (true, [only])
                 if invalid.is_none()
                     && untrusted.is_none()
                     && self.routing.table_of_topic(&topic) == Some(only.table.as_str()) =>
@@ -310,6 +302,62 @@ impl Watcher {
         stats.sampled += sampled;
         stats.sampled_bytes += bytes;
         found
+    }
+
+    /// Samples the newest records of `[from, high)` of `key`; whether the fetch succeeded, and what it found.
+    /// A partition whose table is known from an earlier sample is re-checked with its newest record only. So is a
+    /// table topic's first sample, unless that record leaves a doubt (see [`Watcher::settles`]): then, as on
+    /// routed topics where every record's table matters, the full `kafka.sample_records` is fetched.
+    async fn sample(
+        &mut self,
+        key: &(String, i32),
+        from: i64,
+        high: i64,
+        new_records: u64,
+        kinds: &mut BTreeMap<&'static str, u64>,
+    ) -> (bool, Summary) {
+        let rechecked = self.partitions.get(key).is_some_and(|w| w.known_table.is_some());
+        let full = self.config.sample_records;
+        let mut want = if rechecked || !self.routing.is_routed(&key.0) {
+            1
+        } else {
+            full
+        };
+        loop {
+            let sample = match self.partition_client(key).await {
+                Ok(client) => samples::fetch(&self.config, &client, from, high, want).await,
+                Err(e) => Err(e),
+            };
+            let mut seen = BTreeMap::new();
+            let summary = summarize(&self.routing, &key.0, key.1, new_records, &sample, &mut seen);
+            let done = rechecked
+                || want >= full
+                || high - from <= 1
+                || sample.is_err()
+                || self.settles(&key.0, &sample, &summary);
+            if done {
+                for (kind, n) in seen {
+                    *kinds.entry(kind).or_default() += n;
+                }
+                return (sample.is_ok(), summary);
+            }
+            want = full;
+        }
+    }
+
+    /// Whether a one-record sample says what a full one would: its record is a change of the topic's own table
+    /// whose operation counts for every table. A tombstone, heartbeat, snapshot read the policy ignores, invalid
+    /// record or another table's change could hide changes among the records before it.
+    fn settles(&self, topic: &str, sample: &Result<Vec<samples::Record>, BrokerError>, summary: &Summary) -> bool {
+        let own = self.routing.table_of_topic(topic);
+        sample.as_ref().is_ok_and(|records| records.len() == 1)
+            && summary.invalid.is_none()
+            && summary.untrusted.is_none()
+            && matches!(summary.activity.as_slice(), [only]
+                if Some(only.table.as_str()) == own
+                    && only.unknown_ops == 0
+                    && !only.ops.is_empty()
+                    && only.ops.keys().all(|op| self.counted_ops.contains(op)))
     }
 
     /// Logs, at most once per topic and minute, a change whose record named a table that is not believed here,
@@ -338,17 +386,26 @@ impl Watcher {
         }
     }
 
-    /// Fetches the newest records of `[from, high)`, at most `want` and about `sample_bytes`.
+    /// The lag of each table with a job group worth reading (see [`Watcher::with_lag_tables`]).
     pub async fn lags(&mut self) -> Vec<(String, u64)> {
         if self.lag.is_none() {
             return Vec::new();
         }
+        let filter = self.lag_filter();
         // The high watermarks are those the last poll read; only the log starts are read here.
         let highs: Vec<((String, i32), Option<i64>)> = self
             .partitions
             .iter()
+            .filter(|(key, _)| match (&filter, self.routing.table_of_topic(&key.0)) {
+                (None, _) => true,
+                (Some(tables), Some(table)) => tables.contains(table),
+                (Some(_), None) => false,
+            })
             .map(|(key, w)| (key.clone(), w.baseline))
             .collect();
+        if highs.is_empty() {
+            return Vec::new();
+        }
         let keys = highs.iter().map(|(key, _)| key.clone()).collect();
         let starts: HashMap<(String, i32), Result<i64, BrokerError>> =
             self.read_offsets(keys, Offset::Earliest).await.into_iter().collect();
