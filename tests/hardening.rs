@@ -500,7 +500,15 @@ async fn the_dry_run_starts_jobs_without_any_credential() {
     sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
     produce_change(&broker, "program").await;
     sidecar.wait_for_log("dry-run: job RUNNING", Duration::from_secs(20));
-    let (code, body) = sidecar.request("GET", "/tables/program", &[]);
+    // The launcher logs RUNNING before the run loop has taken its answer and published the table.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (code, body) = loop {
+        let (code, body) = sidecar.request("GET", "/tables/program", &[]);
+        if body.contains("\"state\":\"running\"") || Instant::now() > deadline {
+            break (code, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"state\":\"running\""), "{body}");
     assert_eq!(sidecar.count("is not set"), 0, "{}", sidecar.log_text());
