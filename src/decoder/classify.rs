@@ -1,11 +1,9 @@
 //! Which shape a record is (schema wrapper, envelope, transaction metadata, schema change, unwrapped row), and
 //! the table and operation each shape carries.
 
-use std::borrow::Cow;
-
 use serde_json::value::RawValue;
 
-use super::fields::{Fields, Snapshot, Source};
+use super::fields::{Fields, Snapshot, Source, Text};
 use super::json::{json_error, parse_object};
 use super::{Change, Decoded, Op, table_of_topic};
 
@@ -34,7 +32,7 @@ pub(super) fn classify(topic: &str, f: Fields<'_>, wrapper_depth: u8) -> Decoded
     if let Some(status) = f.status
         && (topic.ends_with(".transaction") || f.data_collections)
     {
-        return match serde_json::from_str::<Cow<'_, str>>(status.get()).as_deref() {
+        return match serde_json::from_str::<Text<'_>>(status.get()).as_deref() {
             Ok(status @ ("BEGIN" | "END")) => Decoded::Transaction {
                 status: status.to_owned(),
             },
@@ -58,8 +56,8 @@ fn envelope(
     source: Option<&RawValue>,
     ts_ms: Option<&RawValue>,
 ) -> Result<Decoded, String> {
-    let op: Cow<'_, str> = serde_json::from_str(op.get()).map_err(|e| format!("op: {}", json_error(&e)))?;
-    let op = match op.as_ref() {
+    let op: Text<'_> = serde_json::from_str(op.get()).map_err(|e| format!("op: {}", json_error(&e)))?;
+    let op = match &*op {
         "m" => return Ok(Decoded::Message),
         code => Op::from_code(code).ok_or_else(|| format!("unknown op {code:?}"))?,
     };
@@ -88,7 +86,7 @@ fn envelope(
 /// A row unwrapped by ExtractNewRecordState: the row's own columns plus optional `__` fields.
 fn unwrapped(topic: &str, f: &Fields<'_>) -> Result<Decoded, String> {
     let op = match (&f.unwrapped_op, f.unwrapped_deleted) {
-        (Some(code), _) => Some(Op::from_code(code).ok_or_else(|| format!("unknown __op {:?}", code.as_ref()))?),
+        (Some(code), _) => Some(Op::from_code(code).ok_or_else(|| format!("unknown __op {:?}", &**code))?),
         (None, Some(true)) => Some(Op::Delete),
         (None, _) => None,
     };

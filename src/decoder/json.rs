@@ -32,10 +32,11 @@ pub(super) fn parse_object(text: &str) -> Result<Fields<'_>, String> {
 /// tracks strings (brackets inside strings do not count). Strings are jumped over with `memchr`: they are most
 /// of a record's bytes, and a byte-at-a-time scan of them cost as much as the whole parse.
 pub(super) fn check_depth(bytes: &[u8]) -> Result<(), String> {
-    // Deeper than MAX_DEPTH takes more than MAX_DEPTH opening brackets; most records have fewer, and counting
-    // them is one vectorized pass, several times cheaper than the scan below on schema blocks full of short
-    // strings. Brackets inside strings are counted too, which only makes this conservative.
-    if bytes.iter().filter(|&&b| b == b'[' || b == b'{').count() <= MAX_DEPTH {
+    // Deeper than MAX_DEPTH takes more than MAX_DEPTH opening brackets; most records have fewer, and finding
+    // them with `memchr` (explicit SIMD) is several times cheaper than the scan below on schema blocks full of
+    // short strings. A plain byte filter is not vectorized at the shipped opt-level "s" and cost 18% of a
+    // decode. Brackets inside strings are counted too, which only makes this conservative.
+    if memchr::memchr2_iter(b'[', b'{', bytes).nth(MAX_DEPTH).is_none() {
         return Ok(());
     }
     let mut depth = Depth::default();
