@@ -116,22 +116,7 @@ pub enum RunError {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     // Built before binding the port, so a bad template, pattern or TLS file fails fast and cleanly.
     let templates = Arc::new(Templates::load(&config).map_err(RunError::Templates)?);
-    let startable = templates
-        .tables()
-        .into_iter()
-        .chain(config.policy.include.iter().cloned());
-    let routing = Routing::new(&config.kafka, startable).map_err(WatchError::Routed)?;
-    // What counts as a change for every table: a first sample's newest record of one of these settles it.
-    let policy = &config.policy;
-    let counted_everywhere = policy.operations.iter().copied().filter(|op| {
-        policy
-            .tables
-            .keys()
-            .all(|t| policy.for_table(t).operations.contains(op))
-    });
-    let watcher = Watcher::new(config.kafka.clone())?
-        .with_routing(routing)
-        .with_counted_ops(counted_everywhere.collect::<Vec<_>>());
+    let watcher = watcher_for(&config, &templates)?;
     if config.flink.launcher != LauncherKind::DryRun {
         templates
             .require_credentials(&Credentials::from_env())
@@ -167,18 +152,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
         unseen: Arc::new(run_loop.unseen_statuses()),
     };
-    let configured = crate::http::Limits::from_config(&config.server);
-    let limits = match crate::http::open_file_limit() {
-        Some(nofile) => configured.capped_by_open_files(nofile),
-        None => configured,
-    };
-    if limits.max_connections < configured.max_connections {
-        tracing::warn!(
-            max_connections = limits.max_connections,
-            configured = configured.max_connections,
-            "HTTP connections capped at a quarter of the open-file limit"
-        );
-    }
+    let limits = http_limits(&config);
     tracing::info!(listen = %config.server.listen, launcher = ?config.flink.launcher, "cdc-orchestrator running");
     let server = tokio::spawn(crate::http::serve(listener, state, limits, shutdown.clone()));
     if launcher.simulated() {
@@ -197,6 +171,43 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     }
     tracing::info!("cdc-orchestrator stopped");
     Ok(())
+}
+
+/// The watcher for `config`: routing believes record table names only for tables it can start, and a first sample
+/// settles on one record of an operation that counts for every table.
+fn watcher_for(config: &Config, templates: &Templates) -> Result<Watcher, RunError> {
+    let startable = templates
+        .tables()
+        .into_iter()
+        .chain(config.policy.include.iter().cloned());
+    let routing = Routing::new(&config.kafka, startable).map_err(WatchError::Routed)?;
+    let policy = &config.policy;
+    let counted_everywhere = policy.operations.iter().copied().filter(|op| {
+        policy
+            .tables
+            .keys()
+            .all(|t| policy.for_table(t).operations.contains(op))
+    });
+    Ok(Watcher::new(config.kafka.clone())?
+        .with_routing(routing)
+        .with_counted_ops(counted_everywhere.collect::<Vec<_>>()))
+}
+
+/// The configured HTTP limits, with connections capped at a quarter of the open-file limit (said once).
+fn http_limits(config: &Config) -> crate::http::Limits {
+    let configured = crate::http::Limits::from_config(&config.server);
+    let limits = match crate::http::open_file_limit() {
+        Some(nofile) => configured.capped_by_open_files(nofile),
+        None => configured,
+    };
+    if limits.max_connections < configured.max_connections {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            configured = configured.max_connections,
+            "HTTP connections capped at a quarter of the open-file limit"
+        );
+    }
+    limits
 }
 
 /// The tables with a job starting, running or stopping, following `tables` until `shutdown`: the watcher reads lag
