@@ -67,6 +67,31 @@ async fn after_the_first_read_lag_is_read_only_for_tables_with_a_job() {
     assert_eq!(watcher.lags().await, lag(&[]));
 }
 
+#[tokio::test]
+async fn a_watcher_without_lag_never_asks_for_it() {
+    let (listener, proxy_port) = CountingProxy::bind();
+    let broker = support::Broker::start_advertising(&format!("127.0.0.1:{proxy_port}"));
+    let proxy = CountingProxy::start(listener, broker.port());
+    let config = KafkaConfig {
+        bootstrap: vec![proxy.bootstrap()],
+        ..config(&broker)
+    };
+    let client = support::client(&broker).await;
+    let topic = format!("{PREFIX}course");
+    support::create_topic(&client, &topic, 1).await;
+    support::produce(&client, &topic, 0, None, &[Some(envelope("course", "c").as_slice())]).await;
+    let mut watcher = Watcher::new(config).expect("valid config").without_lag();
+    watcher.refresh().await.expect("refresh");
+    watcher.poll().await.expect("baseline poll");
+    let before = proxy.bytes();
+    assert_eq!(watcher.lags().await, Vec::<(String, u64)>::new());
+    assert_eq!(
+        proxy.bytes(),
+        before,
+        "`watch` without --lag sends no ListOffsets or OffsetFetch for lag"
+    );
+}
+
 /// The activity and counters of the first advance of a new table topic whose new records are `values` (`None`:
 /// a tombstone), with `counted` as the operations that count as changes.
 async fn first_sample(

@@ -42,6 +42,10 @@ pub async fn watch(
 ) -> Result<(), WatchError> {
     let routing = Routing::for_config(config).map_err(WatchError::Routed)?;
     let mut watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
+    if !lag {
+        // Nothing would print it, so no broker is asked for it.
+        watcher = watcher.without_lag();
+    }
     if once {
         return watch_once(&mut watcher, config, lag, &mut out).await;
     }

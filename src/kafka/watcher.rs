@@ -307,6 +307,12 @@ impl Watcher {
         self
     }
 
+    /// Reads no consumer-group lag at all: for a watcher whose lag decides nothing (`watch` without `--lag`).
+    pub fn without_lag(mut self) -> Watcher {
+        self.lag = None;
+        self
+    }
+
     /// Reads lag, after the first read, only for the tables `tables` holds (and, once more, those it held at the
     /// previous read): lag decides something only for a table with a job starting, running or stopping, and each
     /// table's read costs a ListOffsets and an OffsetFetch. Without it every table's lag is read.
