@@ -17,20 +17,9 @@ if [ ! -d .tools/bench/kafka ]; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     --target .tools/bench kafka-python==3.0.12
 fi
-# The binary and the examples in one cargo command, as the static build (scripts/build-static.sh) makes them: musl
-# target, musl-gcc for the C in ring, zstd and lz4. One command, because building examples turns on the
-# dev-dependencies' features for the whole build: a second command for the examples alone would build everything
-# again.
-target=x86_64-unknown-linux-musl
-if ! command -v musl-gcc >/dev/null; then
-  echo "installing musl-tools (apt-get)" >&2
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools >&2
-fi
-if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$target"; then
-  rustup target add "$target" >&2
-fi
-echo "== the static release binary, the producer and the decoder benchmark ($target)" >&2
-CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target "$target" --bin cdc-orchestrator \
-  --example decode_throughput --example produce
-exec python3 bench/bench.py --binary "${CARGO_TARGET_DIR:-target}/$target/release/cdc-orchestrator" "$@"
+# The static build (scripts/build-static.sh: musl target, musl-gcc for the C in ring, zstd and lz4) makes the binary
+# and the examples in one cargo command, because building examples turns on the dev-dependencies' features for the
+# whole build: a second command for the examples alone would build everything again.
+echo "== the static release binary, the producer and the decoder benchmark (x86_64-unknown-linux-musl)" >&2
+binary="$(scripts/build-static.sh --example decode_throughput --example produce)"
+exec python3 bench/bench.py --binary "$binary" "$@"

@@ -28,8 +28,8 @@ fn envelope(table: &str, op: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-#[tokio::test]
-async fn after_the_first_read_lag_is_read_only_for_tables_with_a_job() {
+/// A broker whose clients all go through a byte-counting proxy, and the watcher configuration that reaches it there.
+fn behind_a_counting_proxy() -> (support::Broker, CountingProxy, KafkaConfig) {
     let (listener, proxy_port) = CountingProxy::bind();
     let broker = support::Broker::start_advertising(&format!("127.0.0.1:{proxy_port}"));
     let proxy = CountingProxy::start(listener, broker.port());
@@ -37,6 +37,12 @@ async fn after_the_first_read_lag_is_read_only_for_tables_with_a_job() {
         bootstrap: vec![proxy.bootstrap()],
         ..config(&broker)
     };
+    (broker, proxy, config)
+}
+
+#[tokio::test]
+async fn after_the_first_read_lag_is_read_only_for_tables_with_a_job() {
+    let (broker, proxy, config) = behind_a_counting_proxy();
     let client = support::client(&broker).await;
     for table in ["course", "payment"] {
         let topic = format!("{PREFIX}{table}");
@@ -69,13 +75,7 @@ async fn after_the_first_read_lag_is_read_only_for_tables_with_a_job() {
 
 #[tokio::test]
 async fn a_watcher_without_lag_never_asks_for_it() {
-    let (listener, proxy_port) = CountingProxy::bind();
-    let broker = support::Broker::start_advertising(&format!("127.0.0.1:{proxy_port}"));
-    let proxy = CountingProxy::start(listener, broker.port());
-    let config = KafkaConfig {
-        bootstrap: vec![proxy.bootstrap()],
-        ..config(&broker)
-    };
+    let (broker, proxy, config) = behind_a_counting_proxy();
     let client = support::client(&broker).await;
     let topic = format!("{PREFIX}course");
     support::create_topic(&client, &topic, 1).await;
