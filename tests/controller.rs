@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::config::Config;
-use cdc_orchestrator::controller::{ControlCommand, ControlRequest, Health, RunLoop, TablesSnapshot};
+use cdc_orchestrator::controller::{ControlCommand, ControlRequest, Health, TablesSnapshot};
 use cdc_orchestrator::flink::{GENERATION_BITS, JobState, job_id_for};
 use cdc_orchestrator::http::metrics::Metrics;
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
@@ -37,37 +37,16 @@ struct Harness {
     _sql: tempfile::TempDir,
 }
 
-fn sql_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("setup.sql"), "SET 'table.local-time-zone' = 'UTC';").expect("setup.sql");
-    std::fs::create_dir(dir.path().join("tables")).expect("tables dir");
-    for table in TABLES {
-        std::fs::write(
-            dir.path().join("tables").join(format!("{table}.sql")),
-            format!("INSERT INTO sink_{table} SELECT * FROM src_{table};"),
-        )
-        .expect("table template");
-    }
-    dir
-}
-
 /// A run loop over `launcher` on its own task; the configuration is the default one, with `edit` applied.
 fn start(launcher: &FakeLauncher, edit: impl FnOnce(&mut Config)) -> Harness {
-    let sql = sql_dir();
+    let sql = launcher_double::sql_dir(&TABLES);
     let mut config = Config::default();
     config.flink.sql_dir = Some(sql.path().to_owned());
     config.flink.reconcile_interval = Duration::from_secs(10);
     edit(&mut config);
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(Duration::from_secs(60), Duration::from_secs(60)));
-    let templates = Arc::new(cdc_orchestrator::sql::Templates::load(&config).expect("templates"));
-    let run_loop = RunLoop::new(
-        config,
-        Arc::new(launcher.clone()),
-        templates,
-        metrics.clone(),
-        health.clone(),
-    );
+    let run_loop = launcher_double::run_loop_over(launcher, config, metrics.clone(), health.clone());
     let tables = run_loop.subscribe();
     let (events, observations) = mpsc::channel(64);
     let (control, control_rx) = mpsc::channel(8);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::config::{Config, Secret};
-use cdc_orchestrator::controller::{Health, RunLoop};
+use cdc_orchestrator::controller::Health;
 use cdc_orchestrator::http::metrics::Metrics;
 use cdc_orchestrator::http::{self, ServerState};
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
@@ -29,25 +29,11 @@ struct Harness {
     _sql: tempfile::TempDir,
 }
 
-fn sql_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("setup.sql"), "SET 'table.local-time-zone' = 'UTC';").expect("setup.sql");
-    std::fs::create_dir(dir.path().join("tables")).expect("tables dir");
-    for table in ["faculty", "program"] {
-        std::fs::write(
-            dir.path().join("tables").join(format!("{table}.sql")),
-            format!("INSERT INTO sink_{table} SELECT * FROM src_{table};"),
-        )
-        .expect("table template");
-    }
-    dir
-}
-
 /// The server in front of a run loop that saw a change of faculty (so: starting) and only a lag report of
 /// program (so: idle).
 async fn start(token: Option<&str>) -> Harness {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sql = sql_dir();
+    let sql = launcher_double::sql_dir(&["faculty", "program"]);
     let mut config = Config::default();
     config.flink.sql_dir = Some(sql.path().to_owned());
     config.flink.shutdown_timeout = Duration::from_millis(100);
@@ -57,14 +43,7 @@ async fn start(token: Option<&str>) -> Harness {
     let metrics = Arc::new(Metrics::new());
     metrics.record_start("faculty", true);
     let health = Arc::new(Health::new(Duration::from_secs(30), Duration::from_secs(90)));
-    let templates = Arc::new(cdc_orchestrator::sql::Templates::load(&config).expect("templates"));
-    let run_loop = RunLoop::new(
-        config,
-        Arc::new(launcher.clone()),
-        templates,
-        metrics.clone(),
-        health.clone(),
-    );
+    let run_loop = launcher_double::run_loop_over(&launcher, config, metrics.clone(), health.clone());
     let mut tables = run_loop.subscribe();
     let (control, control_rx) = mpsc::channel(8);
     let state = ServerState {

@@ -7,9 +7,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use cdc_orchestrator::config::Config;
+use cdc_orchestrator::controller::{Health, RunLoop};
 use cdc_orchestrator::flink::{
     FlinkError, JobId, JobState, JobSummary, Launcher, Started, Stopped, job_id_for, job_name,
 };
+use cdc_orchestrator::http::metrics::Metrics;
 
 /// One call the run loop made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,4 +234,30 @@ impl Launcher for FakeLauncher {
         jobs.reverse();
         Ok(jobs)
     }
+}
+
+/// A `flink.sql_dir` with a harmless setup file and a one-INSERT template for each of `tables`.
+pub fn sql_dir(tables: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("setup.sql"), "SET 'table.local-time-zone' = 'UTC';").expect("setup.sql");
+    std::fs::create_dir(dir.path().join("tables")).expect("tables dir");
+    for table in tables {
+        std::fs::write(
+            dir.path().join("tables").join(format!("{table}.sql")),
+            format!("INSERT INTO sink_{table} SELECT * FROM src_{table};"),
+        )
+        .expect("table template");
+    }
+    dir
+}
+
+/// A run loop over `launcher` with the templates of `config`, as `controller::run` builds it.
+pub fn run_loop_over(
+    launcher: &FakeLauncher,
+    config: Config,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> RunLoop<FakeLauncher> {
+    let templates = Arc::new(cdc_orchestrator::sql::Templates::load(&config).expect("templates"));
+    RunLoop::new(config, Arc::new(launcher.clone()), templates, metrics, health)
 }
