@@ -176,11 +176,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 /// The watcher for `config`: routing believes record table names only for tables it can start, and a first sample
 /// settles on one record of an operation that counts for every table.
 fn watcher_for(config: &Config, templates: &Templates) -> Result<Watcher, RunError> {
-    let startable = templates
-        .tables()
-        .into_iter()
-        .chain(config.policy.include.iter().cloned());
-    let routing = Routing::new(&config.kafka, startable).map_err(WatchError::Routed)?;
+    let routing = Routing::with_templates(config, templates.tables()).map_err(WatchError::Routed)?;
     let policy = &config.policy;
     let counted_everywhere = policy.operations.iter().copied().filter(|op| {
         policy

@@ -74,7 +74,15 @@ impl Routing {
     /// The rules of `config`: startable tables are those with a SQL template and those in `policy.include`.
     /// Templates that cannot be read count as none (the run loop reports that error).
     pub fn for_config(config: &Config) -> Result<Routing, regex::Error> {
-        let templated = crate::sql::known_tables(config).unwrap_or_default();
+        Routing::with_templates(config, crate::sql::known_tables(config).unwrap_or_default())
+    }
+
+    /// The rules of `config` for the tables that have a SQL template (`templated`): those and `policy.include` are
+    /// startable.
+    pub fn with_templates(
+        config: &Config,
+        templated: impl IntoIterator<Item = String>,
+    ) -> Result<Routing, regex::Error> {
         Routing::new(
             &config.kafka,
             templated.into_iter().chain(config.policy.include.iter().cloned()),
