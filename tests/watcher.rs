@@ -27,11 +27,6 @@ fn config(broker: &support::Broker) -> KafkaConfig {
     }
 }
 
-fn envelope(table: &str, op: &str) -> Vec<u8> {
-    format!(r#"{{"before":null,"after":{{"id":1}},"source":{{"schema":"public","table":"{table}","snapshot":"false","ts_ms":1700000000000}},"op":"{op}","ts_ms":1700000000001}}"#)
-        .into_bytes()
-}
-
 async fn produce(client: &rskafka::client::Client, topic: &str, values: &[Vec<u8>]) {
     let values: Vec<Option<&[u8]>> = values.iter().map(|v| Some(v.as_slice())).collect();
     support::produce(client, topic, 0, Some(b"{\"id\":1}"), &values).await;
@@ -120,9 +115,9 @@ async fn activity_names_the_table_and_its_operations_within_two_polls() {
         &client,
         &format!("{PREFIX}faculty"),
         &[
-            envelope("faculty", "c"),
-            envelope("faculty", "u"),
-            envelope("faculty", "c"),
+            support::envelope("faculty", "c"),
+            support::envelope("faculty", "u"),
+            support::envelope("faculty", "c"),
         ],
     )
     .await;
@@ -191,7 +186,12 @@ async fn topics_outside_the_pattern_and_heartbeats_are_not_activity() {
 
     let mut running = start(config(&broker));
     ready(&mut running).await;
-    produce(&client, "other-server.public.faculty", &[envelope("faculty", "c")]).await;
+    produce(
+        &client,
+        "other-server.public.faculty",
+        &[support::envelope("faculty", "c")],
+    )
+    .await;
     assert_eq!(
         running.activity(Duration::from_millis(1_200)).await,
         None,
@@ -208,7 +208,7 @@ async fn a_topic_created_after_start_is_found_and_its_first_records_count() {
     ready(&mut running).await;
     let topic = format!("{PREFIX}students");
     support::create_topic(&client, &topic, 2).await;
-    produce(&client, &topic, &[envelope("students", "c")]).await;
+    produce(&client, &topic, &[support::envelope("students", "c")]).await;
     let a = running
         .activity(Duration::from_secs(3))
         .await
@@ -234,7 +234,12 @@ async fn broker_restart(batch_watermarks: bool) {
     let client = support::client(&broker).await;
     let topic = format!("{PREFIX}faculty");
     support::create_topic(&client, &topic, 1).await;
-    produce(&client, &topic, &[envelope("faculty", "c"), envelope("faculty", "c")]).await;
+    produce(
+        &client,
+        &topic,
+        &[support::envelope("faculty", "c"), support::envelope("faculty", "c")],
+    )
+    .await;
     let mut running = start(KafkaConfig {
         batch_watermarks,
         ..config(&broker)
@@ -248,7 +253,7 @@ async fn broker_restart(batch_watermarks: bool) {
     let broker = support::Broker::start_on(port);
     let client = support::client(&broker).await;
     support::create_topic(&client, &topic, 1).await;
-    produce(&client, &topic, &[envelope("faculty", "d")]).await;
+    produce(&client, &topic, &[support::envelope("faculty", "d")]).await;
     // Memory storage starts over at offset 0: the watermark went backwards, and the new record still counts.
     let a = running
         .activity(Duration::from_secs(40))
@@ -266,7 +271,7 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
     let client = support::client(&broker).await;
     let topic = format!("{PREFIX}payment");
     support::create_topic(&client, &topic, 1).await;
-    let records: Vec<Vec<u8>> = (0..5).map(|_| envelope("payment", "c")).collect();
+    let records: Vec<Vec<u8>> = (0..5).map(|_| support::envelope("payment", "c")).collect();
     produce(&client, &topic, &records).await;
     let config = config(&broker);
     let mut reader = LagReader::for_config(&config).expect("plaintext config");
@@ -333,7 +338,7 @@ async fn the_watch_command_prints_activity_as_json_lines() {
     ready_rx
         .recv_timeout(Duration::from_secs(10))
         .expect("watch reaches the broker");
-    produce(&client, &topic, &[envelope("course", "u")]).await;
+    produce(&client, &topic, &[support::envelope("course", "u")]).await;
     let stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let (line_tx, line_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -381,7 +386,7 @@ async fn partitions_that_appear_in_a_watched_topic_are_watched() {
     let controller = client.controller_client().expect("controller client");
     controller.delete_topic(&topic, 5_000).await.expect("delete topic");
     support::create_topic(&client, &topic, 3).await;
-    let record = envelope("course", "u");
+    let record = support::envelope("course", "u");
     support::produce(&client, &topic, 2, Some(b"{\"id\":7}"), &[Some(record.as_slice())]).await;
     let a = running
         .activity(Duration::from_secs(5))
@@ -420,7 +425,12 @@ async fn over_tls_activity_and_lag_are_read_and_plaintext_or_an_unknown_ca_is_re
     support::create_topic(&client, &topic, 1).await;
     let mut running = start(tls_config.clone());
     ready(&mut running).await;
-    produce(&client, &topic, &[envelope("lecturer", "c"), envelope("lecturer", "c")]).await;
+    produce(
+        &client,
+        &topic,
+        &[support::envelope("lecturer", "c"), support::envelope("lecturer", "c")],
+    )
+    .await;
     let a = activity_of(&mut running, "lecturer", 2).await;
     assert_eq!(a.new_records, 2, "activity over TLS");
     running.stop().await;
@@ -500,7 +510,7 @@ async fn a_table_topic_is_sampled_once_per_sample_interval_and_a_routed_topic_ev
     });
     ready(&mut running).await;
 
-    produce(&client, &table_topic, &[envelope("faculty", "c")]).await;
+    produce(&client, &table_topic, &[support::envelope("faculty", "c")]).await;
     let first = activity_of(&mut running, "faculty", 1).await;
     assert_eq!(
         (first.ops.get(&Op::Create), first.unknown_ops),
@@ -510,7 +520,7 @@ async fn a_table_topic_is_sampled_once_per_sample_interval_and_a_routed_topic_ev
     produce(
         &client,
         &table_topic,
-        &[envelope("faculty", "u"), envelope("faculty", "u")],
+        &[support::envelope("faculty", "u"), support::envelope("faculty", "u")],
     )
     .await;
     let later = activity_of(&mut running, "faculty", 2).await;
@@ -521,10 +531,10 @@ async fn a_table_topic_is_sampled_once_per_sample_interval_and_a_routed_topic_ev
     );
 
     // A topic that carries another table's records is sampled at every advance.
-    produce(&client, &routed_topic, &[envelope("program", "c")]).await;
+    produce(&client, &routed_topic, &[support::envelope("program", "c")]).await;
     let first = activity_of(&mut running, "program", 1).await;
     assert_eq!(first.ops.get(&Op::Create), Some(&1));
-    produce(&client, &routed_topic, &[envelope("program", "d")]).await;
+    produce(&client, &routed_topic, &[support::envelope("program", "d")]).await;
     let later = activity_of(&mut running, "program", 1).await;
     assert_eq!(
         (later.ops.get(&Op::Delete), later.unknown_ops),
@@ -549,7 +559,12 @@ async fn once_the_table_is_known_an_expired_interval_rechecks_only_the_newest_re
         &[],
     );
     ready(&mut running).await;
-    produce(&client, &topic, &[envelope("grade", "c"), envelope("grade", "c")]).await;
+    produce(
+        &client,
+        &topic,
+        &[support::envelope("grade", "c"), support::envelope("grade", "c")],
+    )
+    .await;
     // The first advance is a full sample (both records, or the first one if they straddle two polls, and then the
     // second re-checked alone): every record's operation is known.
     let learned = activity_of(&mut running, "grade", 2).await;
@@ -557,7 +572,7 @@ async fn once_the_table_is_known_an_expired_interval_rechecks_only_the_newest_re
         (learned.new_records, learned.ops.get(&Op::Create), learned.unknown_ops),
         (2, Some(&2), 0)
     );
-    let values: Vec<Vec<u8>> = (0..4).map(|_| envelope("grade", "u")).collect();
+    let values: Vec<Vec<u8>> = (0..4).map(|_| support::envelope("grade", "u")).collect();
     produce(&client, &topic, &values).await;
     let mut seen = 0;
     while seen < 4 {

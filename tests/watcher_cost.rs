@@ -23,11 +23,6 @@ fn config(broker: &support::Broker) -> KafkaConfig {
     }
 }
 
-fn envelope(table: &str, op: &str) -> Vec<u8> {
-    format!(r#"{{"before":null,"after":{{"id":1}},"source":{{"schema":"public","table":"{table}","snapshot":"false","ts_ms":1700000000000}},"op":"{op}","ts_ms":1700000000001}}"#)
-        .into_bytes()
-}
-
 /// A broker whose clients all go through a byte-counting proxy, and the watcher configuration that reaches it there.
 fn behind_a_counting_proxy() -> (support::Broker, CountingProxy, KafkaConfig) {
     let (listener, proxy_port) = CountingProxy::bind();
@@ -47,7 +42,14 @@ async fn after_the_first_read_lag_is_read_only_for_tables_with_a_job() {
     for table in ["course", "payment"] {
         let topic = format!("{PREFIX}{table}");
         support::create_topic(&client, &topic, 1).await;
-        support::produce(&client, &topic, 0, None, &[Some(envelope(table, "c").as_slice())]).await;
+        support::produce(
+            &client,
+            &topic,
+            0,
+            None,
+            &[Some(support::envelope(table, "c").as_slice())],
+        )
+        .await;
     }
     let (with_jobs, tables) = watch::channel(BTreeSet::new());
     let mut watcher = Watcher::new(config).expect("valid config").with_lag_tables(tables);
@@ -79,7 +81,14 @@ async fn a_watcher_without_lag_never_asks_for_it() {
     let client = support::client(&broker).await;
     let topic = format!("{PREFIX}course");
     support::create_topic(&client, &topic, 1).await;
-    support::produce(&client, &topic, 0, None, &[Some(envelope("course", "c").as_slice())]).await;
+    support::produce(
+        &client,
+        &topic,
+        0,
+        None,
+        &[Some(support::envelope("course", "c").as_slice())],
+    )
+    .await;
     let mut watcher = Watcher::new(config).expect("valid config").without_lag();
     watcher.refresh().await.expect("refresh");
     watcher.poll().await.expect("baseline poll");
@@ -116,7 +125,7 @@ async fn first_sample(
 #[tokio::test]
 async fn a_first_sample_is_one_record_unless_that_record_leaves_a_doubt() {
     let broker = support::Broker::start();
-    let change = |table: &str, op: &str| Some(envelope(table, op));
+    let change = |table: &str, op: &str| Some(support::envelope(table, op));
     let ops = |list: &[(Op, u64)]| list.iter().copied().collect::<BTreeMap<_, _>>();
 
     let values = [change("course", "c"), change("course", "u"), change("course", "u")];

@@ -257,3 +257,9 @@ pub fn assert_config_error(out: &std::process::Output, needles: &[&str]) {
     }
     assert!(out.stdout.is_empty(), "nothing on stdout on error");
 }
+
+/// A Debezium change event of `table` with operation `op` (`c`, `u`, `d`, `r`), as the JSON converter writes it.
+pub fn envelope(table: &str, op: &str) -> Vec<u8> {
+    format!(r#"{{"before":null,"after":{{"id":1}},"source":{{"schema":"public","table":"{table}","snapshot":"false","ts_ms":1700000000000}},"op":"{op}","ts_ms":1700000000001}}"#)
+        .into_bytes()
+}
