@@ -12,6 +12,7 @@ Prints a Markdown report and writes it, with the raw numbers as JSON, under targ
 """
 import argparse
 import json
+import re
 import os
 import platform
 import signal
@@ -39,6 +40,11 @@ API_GROUPS = {  # the sidecar's broker bytes by what they are for
     "watermarks": ["ListOffsets"], "metadata": ["Metadata"], "lag": ["OffsetFetch", "FindCoordinator"],
     "samples": ["Fetch"], "handshake": ["ApiVersions", "SaslHandshake", "SaslAuthenticate"],
 }
+
+
+# The most partitions the sidecar asks for in one ListOffsets request, read from its source so the two cannot drift.
+MAX_PARTITIONS_PER_REQUEST = int(re.search(r"MAX_PARTITIONS_PER_REQUEST: usize = ([0-9_]+);",
+                                           (ROOT / "src/kafka/watermarks.rs").read_text()).group(1).replace("_", ""))
 
 
 def list_offsets_floor(topics):
@@ -328,18 +334,23 @@ def scale(procs, binary, partitions, seconds, modes, ready_within, topics=12, ch
     began = time.monotonic()
     create_topics(broker, [f"{PREFIX}scale{t}" for t in range(topics)], per_topic)
     created_s = time.monotonic() - began
-    probe = None
+    probe = probe_split = None
     if changes:
-        answer = subprocess.run([sys.executable, str(ROOT / "bench/list_offsets_probe.py"), "--broker",
-                                 f"127.0.0.1:{broker}", "--topics", str(topics), "--partitions", str(per_topic)],
-                                capture_output=True, text=True, timeout=300)
-        probe = json.loads(answer.stdout.splitlines()[-1]) if answer.stdout.strip() else {"error": answer.stderr}
+        def ask(*extra):
+            answer = subprocess.run([sys.executable, str(ROOT / "bench/list_offsets_probe.py"), "--broker",
+                                     f"127.0.0.1:{broker}", "--topics", str(topics), "--partitions", str(per_topic),
+                                     *extra], capture_output=True, text=True, timeout=300)
+            return json.loads(answer.stdout.splitlines()[-1]) if answer.stdout.strip() else {"error": answer.stderr}
+        probe = ask()
+        # As the sidecar asks: at most MAX_PARTITIONS_PER_REQUEST (src/kafka/watermarks.rs) per request, in turn.
+        probe_split = ask("--per-request", str(MAX_PARTITIONS_PER_REQUEST))
     extra = f'request_timeout = "{request_timeout}"\n' if request_timeout else ""
     rows = []
     for batch in modes:
         name = f"sidecar-{partitions}-{'batched' if batch else 'per-partition'}"
         row = {"partitions": topics * per_topic, "topics": topics, "reads": "batched" if batch else "per partition",
                "topic_create_s": created_s, "broker_rss_kb": status_kb(broker_pid, "VmRSS"), "probe": probe,
+               "probe_split": probe_split,
                "request_timeout": request_timeout or "5s"}
         try:
             sidecar = start_sidecar(procs, name, binary, broker, f"{name}.jsonl", batch, ready_within, extra)
@@ -350,7 +361,7 @@ def scale(procs, binary, partitions, seconds, modes, ready_within, topics=12, ch
             continue
         time.sleep(3.0)  # past the first refresh and baseline poll
         # A broker slower than the poll interval sets the cycle: a window of a few of its answers.
-        broker_s = (probe or {}).get("seconds", 0.0)
+        broker_s = (probe_split or {}).get("seconds", 0.0)
         cpu0, t0 = cpu_seconds(sidecar.pid), time.monotonic()
         time.sleep(max(seconds, 3 * broker_s))
         cpu = cpu_seconds(sidecar.pid) - cpu0
@@ -614,7 +625,7 @@ def wide_report(result):
     if not rows:
         return []
     out = ["", "| many partitions, idle, 1 s polling, batched reads | topics x partitions | tansu: create all, RSS "
-           "(peak), one ListOffsets for all | sidecar request timeout | first poll done after | CPU share of one core "
+           "(peak), one ListOffsets for all (and as the sidecar asks) | sidecar request timeout | first poll done after | CPU share of one core "
            "| sidecar RSS (peak) | detection p50 / p99 / max (changes) |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         head = (f"| {row['partitions']:,} partitions | {row['topics']:,} x {row['partitions'] // row['topics']:,} | "
@@ -622,6 +633,9 @@ def wide_report(result):
                 f"({row.get('broker_peak_rss_kb', row['broker_rss_kb']) / 1024:.0f} MB), "
                 + (f"{row['probe']['seconds']:.2f} s ({row['probe']['response']:,} B)"
                    if row.get("probe") and "seconds" in row["probe"] else "no answer")
+                + (f"; in {row['probe_split']['requests']} requests of <= {MAX_PARTITIONS_PER_REQUEST:,} as the "
+                   f"sidecar asks: {row['probe_split']['seconds']:.2f} s"
+                   if row.get("probe_split") and "seconds" in row["probe_split"] else "")
                 + f" | {row['request_timeout']}")
         if row["ready_s"] is None:
             out.append(f"{head} | not within {result['ready_within']} s | - | - | - |")
@@ -630,6 +644,18 @@ def wide_report(result):
                    f"({row['peak_rss_kb'] / 1024:.1f} MB) | {row.get('p50_ms', 0):.0f} / {row.get('p99_ms', 0):.0f} / "
                    f"{row.get('max_ms', 0):.0f} ms ({row.get('detected', 0)} of {row.get('changes', 0)}) |")
     return out
+
+
+def wide(procs, binary, points, seconds, ready_within, changes):
+    """The sidecar alone at each many-partition point (topics, partitions per topic[, request timeout in s])."""
+    rows = []
+    for topics, per_topic, *timeout in points:
+        n = topics * per_topic
+        print(f"sidecar alone at {n} partitions ({topics} topics) for {seconds} s, then {changes} changes ...",
+              file=sys.stderr)
+        rows.extend(scale(procs, binary, n, seconds, [True], ready_within, topics=topics, changes=changes,
+                          request_timeout=f"{timeout[0]}s" if timeout else None))
+    return rows
 
 
 def main():
@@ -644,6 +670,7 @@ def main():
                         action="append", help="TOPICSxPARTITIONS[/TIMEOUT_S] of a many-partition point (repeat; "
                         "default 1000x120/60 and 200x120: 120,000 partitions with a request timeout tansu can meet, "
                         "and 24,000, about the most tansu answers within one 1 s poll)")
+    parser.add_argument("--wide-only", action="store_true", help="only the many-partition points (--wide)")
     parser.add_argument("--write-values", metavar="PATH", help="only write the decoder's input file and exit")
     parser.add_argument("--records", type=int, default=2000, help="records for --write-values")
     args = parser.parse_args()
@@ -672,6 +699,10 @@ def main():
             decoded = decoder(binary.parent, workdir, records, 20)
             print(json.dumps(decoded, indent=2))
             return
+        if args.wide_only:
+            result["wide"] = wide(procs, binary, args.wide, scale_seconds, ready_within, wide_changes)
+            print("\n".join(wide_report(result)))
+            return
         print(f"side by side: {idle_s} s idle, then {rate}/s for {seconds} s ...", file=sys.stderr)
         result["side_by_side"] = side_by_side(procs, binary, rate, seconds, idle_s=idle_s)
         result["side_by_side"]["warmup_s"] = 10.0
@@ -684,14 +715,7 @@ def main():
         for n in partitions:
             print(f"sidecar alone at {n} partitions for {scale_seconds} s ...", file=sys.stderr)
             result["scale"].extend(scale(procs, binary, n, scale_seconds, [True, False], ready_within))
-        result["wide"] = []
-        for topics, per_topic, *timeout in args.wide:
-            n = topics * per_topic
-            print(f"sidecar alone at {n} partitions ({topics} topics) for {scale_seconds} s, then {wide_changes} "
-                  "changes ...", file=sys.stderr)
-            result["wide"].extend(scale(procs, binary, n, scale_seconds, [True], ready_within, topics=topics,
-                                        changes=wide_changes,
-                                        request_timeout=f"{timeout[0]}s" if timeout else None))
+        result["wide"] = wide(procs, binary, args.wide, scale_seconds, ready_within, wide_changes)
         print("decoder against json.loads ...", file=sys.stderr)
         result["decoder"] = decoder(binary.parent, workdir, records, 40)
         print("decode FILE against Python ...", file=sys.stderr)

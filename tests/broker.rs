@@ -72,6 +72,70 @@ async fn tansu_round_trips_records_through_rskafka() {
     );
 }
 
+#[tokio::test]
+async fn watermarks_of_more_partitions_than_one_request_holds_come_from_several_requests() {
+    let broker = support::Broker::start();
+    let client = support::client(&broker).await;
+    let (wide, narrow) = ("university-server.public.wide", "university-server.public.narrow");
+    support::create_topic(&client, wide, 7).await;
+    support::create_topic(&client, narrow, 3).await;
+    // Partition p of each topic gets p records, so each offset says which partition it came from.
+    for (topic, count) in [(wide, 7), (narrow, 3)] {
+        for partition in 0..count {
+            let values = vec![Some(&b"{}"[..]); usize::try_from(partition).expect("small")];
+            support::produce(&client, topic, partition, None, &values).await;
+        }
+    }
+    let config = KafkaConfig {
+        bootstrap: vec![broker.bootstrap()],
+        ..KafkaConfig::default()
+    };
+    // At most 4 partitions per request: 10 partitions in 3 requests, the wide topic split over two of them.
+    let mut reader =
+        WatermarkReader::new(Security::for_config(&config).expect("security")).with_max_partitions_per_request(4);
+    reader
+        .refresh(&config.bootstrap, config.request_timeout)
+        .await
+        .expect("metadata");
+    let partitions: std::sync::Arc<[(std::sync::Arc<str>, i32)]> = (0..7)
+        .map(|p| (std::sync::Arc::from(wide), p))
+        .chain((0..3).map(|p| (std::sync::Arc::from(narrow), p)))
+        .rev()
+        .collect();
+    let expected = |extra: i64| -> Vec<i64> {
+        partitions
+            .iter()
+            .map(|(topic, p)| i64::from(*p) + if &**topic == narrow && *p == 0 { extra } else { 0 })
+            .collect()
+    };
+    let read = |r: Vec<Result<i64, _>>| -> Vec<i64> {
+        r.into_iter()
+            .map(|o| o.unwrap_or_else(|e| panic!("offset: {e}")))
+            .collect()
+    };
+    let first = read(
+        reader
+            .offsets(&partitions, Offset::Latest, config.request_timeout)
+            .await,
+    );
+    assert_eq!(first, expected(0), "in the caller's order, across requests");
+    // The same list again reuses the requests, and still reads what is new.
+    support::produce(&client, narrow, 0, None, &[Some(b"{}"), Some(b"{}")]).await;
+    let second = read(
+        reader
+            .offsets(&partitions, Offset::Latest, config.request_timeout)
+            .await,
+    );
+    assert_eq!(second, expected(2));
+    let starts = read(
+        reader
+            .offsets(&partitions, Offset::Earliest, config.request_timeout)
+            .await,
+    );
+    assert_eq!(starts, vec![0; 10]);
+    assert!(!reader.is_stale());
+}
+
 const USER: &str = "alice";
 const PASSWORD: &str = "alice-secret";
 
@@ -151,9 +215,9 @@ async fn under_sasl_watermarks_and_lag_are_batched_for_every_mechanism() {
             .await
             .expect("metadata over SASL");
         assert!(topics.iter().any(|t| t.name == topic), "{mechanism:?}: {topics:?}");
-        let key = (topic.to_owned(), 0);
+        let partitions: std::sync::Arc<[_]> = [(std::sync::Arc::from(topic), 0)].into();
         let highs = reader
-            .offsets(std::slice::from_ref(&key), Offset::Latest, config.request_timeout)
+            .offsets(&partitions, Offset::Latest, config.request_timeout)
             .await;
         assert!(matches!(highs.as_slice(), [Ok(3)]), "{mechanism:?}: {highs:?}");
 

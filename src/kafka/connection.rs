@@ -480,17 +480,14 @@ pub struct Lease {
 impl Lease {
     /// Like [`Pool::call`]; returns the connection to give back when the request succeeded.
     pub async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
-        self,
+        mut self,
         api: ApiKey,
         versions: RangeInclusive<i16>,
         build: impl FnOnce(i16) -> Req,
         limit: Duration,
     ) -> (Option<Connection>, Result<Resp, WireError>) {
         let answer = async {
-            let mut connection = match self.connection {
-                Some(connection) => connection,
-                None => Connection::connect(&self.address, &self.security, limit).await?,
-            };
+            let mut connection = self.open(limit).await?;
             let version = connection.version(api, versions)?;
             let response = connection.call(api, &build(version), version, limit).await?;
             Ok::<_, WireError>((connection, response))
@@ -498,6 +495,36 @@ impl Lease {
         match answer.await {
             Ok((connection, response)) => (Some(connection), Ok(response)),
             Err(e) => (None, Err(e)),
+        }
+    }
+
+    /// Sends `request`, the same in every version of `versions`, and keeps the connection for the next request
+    /// unless this one failed; give it back with [`Lease::into_connection`]. For several requests in a row to one
+    /// broker, built once and sent again and again.
+    pub async fn send<Req: Encodable, Resp: Decodable + HeaderVersion>(
+        &mut self,
+        api: ApiKey,
+        versions: RangeInclusive<i16>,
+        request: &Req,
+        limit: Duration,
+    ) -> Result<Resp, WireError> {
+        let mut connection = self.open(limit).await?;
+        let version = connection.version(api, versions)?;
+        let response = connection.call(api, request, version, limit).await?;
+        self.connection = Some(connection);
+        Ok(response)
+    }
+
+    /// The connection, if the last request over it succeeded (or none was sent), to give back to the pool.
+    pub fn into_connection(self) -> Option<Connection> {
+        self.connection
+    }
+
+    /// The leased connection, or a new one.
+    async fn open(&mut self, limit: Duration) -> Result<Connection, WireError> {
+        match self.connection.take() {
+            Some(connection) => Ok(connection),
+            None => Connection::connect(&self.address, &self.security, limit).await,
         }
     }
 }

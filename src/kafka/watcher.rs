@@ -25,7 +25,7 @@ use crate::http::metrics::{KindLabels, Metrics, TableOpLabels};
 use crate::kafka::connection::{Security, WireError};
 use crate::kafka::lag::LagReader;
 use crate::kafka::routing::Routing;
-use crate::kafka::watermarks::{OffsetError, WatermarkReader};
+use crate::kafka::watermarks::{OffsetError, TopicPartition, WatermarkReader};
 
 mod poll;
 
@@ -175,7 +175,9 @@ pub struct Watcher {
     config: KafkaConfig,
     pattern: Regex,
     client: Option<Arc<Client>>,
-    partitions: HashMap<(String, i32), Watched>,
+    partitions: HashMap<TopicPartition, Watched>,
+    /// The keys of `partitions`, sorted; a new list whenever partitions come or go.
+    keys: Arc<[TopicPartition]>,
     refreshed_at: Option<Instant>,
     started: bool,
     /// Built once at start, so bad TLS files fail `new` instead of every connection attempt.
@@ -247,6 +249,7 @@ impl Watcher {
             pattern,
             client: None,
             partitions: HashMap::new(),
+            keys: Arc::from([]),
             refreshed_at: None,
             started: false,
             lag,

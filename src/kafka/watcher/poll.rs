@@ -1,7 +1,7 @@
 //! One poll of the watcher: topic discovery, watermark reads (batched, or per partition through rskafka), samples
 //! of the partitions that advanced, and lag.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,17 +15,17 @@ use super::{BrokerError, PollStats, TableActivity, Watched, Watcher, now_unix_ms
 use crate::kafka::lag::PartitionOffsets;
 use crate::kafka::samples::{self, Summary, Untrusted, excerpt, summarize};
 use crate::kafka::sasl;
-use crate::kafka::watermarks::Offset;
+use crate::kafka::watermarks::{Offset, TopicPartition};
 
 /// Partitions polled at once through rskafka; bounds sockets and memory while keeping a poll of thousands of
 /// partitions short.
 const POLL_CONCURRENCY: usize = 64;
 
-/// One partition and its offset, or why it was not read.
-type Read = ((String, i32), Result<i64, BrokerError>);
+/// One partition's offset, or why it was not read (boxed: a poll holds one per partition, nearly all `Ok`).
+type Read = Result<i64, Box<BrokerError>>;
 
 /// A partition whose watermark moved from `.1` to `.2`.
-type Advance = ((String, i32), i64, i64);
+type Advance = (TopicPartition, i64, i64);
 
 impl Watcher {
     /// rskafka's client, built on first use with the same TLS and SASL settings as our own connections.
@@ -74,37 +74,50 @@ impl Watcher {
                     .collect()
             }
         };
-        let mut wanted = HashSet::new();
-        for (topic, partitions) in topics.into_iter().filter(|(name, _)| self.pattern.is_match(name)) {
-            for partition in partitions {
-                wanted.insert((topic.clone(), partition));
-            }
+        // Each topic's partitions, sorted; one shared name per topic, and no key built per partition unless new.
+        let mut wanted: HashMap<Arc<str>, Vec<i32>> = HashMap::new();
+        for (topic, mut partitions) in topics.into_iter().filter(|(name, _)| self.pattern.is_match(name)) {
+            partitions.sort_unstable();
+            wanted.insert(Arc::from(topic), partitions);
         }
         let late = self.started;
-        for key in &wanted {
-            if self.partitions.contains_key(key) {
-                continue;
+        let mut added = 0;
+        for (topic, partitions) in &wanted {
+            for &partition in partitions {
+                let key = (Arc::clone(topic), partition);
+                if self.partitions.contains_key(&key) {
+                    continue;
+                }
+                if late {
+                    tracing::info!(topic = %key.0, partition, "watching new partition");
+                }
+                added += 1;
+                self.partitions.insert(
+                    key,
+                    Watched {
+                        client: None,
+                        baseline: None,
+                        discovered_late: late,
+                        known_table: None,
+                    },
+                );
             }
-            if late {
-                tracing::info!(topic = %key.0, partition = key.1, "watching new partition");
-            }
-            self.partitions.insert(
-                key.clone(),
-                Watched {
-                    client: None,
-                    baseline: None,
-                    discovered_late: late,
-                    known_table: None,
-                },
-            );
         }
         let before = self.partitions.len();
-        self.partitions.retain(|key, _| wanted.contains(key));
-        if self.partitions.len() < before {
-            tracing::info!(
-                removed = before - self.partitions.len(),
-                "stopped watching deleted partitions"
-            );
+        self.partitions.retain(|(topic, partition), _| {
+            wanted
+                .get(topic)
+                .is_some_and(|partitions| partitions.binary_search(partition).is_ok())
+        });
+        let removed = before - self.partitions.len();
+        if removed > 0 {
+            tracing::info!(removed, "stopped watching deleted partitions");
+        }
+        if added > 0 || removed > 0 || !self.started {
+            // A new list (a new `Arc`) tells the watermark reader to plan its requests again.
+            let mut keys: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
+            keys.sort_unstable();
+            self.keys = keys.into();
         }
         self.started = true;
         self.refreshed_at = Some(Instant::now());
@@ -112,19 +125,19 @@ impl Watcher {
     }
 
     /// The table a recent sample of `key` found alone, if it is still within `kafka.sample_interval`.
-    fn known_table(&self, key: &(String, i32), now: Instant) -> Option<String> {
+    fn known_table(&self, key: &TopicPartition, now: Instant) -> Option<String> {
         let (at, table) = self.partitions.get(key)?.known_table.as_ref()?;
         (now.duration_since(*at) < self.config.sample_interval).then(|| table.clone())
     }
 
     /// rskafka's client for one partition, made on first use.
-    async fn partition_client(&mut self, key: &(String, i32)) -> Result<Arc<PartitionClient>, BrokerError> {
+    async fn partition_client(&mut self, key: &TopicPartition) -> Result<Arc<PartitionClient>, BrokerError> {
         if let Some(client) = self.partitions.get(key).and_then(|w| w.client.clone()) {
             return Ok(client);
         }
         let limit = self.config.request_timeout;
         let client = self.connect().await?;
-        let call = client.partition_client(key.0.clone(), key.1, UnknownTopicHandling::Error);
+        let call = client.partition_client(key.0.to_string(), key.1, UnknownTopicHandling::Error);
         let made = Arc::new(timed(limit, "partition client", call).await?);
         if let Some(watched) = self.partitions.get_mut(key) {
             watched.client = Some(Arc::clone(&made));
@@ -132,54 +145,58 @@ impl Watcher {
         Ok(made)
     }
 
-    /// The `at` offset of each of `keys`: one request per broker, or with `kafka.batch_watermarks = false` one
-    /// rskafka request per partition.
-    async fn read_offsets(&mut self, keys: Vec<(String, i32)>, at: Offset) -> Vec<Read> {
+    /// The `at` offset of each of `keys`, in their order: one request per broker (see [`WatermarkReader`]), or
+    /// with `kafka.batch_watermarks = false` one rskafka request per partition.
+    ///
+    /// [`WatermarkReader`]: crate::kafka::watermarks::WatermarkReader
+    async fn read_offsets(&mut self, keys: &Arc<[TopicPartition]>, at: Offset) -> Vec<Read> {
         let limit = self.config.request_timeout;
         if let Some(reader) = self.watermarks.as_mut() {
-            let read = reader.offsets(&keys, at, limit).await;
+            let read = reader.offsets(keys, at, limit).await;
             if reader.is_stale() {
                 // A leader moved or a topic went away: read metadata again before the next poll.
                 self.refreshed_at = None;
             }
-            return keys
+            return read
                 .into_iter()
-                .zip(read)
-                .map(|(key, r)| (key, r.map_err(BrokerError::from)))
+                .map(|r| r.map_err(|e| Box::new(BrokerError::from(e))))
                 .collect();
         }
-        let mut read = Vec::with_capacity(keys.len());
+        let mut read: Vec<Read> = Vec::with_capacity(keys.len());
         let mut targets = Vec::with_capacity(keys.len());
-        for key in keys {
-            match self.partition_client(&key).await {
-                Ok(client) => targets.push((key, client)),
-                Err(e) => read.push((key, Err(e))),
+        for (i, key) in keys.iter().enumerate() {
+            match self.partition_client(key).await {
+                Ok(client) => {
+                    targets.push((i, client));
+                    read.push(Ok(0));
+                }
+                Err(e) => read.push(Err(Box::new(e))),
             }
         }
         let offset_at = move || match at {
             Offset::Earliest => OffsetAt::Earliest,
             _ => OffsetAt::Latest,
         };
-        read.extend(
-            futures::stream::iter(targets.into_iter().map(|(key, client)| async move {
-                (key, timed(limit, "list offsets", client.get_offset(offset_at())).await)
+        let mut answers =
+            futures::stream::iter(targets.into_iter().map(|(i, client)| async move {
+                (i, timed(limit, "list offsets", client.get_offset(offset_at())).await)
             }))
-            .buffer_unordered(POLL_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await,
-        );
+            .buffer_unordered(POLL_CONCURRENCY);
+        while let Some((i, answer)) = answers.next().await {
+            read[i] = answer.map_err(Box::new);
+        }
         read
     }
 
     /// One poll: reads every watermark, samples the partitions that advanced and returns the activity found.
     pub async fn poll(&mut self) -> Result<(Vec<TableActivity>, PollStats), BrokerError> {
-        let keys: Vec<(String, i32)> = self.partitions.keys().cloned().collect();
-        let reads = self.read_offsets(keys, Offset::Latest).await;
+        let keys = Arc::clone(&self.keys);
+        let reads = self.read_offsets(&keys, Offset::Latest).await;
         let mut stats = PollStats {
             partitions: reads.len(),
             ..PollStats::default()
         };
-        let advanced = self.advances(reads).await?;
+        let advanced = self.advances(&keys, reads).await?;
         stats.advanced = advanced.len();
         let mut activity = Vec::new();
         let now = Instant::now();
@@ -190,24 +207,24 @@ impl Watcher {
         Ok((activity, stats))
     }
 
-    /// The partitions whose watermark in `reads` moved past their baseline (which moves with them). Fails only
-    /// when every read failed.
-    async fn advances(&mut self, reads: Vec<Read>) -> Result<Vec<Advance>, BrokerError> {
+    /// The partitions of `keys` whose watermark in `reads` (in the same order) moved past their baseline (which
+    /// moves with them). Fails only when every read failed.
+    async fn advances(&mut self, keys: &[TopicPartition], reads: Vec<Read>) -> Result<Vec<Advance>, BrokerError> {
         let total = reads.len();
         let mut errors = Vec::new();
         let mut advanced = Vec::new();
         let mut went_back = Vec::new();
-        for (key, result) in reads {
-            let Some(watched) = self.partitions.get_mut(&key) else {
+        for (key, result) in keys.iter().zip(reads) {
+            let Some(watched) = self.partitions.get_mut(key) else {
                 continue;
             };
             let high = match result {
                 Ok(high) => high,
                 Err(source) => {
                     errors.push(BrokerError::Partition {
-                        topic: key.0,
+                        topic: key.0.to_string(),
                         partition: key.1,
-                        source: Box::new(source),
+                        source,
                     });
                     continue;
                 }
@@ -215,15 +232,15 @@ impl Watcher {
             match watched.baseline.replace(high) {
                 // Known at start-up: what is already there is the job's business (lag), not new activity.
                 None if !watched.discovered_late => {}
-                None if high > 0 => advanced.push((key, 0, high)),
+                None if high > 0 => advanced.push((key.clone(), 0, high)),
                 None => {}
                 Some(base) if high < base => {
                     // Broker restarted with empty storage, or the topic was recreated: start over from its log start.
                     tracing::warn!(topic = %key.0, partition = key.1, from = base, to = high,
                         "high watermark went backwards; resetting");
-                    went_back.push((key, high));
+                    went_back.push((key.clone(), high));
                 }
-                Some(base) if high > base => advanced.push((key, base, high)),
+                Some(base) if high > base => advanced.push((key.clone(), base, high)),
                 Some(_) => {}
             }
         }
@@ -234,11 +251,10 @@ impl Watcher {
             tracing::debug!(%error, "watermark read failed; retried next poll");
         }
         if !went_back.is_empty() {
-            let keys = went_back.iter().map(|(key, _)| key.clone()).collect();
-            let starts: HashMap<(String, i32), Result<i64, BrokerError>> =
-                self.read_offsets(keys, Offset::Earliest).await.into_iter().collect();
-            for (key, high) in went_back {
-                let start = starts.get(&key).and_then(|r| r.as_ref().ok()).copied().unwrap_or(0);
+            let keys: Arc<[TopicPartition]> = went_back.iter().map(|(key, _)| key.clone()).collect();
+            let starts = self.read_offsets(&keys, Offset::Earliest).await;
+            for ((key, high), start) in went_back.into_iter().zip(starts) {
+                let start = start.unwrap_or(0);
                 if high > start.min(high) {
                     advanced.push((key, start.min(high), high));
                 }
@@ -249,9 +265,9 @@ impl Watcher {
 
     /// What one advance says: the known table's changes without a fetch, or what a sample of it finds.
     async fn activity_of(&mut self, advance: Advance, now: Instant, stats: &mut PollStats) -> Vec<TableActivity> {
-        let ((topic, partition), from, high) = advance;
+        let (key, from, high) = advance;
+        let (topic, partition) = (key.0.to_string(), key.1);
         let new_records = u64::try_from(high - from).unwrap_or(0);
-        let key = (topic.clone(), partition);
         if let Some(table) = self.known_table(&key, now) {
             // A table topic keeps carrying its table: the watermark alone says how many changes arrived, and
             // nothing is fetched (the bytes a consume-everything watcher would read are what we save).
@@ -310,7 +326,7 @@ impl Watcher {
     /// routed topics where every record's table matters, the full `kafka.sample_records` is fetched.
     async fn sample(
         &mut self,
-        key: &(String, i32),
+        key: &TopicPartition,
         from: i64,
         high: i64,
         new_records: u64,
@@ -393,7 +409,7 @@ impl Watcher {
         }
         let filter = self.lag_filter();
         // The high watermarks are those the last poll read; only the log starts are read here.
-        let highs: Vec<((String, i32), Option<i64>)> = self
+        let highs: Vec<(TopicPartition, Option<i64>)> = self
             .partitions
             .iter()
             .filter(|(key, _)| match (&filter, self.routing.table_of_topic(&key.0)) {
@@ -406,12 +422,11 @@ impl Watcher {
         if highs.is_empty() {
             return Vec::new();
         }
-        let keys = highs.iter().map(|(key, _)| key.clone()).collect();
-        let starts: HashMap<(String, i32), Result<i64, BrokerError>> =
-            self.read_offsets(keys, Offset::Earliest).await.into_iter().collect();
+        let keys: Arc<[TopicPartition]> = highs.iter().map(|(key, _)| key.clone()).collect();
+        let starts = self.read_offsets(&keys, Offset::Earliest).await;
         // A table with a partition whose offsets could not be read has no lag this time (unknown, not zero).
         let mut by_table: BTreeMap<String, Option<Vec<PartitionOffsets>>> = BTreeMap::new();
-        for ((topic, partition), high) in highs {
+        for (((topic, partition), high), start) in highs.into_iter().zip(starts) {
             // Lag is per table topic; a topic without a table of its own (a routed one) has none.
             let Some(table) = self.routing.table_of_topic(&topic).map(str::to_owned) else {
                 continue;
@@ -419,14 +434,11 @@ impl Watcher {
             if !self.admit(&table) {
                 continue;
             }
-            let start = starts
-                .get(&(topic.clone(), partition))
-                .and_then(|r| r.as_ref().ok())
-                .copied();
+            let start = start.ok();
             let entry = by_table.entry(table).or_insert_with(|| Some(Vec::new()));
             match (high, start, entry.as_mut()) {
                 (Some(high), Some(start), Some(list)) => list.push(PartitionOffsets {
-                    topic,
+                    topic: topic.to_string(),
                     partition,
                     high,
                     start,
