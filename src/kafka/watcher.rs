@@ -6,7 +6,7 @@
 //!
 //! Discovery, watermark reads, sampling and lag are in `watcher/poll.rs`; this file holds the types and the loop.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,19 +154,44 @@ pub struct PollStats {
     pub known_table_advances: usize,
 }
 
-/// A partition being watched.
+/// A partition being watched. Kept small: a watcher of 100,000 partitions holds one each, and most are never
+/// sampled.
 #[derive(Debug)]
 struct Watched {
-    /// rskafka's client for sampling (and, with `kafka.batch_watermarks = false`, watermarks); made when first
-    /// needed.
-    client: Option<Arc<PartitionClient>>,
     /// Offset up to which records have been accounted for; `None` until the first read.
     baseline: Option<i64>,
     /// Found after start-up: everything in it is new.
     discovered_late: bool,
+    /// What sampling it keeps, from its first sample (or, with `kafka.batch_watermarks = false`, first read) on.
+    sampled: Option<Box<Sampled>>,
+}
+
+/// What a partition that has been sampled keeps between polls.
+#[derive(Debug, Default)]
+struct Sampled {
+    /// rskafka's client for sampling (and, with `kafka.batch_watermarks = false`, watermarks).
+    client: Option<Arc<PartitionClient>>,
     /// When a sample last found nothing but changes of the topic's own table, and that table: later advances within
     /// `kafka.sample_interval` are that table's changes without fetching anything.
     known_table: Option<(Instant, String)>,
+}
+
+impl Watched {
+    fn new(discovered_late: bool) -> Watched {
+        Watched {
+            baseline: None,
+            discovered_late,
+            sampled: None,
+        }
+    }
+
+    fn sampled(&mut self) -> &mut Sampled {
+        self.sampled.get_or_insert_with(Box::default)
+    }
+
+    fn known_table(&self) -> Option<&(Instant, String)> {
+        self.sampled.as_ref()?.known_table.as_ref()
+    }
 }
 
 /// The watcher's state; drive it with [`Watcher::run`], or step it with [`Watcher::refresh`] and
@@ -175,8 +200,9 @@ pub struct Watcher {
     config: KafkaConfig,
     pattern: Regex,
     client: Option<Arc<Client>>,
-    partitions: HashMap<TopicPartition, Watched>,
-    /// The keys of `partitions`, sorted; a new list whenever partitions come or go.
+    /// Sorted, so that walking it follows `keys`: a poll of every partition looks none up.
+    partitions: BTreeMap<TopicPartition, Watched>,
+    /// The keys of `partitions`, in its order; a new list whenever partitions come or go.
     keys: Arc<[TopicPartition]>,
     refreshed_at: Option<Instant>,
     started: bool,
@@ -248,7 +274,7 @@ impl Watcher {
             watermarks,
             pattern,
             client: None,
-            partitions: HashMap::new(),
+            partitions: BTreeMap::new(),
             keys: Arc::from([]),
             refreshed_at: None,
             started: false,

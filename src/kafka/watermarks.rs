@@ -146,6 +146,9 @@ impl WatermarkReader {
     /// Reads the cluster's metadata from the first of `bootstrap` that answers (or a known broker), learns every
     /// partition's leader and returns every topic with its partitions.
     pub async fn refresh(&mut self, bootstrap: &[String], limit: Duration) -> Result<Vec<TopicPartitions>, WireError> {
+        // The requests are planned again after it; letting the old ones go first keeps the two, and the answer
+        // (a few hundred bytes per partition decoded), out of memory at the same time.
+        self.plan = None;
         let known: Vec<String> = self.brokers.values().cloned().collect();
         let mut last = WireError::NoBroker;
         for address in bootstrap.iter().chain(known.iter()) {

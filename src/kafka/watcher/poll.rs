@@ -92,15 +92,7 @@ impl Watcher {
                     tracing::info!(topic = %key.0, partition, "watching new partition");
                 }
                 added += 1;
-                self.partitions.insert(
-                    key,
-                    Watched {
-                        client: None,
-                        baseline: None,
-                        discovered_late: late,
-                        known_table: None,
-                    },
-                );
+                self.partitions.insert(key, Watched::new(late));
             }
         }
         let before = self.partitions.len();
@@ -115,9 +107,7 @@ impl Watcher {
         }
         if added > 0 || removed > 0 || !self.started {
             // A new list (a new `Arc`) tells the watermark reader to plan its requests again.
-            let mut keys: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
-            keys.sort_unstable();
-            self.keys = keys.into();
+            self.keys = self.partitions.keys().cloned().collect();
         }
         self.started = true;
         self.refreshed_at = Some(Instant::now());
@@ -126,13 +116,17 @@ impl Watcher {
 
     /// The table a recent sample of `key` found alone, if it is still within `kafka.sample_interval`.
     fn known_table(&self, key: &TopicPartition, now: Instant) -> Option<String> {
-        let (at, table) = self.partitions.get(key)?.known_table.as_ref()?;
+        let (at, table) = self.partitions.get(key)?.known_table()?;
         (now.duration_since(*at) < self.config.sample_interval).then(|| table.clone())
     }
 
     /// rskafka's client for one partition, made on first use.
     async fn partition_client(&mut self, key: &TopicPartition) -> Result<Arc<PartitionClient>, BrokerError> {
-        if let Some(client) = self.partitions.get(key).and_then(|w| w.client.clone()) {
+        if let Some(client) = self
+            .partitions
+            .get(key)
+            .and_then(|w| w.sampled.as_ref()?.client.clone())
+        {
             return Ok(client);
         }
         let limit = self.config.request_timeout;
@@ -140,7 +134,7 @@ impl Watcher {
         let call = client.partition_client(key.0.to_string(), key.1, UnknownTopicHandling::Error);
         let made = Arc::new(timed(limit, "partition client", call).await?);
         if let Some(watched) = self.partitions.get_mut(key) {
-            watched.client = Some(Arc::clone(&made));
+            watched.sampled().client = Some(Arc::clone(&made));
         }
         Ok(made)
     }
@@ -214,9 +208,19 @@ impl Watcher {
         let mut errors = Vec::new();
         let mut advanced = Vec::new();
         let mut went_back = Vec::new();
+        // `keys` is `partitions`' keys in its order, so the two are walked side by side; a key out of step (which
+        // a change of partitions without a new `keys` would cause) is looked up instead.
+        let mut walk = self.partitions.range_mut::<TopicPartition, _>(..);
         for (key, result) in keys.iter().zip(reads) {
-            let Some(watched) = self.partitions.get_mut(key) else {
-                continue;
+            let watched = match walk.next() {
+                Some((k, w)) if Arc::ptr_eq(&k.0, &key.0) && k.1 == key.1 => w,
+                _ => {
+                    walk = self.partitions.range_mut(key.clone()..);
+                    match walk.next() {
+                        Some((k, w)) if k == key => w,
+                        _ => continue,
+                    }
+                }
             };
             let high = match result {
                 Ok(high) => high,
@@ -303,7 +307,9 @@ impl Watcher {
             _ => None,
         };
         if let Some(watched) = self.partitions.get_mut(&key) {
-            watched.known_table = learned;
+            if learned.is_some() || watched.sampled.is_some() {
+                watched.sampled().known_table = learned;
+            }
         }
         if let Some(error) = invalid
             && !self.invalid_logged.contains_key(&topic)
@@ -332,7 +338,7 @@ impl Watcher {
         new_records: u64,
         kinds: &mut BTreeMap<&'static str, u64>,
     ) -> (bool, Summary) {
-        let rechecked = self.partitions.get(key).is_some_and(|w| w.known_table.is_some());
+        let rechecked = self.partitions.get(key).is_some_and(|w| w.known_table().is_some());
         let full = self.config.sample_records;
         let mut want = if rechecked || !self.routing.is_routed(&key.0) {
             1
