@@ -441,6 +441,40 @@ mod tests {
     }
 
     #[test]
+    fn the_simd_engine_decodes_as_standard_does() {
+        // Long enough for the vector steps (64 characters and more), short, invalid, and one buffer for all.
+        use base64::Engine as _;
+        let engine = Base64::new();
+        let mut buffer = Vec::new();
+        let long = b64(&"0123456789".repeat(30));
+        // An invalid byte, and padding, inside a vector step: the scalar code reports where.
+        let (invalid, padded) = (
+            format!("{}!{}", &long[..100], &long[101..]),
+            format!("{}={}", &long[..99], &long[100..]),
+        );
+        let texts = [
+            invalid.as_str(),
+            padded.as_str(),
+            long.as_str(),
+            "eyJpZCI6MX0=",
+            "",
+            long.as_str(),
+            "!!!",
+            "e30",
+            "e31=",
+            "eyJpZCI6MX0=",
+            &long[..long.len() - 1],
+            "AAAAAAE=",
+        ];
+        for text in texts {
+            let expected = base64::engine::general_purpose::STANDARD.decode(text);
+            let decoded = engine.decode_into(Some(text.as_bytes()), &mut buffer);
+            assert_eq!(decoded.map(|d| d.map(<[u8]>::to_vec)), expected.map(Some), "{text}");
+        }
+        assert_eq!(engine.decode_into(None, &mut buffer), Ok(None));
+    }
+
+    #[test]
     fn lines_across_the_reader_buffer_answer_as_whole_ones() {
         // No table in the record: the answer names the topic's.
         let value = b64(r#"{"op":"c","source":{}}"#);
