@@ -97,6 +97,70 @@ impl Decoded {
     pub(crate) fn invalid(error: impl Into<String>) -> Decoded {
         Decoded::Invalid { error: error.into() }
     }
+
+    /// Writes the JSON answer, byte for byte what `serde_json::to_writer` writes for the `Serialize` derive
+    /// above (a test holds the two together for every variant).
+    ///
+    /// The `decode` command answers every line with this: serde's internally tagged enums serialize through a
+    /// generic path (a tagging serializer around the struct, a call into the writer per token), a sizeable part
+    /// of a line's time once the decoding itself is fast. Strings are still escaped by serde_json.
+    pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        out.write_all(b"{\"kind\":\"")?;
+        out.write_all(self.kind().as_bytes())?;
+        match self {
+            Decoded::Change(c) => {
+                out.write_all(b"\",\"table\":")?;
+                json_string(out, &c.table)?;
+                out.write_all(if c.table_from_record {
+                    b",\"table_from_record\":true,\"schema\":"
+                } else {
+                    b",\"table_from_record\":false,\"schema\":"
+                })?;
+                match &c.schema {
+                    Some(schema) => json_string(out, schema)?,
+                    None => out.write_all(b"null")?,
+                }
+                out.write_all(b",\"op\":")?;
+                match c.op {
+                    // Codes are single ASCII letters: nothing to escape.
+                    Some(op) => {
+                        out.write_all(b"\"")?;
+                        out.write_all(op.code().as_bytes())?;
+                        out.write_all(b"\"")?;
+                    }
+                    None => out.write_all(b"null")?,
+                }
+                out.write_all(if c.snapshot {
+                    b",\"snapshot\":true,\"ts_ms\":"
+                } else {
+                    b",\"snapshot\":false,\"ts_ms\":"
+                })?;
+                match c.ts_ms {
+                    Some(ts_ms) => serde_json::to_writer(&mut *out, &ts_ms)?,
+                    None => out.write_all(b"null")?,
+                }
+            }
+            Decoded::Tombstone { table } | Decoded::Opaque { table } => {
+                out.write_all(b"\",\"table\":")?;
+                json_string(out, table)?;
+            }
+            Decoded::Transaction { status } => {
+                out.write_all(b"\",\"status\":")?;
+                json_string(out, status)?;
+            }
+            Decoded::Invalid { error } => {
+                out.write_all(b"\",\"error\":")?;
+                json_string(out, error)?;
+            }
+            Decoded::Heartbeat | Decoded::Message | Decoded::SchemaChange => out.write_all(b"\"")?,
+        }
+        out.write_all(b"}")
+    }
+}
+
+/// `text` as a JSON string, quoted and escaped by serde_json.
+fn json_string(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()> {
+    serde_json::to_writer(out, text).map_err(std::io::Error::from)
 }
 
 /// The `decode` command's guess at the table of a record that names none: the topic's last `.`-separated segment.

@@ -218,3 +218,37 @@ fn answers_serialize_as_documented() {
     );
     assert_eq!(json(&Decoded::invalid("x")), r#"{"kind":"invalid","error":"x"}"#);
 }
+
+#[test]
+fn write_json_writes_what_serde_writes() {
+    let change = |table_from_record, schema: Option<&str>, op, snapshot, ts_ms| {
+        Decoded::Change(Change {
+            table: "fac\"ul\\ty\u{1}é".to_owned(),
+            table_from_record,
+            schema: schema.map(str::to_owned),
+            op,
+            snapshot,
+            ts_ms,
+        })
+    };
+    let mut every = vec![
+        change(true, Some("public"), Some(Op::Create), false, Some(1_700_000_000_000)),
+        change(false, None, None, true, None),
+        change(true, Some("a\nb"), Some(Op::Truncate), true, Some(i64::MIN)),
+        change(false, Some(""), Some(Op::Read), false, Some(-1)),
+        Decoded::Tombstone { table: "t".into() },
+        Decoded::Heartbeat,
+        Decoded::Transaction { status: "BEGIN".into() },
+        Decoded::Message,
+        Decoded::SchemaChange,
+        Decoded::Opaque { table: "".into() },
+        Decoded::invalid("not JSON: \"x\"\t\u{7f}"),
+    ];
+    every.extend(Op::ALL.map(|op| change(true, None, Some(op), false, Some(i64::MAX))));
+    for decoded in every {
+        let mut written = Vec::new();
+        decoded.write_json(&mut written).expect("a Vec takes every write");
+        let written = String::from_utf8(written).expect("utf-8");
+        assert_eq!(written, serde_json::to_string(&decoded).expect("serializes"));
+    }
+}
