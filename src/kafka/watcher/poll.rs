@@ -306,10 +306,10 @@ impl Watcher {
             // Another table, several tables, no table data, or no sample: sample the next advance again.
             _ => None,
         };
-        if let Some(watched) = self.partitions.get_mut(&key) {
-            if learned.is_some() || watched.sampled.is_some() {
-                watched.sampled().known_table = learned;
-            }
+        if let Some(watched) = self.partitions.get_mut(&key)
+            && (learned.is_some() || watched.sampled.is_some())
+        {
+            watched.sampled().known_table = learned;
         }
         if let Some(error) = invalid
             && !self.invalid_logged.contains_key(&topic)
