@@ -452,12 +452,17 @@ def decoder(binary_dir, workdir, records, rounds):
     return {"record_bytes": values.stat().st_size // records, "rust": rust, "python": python}
 
 
-def decode_cli(binary, workdir, lines):
+def decode_cli(binary, workdir, lines, reuse_input=False):
     """`cdc-orchestrator decode FILE` against bench/decode_lines.py (the same work in Python) on one file of
-    fixture lines, each run three times; the best wall time and CPU time (user + system) of each."""
+    fixture lines, each run three times; the best wall time and CPU time (user + system) of each. With
+    `reuse_input`, an input file already in `workdir` is used as it is."""
     import resource
     infile = workdir / "decode-input.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "bench/decode_input.py"), str(infile), str(lines)], check=True)
+    if reuse_input and infile.exists():
+        with open(infile, "rb") as f:
+            lines = sum(1 for _ in f)
+    else:
+        subprocess.run([sys.executable, str(ROOT / "bench/decode_input.py"), str(infile), str(lines)], check=True)
 
     def best(argv, out):
         walls, cpus = [], []

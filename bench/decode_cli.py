@@ -17,16 +17,8 @@ def main():
     lines = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
     workdir = Path(sys.argv[3]) if len(sys.argv) > 3 else Path(tempfile.mkdtemp(prefix="decode-cli-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    infile = workdir / "decode-input.jsonl"
-    if infile.exists():
-        # bench.decode_cli writes the input itself; keep an existing one instead of writing 248 MB again.
-        original = subprocess.run
-        def run(argv, *args, **kwargs):
-            if len(argv) > 1 and str(argv[1]).endswith("decode_input.py"):
-                return subprocess.CompletedProcess(argv, 0)
-            return original(argv, *args, **kwargs)
-        subprocess.run = run
-    result = bench.decode_cli(binary, workdir, lines)
+    # Writing 248 MB of input takes longer than the runs; a WORKDIR given again keeps the first one's.
+    result = bench.decode_cli(binary, workdir, lines, reuse_input=True)
     result["cpu_ratio"] = result["python_cpu_s"] / result["rust_cpu_s"]
     print(json.dumps(result))
     print(f"rust {result['rust_cpu_s']:.3f} s CPU, python {result['python_cpu_s']:.3f} s CPU: "
