@@ -1,0 +1,1 @@
+//! Issue 24: http_surface.
