@@ -100,8 +100,10 @@ enum TraceInput {
 /// A job state of a trace: one Flink has, so that a misspelt state is a bad line rather than a state this version
 /// does not know.
 fn known_state<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<JobState, D::Error> {
-    match JobState::from(String::deserialize(deserializer)?) {
-        JobState::Other(name) => Err(serde::de::Error::unknown_variant(&name, &JobState::KNOWN)),
+    let name = String::deserialize(deserializer)?;
+    // Parsing keeps only a safe spelling of an unknown state; the error names the trace's own text.
+    match JobState::from(name.clone()) {
+        JobState::Other(_) => Err(serde::de::Error::unknown_variant(&name, &JobState::KNOWN)),
         state => Ok(state),
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::RunLoop;
-use crate::config::is_table_name;
 use crate::flink::Launcher;
 pub use crate::policy::ControlCommand;
 use crate::policy::{Input, TableStatus};
@@ -39,8 +38,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
     /// Carries out an operator command through the policy and answers with the table's new status.
     pub(super) fn on_control(&mut self, request: ControlRequest) {
         let ControlRequest { table, command, reply } = request;
-        let known = self.templated.contains(&table) || self.policy.status(&table).is_some();
-        let answer = if !is_table_name(&table) || !known || !self.policy.settings().policy.manages(&table) {
+        let answer = if !self.managed.contains(&table) {
             Err(ControlError::UnknownTable(table))
         } else {
             let input = Input::Operator {

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::RunLoop;
 use crate::flink::{
-    FlinkError, JobId, Launcher, Reconciliation, Started, Stopped, job_id_for, launch_generation, reconcile,
+    FlinkError, JobId, JobSummary, Launcher, Reconciliation, Started, Stopped, job_id_for, launch_generation, reconcile,
 };
 use crate::policy::{Input, JobObservation, JobState, Millis, StartReason, StopReason};
 
@@ -92,9 +92,9 @@ impl<L: Launcher + 'static> RunLoop<L> {
         self.reconciling = true;
         self.reconcile_requested_at = self.clock.now();
         let launcher = self.launcher.clone();
-        let policy = self.config.policy.clone();
+        let managed = self.managed.clone();
         self.tasks.spawn(async move {
-            Outcome::Reconcile(reconcile(launcher.as_ref(), |table| policy.manages(table)).await)
+            Outcome::Reconcile(reconcile(launcher.as_ref(), |table| managed.contains(table)).await)
         });
     }
 
@@ -203,7 +203,8 @@ impl<L: Launcher + 'static> RunLoop<L> {
     /// Feeds a job listing, requested at `requested_at`, to the policy. First the end of each table's current
     /// job, if the listing shows it ended or no longer shows it at all, so that a live job of the table listed
     /// next is adopted rather than taken for a second one; then each table's live jobs and latest ended one.
-    fn on_reconciled(&mut self, found: Reconciliation, requested_at: Millis) {
+    fn on_reconciled(&mut self, mut found: Reconciliation, requested_at: Millis) {
+        self.report_unmanaged(std::mem::take(&mut found.unknown));
         let listed: HashSet<(&str, &JobId)> = found
             .running
             .values()
@@ -261,6 +262,28 @@ impl<L: Launcher + 'static> RunLoop<L> {
             }));
         }
         self.feed_all(inputs);
+    }
+
+    /// Reports the live jobs of tables the sidecar does not manage: each job once, when a listing first shows it,
+    /// and their number as `cdc_unmanaged_jobs`. What is remembered is only the last listing's jobs, so however
+    /// many come and go, the memory is that of one listing.
+    fn report_unmanaged(&mut self, unknown: Vec<JobSummary>) {
+        let live: HashSet<JobId> = unknown
+            .into_iter()
+            .filter(|job| job.state.is_alive())
+            .map(|job| {
+                if !self.unmanaged_seen.contains(&job.job_id) {
+                    tracing::warn!(table = %job.table, job_id = %job.job_id, state = %job.state,
+                        "job of a table this sidecar does not manage (no SQL template, or left out by \
+                        policy.include/exclude); never adopted or stopped");
+                }
+                job.job_id
+            })
+            .collect();
+        self.metrics
+            .unmanaged_jobs
+            .set(i64::try_from(live.len()).unwrap_or(i64::MAX));
+        self.unmanaged_seen = live;
     }
 
     fn note_flink_error(&self, e: &FlinkError) {

@@ -17,7 +17,7 @@ mod health;
 mod observe;
 mod run_loop;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use control::{ControlCommand, ControlError, ControlRequest, TablesSnapshot};
 pub use health::Health;
 
-use crate::config::{Config, LauncherKind};
+use crate::config::{Config, LauncherKind, PolicyConfig};
 use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher};
 use crate::http::ServerState;
 use crate::http::metrics::{Metrics, TableJobStateLabels};
@@ -54,9 +54,13 @@ pub struct RunLoop<L: Launcher + 'static> {
     inputs: VecDeque<Input>,
     /// Jobs with a stop in flight, so no job gets two concurrent stops.
     stopping: BTreeSet<JobId>,
-    /// Tables with a SQL template: the only ones the policy hears of from the watcher, and the ones an operator
-    /// may trigger before any change was seen.
+    /// Tables with a SQL template: the only ones whose changes and lag the policy hears of from the watcher.
     templated: BTreeSet<String>,
+    /// The tables this sidecar manages ([`managed_tables`]): the only ones an operator may address, whose jobs are
+    /// adopted, and whose jobs are ever stopped or cancelled.
+    managed: Arc<BTreeSet<String>>,
+    /// The live jobs of unmanaged tables in the last listing, each reported once when first seen.
+    unmanaged_seen: HashSet<JobId>,
     /// The SQL templates, read and checked once at start-up.
     templates: Arc<Templates>,
     /// Tables without a template whose changes were reported once (the watcher bounds how many tables exist).
@@ -171,6 +175,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     }
     tracing::info!("cdc-orchestrator stopped");
     Ok(())
+}
+
+/// The tables this sidecar manages: those with a SQL template (`templated`) that `policy.include` and
+/// `policy.exclude` admit ([`PolicyConfig::manages`]). The one ownership rule: a job named `cdc-<table>` is the
+/// sidecar's only if its table is one of these; any other is reported, never adopted, stopped or cancelled, and
+/// makes no table in the policy, `GET /tables` or the metrics. Flink's job list, which anyone who can submit a
+/// job writes, never adds to it.
+pub fn managed_tables(templated: impl IntoIterator<Item = String>, policy: &PolicyConfig) -> BTreeSet<String> {
+    templated.into_iter().filter(|table| policy.manages(table)).collect()
 }
 
 /// The watcher for `config`: routing believes record table names only for tables it can start, and a first sample

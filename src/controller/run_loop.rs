@@ -1,7 +1,7 @@
 //! The loop itself: one task owns the policy and feeds it, one input at a time, from the watcher, the control
 //! channel, the launcher's answers and its own timers; what the policy decides becomes launcher calls.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -65,17 +65,21 @@ impl<L: Launcher + 'static> RunLoop<L> {
         let policy = Policy::new(PolicySettings::from_config(&config, clock.origin_unix_ms));
         let (tables, _) = watch::channel(TablesSnapshot::default());
         let templated: BTreeSet<String> = templates.tables().into_iter().collect();
+        let managed = Arc::new(super::managed_tables(templated.iter().cloned(), &config.policy));
         let credentials = if launcher.simulated() {
             Credentials::redacted()
         } else {
             Credentials::from_env()
         };
-        let managed = templated.iter().filter(|t| config.policy.manages(t)).cloned();
-        metrics
-            .savings
-            .start(move || clock.now(), managed, &config.flink.job_link_base());
+        metrics.savings.start(
+            move || clock.now(),
+            managed.iter().cloned(),
+            &config.flink.job_link_base(),
+        );
         RunLoop {
             templated,
+            managed,
+            unmanaged_seen: HashSet::new(),
             templates,
             untemplated_warned: BTreeSet::new(),
             last_ops: HashMap::new(),
@@ -101,10 +105,8 @@ impl<L: Launcher + 'static> RunLoop<L> {
     /// The status of every table an operator may address before this loop has seen it (it has a SQL template and
     /// is managed), for the HTTP server.
     pub fn unseen_statuses(&self) -> BTreeMap<String, crate::policy::TableStatus> {
-        let policy = &self.policy.settings().policy;
-        self.templated
+        self.managed
             .iter()
-            .filter(|table| policy.manages(table))
             .map(|table| (table.clone(), self.policy.unseen_status(table)))
             .collect()
     }
@@ -173,6 +175,24 @@ impl<L: Launcher + 'static> RunLoop<L> {
 
     fn execute(&mut self, action: Action) {
         match action {
+            // The policy only ever hears of managed tables; should that fail, no Flink call goes out for a job
+            // the sidecar does not own.
+            Action::Start { table, generation, .. } if !self.managed.contains(&table) => {
+                tracing::error!(%table, "start refused: the table is not managed");
+                self.queue_input(Input::StartFailed {
+                    table,
+                    generation: Some(generation),
+                    error: "the table is not managed".to_owned(),
+                });
+            }
+            Action::Stop { table, job_id, .. } if !self.managed.contains(&table) => {
+                tracing::error!(%table, %job_id, "stop refused: the table is not managed");
+                self.queue_input(Input::StopFailed {
+                    table,
+                    job_id,
+                    transient: false,
+                });
+            }
             Action::Start { table, .. } if self.shutting_down => {
                 tracing::debug!(%table, "start not carried out: shutting down");
             }
@@ -266,7 +286,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
     fn set_job_state_series(&mut self, table: &str, state: Option<&JobState>) {
         let now = state.map(|state| TableJobStateLabels {
             table: table.to_owned(),
-            state: state.as_str().to_owned(),
+            state: state.as_str().into(),
         });
         let before = self.job_state_series.get(table);
         if before == now.as_ref() {
@@ -344,5 +364,143 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::flink::{FlinkError, JobSummary, Started, Stopped, job_id_for};
+    use crate::policy::{StartReason, StopReason};
+
+    /// A launcher whose job list is set by the test and which records every start and stop asked of it.
+    #[derive(Default)]
+    struct Listing {
+        jobs: Mutex<Vec<JobSummary>>,
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl Launcher for Listing {
+        async fn start(&self, table: &str, _: u64, _: &[String]) -> Result<Started, FlinkError> {
+            self.calls.lock().expect("lock").push(format!("start {table}"));
+            Ok(Started {
+                job_id: job_id_for(table, 1),
+                adopted: false,
+            })
+        }
+
+        async fn stop(&self, table: &str, job_id: &JobId) -> Result<Stopped, FlinkError> {
+            self.calls.lock().expect("lock").push(format!("stop {table} {job_id}"));
+            Ok(Stopped::AlreadyStopped { state: None })
+        }
+
+        async fn list_jobs(&self) -> Result<Vec<JobSummary>, FlinkError> {
+            Ok(self.jobs.lock().expect("lock").clone())
+        }
+    }
+
+    fn running(table: &str) -> JobSummary {
+        JobSummary {
+            table: table.to_owned(),
+            job_id: job_id_for(table, 1),
+            state: JobState::Running,
+            start_time_ms: 1,
+            end_time_ms: None,
+        }
+    }
+
+    fn run_loop(launcher: &Arc<Listing>) -> (RunLoop<Listing>, Arc<Metrics>) {
+        let mut config = Config::default();
+        config.policy.exclude = vec!["program".to_owned()];
+        let templates = Arc::new(Templates::load(&config).expect("built-in templates"));
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new(Duration::from_secs(30), Duration::from_secs(30)));
+        let run_loop = RunLoop::new(config, launcher.clone(), templates, metrics.clone(), health);
+        (run_loop, metrics)
+    }
+
+    async fn reconcile_once(run_loop: &mut RunLoop<Listing>) {
+        run_loop.spawn_reconcile();
+        let done = run_loop.tasks.join_next().await.expect("the listing task");
+        run_loop.on_joined(done);
+    }
+
+    /// The tables the policy holds; the first few of them when that is not only faculty.
+    fn assert_only_faculty(run_loop: &RunLoop<Listing>) {
+        let tables: Vec<String> = run_loop.policy.statuses().into_iter().map(|s| s.table).collect();
+        assert!(
+            tables == ["faculty"],
+            "{} tables, e.g. {:?}",
+            tables.len(),
+            &tables[..tables.len().min(5)]
+        );
+    }
+
+    #[tokio::test]
+    async fn only_jobs_of_templated_admitted_tables_are_adopted_and_the_rest_are_counted() {
+        let launcher = Arc::new(Listing::default());
+        // faculty is managed; program has a template but is excluded; orphan and t<N> have no template.
+        let mut jobs: Vec<JobSummary> = ["faculty", "program", "orphan"].into_iter().map(running).collect();
+        jobs.extend((0..2_000).map(|n| running(&format!("t{n}"))));
+        jobs.push(JobSummary {
+            state: JobState::Finished,
+            ..running("ended_orphan")
+        });
+        *launcher.jobs.lock().expect("lock") = jobs;
+        let (mut run_loop, metrics) = run_loop(&launcher);
+        assert!(run_loop.managed.contains("faculty") && !run_loop.managed.contains("program"));
+
+        reconcile_once(&mut run_loop).await;
+        assert_only_faculty(&run_loop);
+        assert_eq!(metrics.unmanaged_jobs.get(), 2_002, "live ones only");
+        let snapshot = run_loop.subscribe().borrow().clone();
+        assert_eq!(snapshot.keys().collect::<Vec<_>>(), ["faculty"]);
+        let page = metrics.render();
+        assert_eq!(page.matches("cdc_job_state{").count(), 1, "{page}");
+
+        // The orphan goes away: the count follows the listing, and only its jobs are remembered.
+        launcher.jobs.lock().expect("lock").retain(|j| j.table != "orphan");
+        reconcile_once(&mut run_loop).await;
+        assert_eq!(metrics.unmanaged_jobs.get(), 2_001);
+        assert_eq!(run_loop.unmanaged_seen.len(), 2_001);
+        assert!(!run_loop.unmanaged_seen.contains(&job_id_for("orphan", 1)));
+        assert_only_faculty(&run_loop);
+        assert!(
+            launcher.calls.lock().expect("lock").is_empty(),
+            "nothing started or stopped"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_start_or_stop_goes_out_for_a_table_the_sidecar_does_not_manage() {
+        let launcher = Arc::new(Listing::default());
+        let (mut run_loop, _) = run_loop(&launcher);
+        for table in ["orphan", "program"] {
+            let job_id = job_id_for(table, 1);
+            run_loop.execute(Action::Stop {
+                table: table.to_owned(),
+                job_id: job_id.clone(),
+                reason: StopReason::Idle,
+            });
+            run_loop.execute(Action::Start {
+                table: table.to_owned(),
+                generation: 1,
+                reason: StartReason::Changes,
+            });
+            assert!(!run_loop.stopping.contains(&job_id));
+        }
+        assert!(run_loop.tasks.is_empty(), "no launcher call was spawned");
+        // Its own table's job is still stopped.
+        run_loop.execute(Action::Stop {
+            table: "faculty".to_owned(),
+            job_id: job_id_for("faculty", 1),
+            reason: StopReason::Idle,
+        });
+        let done = run_loop.tasks.join_next().await.expect("the stop task");
+        run_loop.on_joined(done);
+        let calls = launcher.calls.lock().expect("lock").clone();
+        assert_eq!(calls, [format!("stop faculty {}", job_id_for("faculty", 1))]);
     }
 }

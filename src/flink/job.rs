@@ -116,8 +116,10 @@ pub enum JobState {
     Suspended,
     /// Being reconciled after a JobManager failover.
     Reconciling,
-    /// A state this version does not know, as Flink spelled it. It counts as alive ([`JobState::is_alive`]):
-    /// the policy keeps such a job as the table's job rather than start a second one.
+    /// A state this version does not know: Flink's spelling when it is a plausible state name (1 to
+    /// [`JobState::MAX_OTHER_LEN`] of `A-Z` and `_`), else [`JobState::UNKNOWN`]. Parsing keeps nothing else, since
+    /// the state becomes a metric label and shows in logs and `GET /tables`. It counts as alive
+    /// ([`JobState::is_alive`]): the policy keeps such a job as the table's job rather than start a second one.
     Other(String),
 }
 
@@ -136,6 +138,12 @@ impl JobState {
         "SUSPENDED",
         "RECONCILING",
     ];
+
+    /// What an unknown state that is not a plausible state name is kept as.
+    pub const UNKNOWN: &'static str = "UNKNOWN";
+
+    /// The longest unknown state kept as Flink spelled it; Flink's own names have at most 12 characters.
+    pub const MAX_OTHER_LEN: usize = 32;
 
     /// The name Flink uses.
     pub fn as_str(&self) -> &str {
@@ -181,9 +189,15 @@ impl From<String> for JobState {
             "RESTARTING" => JobState::Restarting,
             "SUSPENDED" => JobState::Suspended,
             "RECONCILING" => JobState::Reconciling,
-            _ => JobState::Other(s),
+            _ if is_state_name(&s) => JobState::Other(s),
+            _ => JobState::Other(JobState::UNKNOWN.to_owned()),
         }
     }
+}
+
+/// Whether `text` looks like a Flink job state name: upper-case letters and underscores, bounded in length.
+fn is_state_name(text: &str) -> bool {
+    (1..=JobState::MAX_OTHER_LEN).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
 }
 
 impl From<JobState> for String {
@@ -395,9 +409,31 @@ mod tests {
         assert!(JobState::from("NEW_STATE".to_owned()).is_alive());
         assert_eq!(
             JobState::from("running".to_owned()),
-            JobState::Other("running".to_owned())
+            JobState::Other("UNKNOWN".to_owned())
         );
         let json = serde_json::to_value(JobState::Other("NEW_STATE".to_owned())).expect("serializes");
         assert_eq!(json, "NEW_STATE");
+    }
+
+    #[test]
+    fn unknown_states_keep_only_a_bounded_safe_spelling() {
+        let max = "A".repeat(JobState::MAX_OTHER_LEN);
+        assert_eq!(JobState::from(max.clone()), JobState::Other(max.clone()));
+        for hostile in [
+            "RUN\u{1b}[31mNING".to_owned(),
+            "RUNNING\n2026-01-01 INFO forged".to_owned(),
+            "\u{7}\u{0}".to_owned(),
+            format!("{max}A"),
+            "running".to_owned(),
+            "ÄUSSERST".to_owned(),
+            String::new(),
+        ] {
+            let state = JobState::from(hostile.clone());
+            assert_eq!(state.as_str(), JobState::UNKNOWN, "{hostile:?}");
+            assert!(state.is_alive(), "an unknown state still errs on the side of alive");
+        }
+        // Through serde too: that is how Flink's answers are parsed.
+        let parsed: JobState = serde_json::from_str("\"FAIL\\u001bING\"").expect("a JSON string");
+        assert_eq!(parsed.as_str(), JobState::UNKNOWN);
     }
 }

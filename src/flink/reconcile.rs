@@ -9,7 +9,8 @@ use super::{FlinkError, JobSummary, Launcher};
 pub struct Reconciliation {
     /// The live job of each managed table: adopt it (never start a second one).
     pub running: BTreeMap<String, JobSummary>,
-    /// Further live jobs of a managed table beyond the newest one. Should never happen; reported, not touched.
+    /// Further live jobs of a managed table beyond the newest one. Should never happen: the run loop hands them to
+    /// the policy, which keeps one live job as the table's job and stops every other as a duplicate.
     pub duplicates: Vec<JobSummary>,
     /// The latest ended job of each managed table that has no live job: FAILED means the job died (feed it to
     /// the policy); FINISHED is a completed stop-with-savepoint; CANCELED a cancel.
@@ -17,12 +18,14 @@ pub struct Reconciliation {
     /// Every other ended job of a managed table (older ones, and those of tables with a live job), newest
     /// first: history, except for a job the sidecar still takes for the table's current one.
     pub older_ended: Vec<JobSummary>,
-    /// cdc jobs of tables the configuration does not manage: reported, never touched.
+    /// cdc jobs of tables the sidecar does not manage, running or ended: the run loop reports the live ones and
+    /// never adopts, stops or cancels any, nor lets them make a table.
     pub unknown: Vec<JobSummary>,
 }
 
 /// Sorts `jobs` (as [`Launcher::list_jobs`] gives them) by table; `manages` says whether a table is the
-/// sidecar's (e.g. [`crate::config::PolicyConfig::manages`]).
+/// sidecar's. A job is the sidecar's only if its table is: the run loop passes its managed tables (a SQL template,
+/// and admitted by `policy.include`/`policy.exclude`), never Flink's job names, the one thing an outsider controls.
 pub fn reconcile_jobs(jobs: &[JobSummary], manages: impl Fn(&str) -> bool) -> Reconciliation {
     let mut jobs: Vec<&JobSummary> = jobs.iter().collect();
     // Newest first, so the first live job seen for a table is the one to adopt.
@@ -57,7 +60,7 @@ pub fn reconcile_jobs(jobs: &[JobSummary], manages: impl Fn(&str) -> bool) -> Re
 }
 
 /// Lists the cdc jobs through `launcher` and reconciles them. The run loop calls this at start-up and every
-/// `flink.reconcile_interval`.
+/// `flink.reconcile_interval`, and reports the [`Reconciliation::unknown`] jobs itself (once per job).
 pub async fn reconcile<L: Launcher>(
     launcher: &L,
     manages: impl Fn(&str) -> bool,
@@ -65,10 +68,8 @@ pub async fn reconcile<L: Launcher>(
     let jobs = launcher.list_jobs().await?;
     let out = reconcile_jobs(&jobs, manages);
     for job in &out.duplicates {
-        tracing::warn!(table = %job.table, job_id = %job.job_id, "second live job for one table; left alone");
-    }
-    for job in &out.unknown {
-        tracing::info!(table = %job.table, job_id = %job.job_id, state = %job.state, "job of an unmanaged table");
+        tracing::warn!(table = %job.table, job_id = %job.job_id,
+            "second live job for one table; the policy keeps one and stops the other as a duplicate");
     }
     Ok(out)
 }

@@ -2,7 +2,9 @@
 //!
 //! Names follow Prometheus conventions: counters end in `_total` (added by the encoder), units are in the name.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -17,13 +19,39 @@ pub struct TableLabels {
     pub table: String,
 }
 
+/// A label value whose text came from outside (Flink's answers). The text format escapes only `\`, `"` and line
+/// feeds in label values and passes every other control character through raw (prometheus-client 0.26), which
+/// would put terminal escapes on the `/metrics` page: this value writes them escaped as the logs do
+/// ([`crate::logging::Escaper`], e.g. `\u{1b}`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct LabelText(String);
+
+impl LabelText {
+    /// The text as given (unescaped).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for LabelText {
+    fn from(text: &str) -> Self {
+        LabelText(text.to_owned())
+    }
+}
+
+impl EncodeLabelValue for LabelText {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        crate::logging::Escaper(encoder).write_str(&self.0)
+    }
+}
+
 /// Labels `{table, state}`: a table's job and the state Flink reports for it.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableJobStateLabels {
     /// Table name.
     pub table: String,
     /// Flink's job state, e.g. `RUNNING`, `RESTARTING`.
-    pub state: String,
+    pub state: LabelText,
 }
 
 /// Labels `{table, op}`; `op` is a Debezium letter or `unknown`.
@@ -78,6 +106,10 @@ pub struct Metrics {
     /// Flink's state of each table's job: one series at 1 per table that has a job, labelled with the state
     /// Flink last reported; none while the table has no job.
     pub job_state: Family<TableJobStateLabels, Gauge>,
+    /// Live jobs named `cdc-<table>` in Flink's last job list whose table this sidecar does not manage (no SQL
+    /// template, or left out by `policy.include`/`policy.exclude`): reported, never adopted, stopped or cancelled.
+    /// No per-job labels, so however many Flink lists, this is one series.
+    pub unmanaged_jobs: Gauge,
     /// Consumer lag of a table's job, in records.
     pub table_lag: Family<TableLabels, Gauge>,
     /// Bytes of record values fetched in samples (the watcher's only record traffic; watermark reads are
@@ -164,6 +196,7 @@ impl Metrics {
             starts_throttled: Counter::default(),
             jobs_running: Gauge::default(),
             job_state: Family::default(),
+            unmanaged_jobs: Gauge::default(),
             table_lag: Family::default(),
             sampled_bytes: Counter::default(),
             savings: std::sync::Arc::default(),
@@ -182,6 +215,7 @@ impl Metrics {
             starts_throttled: "starts_throttled", "Starts that waited for the start throttle or the concurrency limit";
             jobs_running: "jobs_running", "Tables whose job Flink reports RUNNING";
             job_state: "job_state", "Flink's state of a table's job (1 for the state last reported)";
+            unmanaged_jobs: "unmanaged_jobs", "Live cdc jobs in Flink of tables this sidecar does not manage";
             table_lag: "table_lag_records", "Consumer lag of a table's job";
             sampled_bytes: "sampled_bytes", "Bytes of record values fetched in samples";
         );
@@ -260,6 +294,26 @@ mod tests {
             "{text}"
         );
         assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn control_characters_in_a_label_value_are_escaped() {
+        let m = Metrics::new();
+        m.job_state
+            .get_or_create(&TableJobStateLabels {
+                table: "faculty".into(),
+                state: "RUN\u{1b}[2J\u{7}\r\n\"\\NING".into(),
+            })
+            .set(1);
+        let text = m.render();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "a raw control character on the page: {text:?}"
+        );
+        assert!(
+            text.contains(r#"cdc_job_state{table="faculty",state="RUN\\u{1b}[2J\\u{7}\\r\\n\"\\NING"} 1"#),
+            "{text}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
