@@ -72,7 +72,10 @@ mod tests {
     fn passwords_in_urls_are_redacted_and_nothing_else_changes() {
         let cases = [
             ("http://127.0.0.1:8081", "http://127.0.0.1:8081"),
-            ("http://user:pass@host:8081/flink", "http://user:<redacted>@host:8081/flink"),
+            (
+                "http://user:pass@host:8081/flink",
+                "http://user:<redacted>@host:8081/flink",
+            ),
             ("https://user@host/", "https://user@host/"),
             ("http://us:er:p@ss@host/", "http://us:<redacted>@host/"),
             ("http://host/a:b@c", "http://host/a:b@c"),
@@ -91,6 +94,9 @@ mod tests {
     fn links_carry_no_userinfo() {
         assert_eq!(link_url("http://user:pass@host:8081/ui"), "http://host:8081/ui");
         assert_eq!(link_url("http://host:8081"), "http://host:8081/");
-        assert_eq!(link_url("http://user:pa/ss@host:99999"), "http://user:<redacted>@host:99999");
+        assert_eq!(
+            link_url("http://user:pa/ss@host:99999"),
+            "http://user:<redacted>@host:99999"
+        );
     }
 }

@@ -35,8 +35,8 @@ pub(crate) struct Rest {
 
 impl Rest {
     pub(crate) fn new(http: reqwest::Client, base: &str) -> Result<Rest, FlinkError> {
-        let mut base = Url::parse(base)
-            .map_err(|e| FlinkError::Setup(format!("bad Flink URL {:?}: {e}", redact_url(base))))?;
+        let mut base =
+            Url::parse(base).map_err(|e| FlinkError::Setup(format!("bad Flink URL {:?}: {e}", redact_url(base))))?;
         // Url::join replaces the last path segment unless the base ends with '/'; a gateway behind a path
         // prefix (http://host/flink) must keep it.
         if !base.path().ends_with('/') {
@@ -135,15 +135,13 @@ impl Rest {
             });
         }
         if status.is_success() {
-            return read_body(response, self.max_response_bytes)
-                .await
-                .map_err(|e| match e {
-                    BodyError::TooLarge { limit } => FlinkError::TooLarge {
-                        endpoint: endpoint.to_owned(),
-                        limit,
-                    },
-                    BodyError::Read(e) => transport(endpoint, e),
-                });
+            return read_body(response, self.max_response_bytes).await.map_err(|e| match e {
+                BodyError::TooLarge { limit } => FlinkError::TooLarge {
+                    endpoint: endpoint.to_owned(),
+                    limit,
+                },
+                BodyError::Read(e) => transport(endpoint, e),
+            });
         }
         let bytes = read_error_body(response, endpoint, self.max_response_bytes.min(ERROR_BODY_LIMIT)).await?;
         Err(api_error(endpoint.to_owned(), status, &bytes))
@@ -168,7 +166,9 @@ pub(crate) enum BodyError {
 /// `Content-Length` before anything is read, else as the chunks come in, so no more than `limit` bytes are held.
 /// Every body a reqwest client of this program reads goes through here.
 pub(crate) async fn read_body(mut response: Response, limit: usize) -> Result<Vec<u8>, BodyError> {
-    let announced = response.content_length().map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let announced = response
+        .content_length()
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     if announced.is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge { limit });
     }

@@ -25,8 +25,8 @@ use std::sync::Once;
 use std::time::Duration;
 
 pub use dry_run::DryRunLauncher;
-pub(crate) use http::{BodyError, read_body};
 pub use error::{Fault, FlinkError, root_cause};
+pub(crate) use http::{BodyError, read_body};
 pub use job::{
     AnyLauncher, GENERATION_BITS, JobId, JobState, JobSummary, Launcher, Started, Stopped, job_id_for, job_name,
     launch_generation, table_of_job,
