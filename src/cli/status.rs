@@ -17,6 +17,9 @@ use crate::shutdown;
 /// Upper bound on the whole request to the sidecar (connect included).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most of `GET /tables` that is read: some 500 bytes a table, so tens of thousands of tables.
+const MAX_TABLES_BYTES: usize = 32 * 1024 * 1024;
+
 /// The environment variable the server's API token comes from; `status` presents it too.
 pub const TOKEN_ENV: &str = "CDC_SERVER__TOKEN";
 
@@ -83,7 +86,16 @@ pub async fn fetch_tables(
     };
     let response = request.send().await.map_err(unreachable)?;
     let status = response.status();
-    let body = response.bytes().await.map_err(unreachable)?;
+    let body = match crate::flink::read_body(response, MAX_TABLES_BYTES).await {
+        Ok(body) => body,
+        Err(crate::flink::BodyError::Read(e)) => return Err(unreachable(e)),
+        Err(e @ crate::flink::BodyError::TooLarge { .. }) => {
+            return Err(StatusError::Decode {
+                url: url.to_string(),
+                reason: e.to_string(),
+            });
+        }
+    };
     if !status.is_success() {
         let message = serde_json::from_slice::<Value>(&body)
             .ok()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use super::shown_url::redact_url;
 use super::{ConfigError, is_table_name};
 
 /// Runs one of the [`Checks`] on each named field of a section, under the key `<section>.<field>`, e.g.
@@ -57,12 +58,13 @@ pub(super) trait Checks {
         }
     }
 
-    /// An `http://` or `https://` URL.
+    /// An `http://` or `https://` URL; shown in the error as [`redact_url`] shows it.
     fn http_url(&mut self, key: &str, url: &str) {
+        let shown = redact_url(url);
         match reqwest::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            Ok(_) => self.invalid(key, &url, "expected an http:// or https:// URL"),
-            Err(e) => self.invalid(key, &url, e.to_string()),
+            Ok(_) => self.invalid(key, &shown, "expected an http:// or https:// URL"),
+            Err(e) => self.invalid(key, &shown, e.to_string()),
         }
     }
 

@@ -7,7 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use super::check::{Checks, check_fields};
 use super::de::whole_u32;
+use super::shown_url::{self, link_url};
 use super::{ConfigError, Section};
+
+/// Default of `flink.max_response_bytes`: 8 MiB. The largest answer is `GET /jobs/overview`, about 400 bytes per
+/// job Flink lists (id, name, state, times and task counts; a long job name adds its length), so this holds some
+/// 20,000 jobs, running and recently ended, with room to spare.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u32 = 8 * 1024 * 1024;
 
 /// How jobs are launched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,11 +33,14 @@ pub struct FlinkConfig {
     /// Which launcher submits jobs.
     pub launcher: LauncherKind,
     /// Base URL of the Flink SQL Gateway REST endpoint.
+    #[serde(serialize_with = "shown_url::serialize")]
     pub sql_gateway_url: String,
     /// Base URL of the JobManager REST API.
+    #[serde(serialize_with = "shown_url::serialize")]
     pub jobmanager_url: String,
     /// Base URL of the Flink web UI as an operator's browser reaches it, for the job links in `/tables`;
     /// unset means `jobmanager_url` (the UI is served on the REST port).
+    #[serde(serialize_with = "shown_url::serialize_option")]
     pub web_ui_url: Option<String>,
     /// Where stop-with-savepoint writes savepoints.
     pub savepoint_dir: String,
@@ -49,6 +58,10 @@ pub struct FlinkConfig {
     /// Jobs that may be starting, running or stopping at once; further starts queue.
     #[serde(deserialize_with = "whole_u32")]
     pub max_concurrent_jobs: u32,
+    /// Largest answer body read from Flink, counted as it is read (sized or chunked); a larger answer is an
+    /// error naming the endpoint, and is not read further.
+    #[serde(deserialize_with = "whole_u32")]
+    pub max_response_bytes: u32,
     /// Upper bound on any single HTTP request to Flink.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -69,11 +82,12 @@ pub struct FlinkConfig {
 }
 
 impl FlinkConfig {
-    /// Where job links in `/tables` point: the web UI, or nothing for the dry-run launcher (no Flink exists).
+    /// Where job links in `/tables` point: the web UI without any userinfo (a link is for a browser, and is
+    /// served without a token), or nothing for the dry-run launcher (no Flink exists).
     pub fn job_link_base(&self) -> String {
         match self.launcher {
             LauncherKind::DryRun => String::new(),
-            _ => self.web_ui_url.clone().unwrap_or_else(|| self.jobmanager_url.clone()),
+            _ => link_url(self.web_ui_url.as_deref().unwrap_or(&self.jobmanager_url)),
         }
     }
 }
@@ -91,6 +105,7 @@ impl Default for FlinkConfig {
             starts_per_minute: 10,
             start_burst: 5,
             max_concurrent_jobs: 20,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             request_timeout: Duration::from_secs(10),
             start_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(120),
@@ -108,6 +123,7 @@ impl Section for FlinkConfig {
         check_fields!(errors.positive, "flink", self: request_timeout, start_timeout, stop_timeout);
         check_fields!(errors.positive, "flink", self: reconcile_interval, shutdown_timeout, checkpoint_interval);
         check_fields!(errors.at_least_one, "flink", self: starts_per_minute, start_burst, max_concurrent_jobs);
+        check_fields!(errors.at_least_one, "flink", self: max_response_bytes);
         check_fields!(errors.http_url, "flink", self: sql_gateway_url, jobmanager_url);
         if let Some(url) = &self.web_ui_url {
             errors.http_url("flink.web_ui_url", url);

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::check::{Checks, check_fields};
-use super::{ConfigError, Section, is_table_name};
+use super::{ConfigError, Section, is_table_name, shown_url};
 
 /// The `[iceberg]` section: what the per-table jobs' Iceberg catalog connects to.
 ///
@@ -13,6 +13,7 @@ use super::{ConfigError, Section, is_table_name};
 #[serde(default, deny_unknown_fields)]
 pub struct IcebergConfig {
     /// Iceberg REST catalog endpoint (Apache Polaris: `http://<host>:8181/api/catalog`).
+    #[serde(serialize_with = "shown_url::serialize")]
     pub catalog_uri: String,
     /// The REST catalog's warehouse, i.e. the Polaris catalog name.
     pub warehouse: String,
@@ -21,6 +22,7 @@ pub struct IcebergConfig {
     /// Iceberg namespace (Flink database) the tables are created in.
     pub database: String,
     /// S3 endpoint of the object store (MinIO).
+    #[serde(serialize_with = "shown_url::serialize")]
     pub s3_endpoint: String,
     /// S3 region; MinIO ignores it but the AWS SDK requires one.
     pub s3_region: String,

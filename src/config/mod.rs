@@ -18,6 +18,7 @@ pub mod kafka;
 pub mod policy;
 mod secret;
 pub mod server;
+mod shown_url;
 pub mod sink;
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ pub use kafka::{KafkaConfig, SaslConfig, SaslMechanism, TlsConfig};
 pub use policy::{PolicyConfig, TableOverrides, TablePolicy};
 pub use secret::Secret;
 pub use server::ServerConfig;
+pub use shown_url::{link_url, redact_url};
 pub use sink::{JdbcSinkConfig, SinkConfig, SinkKind};
 
 use check::Checks;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{JobId, JobState};
-use crate::sql::JobSqlError;
+use crate::sql::{Credentials, JobSqlError};
 
 /// Why talking to Flink failed. Every variant renders as one line; errors reported by Flink carry the root-cause
 /// line of the server-side stack trace, not the whole trace.
@@ -32,6 +32,25 @@ pub enum FlinkError {
         root_cause: String,
         /// What the error says, where the sidecar acts on it.
         fault: Fault,
+    },
+    /// Flink answered with a redirect, which is never followed: the request, and the credentials a statement
+    /// carries, go to the configured address or nowhere.
+    #[error("{endpoint}: Flink answered {status} (a redirect to {location}); redirects are not followed")]
+    Redirect {
+        /// Method and path of the request.
+        endpoint: String,
+        /// HTTP status code (3xx).
+        status: u16,
+        /// Where the redirect pointed, without userinfo or query.
+        location: String,
+    },
+    /// Flink's answer is larger than `flink.max_response_bytes`; it was not read further.
+    #[error("{endpoint}: answer larger than {limit} bytes (flink.max_response_bytes); not read")]
+    TooLarge {
+        /// Method and path of the request.
+        endpoint: String,
+        /// The limit, in bytes.
+        limit: usize,
     },
     /// Flink answered 2xx with a body that does not have the documented shape.
     #[error("{endpoint}: unexpected answer: {reason}")]
@@ -126,6 +145,98 @@ impl FlinkError {
         }
     }
 
+    /// This error with every credential in `credentials` masked in each text it carries (Flink's messages may
+    /// echo a statement, and statements carry the catalog and S3 credentials).
+    pub(crate) fn redacted(self, credentials: &Credentials) -> FlinkError {
+        let r = |text: String| credentials.redact(&text);
+        match self {
+            FlinkError::Transport {
+                endpoint,
+                reason,
+                timed_out,
+            } => FlinkError::Transport {
+                endpoint: r(endpoint),
+                reason: r(reason),
+                timed_out,
+            },
+            FlinkError::Api {
+                endpoint,
+                status,
+                root_cause,
+                fault,
+            } => FlinkError::Api {
+                endpoint: r(endpoint),
+                status,
+                root_cause: r(root_cause),
+                fault,
+            },
+            FlinkError::Redirect {
+                endpoint,
+                status,
+                location,
+            } => FlinkError::Redirect {
+                endpoint: r(endpoint),
+                status,
+                location: r(location),
+            },
+            FlinkError::TooLarge { endpoint, limit } => FlinkError::TooLarge {
+                endpoint: r(endpoint),
+                limit,
+            },
+            FlinkError::Decode { endpoint, reason } => FlinkError::Decode {
+                endpoint: r(endpoint),
+                reason: r(reason),
+            },
+            FlinkError::Statement {
+                statement,
+                root_cause,
+                fault,
+            } => FlinkError::Statement {
+                statement: r(statement),
+                root_cause: r(root_cause),
+                fault,
+            },
+            FlinkError::StatementTimeout {
+                statement,
+                status,
+                waited,
+            } => FlinkError::StatementTimeout {
+                statement: r(statement),
+                status: r(status),
+                waited,
+            },
+            FlinkError::StartTimeout {
+                table,
+                job_id,
+                state,
+                waited,
+            } => FlinkError::StartTimeout {
+                table,
+                job_id,
+                state: r(state),
+                waited,
+            },
+            FlinkError::ForeignJob { table, job_id, name } => FlinkError::ForeignJob {
+                table,
+                job_id,
+                name: r(name),
+            },
+            FlinkError::Setup(text) => FlinkError::Setup(r(text)),
+            FlinkError::JobEnded { table, job_id, state } => FlinkError::JobEnded {
+                table,
+                job_id,
+                state: redacted_state(state, credentials),
+            },
+            FlinkError::JobIdUsed { table, job_id, state } => FlinkError::JobIdUsed {
+                table,
+                job_id,
+                state: redacted_state(state, credentials),
+            },
+            // The sidecar's own checks of its templates, which hold placeholders, not credentials.
+            e @ FlinkError::Job { .. } => e,
+        }
+    }
+
     /// Whether retrying the same request may succeed (transport problems and server-side 5xx).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -133,6 +244,14 @@ impl FlinkError {
             FlinkError::Api { status, .. } => *status >= 500,
             _ => false,
         }
+    }
+}
+
+/// A state Flink named that the sidecar does not know is Flink's text, redacted like any other.
+fn redacted_state(state: JobState, credentials: &Credentials) -> JobState {
+    match state {
+        JobState::Other(text) => JobState::Other(credentials.redact(&text)),
+        known => known,
     }
 }
 

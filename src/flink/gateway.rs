@@ -43,8 +43,6 @@ pub struct SqlGateway {
     /// `v2` when the gateway speaks it (results carry `jobID`), else `v1`.
     result_version: OnceCell<&'static str>,
     poll: Backoff,
-    /// The credentials the statements carry, masked wherever a statement is logged.
-    redact: Credentials,
 }
 
 #[derive(Deserialize)]
@@ -108,23 +106,36 @@ impl SqlGateway {
             rest: Rest::new(http, url)?,
             result_version: OnceCell::new(),
             poll,
-            redact: Credentials::default(),
         })
     }
 
-    /// Masks `credentials` wherever this client logs a statement.
+    /// Masks `credentials` wherever this client logs a statement and in every error it returns.
     pub fn set_redaction(&mut self, credentials: Credentials) {
-        self.redact = credentials;
+        self.rest.set_redaction(credentials);
+    }
+
+    /// Reads at most `bytes` of any answer of the gateway (`flink.max_response_bytes`).
+    pub fn set_max_response_bytes(&mut self, bytes: u32) {
+        self.rest.set_max_response_bytes(bytes);
     }
 
     /// Runs `statements` in order in a session opened for them and closed afterwards (best effort), and returns
     /// their results. Stops at the first failing statement; the whole batch must finish within `limit`. A
     /// session the gateway forgets half-way (gateway restart) is replaced once and the batch replayed.
+    ///
+    /// An error that names a statement has its credentials masked (errors of the requests themselves are masked
+    /// where they are read).
     pub async fn execute_in_own_session(
         &self,
         statements: &[String],
         limit: Duration,
     ) -> Result<Vec<StatementResult>, FlinkError> {
+        self.execute(statements, limit)
+            .await
+            .map_err(|e| self.rest.redact_error(e))
+    }
+
+    async fn execute(&self, statements: &[String], limit: Duration) -> Result<Vec<StatementResult>, FlinkError> {
         let deadline = Instant::now() + limit;
         let mut reopened = false;
         loop {
@@ -176,7 +187,7 @@ impl SqlGateway {
     }
 
     async fn run_one(&self, session: &str, statement: &str, deadline: Instant) -> Result<StatementResult, FlinkError> {
-        tracing::debug!(statement = %self.redact.redact(&short_statement(statement)), "executing");
+        tracing::debug!(statement = %self.rest.redact(&short_statement(statement)), "executing");
         let body = json!({ "statement": statement });
         let path = format!("v1/sessions/{session}/statements");
         let op: ExecuteResponse = self.rest.call(Method::POST, &path, Some(&body)).await?;

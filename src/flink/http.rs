@@ -1,10 +1,20 @@
-//! The request/answer plumbing both Flink clients share: one line per failure, error bodies made typed.
+//! The request/answer plumbing both Flink clients share, and the one place where Flink's answers enter the
+//! process: every body is read here with a bound, no redirect is followed, and every text of an answer or a
+//! failure is redacted (the session's credentials) before it becomes a [`FlinkError`].
 
-use reqwest::{Method, StatusCode, Url};
+use reqwest::header::LOCATION;
+use reqwest::{Method, Response, StatusCode, Url};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::{Fault, FlinkError, root_cause};
+use crate::config::flink::DEFAULT_MAX_RESPONSE_BYTES;
+use crate::config::redact_url;
+use crate::sql::Credentials;
+
+/// The most of an error answer (non-2xx) that is read: Flink's error bodies are a stack trace or two, a few
+/// kilobytes; the rest of a larger one is left unread, its start is enough to say what failed.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// Flink's error body.
 #[derive(Debug, Deserialize)]
@@ -13,23 +23,52 @@ struct ErrorBody {
     errors: Vec<String>,
 }
 
-/// A REST endpoint: a client and the base URL the API paths are joined to.
+/// A REST endpoint: a client, the base URL the API paths are joined to, the most of an answer that is read, and
+/// the credentials masked in every text that comes back.
 #[derive(Debug, Clone)]
 pub(crate) struct Rest {
     http: reqwest::Client,
     base: Url,
+    max_response_bytes: usize,
+    redact: Credentials,
 }
 
 impl Rest {
     pub(crate) fn new(http: reqwest::Client, base: &str) -> Result<Rest, FlinkError> {
-        let mut base = Url::parse(base).map_err(|e| FlinkError::Setup(format!("bad Flink URL {base:?}: {e}")))?;
+        let mut base =
+            Url::parse(base).map_err(|e| FlinkError::Setup(format!("bad Flink URL {:?}: {e}", redact_url(base))))?;
         // Url::join replaces the last path segment unless the base ends with '/'; a gateway behind a path
         // prefix (http://host/flink) must keep it.
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        Ok(Rest { http, base })
+        Ok(Rest {
+            http,
+            base,
+            max_response_bytes: usize::try_from(DEFAULT_MAX_RESPONSE_BYTES).unwrap_or(usize::MAX),
+            redact: Credentials::default(),
+        })
+    }
+
+    /// Reads at most `bytes` of any answer (`flink.max_response_bytes`).
+    pub(crate) fn set_max_response_bytes(&mut self, bytes: u32) {
+        self.max_response_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+
+    /// Masks `credentials` in every error this endpoint returns.
+    pub(crate) fn set_redaction(&mut self, credentials: Credentials) {
+        self.redact = credentials;
+    }
+
+    /// `text` with the credentials masked: for what a client logs or reports of its own requests (statements).
+    pub(crate) fn redact(&self, text: &str) -> String {
+        self.redact.redact(text)
+    }
+
+    /// `error` with the credentials masked in every text it carries.
+    pub(crate) fn redact_error(&self, error: FlinkError) -> FlinkError {
+        error.redacted(&self.redact)
     }
 
     /// Sends a request and decodes a 2xx JSON answer into `T`.
@@ -46,13 +85,16 @@ impl Rest {
         } else {
             &bytes
         };
-        serde_json::from_slice(bytes).map_err(|e| FlinkError::Decode {
-            endpoint,
-            reason: e.to_string(),
+        // serde's message may quote a value of the answer.
+        serde_json::from_slice(bytes).map_err(|e| {
+            self.redact_error(FlinkError::Decode {
+                endpoint,
+                reason: e.to_string(),
+            })
         })
     }
 
-    /// Sends a request; returns the endpoint label and the body of a 2xx answer.
+    /// Sends a request; returns the endpoint label and the body of a 2xx answer. Every failure is redacted.
     pub(crate) async fn send(
         &self,
         method: Method,
@@ -60,6 +102,19 @@ impl Rest {
         body: Option<&serde_json::Value>,
     ) -> Result<(String, Vec<u8>), FlinkError> {
         let endpoint = format!("{method} /{}", path.split('?').next().unwrap_or(path));
+        match self.exchange(method, &endpoint, path, body).await {
+            Ok(bytes) => Ok((endpoint, bytes)),
+            Err(e) => Err(self.redact_error(e)),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        endpoint: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, FlinkError> {
         let url = self
             .base
             .join(path)
@@ -68,20 +123,107 @@ impl Rest {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| transport(&endpoint, &e))?;
+        let response = request.send().await.map_err(|e| transport(endpoint, e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| transport(&endpoint, &e))?;
-        if status.is_success() {
-            return Ok((endpoint, bytes.to_vec()));
+        if status.is_redirection() {
+            // The client follows no redirect (see `http_client`): a request, and the credentials in its
+            // statements, goes to the configured address or nowhere.
+            return Err(FlinkError::Redirect {
+                endpoint: endpoint.to_owned(),
+                status: status.as_u16(),
+                location: redirect_target(&response),
+            });
         }
-        Err(api_error(endpoint, status, &bytes))
+        if status.is_success() {
+            return read_body(response, self.max_response_bytes).await.map_err(|e| match e {
+                BodyError::TooLarge { limit } => FlinkError::TooLarge {
+                    endpoint: endpoint.to_owned(),
+                    limit,
+                },
+                BodyError::Read(e) => transport(endpoint, e),
+            });
+        }
+        let bytes = read_error_body(response, endpoint, self.max_response_bytes.min(ERROR_BODY_LIMIT)).await?;
+        Err(api_error(endpoint.to_owned(), status, &bytes))
     }
 }
 
-fn transport(endpoint: &str, error: &reqwest::Error) -> FlinkError {
+/// Why a body was not read whole.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    /// The body is larger than the limit; what was read of it is dropped, the rest is never read.
+    #[error("answer larger than {limit} bytes; not read")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The connection failed while the body was read.
+    #[error(transparent)]
+    Read(reqwest::Error),
+}
+
+/// The whole body of `response`, or [`BodyError::TooLarge`] as soon as it is known to exceed `limit`: from its
+/// `Content-Length` before anything is read, else as the chunks come in, so no more than `limit` bytes are held.
+/// Every body a reqwest client of this program reads goes through here.
+pub(crate) async fn read_body(mut response: Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let announced = response
+        .content_length()
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    if announced.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    // What was announced, but no large allocation on a server's word: the body grows as it arrives.
+    let mut body = Vec::with_capacity(announced.unwrap_or(0).min(ERROR_BODY_LIMIT));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if chunk.len() > limit.saturating_sub(body.len()) {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The first `limit` bytes of an error answer's body; the rest is left unread (the connection is dropped).
+async fn read_error_body(mut response: Response, endpoint: &str, limit: usize) -> Result<Vec<u8>, FlinkError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport(endpoint, e))? {
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(chunk.get(..room).unwrap_or(&chunk));
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// Where a redirect pointed, as it may be shown: scheme, host, port and path, without userinfo or query (either
+/// may carry a secret), at most 200 characters; or why it cannot be said.
+fn redirect_target(response: &Response) -> String {
+    let Some(location) = response.headers().get(LOCATION) else {
+        return "no Location".to_owned();
+    };
+    let Ok(location) = location.to_str() else {
+        return "a Location that is not text".to_owned();
+    };
+    match response.url().join(location) {
+        Ok(mut target) => {
+            target.set_query(None);
+            target.set_fragment(None);
+            let _ = target.set_username("");
+            let _ = target.set_password(None);
+            target.as_str().chars().take(200).collect()
+        }
+        Err(_) => format!("{:?}", redact_url(location).chars().take(200).collect::<String>()),
+    }
+}
+
+fn transport(endpoint: &str, error: reqwest::Error) -> FlinkError {
+    let timed_out = error.is_timeout();
+    // reqwest names the URL in its message, userinfo and all; the endpoint already says which request failed.
+    let error = error.without_url();
     // reqwest's Display stops at the outermost layer ("error sending request"); the cause says why.
     let mut reason = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         reason = format!("{reason}: {cause}");
         source = cause.source();
@@ -89,7 +231,7 @@ fn transport(endpoint: &str, error: &reqwest::Error) -> FlinkError {
     FlinkError::Transport {
         endpoint: endpoint.to_owned(),
         reason,
-        timed_out: error.is_timeout(),
+        timed_out,
     }
 }
 

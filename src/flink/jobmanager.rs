@@ -2,6 +2,7 @@
 
 use super::http::Rest;
 use super::{Fault, FlinkError, JobId, JobState};
+use crate::sql::Credentials;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -143,16 +144,27 @@ impl JobManager {
         })
     }
 
+    /// Masks `credentials` in every error this client returns.
+    pub fn set_redaction(&mut self, credentials: Credentials) {
+        self.rest.set_redaction(credentials);
+    }
+
+    /// Reads at most `bytes` of any answer of the JobManager (`flink.max_response_bytes`).
+    pub fn set_max_response_bytes(&mut self, bytes: u32) {
+        self.rest.set_max_response_bytes(bytes);
+    }
+
     /// Every job the JobManager knows (running and recently ended).
     pub async fn overview(&self) -> Result<Vec<JobOverview>, FlinkError> {
         let overview: Overview = self.rest.call(Method::GET, "jobs/overview", None).await?;
         let mut jobs = Vec::with_capacity(overview.jobs.len());
         for row in overview.jobs {
             let Some(job_id) = JobId::parse(&row.jid) else {
-                return Err(FlinkError::Decode {
+                let shown: String = row.jid.chars().take(64).collect();
+                return Err(self.rest.redact_error(FlinkError::Decode {
                     endpoint: "GET /jobs/overview".to_owned(),
-                    reason: format!("bad job id {:?}", row.jid),
-                });
+                    reason: format!("bad job id {shown:?}"),
+                }));
             };
             jobs.push(JobOverview {
                 job_id,

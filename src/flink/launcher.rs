@@ -64,7 +64,9 @@ impl SqlGatewayLauncher {
             LaunchSettings::from_config(flink),
             templates,
         )?;
-        Ok(launcher.with_credentials(Credentials::from_env()))
+        Ok(launcher
+            .with_credentials(Credentials::from_env())
+            .with_max_response_bytes(flink.max_response_bytes))
     }
 
     /// A launcher with explicit endpoints and settings; every HTTP request is bounded by `request_timeout`.
@@ -84,9 +86,18 @@ impl SqlGatewayLauncher {
         })
     }
 
-    /// Masks `credentials` wherever a statement is logged.
+    /// Masks `credentials` wherever a statement is logged and in every error of either client: Flink's
+    /// answers may echo a statement.
     pub fn with_credentials(mut self, credentials: Credentials) -> SqlGatewayLauncher {
+        self.jobmanager.set_redaction(credentials.clone());
         self.gateway.set_redaction(credentials);
+        self
+    }
+
+    /// Reads at most `bytes` of any answer of either client (`flink.max_response_bytes`; 8 MiB unless set).
+    pub fn with_max_response_bytes(mut self, bytes: u32) -> SqlGatewayLauncher {
+        self.jobmanager.set_max_response_bytes(bytes);
+        self.gateway.set_max_response_bytes(bytes);
         self
     }
 

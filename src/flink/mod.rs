@@ -26,6 +26,7 @@ use std::time::Duration;
 
 pub use dry_run::DryRunLauncher;
 pub use error::{Fault, FlinkError, root_cause};
+pub(crate) use http::{BodyError, read_body};
 pub use job::{
     AnyLauncher, GENERATION_BITS, JobId, JobState, JobSummary, Launcher, Started, Stopped, job_id_for, job_name,
     launch_generation, table_of_job,
@@ -36,7 +37,10 @@ pub use reconcile::{Reconciliation, reconcile, reconcile_jobs};
 /// Prefix of every job name this sidecar submits; the rest of the name is the table.
 pub const JOB_NAME_PREFIX: &str = "cdc-";
 
-/// An HTTP client for Flink: rustls with the ring provider, and `timeout` on every request.
+/// An HTTP client for Flink (and the sidecar's own CLI probes): rustls with the ring provider, `timeout` on every
+/// request, and no redirect followed. A redirect would re-send a request, and the catalog and S3 credentials in a
+/// session's statements, to an address nobody configured (or turn a POST into a GET); the answer is an error
+/// naming the redirect instead.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, FlinkError> {
     static PROVIDER: Once = Once::new();
     // reqwest is built without a default crypto provider; install ring once per process. Another part of the
@@ -47,6 +51,7 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, FlinkError> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| FlinkError::Setup(format!("cannot build the HTTP client: {e}")))
