@@ -638,7 +638,8 @@ impl Watcher {
             let start = start.ok();
             let entry = by_table.entry(table).or_insert_with(|| Some(Vec::new()));
             match (high, start, entry.as_mut()) {
-                (Some(high), Some(start), Some(list)) => list.push(PartitionOffsets {
+                // A log start past the high watermark is a broker error: the table's lag is unknown this time.
+                (Some(high), Some(start), Some(list)) if start <= high => list.push(PartitionOffsets {
                     topic: topic.to_string(),
                     partition,
                     high,
