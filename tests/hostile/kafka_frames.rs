@@ -455,7 +455,10 @@ impl Sidecar {
             ("CDC_KAFKA__BOOTSTRAP", bootstrap),
             ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
             ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
-            ("CDC_KAFKA__REQUEST_TIMEOUT", "1s"),
+            // Long enough that SIGTERM waiting for a hanging Fetch would show.
+            ("CDC_KAFKA__REQUEST_TIMEOUT", "4s"),
+            // Every advance is sampled: a Fetch is pending whenever the watermarks move.
+            ("CDC_KAFKA__SAMPLE_INTERVAL", "0s"),
             ("CDC_SERVER__LISTEN", addr.as_str()),
             ("CDC_FLINK__LAUNCHER", "dry-run"),
         ]);
@@ -544,12 +547,20 @@ async fn the_binary_reports_hanging_samples_as_not_ready_and_exits_at_once_on_si
     tokio::task::block_in_place(|| {
         let body = sidecar.wait_for("/readyz", 503, "record samples time out", Duration::from_secs(15));
         assert!(body.contains("university-server.public.faculty/0"), "{body}");
-        // Samples keep hanging: a Fetch is pending on every poll after kafka.sample_interval; here one is pending
-        // now, and SIGTERM does not wait for it.
+        // A new advance, new Fetches that hang: SIGTERM does not wait for them.
+        let fetches = broker.with(|s| s.fetched_on.len());
         broker.set_highs(&[30; 4]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while broker.with(|s| s.fetched_on.len()) <= fetches {
+            assert!(Instant::now() < deadline, "no new Fetch");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let (took, status) = sidecar.terminate(Duration::from_secs(10));
         assert_eq!(status.code(), Some(0), "{}", sidecar.log.text());
-        assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "SIGTERM took {took:?} while a Fetch hung"
+        );
     });
 }
 

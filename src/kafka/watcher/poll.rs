@@ -22,6 +22,9 @@ use crate::kafka::watermarks::{Offset, TopicPartition, checked_offset, records_b
 /// partitions short.
 const POLL_CONCURRENCY: usize = 64;
 
+/// How long a partition whose sample timed out is reported as such (unless a later sample answers).
+const SAMPLE_TIMEOUT_MEMORY: Duration = Duration::from_secs(300);
+
 /// One partition's offset, or why it was not read (boxed: a poll holds one per partition, nearly all `Ok`).
 type Read = Result<i64, Box<BrokerError>>;
 
@@ -487,10 +490,11 @@ impl Watcher {
         found
     }
 
-    /// Forgets sample timeouts of partitions that are gone or that have not timed out again for a while (no
-    /// advance needed a sample since): `/readyz` reports a present fault, not an old one.
+    /// Forgets sample timeouts of partitions that are gone or that have not timed out again for
+    /// [`SAMPLE_TIMEOUT_MEMORY`] (or `kafka.sample_interval` if longer): a quiet partition is not sampled, so its
+    /// last timeout says less and less about the broker, and `/readyz` should not stay down on it for good.
     fn expire_sample_timeouts(&mut self, now: Instant) {
-        let keep = self.config.sample_interval.max(self.config.topic_refresh * 3);
+        let keep = self.config.sample_interval.max(SAMPLE_TIMEOUT_MEMORY);
         let partitions = &self.partitions;
         let before = self.sample_timeouts.len();
         self.sample_timeouts
