@@ -441,7 +441,8 @@ struct Sidecar {
 }
 
 impl Sidecar {
-    fn start(bootstrap: &str) -> Sidecar {
+    /// Starts it with `env` on top of quick test settings.
+    fn start(bootstrap: &str, env: &[(&str, &str)]) -> Sidecar {
         let addr = format!("127.0.0.1:{}", crate::support::free_port());
         let mut cmd = Command::new(BIN);
         cmd.arg("run").current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -462,6 +463,7 @@ impl Sidecar {
             ("CDC_SERVER__LISTEN", addr.as_str()),
             ("CDC_FLINK__LAUNCHER", "dry-run"),
         ]);
+        cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
         let log = crate::support::LogLines::capture(&mut child);
@@ -542,7 +544,7 @@ impl Drop for Sidecar {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_reports_hanging_samples_as_not_ready_and_exits_at_once_on_sigterm() {
     let broker = FakeBroker::start(vec![10; 4], FetchMode::Hang).await;
-    let mut sidecar = tokio::task::block_in_place(|| Sidecar::start(&broker.bootstrap()));
+    let mut sidecar = tokio::task::block_in_place(|| Sidecar::start(&broker.bootstrap(), &[]));
     broker.set_highs(&[20; 4]);
     tokio::task::block_in_place(|| {
         let body = sidecar.wait_for("/readyz", 503, "record samples time out", Duration::from_secs(15));
@@ -562,6 +564,63 @@ async fn the_binary_reports_hanging_samples_as_not_ready_and_exits_at_once_on_si
             "SIGTERM took {took:?} while a Fetch hung"
         );
     });
+}
+
+/// The process's peak resident memory, in kB.
+fn peak_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// The value of the metric line starting with `name ` in `/metrics`.
+fn metric(sidecar: &Sidecar, name: &str) -> Option<f64> {
+    let (_, body) = sidecar.get("/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_holds_little_for_2_gb_frames_on_16_partitions_and_keeps_polling() {
+    let partitions = 16;
+    let broker = FakeBroker::start(vec![10; partitions], FetchMode::Huge).await;
+    let env = [
+        ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
+        ("CDC_KAFKA__MAX_RESPONSE_BYTES", "2097152"),
+    ];
+    let sidecar = tokio::task::block_in_place(|| Sidecar::start(&broker.bootstrap(), &env));
+    let pid = sidecar.child.id();
+    let before = peak_kb(pid);
+    broker.set_highs(&[20; 16]);
+    tokio::task::block_in_place(|| {
+        sidecar.wait_for_log("sample fetch failed", Duration::from_secs(15));
+        let polls = metric(&sidecar, "cdc_polls_total").expect("polls");
+        // Another round of bogus frames, and polling goes on past them.
+        broker.set_highs(&[30; 16]);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while metric(&sidecar, "cdc_polls_total").is_none_or(|now| now < polls + 5.0) {
+            assert!(
+                Instant::now() < deadline,
+                "polling stopped; log:\n{}",
+                sidecar.log.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    // Every sampling connection got a bogus frame, and none is kept after it: at most the last round's are open.
+    let fetched_on = broker.with(|s| s.fetched_on.clone());
+    assert!(fetched_on.len() >= 2 * partitions, "{fetched_on:?}");
+    let open: Vec<_> = broker.with(|s| fetched_on.difference(&s.closed).copied().collect());
+    assert!(
+        open.len() <= partitions,
+        "connections kept after a bogus frame: {open:?}"
+    );
+    // rskafka's default would let each of the 16 connections hold 100 MB; here each holds at most 2 MiB.
+    let grew = peak_kb(pid).saturating_sub(before);
+    assert!(grew < 128 * 1024, "the peak grew by {grew} kB");
 }
 
 // Item 8.
