@@ -10,6 +10,10 @@ use super::check::{Checks, check_fields};
 use super::de::{lenient_string, list, whole_u32};
 use super::{ConfigError, Secret, Section};
 
+/// Room a Fetch answer needs besides its records (headers, batch and partition fields), so that a sample of
+/// `kafka.sample_bytes` fits in `kafka.max_response_bytes`.
+pub const SAMPLE_OVERHEAD_BYTES: u64 = 64 * 1024;
+
 /// The `[kafka]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -34,6 +38,11 @@ pub struct KafkaConfig {
     /// At most this many bytes are fetched per partition sample.
     #[serde(deserialize_with = "whole_u32")]
     pub sample_bytes: u32,
+    /// The largest answer accepted from a broker, on every connection (watermarks, lag, metadata, samples): a
+    /// longer frame is a protocol error and its connection is closed. Bounds what a lying broker can make the
+    /// sidecar hold per connection; the largest honest answer is the cluster's metadata (~100 bytes a partition).
+    #[serde(deserialize_with = "whole_u32")]
+    pub max_response_bytes: u32,
     /// After a sample finds only the topic's own table, later advances of that partition within this interval
     /// count as that table's changes without fetching records, and the first advance after it is re-checked with
     /// its newest record only (`0s`: a full sample at every advance).
@@ -73,6 +82,7 @@ impl Default for KafkaConfig {
             request_timeout: Duration::from_secs(5),
             sample_records: 16,
             sample_bytes: 1024 * 1024,
+            max_response_bytes: 16 * 1024 * 1024,
             sample_interval: Duration::from_secs(60),
             batch_watermarks: true,
             group_template: "cdc-{table}".to_owned(),
@@ -172,6 +182,15 @@ impl Section for KafkaConfig {
         }
         check_fields!(errors.positive, "kafka", self: poll_interval, topic_refresh, request_timeout);
         check_fields!(errors.at_least_one, "kafka", self: sample_records, sample_bytes, max_tables);
+        if u64::from(self.max_response_bytes) < u64::from(self.sample_bytes) + SAMPLE_OVERHEAD_BYTES {
+            errors.invalid(
+                "kafka.max_response_bytes",
+                &self.max_response_bytes,
+                format!(
+                    "must exceed kafka.sample_bytes by at least {SAMPLE_OVERHEAD_BYTES}, so that a sample's answer fits"
+                ),
+            );
+        }
         for (key, template) in [
             ("kafka.group_template", &self.group_template),
             ("kafka.topic_template", &self.topic_template),

@@ -10,7 +10,12 @@ use tokio::time::Instant;
 pub struct Health {
     kafka: Mutex<Dependency>,
     flink: Mutex<Dependency>,
+    /// Why Kafka is only partly usable although its brokers answer (record samples time out), if it is.
+    kafka_degraded: Mutex<Option<String>>,
 }
+
+/// Partitions named in a sample-timeout reason; the rest are counted.
+const NAMED_PARTITIONS: usize = 3;
 
 #[derive(Debug)]
 struct Dependency {
@@ -36,6 +41,7 @@ impl Health {
         Health {
             kafka: Dependency::new(kafka_max_age),
             flink: Dependency::new(flink_max_age),
+            kafka_degraded: Mutex::new(None),
         }
     }
 
@@ -47,6 +53,29 @@ impl Health {
     /// A Kafka call failed.
     pub fn kafka_failed(&self, error: impl Into<String>) {
         set(&self.kafka, Err(error.into()));
+    }
+
+    /// The partitions (`topic/partition`) whose record samples time out now; empty when none do. Not ready while
+    /// any do: their changes are counted from the watermarks alone, without their operations.
+    pub fn kafka_sample_timeouts(&self, partitions: &[String]) {
+        let reason = (!partitions.is_empty()).then(|| {
+            let named = partitions[..partitions.len().min(NAMED_PARTITIONS)].join(", ");
+            let more = partitions.len().saturating_sub(NAMED_PARTITIONS);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!(
+                "record samples time out on {} partition(s) ({named}{more}); their changes are counted from the \
+                watermarks alone",
+                partitions.len()
+            )
+        });
+        *self
+            .kafka_degraded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = reason;
     }
 
     /// Flink answered.
@@ -72,6 +101,13 @@ impl Health {
                 }
                 _ => {}
             }
+        }
+        if let Some(reason) = &*self
+            .kafka_degraded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        {
+            return Err(format!("kafka: {reason}"));
         }
         Ok(())
     }
@@ -119,5 +155,21 @@ mod tests {
         tokio::time::advance(Duration::from_secs(31)).await;
         health.flink_ok();
         assert_eq!(health.readiness(), Err("kafka: no answer for 31s".to_owned()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sample_timeouts_make_kafka_not_ready_naming_a_few_partitions() {
+        let health = Health::new(Duration::from_secs(30), Duration::from_secs(90));
+        health.kafka_ok();
+        health.flink_ok();
+        let partitions: Vec<String> = (0..5).map(|p| format!("t/{p}")).collect();
+        health.kafka_sample_timeouts(&partitions);
+        let reason = health.readiness().expect_err("not ready");
+        assert!(
+            reason.starts_with("kafka: record samples time out on 5 partition(s) (t/0, t/1, t/2 and 2 more)"),
+            "{reason}"
+        );
+        health.kafka_sample_timeouts(&[]);
+        assert_eq!(health.readiness(), Ok(()));
     }
 }

@@ -114,6 +114,10 @@ pub enum RunError {
     /// The launcher submits the statements, and a credential they need is missing or unusable.
     #[error("{0}")]
     Credentials(#[source] crate::sql::SqlError),
+    /// The Kafka watcher ended (a panic, a bug) before shutdown: without it nothing is seen, so the sidecar stops
+    /// rather than stay up looking healthy.
+    #[error("the Kafka watcher stopped unexpectedly: {0}")]
+    WatcherStopped(String),
 }
 
 /// Runs the whole sidecar until `shutdown`: HTTP server, watcher, and the loop between policy and launcher.
@@ -166,15 +170,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let lag_tables = tables_with_jobs(run_loop.subscribe(), shutdown.clone());
     let watcher = watcher.with_metrics(metrics.clone()).with_lag_tables(lag_tables);
     let watcher = tokio::spawn(watcher.run(observations_tx, shutdown.clone()));
+    let watcher = tokio::spawn(watch_over(watcher, shutdown.clone()));
     run_loop.run(observations_rx, control_rx, shutdown.clone()).await;
-    let _ = watcher.await;
+    let watcher = watcher
+        .await
+        .unwrap_or_else(|e| Err(RunError::WatcherStopped(e.to_string())));
     match server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
         Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
         Ok(Ok(())) => {}
     }
     tracing::info!("cdc-orchestrator stopped");
-    Ok(())
+    watcher
+}
+
+/// Waits for the watcher task; if it ends before `shutdown` (it never returns on its own, so that is a panic or a
+/// bug), shuts the whole sidecar down and says why, so that it exits non-zero and its supervisor restarts it: a
+/// sidecar without its watcher would keep answering `/healthz` while seeing no change, and no probe would tell.
+async fn watch_over(watcher: tokio::task::JoinHandle<()>, shutdown: CancellationToken) -> Result<(), RunError> {
+    let ended = watcher.await;
+    if shutdown.is_cancelled() {
+        return Ok(());
+    }
+    let why = match ended {
+        Err(e) if e.is_panic() => "it panicked".to_owned(),
+        Err(e) => e.to_string(),
+        Ok(()) => "it returned".to_owned(),
+    };
+    tracing::error!(%why, "the Kafka watcher stopped unexpectedly; shutting down");
+    shutdown.cancel();
+    Err(RunError::WatcherStopped(why))
 }
 
 /// The tables this sidecar manages: those with a SQL template (`templated`) that `policy.include` and
@@ -252,4 +277,26 @@ fn tables_with_jobs(
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_watcher_that_panics_shuts_the_sidecar_down_with_an_error() {
+        let shutdown = CancellationToken::new();
+        let panicking = tokio::spawn(async { panic!("overflow in the watcher") });
+        let result = watch_over(panicking, shutdown.clone()).await;
+        assert!(
+            matches!(&result, Err(RunError::WatcherStopped(why)) if why == "it panicked"),
+            "{result:?}"
+        );
+        assert!(shutdown.is_cancelled(), "the rest of the sidecar winds down");
+        // Ending because of shutdown is no error.
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let result = watch_over(tokio::spawn(async {}), shutdown).await;
+        assert!(result.is_ok(), "{result:?}");
+    }
 }

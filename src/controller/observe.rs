@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::RunLoop;
 use crate::decoder::Op;
 use crate::flink::Launcher;
-use crate::http::metrics::TableLabels;
+use crate::http::metrics::{TableLabels, inc_saturating};
 use crate::kafka::watcher::{TableActivity, WatchEvent};
 use crate::policy::{Activity, Input};
 
@@ -30,6 +30,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             }
             WatchEvent::BrokerUp => self.health.kafka_ok(),
             WatchEvent::BrokerDown { error } => self.health.kafka_failed(error),
+            WatchEvent::SampleTimeouts { partitions } => self.health.kafka_sample_timeouts(&partitions),
         }
     }
 
@@ -42,10 +43,13 @@ impl<L: Launcher + 'static> RunLoop<L> {
             newest_ts_ms,
             ..
         } = seen;
-        self.metrics
-            .new_records
-            .get_or_create(&TableLabels { table: table.clone() })
-            .inc_by(new_records);
+        inc_saturating(
+            &self
+                .metrics
+                .new_records
+                .get_or_create(&TableLabels { table: table.clone() }),
+            new_records,
+        );
         if !self.templated.contains(&table) {
             // Nothing could start it: it must not queue, spend a start token or show up as failing.
             if self.untemplated_warned.insert(table.clone()) {

@@ -115,10 +115,22 @@ pub struct Metrics {
     /// Bytes of record values fetched in samples (the watcher's only record traffic; watermark reads are
     /// a few dozen bytes per partition).
     pub sampled_bytes: Counter,
+    /// Record samples that got no answer within `kafka.request_timeout` (their advances are counted from the
+    /// watermarks alone).
+    pub sample_timeouts: Counter,
     /// What scale-to-zero saves (per-table job time, cycles, running share), rendered on each scrape.
     pub savings: std::sync::Arc<crate::http::savings::Savings>,
     /// Readiness inputs, rendered as `cdc_dependency_up` on each scrape once the run loop hands them over.
     pub health: std::sync::Arc<DependencyGauges>,
+}
+
+/// Adds `n` to `counter`, stopping at `u64::MAX` rather than wrapping to a small value: counts fed by a broker's
+/// offsets can be as large as the broker says.
+pub fn inc_saturating(counter: &Counter, n: u64) {
+    use std::sync::atomic::Ordering;
+    let _ = counter
+        .inner()
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_add(n)));
 }
 
 /// `cdc_dependency_up{dependency="kafka"|"flink"}`: 1 while the dependency counts as up for readiness, so alerts
@@ -199,6 +211,7 @@ impl Metrics {
             unmanaged_jobs: Gauge::default(),
             table_lag: Family::default(),
             sampled_bytes: Counter::default(),
+            sample_timeouts: Counter::default(),
             savings: std::sync::Arc::default(),
             health: std::sync::Arc::default(),
             registry: Registry::default(),
@@ -218,6 +231,7 @@ impl Metrics {
             unmanaged_jobs: "unmanaged_jobs", "Live cdc jobs in Flink of tables this sidecar does not manage";
             table_lag: "table_lag_records", "Consumer lag of a table's job";
             sampled_bytes: "sampled_bytes", "Bytes of record values fetched in samples";
+            sample_timeouts: "kafka_sample_timeouts", "Record samples that got no answer within kafka.request_timeout";
         );
         registry.register_collector(Box::new(m.savings.clone()));
         registry.register_collector(Box::new(m.health.clone()));

@@ -23,8 +23,8 @@ use crate::config::{KafkaConfig, SaslConfig};
 use crate::kafka::sasl;
 use crate::kafka::tls::{self, TlsError};
 
-/// A response larger than this is not an answer to our requests (a watermark read of 100,000 partitions is ~4 MB).
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Read size while a response arrives: memory follows the bytes a broker actually sends, not the length it claims.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Sent as the client id, and in ApiVersions v3+ as the client software name.
 const CLIENT_ID: &str = "cdc-orchestrator";
 
@@ -148,25 +148,49 @@ fn detail(message: &Option<String>) -> String {
     message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
 }
 
-/// How connections reach the brokers: TLS and SASL, as `kafka.tls` and `kafka.sasl` say.
-#[derive(Debug, Clone, Default)]
+/// How connections reach the brokers: TLS and SASL, as `kafka.tls` and `kafka.sasl` say, and the largest answer
+/// accepted (`kafka.max_response_bytes`).
+#[derive(Debug, Clone)]
 pub struct Security {
     tls: Option<Arc<rustls::ClientConfig>>,
     sasl: Option<SaslConfig>,
+    max_response_bytes: usize,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security::new(None, None)
+    }
 }
 
 impl Security {
     /// TLS with `tls` when given, SASL with `sasl` when given.
+    /// Answers are bounded by the default `kafka.max_response_bytes`.
     pub fn new(tls: Option<Arc<rustls::ClientConfig>>, sasl: Option<SaslConfig>) -> Security {
-        Security { tls, sasl }
+        Security {
+            tls,
+            sasl,
+            max_response_bytes: max_response_bytes(&KafkaConfig::default()),
+        }
     }
 
     /// What `config` asks for, loading its TLS material.
     pub fn for_config(config: &KafkaConfig) -> Result<Security, TlsError> {
-        Ok(Security::new(
-            tls::client_config_if_enabled(&config.tls)?,
-            config.sasl.clone(),
-        ))
+        Ok(
+            Security::new(tls::client_config_if_enabled(&config.tls)?, config.sasl.clone())
+                .with_max_response_bytes(max_response_bytes(config)),
+        )
+    }
+
+    /// Refuses answers longer than `bytes` (a protocol error that closes the connection).
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Security {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// The largest answer accepted.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
     }
 
     /// The TLS configuration, if any.
@@ -179,10 +203,16 @@ impl Security {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 
+/// `kafka.max_response_bytes` as a length: the one bound on every answer, on our connections and rskafka's.
+pub fn max_response_bytes(config: &KafkaConfig) -> usize {
+    usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX)
+}
+
 /// An open (and, under SASL, authenticated) connection to one broker.
 pub struct Connection {
     address: String,
     stream: Box<dyn Stream>,
+    max_response_bytes: usize,
     correlation: i32,
     /// The broker's API versions: key to (min, max).
     versions: HashMap<i16, (i16, i16)>,
@@ -219,6 +249,7 @@ impl Connection {
             let mut connection = Connection {
                 address: address.to_owned(),
                 stream,
+                max_response_bytes: security.max_response_bytes,
                 correlation: 0,
                 versions: HashMap::new(),
             };
@@ -315,7 +346,7 @@ impl Connection {
         let correlation = self.correlation;
         let frame = encode(api, request, version, correlation).map_err(|e| self.protocol(api, e))?;
         let address = self.address.clone();
-        let mut body = Bytes::from(roundtrip(&mut self.stream, &frame, &address).await?);
+        let mut body = Bytes::from(roundtrip(&mut self.stream, &frame, &address, self.max_response_bytes).await?);
         let header = ResponseHeader::decode(&mut body, response_header_version).map_err(|e| self.protocol(api, e))?;
         if header.correlation_id != correlation {
             return Err(WireError::Framing {
@@ -382,11 +413,12 @@ fn encode<Req: Encodable>(
     Ok(frame)
 }
 
-/// Writes `frame` and reads one length-prefixed response.
+/// Writes `frame` and reads one length-prefixed response of at most `max` bytes.
 async fn roundtrip(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     frame: &[u8],
     address: &str,
+    max: usize,
 ) -> Result<Vec<u8>, WireError> {
     let io = |source: std::io::Error| WireError::Io {
         address: address.to_owned(),
@@ -397,13 +429,21 @@ async fn roundtrip(
     let len = stream.read_i32().await.map_err(io)?;
     let len = usize::try_from(len)
         .ok()
-        .filter(|len| *len <= MAX_RESPONSE_BYTES)
+        .filter(|len| *len <= max)
         .ok_or_else(|| WireError::Framing {
             address: address.to_owned(),
-            reason: format!("response of {len} bytes"),
+            reason: format!("response of {len} bytes (kafka.max_response_bytes is {max})"),
         })?;
-    let mut buf = vec![0; len];
-    stream.read_exact(&mut buf).await.map_err(io)?;
+    // Grown as bytes arrive: a broker that claims a large answer and trickles it makes us hold what it sent.
+    let mut buf = Vec::with_capacity(len.min(READ_CHUNK_BYTES));
+    let read = (&mut *stream)
+        .take(u64::try_from(len).unwrap_or(u64::MAX))
+        .read_to_end(&mut buf)
+        .await
+        .map_err(io)?;
+    if read < len {
+        return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(buf)
 }
 

@@ -21,6 +21,7 @@ use kafka_protocol::protocol::{Message, StrBytes};
 use crate::config::KafkaConfig;
 use crate::kafka::connection::{Pool, Security, WireError};
 use crate::kafka::tls;
+use crate::kafka::watermarks::records_between;
 
 const FIND_COORDINATOR_VERSIONS: RangeInclusive<i16> =
     FindCoordinatorRequest::VERSIONS.min..=FindCoordinatorRequest::VERSIONS.max;
@@ -106,9 +107,9 @@ impl LagReader {
                     .flatten()
                     .unwrap_or(p.start)
                     .max(p.start);
-                u64::try_from(p.high - from).unwrap_or(0)
+                records_between(from, p.high)
             })
-            .sum())
+            .fold(0, u64::saturating_add))
     }
 
     /// Committed offsets of `group` for `partitions`; `None` where the group has none.

@@ -27,7 +27,7 @@ pub(crate) async fn fetch(
     want: u32,
 ) -> Result<Vec<Record>, BrokerError> {
     let want = i64::from(want);
-    let start = from.max(high - want);
+    let start = from.max(high.saturating_sub(want));
     let max_bytes = i32::try_from(config.sample_bytes).unwrap_or(i32::MAX);
     let mut records = Vec::new();
     let mut next = start;
@@ -41,7 +41,7 @@ pub(crate) async fn fetch(
         let before = records.len();
         for r in batch {
             if r.offset >= start && r.offset < high && r.offset >= next {
-                next = r.offset + 1;
+                next = r.offset.saturating_add(1);
                 records.push(Record {
                     key: r.record.key,
                     value: r.record.value,
@@ -163,7 +163,7 @@ pub(crate) fn summarize(
         && let Some(table) = topic_table
     {
         let a = tables.entry(table.to_owned()).or_insert_with(|| blank(table));
-        a.new_records += unsampled;
+        a.new_records = a.new_records.saturating_add(unsampled);
     }
     // A single-table topic: every new record is the table's, sampled or not.
     if tables.len() == 1
@@ -211,7 +211,7 @@ fn classify<'a>(
 
 /// Counts one sampled record of `a`'s table: a change with its operation, or a record of unknown operation.
 fn count(a: &mut TableActivity, change: Option<&Change>) {
-    a.new_records += 1;
+    a.new_records = a.new_records.saturating_add(1);
     match change {
         Some(change) => {
             match change.op {

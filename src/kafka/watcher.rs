@@ -80,6 +80,9 @@ pub enum BrokerError {
     /// A batched watermark read failed.
     #[error(transparent)]
     Offset(#[from] OffsetError),
+    /// One failure shared by several calls (the client they all needed could not be made).
+    #[error(transparent)]
+    Shared(Arc<BrokerError>),
     /// One partition's watermark read failed (every partition's did).
     #[error("{topic}/{partition}: {source}")]
     Partition {
@@ -135,6 +138,12 @@ pub enum WatchEvent {
         /// The last error.
         error: String,
     },
+    /// The partitions whose record samples time out changed (sent only on a change; empty: none any more). Their
+    /// advances are counted from the watermarks alone meanwhile.
+    SampleTimeouts {
+        /// `topic/partition` of each, sorted.
+        partitions: Vec<String>,
+    },
 }
 
 /// Counters of one poll cycle, for metrics and benchmarks.
@@ -152,6 +161,8 @@ pub struct PollStats {
     pub kinds: BTreeMap<&'static str, u64>,
     /// Advances not sampled: their partition's table was learned within `kafka.sample_interval`.
     pub known_table_advances: usize,
+    /// Samples that got no answer within `kafka.request_timeout`.
+    pub sample_timeouts: usize,
 }
 
 /// A partition being watched. Kept small: a watcher of 100,000 partitions holds one each, and most are never
@@ -174,6 +185,10 @@ struct Sampled {
     /// When a sample last found nothing but changes of the topic's own table, and that table: later advances within
     /// `kafka.sample_interval` are that table's changes without fetching anything.
     known_table: Option<(Instant, String)>,
+    /// When a sample last got no answer in time: until `kafka.sample_interval` after it, advances count for the
+    /// topic's table from the watermarks alone, so a broker that never answers a Fetch costs one timeout per
+    /// interval, not one per poll.
+    timed_out: Option<Instant>,
 }
 
 impl Watched {
@@ -191,6 +206,10 @@ impl Watched {
 
     fn known_table(&self) -> Option<&(Instant, String)> {
         self.sampled.as_ref()?.known_table.as_ref()
+    }
+
+    fn timed_out(&self) -> Option<Instant> {
+        self.sampled.as_ref()?.timed_out
     }
 }
 
@@ -232,6 +251,10 @@ pub struct Watcher {
     tables: HashSet<String>,
     /// Whether the `kafka.max_tables` warning was given (it is given once).
     tables_full_warned: bool,
+    /// Partitions whose last sample timed out, and when; for `/readyz` (see [`WatchEvent::SampleTimeouts`]).
+    sample_timeouts: BTreeMap<TopicPartition, Instant>,
+    /// Whether `sample_timeouts` changed since it was last reported.
+    sample_timeouts_changed: bool,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -295,6 +318,8 @@ impl Watcher {
             counted_ops: Op::ALL.into_iter().collect(),
             tables: HashSet::new(),
             tables_full_warned: false,
+            sample_timeouts: BTreeMap::new(),
+            sample_timeouts_changed: false,
         })
     }
 
@@ -383,7 +408,11 @@ impl Watcher {
         let mut next_lag = Instant::now();
         loop {
             let cycle = Instant::now();
-            let result = self.cycle(&events, &mut next_lag).await;
+            // Whatever a cycle waits for (a sample, a lag read), shutdown does not wait for it.
+            let result = tokio::select! {
+                () = shutdown.cancelled() => return,
+                result = self.cycle(&events, &mut next_lag) => result,
+            };
             match result {
                 Ok(()) => {
                     if down.take().is_some() {
@@ -399,11 +428,15 @@ impl Watcher {
                         let _ = events.send(WatchEvent::BrokerDown { error: error.clone() }).await;
                     }
                     down = Some(error);
-                    // A broken client is rebuilt, so a restarted broker is found again.
+                    // A broken client is rebuilt, so a restarted broker is found again; its partition clients (and
+                    // their connections) go with it.
                     self.client = None;
-                    self.partitions
-                        .values_mut()
-                        .for_each(|w| w.baseline = w.baseline.or(Some(0)));
+                    self.partitions.values_mut().for_each(|w| {
+                        w.baseline = w.baseline.or(Some(0));
+                        if let Some(sampled) = w.sampled.as_mut() {
+                            sampled.client = None;
+                        }
+                    });
                     self.refreshed_at = None;
                     failures = failures.saturating_add(1);
                 }
@@ -432,6 +465,9 @@ impl Watcher {
         for a in activity {
             let _ = events.send(WatchEvent::Activity(a)).await;
         }
+        if let Some(partitions) = self.sample_timeouts_report() {
+            let _ = events.send(WatchEvent::SampleTimeouts { partitions }).await;
+        }
         if Instant::now() >= *next_lag {
             *next_lag = Instant::now() + self.config.topic_refresh;
             for (table, lag) in self.lags().await {
@@ -450,6 +486,8 @@ fn record(m: &Metrics, began: Instant, stats: &PollStats, activity: &[TableActiv
         .set(i64::try_from(stats.partitions).unwrap_or(i64::MAX));
     m.sampled_bytes
         .inc_by(u64::try_from(stats.sampled_bytes).unwrap_or(u64::MAX));
+    m.sample_timeouts
+        .inc_by(u64::try_from(stats.sample_timeouts).unwrap_or(u64::MAX));
     for (kind, n) in &stats.kinds {
         m.decoded_records
             .get_or_create(&KindLabels {

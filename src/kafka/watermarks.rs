@@ -68,6 +68,27 @@ pub enum OffsetError {
     /// The leader gave no answer (shared by all partitions it leads).
     #[error(transparent)]
     Broker(Arc<WireError>),
+    /// The leader answered -1: it does not know the offset (yet).
+    #[error("list offsets: offset unknown (-1)")]
+    Unknown,
+    /// The leader answered an offset no partition can have: a broker error for this partition.
+    #[error("list offsets: impossible offset {0}")]
+    Invalid(i64),
+}
+
+/// `offset` as a broker's answer for a partition's end: a real offset (0 or more), or why it is none. Every offset
+/// read from a broker goes through here, so that the arithmetic on offsets only ever sees `0..=i64::MAX`.
+pub(crate) fn checked_offset(offset: i64) -> OffsetRead {
+    match offset {
+        0.. => Ok(offset),
+        -1 => Err(OffsetError::Unknown),
+        _ => Err(OffsetError::Invalid(offset)),
+    }
+}
+
+/// Records in `[from, high)`: 0 when `high` is not past `from`, never wrapping, whatever the two offsets.
+pub(crate) fn records_between(from: i64, high: i64) -> u64 {
+    if high > from { high.abs_diff(from) } else { 0 }
 }
 
 /// One partition's offset, or why it was not read.
@@ -420,7 +441,7 @@ impl Batch {
                     continue;
                 };
                 let offset = match p.error_code.err() {
-                    None => Ok(p.offset),
+                    None => checked_offset(p.offset),
                     Some(error) => {
                         stale |= matches!(
                             error,
@@ -474,6 +495,35 @@ mod tests {
                         .with_leader_id(BrokerId(leader)),
                 ]),
         ])
+    }
+
+    #[test]
+    fn offsets_from_a_broker_are_real_or_an_error_for_their_partition() {
+        assert!(matches!(checked_offset(0), Ok(0)));
+        assert!(matches!(checked_offset(i64::MAX), Ok(i64::MAX)));
+        assert!(matches!(checked_offset(-1), Err(OffsetError::Unknown)));
+        assert!(matches!(checked_offset(-5), Err(OffsetError::Invalid(-5))));
+        assert!(matches!(checked_offset(i64::MIN), Err(OffsetError::Invalid(i64::MIN))));
+        let mut topics = ByTopic::new();
+        topics.insert("a", vec![(0, 0), (1, 1), (2, 2)]);
+        let [batch] = <[Batch; 1]>::try_from(batches(topics, -1, 10)).expect("one batch");
+        let mut read = Vec::new();
+        batch.read(
+            &answer(&[("a", &[(0, 0, -5), (1, 0, -1), (2, 0, i64::MAX)])]),
+            &mut read,
+        );
+        assert!(matches!(read[0], (0, Err(OffsetError::Invalid(-5)))), "{read:?}");
+        assert!(matches!(read[1], (1, Err(OffsetError::Unknown))), "{read:?}");
+        assert!(matches!(read[2], (2, Ok(i64::MAX))), "{read:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn records_between_any_two_offsets_is_their_distance_or_zero(from: i64, high: i64) {
+            let wide = i128::from(high) - i128::from(from);
+            let expected = u64::try_from(wide.max(0)).expect("fits: at most 2^64 - 1");
+            proptest::prop_assert_eq!(records_between(from, high), expected);
+        }
     }
 
     #[test]

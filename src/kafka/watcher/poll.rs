@@ -12,20 +12,47 @@ use rskafka::client::{Client, ClientBuilder};
 use tokio::time::Instant;
 
 use super::{BrokerError, PollStats, TableActivity, Watched, Watcher, now_unix_ms, timed};
+use crate::kafka::connection::max_response_bytes;
 use crate::kafka::lag::PartitionOffsets;
 use crate::kafka::samples::{self, Summary, Untrusted, excerpt, summarize};
 use crate::kafka::sasl;
-use crate::kafka::watermarks::{Offset, TopicPartition};
+use crate::kafka::watermarks::{Offset, TopicPartition, checked_offset, records_between};
 
 /// Partitions polled at once through rskafka; bounds sockets and memory while keeping a poll of thousands of
 /// partitions short.
 const POLL_CONCURRENCY: usize = 64;
+
+/// How long a partition whose sample timed out is reported as such (unless a later sample answers).
+const SAMPLE_TIMEOUT_MEMORY: Duration = Duration::from_secs(300);
 
 /// One partition's offset, or why it was not read (boxed: a poll holds one per partition, nearly all `Ok`).
 type Read = Result<i64, Box<BrokerError>>;
 
 /// A partition whose watermark moved from `.1` to `.2`.
 type Advance = (TopicPartition, i64, i64);
+
+/// What one partition's sample came to.
+struct SampleOutcome {
+    key: TopicPartition,
+    /// The partition client to keep: `None` after a failed request, so that its connection goes.
+    client: Option<Arc<PartitionClient>>,
+    /// Whether the fetch succeeded.
+    ok: bool,
+    /// Whether it got no answer within `kafka.request_timeout`.
+    timed_out: bool,
+    summary: Summary,
+    kinds: BTreeMap<&'static str, u64>,
+}
+
+/// rskafka's client for `key`'s partition (a metadata request and a connection to its leader), within `limit`.
+async fn new_partition_client(
+    client: &Client,
+    key: &TopicPartition,
+    limit: Duration,
+) -> Result<PartitionClient, BrokerError> {
+    let call = client.partition_client(key.0.to_string(), key.1, UnknownTopicHandling::Error);
+    timed(limit, "partition client", call).await
+}
 
 impl Watcher {
     /// rskafka's client, built on first use with the same TLS and SASL settings as our own connections.
@@ -36,6 +63,8 @@ impl Watcher {
         let limit = self.config.request_timeout;
         let mut builder = ClientBuilder::new(self.config.bootstrap.clone())
             .client_id("cdc-orchestrator")
+            // rskafka's default (100 MB) is what a lying broker could make each partition's connection hold.
+            .max_message_size(max_response_bytes(&self.config))
             // rskafka retries forever by default; a deadline turns a dead broker into an error we can report.
             .backoff_config(BackoffConfig {
                 init_backoff: Duration::from_millis(50),
@@ -120,27 +149,24 @@ impl Watcher {
         (now.duration_since(*at) < self.config.sample_interval).then(|| table.clone())
     }
 
-    /// rskafka's client for one partition, made on first use.
-    async fn partition_client(&mut self, key: &TopicPartition) -> Result<Arc<PartitionClient>, BrokerError> {
-        if let Some(client) = self
-            .partitions
-            .get(key)
-            .and_then(|w| w.sampled.as_ref()?.client.clone())
+    /// rskafka's client for `key`'s partition, if one is open.
+    fn cached_client(&self, key: &TopicPartition) -> Option<Arc<PartitionClient>> {
+        self.partitions.get(key)?.sampled.as_ref()?.client.clone()
+    }
+
+    /// Keeps `client` for `key`'s partition, or (`None`, after a failed request) lets its connection go: a
+    /// connection is never reused after an error, whose answer may still be arriving on it.
+    fn keep_client(&mut self, key: &TopicPartition, client: Option<Arc<PartitionClient>>) {
+        if let Some(watched) = self.partitions.get_mut(key)
+            && (client.is_some() || watched.sampled.is_some())
         {
-            return Ok(client);
+            watched.sampled().client = client;
         }
-        let limit = self.config.request_timeout;
-        let client = self.connect().await?;
-        let call = client.partition_client(key.0.to_string(), key.1, UnknownTopicHandling::Error);
-        let made = Arc::new(timed(limit, "partition client", call).await?);
-        if let Some(watched) = self.partitions.get_mut(key) {
-            watched.sampled().client = Some(Arc::clone(&made));
-        }
-        Ok(made)
     }
 
     /// The `at` offset of each of `keys`, in their order: one request per broker (see [`WatermarkReader`]), or
-    /// with `kafka.batch_watermarks = false` one rskafka request per partition.
+    /// with `kafka.batch_watermarks = false` one rskafka request per partition, each bounded by
+    /// `kafka.request_timeout`, [`POLL_CONCURRENCY`] at a time.
     ///
     /// [`WatermarkReader`]: crate::kafka::watermarks::WatermarkReader
     async fn read_offsets(&mut self, keys: &Arc<[TopicPartition]>, at: Offset) -> Vec<Read> {
@@ -156,37 +182,66 @@ impl Watcher {
                 .map(|r| r.map_err(|e| Box::new(BrokerError::from(e))))
                 .collect();
         }
-        let mut read: Vec<Read> = Vec::with_capacity(keys.len());
-        let mut targets = Vec::with_capacity(keys.len());
-        for (i, key) in keys.iter().enumerate() {
-            match self.partition_client(key).await {
-                Ok(client) => {
-                    targets.push((i, client));
-                    // Until its answer below: every target gets one, within `limit` or as this timeout.
-                    read.push(Err(Box::new(BrokerError::Timeout {
-                        what: "list offsets",
-                        limit,
-                    })));
-                }
-                Err(e) => read.push(Err(Box::new(e))),
+        let client = match self.connect().await {
+            Ok(client) => client,
+            Err(e) => {
+                let e = Arc::new(e);
+                return keys
+                    .iter()
+                    .map(|_| Err(Box::new(BrokerError::Shared(Arc::clone(&e)))))
+                    .collect();
             }
-        }
+        };
         let offset_at = move || match at {
             Offset::Earliest => OffsetAt::Earliest,
             _ => OffsetAt::Latest,
         };
-        let mut answers =
-            futures::stream::iter(targets.into_iter().map(|(i, client)| async move {
-                (i, timed(limit, "list offsets", client.get_offset(offset_at())).await)
-            }))
-            .buffer_unordered(POLL_CONCURRENCY);
-        while let Some((i, answer)) = answers.next().await {
-            read[i] = answer.map_err(Box::new);
+        let targets: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| (i, key.clone(), self.cached_client(key)))
+            .collect();
+        let reads = targets.into_iter().map(move |(i, key, cached)| {
+            let client = Arc::clone(&client);
+            async move {
+                let read = async {
+                    let partition = match cached {
+                        Some(partition) => partition,
+                        None => Arc::new(new_partition_client(&client, &key, limit).await?),
+                    };
+                    let offset = timed(limit, "list offsets", partition.get_offset(offset_at())).await?;
+                    Ok::<_, BrokerError>((partition, checked_offset(offset)?))
+                };
+                (i, read.await)
+            }
+        });
+        let answers: Vec<_> = futures::stream::iter(reads)
+            .buffer_unordered(POLL_CONCURRENCY)
+            .collect()
+            .await;
+        let mut read: Vec<Read> = keys
+            .iter()
+            .map(|_| {
+                Err(Box::new(BrokerError::Timeout {
+                    what: "list offsets",
+                    limit,
+                }))
+            })
+            .collect();
+        for (i, answer) in answers {
+            let (client, offset) = match answer {
+                Ok((client, offset)) => (Some(client), Ok(offset)),
+                Err(e) => (None, Err(Box::new(e))),
+            };
+            self.keep_client(&keys[i], client);
+            read[i] = offset;
         }
         read
     }
 
     /// One poll: reads every watermark, samples the partitions that advanced and returns the activity found.
+    /// Samples run side by side and end, answered or not, `kafka.request_timeout` after they begin: a broker that
+    /// never answers a Fetch holds a poll no longer than that.
     pub async fn poll(&mut self) -> Result<(Vec<TableActivity>, PollStats), BrokerError> {
         let keys = Arc::clone(&self.keys);
         let reads = self.read_offsets(&keys, Offset::Latest).await;
@@ -198,9 +253,19 @@ impl Watcher {
         stats.advanced = advanced.len();
         let mut activity = Vec::new();
         let now = Instant::now();
+        let mut to_sample = Vec::new();
         for advance in advanced {
-            activity.extend(self.activity_of(advance, now, &mut stats).await);
+            match self.unsampled_activity(&advance, now, &mut stats) {
+                Some(found) => activity.extend(found),
+                None => to_sample.push(advance),
+            }
         }
+        if !to_sample.is_empty() {
+            for outcome in self.samples(to_sample, now + self.config.request_timeout).await {
+                activity.extend(self.settle(outcome, now, &mut stats));
+            }
+        }
+        self.expire_sample_timeouts(now);
         activity.retain(|a| self.admit(&a.table));
         Ok((activity, stats))
     }
@@ -262,36 +327,113 @@ impl Watcher {
             let keys: Arc<[TopicPartition]> = went_back.iter().map(|(key, _)| key.clone()).collect();
             let starts = self.read_offsets(&keys, Offset::Earliest).await;
             for ((key, high), start) in went_back.into_iter().zip(starts) {
-                let start = start.unwrap_or(0);
-                if high > start.min(high) {
-                    advanced.push((key, start.min(high), high));
+                // A log start past the high watermark is no offset to count from.
+                let start = start.ok().filter(|start| *start <= high).unwrap_or(0);
+                if high > start {
+                    advanced.push((key, start, high));
                 }
             }
         }
         Ok(advanced)
     }
 
-    /// What one advance says: the known table's changes without a fetch, or what a sample of it finds.
-    async fn activity_of(&mut self, advance: Advance, now: Instant, stats: &mut PollStats) -> Vec<TableActivity> {
+    /// What an advance says without a fetch, if that is enough: within `kafka.sample_interval` of a sample that
+    /// found only the topic's own table, or of one that timed out, the advance is that table's changes (of unknown
+    /// operation after a timeout). `None`: sample it.
+    fn unsampled_activity(&self, advance: &Advance, now: Instant, stats: &mut PollStats) -> Option<Vec<TableActivity>> {
         let (key, from, high) = advance;
-        let (topic, partition) = (key.0.to_string(), key.1);
-        let new_records = u64::try_from(high - from).unwrap_or(0);
-        if let Some(table) = self.known_table(&key, now) {
+        let new_records = records_between(*from, *high);
+        let activity = |table: String, unknown_ops: u64| TableActivity {
+            table,
+            topic: key.0.to_string(),
+            partition: key.1,
+            new_records,
+            ops: BTreeMap::new(),
+            unknown_ops,
+            newest_ts_ms: None,
+            observed_at_ms: now_unix_ms(),
+        };
+        if let Some(table) = self.known_table(key, now) {
             // A table topic keeps carrying its table: the watermark alone says how many changes arrived, and
             // nothing is fetched (the bytes a consume-everything watcher would read are what we save).
             stats.known_table_advances += 1;
-            return vec![TableActivity {
-                table,
-                topic,
-                partition,
-                new_records,
-                ops: BTreeMap::new(),
-                unknown_ops: 0,
-                newest_ts_ms: None,
-                observed_at_ms: now_unix_ms(),
-            }];
+            return Some(vec![activity(table, 0)]);
         }
-        let (sample_ok, summary) = self.sample(&key, from, high, new_records, &mut stats.kinds).await;
+        let timed_out = self.partitions.get(key)?.timed_out()?;
+        if now.duration_since(timed_out) >= self.config.sample_interval {
+            return None;
+        }
+        // The broker does not answer this partition's samples: its topic's table (if it has one) changed.
+        Some(
+            self.routing
+                .table_of_topic(&key.0)
+                .map(|table| activity(table.to_owned(), new_records))
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    /// Samples `advances` side by side, each ending by `deadline` whether or not the broker answered.
+    async fn samples(&mut self, advances: Vec<Advance>, deadline: Instant) -> Vec<SampleOutcome> {
+        let limit = self.config.request_timeout;
+        let client = match tokio::time::timeout_at(deadline, self.connect()).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(Arc::new(e)),
+            Err(_) => Err(Arc::new(BrokerError::Timeout { what: "connect", limit })),
+        };
+        let this = &*self;
+        let samples = advances.into_iter().map(|(key, from, high)| {
+            let cached = this.cached_client(&key);
+            let client = client.clone();
+            async move {
+                let new_records = records_between(from, high);
+                let client = match client {
+                    Ok(client) => client,
+                    Err(e) => return this.failed_sample(key, new_records, BrokerError::Shared(e)),
+                };
+                let sample = this.sample(&client, cached, &key, from, high);
+                match tokio::time::timeout_at(deadline, sample).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        let error = BrokerError::Timeout { what: "fetch", limit };
+                        this.failed_sample(key, new_records, error)
+                    }
+                }
+            }
+        });
+        futures::stream::iter(samples)
+            .buffer_unordered(POLL_CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    /// A sample that failed with `error`: the advance still counts for the topic's table.
+    fn failed_sample(&self, key: TopicPartition, new_records: u64, error: BrokerError) -> SampleOutcome {
+        let timed_out = matches!(error, BrokerError::Timeout { .. });
+        let mut kinds = BTreeMap::new();
+        let summary = summarize(&self.routing, &key.0, key.1, new_records, &Err(error), &mut kinds);
+        SampleOutcome {
+            key,
+            client: None,
+            ok: false,
+            timed_out,
+            summary,
+            kinds,
+        }
+    }
+
+    /// Takes in what one sample found: the partition's client (kept only if the sample succeeded), whether its
+    /// table is known now, whether its samples time out, warnings and counters; returns its activity.
+    fn settle(&mut self, outcome: SampleOutcome, now: Instant, stats: &mut PollStats) -> Vec<TableActivity> {
+        let SampleOutcome {
+            key,
+            client,
+            ok,
+            timed_out,
+            summary,
+            kinds,
+        } = outcome;
+        let (topic, partition) = (key.0.to_string(), key.1);
         let Summary {
             activity: found,
             sampled,
@@ -299,7 +441,7 @@ impl Watcher {
             invalid,
             untrusted,
         } = summary;
-        let learned = match (sample_ok, found.as_slice()) {
+        let learned = match (ok, found.as_slice()) {
             (true, [only])
                 if invalid.is_none()
                     && untrusted.is_none()
@@ -310,10 +452,25 @@ impl Watcher {
             // Another table, several tables, no table data, or no sample: sample the next advance again.
             _ => None,
         };
+        self.keep_client(&key, client);
         if let Some(watched) = self.partitions.get_mut(&key)
-            && (learned.is_some() || watched.sampled.is_some())
+            && (learned.is_some() || timed_out || watched.sampled.is_some())
         {
-            watched.sampled().known_table = learned;
+            let sampled = watched.sampled();
+            sampled.known_table = learned;
+            sampled.timed_out = timed_out.then_some(now);
+        }
+        if timed_out {
+            stats.sample_timeouts += 1;
+            if self.sample_timeouts.insert(key, now).is_none() {
+                self.sample_timeouts_changed = true;
+                tracing::warn!(%topic, partition, limit = %humantime::format_duration(self.config.request_timeout),
+                    "record samples of this partition get no answer in time: its advances count as changes of its \
+                    topic's table from the watermarks alone, and it is sampled again after kafka.sample_interval");
+            }
+        } else if ok && self.sample_timeouts.remove(&key).is_some() {
+            self.sample_timeouts_changed = true;
+            tracing::info!(%topic, partition, "record samples of this partition are answered again");
         }
         if let Some(error) = invalid
             && !self.invalid_logged.contains_key(&topic)
@@ -325,23 +482,59 @@ impl Watcher {
         if let Some(untrusted) = &untrusted {
             self.warn_untrusted(&topic, partition, untrusted);
         }
+        for (kind, n) in kinds {
+            *stats.kinds.entry(kind).or_default() += n;
+        }
         stats.sampled += sampled;
         stats.sampled_bytes += bytes;
         found
     }
 
-    /// Samples the newest records of `[from, high)` of `key`; whether the fetch succeeded, and what it found.
-    /// A partition whose table is known from an earlier sample is re-checked with its newest record only. So is a
-    /// table topic's first sample, unless that record leaves a doubt (see [`Watcher::settles`]): then, as on
-    /// routed topics where every record's table matters, the full `kafka.sample_records` is fetched.
+    /// Forgets sample timeouts of partitions that are gone or that have not timed out again for
+    /// [`SAMPLE_TIMEOUT_MEMORY`] (or `kafka.sample_interval` if longer): a quiet partition is not sampled, so its
+    /// last timeout says less and less about the broker, and `/readyz` should not stay down on it for good.
+    fn expire_sample_timeouts(&mut self, now: Instant) {
+        let keep = self.config.sample_interval.max(SAMPLE_TIMEOUT_MEMORY);
+        let partitions = &self.partitions;
+        let before = self.sample_timeouts.len();
+        self.sample_timeouts
+            .retain(|key, at| partitions.contains_key(key) && now.duration_since(*at) < keep);
+        self.sample_timeouts_changed |= self.sample_timeouts.len() != before;
+    }
+
+    /// The partitions whose samples time out (`topic/partition`), if that changed since the last report.
+    pub(super) fn sample_timeouts_report(&mut self) -> Option<Vec<String>> {
+        if !std::mem::take(&mut self.sample_timeouts_changed) {
+            return None;
+        }
+        Some(
+            self.sample_timeouts
+                .keys()
+                .map(|(topic, partition)| format!("{topic}/{partition}"))
+                .collect(),
+        )
+    }
+
+    /// Samples the newest records of `[from, high)` of `key`, through `cached` or a new partition client of
+    /// `client`. A partition whose table is known from an earlier sample is re-checked with its newest record only.
+    /// So is a table topic's first sample, unless that record leaves a doubt (see [`Watcher::settles`]): then, as
+    /// on routed topics where every record's table matters, the full `kafka.sample_records` is fetched.
     async fn sample(
-        &mut self,
+        &self,
+        client: &Client,
+        cached: Option<Arc<PartitionClient>>,
         key: &TopicPartition,
         from: i64,
         high: i64,
-        new_records: u64,
-        kinds: &mut BTreeMap<&'static str, u64>,
-    ) -> (bool, Summary) {
+    ) -> SampleOutcome {
+        let new_records = records_between(from, high);
+        let partition = match cached {
+            Some(partition) => partition,
+            None => match new_partition_client(client, key, self.config.request_timeout).await {
+                Ok(partition) => Arc::new(partition),
+                Err(e) => return self.failed_sample(key.clone(), new_records, e),
+            },
+        };
         let rechecked = self.partitions.get(key).is_some_and(|w| w.known_table().is_some());
         let full = self.config.sample_records;
         let mut want = if rechecked || !self.routing.is_routed(&key.0) {
@@ -350,22 +543,24 @@ impl Watcher {
             full
         };
         loop {
-            let sample = match self.partition_client(key).await {
-                Ok(client) => samples::fetch(&self.config, &client, from, high, want).await,
-                Err(e) => Err(e),
-            };
-            let mut seen = BTreeMap::new();
-            let summary = summarize(&self.routing, &key.0, key.1, new_records, &sample, &mut seen);
+            let sample = samples::fetch(&self.config, &partition, from, high, want).await;
+            let mut kinds = BTreeMap::new();
+            let summary = summarize(&self.routing, &key.0, key.1, new_records, &sample, &mut kinds);
             let done = rechecked
                 || want >= full
-                || high - from <= 1
+                || new_records <= 1
                 || sample.is_err()
                 || self.settles(&key.0, &sample, &summary);
             if done {
-                for (kind, n) in seen {
-                    *kinds.entry(kind).or_default() += n;
-                }
-                return (sample.is_ok(), summary);
+                let timed_out = matches!(sample, Err(BrokerError::Timeout { .. }));
+                return SampleOutcome {
+                    key: key.clone(),
+                    client: sample.is_ok().then_some(partition),
+                    ok: sample.is_ok(),
+                    timed_out,
+                    summary,
+                    kinds,
+                };
             }
             want = full;
         }
@@ -447,7 +642,8 @@ impl Watcher {
             let start = start.ok();
             let entry = by_table.entry(table).or_insert_with(|| Some(Vec::new()));
             match (high, start, entry.as_mut()) {
-                (Some(high), Some(start), Some(list)) => list.push(PartitionOffsets {
+                // A log start past the high watermark is a broker error: the table's lag is unknown this time.
+                (Some(high), Some(start), Some(list)) if start <= high => list.push(PartitionOffsets {
                     topic: topic.to_string(),
                     partition,
                     high,
