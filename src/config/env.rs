@@ -60,9 +60,7 @@ fn is_config_variable(name: &[u8]) -> bool {
         return false;
     };
     prefix.eq_ignore_ascii_case(ENV_PREFIX.as_bytes())
-        && !CLI_ENV_KEYS
-            .iter()
-            .any(|key| rest.eq_ignore_ascii_case(key.as_bytes()))
+        && !CLI_ENV_KEYS.iter().any(|key| rest.eq_ignore_ascii_case(key.as_bytes()))
 }
 
 /// Puts `value` at the dotted `path` of `dict`, creating the tables on the way.
