@@ -264,7 +264,7 @@ pub fn command(file: Option<&Path>, url: Option<&str>, watch: Option<Duration>) 
         }
     }
     .or_else(|| config.and_then(|c| c.server.token.map(|t| t.expose().to_owned())));
-    let work = async { status(&url, token.as_deref(), watch, shutdown::on_signals()).await };
+    let work = async { status(&url, token.as_deref(), watch, shutdown::on_signals(TIMEOUT)).await };
     block_on(work, "error", |_| EXIT_FAILURE)
 }
 
