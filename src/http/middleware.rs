@@ -221,7 +221,7 @@ mod tests {
                 "with a token: {host}"
             );
         }
-        assert_eq!(refusal(&[json.clone()], false), Some(403), "no Host");
+        assert_eq!(refusal(std::slice::from_ref(&json), false), Some(403), "no Host");
         for origin in [
             "http://evil.example",
             "null",

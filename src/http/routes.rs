@@ -50,7 +50,9 @@ pub struct ServerState {
 pub fn router(state: ServerState) -> Router {
     let authenticated = Router::new()
         .route("/tables/{table}/{action}", post(control))
-        .route_layer(from_fn_with_state(state.clone(), require_token));
+        .route_layer(from_fn_with_state(state.clone(), require_token))
+        // Outside the token check: a page's request is refused as such, whether it carries a token or not.
+        .route_layer(from_fn_with_state(state.clone(), refuse_cross_site));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -60,7 +62,6 @@ pub fn router(state: ServerState) -> Router {
         .merge(authenticated)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
-        .layer(from_fn_with_state(state.clone(), refuse_cross_site))
         .layer(from_fn_with_state(state.max_body_bytes, limit_body))
         .with_state(state)
 }

@@ -304,7 +304,8 @@ fn readyz_names_flinks_failure_instead_of_not_contacted_yet() {
 fn a_browser_page_cannot_change_state_but_a_json_client_can_and_reads_stay_open() {
     let sidecar = Sidecar::start(&[("CDC_SERVER__ALLOWED_HOSTS", "sidecar.internal")]);
     let json_type = ("Content-Type", "application/json");
-    let attacks: [(&str, Vec<(&str, &str)>, u16); 6] = [
+    type Header<'a> = (&'a str, &'a str);
+    let attacks: [(&str, Vec<Header>, u16); 6] = [
         ("a text/plain POST", vec![("Content-Type", "text/plain")], 415),
         (
             "a form POST",
