@@ -1,13 +1,21 @@
 //! Process signals as a cancellation token: every long-running task takes the token, SIGTERM or SIGINT
-//! cancels it, and the tasks wind down on their own terms (mini-redis style). SIGHUP, which a closing terminal or
-//! a careless `kill -HUP` sends and whose default action ends the process, is logged and ignored: the
-//! configuration is read once at start, so a restart applies changes.
+//! cancels it, and the tasks wind down on their own terms (mini-redis style), within a bound. SIGHUP, which a
+//! closing terminal or a careless `kill -HUP` sends and whose default action ends the process, is logged and
+//! ignored: the configuration is read once at start, so a restart applies changes.
+
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled by the first SIGTERM or SIGINT; SIGHUP is logged and ignored from now on. Must be called
-/// inside a tokio runtime.
-pub fn on_signals() -> CancellationToken {
+/// Exit status of a process ended by a second signal or by the end of its grace period: not a clean shutdown.
+pub const EXIT_ABANDONED: i32 = 1;
+
+/// A token cancelled by the first SIGTERM or SIGINT; SIGHUP is logged and ignored from now on. After the first
+/// signal the process has `grace` to wind down: a second SIGTERM or SIGINT, or the end of `grace`, exits at once
+/// with [`EXIT_ABANDONED`] and one log line saying why, whatever is still in flight (an operator who signals twice
+/// wants the process gone; an orchestrator's kill timeout should not be what ends it). Must be called inside a
+/// tokio runtime.
+pub fn on_signals(grace: Duration) -> CancellationToken {
     ignore_hangups();
     let token = CancellationToken::new();
     let cancel = token.clone();
@@ -15,6 +23,18 @@ pub fn on_signals() -> CancellationToken {
         wait_for_signal().await;
         tracing::info!("shutdown signal received");
         cancel.cancel();
+        tokio::select! {
+            () = wait_for_signal() => {
+                tracing::warn!("second shutdown signal received: exiting now, abandoning what is in flight");
+            }
+            () = tokio::time::sleep(grace) => {
+                tracing::warn!(
+                    grace = ?grace,
+                    "shutdown did not finish within its grace period: exiting now, abandoning what is in flight"
+                );
+            }
+        }
+        std::process::exit(EXIT_ABANDONED);
     });
     token
 }

@@ -150,12 +150,12 @@ impl Sidecar {
 
     /// One HTTP/1.1 request on a fresh connection; the status code and the body.
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
         if method == "POST" {
-            request.push_str("Content-Length: 0\r\n");
+            request.push_str("Content-Length: 0\r\nContent-Type: application/json\r\n");
         }
         request.push_str("\r\n");
         raw_exchange(&self.addr, request.as_bytes(), Duration::from_secs(5))
@@ -602,7 +602,7 @@ fn an_oversized_body_gets_413_chunked_or_sized_and_never_acts() {
     );
 
     // A small body is fine (the API ignores it), so the 413s above are about size.
-    let small = "POST /tables/faculty/pause HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let small = "POST /tables/faculty/pause HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     let (code, body) = raw_exchange(&sidecar.addr, small.as_bytes(), Duration::from_secs(5));
     assert_eq!(code, 202, "{body}");
     assert_eq!(json(&body)["paused"], true);

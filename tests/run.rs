@@ -143,7 +143,10 @@ impl Sidecar {
     }
 
     async fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut req = self.client.post(format!("{}{path}", self.http));
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.http))
+            .header("content-type", "application/json");
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

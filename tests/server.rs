@@ -52,6 +52,7 @@ async fn start(token: Option<&str>) -> Harness {
         tables: run_loop.subscribe(),
         control,
         token: token.map(Secret::new),
+        allowed_hosts: Arc::from([]),
         max_body_bytes: 4096,
         unseen: Arc::new(run_loop.unseen_statuses()),
     };
@@ -112,7 +113,10 @@ impl Harness {
     }
 
     async fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut req = self.http.post(format!("{}{path}", self.base));
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json");
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -68,7 +68,11 @@ fn block_on<E: fmt::Display>(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(work) {
+    let result = runtime.block_on(work);
+    // Dropping the runtime would wait for every blocking task still running (a DNS lookup of an unanswered
+    // call, a file read) however long it takes; the work is done, so the process exits now.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{label}: {e}");

@@ -2,10 +2,15 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE, block_on, load_config};
 use crate::controller::{self, RunError};
 use crate::{http, shutdown};
+
+/// After the first SIGTERM or SIGINT, how long past `flink.shutdown_timeout` the process may take to wind down
+/// before it is ended regardless: the HTTP server and the watcher finish within it once the run loop is done.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(1);
 
 /// Runs the sidecar on the configuration in `file`: exit 2 for what the configuration must fix (missing
 /// credentials, an address that cannot be bound), 1 for any other failure.
@@ -18,8 +23,11 @@ pub fn command(file: Option<&Path>) -> ExitCode {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
+    // The Flink calls in flight get `shutdown_timeout`; the margin lets the run loop, which gives up on them at
+    // that time, and the rest wind down before the process is ended regardless.
+    let grace = config.flink.shutdown_timeout.saturating_add(SHUTDOWN_MARGIN);
     // The signal handlers are installed inside the runtime, which they need.
-    let work = async { controller::run(config, shutdown::on_signals()).await };
+    let work = async { controller::run(config, shutdown::on_signals(grace)).await };
     block_on(work, "error", |e| match e {
         RunError::Credentials(_) | RunError::Templates(_) | RunError::Listen { .. } => EXIT_CONFIG,
         _ => EXIT_FAILURE,

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use super::healthcheck::probe_address;
-use super::{EXIT_FAILURE, block_on};
+use super::{EXIT_CONFIG, EXIT_FAILURE, block_on};
 use crate::config::{Config, ServerConfig};
 use crate::shutdown;
 
@@ -267,11 +267,16 @@ pub fn command(file: Option<&Path>, url: Option<&str>, watch: Option<Duration>) 
             .map_or_else(|| ServerConfig::default().listen, |c| c.server.listen);
         format!("http://{}", probe_address(listen))
     });
-    let token = std::env::var(TOKEN_ENV)
-        .ok()
-        .filter(|t| !t.is_empty())
-        .or_else(|| config.and_then(|c| c.server.token.map(|t| t.expose().to_owned())));
-    let work = async { status(&url, token.as_deref(), watch, shutdown::on_signals()).await };
+    let token = match std::env::var(TOKEN_ENV) {
+        Ok(token) => Some(token).filter(|t| !t.is_empty()),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!("error: environment variable {TOKEN_ENV} is not valid UTF-8");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
+    .or_else(|| config.and_then(|c| c.server.token.map(|t| t.expose().to_owned())));
+    let work = async { status(&url, token.as_deref(), watch, shutdown::on_signals(TIMEOUT)).await };
     block_on(work, "error", |_| EXIT_FAILURE)
 }
 

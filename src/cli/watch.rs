@@ -22,7 +22,8 @@ pub fn command(file: Option<&Path>, lag: bool, once: bool) -> ExitCode {
         Err(code) => return code,
     };
     let work = async {
-        let shutdown = shutdown::on_signals();
+        // A poll in progress ends within the request timeout.
+        let shutdown = shutdown::on_signals(config.kafka.request_timeout);
         watch(&config, lag, once, std::io::stdout().lock(), shutdown).await
     };
     block_on(work, "error", |e| match e {

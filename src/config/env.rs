@@ -4,6 +4,8 @@ use figment::providers::Env;
 use figment::value::{Dict, Map, Value};
 use figment::{Metadata, Profile, Provider};
 
+use super::{ConfigError, ConfigErrors};
+
 /// Prefix of the environment variables that override the file; `__` separates nesting levels.
 pub const ENV_PREFIX: &str = "CDC_";
 
@@ -18,9 +20,21 @@ const CLI_ENV_KEYS: [&str; 3] = ["config", "log_format", "log_level"];
 pub(super) struct EnvText(Env);
 
 impl EnvText {
-    /// The `CDC_` variables, `__` nesting, without the CLI's own (`CDC_CONFIG`, `CDC_LOG_*`).
-    pub(super) fn new() -> EnvText {
-        EnvText(Env::prefixed(ENV_PREFIX).split("__").ignore(&CLI_ENV_KEYS))
+    /// The `CDC_` variables, `__` nesting, without the CLI's own (`CDC_CONFIG`, `CDC_LOG_*`); an error naming
+    /// each of them whose name or value is not UTF-8.
+    pub(super) fn new() -> Result<EnvText, ConfigErrors> {
+        // figment would read such a value with its invalid bytes replaced (a secret silently changed) and such a
+        // name as some other key.
+        let errors: Vec<_> = std::env::vars_os()
+            .filter(|(name, value)| {
+                is_config_variable(name.as_encoded_bytes()) && (name.to_str().is_none() || value.to_str().is_none())
+            })
+            .map(|(name, _)| ConfigError::EnvNotUtf8 {
+                name: name.to_string_lossy().into_owned(),
+            })
+            .collect();
+        ConfigErrors::check(errors)?;
+        Ok(EnvText(Env::prefixed(ENV_PREFIX).split("__").ignore(&CLI_ENV_KEYS)))
     }
 }
 
@@ -37,6 +51,16 @@ impl Provider for EnvText {
         }
         Ok(Profile::Default.collect(dict))
     }
+}
+
+/// Whether the variable named `name` is one [`EnvText`] reads: the prefix in any case (as figment matches it),
+/// and not one of the CLI's own.
+fn is_config_variable(name: &[u8]) -> bool {
+    let Some((prefix, rest)) = name.split_at_checked(ENV_PREFIX.len()) else {
+        return false;
+    };
+    prefix.eq_ignore_ascii_case(ENV_PREFIX.as_bytes())
+        && !CLI_ENV_KEYS.iter().any(|key| rest.eq_ignore_ascii_case(key.as_bytes()))
 }
 
 /// Puts `value` at the dotted `path` of `dict`, creating the tables on the way.

@@ -12,6 +12,7 @@
 mod check;
 mod de;
 mod env;
+mod file;
 pub mod flink;
 pub mod iceberg;
 pub mod kafka;
@@ -26,7 +27,6 @@ mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Format, Toml};
 use figment::value::Dict;
 use figment::{Figment, error::Kind};
 use regex::Regex;
@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use env::ENV_PREFIX;
+pub use file::MAX_CONFIG_BYTES;
 pub use flink::{FlinkConfig, LauncherKind};
 pub use iceberg::IcebergConfig;
 pub use kafka::{KafkaConfig, SaslConfig, SaslMechanism, TlsConfig};
@@ -45,6 +46,7 @@ pub use sink::{JdbcSinkConfig, SinkConfig, SinkKind};
 
 use check::Checks;
 use env::EnvText;
+use file::ConfigFile;
 
 /// Why a configuration could not be loaded. Every variant renders as one line.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,39 @@ pub enum ConfigError {
     /// The path named by `--config` / `CDC_CONFIG` is a directory, not a file.
     #[error("config file {} is a directory, not a file", .0.display())]
     IsDirectory(PathBuf),
+    /// The path is neither a file nor a directory: a device, a pipe or a socket.
+    #[error("config file {} is not a regular file (a device, pipe or socket)", .0.display())]
+    NotAFile(PathBuf),
+    /// The file exists but cannot be read.
+    #[error("cannot read config file {}: {source}", .path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is longer than [`MAX_CONFIG_BYTES`].
+    #[error("config file {} is larger than {limit} bytes", .path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit, [`MAX_CONFIG_BYTES`].
+        limit: u64,
+    },
+    /// The file is not UTF-8 text.
+    #[error("config file {} is not valid UTF-8 (at byte {offset})", .path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Where the first invalid byte is.
+        offset: usize,
+    },
+    /// A `CDC_` environment variable's name or value is not UTF-8.
+    #[error("environment variable {name} is not valid UTF-8")]
+    EnvNotUtf8 {
+        /// The variable's name, invalid bytes replaced.
+        name: String,
+    },
     /// The file is not valid TOML.
     #[error("{}: TOML syntax error at line {line}, column {column}: {message}", .path.display())]
     Syntax {
@@ -164,16 +199,11 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigErrors> {
         let mut figment = Figment::new();
         if let Some(path) = file {
-            if path.is_dir() {
-                return Err(ConfigError::IsDirectory(path.to_owned()).into());
-            }
-            if !path.is_file() {
-                return Err(ConfigError::FileNotFound(path.to_owned()).into());
-            }
-            check_syntax(path)?;
-            figment = figment.merge(Toml::file_exact(path));
+            let file = ConfigFile::read(path)?;
+            check_syntax(file.path(), file.text())?;
+            figment = figment.merge(file);
         }
-        Config::extract(&figment.merge(EnvText::new()))
+        Config::extract(&figment.merge(EnvText::new()?))
     }
 
     /// Reads each section on its own and checks each one that parses; the rules across sections are checked once
@@ -338,13 +368,9 @@ fn describe(e: figment::Error) -> String {
     }
 }
 
-/// Parses the file once to report a syntax error on one line (the TOML parser draws a caret diagram).
-fn check_syntax(path: &Path) -> Result<(), ConfigError> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        // Unreadable files are reported by figment with the reason.
-        return Ok(());
-    };
-    match toml::from_str::<toml::Table>(&text) {
+/// Parses the file's `text` once to report a syntax error on one line (the TOML parser draws a caret diagram).
+fn check_syntax(path: &Path, text: &str) -> Result<(), ConfigError> {
+    match toml::from_str::<toml::Table>(text) {
         Ok(_) => Ok(()),
         Err(e) => {
             let offset = e.span().map_or(0, |span| span.start).min(text.len());

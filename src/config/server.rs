@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::check::{Checks, check_fields};
-use super::de::{socket_addr, whole_u32};
+use super::de::{list, socket_addr, whole_u32};
 use super::{ConfigError, Secret, Section};
 
 /// The `[server]` section.
@@ -18,6 +18,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// When set, POST requests need `Authorization: Bearer <token>`.
     pub token: Option<Secret>,
+    /// Without a token, the host names (beyond IP literals and `localhost`) a state-changing request may address
+    /// in its `Host` header; any other name could be a DNS-rebinding page's.
+    #[serde(deserialize_with = "list")]
+    pub allowed_hosts: Vec<String>,
     /// Connections served at once; further clients wait in the kernel's accept queue.
     #[serde(deserialize_with = "whole_u32")]
     pub max_connections: u32,
@@ -37,6 +41,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             token: None,
+            allowed_hosts: Vec::new(),
             max_connections: 64,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -55,5 +60,23 @@ impl Section for ServerConfig {
             // An empty token would make every POST a 401; leaving the key unset is how to disable the check.
             errors.invalid("server.token", &"", "must not be empty (leave it unset for no token)");
         }
+        for host in &self.allowed_hosts {
+            if !is_host_name(host) {
+                errors.invalid(
+                    "server.allowed_hosts",
+                    host,
+                    "must be a host name (letters, digits, '-' and '.', no port)",
+                );
+            }
+        }
     }
+}
+
+/// A DNS host name as a `Host` header carries it, without a port: what `server.allowed_hosts` lists.
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }

@@ -287,8 +287,6 @@ impl<L: Launcher + 'static> RunLoop<L> {
     }
 
     fn note_flink_error(&self, e: &FlinkError) {
-        if e.is_transient() {
-            self.health.flink_failed(e.to_string());
-        }
+        self.health.flink_failed(e);
     }
 }

@@ -1,9 +1,13 @@
 //! Readiness: when Kafka and Flink last answered, for `/readyz` and the `cdc_dependency_up` metric.
 
+use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::flink::FlinkError;
+use crate::logging::Escaper;
 
 /// Readiness inputs: when Kafka and Flink last answered, and why they failed if they did.
 #[derive(Debug)]
@@ -22,6 +26,9 @@ struct Dependency {
     max_age: Duration,
     ok_at: Option<Instant>,
     error: Option<String>,
+    /// The last failure since the last answer that did not make the dependency count as down (it answered, but
+    /// with a refusal or something unusable): the reason readiness gives while no good answer is recent.
+    refused: Option<String>,
 }
 
 impl Dependency {
@@ -30,6 +37,7 @@ impl Dependency {
             max_age,
             ok_at: None,
             error: None,
+            refused: None,
         })
     }
 }
@@ -83,9 +91,19 @@ impl Health {
         set(&self.flink, Ok(()));
     }
 
-    /// A Flink call failed.
-    pub fn flink_failed(&self, error: impl Into<String>) {
-        set(&self.flink, Err(error.into()));
+    /// A Flink call failed. Flink unreachable or failing (a transport error, a 5xx) makes it down at once; any
+    /// other failure (a refusal, an answer that does not decode) is one call's problem, which readiness names only
+    /// while Flink has not answered well recently (never, or longer ago than its maximum age).
+    pub fn flink_failed(&self, error: &FlinkError) {
+        // Flink's text reaches `/readyz`: escaped like a log line (the Flink client has redacted secrets).
+        let mut reason = String::new();
+        let _ = fmt::Write::write_fmt(&mut Escaper(&mut reason), format_args!("{error}"));
+        if error.is_transient() {
+            set(&self.flink, Err(reason));
+        } else {
+            let mut dep = self.flink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            dep.refused = Some(reason);
+        }
     }
 
     /// `Ok` when ready, else the reason.
@@ -95,9 +113,18 @@ impl Health {
             let dep = dep.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             match (dep.ok_at, &dep.error) {
                 (_, Some(error)) => return Err(format!("{name}: {error}")),
-                (None, None) => return Err(format!("{name}: not contacted yet")),
+                (None, None) => {
+                    return Err(match &dep.refused {
+                        Some(refused) => format!("{name}: {refused}"),
+                        None => format!("{name}: not contacted yet"),
+                    });
+                }
                 (Some(at), None) if now.duration_since(at) > dep.max_age => {
-                    return Err(format!("{name}: no answer for {}s", now.duration_since(at).as_secs()));
+                    let silent = now.duration_since(at).as_secs();
+                    return Err(match &dep.refused {
+                        Some(refused) => format!("{name}: {refused} (no good answer for {silent}s)"),
+                        None => format!("{name}: no answer for {silent}s"),
+                    });
                 }
                 _ => {}
             }
@@ -132,6 +159,7 @@ fn set(dep: &Mutex<Dependency>, result: Result<(), String>) {
         Ok(()) => {
             dep.ok_at = Some(Instant::now());
             dep.error = None;
+            dep.refused = None;
         }
         Err(error) => dep.error = Some(error),
     }
@@ -141,6 +169,46 @@ fn set(dep: &Mutex<Dependency>, result: Result<(), String>) {
 mod tests {
     use super::*;
 
+    fn refused() -> FlinkError {
+        FlinkError::Transport {
+            endpoint: "GET /jobs/overview".to_owned(),
+            reason: "connection refused".to_owned(),
+            timed_out: false,
+        }
+    }
+
+    fn not_found() -> FlinkError {
+        FlinkError::Api {
+            endpoint: "GET /jobs/overview".to_owned(),
+            status: 404,
+            root_cause: "<html>\n\u{1b}[31mNot Found".to_owned(),
+            fault: crate::flink::Fault::Other,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flink_that_answers_only_refusals_is_not_ready_and_readiness_says_why() {
+        let health = Health::new(Duration::from_secs(30), Duration::from_secs(90));
+        health.kafka_ok();
+        health.flink_failed(&not_found());
+        let reason = r"flink: GET /jobs/overview: HTTP 404: <html>\n\u{1b}[31mNot Found";
+        assert_eq!(
+            health.readiness(),
+            Err(reason.to_owned()),
+            "escaped, not 'not contacted yet'"
+        );
+        health.flink_ok();
+        health.flink_failed(&not_found());
+        assert_eq!(
+            health.readiness(),
+            Ok(()),
+            "one refused call while Flink answers is that call's problem"
+        );
+        tokio::time::advance(Duration::from_secs(91)).await;
+        health.kafka_ok();
+        assert_eq!(health.readiness(), Err(format!("{reason} (no good answer for 91s)")),);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn readiness_needs_both_dependencies_recently() {
         let health = Health::new(Duration::from_secs(30), Duration::from_secs(90));
@@ -149,8 +217,11 @@ mod tests {
         assert_eq!(health.readiness(), Err("flink: not contacted yet".to_owned()));
         health.flink_ok();
         assert_eq!(health.readiness(), Ok(()));
-        health.flink_failed("connection refused");
-        assert_eq!(health.readiness(), Err("flink: connection refused".to_owned()));
+        health.flink_failed(&refused());
+        assert_eq!(
+            health.readiness(),
+            Err("flink: GET /jobs/overview: connection refused".to_owned())
+        );
         health.flink_ok();
         tokio::time::advance(Duration::from_secs(31)).await;
         health.flink_ok();

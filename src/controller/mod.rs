@@ -157,6 +157,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         tables: run_loop.subscribe(),
         control: control_tx,
         token: config.server.token.clone(),
+        allowed_hosts: config.server.allowed_hosts.clone().into(),
         max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
         unseen: Arc::new(run_loop.unseen_statuses()),
     };

@@ -87,10 +87,16 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body of this answer.
+    pub(super) fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "error_code": self.status.as_u16(), "message": self.message })
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error_code": self.status.as_u16(), "message": self.message });
-        (self.status, axum::Json(body)).into_response()
+        (self.status, axum::Json(self.body())).into_response()
     }
 }
 

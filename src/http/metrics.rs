@@ -358,7 +358,11 @@ mod tests {
             "stale: {text}"
         );
         assert!(text.contains("cdc_dependency_up{dependency=\"flink\"} 1"), "{text}");
-        health.flink_failed("connection refused");
+        health.flink_failed(&crate::flink::FlinkError::Transport {
+            endpoint: "GET /jobs/overview".to_owned(),
+            reason: "connection refused".to_owned(),
+            timed_out: false,
+        });
         assert!(m.render().contains("cdc_dependency_up{dependency=\"flink\"} 0"));
     }
 }

@@ -7,12 +7,14 @@
 //! - [`routes`]: the router, its handlers and the state they share.
 //! - [`api`]: the JSON the API answers with, its own types rather than the policy's.
 //! - `middleware`: bearer-token check and body limit, before any handler runs.
-//! - [`server`]: accepting and serving connections within [`Limits`].
+//! - [`server`]: accepting and serving connections within [`Limits`]; `parse_errors` gives hyper's own error
+//!   answers their JSON body.
 //! - [`metrics`] and [`savings`]: what `GET /metrics` renders.
 
 pub mod api;
 pub mod metrics;
 mod middleware;
+mod parse_errors;
 pub mod routes;
 pub mod savings;
 pub mod server;

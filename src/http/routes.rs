@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::api::{ApiError, TableJson, TableView};
 use super::metrics::Metrics;
-use super::middleware::{limit_body, require_token};
+use super::middleware::{limit_body, refuse_cross_site, require_token};
 use crate::config::Secret;
 use crate::controller::{ControlCommand, ControlError, ControlRequest, Health, TablesSnapshot};
 use crate::policy::TableStatus;
@@ -36,6 +36,9 @@ pub struct ServerState {
     pub control: mpsc::Sender<ControlRequest>,
     /// Bearer token required for POST, when set.
     pub token: Option<Secret>,
+    /// Without a token, the host names besides IP literals and `localhost` a state-changing request may carry in
+    /// its `Host` header (`server.allowed_hosts`).
+    pub allowed_hosts: Arc<[String]>,
     /// Largest request body accepted, counted as it is read.
     pub max_body_bytes: usize,
     /// Status of each table an operator may address before the run loop has seen it (it has a SQL template and
@@ -47,7 +50,9 @@ pub struct ServerState {
 pub fn router(state: ServerState) -> Router {
     let authenticated = Router::new()
         .route("/tables/{table}/{action}", post(control))
-        .route_layer(from_fn_with_state(state.clone(), require_token));
+        .route_layer(from_fn_with_state(state.clone(), require_token))
+        // Outside the token check: a page's request is refused as such, whether it carries a token or not.
+        .route_layer(from_fn_with_state(state.clone(), refuse_cross_site));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

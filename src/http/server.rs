@@ -13,11 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
+use super::parse_errors::ParseErrorBodies;
 use super::routes::{ServerState, router};
 use crate::config::ServerConfig;
 
 /// On shutdown, how long requests in progress may take to finish before their connections are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The most a request's line and header may take together: generous for any client of this API, and a bound on
+/// what a connection makes the server buffer (hyper's default is about 400 KiB).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin; the client waits in
 /// the listen backlog meanwhile.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -188,7 +192,7 @@ async fn serve_connection(
 ) {
     let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
     stream.set_read_timeout(Some(limits.idle_timeout));
-    let io = TokioIo::new(Box::pin(stream));
+    let io = ParseErrorBodies::new(TokioIo::new(Box::pin(stream)));
     let tracked = connections.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         let (app, tracked) = (app.clone(), tracked.clone());
@@ -203,6 +207,8 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // The request line and header together; larger is answered 431 (with a JSON body, see `parse_errors`).
+        .max_buf_size(MAX_HEADER_BYTES)
         // Otherwise hyper keeps a read pending while a handler runs, to notice a client hanging up, and the idle
         // timeout would cut off a control request that waits for the run loop longer than it.
         .half_close(true);

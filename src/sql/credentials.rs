@@ -1,7 +1,7 @@
 //! The credentials the templates may use: read from the environment when rendering, never from files or the
 //! configuration, and masked wherever a statement is shown or logged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Secret, SinkKind};
 
@@ -33,6 +33,8 @@ pub const REDACTED: &str = "<redacted>";
 #[derive(Clone, Default)]
 pub struct Credentials {
     values: BTreeMap<&'static str, Secret>,
+    /// Variables set to a value that is not UTF-8: reported as such rather than as unset.
+    not_utf8: BTreeSet<&'static str>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -45,7 +47,13 @@ impl std::fmt::Debug for Credentials {
 impl Credentials {
     /// Reads the variables of [`CREDENTIALS`] from the process environment.
     pub fn from_env() -> Self {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let mut credentials = Self::from_lookup(|name| std::env::var(name).ok());
+        credentials.not_utf8 = CREDENTIALS
+            .iter()
+            .map(|&(_, variable)| variable)
+            .filter(|variable| matches!(std::env::var(variable), Err(std::env::VarError::NotUnicode(_))))
+            .collect();
+        credentials
     }
 
     /// Reads the variables of [`CREDENTIALS`] through `lookup` (tests, or another source of secrets).
@@ -59,7 +67,10 @@ impl Credentials {
                     .map(|v| (variable, Secret::new(v)))
             })
             .collect();
-        Self { values }
+        Self {
+            values,
+            not_utf8: BTreeSet::new(),
+        }
     }
 
     /// Every credential as [`REDACTED`]: statements rendered with these can be shown or logged, and a launcher
@@ -88,6 +99,11 @@ impl Credentials {
     /// The value of the credential read from environment variable `variable`, if set.
     pub(super) fn get(&self, variable: &str) -> Option<&str> {
         self.values.get(variable).map(Secret::expose)
+    }
+
+    /// Whether `variable` is set to a value that is not UTF-8 (and so has no value here).
+    pub(super) fn is_not_utf8(&self, variable: &str) -> bool {
+        self.not_utf8.contains(variable)
     }
 
     /// The value behind template placeholder `placeholder`, if set.

@@ -455,6 +455,12 @@ fn require(
     }
     for &(placeholder, variable) in &CREDENTIALS {
         if used.contains(placeholder) && sink_of(variable) == sink && credentials.get(variable).is_none() {
+            if credentials.is_not_utf8(variable) {
+                return Err(SqlError::InvalidCredential {
+                    variable,
+                    reason: "is not valid UTF-8",
+                });
+            }
             return Err(SqlError::MissingCredential {
                 variable,
                 placeholder,
