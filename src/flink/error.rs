@@ -20,6 +20,8 @@ pub enum FlinkError {
         reason: String,
         /// Whether the request timed out (the server may still have acted on it).
         timed_out: bool,
+        /// Whether no connection could be made (refused, no route): nothing reached the server.
+        unreachable: bool,
     },
     /// Flink answered with an error status and an `{"errors": [...]}` body.
     #[error("{endpoint}: HTTP {status}: {root_cause}")]

@@ -90,6 +90,7 @@ fn transport(endpoint: &str, error: &reqwest::Error) -> FlinkError {
         endpoint: endpoint.to_owned(),
         reason,
         timed_out: error.is_timeout(),
+        unreachable: error.is_connect(),
     }
 }
 
