@@ -287,6 +287,7 @@ class E2E:
         self.comparisons = 0
         self.bursts = []  # (kind, {table: change ms}, log mark)
         self.cycles_done = 0
+        self.job_details = {}  # job id -> GET /jobs/<id>, kept across the JobManager's loss (its history goes with it)
 
     # --- observations -------------------------------------------------------------------------------------------
 
@@ -573,6 +574,19 @@ class E2E:
         log(f"TaskManager loss: {json.dumps(self.tm_report)}")
         c.check("TaskManager loss: sink equals Postgres in the end", not diffs, "; ".join(diffs))
 
+    def remember_jobs(self):
+        """Keeps Flink's details (timestamps, end time) of every job the sidecar started or stopped so far, for the
+        summary: a new JobManager knows none of them."""
+        lines = self.sidecar.lines()
+        for e in lines:
+            jid = e["f"].get("job_id")
+            if jid and jid not in self.job_details and (e["msg"].startswith("Successfully triggered job for")
+                                                        or e["msg"].startswith("Stopped")):
+                try:
+                    self.job_details[jid] = self.flink_job(jid)
+                except Exception:
+                    pass
+
     def readyz(self):
         """GET /readyz: (HTTP status, JSON body)."""
         try:
@@ -614,6 +628,7 @@ class E2E:
         self.workload.burst(tables, 3)
         before = wait_until("the jobs RUNNING", 120, lambda: (lambda r: r if set(r) == set(tables) else None)(
             self.running_jobs(tables)))
+        self.remember_jobs()
         self.flink_local("jm-kill").wait(30)
         killed_at = time.time()
         self.workload.burst(tables, 3)
@@ -705,9 +720,10 @@ class E2E:
                       (view.get("next") or {}).get("waiting_for")))
             stopped = any(e["msg"] == f"Stopped idle job for: {running_table}" and e["ts"] >= down_at * 1000
                           for e in self.sidecar.lines()[mark:])
-            return stopped and len(failures()) >= 3
+            # Four failures: the first gaps may both be the cooldown, the later ones grow past it.
+            return stopped and len(failures()) >= 4
         try:
-            wait_until("three failed starts and the running job stopped idle", 90, watch)
+            wait_until("four failed starts and the running job stopped idle", 90, watch)
         except TimeoutError:
             pass
         failed = failures()
@@ -796,8 +812,8 @@ class E2E:
         triggered = [e for e in lines if e["msg"].startswith("Successfully triggered job for")]
         stops = [e for e in lines if e["msg"].startswith("Stopped idle job for") or e["msg"].startswith("Stopped job for")]
         savepoints = [e for e in stops if "savepoint file:" in str(e["f"].get("stopped", ""))]
-        jobs = {}
-        for jid in {e["f"].get("job_id") for e in triggered + stops}:
+        jobs = dict(self.job_details)
+        for jid in {e["f"].get("job_id") for e in triggered + stops} - set(jobs):
             try:
                 jobs[jid] = self.flink_job(jid)
             except Exception:
