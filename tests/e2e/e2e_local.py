@@ -788,13 +788,12 @@ class E2E:
             pass
         view = self.sidecar.tables().get(table, {})
         c.check(f"transactional producer: {table}'s job stopped idle although its topic ends with a commit marker",
-                stopped(), f"not stopped; /tables: state {view.get('state')}, lag {view.get('lag')}, "
-                f"next {view.get('next')}")
+                stopped(), f"/tables: state {view.get('state')}, lag {view.get('lag')}, next {view.get('next')}")
         lines = self.sidecar.lines()[mark:]
         control = [e for e in lines if e["msg"] == "lag of only control records counted as zero"
                    and e["f"].get("topic", "").endswith(f".{table}")]
         c.check(f"transactional producer: the lag of {table}'s group was only control records (counted as zero)",
-                control, "no such lag read in the log")
+                control, f"{len(control)} such lag reads in the log")
         diffs = self.quiesce()
         c.check("transactional producer: sink equals Postgres afterwards", not diffs, "; ".join(diffs))
         written = set(self.sink_writes_since(sink_mark))
