@@ -7,6 +7,9 @@
 #   scripts/flink-local.sh status    # what runs, and the URLs
 #   scripts/flink-local.sh stop      # stops all three
 #   scripts/flink-local.sh tm-kill   # kill -9 of the TaskManager (failure tests); tm-start starts a new one
+#   scripts/flink-local.sh jm-kill   # kill -9 of the JobManager (no HA: every job is lost with it); jm-start
+#                                    # starts a new one on the same ports and waits until a TaskManager serves it
+#   scripts/flink-local.sh gateway-stop   # stops the SQL Gateway; gateway-start starts it again on its port
 #
 # Environment (all optional):
 #   FLINK_LOCAL_HOME   the installation (default .tools/flink-2.0.0); shared by every instance
@@ -209,7 +212,7 @@ start_gateway() {
     -Dlog.file="$work/log/sql-gateway-flink.log" \
     -cp "$work/sql-gateway-classes:$home/lib/*" LocalSqlGateway \
     --port "$port" --flink-rest-address 127.0.0.1 --flink-rest-port "$rest_port" --flink-conf-dir "$work/conf" \
-    >"$work/log/sql-gateway.log" 2>&1 &
+    >>"$work/log/sql-gateway.log" 2>&1 &
   echo $! >"$(gateway_pid_file)"
   wait_for "SQL Gateway on port $port" 60 gateway_up "$(rest_url "$port")"
 }
@@ -293,6 +296,70 @@ cmd_tm_kill() {
   rm -f "$pid_file"
 }
 
+cmd_jm_kill() {
+  local pid_file pid pids
+  pid_file="$(find "$work/run" -name 'flink-*-standalonesession.pid' 2>/dev/null | head -1)"
+  [ -n "$pid_file" ] || die "no JobManager pid file in $work/run"
+  mapfile -t pids <"$pid_file"
+  for pid in "${pids[@]}"; do
+    kill -9 "$pid" 2>/dev/null && say "killed JobManager pid $pid"
+  done
+  # Flink's daemon script would count a stale pid as a running instance.
+  rm -f "$pid_file"
+}
+
+# A new JobManager on the ports of flink-local.env (config.yaml names them). The TaskManager registers again with
+# the new ResourceManager once it has given up on the lost one (heartbeat RPC failures, ~10-20 s); if it has not
+# after 60 s, a new TaskManager is started in its place.
+cmd_jm_start() {
+  [ -f "$env_file" ] || die "not started from $work"
+  flink_env
+  local rest_port
+  rest_port="$(sed -n 's/^FLINK_REST_PORT=//p' "$env_file")"
+  "$home/bin/jobmanager.sh" start >/dev/null
+  wait_for "JobManager REST on port $rest_port" 60 rest_up "$(rest_url "$rest_port")"
+  say "started a JobManager"
+  if ! timeout_wait 60 has_slots "$(rest_url "$rest_port")"; then
+    say "the TaskManager did not register with the new JobManager: replacing it"
+    cmd_tm_kill
+    cmd_tm_start
+    wait_for "a TaskManager registered" 60 has_slots "$(rest_url "$rest_port")"
+  fi
+}
+
+rest_up() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2)' "$1"; }
+
+timeout_wait() { # timeout_wait <seconds> <command...>: whether the command succeeded before the deadline
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
+cmd_gateway_stop() {
+  if running "$(gateway_pid_file)"; then
+    local pid
+    pid="$(cat "$(gateway_pid_file)")"
+    kill "$pid" || true
+    # Stopped means its port refuses connections: wait for the process to be gone.
+    timeout_wait 30 bash -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null || true
+    say "stopped the SQL Gateway (pid $pid)"
+  fi
+  rm -f "$(gateway_pid_file)"
+}
+
+cmd_gateway_start() {
+  [ -f "$env_file" ] || die "not started from $work"
+  running "$(gateway_pid_file)" && die "the SQL Gateway already runs"
+  local rest_port gateway_port
+  rest_port="$(sed -n 's/^FLINK_REST_PORT=//p' "$env_file")"
+  gateway_port="$(sed -n 's/^SQL_GATEWAY_PORT=//p' "$env_file")"
+  start_gateway "$rest_port" "$gateway_port"
+  say "started the SQL Gateway on port $gateway_port"
+}
+
 cmd_tm_start() {
   flink_env
   "$home/bin/taskmanager.sh" start >/dev/null
@@ -307,8 +374,12 @@ status) cmd_status ;;
 build-gateway) cmd_build_gateway ;;
 tm-kill) cmd_tm_kill ;;
 tm-start) cmd_tm_start ;;
+jm-kill) cmd_jm_kill ;;
+jm-start) cmd_jm_start ;;
+gateway-stop) cmd_gateway_stop ;;
+gateway-start) cmd_gateway_start ;;
 *)
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac

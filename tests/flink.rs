@@ -729,3 +729,42 @@ fn query_values_are_encoded() {
     assert_eq!(encode_query("0.a,1.b"), "0.a,1.b");
     assert_eq!(encode_query("a b&c"), "a%20b%26c");
 }
+
+#[tokio::test]
+async fn a_gateway_that_takes_no_connection_fails_the_start_at_once() {
+    // The JobManager answers; the SQL Gateway's port has no listener (the gateway is down). The start fails with
+    // the reason at once, for the policy to retry with backoff, instead of retrying until start_timeout.
+    let fake = FakeFlink::start().await;
+    let gateway = format!("http://127.0.0.1:{}", support::free_port());
+    let settings = LaunchSettings {
+        savepoint_dir: SAVEPOINTS.to_owned(),
+        checkpoint_interval: Duration::from_secs(10),
+        start_timeout: Duration::from_secs(15),
+        stop_timeout: Duration::from_secs(5),
+        poll: POLL_BACKOFF,
+    };
+    let l = SqlGatewayLauncher::new(
+        &gateway,
+        &fake.jobmanager_url,
+        Duration::from_secs(2),
+        settings,
+        templates(),
+    )
+    .expect("launcher");
+    let began = std::time::Instant::now();
+    let err = l
+        .start("faculty", 1, &table_sql("faculty"))
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        matches!(err, FlinkError::Transport { unreachable: true, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().starts_with("POST /v1/sessions: "), "{err}");
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "failed after {:?}, not at once",
+        began.elapsed()
+    );
+    assert!(fake.jobs().is_empty());
+}

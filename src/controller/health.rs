@@ -174,6 +174,7 @@ mod tests {
             endpoint: "GET /jobs/overview".to_owned(),
             reason: "connection refused".to_owned(),
             timed_out: false,
+            unreachable: true,
         }
     }
 

@@ -20,6 +20,8 @@ pub enum FlinkError {
         reason: String,
         /// Whether the request timed out (the server may still have acted on it).
         timed_out: bool,
+        /// Whether no connection could be made (refused, no route): nothing reached the server.
+        unreachable: bool,
     },
     /// Flink answered with an error status and an `{"errors": [...]}` body.
     #[error("{endpoint}: HTTP {status}: {root_cause}")]
@@ -154,10 +156,12 @@ impl FlinkError {
                 endpoint,
                 reason,
                 timed_out,
+                unreachable,
             } => FlinkError::Transport {
                 endpoint: r(endpoint),
                 reason: r(reason),
                 timed_out,
+                unreachable,
             },
             FlinkError::Api {
                 endpoint,

@@ -219,6 +219,7 @@ fn redirect_target(response: &Response) -> String {
 
 fn transport(endpoint: &str, error: reqwest::Error) -> FlinkError {
     let timed_out = error.is_timeout();
+    let unreachable = error.is_connect();
     // reqwest names the URL in its message, userinfo and all; the endpoint already says which request failed.
     let error = error.without_url();
     // reqwest's Display stops at the outermost layer ("error sending request"); the cause says why.
@@ -232,6 +233,7 @@ fn transport(endpoint: &str, error: reqwest::Error) -> FlinkError {
         endpoint: endpoint.to_owned(),
         reason,
         timed_out,
+        unreachable,
     }
 }
 

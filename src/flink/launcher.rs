@@ -324,6 +324,13 @@ impl Launcher for SqlGatewayLauncher {
                             }
                             tracing::info!(table, job_id = %job_id, "job was already submitted; adopting it");
                         }
+                        Err(e @ FlinkError::Transport { unreachable: true, .. }) => {
+                            // A gateway that takes no connection has no statement of ours in flight (a restart
+                            // ends what it ran): the start fails now, GET /tables shows why, and the policy
+                            // retries it with its backoff, instead of this loop trying twice a second until
+                            // flink.start_timeout. A later start adopts whatever job an earlier attempt created.
+                            return Err(e);
+                        }
                         Err(e) if e.is_transient() || matches!(e, FlinkError::StatementTimeout { .. }) => {
                             tracing::warn!(table, error = %e, "start attempt failed; retrying");
                         }

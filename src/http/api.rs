@@ -13,7 +13,7 @@ use crate::policy::{NextStep, TableStatus};
 /// [`TableView`]. The fields, in this order: `table`, `state` (`idle`, `pending`, `starting`, `running`,
 /// `stopping`, `failing`, `paused`), `paused`, `generation`, `job_id`, `job_state` (Flink's, e.g. `RESTARTING`),
 /// `job_since`, `last_record_at`, `last_change_at`, `newest_record_ts_ms`, `lag`, `pending_since`,
-/// `consecutive_failures`, `last_start_at`, `duplicate_jobs` and `next` (`action`, `at`, `waiting_for`). Times
+/// `consecutive_failures`, `last_error`, `last_start_at`, `duplicate_jobs` and `next` (`action`, `at`, `waiting_for`). Times
 /// are milliseconds since the Unix epoch; absent values are `null`.
 #[derive(Debug, Clone, Copy)]
 pub struct TableJson<'a>(pub &'a TableStatus);
@@ -21,7 +21,7 @@ pub struct TableJson<'a>(pub &'a TableStatus);
 impl Serialize for TableJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let t = self.0;
-        let mut out = serializer.serialize_struct("Table", 16)?;
+        let mut out = serializer.serialize_struct("Table", 17)?;
         out.serialize_field("table", &t.table)?;
         out.serialize_field("state", &t.state)?;
         out.serialize_field("paused", &t.paused)?;
@@ -35,6 +35,7 @@ impl Serialize for TableJson<'_> {
         out.serialize_field("lag", &t.lag)?;
         out.serialize_field("pending_since", &t.pending_since)?;
         out.serialize_field("consecutive_failures", &t.consecutive_failures)?;
+        out.serialize_field("last_error", &t.last_error)?;
         out.serialize_field("last_start_at", &t.last_start_at)?;
         out.serialize_field("duplicate_jobs", &t.duplicate_jobs)?;
         out.serialize_field("next", &t.next.as_ref().map(NextJson))?;
@@ -122,6 +123,7 @@ mod tests {
             lag: Some(0),
             pending_since: None,
             consecutive_failures: 2,
+            last_error: Some("SQL Gateway POST /v1/sessions: connection refused".to_owned()),
             last_start_at: Some(Millis(9)),
             duplicate_jobs: JobId::parse(&"cd".repeat(16)).into_iter().collect(),
             next: Some(NextStep {
@@ -134,7 +136,7 @@ mod tests {
             r#"{"table":"faculty","state":"running","paused":false,"generation":3,"job_id":"#,
             r#""abababababababababababababababab","job_state":"RUNNING","job_since":10,"last_record_at":11,"#,
             r#""last_change_at":null,"newest_record_ts_ms":-1,"lag":0,"pending_since":null,"#,
-            r#""consecutive_failures":2,"last_start_at":9,"duplicate_jobs":["cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"],"#,
+            r#""consecutive_failures":2,"last_error":"SQL Gateway POST /v1/sessions: connection refused","last_start_at":9,"duplicate_jobs":["cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"],"#,
             r#""next":{"action":"stop","at":12,"waiting_for":"lag"}}"#
         );
         assert_eq!(serde_json::to_string(&TableJson(&status)).unwrap(), expected);

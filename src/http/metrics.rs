@@ -362,6 +362,7 @@ mod tests {
             endpoint: "GET /jobs/overview".to_owned(),
             reason: "connection refused".to_owned(),
             timed_out: false,
+            unreachable: true,
         });
         assert!(m.render().contains("cdc_dependency_up{dependency=\"flink\"} 0"));
     }

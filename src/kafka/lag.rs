@@ -20,6 +20,7 @@ use kafka_protocol::protocol::{Message, StrBytes};
 
 use crate::config::KafkaConfig;
 use crate::kafka::connection::{Pool, Security, WireError};
+use crate::kafka::control;
 use crate::kafka::tls;
 use crate::kafka::watermarks::records_between;
 
@@ -88,7 +89,8 @@ impl LagReader {
 
     /// The lag of `table`'s job group given each partition's watermarks (read by the caller, e.g. in one batch).
     /// A partition with no committed offset counts from its log start; an offset below the log start (retention
-    /// deleted records) counts from the log start too.
+    /// deleted records) counts from the log start too. Transaction markers are not records a job processes: a
+    /// partition whose lag is only markers has none ([`control`]).
     pub async fn lag_from(
         &mut self,
         config: &KafkaConfig,
@@ -98,7 +100,7 @@ impl LagReader {
         let group = config.group_for(table);
         let keys: Vec<(String, i32)> = partitions.iter().map(|p| (p.topic.clone(), p.partition)).collect();
         let committed = self.committed(config, &group, &keys).await?;
-        Ok(partitions
+        let lags: Vec<u64> = partitions
             .iter()
             .map(|p| {
                 let from = committed
@@ -109,7 +111,45 @@ impl LagReader {
                     .max(p.start);
                 records_between(from, p.high)
             })
-            .fold(0, u64::saturating_add))
+            .collect();
+        let mut total = 0u64;
+        for (p, lag) in partitions.iter().zip(lags) {
+            total = total.saturating_add(self.without_control_records(config, p, lag).await);
+        }
+        Ok(total)
+    }
+
+    /// `lag` of partition `p` without the transaction markers in it: a small lag is fetched and only its records
+    /// that are not control records count ([`control`]); a larger one, or one the broker cannot show, counts whole.
+    async fn without_control_records(&mut self, config: &KafkaConfig, p: &PartitionOffsets, lag: u64) -> u64 {
+        if lag == 0 || lag > control::MAX_CHECKED_LAG {
+            return lag;
+        }
+        // lag <= MAX_CHECKED_LAG, so it fits and the committed offset is high - lag.
+        let from = p.high.saturating_sub(i64::try_from(lag).unwrap_or(i64::MAX));
+        let read = control::unprocessed(
+            &mut self.pool,
+            &config.bootstrap,
+            config.request_timeout,
+            &p.topic,
+            p.partition,
+            from,
+            p.high,
+        )
+        .await;
+        match read {
+            Ok(0) => {
+                tracing::debug!(topic = %p.topic, partition = p.partition, committed = from, high = p.high,
+                    "lag of only control records counted as zero");
+                0
+            }
+            Ok(real) => real.min(lag),
+            Err(error) => {
+                tracing::debug!(topic = %p.topic, partition = p.partition, %error,
+                    "cannot tell control records from real ones; the whole lag counts");
+                lag
+            }
+        }
     }
 
     /// Committed offsets of `group` for `partitions`; `None` where the group has none.

@@ -5,9 +5,11 @@
 //!   ([`samples`], through rskafka), and now and then reads lag ([`lag`]); it reports [`watcher::WatchEvent`]s.
 //! - [`connection`] is our own Kafka connection (ApiVersions negotiation, [`sasl`], [`tls`]) for watermarks and lag;
 //!   rskafka's connections, with the same TLS and SASL settings, fetch the samples.
+//! - [`control`] tells a small lag made only of transaction markers (control records) from real unprocessed records.
 //! - [`naming`] maps tables to topics and back; [`routing`] decides which table a sampled change counts for.
 
 pub mod connection;
+pub mod control;
 pub mod lag;
 pub mod naming;
 pub mod routing;

@@ -80,6 +80,7 @@ impl Policy {
             out.push(Action::Event(Event::Recovered { table: name.to_owned() }));
         }
         t.failures = 0;
+        t.last_error = None;
         // The idle clock starts when the job runs, so a slow start still gets its full idle time.
         t.job = Job::Running {
             generation,
@@ -273,6 +274,7 @@ impl Policy {
         }
         t.job = Job::None;
         t.unclaimed.clear();
+        t.last_error = Some(error.clone());
         t.pending = Some(
             t.pending
                 .map_or(restored, |p| if p.since < restored.since { p } else { restored }),

@@ -187,6 +187,7 @@ impl Policy {
             lag: t.lag,
             pending_since: t.pending.map(|p| p.since),
             consecutive_failures: t.failures,
+            last_error: t.last_error.clone(),
             last_start_at: t.last_start,
             duplicate_jobs: t.duplicates.clone(),
             next,

@@ -141,6 +141,8 @@ pub(super) struct Table {
     pub(super) lag_at: Option<Millis>,
     pub(super) last_start: Option<Millis>,
     pub(super) failures: u32,
+    /// Why the last start failed; cleared when a job runs.
+    pub(super) last_error: Option<String>,
     pub(super) retry_at: Option<Millis>,
     pub(super) queued: bool,
     pub(super) announced: Announced,
@@ -170,6 +172,7 @@ impl Table {
             lag_at: None,
             last_start: None,
             failures: 0,
+            last_error: None,
             retry_at: None,
             queued: false,
             announced: Announced::Nothing,

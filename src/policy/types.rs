@@ -370,6 +370,8 @@ pub struct TableStatus {
     pub pending_since: Option<Millis>,
     /// Consecutive failed starts or failed jobs.
     pub consecutive_failures: u32,
+    /// Why the last start failed (one line, secrets redacted), until a job of the table runs again.
+    pub last_error: Option<String>,
     /// When the last start was issued.
     pub last_start_at: Option<Millis>,
     /// Second jobs of the table being stopped; the table does not start while there are any.

@@ -23,6 +23,11 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * look smaller than they are. One record per batch keeps tansu's answers exact; real Kafka needs no such care.
  * A batch is marked processed only after all its records are acknowledged, so the engine's file offset store never
  * runs ahead of the broker and a restart resumes where the broker left off (re-sending at most one batch).
+ *
+ * <p>With the environment variable {@code DEBEZIUM_TRANSACTIONAL_ID} set, the producer is transactional and each batch
+ * the engine hands over is one transaction, as Kafka Connect's exactly-once source support writes it
+ * ({@code transaction.boundary=poll}): every partition a batch touched then ends the batch with a commit marker, a
+ * control record that takes an offset of its own and that no consumer ever receives.
  */
 public final class DebeziumRunner {
     public static void main(String[] args) throws Exception {
@@ -46,12 +51,26 @@ public final class DebeziumRunner {
         producerProps.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
         producerProps.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "10000");
         producerProps.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "30000");
+        String transactionalId = System.getenv("DEBEZIUM_TRANSACTIONAL_ID");
+        boolean transactional = transactionalId != null && !transactionalId.isEmpty();
+        if (transactional) {
+            // Transactions need the idempotent producer (sequence numbers per producer id).
+            producerProps.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
+            producerProps.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, transactionalId);
+        }
         KafkaProducer<String, String> producer = new KafkaProducer<>(producerProps);
+        if (transactional) {
+            producer.initTransactions();
+            System.out.println("transactional producer " + transactionalId);
+        }
 
         DebeziumEngine<ChangeEvent<String, String>> engine = DebeziumEngine.create(Json.class)
                 .using(engineProps)
                 .notifying((List<ChangeEvent<String, String>> records,
                         DebeziumEngine.RecordCommitter<ChangeEvent<String, String>> committer) -> {
+                    if (transactional) {
+                        producer.beginTransaction();
+                    }
                     for (ChangeEvent<String, String> record : records) {
                         try {
                             producer.send(new ProducerRecord<>(record.destination(), record.key(), record.value()))
@@ -61,7 +80,21 @@ public final class DebeziumRunner {
                             throw new InterruptedException("producing to " + record.destination() + " failed: " + e);
                         }
                         System.out.println("produced " + record.destination());
-                        committer.markProcessed(record);
+                        if (!transactional) {
+                            committer.markProcessed(record);
+                        }
+                    }
+                    if (transactional) {
+                        try {
+                            producer.commitTransaction();
+                        } catch (Exception e) {
+                            throw new InterruptedException("committing a transaction failed: " + e);
+                        }
+                        // Only a committed batch is processed: an aborted one is sent again after a restart.
+                        for (ChangeEvent<String, String> record : records) {
+                            committer.markProcessed(record);
+                        }
+                        System.out.println("committed " + records.size());
                     }
                     committer.markBatchFinished();
                 })

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 # The tables the e2e drives (each starts its own Flink job; the TaskManager has 4 slots).
@@ -286,6 +287,7 @@ class E2E:
         self.comparisons = 0
         self.bursts = []  # (kind, {table: change ms}, log mark)
         self.cycles_done = 0
+        self.job_details = {}  # job id -> GET /jobs/<id>, kept across the JobManager's loss (its history goes with it)
 
     # --- observations -------------------------------------------------------------------------------------------
 
@@ -433,6 +435,11 @@ class E2E:
         # 6. TaskManager killed while a job runs, a new one started.
         self.taskmanager_loss()
 
+        # 7-9 (issue 24): the JobManager lost with its jobs, the SQL Gateway down, a transactional producer.
+        self.jobmanager_loss()
+        self.gateway_outage()
+        self.transactional_producer()
+
         # Nothing ever ran twice.
         self.sampler.halt.set()
         self.sampler.join(5)
@@ -567,6 +574,236 @@ class E2E:
         log(f"TaskManager loss: {json.dumps(self.tm_report)}")
         c.check("TaskManager loss: sink equals Postgres in the end", not diffs, "; ".join(diffs))
 
+    def remember_jobs(self):
+        """Keeps Flink's details (timestamps, end time) of every job the sidecar started or stopped so far, for the
+        summary: a new JobManager knows none of them."""
+        lines = self.sidecar.lines()
+        for e in lines:
+            jid = e["f"].get("job_id")
+            if jid and jid not in self.job_details and (e["msg"].startswith("Successfully triggered job for")
+                                                        or e["msg"].startswith("Stopped")):
+                try:
+                    self.job_details[jid] = self.flink_job(jid)
+                except Exception:
+                    pass
+
+    def readyz(self):
+        """GET /readyz: (HTTP status, JSON body)."""
+        try:
+            with urllib.request.urlopen(f"{self.args.sidecar_url}/readyz", timeout=3) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            try:
+                return e.code, json.load(e)
+            except ValueError:
+                return e.code, {}
+
+    def flink_answers(self):
+        try:
+            http_json(f"{self.args.flink_rest}/overview", timeout=2)
+            return True
+        except Exception:
+            return False
+
+    def flink_local(self, *command, env=None):
+        """Runs scripts/flink-local.sh from the work folder (where the stack's Flink instance lives)."""
+        return subprocess.Popen([self.args.flink_local, *command], cwd=self.args.work, env=env)
+
+    def running_jobs(self, tables):
+        """{table: job id} of the tables whose job RUNS in Flink now."""
+        return {j["name"].removeprefix("cdc-"): j["jid"] for j in self.live_jobs()
+                if j["state"] == "RUNNING" and j["name"].removeprefix("cdc-") in tables}
+
+    def jobmanager_loss(self):
+        """Issue 24: kill -9 of the JobManager while two tables' jobs run. Without HA every job goes with it; the
+        TaskManager runs the orphaned tasks on until it gives up on the lost JobManager, so their writes may reach
+        the sink while their offsets stay uncommitted. Changes are written while Flink is down; then a new
+        JobManager starts on the same ports and the TaskManager registers with it."""
+        c = self.checks
+        tables = TABLES[:2]
+        log(f"point 7: JobManager killed while {', '.join(tables)} run, changes while it is down, a new one started")
+        mark = self.mark()
+        sink_mark = self.sink_write_mark()
+        change_mark = self.change_mark()
+        self.workload.burst(tables, 3)
+        before = wait_until("the jobs RUNNING", 120, lambda: (lambda r: r if set(r) == set(tables) else None)(
+            self.running_jobs(tables)))
+        self.remember_jobs()
+        self.flink_local("jm-kill").wait(30)
+        killed_at = time.time()
+        self.workload.burst(tables, 3)
+        # Not ready, and the reason names Flink, within a reconcile interval or two.
+        seen = []
+        try:
+            _, body = wait_until("/readyz not ready naming Flink", 3 * self.args.reconcile_s, lambda: (
+                lambda r: r if r[0] == 503 and "flink" in str(r[1].get("reason", "")).lower() else None)(
+                self.readyz()), interval=0.5)
+            seen.append(body.get("reason", ""))
+        except TimeoutError as e:
+            seen.append(str(e))
+        c.check("JobManager loss: /readyz not ready, the reason naming Flink", seen and "flink" in seen[0].lower()
+                and "timed out" not in seen[0], seen[0][:200] if seen else "")
+        self.workload.burst(tables, 2)
+        down_s = time.time() - killed_at
+        # A new JobManager; its return is the first moment its REST API answers.
+        starter = self.flink_local("jm-start")
+        back_at = None
+        while back_at is None and time.time() - killed_at < down_s + 90:
+            if self.flink_answers():
+                back_at = time.time()
+            else:
+                time.sleep(0.2)
+        starter.wait(150)
+        c.check("JobManager loss: a new JobManager answers, a TaskManager registered with it",
+                back_at is not None and starter.returncode == 0, f"jm-start exit {starter.returncode}")
+        back_at = back_at or time.time()
+        # Each table's job again, a new one (a session cluster without HA recovers none).
+        try:
+            after = wait_until("new jobs RUNNING", 150, lambda: (
+                lambda r: r if set(r) == set(tables) and not set(r.values()) & set(before.values()) else None)(
+                self.running_jobs(tables)))
+        except TimeoutError:
+            after = {}
+        restart_s = {}
+        for table, jid in after.items():
+            running = self.flink_job(jid).get("timestamps", {}).get("RUNNING")
+            if running:
+                restart_s[table] = round(running / 1000 - back_at, 1)
+        c.check("JobManager loss: every table's job started again once Flink was back", set(after) == set(tables),
+                f"running after {after}, before {before}")
+        lines = self.sidecar.lines()[mark:]
+        vanished = {e["f"].get("job_id") for e in lines if e["msg"] in (
+            "job missing from Flink's job list; taken as ended", "job ended without being asked to")}
+        c.check("JobManager loss: the sidecar noticed that its jobs vanished", set(before.values()) <= vanished,
+                f"jobs {sorted(before.values())}, taken as ended {sorted(vanished)}")
+        started = [e for e in lines if e["msg"].startswith("Successfully triggered job for") and e["ts"] >= killed_at * 1000]
+        diffs = self.quiesce()
+        c.check("JobManager loss: sink equals Postgres afterwards", not diffs, "; ".join(diffs))
+        # From the committed offsets: the jobs wrote only keys changed since the phase began (a job that read its
+        # topic from the beginning would write the snapshot's rows again).
+        written = set(self.sink_writes_since(sink_mark))
+        stray = written - self.changes_log_since(change_mark)
+        c.check("JobManager loss: the restarted jobs read from the committed offsets", not stray and written,
+                f"{len(written)} keys written, stray {sorted(stray)[:5]}")
+        self.jm_report = {"down (s)": round(down_s, 1), "Flink back -> restarted job RUNNING (s)": restart_s,
+                          "/readyz while down": seen[0][:160] if seen else None,
+                          "starts after the kill": sorted(e["f"].get("table") for e in started),
+                          "sidecar warnings": sorted({e["msg"] for e in lines if e.get("level") in ("WARN", "ERROR")})}
+        log(f"JobManager loss: {json.dumps(self.jm_report)}")
+
+    def gateway_outage(self):
+        """Issue 24: the SQL Gateway down while the JobManager runs. A table with changes and no job cannot start
+        (the reason in the log and /tables; retried with backoff); a table whose job runs is still watched and
+        stopped idle through the JobManager; the pending start succeeds once the gateway is back."""
+        c = self.checks
+        running_table, waiting_table = TABLES[2], TABLES[3]
+        log(f"point 8: SQL Gateway down; {running_table}'s job runs, {waiting_table} gets changes")
+        mark = self.mark()
+        self.workload.burst([running_table], 3)
+        wait_until(f"{running_table}'s job RUNNING", 120, lambda: self.running_jobs([running_table]))
+        self.flink_local("gateway-stop").wait(60)
+        down_at = time.time()
+        self.workload.burst([waiting_table], 3)
+        seen = set()
+
+        def names_gateway(reason):
+            # The request (a SQL Gateway path, /v1/...) and why it got no answer.
+            return "/v1/" in reason and any(w in reason.lower() for w in ("refused", "connect"))
+
+        def failures():
+            return [e for e in self.sidecar.lines()[mark:]
+                    if e["msg"] == f"failed to start job for: {waiting_table}" and e["ts"] >= down_at * 1000]
+
+        def watch():
+            view = self.sidecar.tables().get(waiting_table, {})
+            seen.add((view.get("state"), view.get("consecutive_failures"), str(view.get("last_error"))[:300],
+                      (view.get("next") or {}).get("waiting_for")))
+            stopped = any(e["msg"] == f"Stopped idle job for: {running_table}" and e["ts"] >= down_at * 1000
+                          for e in self.sidecar.lines()[mark:])
+            # Four failures: the first gaps may both be the cooldown, the later ones grow past it.
+            return stopped and len(failures()) >= 4
+        try:
+            wait_until("four failed starts and the running job stopped idle", 90, watch)
+        except TimeoutError:
+            pass
+        failed = failures()
+        reasons = sorted({str(e["f"].get("error"))[:160] for e in failed})
+        c.check(f"gateway down: {waiting_table}'s start failed, the reason naming the SQL Gateway's endpoint",
+                failed and all(names_gateway(r) for r in reasons), f"{len(failed)} failures: {reasons}")
+        gaps = [round((b["ts"] - a["ts"]) / 1000, 1) for a, b in zip(failed, failed[1:])]
+        c.check(f"gateway down: {waiting_table}'s start retried with backoff (growing gaps)",
+                len(gaps) >= 2 and gaps[-1] > gaps[0], f"gaps {gaps} s")
+        in_tables = [s for s in seen if (s[1] or 0) >= 1 and names_gateway(s[2])]
+        c.check(f"gateway down: /tables shows {waiting_table}'s failed start and its reason", in_tables,
+                f"seen {sorted(seen, key=str)[:6]}")
+        lines = self.sidecar.lines()[mark:]
+        stopped = [e for e in lines if e["msg"] == f"Stopped idle job for: {running_table}" and e["ts"] >= down_at * 1000]
+        c.check(f"gateway down: {running_table}'s running job stopped idle through the JobManager (savepoint)",
+                any("savepoint file:" in str(e["f"].get("stopped", "")) for e in stopped),
+                f"{[e['f'].get('stopped') for e in stopped]}")
+        self.flink_local("gateway-start").wait(120)
+        back_at = time.time()
+        try:
+            wait_until(f"{waiting_table} started", 120, lambda: any(
+                e["msg"] == f"Successfully triggered job for: {waiting_table}" and e["ts"] >= back_at * 1000
+                for e in self.sidecar.lines()[mark:]))
+            ok = True
+        except TimeoutError:
+            ok = False
+        c.check(f"gateway back: {waiting_table}'s pending start succeeded", ok)
+        diffs = self.quiesce()
+        c.check("gateway outage: sink equals Postgres afterwards", not diffs, "; ".join(diffs))
+        self.gateway_report = {"failed starts while down": len(failed), "gaps between them (s)": gaps,
+                               "down (s)": round(back_at - down_at, 1)}
+        log(f"gateway outage: {json.dumps(self.gateway_report)}")
+
+    def transactional_producer(self):
+        """Issue 24: Debezium with exactly-once source support: each batch is a transaction, so every partition it
+        touched ends with a commit marker. Flink's Kafka source commits the offset after its last record, one below
+        the marker (FLINK-33484): the group's lag never reaches zero, and a sidecar that waits for zero lag never
+        stops the job."""
+        c = self.checks
+        table = TABLES[1]
+        log(f"point 9: Debezium restarted with a transactional producer; a burst to {table}")
+        dbz_log = os.path.join(self.args.work, "debezium.log")
+        with open(os.path.join(self.args.work, "debezium.pid")) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, signal.SIGTERM)
+        wait_until("the Debezium runner's exit", 60, lambda: not os.path.exists(f"/proc/{pid}")
+                   or open(f"/proc/{pid}/stat").read().split()[2] == "Z")
+        subprocess.run([os.path.join(self.args.work, "debezium-start.sh")], check=True,
+                       env=dict(os.environ, DEBEZIUM_TRANSACTIONAL_ID="e2e-debezium"))
+        wait_until("the transactional producer", 90, lambda: "transactional producer e2e-debezium" in open(dbz_log).read())
+        mark = self.mark()
+        sink_mark = self.sink_write_mark()
+        change_mark = self.change_mark()
+        self.workload.burst([table], 4)
+        wait_until("a committed transaction", 90, lambda: "\ncommitted " in open(dbz_log).read())
+
+        def stopped():
+            return [e for e in self.sidecar.lines()[mark:] if e["msg"] == f"Stopped idle job for: {table}"]
+        try:
+            wait_until(f"{table}'s job stopped idle", 150, stopped)
+        except TimeoutError:
+            pass
+        view = self.sidecar.tables().get(table, {})
+        c.check(f"transactional producer: {table}'s job stopped idle although its topic ends with a commit marker",
+                stopped(), f"/tables: state {view.get('state')}, lag {view.get('lag')}, next {view.get('next')}")
+        lines = self.sidecar.lines()[mark:]
+        control = [e for e in lines if e["msg"] == "lag of only control records counted as zero"
+                   and e["f"].get("topic", "").endswith(f".{table}")]
+        c.check(f"transactional producer: the lag of {table}'s group was only control records (counted as zero)",
+                control, f"{len(control)} such lag reads in the log")
+        diffs = self.quiesce()
+        c.check("transactional producer: sink equals Postgres afterwards", not diffs, "; ".join(diffs))
+        written = set(self.sink_writes_since(sink_mark))
+        stray = written - self.changes_log_since(change_mark)
+        c.check("transactional producer: the job read only the records written since its last stop",
+                not stray and written, f"{len(written)} keys written, stray {sorted(stray)[:5]}")
+        self.txn_report = {"lag reads of only control records": [
+            {k: e["f"].get(k) for k in ("topic", "partition", "committed", "high")} for e in control[:3]]}
+        log(f"transactional producer: {json.dumps(self.txn_report)}")
+
     # --- summary -------------------------------------------------------------------------------------------------
 
     def summary(self):
@@ -574,8 +811,8 @@ class E2E:
         triggered = [e for e in lines if e["msg"].startswith("Successfully triggered job for")]
         stops = [e for e in lines if e["msg"].startswith("Stopped idle job for") or e["msg"].startswith("Stopped job for")]
         savepoints = [e for e in stops if "savepoint file:" in str(e["f"].get("stopped", ""))]
-        jobs = {}
-        for jid in {e["f"].get("job_id") for e in triggered + stops}:
+        jobs = dict(self.job_details)
+        for jid in {e["f"].get("job_id") for e in triggered + stops} - set(jobs):
             try:
                 jobs[jid] = self.flink_job(jid)
             except Exception:
@@ -654,6 +891,12 @@ class E2E:
         print(f"FINISHED -> stop acknowledged (job stopped with savepoint): {stat(finished_to_ack)}")
         if getattr(self, "tm_report", None):
             print(f"TaskManager loss, what the sidecar reported: {json.dumps(self.tm_report)}")
+        if getattr(self, "jm_report", None):
+            print(f"JobManager loss: {json.dumps(self.jm_report)}")
+        if getattr(self, "gateway_report", None):
+            print(f"SQL Gateway outage: {json.dumps(self.gateway_report)}")
+        if getattr(self, "txn_report", None):
+            print(f"transactional producer: {json.dumps(self.txn_report)}")
         for failure in self.checks.failures:
             print(f"failed: {failure}")
         print(f"{self.checks.passed} passed, {self.checks.failed} failed")

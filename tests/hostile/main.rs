@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod control_records;
 mod flink_answers;
 mod http_surface;
 mod job_ownership;

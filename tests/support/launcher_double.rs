@@ -41,6 +41,7 @@ impl Failure {
                 endpoint: endpoint.to_owned(),
                 reason: "connection refused (test double)".to_owned(),
                 timed_out: false,
+                unreachable: true,
             },
             Failure::Refused => FlinkError::Api {
                 endpoint: endpoint.to_owned(),

@@ -206,9 +206,9 @@ fn failed_starts_back_off_exponentially_with_bounded_jitter_and_mark_the_table_f
             TableState::Pending
         };
         assert_eq!(
-            p.status("faculty").map(|s| s.state),
-            Some(expected),
-            "failure {failure}"
+            p.status("faculty").map(|s| (s.state, s.last_error)),
+            Some((expected, Some("boom".to_owned()))),
+            "failure {failure}: the state, and why the start failed"
         );
         assert!(starts(&p.handle(Millis(retry_at - 1), Input::Tick)).is_empty());
         let actions = p.handle(Millis(retry_at), Input::Tick);
@@ -237,7 +237,10 @@ fn failed_starts_back_off_exponentially_with_bounded_jitter_and_mark_the_table_f
         }]
     );
     let status = p.status("faculty").expect("status");
-    assert_eq!((status.state, status.consecutive_failures), (TableState::Running, 0));
+    assert_eq!(
+        (status.state, status.consecutive_failures, status.last_error),
+        (TableState::Running, 0, None)
+    );
 }
 
 #[test]
