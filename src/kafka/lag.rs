@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
 use kafka_protocol::messages::offset_fetch_request::{
@@ -71,6 +72,9 @@ pub struct PartitionOffsets {
 pub struct LagReader {
     coordinators: HashMap<String, String>,
     pool: Pool,
+    /// When the transaction-marker checks of the current round of lag reads must be done (see
+    /// [`LagReader::start_round`]).
+    round_deadline: Option<tokio::time::Instant>,
 }
 
 impl LagReader {
@@ -79,7 +83,14 @@ impl LagReader {
         LagReader {
             coordinators: HashMap::new(),
             pool: Pool::new(security),
+            round_deadline: None,
         }
+    }
+
+    /// Starts a round of lag reads (one per table): the transaction-marker checks of all its tables share one
+    /// `budget`, so a broker that never answers a Fetch holds a round at most that long, not once per partition.
+    pub fn start_round(&mut self, budget: Duration) {
+        self.round_deadline = Some(tokio::time::Instant::now() + budget);
     }
 
     /// A reader for the brokers of `config`, loading its TLS material.
@@ -127,16 +138,29 @@ impl LagReader {
         }
         // lag <= MAX_CHECKED_LAG, so it fits and the committed offset is high - lag.
         let from = p.high.saturating_sub(i64::try_from(lag).unwrap_or(i64::MAX));
-        let read = control::unprocessed(
+        let left = match self.round_deadline {
+            Some(deadline) => deadline.saturating_duration_since(tokio::time::Instant::now()),
+            None => config.request_timeout,
+        };
+        if left.is_zero() {
+            tracing::debug!(topic = %p.topic, partition = p.partition,
+                "no time left in this round to look for transaction markers; the whole lag counts");
+            return lag;
+        }
+        let check = control::unprocessed(
             &mut self.pool,
             &config.bootstrap,
-            config.request_timeout,
+            left.min(config.request_timeout),
             &p.topic,
             p.partition,
             from,
             p.high,
-        )
-        .await;
+        );
+        let Ok(read) = tokio::time::timeout(left, check).await else {
+            tracing::debug!(topic = %p.topic, partition = p.partition,
+                "transaction-marker check timed out; the whole lag counts");
+            return lag;
+        };
         match read {
             Ok(0) => {
                 tracing::debug!(topic = %p.topic, partition = p.partition, committed = from, high = p.high,

@@ -655,6 +655,7 @@ impl Watcher {
         let Some(reader) = self.lag.as_mut() else {
             return Vec::new();
         };
+        reader.start_round(self.config.request_timeout);
         let mut out = Vec::new();
         for (table, partitions) in by_table {
             let Some(partitions) = partitions else {
