@@ -136,7 +136,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             addr: config.server.listen,
             source,
         })?;
-    let launcher = Arc::new(AnyLauncher::from_config(&config, templates.clone())?);
+    let launcher = Arc::new(AnyLauncher::from_config(&config)?);
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(
         config.kafka.topic_refresh * 3 + config.kafka.request_timeout,

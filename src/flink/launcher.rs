@@ -1,6 +1,5 @@
 //! The `sql-gateway` launcher: submits through the SQL Gateway, watches and stops through the JobManager.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -12,7 +11,7 @@ use super::{
     job_id_for, job_name, sleep_until_next, table_of_job,
 };
 use crate::config::{Config, FlinkConfig};
-use crate::sql::{Credentials, Templates};
+use crate::sql::Credentials;
 
 /// The settings a launcher runs with (from `[flink]`, plus the poll pace, which tests shorten).
 #[derive(Debug, Clone)]
@@ -49,20 +48,18 @@ pub struct SqlGatewayLauncher {
     gateway: Box<SqlGateway>,
     jobmanager: JobManager,
     settings: LaunchSettings,
-    templates: Arc<Templates>,
 }
 
 impl SqlGatewayLauncher {
-    /// A launcher for `flink.sql_gateway_url` and `flink.jobmanager_url`, for jobs of `templates`, masking the
-    /// environment's credentials in its logs.
-    pub fn from_config(config: &Config, templates: Arc<Templates>) -> Result<SqlGatewayLauncher, FlinkError> {
+    /// A launcher for `flink.sql_gateway_url` and `flink.jobmanager_url`, masking the environment's credentials
+    /// in its logs.
+    pub fn from_config(config: &Config) -> Result<SqlGatewayLauncher, FlinkError> {
         let flink = &config.flink;
         let launcher = SqlGatewayLauncher::new(
             &flink.sql_gateway_url,
             &flink.jobmanager_url,
             flink.request_timeout,
             LaunchSettings::from_config(flink),
-            templates,
         )?;
         Ok(launcher
             .with_credentials(Credentials::from_env())
@@ -75,14 +72,12 @@ impl SqlGatewayLauncher {
         jobmanager_url: &str,
         request_timeout: Duration,
         settings: LaunchSettings,
-        templates: Arc<Templates>,
     ) -> Result<SqlGatewayLauncher, FlinkError> {
         let http = http_client(request_timeout)?;
         Ok(SqlGatewayLauncher {
             gateway: Box::new(SqlGateway::new(http.clone(), sql_gateway_url, settings.poll)?),
             jobmanager: JobManager::new(http, jobmanager_url)?,
             settings,
-            templates,
         })
     }
 
@@ -99,16 +94,6 @@ impl SqlGatewayLauncher {
         self.jobmanager.set_max_response_bytes(bytes);
         self.gateway.set_max_response_bytes(bytes);
         self
-    }
-
-    /// The SQL templates the jobs are rendered from.
-    pub fn templates(&self) -> &Arc<Templates> {
-        &self.templates
-    }
-
-    /// The SQL Gateway client.
-    pub fn gateway(&self) -> &SqlGateway {
-        &self.gateway
     }
 
     /// The JobManager client.

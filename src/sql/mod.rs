@@ -286,11 +286,6 @@ impl Templates {
         self.tables.keys().cloned().collect()
     }
 
-    /// Whether `table` has a template.
-    pub fn has_table(&self, table: &str) -> bool {
-        self.tables.contains_key(table)
-    }
-
     /// The statements of `table`: the set-up's, then the table's; the last one is the INSERT that starts the job.
     pub fn render(&self, table: &str, credentials: &Credentials) -> Result<Vec<String>, SqlError> {
         let Some(table_source) = self.tables.get(table) else {
