@@ -288,7 +288,6 @@ pub trait Launcher: Send + Sync {
 
 /// The launcher chosen by `flink.launcher`.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum AnyLauncher {
     /// Submits through the SQL Gateway.
     SqlGateway(SqlGatewayLauncher),

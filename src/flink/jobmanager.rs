@@ -37,7 +37,6 @@ pub struct JobDetail {
 
 /// The state of a savepoint (or stop-with-savepoint) trigger.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum SavepointStatus {
     /// Still being taken.
     InProgress,

@@ -147,7 +147,9 @@ impl SqlGatewayLauncher {
                     });
                 }
                 Ok(detail) => last = detail.map(|d| d.state),
-                Err(e) if e.is_transient() => tracing::debug!(error = %e, "job status poll failed; retrying"),
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(error = %crate::logging::chain(&e), "job status poll failed; retrying")
+                }
                 Err(e) => return Err(e),
             }
             if Instant::now() >= deadline {
@@ -164,7 +166,9 @@ impl SqlGatewayLauncher {
         if last.as_ref().is_some_and(JobState::is_alive) {
             match self.jobmanager.cancel(&job_id).await {
                 Ok(_) => tracing::warn!(table, job_id = %job_id, "start timed out; cancelled the job"),
-                Err(e) => tracing::warn!(table, job_id = %job_id, error = %e, "start timed out; cancel failed"),
+                Err(e) => {
+                    tracing::warn!(table, job_id = %job_id, error = %crate::logging::chain(&e), "start timed out; cancel failed")
+                }
             }
         }
         FlinkError::StartTimeout {
@@ -189,7 +193,7 @@ impl SqlGatewayLauncher {
                         return Ok(Stopped::AlreadyStopped { state });
                     }
                     Err(e) if e.is_transient() && Instant::now() < deadline => {
-                        tracing::debug!(error = %e, "cancel failed; retrying")
+                        tracing::debug!(error = %crate::logging::chain(&e), "cancel failed; retrying")
                     }
                     Err(e) => return Err(e),
                 }
@@ -317,12 +321,14 @@ impl Launcher for SqlGatewayLauncher {
                             return Err(e);
                         }
                         Err(e) if e.is_transient() || matches!(e, FlinkError::StatementTimeout { .. }) => {
-                            tracing::warn!(table, error = %e, "start attempt failed; retrying");
+                            tracing::warn!(table, error = %crate::logging::chain(&e), "start attempt failed; retrying");
                         }
                         Err(e) => return Err(e),
                     }
                 }
-                Err(e) if e.is_transient() => tracing::warn!(table, error = %e, "cannot list jobs; retrying"),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(table, error = %crate::logging::chain(&e), "cannot list jobs; retrying")
+                }
                 Err(e) => return Err(e),
             }
             if Instant::now() >= deadline {
@@ -365,7 +371,11 @@ impl Launcher for SqlGatewayLauncher {
             Ok(trigger) => trigger,
             Err(e) => {
                 return self
-                    .cancel_and_wait(table, job_id, format!("stop-with-savepoint refused: {e}"))
+                    .cancel_and_wait(
+                        table,
+                        job_id,
+                        format!("stop-with-savepoint refused: {}", crate::logging::chain(&e)),
+                    )
                     .await;
             }
         };
@@ -385,7 +395,9 @@ impl Launcher for SqlGatewayLauncher {
                         .await;
                 }
                 Ok(SavepointStatus::InProgress) => {}
-                Err(e) if e.is_transient() => tracing::debug!(error = %e, "savepoint poll failed; retrying"),
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(error = %crate::logging::chain(&e), "savepoint poll failed; retrying")
+                }
                 Err(e) => return Err(e),
             }
             if Instant::now() >= deadline {

@@ -66,10 +66,9 @@ const BUILTIN_TABLES: [(&str, &str); 12] = [
 
 /// Why the templates cannot be used; found when they are loaded, at start-up. Every variant renders as one line.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum TemplateError {
     /// A template file in `flink.sql_dir` could not be read.
-    #[error("cannot read {}: {source}", .path.display())]
+    #[error("cannot read {}", .path.display())]
     Read {
         /// The file or folder.
         path: PathBuf,
@@ -108,7 +107,7 @@ pub enum TemplateError {
         template: String,
     },
     /// A table's statements cannot run as its job.
-    #[error("{template}: {source}")]
+    #[error("{template}")]
     Job {
         /// The template.
         template: String,
@@ -146,7 +145,6 @@ pub fn check_job(statements: &[String]) -> Result<(), JobSqlError> {
 
 /// Why a table's statements could not be rendered. Every variant renders as one line.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum SqlError {
     /// No template exists for the table.
     #[error("unknown table `{table}`; known tables: {}", .known.join(", "))]

@@ -161,11 +161,10 @@ fn template_mistakes_are_clear_errors() {
     for (text, needle) in cases {
         std::fs::write(&file, text).unwrap();
         // Found when the templates are loaded, before any table starts, and for every table.
-        let message = Templates::load(&config).unwrap_err().to_string();
+        // As shown: the error and its causes.
+        let message = crate::logging::chain(&Templates::load(&config).unwrap_err()).to_string();
         assert_eq!(
-            render_table_with(&config, "faculty", &credentials())
-                .unwrap_err()
-                .to_string(),
+            crate::logging::chain(&render_table_with(&config, "faculty", &credentials()).unwrap_err()).to_string(),
             message
         );
         assert!(
