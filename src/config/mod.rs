@@ -169,7 +169,8 @@ impl ConfigErrors {
 /// [`ConfigError::Parse`] it causes.
 #[derive(Debug)]
 pub struct ParseError {
-    error: figment::Error,
+    /// Boxed: figment's error is large, and every configuration error would carry its size.
+    error: Box<figment::Error>,
     origin: Option<String>,
 }
 
@@ -399,7 +400,10 @@ fn parse_error(error: figment::Error) -> ConfigError {
     };
     ConfigError::Parse {
         key,
-        source: ParseError { error, origin },
+        source: ParseError {
+            error: Box::new(error),
+            origin,
+        },
     }
 }
 
