@@ -395,6 +395,29 @@ mod tests {
     }
 
     #[test]
+    fn a_transport_error_keeps_reqwests_error_as_its_source_and_each_cause_shows_once() {
+        let error = crate::flink::refused("GET /jobs/overview");
+        assert_eq!(error.to_string(), "GET /jobs/overview: cannot connect");
+        let source = std::error::Error::source(&error).and_then(|s| s.downcast_ref::<reqwest::Error>());
+        assert!(source.is_some_and(reqwest::Error::is_connect), "{error:?}");
+        let shown = crate::logging::chain(&error).to_string();
+        assert!(
+            shown.starts_with("GET /jobs/overview: cannot connect: error sending request") && shown.contains("refused"),
+            "{shown}"
+        );
+        assert_eq!(shown.matches("error sending request").count(), 1, "{shown}");
+        let job = FlinkError::Job {
+            table: "room".to_owned(),
+            source: JobSqlError::NoJob,
+        };
+        assert_eq!(job.to_string(), "the SQL of table room");
+        assert_eq!(
+            crate::logging::chain(&job).to_string(),
+            "the SQL of table room: submits no job (no INSERT or EXECUTE STATEMENT SET)"
+        );
+    }
+
+    #[test]
     fn error_answers_are_classified_once() {
         let of = |message: &str| {
             let errors = vec![message.to_owned()];
