@@ -4,7 +4,12 @@
 //! Flink). Neither format lets one forge a line: the JSON format escapes control characters in its strings, and
 //! the text format writes every field, the message included, through [`EscapedFields`], which escapes line
 //! breaks and other control characters. Call sites therefore need no care of their own.
+//!
+//! An error is shown with its causes, `outer: cause: root cause`, through [`chain`]: the program's errors name
+//! their cause as [`Error::source`] rather than in their own message, so every place that shows an error (a log
+//! field, `error:` on stderr, `/readyz`, `GET /tables`) shows it through [`chain`] and nothing is lost.
 
+use std::error::Error;
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
@@ -19,7 +24,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[non_exhaustive]
 pub enum LogFormat {
     /// `2026-11-25T10:00:00Z  INFO Detected c/u operation on table: faculty ...`
     Text,
@@ -33,10 +37,9 @@ pub const DEFAULT_FILTER: &str = "info,rskafka=warn";
 
 /// Why the logger could not be installed.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum LogError {
     /// `--log-level` is not a list of `level` and `target=level` directives.
-    #[error("--log-level: {source} (got {level:?})")]
+    #[error("--log-level: cannot use {level:?}")]
     Level {
         /// The filter as given.
         level: String,
@@ -45,7 +48,7 @@ pub enum LogError {
         source: tracing_subscriber::filter::ParseError,
     },
     /// A global subscriber is installed already.
-    #[error("cannot install the logger: {0}")]
+    #[error("cannot install the logger")]
     Install(#[source] tracing_subscriber::util::TryInitError),
 }
 
@@ -123,6 +126,35 @@ impl Visit for EscapingVisitor<'_> {
             write!(self.writer, "{separator}{name}=")
         }
         .and_then(|()| write!(Escaper(&mut self.writer), "{value:?}"));
+    }
+}
+
+/// `error` and its causes on one line, `outer: cause: root cause`, as `{}` shows it: `error = %chain(&e)` in a
+/// log line, `{}` in a message.
+pub fn chain<'e>(error: &'e (dyn Error + 'static)) -> Chain<'e> {
+    Chain(error)
+}
+
+/// An error with its causes; see [`chain`].
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'e>(&'e (dyn Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            // Some errors of other crates (rskafka's, io::Error wrapping another) repeat their cause in their own
+            // message: a cause already shown is not shown again.
+            let text = error.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            shown = text;
+            cause = error.source();
+        }
+        Ok(())
     }
 }
 
@@ -220,11 +252,33 @@ mod tests {
         );
     }
 
+    #[derive(Debug, thiserror::Error)]
+    enum Layer {
+        #[error("outer")]
+        Outer(#[source] Box<Layer>),
+        #[error("middle says: {0}")]
+        Repeats(#[source] std::io::Error),
+    }
+
+    #[test]
+    fn an_error_is_shown_with_each_cause_once() {
+        let root = std::io::Error::other("root cause");
+        let error = Layer::Outer(Box::new(Layer::Repeats(root)));
+        assert_eq!(chain(&error).to_string(), "outer: middle says: root cause");
+        let plain = std::io::Error::other("alone");
+        assert_eq!(chain(&plain).to_string(), "alone");
+        let out = text_of(|| tracing::warn!(error = %chain(&error), "failed"));
+        assert!(
+            out.trim_end().ends_with("failed error=outer: middle says: root cause"),
+            "{out}"
+        );
+    }
+
     #[test]
     fn a_bad_filter_is_a_one_line_error_naming_the_option_and_the_value() {
         let error = init(LogFormat::Text, "rskafka=loud")
             .err()
-            .map(|e| e.to_string())
+            .map(|e| chain(&e).to_string())
             .unwrap_or_default();
         assert!(error.starts_with("--log-level: "), "{error}");
         assert!(error.contains("\"rskafka=loud\""), "{error}");

@@ -10,7 +10,7 @@ use cdc_orchestrator::logging;
 fn main() -> ExitCode {
     let args = args::parse();
     if let Err(e) = logging::init(args.log_format, &args.log_level) {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", logging::chain(&e));
         return ExitCode::from(EXIT_CONFIG);
     }
     let config = args.config.as_deref();

@@ -51,7 +51,7 @@ async fn wait_for_signal() {
         }
         // Without a SIGTERM handler, Ctrl-C still works.
         Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            tracing::warn!(error = %crate::logging::chain(&e), "cannot listen for SIGTERM");
             let _ = tokio::signal::ctrl_c().await;
         }
     }
@@ -72,7 +72,9 @@ fn ignore_hangups() {
                 }
             });
         }
-        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP; it will end the process"),
+        Err(e) => {
+            tracing::warn!(error = %crate::logging::chain(&e), "cannot listen for SIGHUP; it will end the process")
+        }
     }
 }
 

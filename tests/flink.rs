@@ -4,18 +4,16 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use cdc_orchestrator::config::Config;
 use cdc_orchestrator::flink::jobmanager::SavepointStatus;
 use cdc_orchestrator::flink::{
     Backoff, Fault as FlinkFault, FlinkError, JobId, JobState, LaunchSettings, Launcher, POLL_BACKOFF,
     SqlGatewayLauncher, Stopped, job_id_for, reconcile,
 };
-use cdc_orchestrator::sql::{JobSqlError, Templates};
+use cdc_orchestrator::sql::JobSqlError;
 use support::fake_flink::{FakeFlink, Fault, Route};
 use support::source_progress::{
     PartitionProgress, SourceMetric, SourceProgress, encode_query, parse_source_metric, source_progress,
@@ -47,10 +45,6 @@ const FAST: Timeouts = Timeouts {
     stop: Duration::from_secs(2),
 };
 
-fn templates() -> Arc<Templates> {
-    Arc::new(Templates::load(&Config::default()).expect("built-in templates"))
-}
-
 fn launcher_with(fake: &FakeFlink, t: Timeouts) -> SqlGatewayLauncher {
     let settings = LaunchSettings {
         savepoint_dir: SAVEPOINTS.to_owned(),
@@ -62,14 +56,7 @@ fn launcher_with(fake: &FakeFlink, t: Timeouts) -> SqlGatewayLauncher {
             max: Duration::from_millis(50),
         },
     };
-    SqlGatewayLauncher::new(
-        &fake.gateway_url,
-        &fake.jobmanager_url,
-        t.request,
-        settings,
-        templates(),
-    )
-    .expect("launcher")
+    SqlGatewayLauncher::new(&fake.gateway_url, &fake.jobmanager_url, t.request, settings).expect("launcher")
 }
 
 fn launcher(fake: &FakeFlink) -> SqlGatewayLauncher {
@@ -536,7 +523,7 @@ async fn an_unreachable_flink_is_a_transport_error() {
         stop_timeout: Duration::from_millis(300),
         poll: POLL_BACKOFF,
     };
-    let l = SqlGatewayLauncher::new(&url, &url, Duration::from_millis(200), settings, templates()).expect("launcher");
+    let l = SqlGatewayLauncher::new(&url, &url, Duration::from_millis(200), settings).expect("launcher");
     let err = l.list_jobs().await.expect_err("nothing listens");
     assert!(
         matches!(err, FlinkError::Transport { .. }) && err.is_transient(),
@@ -562,7 +549,7 @@ async fn source_metrics_tell_whether_the_job_caught_up() {
     let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
     let topic = "university-server.public.faculty";
     fake.set_source_metrics(started.job_id.as_str(), 0, &[(topic, 0, 41, 41), (topic, 1, 7, 5)]);
-    let progress = source_progress(l.jobmanager(), &fake.jobmanager_url, &started.job_id)
+    let progress = source_progress(&fake.jobmanager_url, &started.job_id)
         .await
         .expect("metrics");
     assert_eq!(progress.pending_records, Some(0));
@@ -572,7 +559,7 @@ async fn source_metrics_tell_whether_the_job_caught_up() {
     high.insert((topic.to_owned(), 1), 7);
     assert_eq!(progress.caught_up(&high), Some(false), "partition 1 committed 5 of 7");
     fake.set_source_metrics(started.job_id.as_str(), 0, &[(topic, 0, 41, 41), (topic, 1, 7, 7)]);
-    let progress = source_progress(l.jobmanager(), &fake.jobmanager_url, &started.job_id)
+    let progress = source_progress(&fake.jobmanager_url, &started.job_id)
         .await
         .expect("metrics");
     assert_eq!(progress.caught_up(&high), Some(true));
@@ -658,7 +645,6 @@ async fn stop_acknowledged_after_finished(savepoint: Duration, detail_cache: Opt
         &fake.jobmanager_url,
         Duration::from_secs(2),
         settings,
-        templates(),
     )
     .expect("launcher");
     let started = l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
@@ -743,14 +729,8 @@ async fn a_gateway_that_takes_no_connection_fails_the_start_at_once() {
         stop_timeout: Duration::from_secs(5),
         poll: POLL_BACKOFF,
     };
-    let l = SqlGatewayLauncher::new(
-        &gateway,
-        &fake.jobmanager_url,
-        Duration::from_secs(2),
-        settings,
-        templates(),
-    )
-    .expect("launcher");
+    let l =
+        SqlGatewayLauncher::new(&gateway, &fake.jobmanager_url, Duration::from_secs(2), settings).expect("launcher");
     let began = std::time::Instant::now();
     let err = l
         .start("faculty", 1, &table_sql("faculty"))

@@ -13,7 +13,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdc_orchestrator::config::{Config, SinkKind};
@@ -22,7 +21,7 @@ use cdc_orchestrator::flink::{
     Backoff, Fault, FlinkError, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client,
     job_id_for,
 };
-use cdc_orchestrator::sql::{self, Credentials, Templates};
+use cdc_orchestrator::sql::{self, Credentials};
 use serde_json::json;
 
 fn repo() -> &'static Path {
@@ -303,15 +302,7 @@ fn launcher(flink: &FlinkLocal) -> SqlGatewayLauncher {
             max: Duration::from_millis(500),
         },
     };
-    let templates = Arc::new(Templates::load(&Config::default()).expect("built-in templates"));
-    SqlGatewayLauncher::new(
-        &flink.gateway_url,
-        &flink.rest_url,
-        Duration::from_secs(30),
-        settings,
-        templates,
-    )
-    .expect("launcher")
+    SqlGatewayLauncher::new(&flink.gateway_url, &flink.rest_url, Duration::from_secs(30), settings).expect("launcher")
 }
 
 fn median(values: &mut [Duration]) -> Duration {
@@ -418,7 +409,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
     await_rows(&pg, "SELECT id, program_name, degree FROM program", "7|Physics|S1\n").await;
 
     // Offsets reach Kafka when a checkpoint completes after the records were read; the next run starts there.
-    let committed_after = await_committed_offset(&first, &flink.rest_url, &faculty_job.job_id, "faculty", 5).await;
+    let committed_after = await_committed_offset(&flink.rest_url, &faculty_job.job_id, "faculty", 5).await;
 
     // Stop with a savepoint: the job FINISHES and the savepoint is on disk.
     let stop_started = Instant::now();
@@ -460,7 +451,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
         "1|F1|Sciences|2025-11-24 16:00:00\n3|F3|Law|2025-11-24 16:00:00\n",
     )
     .await;
-    let records_read = source_records_read(&first, &flink.rest_url, &restarted.job_id).await;
+    let records_read = source_records_read(&flink.rest_url, &restarted.job_id).await;
     assert_eq!(
         records_read, 1,
         "the restarted job must read only the change written since the stop"
@@ -544,19 +535,17 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
 /// Waits until the job's Kafka source reports `offset` committed for its table's partition 0 (the JobManager
 /// refreshes metrics every 10 s); returns how long that took.
 async fn await_committed_offset(
-    launcher: &SqlGatewayLauncher,
     jobmanager_url: &str,
     job: &cdc_orchestrator::flink::JobId,
     table: &str,
     offset: i64,
 ) -> Duration {
-    let jm = launcher.jobmanager();
     let started = Instant::now();
     let suffix = format!(".KafkaSourceReader.topic.university-server_public_{table}.partition.0.committedOffset");
     let mut seen = String::new();
     while started.elapsed() < Duration::from_secs(90) {
-        if let Ok(Some(detail)) = jm.job(job).await
-            && let Some(source) = detail.vertices.first()
+        if let Ok(Some(vertices)) = support::source_progress::job_vertices(jobmanager_url, job).await
+            && let Some(source) = vertices.first()
             && let Ok(names) = support::source_progress::vertex_metrics(jobmanager_url, job, &source.id, &[]).await
         {
             let wanted: Vec<String> = names.into_keys().filter(|n| n.ends_with(&suffix)).collect();
@@ -574,17 +563,12 @@ async fn await_committed_offset(
 }
 
 /// Records the job's Kafka source has emitted, summed over its subtasks, from the JobManager's metrics.
-async fn source_records_read(
-    launcher: &SqlGatewayLauncher,
-    jobmanager_url: &str,
-    job: &cdc_orchestrator::flink::JobId,
-) -> i64 {
-    let jm = launcher.jobmanager();
+async fn source_records_read(jobmanager_url: &str, job: &cdc_orchestrator::flink::JobId) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = String::new();
     while Instant::now() < deadline {
-        if let Ok(Some(detail)) = jm.job(job).await
-            && let Some(source) = detail.vertices.first()
+        if let Ok(Some(vertices)) = support::source_progress::job_vertices(jobmanager_url, job).await
+            && let Some(source) = vertices.first()
             && let Ok(names) = support::source_progress::vertex_metrics(jobmanager_url, job, &source.id, &[]).await
         {
             // Per subtask and operator: `<subtask>.Source__<table>[<n>].numRecordsOut`.

@@ -518,6 +518,7 @@ fn each_sink_needs_only_its_own_credentials() {
     for postgres in postgres_tables() {
         let text = repo_file(&format!("flink-sql/tables/{}.sql", postgres.name));
         assert!(text.contains("{{ sink_options }}"), "{}", postgres.name);
+        assert!(text.contains("{{ source_options }}"), "{}", postgres.name);
         assert!(!text.contains("password"), "{}", postgres.name);
     }
     let rendered = sql::render_table_with(&jdbc_config(), "room", &Credentials::from_lookup(password_only)).unwrap();

@@ -8,7 +8,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::flink::jobmanager::JobManager;
@@ -231,23 +230,14 @@ fn launcher(flink: &RealFlink, stop_timeout: Duration) -> SqlGatewayLauncher {
             max: Duration::from_secs(1),
         },
     };
-    let templates =
-        cdc_orchestrator::sql::Templates::load(&cdc_orchestrator::config::Config::default()).expect("templates");
-    SqlGatewayLauncher::new(
-        &gateway,
-        &flink.rest_url,
-        Duration::from_secs(10),
-        settings,
-        Arc::new(templates),
-    )
-    .expect("launcher")
+    SqlGatewayLauncher::new(&gateway, &flink.rest_url, Duration::from_secs(10), settings).expect("launcher")
 }
 
-async fn wait_for_tasks(jm: &JobManager, rest_url: &str, job_id: &JobId) {
+async fn wait_for_tasks(rest_url: &str, job_id: &JobId) {
     // Task metrics exist only once the task runs on a TaskManager.
     for _ in 0..240 {
-        if let Ok(Some(detail)) = jm.job(job_id).await
-            && let Some(vertex) = detail.vertices.first()
+        if let Ok(Some(vertices)) = support::source_progress::job_vertices(rest_url, job_id).await
+            && let Some(vertex) = vertices.first()
             && support::source_progress::vertex_metrics(rest_url, job_id, &vertex.id, &[])
                 .await
                 .is_ok_and(|m| !m.is_empty())
@@ -276,7 +266,11 @@ async fn the_launcher_lists_adopts_stops_and_cancels_real_flink_jobs() {
     assert!(jobs.iter().all(|j| j.state == JobState::Running), "{jobs:?}");
     let detail = jm.job(&faculty).await.expect("detail").expect("known job");
     assert_eq!(detail.name, "cdc-faculty");
-    assert!(detail.vertices[0].name.starts_with("Source: "), "{detail:?}");
+    let vertices = support::source_progress::job_vertices(&flink.rest_url, &faculty)
+        .await
+        .expect("vertices")
+        .expect("known job");
+    assert!(vertices[0].name.starts_with("Source: "), "{vertices:?}");
     let unknown = JobId::parse(&"0".repeat(32)).expect("id");
     assert_eq!(jm.job(&unknown).await.expect("404 is None"), None);
     assert_eq!(jm.job_status(&unknown).await.expect("not found is None"), None);
@@ -319,7 +313,7 @@ async fn the_launcher_lists_adopts_stops_and_cancels_real_flink_jobs() {
 
     // With a TaskManager the savepoint completes and the job finishes.
     flink.start_taskmanager().await;
-    wait_for_tasks(jm, &flink.rest_url, &faculty).await;
+    wait_for_tasks(&flink.rest_url, &faculty).await;
     let long_stop = launcher(&flink, Duration::from_secs(60));
     match long_stop.stop("faculty", &faculty).await.expect("stop") {
         Stopped::Savepoint { location } => {

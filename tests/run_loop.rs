@@ -76,7 +76,7 @@ fn start_loop(flink: &FakeFlink, edit: impl FnOnce(&mut Config)) -> Loop {
     config.policy.idle_timeout = Duration::from_secs(600);
     edit(&mut config);
     let templates = Arc::new(cdc_orchestrator::sql::Templates::load(&config).expect("templates"));
-    let launcher = Arc::new(AnyLauncher::from_config(&config, templates.clone()).expect("launcher"));
+    let launcher = Arc::new(AnyLauncher::from_config(&config).expect("launcher"));
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(Duration::from_secs(60), Duration::from_secs(60)));
     let run_loop = RunLoop::new(config, launcher, templates, metrics.clone(), health);

@@ -4,6 +4,8 @@
 -- and are read as DECIMAL; TIMESTAMP arrives as epoch milliseconds (BIGINT) and DATE as epoch days (INT)
 -- (time.precision.mode=connect); the INSERT converts them in UTC (setup.sql sets the session time zone).
 
+-- The Kafka source: the table's Debezium topic, read as a changelog. The sidecar fills in its options from [kafka],
+-- the same for every table: topic, brokers, and the job's consumer group, whose committed offsets it resumes from.
 DROP TEMPORARY TABLE IF EXISTS `default_catalog`.`default_database`.`cdc_source_program`;
 
 CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_program` (
@@ -15,16 +17,7 @@ CREATE TEMPORARY TABLE `default_catalog`.`default_database`.`cdc_source_program`
     `created_at`   BIGINT,
     PRIMARY KEY (`id`) NOT ENFORCED
 ) WITH (
-    'connector' = 'kafka',
-    'topic' = '{{ topic }}',
-    'properties.bootstrap.servers' = '{{ bootstrap }}',
-    'properties.group.id' = '{{ group_id }}',
-    -- Resume from the group's committed offsets; the very first run starts at the beginning of the topic.
-    'scan.startup.mode' = 'group-offsets',
-    'properties.auto.offset.reset' = 'earliest',
-    -- The Debezium envelope (before/after/op) as the connector writes it: JSON without schemas.
-    'format' = 'debezium-json',
-    'debezium-json.schema-include' = 'false'
+{{ source_options }}
 );
 
 -- The sink, keyed like Postgres so that updates are upserts and deletes are applied. [sink] kind chooses it: an

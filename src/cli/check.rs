@@ -18,7 +18,7 @@ pub fn command(file: Option<&Path>) -> ExitCode {
     if config.flink.launcher != LauncherKind::DryRun
         && let Err(e) = sql::require_credentials(&config, &Credentials::from_env())
     {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", crate::logging::chain(&e));
         return ExitCode::from(render::exit_code(&e));
     }
     print!("{}", config.to_toml());

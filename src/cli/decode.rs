@@ -31,7 +31,7 @@ pub fn command(file: &Path, raw: bool, topic: Option<&str>) -> ExitCode {
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::logging::chain(&e));
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -33,11 +33,10 @@ pub fn probe_address(listen: SocketAddr) -> SocketAddr {
 
 /// Why the sidecar is not healthy, naming the URL probed.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ProbeError {
     /// No HTTP client could be built.
-    #[error("{0}")]
-    Client(#[source] FlinkError),
+    #[error(transparent)]
+    Client(FlinkError),
     /// It answered, but not 200.
     #[error("{url} answered {status}")]
     Status {
@@ -64,7 +63,7 @@ pub enum ProbeError {
         source: reqwest::Error,
     },
     /// Any other failure of the request.
-    #[error("{url}: {source}")]
+    #[error("{url}")]
     Request {
         /// The URL probed.
         url: String,

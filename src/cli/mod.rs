@@ -28,11 +28,11 @@ pub mod status;
 pub mod version;
 pub mod watch;
 
-use std::fmt;
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::Config;
+use crate::logging::chain;
 
 /// Exit code for a configuration or usage error (clap uses the same for bad arguments).
 pub const EXIT_CONFIG: u8 = 2;
@@ -44,7 +44,7 @@ pub const EXIT_FAILURE: u8 = 1;
 fn load_config(file: Option<&Path>) -> Result<Config, ExitCode> {
     let config = Config::load(file).map_err(|errors| {
         for e in errors.iter() {
-            eprintln!("error: invalid configuration: {e}");
+            eprintln!("error: invalid configuration: {}", chain(e));
         }
         ExitCode::from(EXIT_CONFIG)
     })?;
@@ -54,9 +54,9 @@ fn load_config(file: Option<&Path>) -> Result<Config, ExitCode> {
     Ok(config)
 }
 
-/// Runs `work` to its end on a multi-threaded runtime. An error is printed as `<label>: <error>` and exits with
-/// the code `exit` picks for it.
-fn block_on<E: fmt::Display>(
+/// Runs `work` to its end on a multi-threaded runtime. An error is printed as `<label>: <error and its causes>`
+/// and exits with the code `exit` picks for it.
+fn block_on<E: std::error::Error + 'static>(
     work: impl Future<Output = Result<(), E>>,
     label: &str,
     exit: impl FnOnce(&E) -> u8,
@@ -75,7 +75,7 @@ fn block_on<E: fmt::Display>(
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{label}: {e}");
+            eprintln!("{label}: {}", chain(&e));
             ExitCode::from(exit(&e))
         }
     }

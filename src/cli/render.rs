@@ -25,7 +25,7 @@ pub fn command(file: Option<&Path>, table: &str, show_secrets: bool) -> ExitCode
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::logging::chain(&e));
             ExitCode::from(exit_code(&e))
         }
     }

@@ -43,13 +43,12 @@ pub struct ReplaySummary {
 
 /// A replay that could not go on.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ReplayError {
     /// The trace could not be read.
-    #[error("cannot read the trace: {0}")]
+    #[error("cannot read the trace")]
     Read(#[source] io::Error),
     /// The output could not be written.
-    #[error("cannot write the output: {0}")]
+    #[error("cannot write the output")]
     Write(#[source] io::Error),
 }
 
@@ -285,7 +284,7 @@ pub fn command(file: Option<&Path>, trace: Option<&Path>, seed: u64, options: Re
             ExitCode::from(EXIT_FAILURE)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::logging::chain(&e));
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -21,7 +21,7 @@ pub fn command(file: Option<&Path>) -> ExitCode {
     };
     match http::raise_open_file_limit() {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+        Err(e) => tracing::warn!(error = %crate::logging::chain(&e), "cannot raise the open-file limit"),
     }
     // The Flink calls in flight get `shutdown_timeout`; the margin lets the run loop, which gives up on them at
     // that time, and the rest wind down before the process is ended regardless.

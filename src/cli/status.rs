@@ -25,7 +25,6 @@ pub const TOKEN_ENV: &str = "CDC_SERVER__TOKEN";
 
 /// Why the sidecar's tables could not be read.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum StatusError {
     /// The URL is not an http(s) URL.
     #[error("bad sidecar URL {url:?}: {reason}")]
@@ -290,7 +289,7 @@ pub async fn status(
 ) -> Result<(), StatusError> {
     let client = crate::flink::http_client(TIMEOUT).map_err(|e| StatusError::Unreachable {
         url: base.to_owned(),
-        reason: e.to_string(),
+        reason: crate::logging::chain(&e).to_string(),
     })?;
     let Some(every) = watch else {
         let tables = fetch_tables(&client, base, token).await?;
@@ -302,7 +301,7 @@ pub async fn status(
     loop {
         let page = match fetch_tables(&client, base, token).await {
             Ok(tables) => render(&tables, now_ms()),
-            Err(e) => format!("error: {e}\n"),
+            Err(e) => format!("error: {}\n", crate::logging::chain(&e)),
         };
         // Home and clear, then the page: one write, so the screen does not flicker between the two.
         print!(

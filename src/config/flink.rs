@@ -18,7 +18,6 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u32 = 8 * 1024 * 1024;
 /// How jobs are launched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum LauncherKind {
     /// Submit through the Flink SQL Gateway and manage through the JobManager REST API.
     SqlGateway,

@@ -153,7 +153,6 @@ pub struct SaslConfig {
 
 /// Supported SASL mechanisms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub enum SaslMechanism {
     /// `PLAIN`: the password travels as is; use with TLS.
     #[serde(rename = "PLAIN")]

@@ -50,7 +50,6 @@ use file::ConfigFile;
 
 /// Why a configuration could not be loaded. Every variant renders as one line.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ConfigError {
     /// The file named by `--config` / `CDC_CONFIG` does not exist.
     #[error("config file not found: {}", .0.display())]
@@ -62,7 +61,7 @@ pub enum ConfigError {
     #[error("config file {} is not a regular file (a device, pipe or socket)", .0.display())]
     NotAFile(PathBuf),
     /// The file exists but cannot be read.
-    #[error("cannot read config file {}: {source}", .path.display())]
+    #[error("cannot read config file {}", .path.display())]
     Unreadable {
         /// The file.
         path: PathBuf,
@@ -104,8 +103,14 @@ pub enum ConfigError {
         message: String,
     },
     /// A key is unknown, has the wrong type, or its value does not parse.
-    #[error("{0}")]
-    Parse(String),
+    #[error("{key}")]
+    Parse {
+        /// Dotted path of the key, e.g. `kafka.poll_interval`; `configuration` when the whole is at fault.
+        key: String,
+        /// What is wrong with it, and where its value came from.
+        #[source]
+        source: ParseError,
+    },
     /// A value parsed but is not acceptable.
     #[error("{key}: {reason} (got {value})")]
     Invalid {
@@ -159,6 +164,38 @@ impl ConfigErrors {
     }
 }
 
+/// What figment found wrong with one key (`unknown key (expected one of: ...)`, `invalid type: ...`), and where
+/// the value came from (`(from file ...)`, `(from environment variable CDC_...)`); the key is the
+/// [`ConfigError::Parse`] it causes.
+#[derive(Debug)]
+pub struct ParseError {
+    /// Boxed: figment's error is large, and every configuration error would carry its size.
+    error: Box<figment::Error>,
+    origin: Option<String>,
+}
+
+impl ParseError {
+    /// figment's error.
+    pub fn figment(&self) -> &figment::Error {
+        &self.error
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.error.kind {
+            Kind::UnknownField(_, expected) => write!(f, "unknown key (expected one of: {})", expected.join(", "))?,
+            other => write!(f, "{other}")?,
+        }
+        match &self.origin {
+            Some(origin) => write!(f, " (from {origin})"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
 impl From<ConfigError> for ConfigErrors {
     fn from(error: ConfigError) -> Self {
         ConfigErrors(vec![error])
@@ -172,7 +209,7 @@ impl fmt::Display for ConfigErrors {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{error}")?;
+            write!(f, "{}", crate::logging::chain(error))?;
         }
         Ok(())
     }
@@ -308,7 +345,7 @@ fn unknown_sections(figment: &Figment) -> Result<Vec<ConfigError>, ConfigErrors>
     let errors = top.keys().filter(|key| !SECTIONS.contains(&key.as_str())).map(|key| {
         let mut error = figment::Error::from(Kind::UnknownField(key.clone(), SECTIONS));
         error.metadata = figment.find_metadata(key).cloned();
-        ConfigError::Parse(describe(error))
+        parse_error(error)
     });
     Ok(errors.collect())
 }
@@ -337,34 +374,36 @@ fn section<T: Section>(figment: &Figment, errors: &mut Vec<ConfigError>) -> Opti
 
 /// figment's errors, one [`ConfigError::Parse`] each.
 fn parse_errors(error: figment::Error) -> ConfigErrors {
-    ConfigErrors(error.into_iter().map(|e| ConfigError::Parse(describe(e))).collect())
+    ConfigErrors(error.into_iter().map(parse_error).collect())
 }
 
-/// Renders one of figment's errors as `key: what is wrong (from <source>)`.
-fn describe(e: figment::Error) -> String {
-    let mut path = e.path.clone();
-    let kind = match &e.kind {
-        Kind::UnknownField(field, expected) => {
-            // figment usually ends the path with the field already; make sure it is named once.
-            if path.last() != Some(field) {
-                path.push(field.clone());
-            }
-            format!("unknown key (expected one of: {})", expected.join(", "))
-        }
-        other => other.to_string(),
-    };
-    let key = path.join(".");
-    let source = e.metadata.as_ref().map(|md| match &md.source {
+/// One of figment's errors as [`ConfigError::Parse`]: the key it is about, what is wrong, and the value's layer.
+fn parse_error(error: figment::Error) -> ConfigError {
+    let mut path = error.path.clone();
+    // figment usually ends the path with an unknown field already; make sure it is named once.
+    if let Kind::UnknownField(field, _) = &error.kind
+        && path.last() != Some(field)
+    {
+        path.push(field.clone());
+    }
+    let origin = error.metadata.as_ref().map(|md| match &md.source {
         Some(figment::Source::File(file)) => format!("file {}", file.display()),
         _ if md.name.contains("environment") => {
             format!("environment variable {ENV_PREFIX}{}", path.join("__").to_uppercase())
         }
         _ => md.name.to_string(),
     });
-    match source {
-        Some(source) if !key.is_empty() => format!("{key}: {kind} (from {source})"),
-        Some(source) => format!("{kind} (from {source})"),
-        None => kind,
+    let key = if path.is_empty() {
+        "configuration".to_owned()
+    } else {
+        path.join(".")
+    };
+    ConfigError::Parse {
+        key,
+        source: ParseError {
+            error: Box::new(error),
+            origin,
+        },
     }
 }
 

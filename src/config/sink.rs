@@ -8,7 +8,6 @@ use super::{ConfigError, Section};
 /// Which kind of sink the per-table templates render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum SinkKind {
     /// An Iceberg v2 upsert table in the REST catalog of the `[iceberg]` section.
     #[default]

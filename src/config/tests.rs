@@ -12,8 +12,7 @@ use crate::decoder::Op;
 fn load_in(jail: &Jail, toml: Option<&str>) -> Result<Config, ConfigErrors> {
     match toml {
         Some(text) => {
-            jail.create_file("c.toml", text)
-                .map_err(|e| ConfigError::Parse(e.to_string()))?;
+            jail.create_file("c.toml", text).map_err(super::parse_error)?;
             Config::load(Some(Path::new("c.toml")))
         }
         None => Config::load(None),
@@ -310,7 +309,7 @@ fn every_mistake_is_reported_at_once_each_naming_its_key() {
                     [policy]\ninclude = [\"ok\", \"not-ok\"]\n[nonsense]\nx = 1\n";
         errors = match load_in(jail, Some(file)) {
             Ok(_) => Vec::new(),
-            Err(e) => e.iter().map(ToString::to_string).collect(),
+            Err(e) => e.iter().map(|e| crate::logging::chain(e).to_string()).collect(),
         };
         Ok(())
     });

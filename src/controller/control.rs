@@ -16,7 +16,6 @@ pub type TablesSnapshot = Arc<BTreeMap<String, TableStatus>>;
 
 /// Why the run loop refused a control command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum ControlError {
     /// The table is not managed by this sidecar (no SQL template, excluded, or not a table name).
     #[error("unknown table: {0}")]

@@ -36,14 +36,14 @@ impl<L: Launcher + 'static> RunLoop<L> {
         let statements = match self.templates.render(&table, &self.credentials) {
             Ok(statements) => statements,
             Err(e) => {
-                tracing::warn!(%table, error = %e, "cannot render the job's SQL");
+                tracing::warn!(%table, error = %crate::logging::chain(&e), "cannot render the job's SQL");
                 self.metrics.record_start(&table, false);
                 // Fed back through the policy like any failed start, so it backs off, reports the table as
                 // failing, and carries out whatever else that decides (e.g. the next queued start).
                 self.queue_input(Input::StartFailed {
                     table,
                     generation: Some(generation),
-                    error: e.to_string(),
+                    error: crate::logging::chain(&e).to_string(),
                 });
                 return;
             }
@@ -121,7 +121,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                     }
                     Err(e) => {
                         self.note_flink_error(&e);
-                        tracing::warn!(error = %e, "cannot list Flink jobs; retrying at the next reconcile");
+                        tracing::warn!(error = %crate::logging::chain(&e), "cannot list Flink jobs; retrying at the next reconcile");
                     }
                 }
             }
@@ -151,7 +151,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 self.note_flink_error(&e);
                 self.metrics.record_start(&table, false);
                 // Flink's answer may echo a statement, credentials included.
-                let error = self.credentials.redact(&e.to_string());
+                let error = self.credentials.redact(&crate::logging::chain(&e).to_string());
                 tracing::warn!(%table, %error, "failed to start job for: {table}");
                 Input::StartFailed {
                     table,
@@ -189,7 +189,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 // The job may still run: the policy asks for the stop again.
                 self.note_flink_error(&e);
                 self.metrics.record_stop(&table, false);
-                tracing::warn!(%table, %job_id, error = %e, "failed to stop job for: {table}");
+                tracing::warn!(%table, %job_id, error = %crate::logging::chain(&e), "failed to stop job for: {table}");
                 Input::StopFailed {
                     table,
                     job_id,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::flink::FlinkError;
-use crate::logging::Escaper;
+use crate::logging::{Escaper, chain};
 
 /// Readiness inputs: when Kafka and Flink last answered, and why they failed if they did.
 #[derive(Debug)]
@@ -97,7 +97,7 @@ impl Health {
     pub fn flink_failed(&self, error: &FlinkError) {
         // Flink's text reaches `/readyz`: escaped like a log line (the Flink client has redacted secrets).
         let mut reason = String::new();
-        let _ = fmt::Write::write_fmt(&mut Escaper(&mut reason), format_args!("{error}"));
+        let _ = fmt::Write::write_fmt(&mut Escaper(&mut reason), format_args!("{}", chain(error)));
         if error.is_transient() {
             set(&self.flink, Err(reason));
         } else {
@@ -170,12 +170,7 @@ mod tests {
     use super::*;
 
     fn refused() -> FlinkError {
-        FlinkError::Transport {
-            endpoint: "GET /jobs/overview".to_owned(),
-            reason: "connection refused".to_owned(),
-            timed_out: false,
-            unreachable: true,
-        }
+        crate::flink::refused("GET /jobs/overview")
     }
 
     fn not_found() -> FlinkError {
@@ -219,9 +214,12 @@ mod tests {
         health.flink_ok();
         assert_eq!(health.readiness(), Ok(()));
         health.flink_failed(&refused());
-        assert_eq!(
-            health.readiness(),
-            Err("flink: GET /jobs/overview: connection refused".to_owned())
+        let reason = health.readiness().expect_err("flink refused");
+        // The error and its causes, reqwest's included.
+        assert!(
+            reason.starts_with("flink: GET /jobs/overview: cannot connect: error sending request")
+                && reason.contains("Connection refused"),
+            "{reason}"
         );
         health.flink_ok();
         tokio::time::advance(Duration::from_secs(31)).await;

@@ -92,10 +92,9 @@ impl<L: Launcher + 'static> std::fmt::Debug for RunLoop<L> {
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum RunError {
     /// The HTTP port could not be bound.
-    #[error("server.listen: cannot listen on {addr}: {source}")]
+    #[error("server.listen: cannot listen on {addr}")]
     Listen {
         /// The configured `server.listen`.
         addr: std::net::SocketAddr,
@@ -103,17 +102,17 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// The launcher could not be built from the configuration.
-    #[error("cannot set up the Flink launcher: {0}")]
+    #[error("cannot set up the Flink launcher")]
     Launcher(#[from] FlinkError),
     /// The watcher could not be built from the configuration.
-    #[error("cannot set up the Kafka watcher: {0}")]
+    #[error("cannot set up the Kafka watcher")]
     Watcher(#[from] WatchError),
     /// A SQL template cannot be read or is wrong.
-    #[error("{0}")]
-    Templates(#[source] TemplateError),
+    #[error(transparent)]
+    Templates(TemplateError),
     /// The launcher submits the statements, and a credential they need is missing or unusable.
-    #[error("{0}")]
-    Credentials(#[source] crate::sql::SqlError),
+    #[error(transparent)]
+    Credentials(crate::sql::SqlError),
     /// The Kafka watcher ended (a panic, a bug) before shutdown: without it nothing is seen, so the sidecar stops
     /// rather than stay up looking healthy.
     #[error("the Kafka watcher stopped unexpectedly: {0}")]
@@ -136,7 +135,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             addr: config.server.listen,
             source,
         })?;
-    let launcher = Arc::new(AnyLauncher::from_config(&config, templates.clone())?);
+    let launcher = Arc::new(AnyLauncher::from_config(&config)?);
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(
         config.kafka.topic_refresh * 3 + config.kafka.request_timeout,
@@ -177,8 +176,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         .await
         .unwrap_or_else(|e| Err(RunError::WatcherStopped(e.to_string())));
     match server.await {
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
-        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Ok(Err(e)) => tracing::warn!(error = %crate::logging::chain(&e), "HTTP server ended with an error"),
+        Err(e) => tracing::warn!(error = %crate::logging::chain(&e), "HTTP server task failed"),
         Ok(Ok(())) => {}
     }
     tracing::info!("cdc-orchestrator stopped");

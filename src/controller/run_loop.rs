@@ -148,7 +148,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
     pub(super) fn on_joined(&mut self, done: Result<Outcome, tokio::task::JoinError>) {
         match done {
             Ok(outcome) => self.on_outcome(outcome),
-            Err(e) => tracing::error!(error = %e, "a launcher task ended abnormally"),
+            Err(e) => tracing::error!(error = %crate::logging::chain(&e), "a launcher task ended abnormally"),
         }
     }
 

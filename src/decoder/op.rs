@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 ///
 /// `m` (logical-decoding message) is not a row operation: the decoder reports it as its own kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[non_exhaustive]
 pub enum Op {
     /// `c`: a row was inserted.
     #[serde(rename = "c")]

@@ -1,13 +1,12 @@
 //! The `dry-run` launcher: logs the statements it would submit and simulates a running job per table.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::launcher::{job_settings, newest_first};
 use super::{FlinkError, JobId, JobState, JobSummary, Launcher, Started, Stopped, job_id_for, job_name};
 use crate::config::FlinkConfig;
-use crate::sql::Templates;
 
 /// Simulates Flink in memory; for demos and for running the sidecar without a cluster.
 #[derive(Debug)]
@@ -15,23 +14,16 @@ pub struct DryRunLauncher {
     savepoint_dir: String,
     checkpoint_interval: Duration,
     jobs: Mutex<BTreeMap<JobId, JobSummary>>,
-    templates: Arc<Templates>,
 }
 
 impl DryRunLauncher {
-    /// A launcher with no jobs, rendering `templates`.
-    pub fn new(flink: &FlinkConfig, templates: Arc<Templates>) -> DryRunLauncher {
+    /// A launcher with no jobs.
+    pub fn new(flink: &FlinkConfig) -> DryRunLauncher {
         DryRunLauncher {
             savepoint_dir: flink.savepoint_dir.clone(),
             checkpoint_interval: flink.checkpoint_interval,
             jobs: Mutex::new(BTreeMap::new()),
-            templates,
         }
-    }
-
-    /// The SQL templates the jobs are rendered from.
-    pub fn templates(&self) -> &Arc<Templates> {
-        &self.templates
     }
 
     fn jobs(&self) -> std::sync::MutexGuard<'_, BTreeMap<JobId, JobSummary>> {
@@ -123,8 +115,7 @@ mod tests {
 
     #[tokio::test]
     async fn simulates_one_job_per_table() {
-        let templates = Templates::load(&crate::config::Config::default()).unwrap();
-        let launcher = DryRunLauncher::new(&FlinkConfig::default(), Arc::new(templates));
+        let launcher = DryRunLauncher::new(&FlinkConfig::default());
         let sql = vec!["INSERT INTO s SELECT 1".to_owned()];
         let first = launcher.start("faculty", 1, &sql).await.unwrap();
         assert!(!first.adopted);

@@ -12,12 +12,13 @@ use crate::sql::{Credentials, JobSqlError};
 #[non_exhaustive]
 pub enum FlinkError {
     /// The request did not get an answer: connection refused, reset, or the request timeout passed.
-    #[error("{endpoint}: {reason}")]
+    #[error("{endpoint}: {}", transport_failure(*.timed_out, *.unreachable))]
     Transport {
         /// Method and path of the request, e.g. `POST /v1/sessions`.
         endpoint: String,
-        /// What went wrong, one line.
-        reason: String,
+        /// reqwest's error, without its URL (which may carry userinfo); it holds no text of Flink's.
+        #[source]
+        source: reqwest::Error,
         /// Whether the request timed out (the server may still have acted on it).
         timed_out: bool,
         /// Whether no connection could be made (refused, no route): nothing reached the server.
@@ -125,7 +126,7 @@ pub enum FlinkError {
         name: String,
     },
     /// The statements to submit cannot run as the table's job (no INSERT, or a key the launcher sets).
-    #[error("the SQL of table {table} {source}")]
+    #[error("the SQL of table {table}")]
     Job {
         /// The table.
         table: String,
@@ -152,14 +153,15 @@ impl FlinkError {
     pub(crate) fn redacted(self, credentials: &Credentials) -> FlinkError {
         let r = |text: String| credentials.redact(&text);
         match self {
+            // reqwest's error says what failed on the connection; it carries no text of Flink's answers.
             FlinkError::Transport {
                 endpoint,
-                reason,
+                source,
                 timed_out,
                 unreachable,
             } => FlinkError::Transport {
                 endpoint: r(endpoint),
-                reason: r(reason),
+                source,
                 timed_out,
                 unreachable,
             },
@@ -251,6 +253,15 @@ impl FlinkError {
     }
 }
 
+/// What kind of transport failure it was; reqwest's error, the source, says how.
+fn transport_failure(timed_out: bool, unreachable: bool) -> &'static str {
+    match (timed_out, unreachable) {
+        (true, _) => "no answer in time",
+        (false, true) => "cannot connect",
+        (false, false) => "request failed",
+    }
+}
+
 /// A state Flink named that the sidecar does not know is Flink's text, redacted like any other.
 fn redacted_state(state: JobState, credentials: &Credentials) -> JobState {
     match state {
@@ -261,7 +272,6 @@ fn redacted_state(state: JobState, credentials: &Credentials) -> JobState {
 
 /// What a Flink error answer says, where the sidecar acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Fault {
     /// The SQL Gateway session does not exist (idle expiry, or the gateway restarted).
     SessionMissing,
@@ -381,6 +391,29 @@ mod tests {
         assert_eq!(
             root_cause(&nested),
             "org.apache.flink.runtime.client.DuplicateJobSubmissionException: Job has already been submitted."
+        );
+    }
+
+    #[test]
+    fn a_transport_error_keeps_reqwests_error_as_its_source_and_each_cause_shows_once() {
+        let error = crate::flink::refused("GET /jobs/overview");
+        assert_eq!(error.to_string(), "GET /jobs/overview: cannot connect");
+        let source = std::error::Error::source(&error).and_then(|s| s.downcast_ref::<reqwest::Error>());
+        assert!(source.is_some_and(reqwest::Error::is_connect), "{error:?}");
+        let shown = crate::logging::chain(&error).to_string();
+        assert!(
+            shown.starts_with("GET /jobs/overview: cannot connect: error sending request") && shown.contains("refused"),
+            "{shown}"
+        );
+        assert_eq!(shown.matches("error sending request").count(), 1, "{shown}");
+        let job = FlinkError::Job {
+            table: "room".to_owned(),
+            source: JobSqlError::NoJob,
+        };
+        assert_eq!(job.to_string(), "the SQL of table room");
+        assert_eq!(
+            crate::logging::chain(&job).to_string(),
+            "the SQL of table room: submits no job (no INSERT or EXECUTE STATEMENT SET)"
         );
     }
 

@@ -162,7 +162,7 @@ impl SqlGateway {
     async fn close_session(&self, handle: &str) {
         let path = format!("v1/sessions/{handle}");
         if let Err(e) = self.rest.send(Method::DELETE, &path, None).await {
-            tracing::debug!(session = %handle, error = %e, "closing the SQL Gateway session failed");
+            tracing::debug!(session = %handle, error = %crate::logging::chain(&e), "closing the SQL Gateway session failed");
         }
     }
 
@@ -212,7 +212,7 @@ impl SqlGateway {
             {
                 Ok(s) => status = s.status,
                 Err(e) if e.is_transient() && e.fault() != Fault::SessionMissing && Instant::now() < deadline => {
-                    tracing::debug!(error = %e, "operation status poll failed; retrying");
+                    tracing::debug!(error = %crate::logging::chain(&e), "operation status poll failed; retrying");
                 }
                 Err(e) => return Err(e),
             }

@@ -218,22 +218,12 @@ fn redirect_target(response: &Response) -> String {
 }
 
 fn transport(endpoint: &str, error: reqwest::Error) -> FlinkError {
-    let timed_out = error.is_timeout();
-    let unreachable = error.is_connect();
-    // reqwest names the URL in its message, userinfo and all; the endpoint already says which request failed.
-    let error = error.without_url();
-    // reqwest's Display stops at the outermost layer ("error sending request"); the cause says why.
-    let mut reason = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        reason = format!("{reason}: {cause}");
-        source = cause.source();
-    }
     FlinkError::Transport {
         endpoint: endpoint.to_owned(),
-        reason,
-        timed_out,
-        unreachable,
+        timed_out: error.is_timeout(),
+        unreachable: error.is_connect(),
+        // reqwest names the URL in its message, userinfo and all; the endpoint already says which request failed.
+        source: error.without_url(),
     }
 }
 
@@ -249,4 +239,33 @@ fn api_error(endpoint: String, status: StatusCode, bytes: &[u8]) -> FlinkError {
         fault: Fault::of(&errors, &root_cause),
         root_cause,
     }
+}
+
+/// A transport error as a refused connection gives it, for tests of what reports one: made on a thread of its own,
+/// so a test on a paused clock can call it.
+#[cfg(test)]
+pub(crate) fn refused(endpoint: &str) -> FlinkError {
+    let error = std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            // A port just freed: nothing listens there.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let client = super::http_client(std::time::Duration::from_secs(5)).unwrap();
+            client
+                .get(format!("http://127.0.0.1:{port}/"))
+                .send()
+                .await
+                .unwrap_err()
+        })
+    })
+    .join()
+    .unwrap();
+    transport(endpoint, error)
 }

@@ -3,14 +3,12 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{DryRunLauncher, FlinkError, JOB_NAME_PREFIX, SqlGatewayLauncher};
 use crate::config::{Config, LauncherKind};
-use crate::sql::Templates;
 
 /// How many low bits of a launch generation hold the policy's per-table generation; the bits above hold the
 /// sidecar process's start time. See [`launch_generation`].
@@ -290,7 +288,6 @@ pub trait Launcher: Send + Sync {
 
 /// The launcher chosen by `flink.launcher`.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum AnyLauncher {
     /// Submits through the SQL Gateway.
     SqlGateway(SqlGatewayLauncher),
@@ -300,19 +297,11 @@ pub enum AnyLauncher {
 
 impl AnyLauncher {
     /// Builds the launcher the configuration asks for.
-    pub fn from_config(config: &Config, templates: Arc<Templates>) -> Result<AnyLauncher, FlinkError> {
+    pub fn from_config(config: &Config) -> Result<AnyLauncher, FlinkError> {
         Ok(match config.flink.launcher {
-            LauncherKind::SqlGateway => AnyLauncher::SqlGateway(SqlGatewayLauncher::from_config(config, templates)?),
-            LauncherKind::DryRun => AnyLauncher::DryRun(DryRunLauncher::new(&config.flink, templates)),
+            LauncherKind::SqlGateway => AnyLauncher::SqlGateway(SqlGatewayLauncher::from_config(config)?),
+            LauncherKind::DryRun => AnyLauncher::DryRun(DryRunLauncher::new(&config.flink)),
         })
-    }
-
-    /// The SQL templates the launcher was built with, read and checked once.
-    pub fn templates(&self) -> &Arc<Templates> {
-        match self {
-            AnyLauncher::SqlGateway(l) => l.templates(),
-            AnyLauncher::DryRun(l) => l.templates(),
-        }
     }
 }
 

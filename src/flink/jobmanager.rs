@@ -33,22 +33,10 @@ pub struct JobDetail {
     pub state: JobState,
     /// Start, ms since the Unix epoch.
     pub start_time_ms: i64,
-    /// The job's vertices (operator chains), sources first as Flink lists them.
-    pub vertices: Vec<Vertex>,
-}
-
-/// A job vertex.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Vertex {
-    /// Vertex id, 32 hex digits.
-    pub id: String,
-    /// Vertex name; source chains start with `Source:`.
-    pub name: String,
 }
 
 /// The state of a savepoint (or stop-with-savepoint) trigger.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum SavepointStatus {
     /// Still being taken.
     InProgress,
@@ -92,8 +80,6 @@ struct DetailBody {
     state: JobState,
     #[serde(rename = "start-time", default)]
     start_time: i64,
-    #[serde(default)]
-    vertices: Vec<Vertex>,
 }
 
 #[derive(Deserialize)]
@@ -189,7 +175,6 @@ impl JobManager {
                 name: body.name,
                 state: body.state,
                 start_time_ms: body.start_time,
-                vertices: body.vertices,
             })),
             Err(FlinkError::Api { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),

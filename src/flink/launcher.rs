@@ -1,6 +1,5 @@
 //! The `sql-gateway` launcher: submits through the SQL Gateway, watches and stops through the JobManager.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -12,7 +11,7 @@ use super::{
     job_id_for, job_name, sleep_until_next, table_of_job,
 };
 use crate::config::{Config, FlinkConfig};
-use crate::sql::{Credentials, Templates};
+use crate::sql::Credentials;
 
 /// The settings a launcher runs with (from `[flink]`, plus the poll pace, which tests shorten).
 #[derive(Debug, Clone)]
@@ -49,20 +48,18 @@ pub struct SqlGatewayLauncher {
     gateway: Box<SqlGateway>,
     jobmanager: JobManager,
     settings: LaunchSettings,
-    templates: Arc<Templates>,
 }
 
 impl SqlGatewayLauncher {
-    /// A launcher for `flink.sql_gateway_url` and `flink.jobmanager_url`, for jobs of `templates`, masking the
-    /// environment's credentials in its logs.
-    pub fn from_config(config: &Config, templates: Arc<Templates>) -> Result<SqlGatewayLauncher, FlinkError> {
+    /// A launcher for `flink.sql_gateway_url` and `flink.jobmanager_url`, masking the environment's credentials
+    /// in its logs.
+    pub fn from_config(config: &Config) -> Result<SqlGatewayLauncher, FlinkError> {
         let flink = &config.flink;
         let launcher = SqlGatewayLauncher::new(
             &flink.sql_gateway_url,
             &flink.jobmanager_url,
             flink.request_timeout,
             LaunchSettings::from_config(flink),
-            templates,
         )?;
         Ok(launcher
             .with_credentials(Credentials::from_env())
@@ -75,14 +72,12 @@ impl SqlGatewayLauncher {
         jobmanager_url: &str,
         request_timeout: Duration,
         settings: LaunchSettings,
-        templates: Arc<Templates>,
     ) -> Result<SqlGatewayLauncher, FlinkError> {
         let http = http_client(request_timeout)?;
         Ok(SqlGatewayLauncher {
             gateway: Box::new(SqlGateway::new(http.clone(), sql_gateway_url, settings.poll)?),
             jobmanager: JobManager::new(http, jobmanager_url)?,
             settings,
-            templates,
         })
     }
 
@@ -99,16 +94,6 @@ impl SqlGatewayLauncher {
         self.jobmanager.set_max_response_bytes(bytes);
         self.gateway.set_max_response_bytes(bytes);
         self
-    }
-
-    /// The SQL templates the jobs are rendered from.
-    pub fn templates(&self) -> &Arc<Templates> {
-        &self.templates
-    }
-
-    /// The SQL Gateway client.
-    pub fn gateway(&self) -> &SqlGateway {
-        &self.gateway
     }
 
     /// The JobManager client.
@@ -162,7 +147,9 @@ impl SqlGatewayLauncher {
                     });
                 }
                 Ok(detail) => last = detail.map(|d| d.state),
-                Err(e) if e.is_transient() => tracing::debug!(error = %e, "job status poll failed; retrying"),
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(error = %crate::logging::chain(&e), "job status poll failed; retrying")
+                }
                 Err(e) => return Err(e),
             }
             if Instant::now() >= deadline {
@@ -179,7 +166,9 @@ impl SqlGatewayLauncher {
         if last.as_ref().is_some_and(JobState::is_alive) {
             match self.jobmanager.cancel(&job_id).await {
                 Ok(_) => tracing::warn!(table, job_id = %job_id, "start timed out; cancelled the job"),
-                Err(e) => tracing::warn!(table, job_id = %job_id, error = %e, "start timed out; cancel failed"),
+                Err(e) => {
+                    tracing::warn!(table, job_id = %job_id, error = %crate::logging::chain(&e), "start timed out; cancel failed")
+                }
             }
         }
         FlinkError::StartTimeout {
@@ -204,7 +193,7 @@ impl SqlGatewayLauncher {
                         return Ok(Stopped::AlreadyStopped { state });
                     }
                     Err(e) if e.is_transient() && Instant::now() < deadline => {
-                        tracing::debug!(error = %e, "cancel failed; retrying")
+                        tracing::debug!(error = %crate::logging::chain(&e), "cancel failed; retrying")
                     }
                     Err(e) => return Err(e),
                 }
@@ -332,12 +321,14 @@ impl Launcher for SqlGatewayLauncher {
                             return Err(e);
                         }
                         Err(e) if e.is_transient() || matches!(e, FlinkError::StatementTimeout { .. }) => {
-                            tracing::warn!(table, error = %e, "start attempt failed; retrying");
+                            tracing::warn!(table, error = %crate::logging::chain(&e), "start attempt failed; retrying");
                         }
                         Err(e) => return Err(e),
                     }
                 }
-                Err(e) if e.is_transient() => tracing::warn!(table, error = %e, "cannot list jobs; retrying"),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(table, error = %crate::logging::chain(&e), "cannot list jobs; retrying")
+                }
                 Err(e) => return Err(e),
             }
             if Instant::now() >= deadline {
@@ -380,7 +371,11 @@ impl Launcher for SqlGatewayLauncher {
             Ok(trigger) => trigger,
             Err(e) => {
                 return self
-                    .cancel_and_wait(table, job_id, format!("stop-with-savepoint refused: {e}"))
+                    .cancel_and_wait(
+                        table,
+                        job_id,
+                        format!("stop-with-savepoint refused: {}", crate::logging::chain(&e)),
+                    )
                     .await;
             }
         };
@@ -400,7 +395,9 @@ impl Launcher for SqlGatewayLauncher {
                         .await;
                 }
                 Ok(SavepointStatus::InProgress) => {}
-                Err(e) if e.is_transient() => tracing::debug!(error = %e, "savepoint poll failed; retrying"),
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(error = %crate::logging::chain(&e), "savepoint poll failed; retrying")
+                }
                 Err(e) => return Err(e),
             }
             if Instant::now() >= deadline {

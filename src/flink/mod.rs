@@ -15,6 +15,8 @@ pub mod dry_run;
 mod error;
 pub mod gateway;
 mod http;
+#[cfg(test)]
+pub(crate) use http::refused;
 mod job;
 pub mod jobmanager;
 mod launcher;
@@ -54,7 +56,7 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, FlinkError> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| FlinkError::Setup(format!("cannot build the HTTP client: {e}")))
+        .map_err(|e| FlinkError::Setup(format!("cannot build the HTTP client: {}", crate::logging::chain(&e))))
 }
 
 /// A statement shortened to its first line and 120 characters, for errors and logs.

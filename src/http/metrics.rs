@@ -258,7 +258,7 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would only truncate the page.
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::warn!(error = %e, "cannot encode metrics");
+            tracing::warn!(error = %crate::logging::chain(&e), "cannot encode metrics");
         }
         out
     }
@@ -358,12 +358,7 @@ mod tests {
             "stale: {text}"
         );
         assert!(text.contains("cdc_dependency_up{dependency=\"flink\"} 1"), "{text}");
-        health.flink_failed(&crate::flink::FlinkError::Transport {
-            endpoint: "GET /jobs/overview".to_owned(),
-            reason: "connection refused".to_owned(),
-            timed_out: false,
-            unreachable: true,
-        });
+        health.flink_failed(&crate::flink::refused("GET /jobs/overview"));
         assert!(m.render().contains("cdc_dependency_up{dependency=\"flink\"} 0"));
     }
 }

@@ -152,7 +152,11 @@ pub(super) async fn limit_body(State(limit): State<usize>, request: Request, nex
                 .await
         }
         Err(e) if e.is::<http_body_util::LengthLimitError>() => too_large(),
-        Err(e) => ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")).into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {}", crate::logging::chain(&*e)),
+        )
+        .into_response(),
     }
 }
 

@@ -154,7 +154,7 @@ pub async fn serve(
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     if last_accept_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
-                        tracing::warn!(error = %e, "cannot accept an HTTP connection; retrying");
+                        tracing::warn!(error = %crate::logging::chain(&e), "cannot accept an HTTP connection; retrying");
                         last_accept_warning = Some(Instant::now());
                     }
                     tokio::time::sleep(ACCEPT_RETRY).await;

@@ -1,6 +1,7 @@
 //! TLS client configuration for the brokers, shared by the watcher (through rskafka) and the lag reader (its own
 //! connections), so both trust the same roots and present the same client certificate.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -10,8 +11,46 @@ use crate::config::TlsConfig;
 
 /// The TLS material could not be loaded or does not fit together.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TlsError(String);
+pub enum TlsError {
+    /// A PEM file (`ca_file`, `cert_file` or `key_file`) cannot be read or holds no usable item.
+    #[error("{key} {}", .path.display())]
+    Pem {
+        /// The key that names the file, e.g. `ca_file`.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// `ca_file` holds a certificate that cannot be a trust root.
+    #[error("ca_file {}", .path.display())]
+    Root {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+    /// `ca_file` holds no PEM certificate.
+    #[error("ca_file {}: no PEM certificate in the file", .path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// rustls refused the configuration (protocol versions, or a client key that does not fit its certificate).
+    #[error("cannot configure TLS")]
+    Config(#[source] rustls::Error),
+    /// A broker address whose host part is not a name or address a certificate can be checked against.
+    #[error("{address}: not a host name to verify")]
+    ServerName {
+        /// The broker address.
+        address: String,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+}
 
 /// rustls client configuration for `tls`: the CA file when given, else the system's roots, and the client
 /// certificate for mutual TLS when given. The `ring` provider is named explicitly, so no process-wide default
@@ -20,15 +59,21 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, TlsEr
     let mut roots = rustls::RootCertStore::empty();
     match &tls.ca_file {
         Some(path) => {
-            let bad = |e: &dyn std::fmt::Display| TlsError(format!("ca_file {}: {e}", path.display()));
-            let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))?;
+            let pem = |source| TlsError::Pem {
+                key: "ca_file",
+                path: path.clone(),
+                source,
+            };
             let mut added = 0;
-            for cert in certs {
-                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            for cert in CertificateDer::pem_file_iter(path).map_err(pem)? {
+                roots.add(cert.map_err(pem)?).map_err(|source| TlsError::Root {
+                    path: path.clone(),
+                    source,
+                })?;
                 added += 1;
             }
             if added == 0 {
-                return Err(bad(&"no PEM certificate in the file"));
+                return Err(TlsError::NoCertificate { path: path.clone() });
             }
         }
         None => {
@@ -41,18 +86,23 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, TlsEr
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError(e.to_string()))?
+        .map_err(TlsError::Config)?
         .with_root_certificates(roots);
     let config = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| TlsError(format!("cert_file {}: {e}", cert.display())))?;
-            let key =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError(format!("key_file {}: {e}", key.display())))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| TlsError(e.to_string()))?
+                .map_err(|source| TlsError::Pem {
+                    key: "cert_file",
+                    path: cert.clone(),
+                    source,
+                })?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Pem {
+                key: "key_file",
+                path: key.clone(),
+                source,
+            })?;
+            builder.with_client_auth_cert(chain, key).map_err(TlsError::Config)?
         }
         _ => builder.with_no_client_auth(),
     };
@@ -69,8 +119,10 @@ pub fn client_config_if_enabled(tls: &TlsConfig) -> Result<Option<Arc<rustls::Cl
 pub fn server_name(address: &str) -> Result<rustls::pki_types::ServerName<'static>, TlsError> {
     let host = address.rsplit_once(':').map_or(address, |(host, _port)| host);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| TlsError(format!("{address}: not a host name to verify: {e}")))
+    rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|source| TlsError::ServerName {
+        address: address.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -13,12 +13,14 @@
 //!
 //! Placeholders (`{{ topic }}`, `{{ bootstrap }}`, ...) are filled from [`Config`] with minijinja. Every value
 //! is escaped for a single-quoted SQL string literal, and an unknown placeholder is an error, not an empty
-//! string. The sink's statement, options and name are the same for every table and come from `sink.rs`.
+//! string. The Kafka source's options (`source.rs`) and the sink's statement, options and name (`sink.rs`) are
+//! the same for every table and written once.
 //! Credentials never live in the files or the configuration: they are read from the environment when
 //! rendering (see [`CREDENTIALS`]), and only the ones a template actually uses are required.
 
 mod credentials;
 mod sink;
+mod source;
 mod statements;
 #[cfg(test)]
 mod tests;
@@ -64,10 +66,9 @@ const BUILTIN_TABLES: [(&str, &str); 12] = [
 
 /// Why the templates cannot be used; found when they are loaded, at start-up. Every variant renders as one line.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum TemplateError {
     /// A template file in `flink.sql_dir` could not be read.
-    #[error("cannot read {}: {source}", .path.display())]
+    #[error("cannot read {}", .path.display())]
     Read {
         /// The file or folder.
         path: PathBuf,
@@ -106,7 +107,7 @@ pub enum TemplateError {
         template: String,
     },
     /// A table's statements cannot run as its job.
-    #[error("{template}: {source}")]
+    #[error("{template}")]
     Job {
         /// The template.
         template: String,
@@ -144,7 +145,6 @@ pub fn check_job(statements: &[String]) -> Result<(), JobSqlError> {
 
 /// Why a table's statements could not be rendered. Every variant renders as one line.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum SqlError {
     /// No template exists for the table.
     #[error("unknown table `{table}`; known tables: {}", .known.join(", "))]
@@ -286,11 +286,6 @@ impl Templates {
         self.tables.keys().cloned().collect()
     }
 
-    /// Whether `table` has a template.
-    pub fn has_table(&self, table: &str) -> bool {
-        self.tables.contains_key(table)
-    }
-
     /// The statements of `table`: the set-up's, then the table's; the last one is the INSERT that starts the job.
     pub fn render(&self, table: &str, credentials: &Credentials) -> Result<Vec<String>, SqlError> {
         let Some(table_source) = self.tables.get(table) else {
@@ -371,7 +366,8 @@ fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Every placeholder sits inside a single-quoted SQL literal (or is a validated identifier): doubling single
     // quotes keeps any value, however odd, inside its literal.
-    // The sink's options are SQL text whose values are escaped already (see `sink`): marked safe, passed as is.
+    // The source's and sink's options are SQL text whose values are escaped already (see `with_options`): marked
+    // safe, passed as is.
     env.set_formatter(|out, _state, value| {
         let text = value.to_string();
         let text = if value.is_safe() {
@@ -410,8 +406,18 @@ fn context(config: &Config, table: &str, credentials: &Credentials) -> BTreeMap<
             context.insert(placeholder, Value::from(value));
         }
     }
+    context.extend(source::variables(config, table));
     context.extend(sink::variables(config, table, |p| credentials.placeholder(p)));
     context
+}
+
+/// `'key' = 'value'` lines of a WITH clause, indented, each value escaped for its literal.
+fn with_options(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(key, value)| format!("    '{key}' = '{}'", value.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(",\n")
 }
 
 fn syntax(source: &Source, error: &minijinja::Error) -> TemplateError {

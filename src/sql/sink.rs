@@ -7,6 +7,7 @@
 
 use minijinja::Value;
 
+use super::with_options;
 use crate::config::{Config, SinkKind};
 
 /// The placeholder whose value holds the sink's options, credentials included.
@@ -34,7 +35,7 @@ pub(super) fn variables<'c>(
         SinkKind::Iceberg => {
             let name = format!("`iceberg`.`{}`.`{table}`", config.iceberg.database);
             let create = format!("CREATE TABLE IF NOT EXISTS {name}");
-            let options = options(&[("format-version", "2"), ("write.upsert.enabled", "true")]);
+            let options = with_options(&[("format-version", "2"), ("write.upsert.enabled", "true")]);
             (name, create, Some(options))
         }
         SinkKind::Jdbc => {
@@ -43,7 +44,7 @@ pub(super) fn variables<'c>(
             let jdbc = &config.sink.jdbc;
             let remote = jdbc.table_for(table);
             let options = credential("jdbc_password").map(|password| {
-                options(&[
+                with_options(&[
                     ("connector", "jdbc"),
                     ("url", &jdbc.url),
                     ("table-name", &remote),
@@ -62,15 +63,6 @@ pub(super) fn variables<'c>(
         variables.push((SINK_OPTIONS, Value::from_safe_string(options)));
     }
     variables
-}
-
-/// `'key' = 'value'` lines of a WITH clause, indented, each value escaped for its literal.
-fn options(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(key, value)| format!("    '{key}' = '{}'", value.replace('\'', "''")))
-        .collect::<Vec<_>>()
-        .join(",\n")
 }
 
 #[cfg(test)]

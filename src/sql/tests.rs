@@ -161,11 +161,10 @@ fn template_mistakes_are_clear_errors() {
     for (text, needle) in cases {
         std::fs::write(&file, text).unwrap();
         // Found when the templates are loaded, before any table starts, and for every table.
-        let message = Templates::load(&config).unwrap_err().to_string();
+        // As shown: the error and its causes.
+        let message = crate::logging::chain(&Templates::load(&config).unwrap_err()).to_string();
         assert_eq!(
-            render_table_with(&config, "faculty", &credentials())
-                .unwrap_err()
-                .to_string(),
+            crate::logging::chain(&render_table_with(&config, "faculty", &credentials()).unwrap_err()).to_string(),
             message
         );
         assert!(
@@ -188,8 +187,9 @@ fn templates_are_read_once_and_rendered_from_memory() {
     let mut config = Config::default();
     config.flink.sql_dir = Some(dir.path().to_owned());
     let templates = Templates::load(&config).unwrap();
-    assert!(templates.has_table("audit_log") && templates.has_table("faculty"));
-    assert!(!templates.has_table("nope"));
+    let tables = templates.tables();
+    assert!(tables.iter().any(|t| t == "audit_log") && tables.iter().any(|t| t == "faculty"));
+    assert!(!tables.iter().any(|t| t == "nope"));
     // The folder may go away (or change) after start-up: starts render what was loaded.
     drop(dir);
     let statements = templates.render("audit_log", &credentials()).unwrap();
@@ -216,6 +216,49 @@ fn every_builtin_table_sinks_where_its_insert_writes() {
                 .unwrap_or_else(|| panic!("{table}: no CREATE of {target}: {statements:#?}"));
             assert!(create.contains(") WITH (\n    '"), "{table}: {create}");
             assert!(!create.contains("{{"), "{table}: {create}");
+        }
+    }
+}
+
+/// The source's options as each of the twelve built-in templates spelled them out before `{{ source_options }}`.
+const SOURCE_OPTIONS_AS_WRITTEN: &str = "    'connector' = 'kafka',
+    'topic' = '{{ topic }}',
+    'properties.bootstrap.servers' = '{{ bootstrap }}',
+    'properties.group.id' = '{{ group_id }}',
+    -- Resume from the group's committed offsets; the very first run starts at the beginning of the topic.
+    'scan.startup.mode' = 'group-offsets',
+    'properties.auto.offset.reset' = 'earliest',
+    -- The Debezium envelope (before/after/op) as the connector writes it: JSON without schemas.
+    'format' = 'debezium-json',
+    'debezium-json.schema-include' = 'false'";
+
+#[test]
+fn every_builtin_table_renders_as_when_it_wrote_the_source_options_out() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(TABLES_DIR)).unwrap();
+    for &(table, text) in &BUILTIN_TABLES {
+        assert_eq!(text.matches("{{ source_options }}").count(), 1, "{table}");
+        let written_out = text.replace("{{ source_options }}", SOURCE_OPTIONS_AS_WRITTEN);
+        std::fs::write(dir.path().join(TABLES_DIR).join(format!("{table}.sql")), written_out).unwrap();
+    }
+    let mut odd = Config::default();
+    odd.kafka.bootstrap = vec!["k1:9092".into(), "o'k2:9092".into()];
+    odd.kafka.topic_template = "srv'1.public.{table}".into();
+    odd.kafka.group_template = "grp-'{table}'".into();
+    let mut jdbc = odd.clone();
+    jdbc.sink.kind = SinkKind::Jdbc;
+    for config in [Config::default(), odd, jdbc] {
+        let mut as_written = config.clone();
+        as_written.flink.sql_dir = Some(dir.path().to_owned());
+        let builtin = Templates::load(&config).unwrap();
+        let written = Templates::load(&as_written).unwrap();
+        for &(table, _) in &BUILTIN_TABLES {
+            assert_eq!(
+                builtin.render(table, &credentials()).unwrap(),
+                written.render(table, &credentials()).unwrap(),
+                "{table} ({:?} sink)",
+                config.sink.kind
+            );
         }
     }
 }

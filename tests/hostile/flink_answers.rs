@@ -342,8 +342,7 @@ fn launcher(gateway: &str, jobmanager: &str) -> SqlGatewayLauncher {
             max: Duration::from_millis(50),
         },
     };
-    let templates = Arc::new(Templates::load(&Config::default()).expect("built-in templates"));
-    SqlGatewayLauncher::new(gateway, jobmanager, Duration::from_secs(30), settings, templates)
+    SqlGatewayLauncher::new(gateway, jobmanager, Duration::from_secs(30), settings)
         .expect("launcher")
         .with_credentials(credentials())
 }

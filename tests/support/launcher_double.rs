@@ -39,7 +39,7 @@ impl Failure {
         match self {
             Failure::Unreachable => FlinkError::Transport {
                 endpoint: endpoint.to_owned(),
-                reason: "connection refused (test double)".to_owned(),
+                source: refused_connection(),
                 timed_out: false,
                 unreachable: true,
             },
@@ -51,6 +51,29 @@ impl Failure {
             },
         }
     }
+}
+
+/// reqwest's error for a refused connection, made on a thread of its own (the caller's runtime may run on a
+/// paused clock).
+fn refused_connection() -> reqwest::Error {
+    std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            // A port just freed: nothing listens there.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let client = cdc_orchestrator::flink::http_client(Duration::from_secs(5)).expect("client");
+            let answer = client.get(format!("http://127.0.0.1:{port}/")).send().await;
+            answer.expect_err("nothing listens").without_url()
+        })
+    })
+    .join()
+    .expect("the connecting thread")
 }
 
 #[derive(Debug, Default)]

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use cdc_orchestrator::flink::jobmanager::JobManager;
 use cdc_orchestrator::flink::{JobId, http_client};
 use regex::Regex;
 use serde::Deserialize;
@@ -15,6 +14,38 @@ struct Metric {
     id: String,
     #[serde(default)]
     value: Option<String>,
+}
+
+/// A job vertex (an operator chain) of `GET /jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Vertex {
+    /// Vertex id, 32 hex digits.
+    pub id: String,
+    /// Vertex name; source chains start with `Source:`.
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+struct JobVertices {
+    #[serde(default)]
+    vertices: Vec<Vertex>,
+}
+
+/// The job's vertices, sources first as Flink lists them; `None` when the JobManager does not know the job.
+pub async fn job_vertices(jobmanager_url: &str, job_id: &JobId) -> Result<Option<Vec<Vertex>>, String> {
+    let url = format!("{}/jobs/{job_id}", jobmanager_url.trim_end_matches('/'));
+    let http = http_client(std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(format!("GET {url}: HTTP {status}: {}", String::from_utf8_lossy(&body)));
+    }
+    let job: JobVertices = serde_json::from_slice(&body).map_err(|e| format!("GET {url}: {e}"))?;
+    Ok(Some(job.vertices))
 }
 
 /// Flink writes metric collections as a bare array; the spec documents `{"metrics": [...]}`. Accept both.
@@ -107,16 +138,12 @@ impl SourceProgress {
 }
 
 /// What the job's Kafka sources have read and committed, from their metrics.
-pub async fn source_progress(
-    jobmanager: &JobManager,
-    jobmanager_url: &str,
-    job_id: &JobId,
-) -> Result<SourceProgress, String> {
-    let Some(detail) = jobmanager.job(job_id).await.map_err(|e| e.to_string())? else {
+pub async fn source_progress(jobmanager_url: &str, job_id: &JobId) -> Result<SourceProgress, String> {
+    let Some(vertices) = job_vertices(jobmanager_url, job_id).await? else {
         return Ok(SourceProgress::default());
     };
     let mut progress = SourceProgress::default();
-    for vertex in detail.vertices.iter().filter(|v| v.name.starts_with("Source")) {
+    for vertex in vertices.iter().filter(|v| v.name.starts_with("Source")) {
         let available = vertex_metrics(jobmanager_url, job_id, &vertex.id, &[]).await?;
         let wanted: Vec<String> = available
             .keys()
