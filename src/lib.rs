@@ -30,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod backoff;
 pub mod cli;
 pub mod config;
@@ -39,6 +40,8 @@ pub mod flink;
 pub mod http;
 pub mod kafka;
 pub mod logging;
+pub mod model;
 pub mod policy;
 pub mod shutdown;
 pub mod sql;
+pub mod telemetry;

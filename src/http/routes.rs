@@ -14,11 +14,11 @@ use axum::routing::{get, post};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::api::{ApiError, TableJson, TableView};
-use super::metrics::Metrics;
 use super::middleware::{limit_body, refuse_cross_site, require_token};
 use crate::config::Secret;
-use crate::controller::{ControlCommand, ControlError, ControlRequest, Health, TablesSnapshot};
+use crate::controller::{ControlCommand, ControlError, ControlRequest, TablesSnapshot};
 use crate::policy::TableStatus;
+use crate::telemetry::{Health, Metrics};
 
 /// How long a control request waits for the run loop before answering 503.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -150,7 +150,7 @@ async fn control(
 
 /// A table with what its scale-to-zero saved and its job's web UI page.
 fn view<'a>(state: &ServerState, status: &'a TableStatus) -> TableView<'a> {
-    let savings = &state.metrics.savings;
+    let savings = state.metrics.savings();
     TableView {
         status: TableJson(status),
         savings: savings.table(&status.table),

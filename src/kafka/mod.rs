@@ -6,15 +6,16 @@
 //! - [`connection`] is our own Kafka connection (ApiVersions negotiation, [`sasl`], [`tls`]) for watermarks and lag;
 //!   rskafka's connections, with the same TLS and SASL settings, fetch the samples.
 //! - [`control`] tells a small lag made only of transaction markers (control records) from real unprocessed records.
-//! - [`naming`] maps tables to topics and back; [`routing`] decides which table a sampled change counts for.
+//! - [`naming`](crate::model::naming) maps tables to topics and back; [`routing`] decides which table a sampled change counts for.
 
 pub mod connection;
 pub mod control;
 pub mod lag;
-pub mod naming;
 pub mod routing;
 pub mod samples;
 pub mod sasl;
 pub mod tls;
 pub mod watcher;
 pub mod watermarks;
+
+pub use crate::model::naming; // moved to model (issue 25)
