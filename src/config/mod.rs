@@ -39,7 +39,7 @@ pub use flink::{FlinkConfig, LauncherKind};
 pub use iceberg::IcebergConfig;
 pub use kafka::{KafkaConfig, SaslConfig, SaslMechanism, TlsConfig};
 pub use policy::{PolicyConfig, TableOverrides, TablePolicy};
-pub use secret::Secret;
+pub use secret::{REDACTED, Secret};
 pub use server::ServerConfig;
 pub use shown_url::{link_url, redact_url};
 pub use sink::{JdbcSinkConfig, SinkConfig, SinkKind};
