@@ -25,8 +25,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use control::{ControlCommand, ControlError, ControlRequest, TablesSnapshot};
+// moved to telemetry (issue 25)
 pub use crate::telemetry::Health;
-pub use control::{ControlCommand, ControlError, ControlRequest, TablesSnapshot}; // moved to telemetry (issue 25)
 
 use crate::config::{Config, PolicyConfig};
 use crate::flink::{JobId, Launcher};
