@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::config::Config;
-use cdc_orchestrator::controller::{ControlCommand, ControlRequest, Health, TablesSnapshot};
+use cdc_orchestrator::controller::{ControlCommand, ControlRequest, TablesSnapshot};
 use cdc_orchestrator::flink::{GENERATION_BITS, JobState, job_id_for};
-use cdc_orchestrator::http::metrics::Metrics;
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
 use cdc_orchestrator::policy::{TableState, TableStatus};
+use cdc_orchestrator::telemetry::{Health, Metrics};
 use launcher_double::{Failure, FakeLauncher};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use cdc_orchestrator::config::{Config, LauncherKind};
 use cdc_orchestrator::controller::RunLoop;
-use cdc_orchestrator::controller::{ControlRequest, Health, TablesSnapshot};
+use cdc_orchestrator::controller::{ControlRequest, TablesSnapshot};
 use cdc_orchestrator::flink::AnyLauncher;
-use cdc_orchestrator::http::metrics::Metrics;
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
 use cdc_orchestrator::policy::{JobState, TableState};
+use cdc_orchestrator::telemetry::{Health, Metrics};
 use support::fake_flink::{FakeFlink, Route};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::config::{Config, Secret};
-use cdc_orchestrator::controller::Health;
-use cdc_orchestrator::http::metrics::Metrics;
 use cdc_orchestrator::http::{self, ServerState};
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
+use cdc_orchestrator::telemetry::{Health, Metrics};
 use launcher_double::FakeLauncher;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -41,7 +40,7 @@ async fn start(token: Option<&str>) -> Harness {
     let launcher = FakeLauncher::new();
     launcher.set_start_delay(Duration::from_secs(3_600));
     let metrics = Arc::new(Metrics::new());
-    metrics.record_start("faculty", true);
+    metrics.job_started("faculty");
     let health = Arc::new(Health::new(Duration::from_secs(30), Duration::from_secs(90)));
     let run_loop = launcher_double::run_loop_over(&launcher, config, metrics.clone(), health.clone());
     let mut tables = run_loop.subscribe();

@@ -3,7 +3,7 @@
 //!
 //! | subcommand    | file             | what it does                                                        |
 //! |---------------|------------------|---------------------------------------------------------------------|
-//! | `run`         | [`run`]          | the sidecar itself ([`crate::controller::run`])                     |
+//! | `run`         | [`run`]          | the sidecar itself ([`crate::app::run`])                     |
 //! | `check`       | [`check`]        | the resolved configuration as TOML, or every mistake in it          |
 //! | `healthcheck` | [`healthcheck`]  | the container's probe of a running sidecar's `/healthz`             |
 //! | `jobs`        | [`jobs`]         | the cdc jobs Flink knows, as a table or JSON                        |
@@ -42,7 +42,12 @@ pub const EXIT_FAILURE: u8 = 1;
 
 /// Loads the configuration, or prints one line per mistake and returns the exit code to use.
 fn load_config(file: Option<&Path>) -> Result<Config, ExitCode> {
-    let config = Config::load(file).map_err(|errors| {
+    let config = Config::load(file).and_then(|config| {
+        // Templates that cannot be read are reported by `render` and `run`; there is nothing to compare then.
+        let templated = crate::sql::known_tables(&config).unwrap_or_default();
+        config.check_templated_topics(&templated).map(|()| config)
+    });
+    let config = config.map_err(|errors| {
         for e in errors.iter() {
             eprintln!("error: invalid configuration: {}", chain(e));
         }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE, block_on, load_config};
-use crate::controller::{self, RunError};
+use crate::app::{self, RunError};
 use crate::{http, shutdown};
 
 /// After the first SIGTERM or SIGINT, how long past `flink.shutdown_timeout` the process may take to wind down
@@ -27,7 +27,7 @@ pub fn command(file: Option<&Path>) -> ExitCode {
     // that time, and the rest wind down before the process is ended regardless.
     let grace = config.flink.shutdown_timeout.saturating_add(SHUTDOWN_MARGIN);
     // The signal handlers are installed inside the runtime, which they need.
-    let work = async { controller::run(config, shutdown::on_signals(grace)).await };
+    let work = async { app::run(config, shutdown::on_signals(grace)).await };
     block_on(work, "error", |e| match e {
         RunError::Credentials(_) | RunError::Templates(_) | RunError::Listen { .. } => EXIT_CONFIG,
         _ => EXIT_FAILURE,

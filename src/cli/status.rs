@@ -5,13 +5,14 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::healthcheck::probe_address;
 use super::{EXIT_CONFIG, EXIT_FAILURE, block_on};
 use crate::config::{Config, ServerConfig};
+use crate::model::now_ms;
 use crate::shutdown;
 
 /// Upper bound on the whole request to the sidecar (connect included).
@@ -238,13 +239,6 @@ fn span(ms: u64) -> String {
 /// A value from the sidecar, kept to one printable line so it cannot break the table or the terminal.
 fn clean(value: &str) -> String {
     value.chars().filter(|c| !c.is_control()).take(80).collect()
-}
-
-/// Milliseconds since the Unix epoch now (the sidecar's timestamps are in the same unit).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Prints the tables of the sidecar at `url` (once, or every `watch` until interrupted). The URL and token come from the flags and environment, else from the configuration when it loads (a

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use super::ConfigError;
 use super::shown_url::redact_url;
-use super::{ConfigError, is_table_name};
+use crate::model::{InvalidTableName, TableName};
 
 /// Runs one of the [`Checks`] on each named field of a section, under the key `<section>.<field>`, e.g.
 /// `check_fields!(errors.positive, "kafka", self: poll_interval, topic_refresh)`.
@@ -19,8 +20,7 @@ macro_rules! check_fields {
 pub(super) use check_fields;
 
 /// What a table name must look like, as the error says it.
-pub(super) const TABLE_NAME_RULE: &str =
-    "not a valid table name (letters, digits and _, not starting with a digit, at most 63)";
+pub(super) const TABLE_NAME_RULE: &str = InvalidTableName::RULE;
 
 /// An invalid value of `key`, shown as the user wrote it (`Debug`, so strings are quoted).
 pub(super) fn invalid(key: impl Into<String>, value: &dyn fmt::Debug, reason: impl Into<String>) -> ConfigError {
@@ -77,7 +77,7 @@ pub(super) trait Checks {
 
     /// Every name in `names` must be a table name.
     fn table_names<'a>(&mut self, key: &str, names: impl IntoIterator<Item = &'a String>) {
-        for name in names.into_iter().filter(|n| !is_table_name(n)) {
+        for name in names.into_iter().filter(|n| TableName::parse(n).is_err()) {
             self.invalid(key, name, TABLE_NAME_RULE);
         }
     }

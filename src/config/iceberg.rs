@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::check::{Checks, check_fields};
-use super::{ConfigError, Section, is_table_name, shown_url};
+use super::{ConfigError, Section, shown_url};
+use crate::model::TableName;
 
 /// The `[iceberg]` section: what the per-table jobs' Iceberg catalog connects to.
 ///
@@ -50,7 +51,8 @@ impl Section for IcebergConfig {
     fn validate(&self, errors: &mut Vec<ConfigError>) {
         check_fields!(errors.http_url, "iceberg", self: catalog_uri, s3_endpoint);
         check_fields!(errors.not_blank, "iceberg", self: warehouse, scope, s3_region);
-        if !is_table_name(&self.database) {
+        // A database name follows the same identifier rule as a table name.
+        if !TableName::is_valid(&self.database) {
             errors.invalid(
                 "iceberg.database",
                 &self.database,

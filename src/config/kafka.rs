@@ -108,14 +108,14 @@ impl KafkaConfig {
 
     /// The CDC topic of a table, as its Flink job reads it.
     pub fn topic_for(&self, table: &str) -> String {
-        crate::kafka::naming::topic_for(&self.topic_template, table)
+        crate::model::naming::topic_for(&self.topic_template, table)
     }
 
     /// The table a topic carries, by the same `kafka.topic_template` that [`KafkaConfig::topic_for`] fills: the
     /// part of the name where `{table}` stands, if the rest matches and it is a valid table name. This is the
     /// only mapping from topics to tables (watcher, lag and run loop all use it).
     pub fn table_of_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        crate::kafka::naming::table_of_topic(&self.topic_template, topic)
+        crate::model::naming::table_of_topic(&self.topic_template, topic)
     }
 
     /// The compiled `kafka.routed_topics`, each anchored to the whole topic name.

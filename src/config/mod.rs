@@ -39,12 +39,11 @@ pub use flink::{FlinkConfig, LauncherKind};
 pub use iceberg::IcebergConfig;
 pub use kafka::{KafkaConfig, SaslConfig, SaslMechanism, TlsConfig};
 pub use policy::{PolicyConfig, TableOverrides, TablePolicy};
-pub use secret::Secret;
+pub use secret::{REDACTED, Secret};
 pub use server::ServerConfig;
 pub use shown_url::{link_url, redact_url};
 pub use sink::{JdbcSinkConfig, SinkConfig, SinkKind};
 
-use check::Checks;
 use env::EnvText;
 use file::ConfigFile;
 
@@ -289,33 +288,45 @@ impl Config {
     }
 
     /// `kafka.topic_pattern` must watch the topics `kafka.topic_template` names: the topic of every table in
-    /// `policy.include`, and of at least one table that has a SQL template (in `flink.sql_dir` or built in);
-    /// otherwise no change of those tables is ever seen.
+    /// `policy.include`; otherwise no change of those tables is ever seen. (That it watches a table with a SQL
+    /// template is [`Config::check_templated_topics`], since the templates are read after the configuration.)
     fn validate_across(&self, errors: &mut Vec<ConfigError>) {
         let k = &self.kafka;
         // The pattern compiled in the section's checks; a failure there was reported there.
         let Ok(pattern) = Regex::new(&k.topic_pattern) else {
             return;
         };
-        let mut unwatched = |table: &str| {
-            let reason = format!(
-                "kafka.topic_pattern {:?} does not match {:?}, the topic of table {table}",
-                k.topic_pattern,
-                k.topic_for(table)
-            );
-            errors.invalid("kafka.topic_template", &k.topic_template, reason);
-        };
         if let Some(table) = self.policy.include.iter().find(|t| !pattern.is_match(&k.topic_for(t))) {
-            unwatched(table);
-            return;
+            errors.push(self.unwatched(table));
         }
-        // Templates that cannot be read are reported by `render` and `run`; there is nothing to compare then.
-        let templated = crate::sql::known_tables(self).unwrap_or_default();
-        if let Some(first) = templated.first()
-            && !templated.iter().any(|t| pattern.is_match(&k.topic_for(t)))
-        {
-            unwatched(first);
+    }
+
+    /// `kafka.topic_pattern` must watch the topic of at least one of the `templated` tables (those with a SQL
+    /// template, in `flink.sql_dir` or built in, which the caller read with this configuration); otherwise no
+    /// change of any table the sidecar could start is ever seen. Checked by every command that loads the
+    /// configuration, right after [`Config::load`].
+    pub fn check_templated_topics(&self, templated: &[String]) -> Result<(), ConfigErrors> {
+        let k = &self.kafka;
+        let Ok(pattern) = Regex::new(&k.topic_pattern) else {
+            return Ok(());
+        };
+        match templated.first() {
+            Some(first) if !templated.iter().any(|t| pattern.is_match(&k.topic_for(t))) => {
+                Err(self.unwatched(first).into())
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// The error for a `table` whose topic `kafka.topic_pattern` does not match.
+    fn unwatched(&self, table: &str) -> ConfigError {
+        let k = &self.kafka;
+        let reason = format!(
+            "kafka.topic_pattern {:?} does not match {:?}, the topic of table {table}",
+            k.topic_pattern,
+            k.topic_for(table)
+        );
+        check::invalid("kafka.topic_template", &k.topic_template, reason)
     }
 
     /// Settings that are allowed but probably not what was meant, each as one line naming the key.
@@ -329,14 +340,6 @@ impl Config {
         // Every field is a plain value, string, list or table, so serialization cannot fail.
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
-}
-
-/// A Postgres-style unquoted identifier, which is what Debezium topics and Flink job names carry.
-pub fn is_table_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63
 }
 
 /// Top-level keys that name no section, as errors; `Err` when the layers cannot be merged at all.

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::check::{Checks, TABLE_NAME_RULE, check_fields};
 use super::de::{list, optional_list, whole_u32};
-use super::{ConfigError, Section, is_table_name};
-use crate::decoder::Op;
+use super::{ConfigError, Section};
+use crate::model::{Op, TableName};
 
 /// The `[policy]` section: defaults for every table, and per-table overrides under `[policy.tables.<name>]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,7 +167,7 @@ impl TableOverrides {
     /// `[policy.tables.<name>]`: the name is a table's, and what it overrides is as valid as the default.
     fn validate(&self, name: &str, errors: &mut Vec<ConfigError>) {
         let key = format!("policy.tables.{name}");
-        if !is_table_name(name) {
+        if TableName::parse(name).is_err() {
             errors.invalid(&key, &name, TABLE_NAME_RULE);
         }
         if let Some(idle) = self.idle_timeout {

@@ -6,6 +6,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::de::lenient_string;
 
+/// What a secret is shown as wherever it is shown at all: `check`'s TOML, a URL's password, statements that are
+/// logged rather than submitted.
+pub const REDACTED: &str = "<redacted>";
+
 /// A string that never appears in logs, `Debug` output or `check`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -24,13 +28,13 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
+        write!(f, "Secret({REDACTED})")
     }
 }
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str("<redacted>")
+        serializer.serialize_str(REDACTED)
     }
 }
 

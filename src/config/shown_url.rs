@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::Serializer;
 
-use crate::sql::REDACTED;
+use super::REDACTED;
 
 /// `url` as it may be shown: the password of its userinfo replaced by [`REDACTED`], everything else as written
 /// (like Go's `URL.Redacted`; the user name stays, it says which account is used).

@@ -37,7 +37,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             Ok(statements) => statements,
             Err(e) => {
                 tracing::warn!(%table, error = %crate::logging::chain(&e), "cannot render the job's SQL");
-                self.metrics.record_start(&table, false);
+                self.metrics.job_start_failed(&table);
                 // Fed back through the policy like any failed start, so it backs off, reports the table as
                 // failing, and carries out whatever else that decides (e.g. the next queued start).
                 self.queue_input(Input::StartFailed {
@@ -132,7 +132,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
         let input = match result {
             Ok(started) => {
                 self.health.flink_ok();
-                self.metrics.record_start(&table, true);
+                self.metrics.job_started(&table);
                 tracing::info!(
                     %table,
                     job_id = %started.job_id,
@@ -149,7 +149,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             }
             Err(e) => {
                 self.note_flink_error(&e);
-                self.metrics.record_start(&table, false);
+                self.metrics.job_start_failed(&table);
                 // Flink's answer may echo a statement, credentials included.
                 let error = self.credentials.redact(&crate::logging::chain(&e).to_string());
                 tracing::warn!(%table, %error, "failed to start job for: {table}");
@@ -168,7 +168,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
         let input = match result {
             Ok(stopped) => {
                 self.health.flink_ok();
-                self.metrics.record_stop(&table, true);
+                self.metrics.job_stopped(&table);
                 let how = match &stopped {
                     Stopped::Savepoint { location } => format!("savepoint {location}"),
                     Stopped::Cancelled { reason } => format!("cancelled: {reason}"),
@@ -188,7 +188,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             Err(e) => {
                 // The job may still run: the policy asks for the stop again.
                 self.note_flink_error(&e);
-                self.metrics.record_stop(&table, false);
+                self.metrics.job_stop_failed(&table);
                 tracing::warn!(%table, %job_id, error = %crate::logging::chain(&e), "failed to stop job for: {table}");
                 Input::StopFailed {
                     table,
@@ -280,9 +280,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 job.job_id
             })
             .collect();
-        self.metrics
-            .unmanaged_jobs
-            .set(i64::try_from(live.len()).unwrap_or(i64::MAX));
+        self.metrics.unmanaged_jobs(live.len());
         self.unmanaged_seen = live;
     }
 

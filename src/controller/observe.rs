@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::RunLoop;
-use crate::decoder::Op;
 use crate::flink::Launcher;
-use crate::http::metrics::{TableLabels, inc_saturating};
 use crate::kafka::watcher::{TableActivity, WatchEvent};
+use crate::model::Op;
 use crate::policy::{Activity, Input};
 
 impl<L: Launcher + 'static> RunLoop<L> {
@@ -18,10 +17,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 tracing::trace!(%table, lag, "lag of a table without a SQL template ignored");
             }
             WatchEvent::Lag { table, lag } => {
-                self.metrics
-                    .table_lag
-                    .get_or_create(&TableLabels { table: table.clone() })
-                    .set(i64::try_from(lag).unwrap_or(i64::MAX));
+                self.metrics.lag_read(&table, lag);
                 // Simulated jobs consume nothing, so their group's lag says nothing about them: a dry run treats
                 // its jobs as caught up (and must never commit offsets for the real jobs' groups to pretend).
                 if !self.launcher.simulated() {
@@ -43,13 +39,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             newest_ts_ms,
             ..
         } = seen;
-        inc_saturating(
-            &self
-                .metrics
-                .new_records
-                .get_or_create(&TableLabels { table: table.clone() }),
-            new_records,
-        );
+        self.metrics.records_seen(&table, new_records);
         if !self.templated.contains(&table) {
             // Nothing could start it: it must not queue, spend a start token or show up as failing.
             if self.untemplated_warned.insert(table.clone()) {

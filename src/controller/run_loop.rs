@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -11,14 +11,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::effects::Outcome;
-use super::{ControlRequest, Health, RunLoop, TablesSnapshot};
+use super::{ControlRequest, RunLoop, TablesSnapshot};
 use crate::config::Config;
 use crate::flink::{JobId, Launcher};
-use crate::http::metrics::{Metrics, TableJobStateLabels};
 use crate::kafka::watcher::WatchEvent;
 use crate::policy::{Action, ControlCommand, Event, Input, JobState, Millis, Policy, PolicySettings, TableState};
 use crate::sql::Credentials;
 use crate::sql::Templates;
+use crate::telemetry::{Health, Metrics};
 
 /// Milliseconds since the Unix epoch, read from a monotonic clock anchored once at start-up, so the policy
 /// sees real timestamps that never go backwards.
@@ -31,13 +31,9 @@ pub(super) struct Clock {
 
 impl Clock {
     fn new() -> Clock {
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
         Clock {
             origin: Instant::now(),
-            origin_unix_ms: unix_ms,
+            origin_unix_ms: crate::model::now_ms(),
         }
     }
 
@@ -71,7 +67,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
         } else {
             Credentials::from_env()
         };
-        metrics.savings.start(
+        metrics.savings().start(
             move || clock.now(),
             managed.iter().cloned(),
             &config.flink.job_link_base(),
@@ -97,7 +93,6 @@ impl<L: Launcher + 'static> RunLoop<L> {
             pinned: HashMap::new(),
             reconciling: false,
             reconcile_requested_at: Millis(0),
-            job_state_series: HashMap::new(),
             shutting_down: false,
         }
     }
@@ -212,7 +207,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 tracing::debug!(%table, until = until.0, ?cause, "start deferred");
             }
             Event::Throttled { table, until } => {
-                self.metrics.starts_throttled.inc();
+                self.metrics.start_throttled();
                 tracing::info!(%table, until = until.0, "start throttled");
             }
             Event::Queued {
@@ -220,7 +215,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 in_flight,
                 limit,
             } => {
-                self.metrics.starts_throttled.inc();
+                self.metrics.start_throttled();
                 tracing::info!(%table, in_flight, limit, "start queued: concurrency limit");
             }
             Event::StartFailed {
@@ -272,38 +267,13 @@ impl<L: Launcher + 'static> RunLoop<L> {
             .values()
             .filter(|s| s.job_state == Some(JobState::Running))
             .count();
-        self.metrics
-            .jobs_running
-            .set(i64::try_from(running).unwrap_or(i64::MAX));
+        self.metrics.jobs_running(running);
         for status in statuses.values() {
-            self.set_job_state_series(&status.table, status.job_state.as_ref());
+            self.metrics.job_state(&status.table, status.job_state.as_ref());
         }
-        self.metrics.savings.observe(self.clock.now(), statuses.values());
+        let seen = statuses.values().map(super::savings_seen);
+        self.metrics.savings().observe(self.clock.now(), seen);
         self.tables.send_replace(Arc::new(statuses));
-    }
-
-    /// Points `table`'s `cdc_job_state` series at `state`, removing the series of its previous state.
-    fn set_job_state_series(&mut self, table: &str, state: Option<&JobState>) {
-        let now = state.map(|state| TableJobStateLabels {
-            table: table.to_owned(),
-            state: state.as_str().into(),
-        });
-        let before = self.job_state_series.get(table);
-        if before == now.as_ref() {
-            return;
-        }
-        if let Some(old) = before {
-            self.metrics.job_state.remove(old);
-        }
-        match now {
-            Some(labels) => {
-                self.metrics.job_state.get_or_create(&labels).set(1);
-                self.job_state_series.insert(table.to_owned(), labels);
-            }
-            None => {
-                self.job_state_series.remove(table);
-            }
-        }
     }
 
     /// Stops the running jobs if configured to, then waits up to `flink.shutdown_timeout` for launcher calls in
@@ -454,7 +424,10 @@ mod tests {
 
         reconcile_once(&mut run_loop).await;
         assert_only_faculty(&run_loop);
-        assert_eq!(metrics.unmanaged_jobs.get(), 2_002, "live ones only");
+        assert!(
+            metrics.render().contains("\ncdc_unmanaged_jobs 2002\n"),
+            "live ones only"
+        );
         let snapshot = run_loop.subscribe().borrow().clone();
         assert_eq!(snapshot.keys().collect::<Vec<_>>(), ["faculty"]);
         let page = metrics.render();
@@ -463,7 +436,7 @@ mod tests {
         // The orphan goes away: the count follows the listing, and only its jobs are remembered.
         launcher.jobs.lock().expect("lock").retain(|j| j.table != "orphan");
         reconcile_once(&mut run_loop).await;
-        assert_eq!(metrics.unmanaged_jobs.get(), 2_001);
+        assert!(metrics.render().contains("\ncdc_unmanaged_jobs 2001\n"));
         assert_eq!(run_loop.unmanaged_seen.len(), 2_001);
         assert!(!run_loop.unmanaged_seen.contains(&job_id_for("orphan", 1)));
         assert_only_faculty(&run_loop);

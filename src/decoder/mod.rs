@@ -8,13 +8,12 @@
 mod classify;
 mod fields;
 mod json;
-pub mod op;
 #[cfg(test)]
 mod tests;
 
 use serde::Serialize;
 
-pub use op::Op;
+pub use crate::model::Op; // moved to model (issue 25)
 
 pub(crate) use json::json_error;
 use json::{check_depth, parse_object};
@@ -167,7 +166,7 @@ fn json_string(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()>
 /// Only for display; the sidecar maps topics to tables with `kafka.topic_template`
 /// ([`crate::config::KafkaConfig::table_of_topic`]) and never with this.
 pub(crate) fn table_of_topic(topic: &str) -> &str {
-    crate::kafka::naming::guess_table(topic)
+    crate::model::naming::guess_table(topic)
 }
 
 /// Decodes one record. The key is not needed today (tables and operations live in the value) but is part of

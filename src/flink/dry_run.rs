@@ -5,8 +5,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::launcher::{job_settings, newest_first};
-use super::{FlinkError, JobId, JobState, JobSummary, Launcher, Started, Stopped, job_id_for, job_name};
+use super::{FlinkError, JobSummary, Launcher, Started, Stopped, job_id_for};
 use crate::config::FlinkConfig;
+use crate::model::{JobId, JobState, job_name};
 
 /// Simulates Flink in memory; for demos and for running the sidecar without a cluster.
 #[derive(Debug)]
@@ -32,8 +33,9 @@ impl DryRunLauncher {
     }
 }
 
+/// Now, in the unit of Flink's job timestamps.
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    i64::try_from(crate::model::now_ms()).unwrap_or(i64::MAX)
 }
 
 impl Launcher for DryRunLauncher {

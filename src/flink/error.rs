@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{JobId, JobState};
+use crate::model::{JobId, JobState};
 use crate::sql::{Credentials, JobSqlError};
 
 /// Why talking to Flink failed. Every variant renders as one line; errors reported by Flink carry the root-cause

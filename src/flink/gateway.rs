@@ -16,7 +16,8 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::http::Rest;
-use super::{Backoff, Fault, FlinkError, JobId, short_statement, sleep_until_next};
+use super::{Backoff, Fault, FlinkError, short_statement, sleep_until_next};
+use crate::model::JobId;
 use crate::sql::Credentials;
 
 /// Name the sessions are opened with, visible in the gateway's logs.

@@ -1,7 +1,8 @@
 //! Client of the JobManager REST API: list jobs, job detail, job status, stop with savepoint, cancel.
 
 use super::http::Rest;
-use super::{Fault, FlinkError, JobId, JobState};
+use super::{Fault, FlinkError};
+use crate::model::{JobId, JobState};
 use crate::sql::Credentials;
 use reqwest::Method;
 use serde::Deserialize;

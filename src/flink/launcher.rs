@@ -7,10 +7,11 @@ use tokio::time::Instant;
 use super::gateway::SqlGateway;
 use super::jobmanager::{JobManager, JobOverview, SavepointStatus};
 use super::{
-    Backoff, Fault, FlinkError, JobId, JobState, JobSummary, Launcher, POLL_BACKOFF, Started, Stopped, http_client,
-    job_id_for, job_name, sleep_until_next, table_of_job,
+    Backoff, Fault, FlinkError, JobSummary, Launcher, POLL_BACKOFF, Started, Stopped, http_client, job_id_for,
+    sleep_until_next,
 };
 use crate::config::{Config, FlinkConfig};
+use crate::model::{JobId, JobState, job_name, table_of_job};
 use crate::sql::Credentials;
 
 /// The settings a launcher runs with (from `[flink]`, plus the poll pace, which tests shorten).
@@ -419,7 +420,7 @@ impl Launcher for SqlGatewayLauncher {
             .into_iter()
             .filter_map(|j| {
                 Some(JobSummary {
-                    table: table_of_job(&j.name)?.to_owned(),
+                    table: table_of_job(&j.name)?.into(),
                     job_id: j.job_id,
                     state: j.state,
                     start_time_ms: j.start_time_ms,

@@ -29,15 +29,19 @@ use std::time::Duration;
 pub use dry_run::DryRunLauncher;
 pub use error::{Fault, FlinkError, root_cause};
 pub(crate) use http::{BodyError, read_body};
-pub use job::{
-    AnyLauncher, GENERATION_BITS, JobId, JobState, JobSummary, Launcher, Started, Stopped, job_id_for, job_name,
-    launch_generation, table_of_job,
-};
+pub use job::{AnyLauncher, GENERATION_BITS, JobSummary, Launcher, Started, Stopped, job_id_for, launch_generation};
 pub use launcher::{LaunchSettings, SqlGatewayLauncher};
 pub use reconcile::{Reconciliation, reconcile, reconcile_jobs};
 
-/// Prefix of every job name this sidecar submits; the rest of the name is the table.
-pub const JOB_NAME_PREFIX: &str = "cdc-";
+// moved to model (issue 25)
+pub use crate::model::{JOB_NAME_PREFIX, JobId, JobState, job_name, table_of_job};
+
+/// Readiness tells Flink unreachable (down) from Flink refusing one call by the same rule as the retries.
+impl crate::telemetry::CallFailure for FlinkError {
+    fn is_transient(&self) -> bool {
+        FlinkError::is_transient(self)
+    }
+}
 
 /// An HTTP client for Flink (and the sidecar's own CLI probes): rustls with the ring provider, `timeout` on every
 /// request, and no redirect followed. A redirect would re-send a request, and the catalog and S3 credentials in a

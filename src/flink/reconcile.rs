@@ -77,7 +77,8 @@ pub async fn reconcile<L: Launcher>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flink::{JobState, job_id_for};
+    use crate::flink::job_id_for;
+    use crate::model::JobState;
 
     fn job(table: &str, generation: u64, state: JobState, start: i64) -> JobSummary {
         JobSummary {

@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 
-use super::savings::TableSavings;
 use crate::policy::{NextStep, TableStatus};
+use crate::telemetry::TableSavings;
 
 /// A table's state as the policy reports it: the body of a control command's answer, and the first fields of
 /// [`TableView`]. The fields, in this order: `table`, `state` (`idle`, `pending`, `starting`, `running`,

@@ -9,15 +9,24 @@
 //! - `middleware`: bearer-token check and body limit, before any handler runs.
 //! - [`server`]: accepting and serving connections within [`Limits`]; `parse_errors` gives hyper's own error
 //!   answers their JSON body.
-//! - [`metrics`] and [`savings`]: what `GET /metrics` renders.
+//!
+//! What `GET /metrics` renders and `/tables` shows of the savings is [`crate::telemetry`]'s.
 
 pub mod api;
-pub mod metrics;
 mod middleware;
 mod parse_errors;
 pub mod routes;
-pub mod savings;
 pub mod server;
 
 pub use routes::{ServerState, router};
 pub use server::{Limits, open_file_limit, raise_open_file_limit, serve};
+
+/// Moved to [`crate::telemetry`] (issue 25).
+pub mod metrics {
+    pub use crate::telemetry::Metrics; // moved to telemetry (issue 25)
+}
+
+/// Moved to [`crate::telemetry`] (issue 25).
+pub mod savings {
+    pub use crate::telemetry::{Savings, SavingsBook, Seen, TableSavings}; // moved to telemetry (issue 25)
+}

@@ -14,11 +14,12 @@ use axum::routing::{get, post};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::api::{ApiError, TableJson, TableView};
-use super::metrics::Metrics;
 use super::middleware::{limit_body, refuse_cross_site, require_token};
 use crate::config::Secret;
-use crate::controller::{ControlCommand, ControlError, ControlRequest, Health, TablesSnapshot};
+use crate::controller::{ControlCommand, ControlError, ControlRequest, TablesSnapshot};
+use crate::model::TableName;
 use crate::policy::TableStatus;
+use crate::telemetry::{Health, Metrics};
 
 /// How long a control request waits for the run loop before answering 503.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,12 +103,18 @@ async fn get_table(
     table: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(table) = table.map_err(|r| bad_path(&r))?;
+    let table = TableName::parse(&table).map_err(|_| unknown_table(&table))?;
     let snapshot = state.tables.borrow().clone();
     snapshot
-        .get(&table)
-        .or_else(|| state.unseen.get(&table))
+        .get(table.as_str())
+        .or_else(|| state.unseen.get(table.as_str()))
         .map(|status| axum::Json(view(&state, status)).into_response())
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown table: {table}")))
+        .ok_or_else(|| unknown_table(&table))
+}
+
+/// A table this sidecar does not manage, or a path segment that is no table name at all.
+fn unknown_table(table: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("unknown table: {table}"))
 }
 
 async fn control(
@@ -127,6 +134,8 @@ async fn control(
             ));
         }
     };
+    // Not a table name: no table of this sidecar, so the run loop need not be asked.
+    let table = TableName::parse(&table).map_err(|_| unknown_table(&table))?;
     let (reply, answer) = oneshot::channel();
     let unavailable = || {
         ApiError::new(
@@ -136,21 +145,23 @@ async fn control(
     };
     state
         .control
-        .send(ControlRequest { table, command, reply })
+        .send(ControlRequest {
+            table: table.into_string(),
+            command,
+            reply,
+        })
         .await
         .map_err(|_| unavailable())?;
     match tokio::time::timeout(CONTROL_TIMEOUT, answer).await {
         Ok(Ok(Ok(status))) => Ok((StatusCode::ACCEPTED, axum::Json(TableJson(&status))).into_response()),
-        Ok(Ok(Err(ControlError::UnknownTable(table)))) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, format!("unknown table: {table}")))
-        }
+        Ok(Ok(Err(ControlError::UnknownTable(table)))) => Err(unknown_table(&table)),
         Ok(Err(_)) | Err(_) => Err(unavailable()),
     }
 }
 
 /// A table with what its scale-to-zero saved and its job's web UI page.
 fn view<'a>(state: &ServerState, status: &'a TableStatus) -> TableView<'a> {
-    let savings = &state.metrics.savings;
+    let savings = state.metrics.savings();
     TableView {
         status: TableJson(status),
         savings: savings.table(&status.table),

@@ -8,14 +8,19 @@
 //! connection; every step is bounded by the caller's time limit.
 
 use std::collections::HashMap;
+use std::io::Cursor;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
+use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -27,6 +32,12 @@ use crate::kafka::tls::{self, TlsError};
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Sent as the client id, and in ApiVersions v3+ as the client software name.
 const CLIENT_ID: &str = "cdc-orchestrator";
+/// Every SASL request must be answered within this, whatever the caller's overall limit (which also bounds it).
+const SASL_STEP_LIMIT: Duration = Duration::from_secs(30);
+/// SaslHandshake v1 wraps the mechanism's messages in SaslAuthenticate requests; v0 sent them raw (Kafka < 1.0).
+const SASL_HANDSHAKE_VERSIONS: RangeInclusive<i16> = 1..=SaslHandshakeRequest::VERSIONS.max;
+const SASL_AUTHENTICATE_VERSIONS: RangeInclusive<i16> =
+    SaslAuthenticateRequest::VERSIONS.min..=SaslAuthenticateRequest::VERSIONS.max;
 
 /// A cause from the `kafka-protocol` crate (its errors are `anyhow` errors) or the `rsasl` crate.
 pub(crate) type ProtocolCause = Box<dyn std::error::Error + Send + Sync>;
@@ -255,7 +266,7 @@ impl Connection {
             };
             connection.negotiate().await?;
             if let Some(credentials) = &security.sasl {
-                sasl::authenticate(&mut connection, credentials).await?;
+                authenticate(&mut connection, credentials).await?;
             }
             Ok(connection)
         };
@@ -565,6 +576,64 @@ impl Lease {
         match self.connection.take() {
             Some(connection) => Ok(connection),
             None => Connection::connect(&self.address, &self.security, limit).await,
+        }
+    }
+}
+
+/// Authenticates `connection` with `sasl`: SaslHandshake names the mechanism, then SaslAuthenticate carries its
+/// messages until the mechanism is done (for SCRAM, after checking the server's signature).
+async fn authenticate(connection: &mut Connection, sasl: &SaslConfig) -> Result<(), WireError> {
+    let mechanism = sasl::mechanism_name(sasl.mechanism);
+    let refused = |connection: &Connection, error: ResponseError, message: Option<String>| WireError::Authentication {
+        address: connection.address().to_owned(),
+        mechanism,
+        error,
+        message,
+    };
+    let failed = |connection: &Connection, source: ProtocolCause| WireError::Sasl {
+        address: connection.address().to_owned(),
+        mechanism,
+        source,
+    };
+    let version = connection.version(ApiKey::SaslHandshake, SASL_HANDSHAKE_VERSIONS)?;
+    let request = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
+    let answer: SaslHandshakeResponse = connection
+        .call(ApiKey::SaslHandshake, &request, version, SASL_STEP_LIMIT)
+        .await?;
+    if let Some(error) = answer.error_code.err() {
+        let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+        return Err(refused(
+            connection,
+            error,
+            Some(format!("the broker offers {}", offered.join(", "))),
+        ));
+    }
+    let config = SASLConfig::with_credentials(None, sasl.username.clone(), sasl.password.expose().to_owned())
+        .map_err(|e| failed(connection, e.into()))?;
+    let name = Mechname::parse(mechanism.as_bytes()).map_err(|e| failed(connection, e.into()))?;
+    let mut session = SASLClient::new(config)
+        .start_suggested(&[name])
+        .map_err(|e| failed(connection, e.into()))?;
+    let version = connection.version(ApiKey::SaslAuthenticate, SASL_AUTHENTICATE_VERSIONS)?;
+    let mut received: Option<Bytes> = None;
+    loop {
+        let mut message = Cursor::new(Vec::new());
+        let state = session
+            .step(received.as_deref(), &mut message)
+            .map_err(|e| failed(connection, e.into()))?;
+        if state.has_sent_message() {
+            let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message.into_inner()));
+            let answer: SaslAuthenticateResponse = connection
+                .call(ApiKey::SaslAuthenticate, &request, version, SASL_STEP_LIMIT)
+                .await?;
+            if let Some(error) = answer.error_code.err() {
+                let message = answer.error_message.map(|m| m.to_string());
+                return Err(refused(connection, error, message));
+            }
+            received = Some(answer.auth_bytes);
+        }
+        if state.is_finished() {
+            return Ok(());
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Which table a change belongs to.
 //!
 //! Record content is hostile: anyone who can produce to a watched topic controls its `source.table`. So a table
-//! comes from the topic, by the one rule `kafka.topic_template` states ([`crate::kafka::naming`]); a
+//! comes from the topic, by the one rule `kafka.topic_template` states ([`crate::model::naming`]); a
 //! record's own table name is believed only on a topic configured as routed (`kafka.routed_topics`), and there
 //! only when it is a valid table name that the sidecar can start (it has a SQL template, or is in
 //! `policy.include`). Anything else counts as the topic's own table, or, on a topic that has none, is dropped.
@@ -10,15 +10,15 @@ use std::collections::BTreeSet;
 
 use regex::RegexSet;
 
-use crate::config::{Config, KafkaConfig, is_table_name};
-use crate::kafka::naming;
+use crate::config::{Config, KafkaConfig};
+use crate::model::{TableName, naming};
 
 /// The naming rule and the trust rule, built once from the configuration.
 #[derive(Debug, Clone)]
 pub struct Routing {
     topic_template: String,
     routed: RegexSet,
-    startable: BTreeSet<String>,
+    startable: BTreeSet<TableName>,
 }
 
 /// Where one sampled change is counted.
@@ -67,7 +67,10 @@ impl Routing {
         Ok(Routing {
             routed: kafka.routed_regex()?,
             topic_template: kafka.topic_template.clone(),
-            startable: startable.into_iter().filter(|t| is_table_name(t)).collect(),
+            startable: startable
+                .into_iter()
+                .filter_map(|t| TableName::try_from(t).ok())
+                .collect(),
         })
     }
 
@@ -110,7 +113,8 @@ impl Routing {
         let Some(named) = named.filter(|_| self.is_routed(topic)) else {
             return own.map_or(Resolved::Dropped { named: None }, Resolved::Topic);
         };
-        if is_table_name(named) && self.can_start(named) {
+        // Only parsed table names are startable, so a named table that is one is a valid name.
+        if self.can_start(named) {
             return Resolved::Named(named);
         }
         match own {

@@ -21,11 +21,11 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::KafkaConfig;
 use crate::decoder::Op;
-use crate::http::metrics::{KindLabels, Metrics, TableOpLabels};
 use crate::kafka::connection::{Security, WireError};
 use crate::kafka::lag::LagReader;
 use crate::kafka::routing::Routing;
 use crate::kafka::watermarks::{OffsetError, TopicPartition, WatermarkReader};
+use crate::telemetry::Metrics;
 
 mod poll;
 
@@ -480,35 +480,18 @@ impl Watcher {
 
 /// One poll's counters in `m`.
 fn record(m: &Metrics, began: Instant, stats: &PollStats, activity: &[TableActivity]) {
-    m.polls.inc();
-    m.poll_duration.observe(began.elapsed().as_secs_f64());
-    m.partitions_watched
-        .set(i64::try_from(stats.partitions).unwrap_or(i64::MAX));
-    m.sampled_bytes
-        .inc_by(u64::try_from(stats.sampled_bytes).unwrap_or(u64::MAX));
-    m.sample_timeouts
-        .inc_by(u64::try_from(stats.sample_timeouts).unwrap_or(u64::MAX));
+    m.poll_completed(began.elapsed(), stats.partitions);
+    m.sampled(stats.sampled_bytes);
+    m.samples_timed_out(stats.sample_timeouts);
     for (kind, n) in &stats.kinds {
-        m.decoded_records
-            .get_or_create(&KindLabels {
-                kind: (*kind).to_owned(),
-            })
-            .inc_by(*n);
+        m.records_decoded(kind, *n);
     }
     for a in activity {
         for (op, n) in &a.ops {
-            let labels = TableOpLabels {
-                table: a.table.clone(),
-                op: op.code().to_owned(),
-            };
-            m.activity_records.get_or_create(&labels).inc_by(*n);
+            m.records_sampled(&a.table, Some(*op), *n);
         }
         if a.unknown_ops > 0 {
-            let labels = TableOpLabels {
-                table: a.table.clone(),
-                op: "unknown".to_owned(),
-            };
-            m.activity_records.get_or_create(&labels).inc_by(a.unknown_ops);
+            m.records_sampled(&a.table, None, a.unknown_ops);
         }
     }
 }

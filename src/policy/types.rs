@@ -1,44 +1,11 @@
 //! The policy's vocabulary: time, inputs, actions, events and the status snapshot.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::decoder::Op;
-pub use crate::flink::{JobId, JobState};
-
-/// A point in time, in milliseconds since an epoch the caller chooses (the sidecar's start, a trace's zero).
-///
-/// The policy never reads a clock: every decision is a function of the `Millis` it is handed, which is what
-/// makes it replayable and testable.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Millis(pub u64);
-
-impl Millis {
-    /// The latest time the policy accepts (about 292 years after its epoch); later times are taken as this.
-    /// It keeps the throttle's nanosecond arithmetic far from overflow.
-    pub const MAX: Millis = Millis(u64::MAX / 2 / 1_000_000);
-
-    /// `self + d`, saturating; a sub-millisecond rest rounds up so a wait is never shorter than configured.
-    pub fn after(self, d: Duration) -> Millis {
-        let ms = d.as_nanos().div_ceil(1_000_000);
-        Millis(self.0.saturating_add(u64::try_from(ms).unwrap_or(u64::MAX)))
-    }
-
-    /// The time from `earlier` to `self`, zero when `earlier` is later.
-    pub fn since(self, earlier: Millis) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(earlier.0))
-    }
-}
-
-impl fmt::Display for Millis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0)
-    }
-}
+use crate::model::Op;
+pub use crate::model::{JobId, JobState, Millis}; // moved to model (issue 25)
 
 /// Something the policy is told. Inputs for tables outside `policy.include`/`policy.exclude` are ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,7 +27,7 @@ pub fn sink_of(variable: &str) -> SinkKind {
 }
 
 /// What a credential's value is replaced with wherever statements are shown rather than submitted.
-pub const REDACTED: &str = "<redacted>";
+pub use crate::config::REDACTED; // moved to config (issue 25)
 
 /// Credential values for the templates, looked up by environment variable name.
 #[derive(Clone, Default)]

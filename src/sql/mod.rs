@@ -33,7 +33,8 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 pub use credentials::{CREDENTIALS, Credentials, REDACTED, sink_of};
 pub use statements::{LAUNCHER_KEYS, reserved_key_set, split_statements, submits_job};
 
-use crate::config::{Config, SinkKind, is_table_name};
+use crate::config::{Config, SinkKind};
+use crate::model::TableName;
 
 /// File name of the session and catalog set-up template, inside `flink.sql_dir`.
 pub const SETUP_FILE: &str = "setup.sql";
@@ -331,11 +332,10 @@ fn table_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, TemplateError> {
         if path.extension().and_then(|e| e.to_str()) != Some("sql") || !path.is_file() {
             continue;
         }
-        let table = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-        if !is_table_name(table) {
+        let Ok(table) = TableName::parse(path.file_stem().and_then(|s| s.to_str()).unwrap_or_default()) else {
             return Err(TemplateError::BadFileName { path });
-        }
-        files.push((table.to_owned(), path));
+        };
+        files.push((table.into_string(), path));
     }
     Ok(files)
 }

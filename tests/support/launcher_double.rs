@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cdc_orchestrator::config::Config;
-use cdc_orchestrator::controller::{Health, RunLoop};
+use cdc_orchestrator::controller::RunLoop;
 use cdc_orchestrator::flink::{
     FlinkError, JobId, JobState, JobSummary, Launcher, Started, Stopped, job_id_for, job_name,
 };
-use cdc_orchestrator::http::metrics::Metrics;
+use cdc_orchestrator::telemetry::{Health, Metrics};
 
 /// One call the run loop made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,7 +275,7 @@ pub fn sql_dir(tables: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-/// A run loop over `launcher` with the templates of `config`, as `controller::run` builds it.
+/// A run loop over `launcher` with the templates of `config`, as `app::run` builds it.
 pub fn run_loop_over(
     launcher: &FakeLauncher,
     config: Config,

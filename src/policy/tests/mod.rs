@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::TableOverrides;
-use crate::decoder::Op;
+use crate::model::Op;
 
 const SEC: u64 = 1_000;
 

@@ -1,8 +1,14 @@
 //! Prometheus metrics, registered once and rendered in the text exposition format on `GET /metrics`.
 //!
 //! Names follow Prometheus conventions: counters end in `_total` (added by the encoder), units are in the name.
+//! The other layers report what happened through [`Metrics`]' methods (`job_started`, `records_seen`, ...); the
+//! series, their labels and how a value is kept (saturating, one `cdc_job_state` series per table) are this
+//! file's business.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -12,9 +18,12 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use super::Health;
+use crate::model::{JobState, Op};
+
 /// Labels `{table}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TableLabels {
+pub(super) struct TableLabels {
     /// Table name.
     pub table: String,
 }
@@ -24,14 +33,7 @@ pub struct TableLabels {
 /// would put terminal escapes on the `/metrics` page: this value writes them escaped as the logs do
 /// ([`crate::logging::Escaper`], e.g. `\u{1b}`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
-pub struct LabelText(String);
-
-impl LabelText {
-    /// The text as given (unescaped).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub(super) struct LabelText(String);
 
 impl From<&str> for LabelText {
     fn from(text: &str) -> Self {
@@ -47,7 +49,7 @@ impl EncodeLabelValue for LabelText {
 
 /// Labels `{table, state}`: a table's job and the state Flink reports for it.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TableJobStateLabels {
+pub(super) struct TableJobStateLabels {
     /// Table name.
     pub table: String,
     /// Flink's job state, e.g. `RUNNING`, `RESTARTING`.
@@ -56,7 +58,7 @@ pub struct TableJobStateLabels {
 
 /// Labels `{table, op}`; `op` is a Debezium letter or `unknown`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TableOpLabels {
+pub(super) struct TableOpLabels {
     /// Table name.
     pub table: String,
     /// Operation letter, or `unknown` when the record does not say.
@@ -65,14 +67,14 @@ pub struct TableOpLabels {
 
 /// Labels `{kind}` of a decoded record (`change`, `tombstone`, `heartbeat`, ..., `invalid`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabels {
+pub(super) struct KindLabels {
     /// The decoder's kind.
     pub kind: String,
 }
 
 /// Labels `{table, result}` of a start or stop; `result` is `ok` or `failed`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TableResultLabels {
+pub(super) struct TableResultLabels {
     /// Table name.
     pub table: String,
     /// `ok` or `failed`.
@@ -84,49 +86,51 @@ pub struct TableResultLabels {
 pub struct Metrics {
     registry: Registry,
     /// Completed watermark poll cycles.
-    pub polls: Counter,
+    polls: Counter,
     /// Duration of one poll cycle over all partitions.
-    pub poll_duration: Histogram,
+    poll_duration: Histogram,
     /// Partitions currently watched.
-    pub partitions_watched: Gauge,
+    partitions_watched: Gauge,
     /// New records seen (high-watermark advances), by table.
-    pub new_records: Family<TableLabels, Counter>,
+    new_records: Family<TableLabels, Counter>,
     /// Sampled records by table and operation (`unknown` when the record does not say).
-    pub activity_records: Family<TableOpLabels, Counter>,
+    activity_records: Family<TableOpLabels, Counter>,
     /// Sampled records by decoder kind.
-    pub decoded_records: Family<KindLabels, Counter>,
+    decoded_records: Family<KindLabels, Counter>,
     /// Job starts by table and result.
-    pub job_starts: Family<TableResultLabels, Counter>,
+    job_starts: Family<TableResultLabels, Counter>,
     /// Job stops by table and result.
-    pub job_stops: Family<TableResultLabels, Counter>,
+    job_stops: Family<TableResultLabels, Counter>,
     /// Starts that had to wait for the start throttle or the concurrency limit.
-    pub starts_throttled: Counter,
+    starts_throttled: Counter,
     /// Tables whose job Flink reports RUNNING (not RESTARTING, not merely started by the policy).
-    pub jobs_running: Gauge,
+    jobs_running: Gauge,
     /// Flink's state of each table's job: one series at 1 per table that has a job, labelled with the state
     /// Flink last reported; none while the table has no job.
-    pub job_state: Family<TableJobStateLabels, Gauge>,
+    job_state: Family<TableJobStateLabels, Gauge>,
     /// Live jobs named `cdc-<table>` in Flink's last job list whose table this sidecar does not manage (no SQL
     /// template, or left out by `policy.include`/`policy.exclude`): reported, never adopted, stopped or cancelled.
     /// No per-job labels, so however many Flink lists, this is one series.
-    pub unmanaged_jobs: Gauge,
+    unmanaged_jobs: Gauge,
     /// Consumer lag of a table's job, in records.
-    pub table_lag: Family<TableLabels, Gauge>,
+    table_lag: Family<TableLabels, Gauge>,
     /// Bytes of record values fetched in samples (the watcher's only record traffic; watermark reads are
     /// a few dozen bytes per partition).
-    pub sampled_bytes: Counter,
+    sampled_bytes: Counter,
     /// Record samples that got no answer within `kafka.request_timeout` (their advances are counted from the
     /// watermarks alone).
-    pub sample_timeouts: Counter,
+    sample_timeouts: Counter,
     /// What scale-to-zero saves (per-table job time, cycles, running share), rendered on each scrape.
-    pub savings: std::sync::Arc<crate::http::savings::Savings>,
+    savings: Arc<super::Savings>,
     /// Readiness inputs, rendered as `cdc_dependency_up` on each scrape once the run loop hands them over.
-    pub health: std::sync::Arc<DependencyGauges>,
+    health: Arc<DependencyGauges>,
+    /// The `cdc_job_state` series set for each table, to remove it when the state changes.
+    job_state_series: Mutex<HashMap<String, TableJobStateLabels>>,
 }
 
 /// Adds `n` to `counter`, stopping at `u64::MAX` rather than wrapping to a small value: counts fed by a broker's
 /// offsets can be as large as the broker says.
-pub fn inc_saturating(counter: &Counter, n: u64) {
+fn inc_saturating(counter: &Counter, n: u64) {
     use std::sync::atomic::Ordering;
     let _ = counter
         .inner()
@@ -136,8 +140,8 @@ pub fn inc_saturating(counter: &Counter, n: u64) {
 /// `cdc_dependency_up{dependency="kafka"|"flink"}`: 1 while the dependency counts as up for readiness, so alerts
 /// and `/readyz` agree. Nothing is rendered before [`DependencyGauges::watch`].
 #[derive(Debug, Default)]
-pub struct DependencyGauges {
-    health: std::sync::OnceLock<std::sync::Arc<crate::controller::Health>>,
+struct DependencyGauges {
+    health: std::sync::OnceLock<Arc<Health>>,
 }
 
 /// Labels `{dependency}`.
@@ -148,7 +152,7 @@ struct DependencyLabels {
 
 impl DependencyGauges {
     /// Renders `health` from now on.
-    pub fn watch(&self, health: std::sync::Arc<crate::controller::Health>) {
+    fn watch(&self, health: Arc<Health>) {
         let _ = self.health.set(health);
     }
 }
@@ -212,8 +216,9 @@ impl Metrics {
             table_lag: Family::default(),
             sampled_bytes: Counter::default(),
             sample_timeouts: Counter::default(),
-            savings: std::sync::Arc::default(),
-            health: std::sync::Arc::default(),
+            savings: Arc::default(),
+            health: Arc::default(),
+            job_state_series: Mutex::default(),
             registry: Registry::default(),
         };
         register_each!(registry, m,
@@ -243,14 +248,123 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Counts a start (`ok` = the job is running) for `table`.
-    pub fn record_start(&self, table: &str, ok: bool) {
-        self.job_starts.get_or_create(&table_result(table, ok)).inc();
+    /// Renders `health` as `cdc_dependency_up` from now on.
+    pub fn watch_health(&self, health: Arc<Health>) {
+        self.health.watch(health);
     }
 
-    /// Counts a stop for `table`.
-    pub fn record_stop(&self, table: &str, ok: bool) {
-        self.job_stops.get_or_create(&table_result(table, ok)).inc();
+    /// The book of what scale-to-zero saves, rendered on each scrape and shown by `/tables`.
+    pub fn savings(&self) -> &super::Savings {
+        &self.savings
+    }
+
+    /// A poll cycle over `partitions` partitions completed in `took`.
+    pub fn poll_completed(&self, took: Duration, partitions: usize) {
+        self.polls.inc();
+        self.poll_duration.observe(took.as_secs_f64());
+        self.partitions_watched
+            .set(i64::try_from(partitions).unwrap_or(i64::MAX));
+    }
+
+    /// Samples fetched `bytes` of record values.
+    pub fn sampled(&self, bytes: usize) {
+        inc_saturating(&self.sampled_bytes, u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// `n` record samples got no answer within `kafka.request_timeout`.
+    pub fn samples_timed_out(&self, n: usize) {
+        inc_saturating(&self.sample_timeouts, u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// `n` sampled records were of the decoder's `kind`.
+    pub fn records_decoded(&self, kind: &str, n: u64) {
+        let labels = KindLabels { kind: kind.to_owned() };
+        inc_saturating(&self.decoded_records.get_or_create(&labels), n);
+    }
+
+    /// `n` sampled records of `table` had the operation `op` (`None`: the record did not say).
+    pub fn records_sampled(&self, table: &str, op: Option<Op>, n: u64) {
+        let labels = TableOpLabels {
+            table: table.to_owned(),
+            op: op.map_or("unknown", Op::code).to_owned(),
+        };
+        inc_saturating(&self.activity_records.get_or_create(&labels), n);
+    }
+
+    /// `n` new records appeared on `table`'s topic (its high watermarks advanced).
+    pub fn records_seen(&self, table: &str, n: u64) {
+        inc_saturating(&self.new_records.get_or_create(&table_labels(table)), n);
+    }
+
+    /// The consumer lag of `table`'s job was read.
+    pub fn lag_read(&self, table: &str, lag: u64) {
+        self.table_lag
+            .get_or_create(&table_labels(table))
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+    }
+
+    /// `table`'s job started (it is running).
+    pub fn job_started(&self, table: &str) {
+        self.job_starts.get_or_create(&table_result(table, true)).inc();
+    }
+
+    /// A start of `table`'s job failed.
+    pub fn job_start_failed(&self, table: &str) {
+        self.job_starts.get_or_create(&table_result(table, false)).inc();
+    }
+
+    /// `table`'s job stopped.
+    pub fn job_stopped(&self, table: &str) {
+        self.job_stops.get_or_create(&table_result(table, true)).inc();
+    }
+
+    /// A stop of `table`'s job failed.
+    pub fn job_stop_failed(&self, table: &str) {
+        self.job_stops.get_or_create(&table_result(table, false)).inc();
+    }
+
+    /// A start waited for the start throttle or the concurrency limit.
+    pub fn start_throttled(&self) {
+        self.starts_throttled.inc();
+    }
+
+    /// `running` tables have a job Flink reports RUNNING.
+    pub fn jobs_running(&self, running: usize) {
+        self.jobs_running.set(i64::try_from(running).unwrap_or(i64::MAX));
+    }
+
+    /// Flink's last job list had `live` live jobs of tables this sidecar does not manage.
+    pub fn unmanaged_jobs(&self, live: usize) {
+        self.unmanaged_jobs.set(i64::try_from(live).unwrap_or(i64::MAX));
+    }
+
+    /// Flink last reported `table`'s job in `state` (`None`: the table has no job): its one `cdc_job_state` series
+    /// now carries that state, the series of its previous state is removed.
+    pub fn job_state(&self, table: &str, state: Option<&JobState>) {
+        let now = state.map(|state| TableJobStateLabels {
+            table: table.to_owned(),
+            state: state.as_str().into(),
+        });
+        let mut series = self
+            .job_state_series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = series.get(table);
+        if before == now.as_ref() {
+            return;
+        }
+        if let Some(old) = before {
+            self.job_state.remove(old);
+        }
+        match now {
+            Some(labels) => {
+                self.job_state.get_or_create(&labels).set(1);
+                series.insert(table.to_owned(), labels);
+            }
+            None => {
+                series.remove(table);
+            }
+        }
     }
 
     /// The registry in the Prometheus text format (OpenMetrics flavour, ending in `# EOF`).
@@ -261,6 +375,12 @@ impl Metrics {
             tracing::warn!(error = %crate::logging::chain(&e), "cannot encode metrics");
         }
         out
+    }
+}
+
+fn table_labels(table: &str) -> TableLabels {
+    TableLabels {
+        table: table.to_owned(),
     }
 }
 
@@ -278,15 +398,10 @@ mod tests {
     #[test]
     fn renders_counters_with_labels_and_build_info() {
         let m = Metrics::new();
-        m.record_start("faculty", true);
-        m.record_start("faculty", true);
-        m.record_stop("program", false);
-        m.activity_records
-            .get_or_create(&TableOpLabels {
-                table: "faculty".into(),
-                op: "c".into(),
-            })
-            .inc_by(3);
+        m.job_started("faculty");
+        m.job_started("faculty");
+        m.job_stop_failed("program");
+        m.records_sampled("faculty", Some(Op::Create), 3);
         let text = m.render();
         assert!(
             text.contains("cdc_job_starts_total{table=\"faculty\",result=\"ok\"} 2"),
@@ -332,17 +447,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn dependency_up_follows_the_readiness_rule() {
-        use std::time::Duration;
         let m = Metrics::new();
         assert!(
             !m.render().contains("cdc_dependency_up"),
             "nothing before the run loop hands health over"
         );
-        let health = std::sync::Arc::new(crate::controller::Health::new(
-            Duration::from_secs(30),
-            Duration::from_secs(90),
-        ));
-        m.health.watch(health.clone());
+        let health = Arc::new(Health::new(Duration::from_secs(30), Duration::from_secs(90)));
+        m.watch_health(health.clone());
         health.kafka_ok();
         let text = m.render();
         assert!(text.contains("cdc_dependency_up{dependency=\"kafka\"} 1"), "{text}");
@@ -358,7 +469,7 @@ mod tests {
             "stale: {text}"
         );
         assert!(text.contains("cdc_dependency_up{dependency=\"flink\"} 1"), "{text}");
-        health.flink_failed(&crate::flink::refused("GET /jobs/overview"));
+        health.flink_failed(&super::super::health::tests::Unreachable);
         assert!(m.render().contains("cdc_dependency_up{dependency=\"flink\"} 0"));
     }
 }

@@ -14,8 +14,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use serde::Serialize;
 
-use crate::http::metrics::TableLabels;
-use crate::policy::{Millis, TableState, TableStatus};
+use super::metrics::TableLabels;
+use crate::model::Millis;
 
 /// One table's account.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub struct SavingsBook {
     tables: BTreeMap<String, Account>,
 }
 
-/// What the book needs of one table's status.
+/// What the book needs of one table's status (the run loop reads it off the policy's).
 #[derive(Debug, Clone, Copy)]
 pub struct Seen<'a> {
     /// The table.
@@ -52,20 +52,6 @@ pub struct Seen<'a> {
     pub has_job: bool,
     /// The policy's timestamp of the job's current state (a starting job's is its start).
     pub job_since: Option<Millis>,
-}
-
-impl<'a> Seen<'a> {
-    /// The part of a policy status the book reads.
-    pub fn of(status: &'a TableStatus) -> Self {
-        Seen {
-            table: &status.table,
-            has_job: matches!(
-                status.state,
-                TableState::Starting | TableState::Running | TableState::Stopping
-            ),
-            job_since: status.job_since,
-        }
-    }
 }
 
 /// One table's savings as `/tables` shows them.
@@ -200,10 +186,10 @@ impl Savings {
     }
 
     /// Takes in a snapshot the policy published at `now`.
-    pub fn observe<'a>(&self, now: Millis, statuses: impl IntoIterator<Item = &'a TableStatus>) {
+    pub fn observe<'a>(&self, now: Millis, seen: impl IntoIterator<Item = Seen<'a>>) {
         self.lock()
             .get_or_insert_with(|| SavingsBook::new(now, []))
-            .observe(now, statuses.into_iter().map(Seen::of));
+            .observe(now, seen);
     }
 
     /// One table's figures now.
@@ -287,10 +273,15 @@ impl Collector for Savings {
 mod tests {
     use super::*;
 
-    fn status(table: &str, state: TableState, job_since: Option<u64>) -> Seen<'_> {
+    /// A job exists (the policy's state is starting, running or stopping).
+    const JOB: bool = true;
+    /// No job (idle, or any other state without one).
+    const NO_JOB: bool = false;
+
+    fn status(table: &str, has_job: bool, job_since: Option<u64>) -> Seen<'_> {
         Seen {
             table,
-            has_job: matches!(state, TableState::Starting | TableState::Running | TableState::Stopping),
+            has_job,
             job_since: job_since.map(Millis),
         }
     }
@@ -298,12 +289,12 @@ mod tests {
     #[test]
     fn charges_jobs_from_their_start_to_their_end() {
         let mut book = SavingsBook::new(Millis(1_000), ["quiet".to_owned()]);
-        book.observe(Millis(2_000), [status("busy", TableState::Starting, Some(2_000))]);
-        book.observe(Millis(3_000), [status("busy", TableState::Running, Some(2_500))]);
-        book.observe(Millis(5_000), [status("busy", TableState::Stopping, Some(4_900))]);
-        book.observe(Millis(6_000), [status("busy", TableState::Idle, None)]);
+        book.observe(Millis(2_000), [status("busy", JOB, Some(2_000))]);
+        book.observe(Millis(3_000), [status("busy", JOB, Some(2_500))]);
+        book.observe(Millis(5_000), [status("busy", JOB, Some(4_900))]);
+        book.observe(Millis(6_000), [status("busy", NO_JOB, None)]);
         // A second cycle, still running at the end.
-        book.observe(Millis(9_000), [status("busy", TableState::Starting, Some(9_000))]);
+        book.observe(Millis(9_000), [status("busy", JOB, Some(9_000))]);
         let busy = book.table("busy", Millis(11_000)).expect("busy is known");
         assert_eq!(busy.job_seconds, 6.0, "4 s of the first job, 2 s of the second");
         assert_eq!(busy.tracked_seconds, 10.0);
@@ -323,7 +314,7 @@ mod tests {
     fn an_adopted_job_is_charged_from_when_it_is_seen_and_never_before_the_start() {
         let mut book = SavingsBook::new(Millis(10_000), []);
         // Flink's RUNNING since long before the sidecar started: only the sidecar's time counts.
-        book.observe(Millis(12_000), [status("t", TableState::Running, Some(1))]);
+        book.observe(Millis(12_000), [status("t", JOB, Some(1))]);
         let t = book.table("t", Millis(14_000)).expect("t");
         assert_eq!((t.job_seconds, t.tracked_seconds), (4.0, 4.0));
         // A time behind the latest snapshot reads as the snapshot's.
@@ -345,7 +336,7 @@ mod tests {
             .lock()
             .as_mut()
             .expect("started")
-            .observe(Millis(1_000), [status("b", TableState::Starting, Some(1_000))]);
+            .observe(Millis(1_000), [status("b", JOB, Some(1_000))]);
         // Scrapes between snapshots read the clock: b's job has run 3 of 3 seconds, a's none.
         clock.store(4_000, Ordering::Relaxed);
         let mut registry = prometheus_client::registry::Registry::with_prefix("cdc");

@@ -1,0 +1,19 @@
+//! The shared vocabulary: what a table name, a job id, a job state, a Debezium operation and a point in time are,
+//! and the rules that name a table's topic and job.
+//!
+//! Owns: [`TableName`] (the one table-name rule), [`JobId`] and [`JobState`] (with their parsing of Flink's
+//! text), [`Op`], [`Millis`] and [`now_ms`], and [`naming`]. Every layer (config, policy, kafka, decoder, flink,
+//! http, telemetry) imports it; it imports nothing of the crate, only `std` and `serde`, so it can never be part of
+//! a circle.
+
+mod job;
+pub mod naming;
+mod op;
+mod table;
+mod time;
+
+pub use job::{JobId, JobState};
+pub use naming::{JOB_NAME_PREFIX, job_name, table_of_job};
+pub use op::Op;
+pub use table::{InvalidTableName, TableName};
+pub use time::{Millis, now_ms};
