@@ -23,7 +23,7 @@ mod model;
 use cdc_orchestrator::decoder::Op;
 use cdc_orchestrator::flink::job_id_for;
 use cdc_orchestrator::policy::{
-    Action, Activity, ControlCommand, Input, JobObservation, JobState, Millis, Policy, StopReason,
+    Action, Activity, ControlCommand, Input, JobObservation, JobState, Millis, Operations, Policy, StopReason,
 };
 use checks::check;
 use model::{Knobs, Step, TABLES, run};
@@ -116,7 +116,11 @@ fn raw_input_strategy() -> impl Strategy<Value = (u64, Input)> {
             .prop_map(|(table, records, ops, newest_ts_ms)| Input::Activity(Activity {
                 table,
                 records,
-                ops,
+                ops: if ops.is_empty() {
+                    Operations::Unknown
+                } else {
+                    Operations::Sampled(ops)
+                },
                 newest_ts_ms
             })),
         (table.clone(), any::<u64>()).prop_map(|(table, lag)| Input::Lag { table, lag }),

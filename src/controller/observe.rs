@@ -8,7 +8,7 @@ use crate::decoder::Op;
 use crate::flink::Launcher;
 use crate::http::metrics::{TableLabels, inc_saturating};
 use crate::kafka::watcher::{TableActivity, WatchEvent};
-use crate::policy::{Activity, Input};
+use crate::policy::{Activity, Input, Operations};
 
 impl<L: Launcher + 'static> RunLoop<L> {
     pub(super) fn on_observation(&mut self, observation: WatchEvent) {
@@ -59,9 +59,13 @@ impl<L: Launcher + 'static> RunLoop<L> {
             return;
         }
         let ops_seen = self.operations_seen(&table, &ops, unknown_ops);
-        // Records whose operation is unknown may be any change: let them all count, so the operation
-        // filter never drops a change it could not see.
-        let ops = if unknown_ops > 0 { BTreeMap::new() } else { ops };
+        // No sampled operation (an advance counted from watermarks alone) or a sampled record without one: what
+        // the records are is not known.
+        let ops = if unknown_ops > 0 || ops.is_empty() {
+            Operations::Unknown
+        } else {
+            Operations::Sampled(ops)
+        };
         let activity = Activity {
             table,
             records: new_records,

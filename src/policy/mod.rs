@@ -62,7 +62,7 @@ use table::{Job, Pending, RetryWhen, Table};
 use throttle::StartThrottle;
 pub use types::{
     Action, Activity, ControlCommand, Event, Input, JobId, JobObservation, JobState, Millis, NextAction, NextStep,
-    StartReason, StopReason, TableState, TableStatus, WaitCause,
+    Operations, StartReason, StopReason, TableState, TableStatus, WaitCause,
 };
 
 /// How many ended or duplicate job ids a table remembers, to ignore late reports about them.
@@ -247,11 +247,12 @@ impl Policy {
 
     fn on_activity(&mut self, now: Millis, activity: Activity) {
         let t = self.table_mut(&activity.table);
-        let changes = if activity.ops.is_empty() {
-            activity.records
-        } else {
-            let counted = activity.ops.iter().filter(|(op, _)| t.rules.operations.contains(op));
-            counted.fold(0u64, |sum, (_, n)| sum.saturating_add(*n))
+        let changes = match &activity.ops {
+            Operations::Unknown => activity.records,
+            Operations::Sampled(ops) => {
+                let counted = ops.iter().filter(|(op, _)| t.rules.operations.contains(op));
+                counted.fold(0u64, |sum, (_, n)| sum.saturating_add(*n))
+            }
         };
         if activity.records > 0 || changes > 0 {
             t.last_record = Some(now);

@@ -133,11 +133,22 @@ pub struct Activity {
     pub table: String,
     /// How many records were appended (high-watermark advance).
     pub records: u64,
-    /// Operations seen in the decoded sample, counted per operation. When empty, every record counts as a
-    /// change; when not, only the configured operations do.
-    pub ops: BTreeMap<Op, u64>,
+    /// The operations of the records, as far as the watcher could tell.
+    pub ops: Operations,
     /// Source timestamp (`ts_ms`) of the newest decoded record, for the status page.
     pub newest_ts_ms: Option<i64>,
+}
+
+/// What the watcher knows of the operations behind an [`Activity`]: which of its records count as changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Operations {
+    /// Not known: no record was decoded (the advance was counted from watermarks alone, or its sample failed), or
+    /// a sampled record had no operation. Any record may then be a change, so every record counts: the operation
+    /// filter never drops a change it could not see.
+    #[default]
+    Unknown,
+    /// The operation of every sampled record, counted per operation: only the configured operations count.
+    Sampled(BTreeMap<Op, u64>),
 }
 
 /// One job Flink reports for a table.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use cdc_orchestrator::decoder::Op;
-use cdc_orchestrator::policy::{Activity, ControlCommand, Input, JobId, JobObservation, JobState};
+use cdc_orchestrator::policy::{Activity, ControlCommand, Input, JobId, JobObservation, JobState, Operations};
 
 use super::model::{Phase, Sim, Step, TABLES};
 
@@ -176,7 +176,12 @@ impl Sim {
         self.feed(Input::Activity(Activity {
             table: TABLES[table].to_owned(),
             records: records.max(ops.len() as u64),
-            ops: counts,
+            // No decoded sample: the watcher cannot tell what the records are.
+            ops: if counts.is_empty() {
+                Operations::Unknown
+            } else {
+                Operations::Sampled(counts)
+            },
             newest_ts_ms: Some(self.now as i64),
         }));
     }
