@@ -1,17 +1,11 @@
 //! Carrying out the policy's actions: each launcher call runs as a task of its own, so a slow Flink never stalls
 //! the loop, and its outcome comes back to the loop as an [`Outcome`], which becomes a policy input.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::RunLoop;
-use crate::flink::{
-    FlinkError, JobId, JobSummary, Launcher, Reconciliation, Started, Stopped, job_id_for, launch_generation, reconcile,
-};
+use crate::flink::{FlinkError, JobId, JobSummary, Launcher, Started, Stopped};
 use crate::policy::{Input, JobObservation, JobState, Millis, StartReason, StopReason};
-
-/// How many of a table's latest starts the loop remembers the pinned job ids of. A listed job with an older id
-/// is reported without a generation, like any job this process did not start.
-const PINNED_PER_TABLE: usize = 8;
 
 /// What a launcher task reports back.
 #[derive(Debug)]
@@ -28,11 +22,14 @@ pub(super) enum Outcome {
         reason: StopReason,
         result: Result<Stopped, FlinkError>,
     },
-    Reconcile(Result<Reconciliation, FlinkError>),
+    Listing {
+        requested_at: Millis,
+        result: Result<Vec<JobSummary>, FlinkError>,
+    },
 }
 
 impl<L: Launcher + 'static> RunLoop<L> {
-    pub(super) fn spawn_start(&mut self, table: String, generation: u64, reason: StartReason) {
+    pub(super) fn spawn_start(&mut self, table: String, generation: u64, launch_generation: u64, reason: StartReason) {
         let statements = match self.templates.render(&table, &self.credentials) {
             Ok(statements) => statements,
             Err(e) => {
@@ -49,12 +46,6 @@ impl<L: Launcher + 'static> RunLoop<L> {
             }
         };
         let launcher = self.launcher.clone();
-        let launch_generation = launch_generation(self.clock.origin_unix_ms, generation);
-        let starts = self.pinned.entry(table.clone()).or_default();
-        if starts.len() == PINNED_PER_TABLE {
-            starts.pop_front();
-        }
-        starts.push_back((generation, job_id_for(&table, launch_generation)));
         tracing::debug!(%table, generation, launch_generation, reason = reason.as_str(), "starting job");
         self.tasks.spawn(async move {
             let result = launcher.start(&table, launch_generation, &statements).await;
@@ -85,16 +76,19 @@ impl<L: Launcher + 'static> RunLoop<L> {
         });
     }
 
-    pub(super) fn spawn_reconcile(&mut self) {
-        if self.reconciling {
+    /// Asks the launcher for Flink's jobs, unless a listing is in flight already.
+    pub(super) fn spawn_listing(&mut self) {
+        if self.listing {
             return;
         }
-        self.reconciling = true;
-        self.reconcile_requested_at = self.clock.now();
+        self.listing = true;
+        let requested_at = self.clock.now();
         let launcher = self.launcher.clone();
-        let managed = self.managed.clone();
         self.tasks.spawn(async move {
-            Outcome::Reconcile(reconcile(launcher.as_ref(), |table| managed.contains(table)).await)
+            Outcome::Listing {
+                requested_at,
+                result: launcher.list_jobs().await,
+            }
         });
     }
 
@@ -112,12 +106,12 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 reason,
                 result,
             } => self.on_stopped(table, job_id, reason, result),
-            Outcome::Reconcile(result) => {
-                self.reconciling = false;
+            Outcome::Listing { requested_at, result } => {
+                self.listing = false;
                 match result {
-                    Ok(found) => {
+                    Ok(jobs) => {
                         self.health.flink_ok();
-                        self.on_reconciled(found, self.reconcile_requested_at);
+                        self.on_listing(jobs, requested_at);
                     }
                     Err(e) => {
                         self.note_flink_error(&e);
@@ -200,68 +194,19 @@ impl<L: Launcher + 'static> RunLoop<L> {
         self.feed(input);
     }
 
-    /// Feeds a job listing, requested at `requested_at`, to the policy. First the end of each table's current
-    /// job, if the listing shows it ended or no longer shows it at all, so that a live job of the table listed
-    /// next is adopted rather than taken for a second one; then each table's live jobs and latest ended one.
-    fn on_reconciled(&mut self, mut found: Reconciliation, requested_at: Millis) {
-        self.report_unmanaged(std::mem::take(&mut found.unknown));
-        let listed: HashSet<(&str, &JobId)> = found
-            .running
-            .values()
-            .chain(&found.duplicates)
-            .chain(found.ended.values())
-            .chain(&found.older_ended)
-            .map(|job| (job.table.as_str(), &job.job_id))
-            .collect();
-        // A job the policy learned of before the listing was asked for existed in Flink then; absent from the
-        // listing, it is gone (a session cluster restarted without HA, an expired job store). Left alone, the
-        // policy would hold on to it for ever.
-        let mut current: HashMap<String, JobId> = HashMap::new();
-        let mut inputs = Vec::new();
-        for status in self.policy.statuses() {
-            let Some(job_id) = status.job_id else { continue };
-            let known_before = status.job_since.is_some_and(|since| since < requested_at);
-            if !known_before || listed.contains(&(status.table.as_str(), &job_id)) {
-                current.insert(status.table, job_id);
-                continue;
-            }
-            tracing::warn!(table = %status.table, %job_id, "job missing from Flink's job list; taken as ended");
-            inputs.push(Input::JobState(JobObservation {
-                table: status.table,
-                job_id,
-                generation: None,
-                state: JobState::Canceled,
-            }));
-        }
-        let current_ended = found
-            .older_ended
-            .into_iter()
-            .filter(|job| current.get(&job.table) == Some(&job.job_id));
-        let jobs = current_ended
-            .chain(found.running.into_values())
-            .chain(found.duplicates)
-            .chain(found.ended.into_values());
-        for job in jobs {
+    /// Feeds the jobs of managed tables in a listing, asked for at `requested_at`, to the policy, which works out
+    /// what they mean; the others are reported and go no further.
+    fn on_listing(&mut self, jobs: Vec<JobSummary>, requested_at: Millis) {
+        let (jobs, unmanaged): (Vec<JobSummary>, Vec<JobSummary>) =
+            jobs.into_iter().partition(|job| self.managed.contains(&job.table));
+        self.report_unmanaged(unmanaged);
+        for job in &jobs {
             if let JobState::Other(state) = &job.state {
                 tracing::warn!(table = %job.table, job_id = %job.job_id, %state,
                     "job in a state this version does not know; treated as alive");
             }
-            // A job whose id one of this process's starts pinned is that start's job; any other (an earlier
-            // process's, one started by hand) is reported without a generation, so the policy never takes it for
-            // a start whose job it has not seen yet.
-            let generation = self
-                .pinned
-                .get(&job.table)
-                .and_then(|starts| starts.iter().find(|(_, id)| *id == job.job_id))
-                .map(|(generation, _)| *generation);
-            inputs.push(Input::JobState(JobObservation {
-                table: job.table,
-                job_id: job.job_id,
-                generation,
-                state: job.state,
-            }));
         }
-        self.feed_all(inputs);
+        self.feed(Input::Listing { jobs, requested_at });
     }
 
     /// Reports the live jobs of tables the sidecar does not manage: each job once, when a listing first shows it,

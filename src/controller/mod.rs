@@ -33,7 +33,7 @@ use crate::http::ServerState;
 use crate::http::metrics::{Metrics, TableJobStateLabels};
 use crate::kafka::routing::Routing;
 use crate::kafka::watcher::{WatchError, Watcher};
-use crate::policy::{Input, Millis, Policy, TableState};
+use crate::policy::{Input, Policy, TableState};
 use crate::sql::{Credentials, TemplateError, Templates};
 use effects::Outcome;
 use run_loop::Clock;
@@ -67,14 +67,11 @@ pub struct RunLoop<L: Launcher + 'static> {
     untemplated_warned: BTreeSet<String>,
     /// The operations the last sample of each table found, for activity counted from watermarks alone.
     last_ops: HashMap<String, String>,
-    /// The job ids this process pinned for its latest starts, per table: (policy generation, job id).
-    pinned: HashMap<String, VecDeque<(u64, JobId)>>,
     /// What the templates' credential placeholders are filled with: the environment's values for a launcher
     /// that submits them, [`Credentials::redacted`] for a simulated one, which only logs its statements.
     credentials: Credentials,
-    reconciling: bool,
-    /// When the listing in flight was asked for.
-    reconcile_requested_at: Millis,
+    /// A job listing is in flight: one at a time.
+    listing: bool,
     /// The `cdc_job_state` series set for each table, to remove it when the state changes.
     job_state_series: HashMap<String, TableJobStateLabels>,
     /// Shutting down: no new starts, stops still go out (and are retried) until the shutdown timeout.

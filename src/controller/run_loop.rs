@@ -62,7 +62,9 @@ impl<L: Launcher + 'static> RunLoop<L> {
         health: Arc<Health>,
     ) -> Self {
         let clock = Clock::new();
-        let policy = Policy::new(PolicySettings::from_config(&config, clock.origin_unix_ms));
+        let settings =
+            PolicySettings::from_config(&config, clock.origin_unix_ms).with_process_start(clock.origin_unix_ms);
+        let policy = Policy::new(settings);
         let (tables, _) = watch::channel(TablesSnapshot::default());
         let templated: BTreeSet<String> = templates.tables().into_iter().collect();
         let managed = Arc::new(super::managed_tables(templated.iter().cloned(), &config.policy));
@@ -94,9 +96,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             tasks: JoinSet::new(),
             inputs: VecDeque::new(),
             stopping: BTreeSet::new(),
-            pinned: HashMap::new(),
-            reconciling: false,
-            reconcile_requested_at: Millis(0),
+            listing: false,
             job_state_series: HashMap::new(),
             shutting_down: false,
         }
@@ -133,7 +133,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.on_joined(done),
                 Some(request) = control.recv() => self.on_control(request),
                 Some(observation) = observations.recv() => self.on_observation(observation),
-                _ = reconcile_every.tick() => self.spawn_reconcile(),
+                _ = reconcile_every.tick() => self.spawn_listing(),
                 () = sleep_until(deadline) => self.feed(Input::Tick),
             }
         }
@@ -199,8 +199,9 @@ impl<L: Launcher + 'static> RunLoop<L> {
             Action::Start {
                 table,
                 generation,
+                launch_generation,
                 reason,
-            } => self.spawn_start(table, generation, reason),
+            } => self.spawn_start(table, generation, launch_generation, reason),
             Action::Stop { table, job_id, reason } => self.spawn_stop(table, job_id, reason),
             Action::Event(event) => self.on_event(event),
         }
@@ -243,6 +244,13 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 }
                 None => tracing::warn!(%table, %job_id, failures, "stop failed; retried when Flink lists the job"),
             },
+            Event::JobMissing { table, job_id } => {
+                tracing::warn!(%table, %job_id, "job missing from Flink's job list; taken as ended");
+            }
+            Event::SecondLiveJob { table, job_id } => {
+                tracing::warn!(%table, %job_id,
+                    "second live job for one table; the policy keeps one and stops the other as a duplicate");
+            }
             Event::JobEnded { table, job_id, state } => {
                 tracing::warn!(%table, %job_id, %state, "job ended without being asked to");
             }
@@ -422,7 +430,7 @@ mod tests {
     }
 
     async fn reconcile_once(run_loop: &mut RunLoop<Listing>) {
-        run_loop.spawn_reconcile();
+        run_loop.spawn_listing();
         let done = run_loop.tasks.join_next().await.expect("the listing task");
         run_loop.on_joined(done);
     }
@@ -487,6 +495,7 @@ mod tests {
             run_loop.execute(Action::Start {
                 table: table.to_owned(),
                 generation: 1,
+                launch_generation: 1,
                 reason: StartReason::Changes,
             });
             assert!(!run_loop.stopping.contains(&job_id));

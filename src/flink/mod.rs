@@ -19,7 +19,6 @@ mod job;
 pub mod jobmanager;
 mod launcher;
 pub mod listing;
-mod reconcile;
 
 use std::sync::Once;
 use std::time::Duration;
@@ -32,7 +31,6 @@ pub use job::{
     launch_generation, table_of_job,
 };
 pub use launcher::{LaunchSettings, SqlGatewayLauncher};
-pub use reconcile::{Reconciliation, reconcile, reconcile_jobs};
 
 /// Prefix of every job name this sidecar submits; the rest of the name is the table.
 pub const JOB_NAME_PREFIX: &str = "cdc-";

@@ -45,6 +45,7 @@
 //! duplicate.
 
 mod jobs;
+mod listing;
 mod schedule;
 mod table;
 mod throttle;
@@ -61,12 +62,16 @@ use crate::config::{Config, FlinkConfig, PolicyConfig};
 use table::{Job, Pending, RetryWhen, Table};
 use throttle::StartThrottle;
 pub use types::{
-    Action, Activity, ControlCommand, Event, Input, JobId, JobObservation, JobState, Millis, NextAction, NextStep,
-    Operations, StartReason, StopReason, TableState, TableStatus, WaitCause,
+    Action, Activity, ControlCommand, Event, Input, JobId, JobObservation, JobState, JobSummary, Millis, NextAction,
+    NextStep, Operations, StartReason, StopReason, TableState, TableStatus, WaitCause,
 };
 
 /// How many ended or duplicate job ids a table remembers, to ignore late reports about them.
 const REMEMBERED_JOB_IDS: usize = 8;
+
+/// How many of a table's latest starts the policy remembers the pinned job ids of. A report of a job with an
+/// older id and no generation is taken like one of a job this process did not start.
+const PINNED_STARTS: usize = 8;
 
 /// Delays before a stop that failed transiently is asked for again: 1 s, doubling per failure up to a minute.
 pub const STOP_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
@@ -84,6 +89,10 @@ pub struct PolicySettings {
     pub max_concurrent_jobs: u32,
     /// Seed of the retry-jitter RNG.
     pub seed: u64,
+    /// The sidecar process's start, milliseconds since the Unix epoch: the high bits of every launch generation
+    /// ([`crate::flink::launch_generation`]), so that job ids pinned by one process's starts never repeat another's. Zero
+    /// unless set ([`PolicySettings::with_process_start`]), as in replays and tests.
+    pub process_start_ms: u64,
 }
 
 impl PolicySettings {
@@ -95,7 +104,14 @@ impl PolicySettings {
             start_burst: flink.start_burst,
             max_concurrent_jobs: flink.max_concurrent_jobs,
             seed,
+            process_start_ms: 0,
         }
+    }
+
+    /// These settings for the process started at `process_start_ms` (milliseconds since the Unix epoch).
+    pub fn with_process_start(mut self, process_start_ms: u64) -> Self {
+        self.process_start_ms = process_start_ms;
+        self
     }
 
     /// Settings from a whole configuration.
@@ -208,6 +224,7 @@ impl Policy {
                 t.lag_at = Some(now);
             }
             Input::JobState(observation) => self.on_job_state(now, observation, out),
+            Input::Listing { jobs, requested_at } => self.on_listing(now, jobs, requested_at, out),
             Input::StartFailed {
                 table,
                 generation,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::decoder::Op;
-pub use crate::flink::{JobId, JobState};
+pub use crate::flink::{JobId, JobState, JobSummary};
 
 /// A point in time, in milliseconds since an epoch the caller chooses (the sidecar's start, a trace's zero).
 ///
@@ -53,8 +53,18 @@ pub enum Input {
         /// Records behind, summed over partitions.
         lag: u64,
     },
-    /// Flink reported a job of the table in some state.
+    /// Flink reported a job of the table in some state: the launcher's answer to a start, or one report of a
+    /// trace.
     JobState(JobObservation),
+    /// Flink's jobs of the tables the sidecar manages, as one listing shows them; the policy works out what each
+    /// means ([`super::Policy`]'s rules: adopted, a duplicate, ended, history) and which of its own jobs are gone.
+    /// A listing is all of Flink's jobs: one that could not be taken whole is not fed at all.
+    Listing {
+        /// Every listed job of a managed table, in any order.
+        jobs: Vec<JobSummary>,
+        /// When the listing was asked for: a job the policy held before then and the listing lacks is gone.
+        requested_at: Millis,
+    },
     /// Submitting the table's job failed (or it did not reach RUNNING within the launcher's start timeout and
     /// was cancelled).
     StartFailed {
@@ -105,7 +115,7 @@ impl Input {
             | Input::Stopped { table, .. }
             | Input::StopFailed { table, .. }
             | Input::Operator { table, .. } => Some(table),
-            Input::Tick => None,
+            Input::Listing { .. } | Input::Tick => None,
         }
     }
 }
@@ -177,6 +187,9 @@ pub enum Action {
         table: String,
         /// Increases with every start of the table (and never goes below an adopted job's).
         generation: u64,
+        /// What the launcher pins the job id from, with the table ([`crate::flink::job_id_for`]): `generation`
+        /// below the process's start ([`crate::flink::launch_generation`]), so no two processes pin one id.
+        launch_generation: u64,
         /// Why.
         reason: StartReason,
     },
@@ -337,6 +350,22 @@ pub enum Event {
     Recovered {
         /// The table.
         table: String,
+    },
+    /// A job the policy held is missing from a listing asked for after it learned of the job: the job is gone (a
+    /// session cluster restarted without HA, an expired job store) and taken as CANCELED.
+    JobMissing {
+        /// The table.
+        table: String,
+        /// The job.
+        job_id: JobId,
+    },
+    /// A listing shows a live job of a table that has a newer one: the policy keeps one job per table and stops
+    /// every other as a duplicate.
+    SecondLiveJob {
+        /// The table.
+        table: String,
+        /// The job.
+        job_id: JobId,
     },
     /// A job the policy did not start (e.g. before a sidecar restart) is now the table's job.
     Adopted {

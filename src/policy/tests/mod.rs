@@ -98,6 +98,7 @@ fn starts(actions: &[Action]) -> Vec<(String, u64, StartReason)> {
                 table,
                 generation,
                 reason,
+                ..
             } => Some((table.clone(), *generation, *reason)),
             _ => None,
         })
