@@ -1,11 +1,15 @@
 //! Carrying out the policy's actions: each launcher call runs as a task of its own, so a slow Flink never stalls
 //! the loop, and its outcome comes back to the loop as an [`Outcome`], which becomes a policy input.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
 
 use super::RunLoop;
 use crate::flink::{FlinkError, JobId, JobSummary, Launcher, Started, Stopped};
 use crate::policy::{Input, JobObservation, JobState, Millis, StartReason, StopReason};
+use crate::sql::{Credentials, Templates};
 
 /// What a launcher task reports back.
 #[derive(Debug)]
@@ -28,13 +32,34 @@ pub(super) enum Outcome {
     },
 }
 
+/// The launcher calls in flight.
+#[derive(Debug, Default)]
+pub(super) struct InFlight {
+    /// Each call, as a task.
+    pub(super) tasks: JoinSet<Outcome>,
+    /// Jobs with a stop in flight, so no job gets two concurrent stops.
+    pub(super) stopping: BTreeSet<JobId>,
+    /// A job listing is in flight: one at a time.
+    pub(super) listing: bool,
+}
+
+/// What a start submits: the SQL templates, read and checked once at start-up, and what fills their credential
+/// placeholders.
+#[derive(Debug)]
+pub(super) struct JobSql {
+    pub(super) templates: Arc<Templates>,
+    /// The environment's values for a launcher that submits the statements, [`Credentials::redacted`] for a
+    /// simulated one, which only logs them.
+    pub(super) credentials: Credentials,
+}
+
 impl<L: Launcher + 'static> RunLoop<L> {
     pub(super) fn spawn_start(&mut self, table: String, generation: u64, launch_generation: u64, reason: StartReason) {
-        let statements = match self.templates.render(&table, &self.credentials) {
+        let statements = match self.sql.templates.render(&table, &self.sql.credentials) {
             Ok(statements) => statements,
             Err(e) => {
                 tracing::warn!(%table, error = %e, "cannot render the job's SQL");
-                self.metrics.record_start(&table, false);
+                self.telemetry.metrics.record_start(&table, false);
                 // Fed back through the policy like any failed start, so it backs off, reports the table as
                 // failing, and carries out whatever else that decides (e.g. the next queued start).
                 self.queue_input(Input::StartFailed {
@@ -47,7 +72,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
         };
         let launcher = self.launcher.clone();
         tracing::debug!(%table, generation, launch_generation, reason = reason.as_str(), "starting job");
-        self.tasks.spawn(async move {
+        self.in_flight.tasks.spawn(async move {
             let result = launcher.start(&table, launch_generation, &statements).await;
             Outcome::Start {
                 table,
@@ -60,12 +85,12 @@ impl<L: Launcher + 'static> RunLoop<L> {
 
     /// Asks the launcher to stop `job_id`, unless a stop of it is in flight already.
     pub(super) fn spawn_stop(&mut self, table: String, job_id: JobId, reason: StopReason) {
-        if !self.stopping.insert(job_id.clone()) {
+        if !self.in_flight.stopping.insert(job_id.clone()) {
             tracing::debug!(%table, %job_id, "stop already in flight");
             return;
         }
         let launcher = self.launcher.clone();
-        self.tasks.spawn(async move {
+        self.in_flight.tasks.spawn(async move {
             let result = launcher.stop(&table, &job_id).await;
             Outcome::Stop {
                 table,
@@ -78,13 +103,13 @@ impl<L: Launcher + 'static> RunLoop<L> {
 
     /// Asks the launcher for Flink's jobs, unless a listing is in flight already.
     pub(super) fn spawn_listing(&mut self) {
-        if self.listing {
+        if self.in_flight.listing {
             return;
         }
-        self.listing = true;
+        self.in_flight.listing = true;
         let requested_at = self.clock.now();
         let launcher = self.launcher.clone();
-        self.tasks.spawn(async move {
+        self.in_flight.tasks.spawn(async move {
             Outcome::Listing {
                 requested_at,
                 result: launcher.list_jobs().await,
@@ -107,10 +132,10 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 result,
             } => self.on_stopped(table, job_id, reason, result),
             Outcome::Listing { requested_at, result } => {
-                self.listing = false;
+                self.in_flight.listing = false;
                 match result {
                     Ok(jobs) => {
-                        self.health.flink_ok();
+                        self.telemetry.health.flink_ok();
                         self.on_listing(jobs, requested_at);
                     }
                     Err(e) => {
@@ -125,8 +150,8 @@ impl<L: Launcher + 'static> RunLoop<L> {
     fn on_started(&mut self, table: String, generation: u64, reason: StartReason, result: Result<Started, FlinkError>) {
         let input = match result {
             Ok(started) => {
-                self.health.flink_ok();
-                self.metrics.record_start(&table, true);
+                self.telemetry.health.flink_ok();
+                self.telemetry.metrics.record_start(&table, true);
                 tracing::info!(
                     %table,
                     job_id = %started.job_id,
@@ -143,9 +168,9 @@ impl<L: Launcher + 'static> RunLoop<L> {
             }
             Err(e) => {
                 self.note_flink_error(&e);
-                self.metrics.record_start(&table, false);
+                self.telemetry.metrics.record_start(&table, false);
                 // Flink's answer may echo a statement, credentials included.
-                let error = self.credentials.redact(&e.to_string());
+                let error = self.sql.credentials.redact(&e.to_string());
                 tracing::warn!(%table, %error, "failed to start job for: {table}");
                 Input::StartFailed {
                     table,
@@ -158,11 +183,11 @@ impl<L: Launcher + 'static> RunLoop<L> {
     }
 
     fn on_stopped(&mut self, table: String, job_id: JobId, reason: StopReason, result: Result<Stopped, FlinkError>) {
-        self.stopping.remove(&job_id);
+        self.in_flight.stopping.remove(&job_id);
         let input = match result {
             Ok(stopped) => {
-                self.health.flink_ok();
-                self.metrics.record_stop(&table, true);
+                self.telemetry.health.flink_ok();
+                self.telemetry.metrics.record_stop(&table, true);
                 let how = match &stopped {
                     Stopped::Savepoint { location } => format!("savepoint {location}"),
                     Stopped::Cancelled { reason } => format!("cancelled: {reason}"),
@@ -182,7 +207,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             Err(e) => {
                 // The job may still run: the policy asks for the stop again.
                 self.note_flink_error(&e);
-                self.metrics.record_stop(&table, false);
+                self.telemetry.metrics.record_stop(&table, false);
                 tracing::warn!(%table, %job_id, error = %e, "failed to stop job for: {table}");
                 Input::StopFailed {
                     table,
@@ -217,7 +242,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             .into_iter()
             .filter(|job| job.state.is_alive())
             .map(|job| {
-                if !self.unmanaged_seen.contains(&job.job_id) {
+                if !self.telemetry.unmanaged_seen.contains(&job.job_id) {
                     tracing::warn!(table = %job.table, job_id = %job.job_id, state = %job.state,
                         "job of a table this sidecar does not manage (no SQL template, or left out by \
                         policy.include/exclude); never adopted or stopped");
@@ -225,13 +250,14 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 job.job_id
             })
             .collect();
-        self.metrics
+        self.telemetry
+            .metrics
             .unmanaged_jobs
             .set(i64::try_from(live.len()).unwrap_or(i64::MAX));
-        self.unmanaged_seen = live;
+        self.telemetry.unmanaged_seen = live;
     }
 
     fn note_flink_error(&self, e: &FlinkError) {
-        self.health.flink_failed(e);
+        self.telemetry.health.flink_failed(e);
     }
 }

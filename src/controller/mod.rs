@@ -17,63 +17,51 @@ mod health;
 mod observe;
 mod run_loop;
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use control::{ControlCommand, ControlError, ControlRequest, TablesSnapshot};
 pub use health::Health;
 
-use crate::config::{Config, LauncherKind, PolicyConfig};
-use crate::flink::{AnyLauncher, FlinkError, JobId, Launcher};
+use crate::config::{Config, FlinkConfig, LauncherKind, PolicyConfig};
+use crate::flink::{AnyLauncher, FlinkError, Launcher};
 use crate::http::ServerState;
-use crate::http::metrics::{Metrics, TableJobStateLabels};
+use crate::http::metrics::Metrics;
 use crate::kafka::routing::Routing;
 use crate::kafka::watcher::{WatchError, Watcher};
 use crate::policy::{Input, Policy, TableState};
 use crate::sql::{Credentials, TemplateError, Templates};
-use effects::Outcome;
-use run_loop::Clock;
+use effects::{InFlight, JobSql};
+use observe::Observer;
+use run_loop::{Clock, Telemetry};
 
-/// The run loop: the policy, the launcher it drives, and what it publishes.
+/// The run loop: it feeds the policy and carries out the policy's actions, deciding nothing itself.
 pub struct RunLoop<L: Launcher + 'static> {
-    config: Config,
-    clock: Clock,
+    /// Every decision.
     policy: Policy,
-    launcher: Arc<L>,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    tables: watch::Sender<TablesSnapshot>,
-    /// Launcher calls in flight.
-    tasks: JoinSet<Outcome>,
-    /// Inputs waiting for the policy: what an action's outcome or a listing feeds back is queued here, so the
-    /// policy takes one input at a time and carrying out an action never re-enters it.
+    /// Inputs waiting for the policy: what an action's outcome feeds back is queued here, so the policy takes one
+    /// input at a time and carrying out an action never re-enters it.
     inputs: VecDeque<Input>,
-    /// Jobs with a stop in flight, so no job gets two concurrent stops.
-    stopping: BTreeSet<JobId>,
-    /// Tables with a SQL template: the only ones whose changes and lag the policy hears of from the watcher.
-    templated: BTreeSet<String>,
-    /// The tables this sidecar manages ([`managed_tables`]): the only ones an operator may address, whose jobs are
-    /// adopted, and whose jobs are ever stopped or cancelled.
+    /// The time every input is given.
+    clock: Clock,
+    /// What carries out starts, stops and listings.
+    launcher: Arc<L>,
+    /// What a start submits: the templates and what fills their credential placeholders.
+    sql: JobSql,
+    /// Launcher calls in flight.
+    in_flight: InFlight,
+    /// What the loop publishes: metrics, health, the tables' snapshot.
+    telemetry: Telemetry,
+    /// Watcher events into policy inputs.
+    observer: Observer,
+    /// The tables this sidecar manages ([`managed_tables`]): the only ones an operator may address, whose listed
+    /// jobs reach the policy, and whose jobs are ever started, stopped or cancelled.
     managed: Arc<BTreeSet<String>>,
-    /// The live jobs of unmanaged tables in the last listing, each reported once when first seen.
-    unmanaged_seen: HashSet<JobId>,
-    /// The SQL templates, read and checked once at start-up.
-    templates: Arc<Templates>,
-    /// Tables without a template whose changes were reported once (the watcher bounds how many tables exist).
-    untemplated_warned: BTreeSet<String>,
-    /// The operations the last sample of each table found, for activity counted from watermarks alone.
-    last_ops: HashMap<String, String>,
-    /// What the templates' credential placeholders are filled with: the environment's values for a launcher
-    /// that submits them, [`Credentials::redacted`] for a simulated one, which only logs its statements.
-    credentials: Credentials,
-    /// A job listing is in flight: one at a time.
-    listing: bool,
-    /// The `cdc_job_state` series set for each table, to remove it when the state changes.
-    job_state_series: HashMap<String, TableJobStateLabels>,
+    /// `flink.reconcile_interval`, `flink.shutdown_timeout` and `flink.stop_jobs_on_shutdown`.
+    flink: FlinkConfig,
     /// Shutting down: no new starts, stops still go out (and are retried) until the shutdown timeout.
     shutting_down: bool,
 }
@@ -81,7 +69,7 @@ pub struct RunLoop<L: Launcher + 'static> {
 impl<L: Launcher + 'static> std::fmt::Debug for RunLoop<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunLoop")
-            .field("tasks", &self.tasks.len())
+            .field("tasks", &self.in_flight.tasks.len())
             .field("inputs", &self.inputs.len())
             .finish_non_exhaustive()
     }

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::effects::Outcome;
+use super::effects::{InFlight, JobSql, Outcome};
+use super::observe::Observer;
 use super::{ControlRequest, Health, RunLoop, TablesSnapshot};
 use crate::config::Config;
 use crate::flink::{JobId, Launcher};
@@ -51,6 +51,19 @@ impl Clock {
     }
 }
 
+/// What the loop publishes, and what it remembers to publish it.
+#[derive(Debug)]
+pub(super) struct Telemetry {
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) health: Arc<Health>,
+    /// Every table's status, for the HTTP server and the watcher's lag reads.
+    pub(super) tables: watch::Sender<TablesSnapshot>,
+    /// The `cdc_job_state` series set for each table, to remove it when the state changes.
+    pub(super) job_state_series: HashMap<String, TableJobStateLabels>,
+    /// The live jobs of unmanaged tables in the last listing, each reported once when first seen.
+    pub(super) unmanaged_seen: HashSet<JobId>,
+}
+
 impl<L: Launcher + 'static> RunLoop<L> {
     /// Builds the loop; `launcher` is shared with whoever else needs it (the `jobs` listing, tests).
     /// `templates` are the SQL templates, read and checked once at start-up; each start renders from them.
@@ -79,25 +92,22 @@ impl<L: Launcher + 'static> RunLoop<L> {
             &config.flink.job_link_base(),
         );
         RunLoop {
-            templated,
-            managed,
-            unmanaged_seen: HashSet::new(),
-            templates,
-            untemplated_warned: BTreeSet::new(),
-            last_ops: HashMap::new(),
-            credentials,
-            config,
-            clock,
             policy,
-            launcher,
-            metrics,
-            health,
-            tables,
-            tasks: JoinSet::new(),
             inputs: VecDeque::new(),
-            stopping: BTreeSet::new(),
-            listing: false,
-            job_state_series: HashMap::new(),
+            clock,
+            launcher,
+            sql: JobSql { templates, credentials },
+            in_flight: InFlight::default(),
+            telemetry: Telemetry {
+                metrics,
+                health,
+                tables,
+                job_state_series: HashMap::new(),
+                unmanaged_seen: HashSet::new(),
+            },
+            observer: Observer::new(templated),
+            managed,
+            flink: config.flink,
             shutting_down: false,
         }
     }
@@ -113,7 +123,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
 
     /// A receiver of the table snapshots this loop publishes, for the HTTP server.
     pub fn subscribe(&self) -> watch::Receiver<TablesSnapshot> {
-        self.tables.subscribe()
+        self.telemetry.tables.subscribe()
     }
 
     /// Runs until `shutdown`, then lets in-flight launcher calls finish within `flink.shutdown_timeout`.
@@ -123,14 +133,14 @@ impl<L: Launcher + 'static> RunLoop<L> {
         mut control: mpsc::Receiver<ControlRequest>,
         shutdown: CancellationToken,
     ) {
-        let mut reconcile_every = tokio::time::interval(self.config.flink.reconcile_interval);
+        let mut reconcile_every = tokio::time::interval(self.flink.reconcile_interval);
         reconcile_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.deadline();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.on_joined(done),
+                Some(done) = self.in_flight.tasks.join_next(), if !self.in_flight.tasks.is_empty() => self.on_joined(done),
                 Some(request) = control.recv() => self.on_control(request),
                 Some(observation) = observations.recv() => self.on_observation(observation),
                 _ = reconcile_every.tick() => self.spawn_listing(),
@@ -213,7 +223,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 tracing::debug!(%table, until = until.0, ?cause, "start deferred");
             }
             Event::Throttled { table, until } => {
-                self.metrics.starts_throttled.inc();
+                self.telemetry.metrics.starts_throttled.inc();
                 tracing::info!(%table, until = until.0, "start throttled");
             }
             Event::Queued {
@@ -221,7 +231,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 in_flight,
                 limit,
             } => {
-                self.metrics.starts_throttled.inc();
+                self.telemetry.metrics.starts_throttled.inc();
                 tracing::info!(%table, in_flight, limit, "start queued: concurrency limit");
             }
             Event::StartFailed {
@@ -280,14 +290,18 @@ impl<L: Launcher + 'static> RunLoop<L> {
             .values()
             .filter(|s| s.job_state == Some(JobState::Running))
             .count();
-        self.metrics
+        self.telemetry
+            .metrics
             .jobs_running
             .set(i64::try_from(running).unwrap_or(i64::MAX));
         for status in statuses.values() {
             self.set_job_state_series(&status.table, status.job_state.as_ref());
         }
-        self.metrics.savings.observe(self.clock.now(), statuses.values());
-        self.tables.send_replace(Arc::new(statuses));
+        self.telemetry
+            .metrics
+            .savings
+            .observe(self.clock.now(), statuses.values());
+        self.telemetry.tables.send_replace(Arc::new(statuses));
     }
 
     /// Points `table`'s `cdc_job_state` series at `state`, removing the series of its previous state.
@@ -296,20 +310,20 @@ impl<L: Launcher + 'static> RunLoop<L> {
             table: table.to_owned(),
             state: state.as_str().into(),
         });
-        let before = self.job_state_series.get(table);
+        let before = self.telemetry.job_state_series.get(table);
         if before == now.as_ref() {
             return;
         }
         if let Some(old) = before {
-            self.metrics.job_state.remove(old);
+            self.telemetry.metrics.job_state.remove(old);
         }
         match now {
             Some(labels) => {
-                self.metrics.job_state.get_or_create(&labels).set(1);
-                self.job_state_series.insert(table.to_owned(), labels);
+                self.telemetry.metrics.job_state.get_or_create(&labels).set(1);
+                self.telemetry.job_state_series.insert(table.to_owned(), labels);
             }
             None => {
-                self.job_state_series.remove(table);
+                self.telemetry.job_state_series.remove(table);
             }
         }
     }
@@ -318,8 +332,8 @@ impl<L: Launcher + 'static> RunLoop<L> {
     /// flight, and for stops the policy retries, before abandoning them.
     async fn shut_down(mut self) {
         self.shutting_down = true;
-        let timeout = self.config.flink.shutdown_timeout;
-        if self.config.flink.stop_jobs_on_shutdown {
+        let timeout = self.flink.shutdown_timeout;
+        if self.flink.stop_jobs_on_shutdown {
             // Through the policy, like an operator's stop, so a failed stop is retried until the timeout.
             let stops: Vec<Input> = self
                 .running_jobs()
@@ -331,23 +345,23 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 .collect();
             self.feed_all(stops);
         }
-        let in_flight = self.tasks.len();
+        let in_flight = self.in_flight.tasks.len();
         if in_flight > 0 {
             tracing::info!(in_flight, timeout = ?timeout, "waiting for in-flight Flink calls");
         }
         let give_up = Instant::now() + timeout;
-        while !self.tasks.is_empty() || self.policy.retrying_stops() {
+        while !self.in_flight.tasks.is_empty() || self.policy.retrying_stops() {
             let deadline = self.deadline();
             tokio::select! {
                 () = tokio::time::sleep_until(give_up) => {
                     tracing::warn!(
-                        abandoned = self.tasks.len(),
+                        abandoned = self.in_flight.tasks.len(),
                         "shutdown timeout: abandoning in-flight Flink calls"
                     );
-                    self.tasks.abort_all();
+                    self.in_flight.tasks.abort_all();
                     break;
                 }
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.on_joined(done),
+                Some(done) = self.in_flight.tasks.join_next(), if !self.in_flight.tasks.is_empty() => self.on_joined(done),
                 () = sleep_until(deadline) => self.feed(Input::Tick),
             }
         }
@@ -431,7 +445,7 @@ mod tests {
 
     async fn reconcile_once(run_loop: &mut RunLoop<Listing>) {
         run_loop.spawn_listing();
-        let done = run_loop.tasks.join_next().await.expect("the listing task");
+        let done = run_loop.in_flight.tasks.join_next().await.expect("the listing task");
         run_loop.on_joined(done);
     }
 
@@ -472,8 +486,8 @@ mod tests {
         launcher.jobs.lock().expect("lock").retain(|j| j.table != "orphan");
         reconcile_once(&mut run_loop).await;
         assert_eq!(metrics.unmanaged_jobs.get(), 2_001);
-        assert_eq!(run_loop.unmanaged_seen.len(), 2_001);
-        assert!(!run_loop.unmanaged_seen.contains(&job_id_for("orphan", 1)));
+        assert_eq!(run_loop.telemetry.unmanaged_seen.len(), 2_001);
+        assert!(!run_loop.telemetry.unmanaged_seen.contains(&job_id_for("orphan", 1)));
         assert_only_faculty(&run_loop);
         assert!(
             launcher.calls.lock().expect("lock").is_empty(),
@@ -498,16 +512,16 @@ mod tests {
                 launch_generation: 1,
                 reason: StartReason::Changes,
             });
-            assert!(!run_loop.stopping.contains(&job_id));
+            assert!(!run_loop.in_flight.stopping.contains(&job_id));
         }
-        assert!(run_loop.tasks.is_empty(), "no launcher call was spawned");
+        assert!(run_loop.in_flight.tasks.is_empty(), "no launcher call was spawned");
         // Its own table's job is still stopped.
         run_loop.execute(Action::Stop {
             table: "faculty".to_owned(),
             job_id: job_id_for("faculty", 1),
             reason: StopReason::Idle,
         });
-        let done = run_loop.tasks.join_next().await.expect("the stop task");
+        let done = run_loop.in_flight.tasks.join_next().await.expect("the stop task");
         run_loop.on_joined(done);
         let calls = launcher.calls.lock().expect("lock").clone();
         assert_eq!(calls, [format!("stop faculty {}", job_id_for("faculty", 1))]);
