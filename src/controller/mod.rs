@@ -1,15 +1,21 @@
 //! The controller: the run loop between watcher, policy and launcher, and the sidecar's start-up.
 //!
-//! Watcher observations and operator commands go into the policy; its actions go to the launcher; outcomes come
-//! back as policy inputs. One task owns the policy, so decisions are serial and the policy needs no locks;
-//! launcher calls run as separate tasks so a slow Flink never stalls watching. The loop is generic over the
-//! [`Launcher`] trait, so tests drive it with a launcher of their own.
+//! Watcher observations, job listings and operator commands go into the policy; its actions go to the launcher;
+//! outcomes come back as policy inputs. The loop decides nothing itself: what a listing means, which job a start
+//! pinned, what unknown operations count as are the policy's. What it owns is carrying actions out (one launcher
+//! call per task, so a slow Flink never stalls watching; at most one stop per job and one listing at a time),
+//! which tables the sidecar manages ([`managed_tables`]: only their jobs reach the policy, and no call goes out
+//! for any other), and publishing. One task owns the policy, so decisions are serial and the policy needs no
+//! locks. The loop is generic over the [`Launcher`] trait, so tests drive it with a launcher of their own.
 //!
 //! - `run_loop`: the loop, its input queue, timers, publishing and shutdown.
 //! - `effects`: launcher calls as tasks, and their outcomes fed back to the policy.
 //! - `observe`: watcher events as policy inputs.
 //! - `control`: the operator commands the HTTP server forwards, and the table snapshots it reads.
 //! - `health`: readiness inputs.
+//!
+//! It may import every layer it wires together (policy, flink, kafka, sql, config, the metrics); none of them
+//! imports it, except the HTTP layer, for the control protocol and the health it serves and counts.
 
 mod control;
 mod effects;
