@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
+use cdc_orchestrator::config::{FlinkConfig, PolicyConfig};
 use cdc_orchestrator::flink::jobmanager::SavepointStatus;
 use cdc_orchestrator::flink::{
     Backoff, Fault as FlinkFault, FlinkError, JobId, JobState, LaunchSettings, Launcher, POLL_BACKOFF,
-    SqlGatewayLauncher, Stopped, job_id_for, reconcile,
+    SqlGatewayLauncher, Stopped, job_id_for,
 };
+use cdc_orchestrator::policy::{Action, Event, Input, Millis, Policy, PolicySettings};
 use cdc_orchestrator::sql::JobSqlError;
 use support::fake_flink::{FakeFlink, Fault, Route};
 use support::source_progress::{
@@ -20,6 +22,31 @@ use support::source_progress::{
 };
 
 const SAVEPOINTS: &str = "s3://warehouse/savepoints";
+
+/// What a fresh policy makes of the launcher's listing, as a restarted sidecar's first listing: each table's job
+/// (adopted), and every action. `unmanaged` tables are left out of the policy's tables, as the run loop leaves
+/// them out of the listing.
+async fn first_listing(l: &SqlGatewayLauncher, unmanaged: &[&str]) -> (BTreeMap<String, JobId>, Vec<Action>) {
+    let jobs = l.list_jobs().await.expect("list");
+    let policy = PolicyConfig {
+        exclude: unmanaged.iter().map(|t| (*t).to_owned()).collect(),
+        ..PolicyConfig::default()
+    };
+    let mut p = Policy::new(PolicySettings::new(policy, &FlinkConfig::default(), 0));
+    let actions = p.handle(
+        Millis(1),
+        Input::Listing {
+            jobs,
+            requested_at: Millis(1),
+        },
+    );
+    let adopted = p
+        .statuses()
+        .into_iter()
+        .filter_map(|s| Some((s.table, s.job_id?)))
+        .collect();
+    (adopted, actions)
+}
 
 /// The table's SQL as the flink-sql templates render it (a stand-in until those land).
 fn table_sql(table: &str) -> Vec<String> {
@@ -344,17 +371,28 @@ async fn a_restarted_launcher_adopts_running_jobs() {
     fake.add_job(&"ab".repeat(16), "some other pipeline", "RUNNING", 3_000);
 
     let restarted = launcher(&fake);
-    let r = reconcile(&restarted, |t| t != "legacy").await.expect("reconcile");
-    assert_eq!(r.running.len(), 1);
-    assert_eq!(r.running["faculty"].job_id, started.job_id);
+    let listed = restarted.list_jobs().await.expect("list");
+    let listed: Vec<(&str, &JobState)> = listed.iter().map(|j| (j.table.as_str(), &j.state)).collect();
     assert_eq!(
-        r.ended["program"].state,
-        JobState::Failed,
-        "a dead job is reported for the policy"
+        listed,
+        [
+            ("faculty", &JobState::Running),
+            ("legacy", &JobState::Running),
+            ("program", &JobState::Failed)
+        ],
+        "the cdc jobs, newest first, the dead one included"
     );
-    assert_eq!(r.unknown.len(), 1);
-    assert_eq!(r.unknown[0].table, "legacy");
-    assert!(r.duplicates.is_empty());
+    let (adopted, actions) = first_listing(&restarted, &["legacy"]).await;
+    assert_eq!(
+        adopted,
+        BTreeMap::from([("faculty".to_owned(), started.job_id.clone())])
+    );
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Stop { .. } | Action::Start { .. })),
+        "no duplicate, nothing for the unmanaged job: {actions:?}"
+    );
     // Not touched: the unknown job still runs.
     assert_eq!(fake.live_jobs_named("cdc-legacy").len(), 1);
 
@@ -390,15 +428,17 @@ async fn a_job_that_fails_while_starting_is_a_failed_start() {
 }
 
 #[tokio::test]
-async fn a_job_that_fails_after_starting_shows_in_reconcile() {
+async fn a_job_that_fails_after_starting_shows_in_the_listing() {
     let fake = FakeFlink::start().await;
     fake.fail_next_job_after(Duration::from_millis(150));
     let l = launcher(&fake);
     l.start("faculty", 1, &table_sql("faculty")).await.expect("start");
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let r = reconcile(&l, |_| true).await.expect("reconcile");
-    assert!(r.running.is_empty());
-    assert_eq!(r.ended["faculty"].state, JobState::Failed);
+    let listed = l.list_jobs().await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].state, JobState::Failed);
+    let (adopted, _) = first_listing(&l, &[]).await;
+    assert!(adopted.is_empty(), "{adopted:?}");
 }
 
 #[tokio::test]
@@ -439,8 +479,14 @@ async fn a_submission_slower_than_the_start_timeout_fails_and_a_late_job_is_adop
     // ...and a job of the table that shows up later (another submission completing) is adopted.
     let late = job_id_for("faculty", 9);
     fake.add_job(late.as_str(), "cdc-faculty", "RUNNING", 5_000);
-    let r = reconcile(&l, |_| true).await.expect("reconcile");
-    assert_eq!(r.running["faculty"].job_id, late);
+    let (adopted, actions) = first_listing(&l, &[]).await;
+    assert_eq!(adopted.get("faculty"), Some(&late));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Event(Event::Adopted { job_id, .. }) if *job_id == late)),
+        "{actions:?}"
+    );
     let adopted = l.start("faculty", 2, &table_sql("faculty")).await.expect("adopt");
     assert_eq!(adopted.job_id, late);
 }
@@ -490,7 +536,8 @@ async fn error_bodies_become_typed_errors_with_the_root_cause_line() {
         "INSERT INTO x SELECT 1".to_owned(),
     ];
     let err = l.start("faculty", 1, &owned).await.expect_err("launcher-owned key");
-    assert!(err.to_string().contains("sets 'pipeline.name'"), "{err}");
+    let shown = cdc_orchestrator::logging::chain(&err).to_string();
+    assert!(shown.contains("sets 'pipeline.name'"), "{shown}");
     assert!(
         matches!(&err, FlinkError::Job { source: JobSqlError::ReservedKey { key }, .. } if key == "pipeline.name"),
         "{err}"

@@ -8,8 +8,8 @@
 //! delivered later, while starts wait; start answers that arrive late and in any order, after the job already
 //! failed or ended; a start adopting a live job of its table, so two starts can name the same job; stops of
 //! jobs that already ended answered as such; stops that fail, transiently or not, and must be asked for again.
-//! Listings are fed as the run loop does: a job carries its
-//! generation only when its id is one this process pinned.
+//! Listings go to the policy whole, as the run loop hands them over, and the policy works out what each job
+//! means and which job ids its own starts pinned.
 //!
 //! Failures are persisted in `proptest-regressions/policy_props.txt` (committed).
 
@@ -23,7 +23,8 @@ mod model;
 use cdc_orchestrator::decoder::Op;
 use cdc_orchestrator::flink::job_id_for;
 use cdc_orchestrator::policy::{
-    Action, Activity, ControlCommand, Input, JobObservation, JobState, Millis, Policy, StopReason,
+    Action, Activity, ControlCommand, Input, JobObservation, JobState, JobSummary, Millis, Operations, Policy,
+    StopReason,
 };
 use checks::check;
 use model::{Knobs, Step, TABLES, run};
@@ -116,7 +117,11 @@ fn raw_input_strategy() -> impl Strategy<Value = (u64, Input)> {
             .prop_map(|(table, records, ops, newest_ts_ms)| Input::Activity(Activity {
                 table,
                 records,
-                ops,
+                ops: if ops.is_empty() {
+                    Operations::Unknown
+                } else {
+                    Operations::Sampled(ops)
+                },
                 newest_ts_ms
             })),
         (table.clone(), any::<u64>()).prop_map(|(table, lag)| Input::Lag { table, lag }),
@@ -155,8 +160,33 @@ fn raw_input_strategy() -> impl Strategy<Value = (u64, Input)> {
                 job_id: job_id_for(id, 0),
                 transient
             }),
-        (table, command_strategy()).prop_map(|(table, command)| Input::Operator { table, command }),
+        (table.clone(), command_strategy()).prop_map(|(table, command)| Input::Operator { table, command }),
         Just(Input::Tick),
+        (
+            prop::collection::vec(
+                (
+                    table,
+                    prop::sample::select(vec!["j1", "j2", "faculty-1", "program-2"]),
+                    job_status_strategy(),
+                    any::<i64>()
+                ),
+                0..5
+            ),
+            prop_oneof![0u64..200_000, any::<u64>()]
+        )
+            .prop_map(|(jobs, requested_at)| Input::Listing {
+                jobs: jobs
+                    .into_iter()
+                    .map(|(table, id, state, start_time_ms)| JobSummary {
+                        table,
+                        job_id: job_id_for(id, 0),
+                        state,
+                        start_time_ms,
+                        end_time_ms: None,
+                    })
+                    .collect(),
+                requested_at: Millis(requested_at)
+            }),
     ];
     let time = prop_oneof![0u64..200_000, any::<u64>()];
     (time, input)

@@ -13,7 +13,7 @@ use std::time::Duration;
 use cdc_orchestrator::flink::jobmanager::JobManager;
 use cdc_orchestrator::flink::{
     Backoff, FlinkError, JobId, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client,
-    job_id_for, reconcile,
+    job_id_for,
 };
 use tokio::process::{Child, Command};
 
@@ -287,8 +287,9 @@ async fn the_launcher_lists_adopts_stops_and_cancels_real_flink_jobs() {
     }
 
     // A restarted sidecar adopts; a start of any generation adopts without submitting (no gateway here).
-    let r = reconcile(&l, |_| true).await.expect("reconcile");
-    assert_eq!(r.running["faculty"].job_id, faculty);
+    let jobs = l.list_jobs().await.expect("list");
+    let live_faculty = jobs.iter().find(|j| j.table == "faculty" && j.state.is_alive());
+    assert_eq!(live_faculty.map(|j| &j.job_id), Some(&faculty));
     let started = l
         .start("faculty", 42, &["INSERT INTO x SELECT 1".to_owned()])
         .await
@@ -344,8 +345,10 @@ async fn the_launcher_lists_adopts_stops_and_cancels_real_flink_jobs() {
         !jm.cancel(&faculty).await.expect("409 is false"),
         "a finished job cannot be cancelled"
     );
-    let r = reconcile(&l, |_| true).await.expect("reconcile");
-    assert!(r.running.is_empty());
-    assert_eq!(r.ended["faculty"].state, JobState::Finished);
-    assert_eq!(r.ended["program"].state, JobState::Canceled);
+    let jobs = l.list_jobs().await.expect("list");
+    assert!(jobs.iter().all(|j| !j.state.is_alive()), "{jobs:?}");
+    // Newest first: each table's latest job comes first.
+    let latest = |table: &str| jobs.iter().find(|j| j.table == table).map(|j| j.state.clone());
+    assert_eq!(latest("faculty"), Some(JobState::Finished));
+    assert_eq!(latest("program"), Some(JobState::Canceled));
 }

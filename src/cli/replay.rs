@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use super::{EXIT_CONFIG, EXIT_FAILURE, load_config};
 use crate::decoder::Op;
 use crate::flink::{JobId, JobState, job_id_for};
-use crate::policy::{Action, Activity, ControlCommand, Event, Input, JobObservation, Millis, Policy, PolicySettings};
+use crate::policy::{
+    Action, Activity, ControlCommand, Event, Input, JobObservation, Millis, Operations, Policy, PolicySettings,
+};
 
 /// What to print.
 #[derive(Debug, Clone, Copy, Default)]
@@ -171,7 +173,12 @@ fn to_input(policy: &Policy, input: TraceInput) -> Input {
         } => Input::Activity(Activity {
             table,
             records,
-            ops,
+            // A line without operations has no decoded sample, as an advance the watcher counted from watermarks.
+            ops: if ops.is_empty() {
+                Operations::Unknown
+            } else {
+                Operations::Sampled(ops)
+            },
             newest_ts_ms,
         }),
         TraceInput::Lag { table, lag } => Input::Lag { table, lag },

@@ -1,17 +1,15 @@
 //! Carrying out the policy's actions: each launcher call runs as a task of its own, so a slow Flink never stalls
 //! the loop, and its outcome comes back to the loop as an [`Outcome`], which becomes a policy input.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
 
 use super::RunLoop;
-use crate::flink::{
-    FlinkError, JobId, JobSummary, Launcher, Reconciliation, Started, Stopped, job_id_for, launch_generation, reconcile,
-};
+use crate::flink::{FlinkError, JobId, JobSummary, Launcher, Started, Stopped};
 use crate::policy::{Input, JobObservation, JobState, Millis, StartReason, StopReason};
-
-/// How many of a table's latest starts the loop remembers the pinned job ids of. A listed job with an older id
-/// is reported without a generation, like any job this process did not start.
-const PINNED_PER_TABLE: usize = 8;
+use crate::sql::{Credentials, Templates};
 
 /// What a launcher task reports back.
 #[derive(Debug)]
@@ -28,35 +26,53 @@ pub(super) enum Outcome {
         reason: StopReason,
         result: Result<Stopped, FlinkError>,
     },
-    Reconcile(Result<Reconciliation, FlinkError>),
+    Listing {
+        requested_at: Millis,
+        result: Result<Vec<JobSummary>, FlinkError>,
+    },
+}
+
+/// The launcher calls in flight.
+#[derive(Debug, Default)]
+pub(super) struct InFlight {
+    /// Each call, as a task.
+    pub(super) tasks: JoinSet<Outcome>,
+    /// Jobs with a stop in flight, so no job gets two concurrent stops.
+    pub(super) stopping: BTreeSet<JobId>,
+    /// A job listing is in flight: one at a time.
+    pub(super) listing: bool,
+}
+
+/// What a start submits: the SQL templates, read and checked once at start-up, and what fills their credential
+/// placeholders.
+#[derive(Debug)]
+pub(super) struct JobSql {
+    pub(super) templates: Arc<Templates>,
+    /// The environment's values for a launcher that submits the statements, [`Credentials::redacted`] for a
+    /// simulated one, which only logs them.
+    pub(super) credentials: Credentials,
 }
 
 impl<L: Launcher + 'static> RunLoop<L> {
-    pub(super) fn spawn_start(&mut self, table: String, generation: u64, reason: StartReason) {
-        let statements = match self.templates.render(&table, &self.credentials) {
+    pub(super) fn spawn_start(&mut self, table: String, generation: u64, launch_generation: u64, reason: StartReason) {
+        let statements = match self.sql.templates.render(&table, &self.sql.credentials) {
             Ok(statements) => statements,
             Err(e) => {
                 tracing::warn!(%table, error = %crate::logging::chain(&e), "cannot render the job's SQL");
-                self.metrics.job_start_failed(&table);
+                self.telemetry.metrics.job_start_failed(&table);
                 // Fed back through the policy like any failed start, so it backs off, reports the table as
                 // failing, and carries out whatever else that decides (e.g. the next queued start).
                 self.queue_input(Input::StartFailed {
                     table,
                     generation: Some(generation),
-                    error: crate::logging::chain(&e).to_string(),
+                    error: e.to_string(),
                 });
                 return;
             }
         };
         let launcher = self.launcher.clone();
-        let launch_generation = launch_generation(self.clock.origin_unix_ms, generation);
-        let starts = self.pinned.entry(table.clone()).or_default();
-        if starts.len() == PINNED_PER_TABLE {
-            starts.pop_front();
-        }
-        starts.push_back((generation, job_id_for(&table, launch_generation)));
         tracing::debug!(%table, generation, launch_generation, reason = reason.as_str(), "starting job");
-        self.tasks.spawn(async move {
+        self.in_flight.tasks.spawn(async move {
             let result = launcher.start(&table, launch_generation, &statements).await;
             Outcome::Start {
                 table,
@@ -69,12 +85,12 @@ impl<L: Launcher + 'static> RunLoop<L> {
 
     /// Asks the launcher to stop `job_id`, unless a stop of it is in flight already.
     pub(super) fn spawn_stop(&mut self, table: String, job_id: JobId, reason: StopReason) {
-        if !self.stopping.insert(job_id.clone()) {
+        if !self.in_flight.stopping.insert(job_id.clone()) {
             tracing::debug!(%table, %job_id, "stop already in flight");
             return;
         }
         let launcher = self.launcher.clone();
-        self.tasks.spawn(async move {
+        self.in_flight.tasks.spawn(async move {
             let result = launcher.stop(&table, &job_id).await;
             Outcome::Stop {
                 table,
@@ -85,16 +101,19 @@ impl<L: Launcher + 'static> RunLoop<L> {
         });
     }
 
-    pub(super) fn spawn_reconcile(&mut self) {
-        if self.reconciling {
+    /// Asks the launcher for Flink's jobs, unless a listing is in flight already.
+    pub(super) fn spawn_listing(&mut self) {
+        if self.in_flight.listing {
             return;
         }
-        self.reconciling = true;
-        self.reconcile_requested_at = self.clock.now();
+        self.in_flight.listing = true;
+        let requested_at = self.clock.now();
         let launcher = self.launcher.clone();
-        let managed = self.managed.clone();
-        self.tasks.spawn(async move {
-            Outcome::Reconcile(reconcile(launcher.as_ref(), |table| managed.contains(table)).await)
+        self.in_flight.tasks.spawn(async move {
+            Outcome::Listing {
+                requested_at,
+                result: launcher.list_jobs().await,
+            }
         });
     }
 
@@ -112,16 +131,16 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 reason,
                 result,
             } => self.on_stopped(table, job_id, reason, result),
-            Outcome::Reconcile(result) => {
-                self.reconciling = false;
+            Outcome::Listing { requested_at, result } => {
+                self.in_flight.listing = false;
                 match result {
-                    Ok(found) => {
-                        self.health.flink_ok();
-                        self.on_reconciled(found, self.reconcile_requested_at);
+                    Ok(jobs) => {
+                        self.telemetry.health.flink_ok();
+                        self.on_listing(jobs, requested_at);
                     }
                     Err(e) => {
                         self.note_flink_error(&e);
-                        tracing::warn!(error = %crate::logging::chain(&e), "cannot list Flink jobs; retrying at the next reconcile");
+                        tracing::warn!(error = %e, "cannot list Flink jobs; retrying at the next reconcile");
                     }
                 }
             }
@@ -131,8 +150,8 @@ impl<L: Launcher + 'static> RunLoop<L> {
     fn on_started(&mut self, table: String, generation: u64, reason: StartReason, result: Result<Started, FlinkError>) {
         let input = match result {
             Ok(started) => {
-                self.health.flink_ok();
-                self.metrics.job_started(&table);
+                self.telemetry.health.flink_ok();
+                self.telemetry.metrics.job_started(&table);
                 tracing::info!(
                     %table,
                     job_id = %started.job_id,
@@ -149,9 +168,9 @@ impl<L: Launcher + 'static> RunLoop<L> {
             }
             Err(e) => {
                 self.note_flink_error(&e);
-                self.metrics.job_start_failed(&table);
+                self.telemetry.metrics.job_start_failed(&table);
                 // Flink's answer may echo a statement, credentials included.
-                let error = self.credentials.redact(&crate::logging::chain(&e).to_string());
+                let error = self.sql.credentials.redact(&crate::logging::chain(&e).to_string());
                 tracing::warn!(%table, %error, "failed to start job for: {table}");
                 Input::StartFailed {
                     table,
@@ -164,11 +183,11 @@ impl<L: Launcher + 'static> RunLoop<L> {
     }
 
     fn on_stopped(&mut self, table: String, job_id: JobId, reason: StopReason, result: Result<Stopped, FlinkError>) {
-        self.stopping.remove(&job_id);
+        self.in_flight.stopping.remove(&job_id);
         let input = match result {
             Ok(stopped) => {
-                self.health.flink_ok();
-                self.metrics.job_stopped(&table);
+                self.telemetry.health.flink_ok();
+                self.telemetry.metrics.job_stopped(&table);
                 let how = match &stopped {
                     Stopped::Savepoint { location } => format!("savepoint {location}"),
                     Stopped::Cancelled { reason } => format!("cancelled: {reason}"),
@@ -188,7 +207,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             Err(e) => {
                 // The job may still run: the policy asks for the stop again.
                 self.note_flink_error(&e);
-                self.metrics.job_stop_failed(&table);
+                self.telemetry.metrics.job_stop_failed(&table);
                 tracing::warn!(%table, %job_id, error = %crate::logging::chain(&e), "failed to stop job for: {table}");
                 Input::StopFailed {
                     table,
@@ -200,68 +219,19 @@ impl<L: Launcher + 'static> RunLoop<L> {
         self.feed(input);
     }
 
-    /// Feeds a job listing, requested at `requested_at`, to the policy. First the end of each table's current
-    /// job, if the listing shows it ended or no longer shows it at all, so that a live job of the table listed
-    /// next is adopted rather than taken for a second one; then each table's live jobs and latest ended one.
-    fn on_reconciled(&mut self, mut found: Reconciliation, requested_at: Millis) {
-        self.report_unmanaged(std::mem::take(&mut found.unknown));
-        let listed: HashSet<(&str, &JobId)> = found
-            .running
-            .values()
-            .chain(&found.duplicates)
-            .chain(found.ended.values())
-            .chain(&found.older_ended)
-            .map(|job| (job.table.as_str(), &job.job_id))
-            .collect();
-        // A job the policy learned of before the listing was asked for existed in Flink then; absent from the
-        // listing, it is gone (a session cluster restarted without HA, an expired job store). Left alone, the
-        // policy would hold on to it for ever.
-        let mut current: HashMap<String, JobId> = HashMap::new();
-        let mut inputs = Vec::new();
-        for status in self.policy.statuses() {
-            let Some(job_id) = status.job_id else { continue };
-            let known_before = status.job_since.is_some_and(|since| since < requested_at);
-            if !known_before || listed.contains(&(status.table.as_str(), &job_id)) {
-                current.insert(status.table, job_id);
-                continue;
-            }
-            tracing::warn!(table = %status.table, %job_id, "job missing from Flink's job list; taken as ended");
-            inputs.push(Input::JobState(JobObservation {
-                table: status.table,
-                job_id,
-                generation: None,
-                state: JobState::Canceled,
-            }));
-        }
-        let current_ended = found
-            .older_ended
-            .into_iter()
-            .filter(|job| current.get(&job.table) == Some(&job.job_id));
-        let jobs = current_ended
-            .chain(found.running.into_values())
-            .chain(found.duplicates)
-            .chain(found.ended.into_values());
-        for job in jobs {
+    /// Feeds the jobs of managed tables in a listing, asked for at `requested_at`, to the policy, which works out
+    /// what they mean; the others are reported and go no further.
+    fn on_listing(&mut self, jobs: Vec<JobSummary>, requested_at: Millis) {
+        let (jobs, unmanaged): (Vec<JobSummary>, Vec<JobSummary>) =
+            jobs.into_iter().partition(|job| self.managed.contains(&job.table));
+        self.report_unmanaged(unmanaged);
+        for job in &jobs {
             if let JobState::Other(state) = &job.state {
                 tracing::warn!(table = %job.table, job_id = %job.job_id, %state,
                     "job in a state this version does not know; treated as alive");
             }
-            // A job whose id one of this process's starts pinned is that start's job; any other (an earlier
-            // process's, one started by hand) is reported without a generation, so the policy never takes it for
-            // a start whose job it has not seen yet.
-            let generation = self
-                .pinned
-                .get(&job.table)
-                .and_then(|starts| starts.iter().find(|(_, id)| *id == job.job_id))
-                .map(|(generation, _)| *generation);
-            inputs.push(Input::JobState(JobObservation {
-                table: job.table,
-                job_id: job.job_id,
-                generation,
-                state: job.state,
-            }));
         }
-        self.feed_all(inputs);
+        self.feed(Input::Listing { jobs, requested_at });
     }
 
     /// Reports the live jobs of tables the sidecar does not manage: each job once, when a listing first shows it,
@@ -272,7 +242,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             .into_iter()
             .filter(|job| job.state.is_alive())
             .map(|job| {
-                if !self.unmanaged_seen.contains(&job.job_id) {
+                if !self.telemetry.unmanaged_seen.contains(&job.job_id) {
                     tracing::warn!(table = %job.table, job_id = %job.job_id, state = %job.state,
                         "job of a table this sidecar does not manage (no SQL template, or left out by \
                         policy.include/exclude); never adopted or stopped");
@@ -280,11 +250,11 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 job.job_id
             })
             .collect();
-        self.metrics.unmanaged_jobs(live.len());
-        self.unmanaged_seen = live;
+        self.telemetry.metrics.unmanaged_jobs(live.len());
+        self.telemetry.unmanaged_seen = live;
     }
 
     fn note_flink_error(&self, e: &FlinkError) {
-        self.health.flink_failed(e);
+        self.telemetry.health.flink_failed(e);
     }
 }

@@ -1,9 +1,12 @@
 //! The controller: the run loop between watcher, policy and launcher.
 //!
-//! Watcher observations and operator commands go into the policy; its actions go to the launcher; outcomes come
-//! back as policy inputs. One task owns the policy, so decisions are serial and the policy needs no locks;
-//! launcher calls run as separate tasks so a slow Flink never stalls watching. The loop is generic over the
-//! [`Launcher`] trait, so tests drive it with a launcher of their own.
+//! Watcher observations, job listings and operator commands go into the policy; its actions go to the launcher;
+//! outcomes come back as policy inputs. The loop decides nothing itself: what a listing means, which job a start
+//! pinned, what unknown operations count as are the policy's. What it owns is carrying actions out (one launcher
+//! call per task, so a slow Flink never stalls watching; at most one stop per job and one listing at a time),
+//! which tables the sidecar manages ([`managed_tables`]: only their jobs reach the policy, and no call goes out
+//! for any other), and publishing. One task owns the policy, so decisions are serial and the policy needs no
+//! locks. The loop is generic over the [`Launcher`] trait, so tests drive it with a launcher of their own.
 //!
 //! - `run_loop`: the loop, its input queue, timers, publishing and shutdown.
 //! - `effects`: launcher calls as tasks, and their outcomes fed back to the policy.
@@ -19,61 +22,45 @@ mod effects;
 mod observe;
 mod run_loop;
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-
 pub use control::{ControlCommand, ControlError, ControlRequest, TablesSnapshot};
-// moved to telemetry (issue 25)
-pub use crate::telemetry::Health;
 
-use crate::config::{Config, PolicyConfig};
-use crate::flink::{JobId, Launcher};
-use crate::policy::{Input, Millis, Policy, TableState, TableStatus};
-use crate::sql::{Credentials, Templates};
-use crate::telemetry::{Metrics, Seen};
-use effects::Outcome;
-use run_loop::Clock;
+pub use crate::telemetry::Health; // moved to telemetry (issue 25)
 
-/// The run loop: the policy, the launcher it drives, and what it publishes.
+use crate::config::{FlinkConfig, PolicyConfig};
+use crate::flink::Launcher;
+use crate::policy::{Input, Policy, TableState, TableStatus};
+use crate::telemetry::Seen;
+use effects::{InFlight, JobSql};
+use observe::Observer;
+use run_loop::{Clock, Telemetry};
+
+/// The run loop: it feeds the policy and carries out the policy's actions, deciding nothing itself.
 pub struct RunLoop<L: Launcher + 'static> {
-    config: Config,
-    clock: Clock,
+    /// Every decision.
     policy: Policy,
-    launcher: Arc<L>,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    tables: watch::Sender<TablesSnapshot>,
-    /// Launcher calls in flight.
-    tasks: JoinSet<Outcome>,
-    /// Inputs waiting for the policy: what an action's outcome or a listing feeds back is queued here, so the
-    /// policy takes one input at a time and carrying out an action never re-enters it.
+    /// Inputs waiting for the policy: what an action's outcome feeds back is queued here, so the policy takes one
+    /// input at a time and carrying out an action never re-enters it.
     inputs: VecDeque<Input>,
-    /// Jobs with a stop in flight, so no job gets two concurrent stops.
-    stopping: BTreeSet<JobId>,
-    /// Tables with a SQL template: the only ones whose changes and lag the policy hears of from the watcher.
-    templated: BTreeSet<String>,
-    /// The tables this sidecar manages ([`managed_tables`]): the only ones an operator may address, whose jobs are
-    /// adopted, and whose jobs are ever stopped or cancelled.
+    /// The time every input is given.
+    clock: Clock,
+    /// What carries out starts, stops and listings.
+    launcher: Arc<L>,
+    /// What a start submits: the templates and what fills their credential placeholders.
+    sql: JobSql,
+    /// Launcher calls in flight.
+    in_flight: InFlight,
+    /// What the loop publishes: metrics, health, the tables' snapshot.
+    telemetry: Telemetry,
+    /// Watcher events into policy inputs.
+    observer: Observer,
+    /// The tables this sidecar manages ([`managed_tables`]): the only ones an operator may address, whose listed
+    /// jobs reach the policy, and whose jobs are ever started, stopped or cancelled.
     managed: Arc<BTreeSet<String>>,
-    /// The live jobs of unmanaged tables in the last listing, each reported once when first seen.
-    unmanaged_seen: HashSet<JobId>,
-    /// The SQL templates, read and checked once at start-up.
-    templates: Arc<Templates>,
-    /// Tables without a template whose changes were reported once (the watcher bounds how many tables exist).
-    untemplated_warned: BTreeSet<String>,
-    /// The operations the last sample of each table found, for activity counted from watermarks alone.
-    last_ops: HashMap<String, String>,
-    /// The job ids this process pinned for its latest starts, per table: (policy generation, job id).
-    pinned: HashMap<String, VecDeque<(u64, JobId)>>,
-    /// What the templates' credential placeholders are filled with: the environment's values for a launcher
-    /// that submits them, [`Credentials::redacted`] for a simulated one, which only logs its statements.
-    credentials: Credentials,
-    reconciling: bool,
-    /// When the listing in flight was asked for.
-    reconcile_requested_at: Millis,
+    /// `flink.reconcile_interval`, `flink.shutdown_timeout` and `flink.stop_jobs_on_shutdown`.
+    flink: FlinkConfig,
     /// Shutting down: no new starts, stops still go out (and are retried) until the shutdown timeout.
     shutting_down: bool,
 }
@@ -81,7 +68,7 @@ pub struct RunLoop<L: Launcher + 'static> {
 impl<L: Launcher + 'static> std::fmt::Debug for RunLoop<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunLoop")
-            .field("tasks", &self.tasks.len())
+            .field("tasks", &self.in_flight.tasks.len())
             .field("inputs", &self.inputs.len())
             .finish_non_exhaustive()
     }

@@ -1,32 +1,55 @@
 //! What the watcher reports, turned into policy inputs: changes of tables with a SQL template, lag, and the
 //! broker's health.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::RunLoop;
 use crate::flink::Launcher;
 use crate::kafka::watcher::{TableActivity, WatchEvent};
 use crate::model::Op;
-use crate::policy::{Activity, Input};
+use crate::policy::{Activity, Input, Operations};
+
+/// What turning watcher events into policy inputs remembers.
+#[derive(Debug)]
+pub(super) struct Observer {
+    /// Tables with a SQL template: the only ones whose changes and lag the policy hears of from the watcher.
+    pub(super) templated: BTreeSet<String>,
+    /// Tables without a template whose changes were reported once (the watcher bounds how many tables exist).
+    pub(super) untemplated_warned: BTreeSet<String>,
+    /// The operations the last sample of each table found, for the log line of activity counted from watermarks
+    /// alone.
+    pub(super) last_ops: HashMap<String, String>,
+}
+
+impl Observer {
+    /// An observer of the tables in `templated`.
+    pub(super) fn new(templated: BTreeSet<String>) -> Self {
+        Self {
+            templated,
+            untemplated_warned: BTreeSet::new(),
+            last_ops: HashMap::new(),
+        }
+    }
+}
 
 impl<L: Launcher + 'static> RunLoop<L> {
     pub(super) fn on_observation(&mut self, observation: WatchEvent) {
         match observation {
             WatchEvent::Activity(seen) => self.on_activity(seen),
-            WatchEvent::Lag { table, lag } if !self.templated.contains(&table) => {
+            WatchEvent::Lag { table, lag } if !self.observer.templated.contains(&table) => {
                 tracing::trace!(%table, lag, "lag of a table without a SQL template ignored");
             }
             WatchEvent::Lag { table, lag } => {
-                self.metrics.lag_read(&table, lag);
+                self.telemetry.metrics.lag_read(&table, lag);
                 // Simulated jobs consume nothing, so their group's lag says nothing about them: a dry run treats
                 // its jobs as caught up (and must never commit offsets for the real jobs' groups to pretend).
                 if !self.launcher.simulated() {
                     self.feed(Input::Lag { table, lag });
                 }
             }
-            WatchEvent::BrokerUp => self.health.kafka_ok(),
-            WatchEvent::BrokerDown { error } => self.health.kafka_failed(error),
-            WatchEvent::SampleTimeouts { partitions } => self.health.kafka_sample_timeouts(&partitions),
+            WatchEvent::BrokerUp => self.telemetry.health.kafka_ok(),
+            WatchEvent::BrokerDown { error } => self.telemetry.health.kafka_failed(error),
+            WatchEvent::SampleTimeouts { partitions } => self.telemetry.health.kafka_sample_timeouts(&partitions),
         }
     }
 
@@ -39,19 +62,23 @@ impl<L: Launcher + 'static> RunLoop<L> {
             newest_ts_ms,
             ..
         } = seen;
-        self.metrics.records_seen(&table, new_records);
-        if !self.templated.contains(&table) {
+        self.telemetry.metrics.records_seen(&table, new_records);
+        if !self.observer.templated.contains(&table) {
             // Nothing could start it: it must not queue, spend a start token or show up as failing.
-            if self.untemplated_warned.insert(table.clone()) {
+            if self.observer.untemplated_warned.insert(table.clone()) {
                 tracing::warn!(%table, "changes on a table without a SQL template are ignored: it never \
                     starts (add tables/<table>.sql under flink.sql_dir)");
             }
             return;
         }
         let ops_seen = self.operations_seen(&table, &ops, unknown_ops);
-        // Records whose operation is unknown may be any change: let them all count, so the operation
-        // filter never drops a change it could not see.
-        let ops = if unknown_ops > 0 { BTreeMap::new() } else { ops };
+        // No sampled operation (an advance counted from watermarks alone) or a sampled record without one: what
+        // the records are is not known.
+        let ops = if unknown_ops > 0 || ops.is_empty() {
+            Operations::Unknown
+        } else {
+            Operations::Sampled(ops)
+        };
         let activity = Activity {
             table,
             records: new_records,
@@ -77,13 +104,14 @@ impl<L: Launcher + 'static> RunLoop<L> {
         }
         if letters.is_empty() {
             return self
+                .observer
                 .last_ops
                 .get(table)
                 .cloned()
                 .unwrap_or_else(|| "unknown".to_owned());
         }
         let seen = letters.join("/");
-        self.last_ops.insert(table.to_owned(), seen.clone());
+        self.observer.last_ops.insert(table.to_owned(), seen.clone());
         seen
     }
 }

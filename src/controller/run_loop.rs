@@ -1,16 +1,16 @@
 //! The loop itself: one task owns the policy and feeds it, one input at a time, from the watcher, the control
 //! channel, the launcher's answers and its own timers; what the policy decides becomes launcher calls.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::effects::Outcome;
+use super::effects::{InFlight, JobSql, Outcome};
+use super::observe::Observer;
 use super::{ControlRequest, RunLoop, TablesSnapshot};
 use crate::config::Config;
 use crate::flink::{JobId, Launcher};
@@ -47,6 +47,17 @@ impl Clock {
     }
 }
 
+/// What the loop publishes, and what it remembers to publish it.
+#[derive(Debug)]
+pub(super) struct Telemetry {
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) health: Arc<Health>,
+    /// Every table's status, for the HTTP server and the watcher's lag reads.
+    pub(super) tables: watch::Sender<TablesSnapshot>,
+    /// The live jobs of unmanaged tables in the last listing, each reported once when first seen.
+    pub(super) unmanaged_seen: HashSet<JobId>,
+}
+
 impl<L: Launcher + 'static> RunLoop<L> {
     /// Builds the loop; `launcher` is shared with whoever else needs it (the `jobs` listing, tests).
     /// `templates` are the SQL templates, read and checked once at start-up; each start renders from them.
@@ -58,7 +69,9 @@ impl<L: Launcher + 'static> RunLoop<L> {
         health: Arc<Health>,
     ) -> Self {
         let clock = Clock::new();
-        let policy = Policy::new(PolicySettings::from_config(&config, clock.origin_unix_ms));
+        let settings =
+            PolicySettings::from_config(&config, clock.origin_unix_ms).with_process_start(clock.origin_unix_ms);
+        let policy = Policy::new(settings);
         let (tables, _) = watch::channel(TablesSnapshot::default());
         let templated: BTreeSet<String> = templates.tables().into_iter().collect();
         let managed = Arc::new(super::managed_tables(templated.iter().cloned(), &config.policy));
@@ -73,26 +86,21 @@ impl<L: Launcher + 'static> RunLoop<L> {
             &config.flink.job_link_base(),
         );
         RunLoop {
-            templated,
-            managed,
-            unmanaged_seen: HashSet::new(),
-            templates,
-            untemplated_warned: BTreeSet::new(),
-            last_ops: HashMap::new(),
-            credentials,
-            config,
-            clock,
             policy,
-            launcher,
-            metrics,
-            health,
-            tables,
-            tasks: JoinSet::new(),
             inputs: VecDeque::new(),
-            stopping: BTreeSet::new(),
-            pinned: HashMap::new(),
-            reconciling: false,
-            reconcile_requested_at: Millis(0),
+            clock,
+            launcher,
+            sql: JobSql { templates, credentials },
+            in_flight: InFlight::default(),
+            telemetry: Telemetry {
+                metrics,
+                health,
+                tables,
+                unmanaged_seen: HashSet::new(),
+            },
+            observer: Observer::new(templated),
+            managed,
+            flink: config.flink,
             shutting_down: false,
         }
     }
@@ -108,7 +116,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
 
     /// A receiver of the table snapshots this loop publishes, for the HTTP server.
     pub fn subscribe(&self) -> watch::Receiver<TablesSnapshot> {
-        self.tables.subscribe()
+        self.telemetry.tables.subscribe()
     }
 
     /// Runs until `shutdown`, then lets in-flight launcher calls finish within `flink.shutdown_timeout`.
@@ -118,17 +126,17 @@ impl<L: Launcher + 'static> RunLoop<L> {
         mut control: mpsc::Receiver<ControlRequest>,
         shutdown: CancellationToken,
     ) {
-        let mut reconcile_every = tokio::time::interval(self.config.flink.reconcile_interval);
+        let mut reconcile_every = tokio::time::interval(self.flink.reconcile_interval);
         reconcile_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.deadline();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.on_joined(done),
+                Some(done) = self.in_flight.tasks.join_next(), if !self.in_flight.tasks.is_empty() => self.on_joined(done),
                 Some(request) = control.recv() => self.on_control(request),
                 Some(observation) = observations.recv() => self.on_observation(observation),
-                _ = reconcile_every.tick() => self.spawn_reconcile(),
+                _ = reconcile_every.tick() => self.spawn_listing(),
                 () = sleep_until(deadline) => self.feed(Input::Tick),
             }
         }
@@ -143,7 +151,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
     pub(super) fn on_joined(&mut self, done: Result<Outcome, tokio::task::JoinError>) {
         match done {
             Ok(outcome) => self.on_outcome(outcome),
-            Err(e) => tracing::error!(error = %crate::logging::chain(&e), "a launcher task ended abnormally"),
+            Err(e) => tracing::error!(error = %e, "a launcher task ended abnormally"),
         }
     }
 
@@ -194,8 +202,9 @@ impl<L: Launcher + 'static> RunLoop<L> {
             Action::Start {
                 table,
                 generation,
+                launch_generation,
                 reason,
-            } => self.spawn_start(table, generation, reason),
+            } => self.spawn_start(table, generation, launch_generation, reason),
             Action::Stop { table, job_id, reason } => self.spawn_stop(table, job_id, reason),
             Action::Event(event) => self.on_event(event),
         }
@@ -207,7 +216,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 tracing::debug!(%table, until = until.0, ?cause, "start deferred");
             }
             Event::Throttled { table, until } => {
-                self.metrics.start_throttled();
+                self.telemetry.metrics.start_throttled();
                 tracing::info!(%table, until = until.0, "start throttled");
             }
             Event::Queued {
@@ -215,7 +224,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 in_flight,
                 limit,
             } => {
-                self.metrics.start_throttled();
+                self.telemetry.metrics.start_throttled();
                 tracing::info!(%table, in_flight, limit, "start queued: concurrency limit");
             }
             Event::StartFailed {
@@ -238,6 +247,13 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 }
                 None => tracing::warn!(%table, %job_id, failures, "stop failed; retried when Flink lists the job"),
             },
+            Event::JobMissing { table, job_id } => {
+                tracing::warn!(%table, %job_id, "job missing from Flink's job list; taken as ended");
+            }
+            Event::SecondLiveJob { table, job_id } => {
+                tracing::warn!(%table, %job_id,
+                    "second live job for one table; the policy keeps one and stops the other as a duplicate");
+            }
             Event::JobEnded { table, job_id, state } => {
                 tracing::warn!(%table, %job_id, %state, "job ended without being asked to");
             }
@@ -267,21 +283,23 @@ impl<L: Launcher + 'static> RunLoop<L> {
             .values()
             .filter(|s| s.job_state == Some(JobState::Running))
             .count();
-        self.metrics.jobs_running(running);
+        self.telemetry.metrics.jobs_running(running);
         for status in statuses.values() {
-            self.metrics.job_state(&status.table, status.job_state.as_ref());
+            self.telemetry
+                .metrics
+                .job_state(&status.table, status.job_state.as_ref());
         }
         let seen = statuses.values().map(super::savings_seen);
-        self.metrics.savings().observe(self.clock.now(), seen);
-        self.tables.send_replace(Arc::new(statuses));
+        self.telemetry.metrics.savings().observe(self.clock.now(), seen);
+        self.telemetry.tables.send_replace(Arc::new(statuses));
     }
 
     /// Stops the running jobs if configured to, then waits up to `flink.shutdown_timeout` for launcher calls in
     /// flight, and for stops the policy retries, before abandoning them.
     async fn shut_down(mut self) {
         self.shutting_down = true;
-        let timeout = self.config.flink.shutdown_timeout;
-        if self.config.flink.stop_jobs_on_shutdown {
+        let timeout = self.flink.shutdown_timeout;
+        if self.flink.stop_jobs_on_shutdown {
             // Through the policy, like an operator's stop, so a failed stop is retried until the timeout.
             let stops: Vec<Input> = self
                 .running_jobs()
@@ -293,23 +311,23 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 .collect();
             self.feed_all(stops);
         }
-        let in_flight = self.tasks.len();
+        let in_flight = self.in_flight.tasks.len();
         if in_flight > 0 {
             tracing::info!(in_flight, timeout = ?timeout, "waiting for in-flight Flink calls");
         }
         let give_up = Instant::now() + timeout;
-        while !self.tasks.is_empty() || self.policy.retrying_stops() {
+        while !self.in_flight.tasks.is_empty() || self.policy.retrying_stops() {
             let deadline = self.deadline();
             tokio::select! {
                 () = tokio::time::sleep_until(give_up) => {
                     tracing::warn!(
-                        abandoned = self.tasks.len(),
+                        abandoned = self.in_flight.tasks.len(),
                         "shutdown timeout: abandoning in-flight Flink calls"
                     );
-                    self.tasks.abort_all();
+                    self.in_flight.tasks.abort_all();
                     break;
                 }
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.on_joined(done),
+                Some(done) = self.in_flight.tasks.join_next(), if !self.in_flight.tasks.is_empty() => self.on_joined(done),
                 () = sleep_until(deadline) => self.feed(Input::Tick),
             }
         }
@@ -392,8 +410,8 @@ mod tests {
     }
 
     async fn reconcile_once(run_loop: &mut RunLoop<Listing>) {
-        run_loop.spawn_reconcile();
-        let done = run_loop.tasks.join_next().await.expect("the listing task");
+        run_loop.spawn_listing();
+        let done = run_loop.in_flight.tasks.join_next().await.expect("the listing task");
         run_loop.on_joined(done);
     }
 
@@ -437,8 +455,8 @@ mod tests {
         launcher.jobs.lock().expect("lock").retain(|j| j.table != "orphan");
         reconcile_once(&mut run_loop).await;
         assert!(metrics.render().contains("\ncdc_unmanaged_jobs 2001\n"));
-        assert_eq!(run_loop.unmanaged_seen.len(), 2_001);
-        assert!(!run_loop.unmanaged_seen.contains(&job_id_for("orphan", 1)));
+        assert_eq!(run_loop.telemetry.unmanaged_seen.len(), 2_001);
+        assert!(!run_loop.telemetry.unmanaged_seen.contains(&job_id_for("orphan", 1)));
         assert_only_faculty(&run_loop);
         assert!(
             launcher.calls.lock().expect("lock").is_empty(),
@@ -460,18 +478,19 @@ mod tests {
             run_loop.execute(Action::Start {
                 table: table.to_owned(),
                 generation: 1,
+                launch_generation: 1,
                 reason: StartReason::Changes,
             });
-            assert!(!run_loop.stopping.contains(&job_id));
+            assert!(!run_loop.in_flight.stopping.contains(&job_id));
         }
-        assert!(run_loop.tasks.is_empty(), "no launcher call was spawned");
+        assert!(run_loop.in_flight.tasks.is_empty(), "no launcher call was spawned");
         // Its own table's job is still stopped.
         run_loop.execute(Action::Stop {
             table: "faculty".to_owned(),
             job_id: job_id_for("faculty", 1),
             reason: StopReason::Idle,
         });
-        let done = run_loop.tasks.join_next().await.expect("the stop task");
+        let done = run_loop.in_flight.tasks.join_next().await.expect("the stop task");
         run_loop.on_joined(done);
         let calls = launcher.calls.lock().expect("lock").clone();
         assert_eq!(calls, [format!("stop faculty {}", job_id_for("faculty", 1))]);

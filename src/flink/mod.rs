@@ -21,7 +21,6 @@ mod job;
 pub mod jobmanager;
 mod launcher;
 pub mod listing;
-mod reconcile;
 
 use std::sync::Once;
 use std::time::Duration;
@@ -31,7 +30,6 @@ pub use error::{Fault, FlinkError, root_cause};
 pub(crate) use http::{BodyError, read_body};
 pub use job::{AnyLauncher, GENERATION_BITS, JobSummary, Launcher, Started, Stopped, job_id_for, launch_generation};
 pub use launcher::{LaunchSettings, SqlGatewayLauncher};
-pub use reconcile::{Reconciliation, reconcile, reconcile_jobs};
 
 // moved to model (issue 25)
 pub use crate::model::{JOB_NAME_PREFIX, JobId, JobState, job_name, table_of_job};

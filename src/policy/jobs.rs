@@ -9,6 +9,13 @@ impl Policy {
     pub(super) fn on_job_state(&mut self, now: Millis, obs: JobObservation, out: &mut Vec<Action>) {
         let name = obs.table.clone();
         let t = self.table_mut(&name);
+        // A report without a generation (a listing's) about a job one of this process's starts pinned is about
+        // that start's job; any other (an earlier process's, one started by hand) keeps none, so it is never
+        // taken for a start whose job has not been seen yet.
+        let obs = JobObservation {
+            generation: obs.generation.or_else(|| t.pinned_generation(&obs.job_id)),
+            ..obs
+        };
         if let Some(g) = obs.generation {
             t.generation = t.generation.max(g);
         }

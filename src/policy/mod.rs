@@ -27,24 +27,35 @@
 //!   token and slot. Nothing is dropped.
 //! - A paused table never starts; resuming it starts it if changes are pending.
 //! - A job reported for a table the policy has no job for is adopted (this is how state survives a sidecar
-//!   restart, generation included); a second job for a table that has one is stopped as a duplicate. A report
-//!   naming the table's current job id is always about that job, never a duplicate. A job that ended without
-//!   being the table's current job (e.g. one an earlier sidecar process stopped) is history: remembered, so late
-//!   reports about it change nothing, but never taken for a start's job.
+//!   restart, generation included); a second live job of a table that has one is stopped as a duplicate, and the
+//!   table starts nothing until it is gone. A report naming the table's current job id is always about that job,
+//!   never a duplicate. A job that ended without being the table's current job (e.g. one an earlier sidecar
+//!   process stopped) is history: remembered, so late reports about it change nothing, but never taken for a
+//!   start's job.
+//! - A job listing ([`Input::Listing`], `listing.rs`) is read as a whole: a job the policy held before the
+//!   listing was asked for and the listing lacks is gone (taken as CANCELED); of each table's listed jobs, the
+//!   newest live one is reported first and the others after it (so they are the duplicates), and a table without
+//!   a live job reports its latest ended one; older ended jobs are history, unless one is the table's current job.
 //!
 //! What the run loop owes the policy: feed every input with the current time and arm one timer at
-//! [`Policy::next_deadline`] (re-armed after every call); carry out `Start` and `Stop` actions and report back.
-//! A start ends in a [`JobObservation`] (RUNNING, or a terminal state) or in [`Input::StartFailed`], which the
-//! launcher also sends when a job is not RUNNING within `flink.start_timeout` (after cancelling it). A stop ends
-//! in [`Input::Stopped`] or a terminal job state; the launcher cancels a stop slower than `flink.stop_timeout`.
-//! A start's job is matched only by its generation: the launcher's answer (`JobState` or `StartFailed`) carries
-//! it, and a listed job must carry it when its id is the one that start pinned (the launcher pins job ids from
-//! table and generation). A report without a generation matches only by job id. While a start has no job id
-//! yet, other live jobs of its table wait for its answer: the launcher adopts a live job of the table rather
-//! than submit a second one, so such a job is either the start's own or, once the answer names another, a
-//! duplicate.
+//! [`Policy::next_deadline`] (re-armed after every call); carry out `Start` and `Stop` actions and report back;
+//! list Flink's jobs now and then and feed each listing whole. A start ends in a [`JobObservation`] (RUNNING, or
+//! a terminal state) or in [`Input::StartFailed`], which the launcher also sends when a job is not RUNNING within
+//! `flink.start_timeout` (after cancelling it). A stop ends in [`Input::Stopped`] or a terminal job state; the
+//! launcher cancels a stop slower than `flink.stop_timeout`. A start's job is matched only by its generation: the
+//! launcher's answer (`JobState` or `StartFailed`) carries it, and the policy knows the job id each of its starts
+//! pins (from the table and the start's `launch_generation`, [`crate::flink::job_id_for`]), so a report without a
+//! generation naming one of a table's last few pinned ids is that start's. Any other report without a generation
+//! matches only by job id. While a start has no job id yet, other live jobs of its table wait for its answer: the
+//! launcher adopts a live job of the table rather than submit a second one, so such a job is either the start's
+//! own or, once the answer names another, a duplicate.
+//!
+//! The folder owns every decision about starting and stopping jobs and what Flink's and the watcher's reports
+//! mean. It may import only the shared vocabulary (job ids and states, operations, the job-id pinning rule), its
+//! settings from `config`, and `backoff`; nothing that does I/O, and nothing from `controller`, `kafka` or `http`.
 
 mod jobs;
+mod listing;
 mod schedule;
 mod table;
 mod throttle;
@@ -61,12 +72,16 @@ use crate::config::{Config, FlinkConfig, PolicyConfig};
 use table::{Job, Pending, RetryWhen, Table};
 use throttle::StartThrottle;
 pub use types::{
-    Action, Activity, ControlCommand, Event, Input, JobId, JobObservation, JobState, Millis, NextAction, NextStep,
-    StartReason, StopReason, TableState, TableStatus, WaitCause,
+    Action, Activity, ControlCommand, Event, Input, JobId, JobObservation, JobState, JobSummary, Millis, NextAction,
+    NextStep, Operations, StartReason, StopReason, TableState, TableStatus, WaitCause,
 };
 
 /// How many ended or duplicate job ids a table remembers, to ignore late reports about them.
 const REMEMBERED_JOB_IDS: usize = 8;
+
+/// How many of a table's latest starts the policy remembers the pinned job ids of. A report of a job with an
+/// older id and no generation is taken like one of a job this process did not start.
+const PINNED_STARTS: usize = 8;
 
 /// Delays before a stop that failed transiently is asked for again: 1 s, doubling per failure up to a minute.
 pub const STOP_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
@@ -84,6 +99,10 @@ pub struct PolicySettings {
     pub max_concurrent_jobs: u32,
     /// Seed of the retry-jitter RNG.
     pub seed: u64,
+    /// The sidecar process's start, milliseconds since the Unix epoch: the high bits of every launch generation
+    /// ([`crate::flink::launch_generation`]), so that job ids pinned by one process's starts never repeat another's. Zero
+    /// unless set ([`PolicySettings::with_process_start`]), as in replays and tests.
+    pub process_start_ms: u64,
 }
 
 impl PolicySettings {
@@ -95,7 +114,14 @@ impl PolicySettings {
             start_burst: flink.start_burst,
             max_concurrent_jobs: flink.max_concurrent_jobs,
             seed,
+            process_start_ms: 0,
         }
+    }
+
+    /// These settings for the process started at `process_start_ms` (milliseconds since the Unix epoch).
+    pub fn with_process_start(mut self, process_start_ms: u64) -> Self {
+        self.process_start_ms = process_start_ms;
+        self
     }
 
     /// Settings from a whole configuration.
@@ -208,6 +234,7 @@ impl Policy {
                 t.lag_at = Some(now);
             }
             Input::JobState(observation) => self.on_job_state(now, observation, out),
+            Input::Listing { jobs, requested_at } => self.on_listing(now, jobs, requested_at, out),
             Input::StartFailed {
                 table,
                 generation,
@@ -247,11 +274,12 @@ impl Policy {
 
     fn on_activity(&mut self, now: Millis, activity: Activity) {
         let t = self.table_mut(&activity.table);
-        let changes = if activity.ops.is_empty() {
-            activity.records
-        } else {
-            let counted = activity.ops.iter().filter(|(op, _)| t.rules.operations.contains(op));
-            counted.fold(0u64, |sum, (_, n)| sum.saturating_add(*n))
+        let changes = match &activity.ops {
+            Operations::Unknown => activity.records,
+            Operations::Sampled(ops) => {
+                let counted = ops.iter().filter(|(op, _)| t.rules.operations.contains(op));
+                counted.fold(0u64, |sum, (_, n)| sum.saturating_add(*n))
+            }
         };
         if activity.records > 0 || changes > 0 {
             t.last_record = Some(now);

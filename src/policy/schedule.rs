@@ -5,6 +5,7 @@ use super::table::{Announced, Job, Pending, RetryWhen, Table};
 use super::{
     Action, Event, Millis, NextAction, NextStep, Policy, StartReason, StopReason, TableState, TableStatus, WaitCause,
 };
+use crate::flink::{job_id_for, launch_generation};
 
 impl Policy {
     pub(super) fn unqueue(&mut self, name: &str) {
@@ -111,6 +112,8 @@ impl Policy {
                 pending.map_or(StartReason::Changes, |p| p.reason)
             };
             t.generation = t.generation.saturating_add(1);
+            let launch_generation = launch_generation(self.settings.process_start_ms, t.generation);
+            t.pin(t.generation, job_id_for(&name, launch_generation));
             t.queued = false;
             t.announced = Announced::Nothing;
             t.retry_at = None;
@@ -126,6 +129,7 @@ impl Policy {
             out.push(Action::Start {
                 table: name,
                 generation: t.generation,
+                launch_generation,
                 reason,
             });
         }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::{JobId, JobState, Millis, REMEMBERED_JOB_IDS, StartReason, StopReason, WaitCause};
+use super::{JobId, JobState, Millis, PINNED_STARTS, REMEMBERED_JOB_IDS, StartReason, StopReason, WaitCause};
 use crate::config::TablePolicy;
 
 /// A stop of one job that failed, and when it is asked for again.
@@ -72,6 +72,14 @@ impl Job {
             Job::Starting { generation, .. } | Job::Running { generation, .. } | Job::Stopping { generation, .. } => {
                 Some(*generation)
             }
+        }
+    }
+
+    /// Since when the job is in its state: started (starting), RUNNING (running), asked to stop (stopping).
+    pub(super) fn since(&self) -> Option<Millis> {
+        match self {
+            Job::None => None,
+            Job::Starting { since, .. } | Job::Running { since, .. } | Job::Stopping { since, .. } => Some(*since),
         }
     }
 
@@ -155,6 +163,8 @@ pub(super) struct Table {
     pub(super) unclaimed: Vec<JobId>,
     /// Jobs of this table (current or duplicate) whose stop failed, and when it is asked for again.
     pub(super) stop_retries: BTreeMap<JobId, StopRetry>,
+    /// The job ids this process's latest starts pinned, with their generations, oldest first.
+    pub(super) pinned: VecDeque<(u64, JobId)>,
 }
 
 impl Table {
@@ -180,7 +190,24 @@ impl Table {
             duplicates: Vec::new(),
             unclaimed: Vec::new(),
             stop_retries: BTreeMap::new(),
+            pinned: VecDeque::new(),
         }
+    }
+
+    /// Remembers that the start of `generation` pinned `job_id`.
+    pub(super) fn pin(&mut self, generation: u64, job_id: JobId) {
+        if self.pinned.len() == PINNED_STARTS {
+            self.pinned.pop_front();
+        }
+        self.pinned.push_back((generation, job_id));
+    }
+
+    /// The generation of the start that pinned `job_id`, if one of the latest did.
+    pub(super) fn pinned_generation(&self, job_id: &JobId) -> Option<u64> {
+        self.pinned
+            .iter()
+            .find(|(_, id)| id == job_id)
+            .map(|(generation, _)| *generation)
     }
 
     pub(super) fn lag_above_zero(&self) -> bool {

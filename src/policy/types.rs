@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::flink::JobSummary;
 use crate::model::Op;
 pub use crate::model::{JobId, JobState, Millis}; // moved to model (issue 25)
 
@@ -20,8 +21,18 @@ pub enum Input {
         /// Records behind, summed over partitions.
         lag: u64,
     },
-    /// Flink reported a job of the table in some state.
+    /// Flink reported a job of the table in some state: the launcher's answer to a start, or one report of a
+    /// trace.
     JobState(JobObservation),
+    /// Flink's jobs of the tables the sidecar manages, as one listing shows them; the policy works out what each
+    /// means ([`super::Policy`]'s rules: adopted, a duplicate, ended, history) and which of its own jobs are gone.
+    /// A listing is all of Flink's jobs: one that could not be taken whole is not fed at all.
+    Listing {
+        /// Every listed job of a managed table, in any order.
+        jobs: Vec<JobSummary>,
+        /// When the listing was asked for: a job the policy held before then and the listing lacks is gone.
+        requested_at: Millis,
+    },
     /// Submitting the table's job failed (or it did not reach RUNNING within the launcher's start timeout and
     /// was cancelled).
     StartFailed {
@@ -72,7 +83,7 @@ impl Input {
             | Input::Stopped { table, .. }
             | Input::StopFailed { table, .. }
             | Input::Operator { table, .. } => Some(table),
-            Input::Tick => None,
+            Input::Listing { .. } | Input::Tick => None,
         }
     }
 }
@@ -100,11 +111,22 @@ pub struct Activity {
     pub table: String,
     /// How many records were appended (high-watermark advance).
     pub records: u64,
-    /// Operations seen in the decoded sample, counted per operation. When empty, every record counts as a
-    /// change; when not, only the configured operations do.
-    pub ops: BTreeMap<Op, u64>,
+    /// The operations of the records, as far as the watcher could tell.
+    pub ops: Operations,
     /// Source timestamp (`ts_ms`) of the newest decoded record, for the status page.
     pub newest_ts_ms: Option<i64>,
+}
+
+/// What the watcher knows of the operations behind an [`Activity`]: which of its records count as changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Operations {
+    /// Not known: no record was decoded (the advance was counted from watermarks alone, or its sample failed), or
+    /// a sampled record had no operation. Any record may then be a change, so every record counts: the operation
+    /// filter never drops a change it could not see.
+    #[default]
+    Unknown,
+    /// The operation of every sampled record, counted per operation: only the configured operations count.
+    Sampled(BTreeMap<Op, u64>),
 }
 
 /// One job Flink reports for a table.
@@ -133,6 +155,9 @@ pub enum Action {
         table: String,
         /// Increases with every start of the table (and never goes below an adopted job's).
         generation: u64,
+        /// What the launcher pins the job id from, with the table ([`crate::flink::job_id_for`]): `generation`
+        /// below the process's start ([`crate::flink::launch_generation`]), so no two processes pin one id.
+        launch_generation: u64,
         /// Why.
         reason: StartReason,
     },
@@ -293,6 +318,22 @@ pub enum Event {
     Recovered {
         /// The table.
         table: String,
+    },
+    /// A job the policy held is missing from a listing asked for after it learned of the job: the job is gone (a
+    /// session cluster restarted without HA, an expired job store) and taken as CANCELED.
+    JobMissing {
+        /// The table.
+        table: String,
+        /// The job.
+        job_id: JobId,
+    },
+    /// A listing shows a live job of a table that has a newer one: the policy keeps one job per table and stops
+    /// every other as a duplicate.
+    SecondLiveJob {
+        /// The table.
+        table: String,
+        /// The job.
+        job_id: JobId,
     },
     /// A job the policy did not start (e.g. before a sidecar restart) is now the table's job.
     Adopted {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use cdc_orchestrator::decoder::Op;
-use cdc_orchestrator::policy::{Activity, ControlCommand, Input, JobId, JobObservation, JobState};
+use cdc_orchestrator::policy::{Activity, ControlCommand, Input, JobId, JobState, JobSummary, Millis, Operations};
 
 use super::model::{Phase, Sim, Step, TABLES};
 
@@ -110,48 +110,30 @@ impl Sim {
         }
     }
 
-    /// What the run loop feeds the policy from a listing (`reconcile_jobs`, then `RunLoop::on_reconciled`):
-    /// first the end of each table's current job when the listing lacks it although the policy knew it before
-    /// the listing was asked for, or shows it ended; then per table its live jobs, newest first, or else its
-    /// latest ended one.
+    /// The listing taken by [`Sim::list_jobs`] arrives, and goes to the policy as the run loop hands it over:
+    /// every listed job with its state then, Flink's start time giving their age.
     pub(crate) fn reconciled(&mut self) {
         let Some((requested_at, listed)) = self.listing.take() else {
             return;
         };
-        let mut reports = Vec::new();
-        for (t, name) in TABLES.iter().enumerate() {
-            let of_table: Vec<(usize, JobState)> = listed
-                .iter()
-                .rev()
-                .filter(|(i, _)| self.jobs[*i].table == t)
-                .cloned()
-                .collect();
-            let (live, ended): (Vec<_>, Vec<_>) = of_table.into_iter().partition(|(_, state)| !state.is_terminal());
-            let latest_ended = if live.is_empty() { ended.first().cloned() } else { None };
-            if let Some(status) = self.policy.status(name)
-                && let Some(job_id) = status.job_id
-            {
-                match listed.iter().find(|(i, _)| self.jobs[*i].id == job_id) {
-                    None if status.job_since.is_some_and(|since| since.0 < requested_at) => {
-                        self.feed(Input::JobState(JobObservation {
-                            table: (*name).to_owned(),
-                            job_id,
-                            generation: None,
-                            state: JobState::Canceled,
-                        }));
-                    }
-                    Some((i, state)) if state.is_terminal() && Some(*i) != latest_ended.as_ref().map(|(l, _)| *l) => {
-                        self.report(*i, state.clone());
-                    }
-                    _ => {}
+        let jobs = listed
+            .into_iter()
+            .map(|(i, state)| {
+                self.jobs[i].reported = true;
+                let job = &self.jobs[i];
+                JobSummary {
+                    table: TABLES[job.table].to_owned(),
+                    job_id: job.id.clone(),
+                    state,
+                    start_time_ms: i as i64,
+                    end_time_ms: None,
                 }
-            }
-            reports.extend(live);
-            reports.extend(latest_ended);
-        }
-        for (i, state) in reports {
-            self.report(i, state);
-        }
+            })
+            .collect();
+        self.feed(Input::Listing {
+            jobs,
+            requested_at: Millis(requested_at),
+        });
     }
 
     /// New records on the table's topic: `ops` empty means "no decoded sample".
@@ -176,7 +158,12 @@ impl Sim {
         self.feed(Input::Activity(Activity {
             table: TABLES[table].to_owned(),
             records: records.max(ops.len() as u64),
-            ops: counts,
+            // No decoded sample: the watcher cannot tell what the records are.
+            ops: if counts.is_empty() {
+                Operations::Unknown
+            } else {
+                Operations::Sampled(counts)
+            },
             newest_ts_ms: Some(self.now as i64),
         }));
     }

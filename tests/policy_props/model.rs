@@ -1,4 +1,4 @@
-//! The simulated Flink and launcher the policy runs against, and what the run loop feeds the policy.
+//! The simulated Flink and launcher the policy runs against.
 
 use std::time::Duration;
 
@@ -332,12 +332,13 @@ impl Sim {
         self.now = self.now.max(target);
     }
 
+    /// A report of one job as Flink lists it: without a generation, which the policy's own pins tell.
     pub(crate) fn report(&mut self, i: usize, state: JobState) {
-        self.report_as(i, state, true);
+        self.report_as(i, state, false);
     }
 
-    /// A report as the run loop's reconciliation gives it: with the generation when the id is one this process
-    /// pinned (and `with_generation`).
+    /// A report of one job, carrying the generation of the start that submitted it when `with_generation` (as the
+    /// launcher's answer does), else none.
     pub(crate) fn report_as(&mut self, i: usize, state: JobState, with_generation: bool) {
         self.jobs[i].reported = true;
         let job = &self.jobs[i];

@@ -91,6 +91,27 @@ fn records_without_a_decoded_sample_count_as_changes() {
 }
 
 #[test]
+fn a_sample_without_operations_is_no_change_unlike_unknown_operations() {
+    let mut p = default_policy();
+    let none_sampled = Input::Activity(Activity {
+        table: "faculty".into(),
+        records: 4,
+        ops: Operations::Sampled(BTreeMap::new()),
+        newest_ts_ms: None,
+    });
+    assert!(starts(&p.handle(Millis(0), none_sampled)).is_empty());
+    assert_eq!(p.status("faculty").map(|s| s.last_record_at), Some(Some(Millis(0))));
+    assert_eq!(p.status("faculty").map(|s| s.last_change_at), Some(None));
+    let unknown = Input::Activity(Activity {
+        table: "faculty".into(),
+        records: 4,
+        ops: Operations::Unknown,
+        newest_ts_ms: None,
+    });
+    assert_eq!(starts(&p.handle(Millis(1), unknown)).len(), 1);
+}
+
+#[test]
 fn per_table_operations_override_the_default() {
     let mut p = Policy::new(settings_with(|policy, _| {
         policy.tables.insert(

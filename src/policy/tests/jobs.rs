@@ -288,3 +288,128 @@ fn a_job_in_a_state_this_version_does_not_know_counts_as_alive() {
     );
     assert!(starts(&p.handle(Millis(SEC), activity("program", 1))).is_empty());
 }
+
+/// A job as a listing shows it: `job` named as [`id`] takes it, started at `start_ms` by Flink's clock.
+fn listed(table: &str, job: &str, state: JobState, start_ms: i64) -> JobSummary {
+    JobSummary {
+        table: table.into(),
+        job_id: id(job),
+        state,
+        start_time_ms: start_ms,
+        end_time_ms: None,
+    }
+}
+
+fn listing(jobs: Vec<JobSummary>, requested_at: u64) -> Input {
+    Input::Listing {
+        jobs,
+        requested_at: Millis(requested_at),
+    }
+}
+
+#[test]
+fn a_listing_adopts_a_tables_newest_live_job_and_stops_its_other_live_ones() {
+    let mut p = default_policy();
+    let jobs = vec![
+        listed("faculty", "old", JobState::Running, 10),
+        listed("faculty", "ended", JobState::Finished, 30),
+        listed("faculty", "new", JobState::Running, 20),
+    ];
+    let actions = p.handle(Millis(SEC), listing(jobs, SEC));
+    assert_eq!(p.status("faculty").and_then(|s| s.job_id), Some(id("new")));
+    assert_eq!(stops(&actions), one_stop("faculty", "old", StopReason::Duplicate));
+    let second = Event::SecondLiveJob {
+        table: "faculty".into(),
+        job_id: id("old"),
+    };
+    assert!(events(&actions).contains(&second), "{actions:?}");
+    // The order Flink lists them in changes nothing.
+    let mut q = default_policy();
+    let jobs = vec![
+        listed("faculty", "new", JobState::Running, 20),
+        listed("faculty", "old", JobState::Running, 10),
+        listed("faculty", "ended", JobState::Finished, 30),
+    ];
+    assert_eq!(q.handle(Millis(SEC), listing(jobs, SEC)), actions);
+}
+
+#[test]
+fn a_job_the_policy_held_before_a_listing_was_asked_for_and_absent_from_it_is_gone() {
+    let mut p = running_faculty();
+    // Asked for before the job was known (it ran from 1 s): its absence says nothing.
+    assert!(p.handle(Millis(2 * SEC), listing(Vec::new(), SEC / 2)).is_empty());
+    assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Running));
+    let actions = p.handle(Millis(3 * SEC), listing(Vec::new(), 2 * SEC));
+    let gone = events(&actions);
+    assert!(
+        gone.contains(&Event::JobMissing {
+            table: "faculty".into(),
+            job_id: id("faculty-1"),
+        }) && gone.contains(&Event::JobEnded {
+            table: "faculty".into(),
+            job_id: id("faculty-1"),
+            state: JobState::Canceled,
+        }),
+        "{actions:?}"
+    );
+    assert_eq!(p.status("faculty").and_then(|s| s.job_id), None);
+}
+
+#[test]
+fn the_current_jobs_end_counts_even_when_a_later_ended_job_of_the_table_is_listed() {
+    let mut p = running_faculty();
+    let jobs = vec![
+        listed("faculty", "faculty-1", JobState::Failed, 10),
+        listed("faculty", "by-hand", JobState::Canceled, 20),
+    ];
+    let actions = p.handle(Millis(2 * SEC), listing(jobs, 2 * SEC));
+    let ended = Event::JobEnded {
+        table: "faculty".into(),
+        job_id: id("faculty-1"),
+        state: JobState::Failed,
+    };
+    assert!(events(&actions).contains(&ended), "{actions:?}");
+    // The other ended job is history: not adopted, not news.
+    let s = p.status("faculty").expect("status");
+    assert_eq!((s.job_id, s.consecutive_failures), (None, 1));
+}
+
+#[test]
+fn a_listed_job_whose_id_a_start_pinned_is_that_starts_job_and_no_other_is() {
+    let settings = settings_with(|_, _| {}).with_process_start(1_700_000_000_000);
+    let mut p = Policy::new(settings);
+    let actions = p.handle(Millis(0), activity("faculty", 1));
+    let launch = match &actions[..] {
+        [
+            Action::Start {
+                generation: 1,
+                launch_generation,
+                ..
+            },
+        ] => *launch_generation,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(launch, crate::flink::launch_generation(1_700_000_000_000, 1));
+    let pinned = crate::flink::job_id_for("faculty", launch);
+    // Another live job of the table waits for the start's answer; the start's own is its job at once.
+    let mut jobs = vec![listed("faculty", "by-hand", JobState::Running, 5)];
+    jobs.push(JobSummary {
+        job_id: pinned.clone(),
+        ..listed("faculty", "", JobState::Initializing, 10)
+    });
+    let actions = p.handle(Millis(SEC), listing(jobs, SEC));
+    let s = p.status("faculty").expect("status");
+    assert_eq!((s.state, s.job_id.clone()), (TableState::Starting, Some(pinned)));
+    assert_eq!(stops(&actions), one_stop("faculty", "by-hand", StopReason::Duplicate));
+}
+
+#[test]
+fn a_listing_leaves_the_jobs_of_tables_outside_include_and_exclude_alone() {
+    let mut p = Policy::new(settings_with(|policy, _| policy.exclude = vec!["legacy".into()]));
+    let jobs = vec![
+        listed("legacy", "legacy-1", JobState::Running, 10),
+        listed("legacy", "legacy-2", JobState::Running, 20),
+    ];
+    assert!(p.handle(Millis(SEC), listing(jobs, SEC)).is_empty());
+    assert!(p.statuses().is_empty());
+}

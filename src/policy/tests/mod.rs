@@ -42,7 +42,7 @@ fn activity_ops(table: &str, ops: &[(Op, u64)]) -> Input {
     Input::Activity(Activity {
         table: table.into(),
         records: ops.iter().fold(0u64, |sum, (_, n)| sum.saturating_add(*n)),
-        ops: ops.iter().copied().collect::<BTreeMap<_, _>>(),
+        ops: Operations::Sampled(ops.iter().copied().collect::<BTreeMap<_, _>>()),
         newest_ts_ms: None,
     })
 }
@@ -98,6 +98,7 @@ fn starts(actions: &[Action]) -> Vec<(String, u64, StartReason)> {
                 table,
                 generation,
                 reason,
+                ..
             } => Some((table.clone(), *generation, *reason)),
             _ => None,
         })
