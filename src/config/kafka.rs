@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::check::{Checks, check_fields};
 use super::de::{lenient_string, list, whole_u32};
-use super::{ConfigError, Secret, Section};
+use super::{ConfigError, Secret, Section, is_table_name};
+
+/// What `kafka.topic_template` and `kafka.group_template` replace with the table name.
+pub const TABLE_PLACEHOLDER: &str = "{table}";
 
 /// Room a Fetch answer needs besides its records (headers, batch and partition fields), so that a sample of
 /// `kafka.sample_bytes` fits in `kafka.max_response_bytes`.
@@ -103,19 +106,25 @@ impl KafkaConfig {
 
     /// The consumer group of a table's Flink job.
     pub fn group_for(&self, table: &str) -> String {
-        self.group_template.replace("{table}", table)
+        self.group_template.replace(TABLE_PLACEHOLDER, table)
     }
 
     /// The CDC topic of a table, as its Flink job reads it.
     pub fn topic_for(&self, table: &str) -> String {
-        crate::kafka::naming::topic_for(&self.topic_template, table)
+        self.topic_template.replace(TABLE_PLACEHOLDER, table)
     }
 
     /// The table a topic carries, by the same `kafka.topic_template` that [`KafkaConfig::topic_for`] fills: the
-    /// part of the name where `{table}` stands, if the rest matches and it is a valid table name. This is the
-    /// only mapping from topics to tables (watcher, lag and run loop all use it).
+    /// part of the name where `{table}` stands, if the rest matches and it is a valid table name.
+    ///
+    /// The one rule from topics to tables: the watcher, its samples, lag and routing all ask here. It lives beside
+    /// the key it reads, so that the configuration's own checks (the topic pattern must watch every templated
+    /// table's topic) use it without reaching into the Kafka layer. `kafka.topic_template` holds `{table}` once (checked by
+    /// [`Section::validate`]).
     pub fn table_of_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        crate::kafka::naming::table_of_topic(&self.topic_template, topic)
+        let (prefix, suffix) = self.topic_template.split_once(TABLE_PLACEHOLDER)?;
+        let table = topic.strip_prefix(prefix)?.strip_suffix(suffix)?;
+        is_table_name(table).then_some(table)
     }
 
     /// The compiled `kafka.routed_topics`, each anchored to the whole topic name.
@@ -195,11 +204,11 @@ impl Section for KafkaConfig {
             ("kafka.group_template", &self.group_template),
             ("kafka.topic_template", &self.topic_template),
         ] {
-            if !template.contains("{table}") {
+            if !template.contains(TABLE_PLACEHOLDER) {
                 errors.invalid(key, template, "must contain {table}");
             }
         }
-        if self.topic_template.matches("{table}").count() > 1 {
+        if self.topic_template.matches(TABLE_PLACEHOLDER).count() > 1 {
             errors.invalid(
                 "kafka.topic_template",
                 &self.topic_template,

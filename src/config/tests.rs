@@ -288,7 +288,11 @@ fn the_topic_template_maps_topics_back_to_tables() {
     k.topic_template = "cdc.{table}.v1".into();
     assert_eq!(k.table_of_topic("cdc.room.v1"), Some("room"));
     assert_eq!(k.table_of_topic(&k.topic_for("student_fee")), Some("student_fee"));
-    assert_eq!(k.table_of_topic("cdc.room.v2"), None);
+    for none in ["cdc.room.v2", "cdc..v1", "cdc.a-b.v1", "other.room.v1"] {
+        assert_eq!(k.table_of_topic(none), None, "{none}");
+    }
+    k.topic_template = "no placeholder".into();
+    assert_eq!(k.table_of_topic("no placeholder"), None);
 }
 
 #[test]

@@ -163,11 +163,13 @@ fn json_string(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()>
     serde_json::to_writer(out, text).map_err(std::io::Error::from)
 }
 
-/// The `decode` command's guess at the table of a record that names none: the topic's last `.`-separated segment.
-/// Only for display; the sidecar maps topics to tables with `kafka.topic_template`
-/// ([`crate::config::KafkaConfig::table_of_topic`]) and never with this.
-pub(crate) fn table_of_topic(topic: &str) -> &str {
-    crate::kafka::naming::guess_table(topic)
+/// A guess at the table of a record that names none, for the `decode` command, which reads records without a
+/// configuration: the topic's last `.`-separated segment, as in Debezium's default `<prefix>.<schema>.<table>`.
+/// Only for display: the sidecar believes a decoded table only when the record named it
+/// ([`Change::table_from_record`]), and otherwise maps topics to tables by `kafka.topic_template`
+/// ([`crate::config::KafkaConfig::table_of_topic`]).
+pub(crate) fn guessed_table(topic: &str) -> &str {
+    topic.rsplit('.').next().unwrap_or(topic)
 }
 
 /// Decodes one record. The key is not needed today (tables and operations live in the value) but is part of
@@ -178,7 +180,7 @@ pub fn decode(topic: &str, _key: Option<&[u8]>, value: Option<&[u8]>) -> Decoded
     }
     let Some(bytes) = value else {
         return Decoded::Tombstone {
-            table: table_of_topic(topic).to_owned(),
+            table: guessed_table(topic).to_owned(),
         };
     };
     match bytes.first() {
@@ -186,7 +188,7 @@ pub fn decode(topic: &str, _key: Option<&[u8]>, value: Option<&[u8]>) -> Decoded
         // Confluent wire format: magic byte 0, then a 4-byte schema id. No registry here to read the rest.
         Some(0) if bytes.len() >= 5 => {
             return Decoded::Opaque {
-                table: table_of_topic(topic).to_owned(),
+                table: guessed_table(topic).to_owned(),
             };
         }
         _ => {}

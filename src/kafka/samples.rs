@@ -96,6 +96,7 @@ pub(crate) fn excerpt(name: &str) -> String {
 /// table, since a table topic carries nothing but changes and tombstones. Which table a change counts for is
 /// [`Routing::resolve`]'s answer: a record's own table name matters only on routed topics.
 pub(crate) fn summarize(
+    config: &KafkaConfig,
     routing: &Routing,
     topic: &str,
     partition: i32,
@@ -114,7 +115,7 @@ pub(crate) fn summarize(
         newest_ts_ms: None,
         observed_at_ms,
     };
-    let topic_table = routing.table_of_topic(topic);
+    let topic_table = config.table_of_topic(topic);
     let no_table = || Untrusted {
         named: None,
         counted_as: None,
@@ -180,7 +181,7 @@ pub(crate) fn summarize(
 /// record that is no table data. Notes the first invalid record and the first untrusted table name in `summary`.
 fn classify<'a>(
     routing: &Routing,
-    topic: &'a str,
+    topic: &str,
     topic_table: Option<&'a str>,
     decoded: &'a Decoded,
     summary: &mut Summary,
@@ -189,7 +190,7 @@ fn classify<'a>(
     match decoded {
         Decoded::Change(change) => {
             let named = change.table_from_record.then_some(change.table.as_str());
-            let resolved = routing.resolve(topic, named);
+            let resolved = routing.resolve(topic, topic_table, named);
             if let Some(named) = resolved.untrusted()
                 && summary.untrusted.is_none()
             {
@@ -256,7 +257,15 @@ mod tests {
         sample: &Result<Vec<Record>, BrokerError>,
         kinds: &mut BTreeMap<&'static str, u64>,
     ) -> (Vec<TableActivity>, usize, usize, Option<String>) {
-        let s = summarize(&routing(&[]), topic, partition, new_records, sample, kinds);
+        let s = summarize(
+            &KafkaConfig::default(),
+            &routing(&[]),
+            topic,
+            partition,
+            new_records,
+            sample,
+            kinds,
+        );
         (s.activity, s.sampled, s.bytes, s.invalid)
     }
 
@@ -301,6 +310,7 @@ mod tests {
             rec(r#"{"op":"d","source":{"table":"junk"},"before":{}}"#),
         ]);
         let s = summarize(
+            &KafkaConfig::default(),
             &routing(&[r"university-server\.all"]),
             "university-server.all",
             0,
@@ -319,6 +329,7 @@ mod tests {
         );
         // The same records on a topic that is not routed: nothing is believed, and the topic has no table.
         let s = summarize(
+            &KafkaConfig::default(),
             &routing(&[]),
             "university-server.all",
             0,
@@ -338,7 +349,15 @@ mod tests {
         let (found, _, _, _) = plain(course, 0, 640, &sample, &mut BTreeMap::new());
         let tables: Vec<_> = found.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
         assert_eq!(tables, [("course", 640)]);
-        let s = summarize(&routing(&[course]), course, 0, 640, &sample, &mut BTreeMap::new());
+        let s = summarize(
+            &KafkaConfig::default(),
+            &routing(&[course]),
+            course,
+            0,
+            640,
+            &sample,
+            &mut BTreeMap::new(),
+        );
         let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
         assert_eq!(
             tables,

@@ -365,7 +365,7 @@ impl Watcher {
         }
         // The broker does not answer this partition's samples: its topic's table (if it has one) changed.
         Some(
-            self.routing
+            self.config
                 .table_of_topic(&key.0)
                 .map(|table| activity(table.to_owned(), new_records))
                 .into_iter()
@@ -411,7 +411,15 @@ impl Watcher {
     fn failed_sample(&self, key: TopicPartition, new_records: u64, error: BrokerError) -> SampleOutcome {
         let timed_out = matches!(error, BrokerError::Timeout { .. });
         let mut kinds = BTreeMap::new();
-        let summary = summarize(&self.routing, &key.0, key.1, new_records, &Err(error), &mut kinds);
+        let summary = summarize(
+            &self.config,
+            &self.routing,
+            &key.0,
+            key.1,
+            new_records,
+            &Err(error),
+            &mut kinds,
+        );
         SampleOutcome {
             key,
             client: None,
@@ -445,7 +453,7 @@ impl Watcher {
             (true, [only])
                 if invalid.is_none()
                     && untrusted.is_none()
-                    && self.routing.table_of_topic(&topic) == Some(only.table.as_str()) =>
+                    && self.config.table_of_topic(&topic) == Some(only.table.as_str()) =>
             {
                 Some((now, only.table.clone()))
             }
@@ -545,7 +553,15 @@ impl Watcher {
         loop {
             let sample = samples::fetch(&self.config, &partition, from, high, want).await;
             let mut kinds = BTreeMap::new();
-            let summary = summarize(&self.routing, &key.0, key.1, new_records, &sample, &mut kinds);
+            let summary = summarize(
+                &self.config,
+                &self.routing,
+                &key.0,
+                key.1,
+                new_records,
+                &sample,
+                &mut kinds,
+            );
             let done = rechecked
                 || want >= full
                 || new_records <= 1
@@ -570,7 +586,7 @@ impl Watcher {
     /// whose operation counts for every table. A tombstone, heartbeat, snapshot read the policy ignores, invalid
     /// record or another table's change could hide changes among the records before it.
     fn settles(&self, topic: &str, sample: &Result<Vec<samples::Record>, BrokerError>, summary: &Summary) -> bool {
-        let own = self.routing.table_of_topic(topic);
+        let own = self.config.table_of_topic(topic);
         sample.as_ref().is_ok_and(|records| records.len() == 1)
             && summary.invalid.is_none()
             && summary.untrusted.is_none()
@@ -617,7 +633,7 @@ impl Watcher {
         let highs: Vec<(TopicPartition, Option<i64>)> = self
             .partitions
             .iter()
-            .filter(|(key, _)| match (&filter, self.routing.table_of_topic(&key.0)) {
+            .filter(|(key, _)| match (&filter, self.config.table_of_topic(&key.0)) {
                 (None, _) => true,
                 (Some(tables), Some(table)) => tables.contains(table),
                 (Some(_), None) => false,
@@ -633,7 +649,7 @@ impl Watcher {
         let mut by_table: BTreeMap<String, Option<Vec<PartitionOffsets>>> = BTreeMap::new();
         for (((topic, partition), high), start) in highs.into_iter().zip(starts) {
             // Lag is per table topic; a topic without a table of its own (a routed one) has none.
-            let Some(table) = self.routing.table_of_topic(&topic).map(str::to_owned) else {
+            let Some(table) = self.config.table_of_topic(&topic).map(str::to_owned) else {
                 continue;
             };
             if !self.admit(&table) {
