@@ -216,7 +216,7 @@ def percentile(values, p):
 
 def sidecar_latencies(produce_log, activity_file):
     """Pairs each produced record with the activity event that reported it: per table, an event with
-    new_records = n covers that table's next n records, in produce order."""
+    records = n covers that table's next n records, in produce order."""
     produced = {}
     for line in produce_log.read_text().splitlines():
         table, ms = line.split()
@@ -230,9 +230,9 @@ def sidecar_latencies(produce_log, activity_file):
         table = event["table"]
         times = produced.get(table, [])
         start = cursor.get(table, 0)
-        for ms in times[start:start + event["new_records"]]:
+        for ms in times[start:start + event["records"]]:
             latencies.append(event["observed_at_ms"] - ms)
-        cursor[table] = start + event["new_records"]
+        cursor[table] = start + event["records"]
     missed = sum(len(times) - cursor[table] for table, times in produced.items())
     return latencies, missed
 

@@ -130,14 +130,14 @@ async fn activity_names_the_table_and_its_operations_within_two_polls() {
         ("faculty", "university-server.public.faculty", 0)
     );
     let mut seen = a.ops.clone();
-    let mut records = a.new_records;
+    let mut records = a.records;
     // The three records may straddle two polls.
     while records < 3 {
         let more = running
             .activity(Duration::from_millis(500))
             .await
             .expect("rest of the records");
-        records += more.new_records;
+        records += more.records;
         for (op, n) in more.ops {
             *seen.entry(op).or_default() += n;
         }
@@ -213,7 +213,7 @@ async fn a_topic_created_after_start_is_found_and_its_first_records_count() {
         .activity(Duration::from_secs(3))
         .await
         .expect("found within a refresh");
-    assert_eq!((a.table.as_str(), a.new_records), ("students", 1));
+    assert_eq!((a.table.as_str(), a.records), ("students", 1));
     running.stop().await;
 }
 
@@ -260,7 +260,7 @@ async fn broker_restart(batch_watermarks: bool) {
         .await
         .expect("activity after the restart");
     assert_eq!(a.table, "faculty");
-    assert_eq!(a.new_records, 1, "no bogus huge activity");
+    assert_eq!(a.records, 1, "no bogus huge activity");
     assert_eq!(a.ops.get(&Op::Delete), Some(&1));
     running.stop().await;
 }
@@ -392,7 +392,7 @@ async fn partitions_that_appear_in_a_watched_topic_are_watched() {
         .activity(Duration::from_secs(5))
         .await
         .expect("the new partition is watched within a refresh or two");
-    assert_eq!((a.table.as_str(), a.partition, a.new_records), ("course", 2, 1));
+    assert_eq!((a.table.as_str(), a.partition, a.records), ("course", 2, 1));
     assert_eq!(a.ops.get(&Op::Update), Some(&1));
     running.stop().await;
 }
@@ -432,7 +432,7 @@ async fn over_tls_activity_and_lag_are_read_and_plaintext_or_an_unknown_ca_is_re
     )
     .await;
     let a = activity_of(&mut running, "lecturer", 2).await;
-    assert_eq!(a.new_records, 2, "activity over TLS");
+    assert_eq!(a.records, 2, "activity over TLS");
     running.stop().await;
 
     // Lag's own connections (FindCoordinator, OffsetCommit, OffsetFetch) go through TLS too.
@@ -475,7 +475,7 @@ async fn over_tls_activity_and_lag_are_read_and_plaintext_or_an_unknown_ca_is_re
 /// Waits for activity of `table` until `records` new records were reported; returns the merged activity.
 async fn activity_of(running: &mut Running, table: &str, records: u64) -> TableActivity {
     let mut merged: Option<TableActivity> = None;
-    while merged.as_ref().is_none_or(|m| m.new_records < records) {
+    while merged.as_ref().is_none_or(|m| m.records < records) {
         let a = running
             .activity(Duration::from_secs(3))
             .await
@@ -484,7 +484,7 @@ async fn activity_of(running: &mut Running, table: &str, records: u64) -> TableA
         match merged.as_mut() {
             None => merged = Some(a),
             Some(m) => {
-                m.new_records += a.new_records;
+                m.records += a.records;
                 m.unknown_ops += a.unknown_ops;
                 for (op, n) in a.ops {
                     *m.ops.entry(op).or_default() += n;
@@ -525,7 +525,7 @@ async fn a_table_topic_is_sampled_once_per_sample_interval_and_a_routed_topic_ev
     .await;
     let later = activity_of(&mut running, "faculty", 2).await;
     assert_eq!(
-        (later.new_records, later.unknown_ops, later.ops.len()),
+        (later.records, later.unknown_ops, later.ops.len()),
         (2, 0, 0),
         "within the interval the watermark alone counts the table's changes: {later:?}"
     );
@@ -569,7 +569,7 @@ async fn once_the_table_is_known_an_expired_interval_rechecks_only_the_newest_re
     // second re-checked alone): every record's operation is known.
     let learned = activity_of(&mut running, "grade", 2).await;
     assert_eq!(
-        (learned.new_records, learned.ops.get(&Op::Create), learned.unknown_ops),
+        (learned.records, learned.ops.get(&Op::Create), learned.unknown_ops),
         (2, Some(&2), 0)
     );
     let values: Vec<Vec<u8>> = (0..4).map(|_| support::envelope("grade", "u")).collect();
@@ -583,7 +583,7 @@ async fn once_the_table_is_known_an_expired_interval_rechecks_only_the_newest_re
             (1, 0),
             "one record re-checked per advance: {a:?}"
         );
-        seen += a.new_records;
+        seen += a.records;
     }
     assert_eq!(seen, 4);
     running.stop().await;

@@ -132,7 +132,7 @@ async fn a_first_sample_is_one_record_unless_that_record_leaves_a_doubt() {
     let (activity, stats) = first_sample(&broker, "course", &values, &Op::ALL).await;
     assert_eq!(stats.sampled, 1, "a change that counts settles it: one record fetched");
     assert_eq!(activity.len(), 1);
-    assert_eq!((activity[0].table.as_str(), activity[0].new_records), ("course", 3));
+    assert_eq!((activity[0].table.as_str(), activity[0].records), ("course", 3));
     assert_eq!(activity[0].ops, ops(&[(Op::Update, 1)]));
 
     // Debezium follows a delete with a tombstone: the delete is still seen.

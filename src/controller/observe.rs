@@ -37,7 +37,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
     fn on_activity(&mut self, seen: TableActivity) {
         let TableActivity {
             table,
-            new_records,
+            records,
             ops,
             unknown_ops,
             newest_ts_ms,
@@ -48,7 +48,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 .metrics
                 .new_records
                 .get_or_create(&TableLabels { table: table.clone() }),
-            new_records,
+            records,
         );
         if !self.templated.contains(&table) {
             // Nothing could start it: it must not queue, spend a start token or show up as failing.
@@ -64,7 +64,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
         let ops = if unknown_ops > 0 { BTreeMap::new() } else { ops };
         let activity = Activity {
             table,
-            records: new_records,
+            records,
             ops,
             newest_ts_ms,
         };

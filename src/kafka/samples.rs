@@ -100,7 +100,7 @@ pub(crate) fn summarize(
     routing: &Routing,
     topic: &str,
     partition: i32,
-    new_records: u64,
+    records: u64,
     sample: &Result<Vec<Record>, BrokerError>,
     kinds: &mut BTreeMap<&'static str, u64>,
 ) -> Summary {
@@ -109,7 +109,7 @@ pub(crate) fn summarize(
         table: table.to_owned(),
         topic: topic.to_owned(),
         partition,
-        new_records: 0,
+        records: 0,
         ops: BTreeMap::new(),
         unknown_ops: 0,
         newest_ts_ms: None,
@@ -121,15 +121,15 @@ pub(crate) fn summarize(
         counted_as: None,
     };
     let mut summary = Summary::default();
-    let records = match sample {
-        Ok(records) => records,
+    let fetched = match sample {
+        Ok(fetched) => fetched,
         Err(e) => {
             // No sample, but the watermark moved: still a change of the topic's table, operation unknown.
             tracing::warn!(%topic, partition, error = %e, "sample fetch failed");
             match topic_table.map(blank) {
                 Some(a) => summary.activity.push(TableActivity {
-                    new_records,
-                    unknown_ops: new_records,
+                    records,
+                    unknown_ops: records,
                     ..a
                 }),
                 None => summary.untrusted = Some(no_table()),
@@ -139,7 +139,7 @@ pub(crate) fn summarize(
     };
     let mut tables: BTreeMap<String, TableActivity> = BTreeMap::new();
     let mut not_table_data = 0u64;
-    for record in records {
+    for record in fetched {
         summary.bytes += record.value.as_ref().map_or(0, Vec::len);
         let decoded = decoder::decode(topic, record.key.as_deref(), record.value.as_deref());
         *kinds.entry(decoded.kind()).or_default() += 1;
@@ -157,21 +157,21 @@ pub(crate) fn summarize(
         };
         count(tables.entry(table.to_owned()).or_insert_with(|| blank(table)), change);
     }
-    summary.sampled = records.len();
-    let unsampled = new_records.saturating_sub(u64::try_from(summary.sampled).unwrap_or(u64::MAX));
+    summary.sampled = fetched.len();
+    let unsampled = records.saturating_sub(u64::try_from(summary.sampled).unwrap_or(u64::MAX));
     if not_table_data == 0
         && unsampled > 0
         && let Some(table) = topic_table
     {
         let a = tables.entry(table.to_owned()).or_insert_with(|| blank(table));
-        a.new_records = a.new_records.saturating_add(unsampled);
+        a.records = a.records.saturating_add(unsampled);
     }
     // A single-table topic: every new record is the table's, sampled or not.
     if tables.len() == 1
         && let Some(table) = topic_table
         && let Some(a) = tables.get_mut(table)
     {
-        a.new_records = a.new_records.max(new_records.saturating_sub(not_table_data));
+        a.records = a.records.max(records.saturating_sub(not_table_data));
     }
     summary.activity = tables.into_values().collect();
     summary
@@ -212,7 +212,7 @@ fn classify<'a>(
 
 /// Counts one sampled record of `a`'s table: a change with its operation, or a record of unknown operation.
 fn count(a: &mut TableActivity, change: Option<&Change>) {
-    a.new_records = a.new_records.saturating_add(1);
+    a.records = a.records.saturating_add(1);
     match change {
         Some(change) => {
             match change.op {
@@ -253,7 +253,7 @@ mod tests {
     fn plain(
         topic: &str,
         partition: i32,
-        new_records: u64,
+        records: u64,
         sample: &Result<Vec<Record>, BrokerError>,
         kinds: &mut BTreeMap<&'static str, u64>,
     ) -> (Vec<TableActivity>, usize, usize, Option<String>) {
@@ -262,7 +262,7 @@ mod tests {
             &routing(&[]),
             topic,
             partition,
-            new_records,
+            records,
             sample,
             kinds,
         );
@@ -279,10 +279,7 @@ mod tests {
         assert_eq!(sampled, 2);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].table, "faculty");
-        assert_eq!(
-            found[0].new_records, 10,
-            "unsampled records count for the topic's table"
-        );
+        assert_eq!(found[0].records, 10, "unsampled records count for the topic's table");
         assert_eq!(found[0].ops, BTreeMap::from([(Op::Create, 1), (Op::Update, 1)]));
         assert_eq!(found[0].newest_ts_ms, Some(9));
     }
@@ -318,7 +315,7 @@ mod tests {
             &sample,
             &mut BTreeMap::new(),
         );
-        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.records)).collect();
         assert_eq!(tables, [("faculty", 1), ("program", 1)]);
         assert_eq!(
             s.untrusted,
@@ -347,7 +344,7 @@ mod tests {
             .collect());
         let course = "university-server.public.course";
         let (found, _, _, _) = plain(course, 0, 640, &sample, &mut BTreeMap::new());
-        let tables: Vec<_> = found.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        let tables: Vec<_> = found.iter().map(|a| (a.table.as_str(), a.records)).collect();
         assert_eq!(tables, [("course", 640)]);
         let s = summarize(
             &KafkaConfig::default(),
@@ -358,7 +355,7 @@ mod tests {
             &sample,
             &mut BTreeMap::new(),
         );
-        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.records)).collect();
         assert_eq!(
             tables,
             [("course", 640)],
@@ -380,7 +377,7 @@ mod tests {
             &mut BTreeMap::new(),
         );
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].new_records, found[0].unknown_ops), (4, 4));
+        assert_eq!((found[0].records, found[0].unknown_ops), (4, 4));
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub struct TableActivity {
     /// The partition.
     pub partition: i32,
     /// Records appended since the last poll (for a topic routed from several tables: those sampled for this one).
-    pub new_records: u64,
+    pub records: u64,
     /// Sampled records per operation.
     pub ops: BTreeMap<Op, u64>,
     /// Sampled changes whose operation is unknown (unwrapped rows without `__op`, binary records).

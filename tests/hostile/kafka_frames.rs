@@ -353,7 +353,7 @@ async fn a_fetch_frame_of_2_gb_fails_the_sample_and_its_connection_is_closed_and
     let (activity, _) = watcher.poll().await.expect("a failed sample fails no poll");
     // The advance is still the topic's table's change, of unknown operation: the sample failed.
     assert_eq!(activity.len(), 1, "{activity:?}");
-    assert_eq!((activity[0].new_records, activity[0].unknown_ops), (10, 10));
+    assert_eq!((activity[0].records, activity[0].unknown_ops), (10, 10));
     let first = broker
         .with(|s| s.fetched_on.iter().next().copied())
         .expect("a Fetch was sent");
@@ -396,7 +396,7 @@ async fn fetches_that_never_answer_hold_a_poll_no_longer_than_request_timeout_an
     while counted < partitions || timeouts.is_none() {
         match next(&mut seen).await {
             WatchEvent::Activity(a) => {
-                assert_eq!((a.table.as_str(), a.new_records), (TABLE, 10), "{a:?}");
+                assert_eq!((a.table.as_str(), a.records), (TABLE, 10), "{a:?}");
                 counted += 1;
             }
             WatchEvent::SampleTimeouts { partitions } => timeouts = Some(partitions),
@@ -415,7 +415,7 @@ async fn fetches_that_never_answer_hold_a_poll_no_longer_than_request_timeout_an
     let mut counted = 0;
     while counted < partitions {
         if let WatchEvent::Activity(a) = next(&mut seen).await {
-            assert_eq!((a.new_records, a.unknown_ops), (5, 5), "{a:?}");
+            assert_eq!((a.records, a.unknown_ops), (5, 5), "{a:?}");
             counted += 1;
         }
     }
@@ -641,7 +641,7 @@ async fn watermarks_near_i64_max_or_negative_neither_panic_nor_wrap() {
     assert!(activity.is_empty(), "{activity:?}");
     broker.set_highs(&[i64::MAX, i64::MAX, i64::MAX, i64::MAX]);
     let (activity, _) = watcher.poll().await.expect("polling goes on");
-    let mut counted: Vec<u64> = activity.iter().map(|a| a.new_records).collect();
+    let mut counted: Vec<u64> = activity.iter().map(|a| a.records).collect();
     counted.sort_unstable();
     let max = u64::try_from(i64::MAX).expect("positive");
     assert_eq!(counted, vec![10, 10, 10, max - 10], "{activity:?}");

@@ -342,12 +342,12 @@ impl Watcher {
     /// operation after a timeout). `None`: sample it.
     fn unsampled_activity(&self, advance: &Advance, now: Instant, stats: &mut PollStats) -> Option<Vec<TableActivity>> {
         let (key, from, high) = advance;
-        let new_records = records_between(*from, *high);
+        let records = records_between(*from, *high);
         let activity = |table: String, unknown_ops: u64| TableActivity {
             table,
             topic: key.0.to_string(),
             partition: key.1,
-            new_records,
+            records,
             ops: BTreeMap::new(),
             unknown_ops,
             newest_ts_ms: None,
@@ -367,7 +367,7 @@ impl Watcher {
         Some(
             self.config
                 .table_of_topic(&key.0)
-                .map(|table| activity(table.to_owned(), new_records))
+                .map(|table| activity(table.to_owned(), records))
                 .into_iter()
                 .collect(),
         )
@@ -386,17 +386,17 @@ impl Watcher {
             let cached = this.cached_client(&key);
             let client = client.clone();
             async move {
-                let new_records = records_between(from, high);
+                let records = records_between(from, high);
                 let client = match client {
                     Ok(client) => client,
-                    Err(e) => return this.failed_sample(key, new_records, BrokerError::Shared(e)),
+                    Err(e) => return this.failed_sample(key, records, BrokerError::Shared(e)),
                 };
                 let sample = this.sample(&client, cached, &key, from, high);
                 match tokio::time::timeout_at(deadline, sample).await {
                     Ok(outcome) => outcome,
                     Err(_) => {
                         let error = BrokerError::Timeout { what: "fetch", limit };
-                        this.failed_sample(key, new_records, error)
+                        this.failed_sample(key, records, error)
                     }
                 }
             }
@@ -408,7 +408,7 @@ impl Watcher {
     }
 
     /// A sample that failed with `error`: the advance still counts for the topic's table.
-    fn failed_sample(&self, key: TopicPartition, new_records: u64, error: BrokerError) -> SampleOutcome {
+    fn failed_sample(&self, key: TopicPartition, records: u64, error: BrokerError) -> SampleOutcome {
         let timed_out = matches!(error, BrokerError::Timeout { .. });
         let mut kinds = BTreeMap::new();
         let summary = summarize(
@@ -416,7 +416,7 @@ impl Watcher {
             &self.routing,
             &key.0,
             key.1,
-            new_records,
+            records,
             &Err(error),
             &mut kinds,
         );
@@ -535,12 +535,12 @@ impl Watcher {
         from: i64,
         high: i64,
     ) -> SampleOutcome {
-        let new_records = records_between(from, high);
+        let records = records_between(from, high);
         let partition = match cached {
             Some(partition) => partition,
             None => match new_partition_client(client, key, self.config.request_timeout).await {
                 Ok(partition) => Arc::new(partition),
-                Err(e) => return self.failed_sample(key.clone(), new_records, e),
+                Err(e) => return self.failed_sample(key.clone(), records, e),
             },
         };
         let rechecked = self.partitions.get(key).is_some_and(|w| w.known_table().is_some());
@@ -553,20 +553,9 @@ impl Watcher {
         loop {
             let sample = samples::fetch(&self.config, &partition, from, high, want).await;
             let mut kinds = BTreeMap::new();
-            let summary = summarize(
-                &self.config,
-                &self.routing,
-                &key.0,
-                key.1,
-                new_records,
-                &sample,
-                &mut kinds,
-            );
-            let done = rechecked
-                || want >= full
-                || new_records <= 1
-                || sample.is_err()
-                || self.settles(&key.0, &sample, &summary);
+            let summary = summarize(&self.config, &self.routing, &key.0, key.1, records, &sample, &mut kinds);
+            let done =
+                rechecked || want >= full || records <= 1 || sample.is_err() || self.settles(&key.0, &sample, &summary);
             if done {
                 let timed_out = matches!(sample, Err(BrokerError::Timeout { .. }));
                 return SampleOutcome {
