@@ -219,16 +219,6 @@ async fn a_topic_created_after_start_is_found_and_its_first_records_count() {
 
 #[tokio::test]
 async fn a_broker_restart_is_survived_and_reported() {
-    broker_restart(true).await;
-}
-
-/// The fallback that SASL setups use: one rskafka request per partition.
-#[tokio::test]
-async fn a_broker_restart_is_survived_with_per_partition_reads() {
-    broker_restart(false).await;
-}
-
-async fn broker_restart(batch_watermarks: bool) {
     let mut broker = support::Broker::start();
     let port = broker.port();
     let client = support::client(&broker).await;
@@ -240,10 +230,7 @@ async fn broker_restart(batch_watermarks: bool) {
         &[support::envelope("faculty", "c"), support::envelope("faculty", "c")],
     )
     .await;
-    let mut running = start(KafkaConfig {
-        batch_watermarks,
-        ..config(&broker)
-    });
+    let mut running = start(config(&broker));
     ready(&mut running).await;
     broker.kill();
     let down = running

@@ -51,9 +51,6 @@ pub struct KafkaConfig {
     /// its newest record only (`0s`: a full sample at every advance).
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
-    /// Read watermarks with one ListOffsets request per broker (`true`) rather than rskafka's one request per
-    /// partition, under every TLS and SASL setting.
-    pub batch_watermarks: bool,
     /// Consumer group of a table's Flink job, used for lag; `{table}` is replaced by the table name.
     pub group_template: String,
     /// Topic a table's Flink job reads (Debezium's `<topic.prefix>.<schema>.<table>`); `{table}` is replaced.
@@ -87,7 +84,6 @@ impl Default for KafkaConfig {
             sample_bytes: 1024 * 1024,
             max_response_bytes: 16 * 1024 * 1024,
             sample_interval: Duration::from_secs(60),
-            batch_watermarks: true,
             group_template: "cdc-{table}".to_owned(),
             topic_template: "university-server.public.{table}".to_owned(),
             routed_topics: Vec::new(),

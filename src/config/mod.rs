@@ -302,6 +302,13 @@ pub fn is_table_name(name: &str) -> bool {
         && name.len() <= 63
 }
 
+/// Keys that were removed, and why. Like any key the sidecar does not act on they are refused (a setting that
+/// silently does nothing is worse than a one-line fix), but the error says the key is gone rather than unknown.
+const REMOVED_KEYS: &[(&str, &str)] = &[(
+    "kafka.batch_watermarks",
+    "watermarks are always read with one ListOffsets request per broker, as `true` did",
+)];
+
 /// Top-level keys that name no section, as errors; `Err` when the layers cannot be merged at all.
 fn unknown_sections(figment: &Figment) -> Result<Vec<ConfigError>, ConfigErrors> {
     let top: Dict = figment.extract_lossy().map_err(parse_errors)?;
@@ -349,7 +356,10 @@ fn describe(e: figment::Error) -> String {
             if path.last() != Some(field) {
                 path.push(field.clone());
             }
-            format!("unknown key (expected one of: {})", expected.join(", "))
+            match REMOVED_KEYS.iter().find(|(key, _)| *key == path.join(".")) {
+                Some((_, why)) => format!("removed: {why}; delete it"),
+                None => format!("unknown key (expected one of: {})", expected.join(", ")),
+            }
         }
         other => other.to_string(),
     };

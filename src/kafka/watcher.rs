@@ -173,14 +173,14 @@ struct Watched {
     baseline: Option<i64>,
     /// Found after start-up: everything in it is new.
     discovered_late: bool,
-    /// What sampling it keeps, from its first sample (or, with `kafka.batch_watermarks = false`, first read) on.
+    /// What sampling it keeps, from its first sample on.
     sampled: Option<Box<Sampled>>,
 }
 
 /// What a partition that has been sampled keeps between polls.
 #[derive(Debug, Default)]
 struct Sampled {
-    /// rskafka's client for sampling (and, with `kafka.batch_watermarks = false`, watermarks).
+    /// rskafka's client for sampling.
     client: Option<Arc<PartitionClient>>,
     /// When a sample last found nothing but changes of the topic's own table, and that table: later advances within
     /// `kafka.sample_interval` are that table's changes without fetching anything.
@@ -227,8 +227,8 @@ pub struct Watcher {
     started: bool,
     /// Built once at start, so bad TLS files fail `new` instead of every connection attempt.
     security: Security,
-    /// Batched watermark reads; `None` with `kafka.batch_watermarks = false` (rskafka's per-partition reads).
-    watermarks: Option<WatermarkReader>,
+    /// Batched watermark reads.
+    watermarks: WatermarkReader,
     lag: Option<LagReader>,
     /// Tables whose lag decides something (a job starting, running or stopping); `None`: every table's.
     lag_tables: Option<watch::Receiver<BTreeSet<String>>>,
@@ -290,7 +290,7 @@ impl Watcher {
         let routing = Routing::new(&config, []).map_err(WatchError::Routed)?;
         let security = Security::for_config(&config)?;
         let lag = Some(LagReader::new(security.clone()));
-        let watermarks = config.batch_watermarks.then(|| WatermarkReader::new(security.clone()));
+        let watermarks = WatermarkReader::new(security.clone());
         Ok(Watcher {
             config,
             security,

@@ -1,5 +1,5 @@
-//! One poll of the watcher: topic discovery, watermark reads (batched, or per partition through rskafka), samples
-//! of the partitions that advanced, and lag.
+//! One poll of the watcher: topic discovery, watermark reads (one request per broker), samples of the partitions
+//! that advanced, and lag.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rskafka::BackoffConfig;
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use tokio::time::Instant;
 
@@ -16,10 +16,10 @@ use crate::kafka::connection::max_response_bytes;
 use crate::kafka::lag::PartitionOffsets;
 use crate::kafka::samples::{self, Summary, Untrusted, excerpt, summarize};
 use crate::kafka::sasl;
-use crate::kafka::watermarks::{Offset, TopicPartition, checked_offset, records_between};
+use crate::kafka::watermarks::{Offset, TopicPartition, records_between};
 
-/// Partitions polled at once through rskafka; bounds sockets and memory while keeping a poll of thousands of
-/// partitions short.
+/// Partitions sampled at once through rskafka; bounds sockets and memory while keeping a poll of thousands of
+/// advances short.
 const POLL_CONCURRENCY: usize = 64;
 
 /// How long a partition whose sample timed out is reported as such (unless a later sample answers).
@@ -86,28 +86,16 @@ impl Watcher {
     /// Reads topic metadata and adds or removes partitions to match the topic pattern.
     pub async fn refresh(&mut self) -> Result<(), BrokerError> {
         let limit = self.config.request_timeout;
-        let topics: Vec<(String, Vec<i32>)> = match self.watermarks.as_mut() {
-            Some(reader) => reader
-                .refresh(&self.config.bootstrap, limit)
-                .await
-                .map_err(BrokerError::Metadata)?
-                .into_iter()
-                .map(|t| (t.name, t.partitions))
-                .collect(),
-            None => {
-                let client = self.connect().await?;
-                timed(limit, "list topics", client.list_topics())
-                    .await?
-                    .into_iter()
-                    .map(|t| (t.name, t.partitions.into_iter().collect()))
-                    .collect()
-            }
-        };
+        let topics = self
+            .watermarks
+            .refresh(&self.config.bootstrap, limit)
+            .await
+            .map_err(BrokerError::Metadata)?;
         // Each topic's partitions, sorted; one shared name per topic, and no key built per partition unless new.
         let mut wanted: HashMap<Arc<str>, Vec<i32>> = HashMap::new();
-        for (topic, mut partitions) in topics.into_iter().filter(|(name, _)| self.pattern.is_match(name)) {
-            partitions.sort_unstable();
-            wanted.insert(Arc::from(topic), partitions);
+        for topic in topics.into_iter().filter(|t| self.pattern.is_match(&t.name)) {
+            // Sorted by the reader already.
+            wanted.insert(Arc::from(topic.name), topic.partitions);
         }
         let late = self.started;
         let mut added = 0;
@@ -164,79 +152,18 @@ impl Watcher {
         }
     }
 
-    /// The `at` offset of each of `keys`, in their order: one request per broker (see [`WatermarkReader`]), or
-    /// with `kafka.batch_watermarks = false` one rskafka request per partition, each bounded by
-    /// `kafka.request_timeout`, [`POLL_CONCURRENCY`] at a time.
+    /// The `at` offset of each of `keys`, in their order: one request per broker (see [`WatermarkReader`]).
     ///
     /// [`WatermarkReader`]: crate::kafka::watermarks::WatermarkReader
     async fn read_offsets(&mut self, keys: &Arc<[TopicPartition]>, at: Offset) -> Vec<Read> {
-        let limit = self.config.request_timeout;
-        if let Some(reader) = self.watermarks.as_mut() {
-            let read = reader.offsets(keys, at, limit).await;
-            if reader.is_stale() {
-                // A leader moved or a topic went away: read metadata again before the next poll.
-                self.refreshed_at = None;
-            }
-            return read
-                .into_iter()
-                .map(|r| r.map_err(|e| Box::new(BrokerError::from(e))))
-                .collect();
+        let read = self.watermarks.offsets(keys, at, self.config.request_timeout).await;
+        if self.watermarks.is_stale() {
+            // A leader moved or a topic went away: read metadata again before the next poll.
+            self.refreshed_at = None;
         }
-        let client = match self.connect().await {
-            Ok(client) => client,
-            Err(e) => {
-                let e = Arc::new(e);
-                return keys
-                    .iter()
-                    .map(|_| Err(Box::new(BrokerError::Shared(Arc::clone(&e)))))
-                    .collect();
-            }
-        };
-        let offset_at = move || match at {
-            Offset::Earliest => OffsetAt::Earliest,
-            _ => OffsetAt::Latest,
-        };
-        let targets: Vec<_> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, key)| (i, key.clone(), self.cached_client(key)))
-            .collect();
-        let reads = targets.into_iter().map(move |(i, key, cached)| {
-            let client = Arc::clone(&client);
-            async move {
-                let read = async {
-                    let partition = match cached {
-                        Some(partition) => partition,
-                        None => Arc::new(new_partition_client(&client, &key, limit).await?),
-                    };
-                    let offset = timed(limit, "list offsets", partition.get_offset(offset_at())).await?;
-                    Ok::<_, BrokerError>((partition, checked_offset(offset)?))
-                };
-                (i, read.await)
-            }
-        });
-        let answers: Vec<_> = futures::stream::iter(reads)
-            .buffer_unordered(POLL_CONCURRENCY)
+        read.into_iter()
+            .map(|r| r.map_err(|e| Box::new(BrokerError::from(e))))
             .collect()
-            .await;
-        let mut read: Vec<Read> = keys
-            .iter()
-            .map(|_| {
-                Err(Box::new(BrokerError::Timeout {
-                    what: "list offsets",
-                    limit,
-                }))
-            })
-            .collect();
-        for (i, answer) in answers {
-            let (client, offset) = match answer {
-                Ok((client, offset)) => (Some(client), Ok(offset)),
-                Err(e) => (None, Err(Box::new(e))),
-            };
-            self.keep_client(&keys[i], client);
-            read[i] = offset;
-        }
-        read
     }
 
     /// One poll: reads every watermark, samples the partitions that advanced and returns the activity found.
