@@ -18,7 +18,7 @@ use rskafka::client::Client;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 
 use cdc_orchestrator::config::KafkaConfig;
-use cdc_orchestrator::kafka::watcher::{WatchEvent, Watcher};
+use cdc_orchestrator::kafka::watcher::WatchEvent;
 use support::counting_proxy::CountingProxy;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -103,7 +103,7 @@ async fn poll_cycle_cost(partitions: i32, batch_watermarks: bool, proxy_runtime:
     for t in 0..topics {
         support::create_topic(&client, &format!("university-server.public.t{t}"), per_topic).await;
     }
-    let mut watcher = Watcher::new(config).expect("config");
+    let mut watcher = support::watcher(config).expect("config");
     let per_partition = if batch_watermarks {
         watcher.refresh().await.expect("refresh");
         watcher.poll().await.expect("baseline poll");
@@ -152,7 +152,7 @@ async fn detection_latency() {
     }
     let (tx, mut rx) = mpsc::channel(1024);
     let shutdown = CancellationToken::new();
-    let watcher = Watcher::new(KafkaConfig {
+    let watcher = support::watcher(KafkaConfig {
         poll_interval: Duration::from_secs(1),
         ..config(&broker)
     })

@@ -4,10 +4,10 @@ mod support;
 
 use std::time::Duration;
 
-use cdc_orchestrator::config::{Config, KafkaConfig};
+use cdc_orchestrator::config::{Config, KafkaConfig, PolicyConfig};
 use cdc_orchestrator::decoder::Op;
+use cdc_orchestrator::kafka::connection::{Pool, Security};
 use cdc_orchestrator::kafka::lag::{LagReader, PartitionOffsets};
-use cdc_orchestrator::kafka::routing::Routing;
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent, Watcher};
 use rskafka::client::partition::OffsetAt;
 use tokio::sync::mpsc;
@@ -42,21 +42,22 @@ fn start(config: KafkaConfig) -> Running {
     start_counting(config, &Op::ALL)
 }
 
-/// [`start`] with `counted` as the operations that count as changes for every table. With none, no newest record
-/// settles a first sample, so every first sample is a full one.
+/// [`start`] with `counted` as `policy.operations`, the operations that count as changes for every table. With
+/// none, no newest record settles a first sample, so every first sample is a full one.
 fn start_counting(config: KafkaConfig, counted: &[Op]) -> Running {
     let (tx, events) = mpsc::channel(1024);
     let shutdown = CancellationToken::new();
-    // The sidecar's routing: the built-in templates' tables can start.
     let full = Config {
-        kafka: config.clone(),
+        kafka: config,
+        policy: PolicyConfig {
+            operations: counted.to_vec(),
+            ..PolicyConfig::default()
+        },
         ..Config::default()
     };
-    let routing = Routing::for_config(&full).expect("valid routed topics");
-    let watcher = Watcher::new(config)
-        .expect("valid config")
-        .with_routing(routing)
-        .with_counted_ops(counted.iter().copied());
+    // The sidecar's routing: the built-in templates' tables can start.
+    let templated = cdc_orchestrator::sql::known_tables(&full).expect("built-in templates");
+    let watcher = Watcher::new(&full, templated).expect("valid config");
     let task = tokio::spawn(watcher.run(tx, shutdown.clone()));
     Running { events, shutdown, task }
 }
@@ -261,7 +262,8 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
     let records: Vec<Vec<u8>> = (0..5).map(|_| support::envelope("payment", "c")).collect();
     produce(&client, &topic, &records).await;
     let config = config(&broker);
-    let mut reader = LagReader::for_config(&config).expect("plaintext config");
+    let mut reader = LagReader::default();
+    let mut pool = Pool::new(Security::for_config(&config).expect("plaintext config"));
     let pc = client
         .partition_client(
             topic.clone(),
@@ -277,7 +279,7 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
         start: pc.get_offset(OffsetAt::Earliest).await.expect("log start"),
     }];
     let no_commit = reader
-        .lag_from(&config, "payment", &partitions)
+        .lag_from(&mut pool, &config, "payment", &partitions)
         .await
         .expect("lag without a commit");
     assert_eq!(no_commit, 5, "no committed offset: lag from the log start");
@@ -285,15 +287,27 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
         .await
         .expect("commit");
     let committed = reader
-        .committed(&config, "cdc-payment", &[(topic.clone(), 0)])
+        .committed(&mut pool, &config, "cdc-payment", &[(topic.clone(), 0)])
         .await
         .expect("fetch");
     assert_eq!(committed.get(&(topic.clone(), 0)), Some(&Some(3)));
-    assert_eq!(reader.lag_from(&config, "payment", &partitions).await.expect("lag"), 2);
+    assert_eq!(
+        reader
+            .lag_from(&mut pool, &config, "payment", &partitions)
+            .await
+            .expect("lag"),
+        2
+    );
     support::kafka_admin::commit_offsets(&config, "cdc-payment", &[(topic.clone(), 0, 5)])
         .await
         .expect("commit");
-    assert_eq!(reader.lag_from(&config, "payment", &partitions).await.expect("lag"), 0);
+    assert_eq!(
+        reader
+            .lag_from(&mut pool, &config, "payment", &partitions)
+            .await
+            .expect("lag"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -426,9 +440,10 @@ async fn over_tls_activity_and_lag_are_read_and_plaintext_or_an_unknown_ca_is_re
     support::kafka_admin::commit_offsets(&tls_config, "cdc-lecturer", &[(topic.clone(), 0, 1)])
         .await
         .expect("commit over TLS");
-    let mut reader = LagReader::for_config(&tls_config).expect("TLS lag reader");
+    let mut reader = LagReader::default();
+    let mut pool = Pool::new(Security::for_config(&tls_config).expect("TLS material"));
     let committed = reader
-        .committed(&tls_config, "cdc-lecturer", &[(topic.clone(), 0)])
+        .committed(&mut pool, &tls_config, "cdc-lecturer", &[(topic.clone(), 0)])
         .await
         .expect("offset fetch over TLS");
     assert_eq!(committed.get(&(topic.clone(), 0)), Some(&Some(1)));

@@ -12,6 +12,7 @@
 pub mod connection;
 pub mod control;
 pub mod lag;
+pub mod requests;
 pub mod routing;
 pub mod samples;
 pub mod sasl;

@@ -69,12 +69,6 @@ impl Routing {
         })
     }
 
-    /// The rules of `config`: startable tables are those with a SQL template and those in `policy.include`.
-    /// Templates that cannot be read count as none (the run loop reports that error).
-    pub fn for_config(config: &Config) -> Result<Routing, regex::Error> {
-        Routing::with_templates(config, crate::sql::known_tables(config).unwrap_or_default())
-    }
-
     /// The rules of `config` for the tables that have a SQL template (`templated`): those and `policy.include` are
     /// startable.
     pub fn with_templates(

@@ -6,10 +6,8 @@ use std::io::Cursor;
 
 use bytes::Bytes;
 use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
-use kafka_protocol::messages::{
-    ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
-};
-use kafka_protocol::protocol::{Message, StrBytes};
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::protocol::StrBytes;
 use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
 
 use crate::config::{SaslConfig, SaslMechanism};
@@ -17,10 +15,6 @@ use crate::kafka::connection::{Connection, ProtocolCause, WireError};
 
 /// Every SASL request must be answered within this, whatever the caller's overall limit (which also bounds it).
 const STEP_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
-/// SaslHandshake v1 wraps the mechanism's messages in SaslAuthenticate requests; v0 sent them raw (Kafka < 1.0).
-const HANDSHAKE_VERSIONS: std::ops::RangeInclusive<i16> = 1..=SaslHandshakeRequest::VERSIONS.max;
-const AUTHENTICATE_VERSIONS: std::ops::RangeInclusive<i16> =
-    SaslAuthenticateRequest::VERSIONS.min..=SaslAuthenticateRequest::VERSIONS.max;
 
 /// The mechanism's name on the wire.
 pub fn mechanism_name(mechanism: SaslMechanism) -> &'static str {
@@ -57,11 +51,8 @@ pub(crate) async fn authenticate(connection: &mut Connection, sasl: &SaslConfig)
         mechanism,
         source,
     };
-    let version = connection.version(ApiKey::SaslHandshake, HANDSHAKE_VERSIONS)?;
     let request = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
-    let answer: SaslHandshakeResponse = connection
-        .call(ApiKey::SaslHandshake, &request, version, STEP_LIMIT)
-        .await?;
+    let answer = connection.call(&request, STEP_LIMIT).await?;
     if let Some(error) = answer.error_code.err() {
         let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
         return Err(refused(
@@ -76,7 +67,6 @@ pub(crate) async fn authenticate(connection: &mut Connection, sasl: &SaslConfig)
     let mut session = SASLClient::new(config)
         .start_suggested(&[name])
         .map_err(|e| failed(connection, e.into()))?;
-    let version = connection.version(ApiKey::SaslAuthenticate, AUTHENTICATE_VERSIONS)?;
     let mut received: Option<Bytes> = None;
     loop {
         let mut message = Cursor::new(Vec::new());
@@ -85,9 +75,7 @@ pub(crate) async fn authenticate(connection: &mut Connection, sasl: &SaslConfig)
             .map_err(|e| failed(connection, e.into()))?;
         if state.has_sent_message() {
             let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message.into_inner()));
-            let answer: SaslAuthenticateResponse = connection
-                .call(ApiKey::SaslAuthenticate, &request, version, STEP_LIMIT)
-                .await?;
+            let answer = connection.call(&request, STEP_LIMIT).await?;
             if let Some(error) = answer.error_code.err() {
                 let message = answer.error_message.map(|m| m.to_string());
                 return Err(refused(connection, error, message));

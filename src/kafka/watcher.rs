@@ -19,10 +19,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::KafkaConfig;
+use crate::config::{Config, KafkaConfig, PolicyConfig};
 use crate::decoder::Op;
 use crate::http::metrics::{KindLabels, Metrics, TableOpLabels};
-use crate::kafka::connection::{Security, WireError};
+use crate::kafka::connection::{Pool, Security, WireError};
 use crate::kafka::lag::LagReader;
 use crate::kafka::routing::Routing;
 use crate::kafka::watermarks::{OffsetError, TopicPartition, WatermarkReader};
@@ -227,6 +227,8 @@ pub struct Watcher {
     started: bool,
     /// Built once at start, so bad TLS files fail `new` instead of every connection attempt.
     security: Security,
+    /// The one pool of our own connections, one per broker: watermarks, lag and its control-record checks.
+    pool: Pool,
     /// Batched watermark reads.
     watermarks: WatermarkReader,
     lag: Option<LagReader>,
@@ -258,12 +260,33 @@ pub struct Watcher {
 }
 
 impl std::fmt::Debug for Watcher {
+    /// The settings that decide what a sample means (so two watchers that show the same sample alike), and the
+    /// partitions watched.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Watcher")
             .field("bootstrap", &self.config.bootstrap)
+            .field("topic_template", &self.config.topic_template)
+            .field("routing", &self.routing)
+            .field("counted_ops", &self.counted_ops)
             .field("partitions", &self.partitions.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The operations that count as changes for every table: `policy.operations`, less any a table's override leaves
+/// out.
+fn counted_everywhere(policy: &PolicyConfig) -> BTreeSet<Op> {
+    policy
+        .operations
+        .iter()
+        .copied()
+        .filter(|op| {
+            policy
+                .tables
+                .keys()
+                .all(|t| policy.for_table(t).operations.contains(op))
+        })
+        .collect()
 }
 
 pub(crate) fn now_unix_ms() -> i64 {
@@ -284,24 +307,34 @@ pub(crate) async fn timed<T>(
 }
 
 impl Watcher {
-    /// A watcher for `config`; it connects lazily, so a broker that is down at start is not an error.
-    pub fn new(config: KafkaConfig) -> Result<Watcher, WatchError> {
+    /// The watcher of `config`, the one way to build it (`run` and `watch` alike), given the tables that have a
+    /// SQL template (`templated`). Everything that decides what a sample means comes from these two:
+    /// - routing ([`Routing::with_templates`]) believes a routed record's table name only for a table it can start
+    ///   (templated, or in `policy.include`), and those tables are always tracked, whatever `kafka.max_tables`
+    ///   says;
+    /// - a table topic's first sample fetches only its newest record when that record is a change of an operation
+    ///   that counts for every table (`policy.operations` and every table's override); otherwise, and always on
+    ///   routed topics, it fetches the full `kafka.sample_records`.
+    ///
+    /// It connects lazily, so a broker that is down at start is not an error.
+    pub fn new(config: &Config, templated: impl IntoIterator<Item = String>) -> Result<Watcher, WatchError> {
+        let routing = Routing::with_templates(config, templated).map_err(WatchError::Routed)?;
+        let counted_ops = counted_everywhere(&config.policy);
+        let config = config.kafka.clone();
         let pattern = config.topic_regex()?;
-        let routing = Routing::new(&config, []).map_err(WatchError::Routed)?;
         let security = Security::for_config(&config)?;
-        let lag = Some(LagReader::new(security.clone()));
-        let watermarks = WatermarkReader::new(security.clone());
         Ok(Watcher {
             config,
+            pool: Pool::new(security.clone()),
             security,
-            watermarks,
+            watermarks: WatermarkReader::default(),
             pattern,
             client: None,
             partitions: BTreeMap::new(),
             keys: Arc::from([]),
             refreshed_at: None,
             started: false,
-            lag,
+            lag: Some(LagReader::default()),
             lag_tables: None,
             lag_previous: BTreeSet::new(),
             lag_read_once: false,
@@ -315,20 +348,12 @@ impl Watcher {
                 .time_to_live(INVALID_LOG_EVERY)
                 .build(),
             routing,
-            counted_ops: Op::ALL.into_iter().collect(),
+            counted_ops,
             tables: HashSet::new(),
             tables_full_warned: false,
             sample_timeouts: BTreeMap::new(),
             sample_timeouts_changed: false,
         })
-    }
-
-    /// Uses `routing` (built from the whole configuration, see [`Routing::for_config`]) to decide which table a
-    /// change belongs to; without it no record's own table name is believed. Its startable tables are always
-    /// tracked, whatever `kafka.max_tables` says.
-    pub fn with_routing(mut self, routing: Routing) -> Watcher {
-        self.routing = routing;
-        self
     }
 
     /// Whether `table` may be reported: it is tracked already, or can be started, or there is room for it
@@ -351,14 +376,6 @@ impl Watcher {
             );
         }
         false
-    }
-
-    /// Takes `ops` as the operations that count as changes for every table (default: all). A first sample of a
-    /// table topic fetches only the newest record when that record is a change of one of these; otherwise, and
-    /// always on routed topics, it fetches the full `kafka.sample_records`.
-    pub fn with_counted_ops(mut self, ops: impl IntoIterator<Item = Op>) -> Watcher {
-        self.counted_ops = ops.into_iter().collect();
-        self
     }
 
     /// Reads no consumer-group lag at all: for a watcher whose lag decides nothing (`watch` without `--lag`).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use cdc_orchestrator::config::KafkaConfig;
-use cdc_orchestrator::kafka::watcher::{WatchEvent, Watcher};
+use cdc_orchestrator::kafka::watcher::WatchEvent;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
@@ -29,6 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::support;
 
 const TABLE: &str = "faculty";
 const TOPIC: &str = "university-server.public.faculty";
@@ -341,7 +343,7 @@ async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_frame_of_2_gb_fails_the_sample_and_its_connection_is_closed_and_made_again() {
     let broker = FakeBroker::start(vec![10], FetchMode::Huge).await;
-    let mut watcher = Watcher::new(KafkaConfig {
+    let mut watcher = support::watcher(KafkaConfig {
         sample_interval: Duration::ZERO,
         ..config(broker.bootstrap())
     })
@@ -384,7 +386,9 @@ async fn next(events: &mut mpsc::Receiver<WatchEvent>) -> WatchEvent {
 async fn fetches_that_never_answer_hold_a_poll_no_longer_than_request_timeout_and_changes_still_count() {
     let partitions = 8;
     let broker = FakeBroker::start(vec![10; partitions], FetchMode::Hang).await;
-    let watcher = Watcher::new(config(broker.bootstrap())).expect("watcher").without_lag();
+    let watcher = support::watcher(config(broker.bootstrap()))
+        .expect("watcher")
+        .without_lag();
     let (events, mut seen) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(watcher.run(events, shutdown.clone()));
@@ -629,7 +633,7 @@ async fn the_binary_holds_little_for_2_gb_frames_on_16_partitions_and_keeps_poll
 async fn watermarks_near_i64_max_or_negative_neither_panic_nor_wrap() {
     let near = i64::MAX - 10;
     let broker = FakeBroker::start(vec![10, near, near, near], FetchMode::Empty).await;
-    let mut watcher = Watcher::new(config(broker.bootstrap())).expect("watcher");
+    let mut watcher = support::watcher(config(broker.bootstrap())).expect("watcher");
     watcher.refresh().await.expect("metadata");
     watcher.poll().await.expect("baseline");
     // Three partitions of ~2^63 records none of which is committed: more than u64 holds, reported as its most.

@@ -88,7 +88,7 @@ impl Watcher {
         let limit = self.config.request_timeout;
         let topics = self
             .watermarks
-            .refresh(&self.config.bootstrap, limit)
+            .refresh(&mut self.pool, &self.config.bootstrap, limit)
             .await
             .map_err(BrokerError::Metadata)?;
         // Each topic's partitions, sorted; one shared name per topic, and no key built per partition unless new.
@@ -156,7 +156,10 @@ impl Watcher {
     ///
     /// [`WatermarkReader`]: crate::kafka::watermarks::WatermarkReader
     async fn read_offsets(&mut self, keys: &Arc<[TopicPartition]>, at: Offset) -> Vec<Read> {
-        let read = self.watermarks.offsets(keys, at, self.config.request_timeout).await;
+        let read = self
+            .watermarks
+            .offsets(&mut self.pool, keys, at, self.config.request_timeout)
+            .await;
         if self.watermarks.is_stale() {
             // A leader moved or a topic went away: read metadata again before the next poll.
             self.refreshed_at = None;
@@ -593,7 +596,7 @@ impl Watcher {
                 tracing::debug!(%table, "lag unknown: offsets could not be read");
                 continue;
             };
-            match reader.lag_from(&self.config, &table, &partitions).await {
+            match reader.lag_from(&mut self.pool, &self.config, &table, &partitions).await {
                 Ok(lag) => out.push((table, lag)),
                 Err(e) => tracing::debug!(%table, error = %e, "lag unknown"),
             }
