@@ -1,15 +1,24 @@
 //! Bounded samples: when a partition's watermark advances, the newest few of its new records are fetched (through
 //! rskafka, at most `kafka.sample_records` and about `kafka.sample_bytes`) and decoded to learn which table changed
 //! and how. The stream itself is never consumed.
+//!
+//! rskafka stays behind this file: its client ([`SampleClient`]), partition clients ([`PartitionSampler`]), errors
+//! ([`ClientError`]) and credentials ([`rskafka_sasl`]) are used nowhere else in the sidecar.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use rskafka::client::partition::PartitionClient;
+use rskafka::BackoffConfig;
+use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder, Credentials};
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, SaslConfig, SaslMechanism};
 use crate::decoder::{self, Change, Decoded};
+use crate::kafka::connection::{Security, max_response_bytes};
 use crate::kafka::routing::Routing;
-use crate::kafka::watcher::{BrokerError, TableActivity, now_unix_ms, timed};
+use crate::kafka::watcher::{BrokerError, TableActivity, now_unix_ms};
+use crate::kafka::watermarks::TopicPartition;
 
 /// Fetch wait for a sample. The records are known to exist, so the broker answers at once; tansu answers a
 /// zero wait with an empty (malformed) response, hence 10 ms rather than 0.
@@ -17,11 +26,88 @@ const SAMPLE_MAX_WAIT_MS: i32 = 10;
 /// Characters of a record's table name shown in a warning: enough to recognise it, never a flood.
 const NAME_EXCERPT_CHARS: usize = 256;
 
-/// Fetches the newest records of `[from, high)` of `client`'s partition, at most `want` and about
-/// `kafka.sample_bytes`.
+/// Why an rskafka call failed.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ClientError(rskafka::client::error::Error);
+
+/// An rskafka call bounded by `limit`.
+async fn timed<T>(
+    limit: Duration,
+    what: &'static str,
+    call: impl Future<Output = Result<T, rskafka::client::error::Error>>,
+) -> Result<T, BrokerError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(BrokerError::Client {
+            what,
+            source: ClientError(source),
+        }),
+        Err(_) => Err(BrokerError::Timeout { what, limit }),
+    }
+}
+
+/// rskafka's form of `kafka.sasl`'s credentials.
+pub fn rskafka_sasl(sasl: &SaslConfig) -> rskafka::client::SaslConfig {
+    use rskafka::client::SaslConfig as Rskafka;
+    let credentials = Credentials::new(sasl.username.clone(), sasl.password.expose().to_owned());
+    match sasl.mechanism {
+        SaslMechanism::Plain => Rskafka::Plain(credentials),
+        SaslMechanism::ScramSha256 => Rskafka::ScramSha256(credentials),
+        SaslMechanism::ScramSha512 => Rskafka::ScramSha512(credentials),
+    }
+}
+
+/// rskafka's client, which makes the partition clients that fetch samples.
+#[derive(Debug)]
+pub(crate) struct SampleClient(Client);
+
+/// rskafka's client of one partition (and its connection to the partition's leader), kept between samples.
+#[derive(Debug)]
+pub(crate) struct PartitionSampler(PartitionClient);
+
+impl SampleClient {
+    /// Connects to `config`'s brokers with the TLS and SASL settings of our own connections (`security`), within
+    /// `kafka.request_timeout`.
+    pub(crate) async fn connect(config: &KafkaConfig, security: &Security) -> Result<SampleClient, BrokerError> {
+        let limit = config.request_timeout;
+        let mut builder = ClientBuilder::new(config.bootstrap.clone())
+            .client_id("cdc-orchestrator")
+            // rskafka's default (100 MB) is what a lying broker could make each partition's connection hold.
+            .max_message_size(max_response_bytes(config))
+            // rskafka retries forever by default; a deadline turns a dead broker into an error we can report.
+            .backoff_config(BackoffConfig {
+                init_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(500),
+                base: 2.0,
+                deadline: Some(limit),
+            });
+        if let Some(tls) = security.tls() {
+            builder = builder.tls_config(Arc::clone(tls));
+        }
+        if let Some(credentials) = &config.sasl {
+            builder = builder.sasl_config(rskafka_sasl(credentials));
+        }
+        Ok(SampleClient(timed(limit, "connect", builder.build()).await?))
+    }
+
+    /// The client of `key`'s partition (a metadata request and a connection to its leader), within `limit`.
+    pub(crate) async fn partition(
+        &self,
+        key: &TopicPartition,
+        limit: Duration,
+    ) -> Result<PartitionSampler, BrokerError> {
+        let call = self
+            .0
+            .partition_client(key.0.to_string(), key.1, UnknownTopicHandling::Error);
+        Ok(PartitionSampler(timed(limit, "partition client", call).await?))
+    }
+}
+
+/// Fetches the newest records of `[from, high)` of `partition`, at most `want` and about `kafka.sample_bytes`.
 pub(crate) async fn fetch(
     config: &KafkaConfig,
-    client: &PartitionClient,
+    partition: &PartitionSampler,
     from: i64,
     high: i64,
     want: u32,
@@ -36,7 +122,7 @@ pub(crate) async fn fetch(
         if next >= high {
             break;
         }
-        let fetch = client.fetch_records(next, 1..max_bytes, SAMPLE_MAX_WAIT_MS);
+        let fetch = partition.0.fetch_records(next, 1..max_bytes, SAMPLE_MAX_WAIT_MS);
         let (batch, _) = timed(config.request_timeout, "fetch", fetch).await?;
         let before = records.len();
         for r in batch {

@@ -25,17 +25,6 @@ pub fn mechanism_name(mechanism: SaslMechanism) -> &'static str {
     }
 }
 
-/// rskafka's form of the same credentials.
-pub fn rskafka_config(sasl: &SaslConfig) -> rskafka::client::SaslConfig {
-    use rskafka::client::{Credentials, SaslConfig as Rskafka};
-    let credentials = Credentials::new(sasl.username.clone(), sasl.password.expose().to_owned());
-    match sasl.mechanism {
-        SaslMechanism::Plain => Rskafka::Plain(credentials),
-        SaslMechanism::ScramSha256 => Rskafka::ScramSha256(credentials),
-        SaslMechanism::ScramSha512 => Rskafka::ScramSha512(credentials),
-    }
-}
-
 /// Authenticates `connection` with `sasl`: SaslHandshake names the mechanism, then SaslAuthenticate carries its
 /// messages until the mechanism is done (for SCRAM, after checking the server's signature).
 pub(crate) async fn authenticate(connection: &mut Connection, sasl: &SaslConfig) -> Result<(), WireError> {

@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
-use rskafka::client::Client;
-use rskafka::client::partition::PartitionClient;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -25,6 +23,7 @@ use crate::http::metrics::{KindLabels, Metrics, TableOpLabels};
 use crate::kafka::connection::{Pool, Security, WireError};
 use crate::kafka::lag::LagReader;
 use crate::kafka::routing::Routing;
+use crate::kafka::samples::{ClientError, PartitionSampler, SampleClient};
 use crate::kafka::watermarks::{OffsetError, TopicPartition, WatermarkReader};
 
 mod poll;
@@ -57,14 +56,14 @@ pub enum WatchError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
-    /// An rskafka call (connect, list topics, partition client, list offsets, fetch) failed.
+    /// An rskafka call (connect, partition client, fetch) failed.
     #[error("{what}: {source}")]
     Client {
         /// Which call.
         what: &'static str,
         /// Why.
         #[source]
-        source: rskafka::client::error::Error,
+        source: ClientError,
     },
     /// An rskafka call got no answer in time.
     #[error("{what}: no answer within {}", humantime::format_duration(*limit))]
@@ -181,7 +180,7 @@ struct Watched {
 #[derive(Debug, Default)]
 struct Sampled {
     /// rskafka's client for sampling.
-    client: Option<Arc<PartitionClient>>,
+    client: Option<Arc<PartitionSampler>>,
     /// When a sample last found nothing but changes of the topic's own table, and that table: later advances within
     /// `kafka.sample_interval` are that table's changes without fetching anything.
     known_table: Option<(Instant, String)>,
@@ -218,7 +217,8 @@ impl Watched {
 pub struct Watcher {
     config: KafkaConfig,
     pattern: Regex,
-    client: Option<Arc<Client>>,
+    /// rskafka's client, made at the first sample.
+    client: Option<Arc<SampleClient>>,
     /// Sorted, so that walking it follows `keys`: a poll of every partition looks none up.
     partitions: BTreeMap<TopicPartition, Watched>,
     /// The keys of `partitions`, in its order; a new list whenever partitions come or go.
@@ -291,19 +291,6 @@ fn counted_everywhere(policy: &PolicyConfig) -> BTreeSet<Op> {
 
 pub(crate) fn now_unix_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-/// An rskafka call bounded by `limit`.
-pub(crate) async fn timed<T>(
-    limit: Duration,
-    what: &'static str,
-    call: impl Future<Output = Result<T, rskafka::client::error::Error>>,
-) -> Result<T, BrokerError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(source)) => Err(BrokerError::Client { what, source }),
-        Err(_) => Err(BrokerError::Timeout { what, limit }),
-    }
 }
 
 impl Watcher {

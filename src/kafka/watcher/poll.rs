@@ -6,21 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rskafka::BackoffConfig;
-use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
 use tokio::time::Instant;
 
-use super::{BrokerError, PollStats, TableActivity, Watched, Watcher, now_unix_ms, timed};
-use crate::kafka::connection::max_response_bytes;
+use super::{BrokerError, PollStats, TableActivity, Watched, Watcher, now_unix_ms};
 use crate::kafka::lag::PartitionOffsets;
-use crate::kafka::samples::{self, Summary, Untrusted, excerpt, summarize};
-use crate::kafka::sasl;
+use crate::kafka::samples::{self, PartitionSampler, SampleClient, Summary, Untrusted, excerpt, summarize};
 use crate::kafka::watermarks::{Offset, TopicPartition, records_between};
 
 /// Partitions sampled at once through rskafka; bounds sockets and memory while keeping a poll of thousands of
 /// advances short.
-const POLL_CONCURRENCY: usize = 64;
+const SAMPLE_CONCURRENCY: usize = 64;
 
 /// How long a partition whose sample timed out is reported as such (unless a later sample answers).
 const SAMPLE_TIMEOUT_MEMORY: Duration = Duration::from_secs(300);
@@ -35,7 +30,7 @@ type Advance = (TopicPartition, i64, i64);
 struct SampleOutcome {
     key: TopicPartition,
     /// The partition client to keep: `None` after a failed request, so that its connection goes.
-    client: Option<Arc<PartitionClient>>,
+    client: Option<Arc<PartitionSampler>>,
     /// Whether the fetch succeeded.
     ok: bool,
     /// Whether it got no answer within `kafka.request_timeout`.
@@ -44,41 +39,13 @@ struct SampleOutcome {
     kinds: BTreeMap<&'static str, u64>,
 }
 
-/// rskafka's client for `key`'s partition (a metadata request and a connection to its leader), within `limit`.
-async fn new_partition_client(
-    client: &Client,
-    key: &TopicPartition,
-    limit: Duration,
-) -> Result<PartitionClient, BrokerError> {
-    let call = client.partition_client(key.0.to_string(), key.1, UnknownTopicHandling::Error);
-    timed(limit, "partition client", call).await
-}
-
 impl Watcher {
-    /// rskafka's client, built on first use with the same TLS and SASL settings as our own connections.
-    async fn connect(&mut self) -> Result<Arc<Client>, BrokerError> {
+    /// rskafka's client for samples, made on first use.
+    async fn connect(&mut self) -> Result<Arc<SampleClient>, BrokerError> {
         if let Some(client) = &self.client {
             return Ok(Arc::clone(client));
         }
-        let limit = self.config.request_timeout;
-        let mut builder = ClientBuilder::new(self.config.bootstrap.clone())
-            .client_id("cdc-orchestrator")
-            // rskafka's default (100 MB) is what a lying broker could make each partition's connection hold.
-            .max_message_size(max_response_bytes(&self.config))
-            // rskafka retries forever by default; a deadline turns a dead broker into an error we can report.
-            .backoff_config(BackoffConfig {
-                init_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_millis(500),
-                base: 2.0,
-                deadline: Some(limit),
-            });
-        if let Some(tls) = self.security.tls() {
-            builder = builder.tls_config(Arc::clone(tls));
-        }
-        if let Some(credentials) = &self.config.sasl {
-            builder = builder.sasl_config(sasl::rskafka_config(credentials));
-        }
-        let client = Arc::new(timed(limit, "connect", builder.build()).await?);
+        let client = Arc::new(SampleClient::connect(&self.config, &self.security).await?);
         self.client = Some(Arc::clone(&client));
         Ok(client)
     }
@@ -138,13 +105,13 @@ impl Watcher {
     }
 
     /// rskafka's client for `key`'s partition, if one is open.
-    fn cached_client(&self, key: &TopicPartition) -> Option<Arc<PartitionClient>> {
+    fn cached_client(&self, key: &TopicPartition) -> Option<Arc<PartitionSampler>> {
         self.partitions.get(key)?.sampled.as_ref()?.client.clone()
     }
 
     /// Keeps `client` for `key`'s partition, or (`None`, after a failed request) lets its connection go: a
     /// connection is never reused after an error, whose answer may still be arriving on it.
-    fn keep_client(&mut self, key: &TopicPartition, client: Option<Arc<PartitionClient>>) {
+    fn keep_client(&mut self, key: &TopicPartition, client: Option<Arc<PartitionSampler>>) {
         if let Some(watched) = self.partitions.get_mut(key)
             && (client.is_some() || watched.sampled.is_some())
         {
@@ -332,7 +299,7 @@ impl Watcher {
             }
         });
         futures::stream::iter(samples)
-            .buffer_unordered(POLL_CONCURRENCY)
+            .buffer_unordered(SAMPLE_CONCURRENCY)
             .collect()
             .await
     }
@@ -459,8 +426,8 @@ impl Watcher {
     /// on routed topics where every record's table matters, the full `kafka.sample_records` is fetched.
     async fn sample(
         &self,
-        client: &Client,
-        cached: Option<Arc<PartitionClient>>,
+        client: &SampleClient,
+        cached: Option<Arc<PartitionSampler>>,
         key: &TopicPartition,
         from: i64,
         high: i64,
@@ -468,7 +435,7 @@ impl Watcher {
         let records = records_between(from, high);
         let partition = match cached {
             Some(partition) => partition,
-            None => match new_partition_client(client, key, self.config.request_timeout).await {
+            None => match client.partition(key, self.config.request_timeout).await {
                 Ok(partition) => Arc::new(partition),
                 Err(e) => return self.failed_sample(key.clone(), records, e),
             },
