@@ -4,6 +4,12 @@
 //! It is fast by design: only a handful of top-level fields are deserialized, borrowed from the input; `before`,
 //! `after` and the schema are skipped without building a value tree. Every outcome is a value: a record that is
 //! not what we expect becomes [`Decoded::Invalid`] with a one-line reason, never a panic.
+//!
+//! Owns: the record shapes Debezium writes (`classify` by shape, `fields` read borrowed, `json` with its depth
+//! bound) and the operation codes ([`op`]). It maps no topic to a table: a table the record does not name is only
+//! a display guess for the `decode` command (`guessed_table`); the sidecar's rule is
+//! [`crate::config::KafkaConfig::table_of_topic`]. May import nothing of the crate but the shared vocabulary leaf:
+//! the Kafka layer and the `decode` command import it.
 
 mod classify;
 mod fields;

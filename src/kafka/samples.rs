@@ -2,7 +2,7 @@
 //! rskafka, at most `kafka.sample_records` and about `kafka.sample_bytes`) and decoded to learn which table changed
 //! and how. The stream itself is never consumed.
 //!
-//! rskafka stays behind this file: its client ([`SampleClient`]), partition clients ([`PartitionSampler`]), errors
+//! rskafka stays behind this file: its client (`SampleClient`), partition clients (`PartitionSampler`), errors
 //! ([`ClientError`]) and credentials ([`rskafka_sasl`]) are used nowhere else in the sidecar.
 
 use std::collections::BTreeMap;
