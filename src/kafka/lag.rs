@@ -57,7 +57,8 @@ impl LagReader {
     /// The lag of `table`'s job group given each partition's watermarks (read by the caller, e.g. in one batch).
     /// A partition with no committed offset counts from its log start; an offset below the log start (retention
     /// deleted records) counts from the log start too. Transaction markers are not records a job processes: a
-    /// partition whose lag is only markers has none ([`control`]).
+    /// partition whose lag is only markers has none ([`control`]); the checks for markers all end within one
+    /// `kafka.request_timeout`.
     pub async fn lag_from(
         &mut self,
         pool: &mut Pool,
@@ -80,9 +81,15 @@ impl LagReader {
                 records_between(from, p.high)
             })
             .collect();
+        // The control-record checks of one read share one `kafka.request_timeout`: a broker that never answers a
+        // Fetch costs one timeout per read, not one per partition. A check cut short counts its whole lag (the
+        // connection it held goes with it).
+        let deadline = tokio::time::Instant::now() + config.request_timeout;
         let mut total = 0u64;
         for (p, lag) in partitions.iter().zip(lags) {
-            total = total.saturating_add(without_control_records(pool, config, p, lag).await);
+            let check = without_control_records(pool, config, p, lag);
+            let lag = tokio::time::timeout_at(deadline, check).await.unwrap_or(lag);
+            total = total.saturating_add(lag);
         }
         Ok(total)
     }
