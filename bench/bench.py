@@ -187,10 +187,9 @@ def read_counts(path):
         return json.load(f)
 
 
-def start_sidecar(procs, name, binary, bootstrap_port, stdout, batch=True, ready_within=60, extra=""):
+def start_sidecar(procs, name, binary, bootstrap_port, stdout, ready_within=60, extra=""):
     config = procs.workdir / f"{name}.toml"
-    config.write_text(f'[kafka]\nbootstrap = ["127.0.0.1:{bootstrap_port}"]\npoll_interval = "1s"\n'
-                      f'batch_watermarks = {"true" if batch else "false"}\n{extra}')
+    config.write_text(f'[kafka]\nbootstrap = ["127.0.0.1:{bootstrap_port}"]\npoll_interval = "1s"\n{extra}')
     child = procs.start(name, [str(binary), "--config", str(config), "--log-format", "json", "watch"],
                         stdout=stdout)
     log = procs.workdir / f"{name}.log"
@@ -216,7 +215,7 @@ def percentile(values, p):
 
 def sidecar_latencies(produce_log, activity_file):
     """Pairs each produced record with the activity event that reported it: per table, an event with
-    new_records = n covers that table's next n records, in produce order."""
+    records = n covers that table's next n records, in produce order."""
     produced = {}
     for line in produce_log.read_text().splitlines():
         table, ms = line.split()
@@ -230,9 +229,9 @@ def sidecar_latencies(produce_log, activity_file):
         table = event["table"]
         times = produced.get(table, [])
         start = cursor.get(table, 0)
-        for ms in times[start:start + event["new_records"]]:
+        for ms in times[start:start + event["records"]]:
             latencies.append(event["observed_at_ms"] - ms)
-        cursor[table] = start + event["new_records"]
+        cursor[table] = start + event["records"]
     missed = sum(len(times) - cursor[table] for table, times in produced.items())
     return latencies, missed
 
@@ -323,8 +322,9 @@ def side_by_side(procs, binary, rate, seconds, idle_s=0.0, warmup_s=10.0, in_fli
     return {"raw_latencies": raw_latencies, "idle_apis": idle, "apis": apis, "events": events, "rate": rate, "achieved_rate": events / produce_s, "window_s": window, "value_bytes": summary["value_bytes"], "rows": rows}
 
 
-def scale(procs, binary, partitions, seconds, modes, ready_within, topics=12, changes=0, request_timeout=None):
-    """The sidecar alone, idle topics, 1 s polling: CPU share and RSS, for each watermark read mode. With
+def scale(procs, binary, partitions, seconds, ready_within, topics=12, changes=0, request_timeout=None):
+    """The sidecar alone, idle topics, 1 s polling: CPU share and RSS (watermarks read in one request per broker;
+    the per-partition reads it replaced are measured by `cargo bench --bench watcher`). With
     `changes`, then that many records one by one, each to a partition drawn at random, for the detection latency
     of a change in any one partition, and first the broker's own time to answer one ListOffsets request for all
     partitions (bench/list_offsets_probe.py). `request_timeout` overrides `kafka.request_timeout` (5 s)."""
@@ -345,42 +345,38 @@ def scale(procs, binary, partitions, seconds, modes, ready_within, topics=12, ch
         # As the sidecar asks: at most MAX_PARTITIONS_PER_REQUEST (src/kafka/watermarks.rs) per request, in turn.
         probe_split = ask("--per-request", str(MAX_PARTITIONS_PER_REQUEST))
     extra = f'request_timeout = "{request_timeout}"\n' if request_timeout else ""
-    rows = []
-    for batch in modes:
-        name = f"sidecar-{partitions}-{'batched' if batch else 'per-partition'}"
-        row = {"partitions": topics * per_topic, "topics": topics, "reads": "batched" if batch else "per partition",
-               "topic_create_s": created_s, "broker_rss_kb": status_kb(broker_pid, "VmRSS"), "probe": probe,
-               "probe_split": probe_split,
-               "request_timeout": request_timeout or "5s"}
-        try:
-            sidecar = start_sidecar(procs, name, binary, broker, f"{name}.jsonl", batch, ready_within, extra)
-        except SidecarNotReady as e:
-            print(e, file=sys.stderr)
-            rows.append({**row, "ready_s": None})
-            procs.stop_all_named(name)
-            continue
-        time.sleep(3.0)  # past the first refresh and baseline poll
-        # A broker slower than the poll interval sets the cycle: a window of a few of its answers.
-        broker_s = (probe_split or {}).get("seconds", 0.0)
-        cpu0, t0 = cpu_seconds(sidecar.pid), time.monotonic()
-        time.sleep(max(seconds, 3 * broker_s))
-        cpu = cpu_seconds(sidecar.pid) - cpu0
-        elapsed = time.monotonic() - t0
-        row.update({
-            "ready_s": sidecar.ready_s,
-            "cpu_share": cpu / elapsed,
-            "rss_kb": status_kb(sidecar.pid, "VmRSS"),
-            "seconds": elapsed,
-        })
-        if changes:
-            row.update(random_changes(procs, binary, broker, name, topics, per_topic, changes,
-                                      settle_s=max(2.5, 2 * broker_s + 1)))
-        row["peak_rss_kb"] = status_kb(sidecar.pid, "VmHWM")
-        row["broker_peak_rss_kb"] = status_kb(broker_pid, "VmHWM")
-        rows.append(row)
-        procs.stop(sidecar)
+    name = f"sidecar-{partitions}-batched"
+    row = {"partitions": topics * per_topic, "topics": topics, "reads": "batched",
+           "topic_create_s": created_s, "broker_rss_kb": status_kb(broker_pid, "VmRSS"), "probe": probe,
+           "probe_split": probe_split,
+           "request_timeout": request_timeout or "5s"}
+    try:
+        sidecar = start_sidecar(procs, name, binary, broker, f"{name}.jsonl", ready_within, extra)
+    except SidecarNotReady as e:
+        print(e, file=sys.stderr)
+        procs.stop_all()
+        return [{**row, "ready_s": None}]
+    time.sleep(3.0)  # past the first refresh and baseline poll
+    # A broker slower than the poll interval sets the cycle: a window of a few of its answers.
+    broker_s = (probe_split or {}).get("seconds", 0.0)
+    cpu0, t0 = cpu_seconds(sidecar.pid), time.monotonic()
+    time.sleep(max(seconds, 3 * broker_s))
+    cpu = cpu_seconds(sidecar.pid) - cpu0
+    elapsed = time.monotonic() - t0
+    row.update({
+        "ready_s": sidecar.ready_s,
+        "cpu_share": cpu / elapsed,
+        "rss_kb": status_kb(sidecar.pid, "VmRSS"),
+        "seconds": elapsed,
+    })
+    if changes:
+        row.update(random_changes(procs, binary, broker, name, topics, per_topic, changes,
+                                  settle_s=max(2.5, 2 * broker_s + 1)))
+    row["peak_rss_kb"] = status_kb(sidecar.pid, "VmHWM")
+    row["broker_peak_rss_kb"] = status_kb(broker_pid, "VmHWM")
+    procs.stop(sidecar)
     procs.stop_all()
-    return rows
+    return [row]
 
 
 def random_changes(procs, binary, broker, name, topics, per_topic, changes, settle_s=2.5):
@@ -658,7 +654,7 @@ def wide(procs, binary, points, seconds, ready_within, changes):
         n = topics * per_topic
         print(f"sidecar alone at {n} partitions ({topics} topics) for {seconds} s, then {changes} changes ...",
               file=sys.stderr)
-        rows.extend(scale(procs, binary, n, seconds, [True], ready_within, topics=topics, changes=changes,
+        rows.extend(scale(procs, binary, n, seconds, ready_within, topics=topics, changes=changes,
                           request_timeout=f"{timeout[0]}s" if timeout else None))
     return rows
 
@@ -719,7 +715,7 @@ def main():
         result["scale"] = []
         for n in partitions:
             print(f"sidecar alone at {n} partitions for {scale_seconds} s ...", file=sys.stderr)
-            result["scale"].extend(scale(procs, binary, n, scale_seconds, [True, False], ready_within))
+            result["scale"].extend(scale(procs, binary, n, scale_seconds, ready_within))
         result["wide"] = wide(procs, binary, args.wide, scale_seconds, ready_within, wide_changes)
         print("decoder against json.loads ...", file=sys.stderr)
         result["decoder"] = decoder(binary.parent, workdir, records, 40)

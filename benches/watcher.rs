@@ -2,14 +2,23 @@
 //! the thread that runs the watcher, and bytes counted by a proxy in front of the broker), and detection latency
 //! from produce to activity event at 1 s polling. `cargo bench --bench watcher`; under `cargo test` it only says
 //! how to run it.
+//!
+//! Each poll cycle is measured twice: the watcher's batched reads (one ListOffsets request per broker), and
+//! beside them the per-partition reads they replaced (one rskafka request per partition over a partition client
+//! each, [`PerPartition`]), which the sidecar no longer has.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use rskafka::client::Client;
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+
 use cdc_orchestrator::config::KafkaConfig;
-use cdc_orchestrator::kafka::watcher::{WatchEvent, Watcher};
+use cdc_orchestrator::kafka::watcher::WatchEvent;
 use support::counting_proxy::CountingProxy;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +43,46 @@ fn config(broker: &support::Broker) -> KafkaConfig {
     }
 }
 
+/// Requests in flight at once in the per-partition reads, as the watcher's old fallback had.
+const PER_PARTITION_CONCURRENCY: usize = 64;
+
+/// How watermarks were read before batching: one rskafka ListOffsets request per partition, through a partition
+/// client (and its connection) per partition, made once and kept.
+struct PerPartition {
+    partitions: Vec<Arc<PartitionClient>>,
+}
+
+impl PerPartition {
+    /// Finds the topics of `client` that the default `kafka.topic_pattern` matches and a client for each partition.
+    async fn new(client: &Client) -> PerPartition {
+        let pattern = KafkaConfig::default().topic_regex().expect("default pattern");
+        let mut partitions = Vec::new();
+        for topic in client.list_topics().await.expect("list topics") {
+            if !pattern.is_match(&topic.name) {
+                continue;
+            }
+            for partition in topic.partitions {
+                let made = client
+                    .partition_client(topic.name.clone(), partition, UnknownTopicHandling::Error)
+                    .await
+                    .expect("partition client");
+                partitions.push(Arc::new(made));
+            }
+        }
+        PerPartition { partitions }
+    }
+
+    /// One poll: every partition's high watermark.
+    async fn poll(&self) {
+        let reads = self.partitions.iter().map(|p| p.get_offset(OffsetAt::Latest));
+        let read: Vec<_> = futures::stream::iter(reads)
+            .buffer_unordered(PER_PARTITION_CONCURRENCY)
+            .collect()
+            .await;
+        assert!(read.iter().all(Result::is_ok), "every watermark read");
+    }
+}
+
 async fn poll_cycle_cost(partitions: i32, batch_watermarks: bool, proxy_runtime: &tokio::runtime::Runtime) {
     let (listener, proxy_port) = CountingProxy::bind();
     let broker = support::Broker::start_advertising(&format!("127.0.0.1:{proxy_port}"));
@@ -43,7 +92,6 @@ async fn poll_cycle_cost(partitions: i32, batch_watermarks: bool, proxy_runtime:
     };
     let config = KafkaConfig {
         bootstrap: vec![proxy.bootstrap()],
-        batch_watermarks,
         ..config(&broker)
     };
     let client = rskafka::client::ClientBuilder::new(config.bootstrap.clone())
@@ -55,13 +103,23 @@ async fn poll_cycle_cost(partitions: i32, batch_watermarks: bool, proxy_runtime:
     for t in 0..topics {
         support::create_topic(&client, &format!("university-server.public.t{t}"), per_topic).await;
     }
-    let mut watcher = Watcher::new(config).expect("config");
-    watcher.refresh().await.expect("refresh");
-    watcher.poll().await.expect("baseline poll");
+    let mut watcher = support::watcher(config).expect("config");
+    let per_partition = if batch_watermarks {
+        watcher.refresh().await.expect("refresh");
+        watcher.poll().await.expect("baseline poll");
+        None
+    } else {
+        let reader = PerPartition::new(&client).await;
+        reader.poll().await;
+        Some(reader)
+    };
     let cycles = 20;
     let (cpu0, (r0, w0), wall0) = (thread_cpu_seconds(), proxy.bytes(), Instant::now());
     for _ in 0..cycles {
-        watcher.poll().await.expect("poll");
+        match &per_partition {
+            Some(reader) => reader.poll().await,
+            None => drop(watcher.poll().await.expect("poll")),
+        }
     }
     let cpu = (thread_cpu_seconds() - cpu0) / f64::from(cycles);
     let wall = wall0.elapsed().as_secs_f64() / f64::from(cycles);
@@ -69,7 +127,9 @@ async fn poll_cycle_cost(partitions: i32, batch_watermarks: bool, proxy_runtime:
     println!(
         "poll cycle, {:>5} partitions, {}: {:>7.2} ms CPU ({:>5.2}% of one core at 1 s polling), {:>7.2} ms wall, \
          {:>8} B received, {:>8} B sent per cycle",
-        watcher.partitions(),
+        per_partition
+            .as_ref()
+            .map_or(watcher.partitions(), |r| r.partitions.len()),
         if batch_watermarks {
             "batched     "
         } else {
@@ -92,7 +152,7 @@ async fn detection_latency() {
     }
     let (tx, mut rx) = mpsc::channel(1024);
     let shutdown = CancellationToken::new();
-    let watcher = Watcher::new(KafkaConfig {
+    let watcher = support::watcher(KafkaConfig {
         poll_interval: Duration::from_secs(1),
         ..config(&broker)
     })

@@ -15,7 +15,6 @@ use crate::config::{Config, LauncherKind};
 use crate::controller::{RunLoop, TablesSnapshot};
 use crate::flink::{AnyLauncher, FlinkError, Launcher};
 use crate::http::ServerState;
-use crate::kafka::routing::Routing;
 use crate::kafka::watcher::{WatchError, Watcher};
 use crate::policy::TableState;
 use crate::sql::{Credentials, TemplateError, Templates};
@@ -133,20 +132,9 @@ async fn watch_over(watcher: tokio::task::JoinHandle<()>, shutdown: Cancellation
     Err(RunError::WatcherStopped(why))
 }
 
-/// The watcher for `config`: routing believes record table names only for tables it can start, and a first sample
-/// settles on one record of an operation that counts for every table.
-fn watcher_for(config: &Config, templates: &Templates) -> Result<Watcher, RunError> {
-    let routing = Routing::with_templates(config, templates.tables()).map_err(WatchError::Routed)?;
-    let policy = &config.policy;
-    let counted_everywhere = policy.operations.iter().copied().filter(|op| {
-        policy
-            .tables
-            .keys()
-            .all(|t| policy.for_table(t).operations.contains(op))
-    });
-    Ok(Watcher::new(config.kafka.clone())?
-        .with_routing(routing)
-        .with_counted_ops(counted_everywhere.collect::<Vec<_>>()))
+/// The watcher of `config` for the tables of `templates` (see [`Watcher::new`]; `watch` builds the same).
+pub(crate) fn watcher_for(config: &Config, templates: &Templates) -> Result<Watcher, WatchError> {
+    Watcher::new(config, templates.tables())
 }
 
 /// The configured HTTP limits, with connections capped at a quarter of the open-file limit (said once).

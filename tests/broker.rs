@@ -8,11 +8,11 @@ mod support;
 use std::time::Duration;
 
 use cdc_orchestrator::config::{KafkaConfig, SaslConfig, SaslMechanism, Secret};
-use cdc_orchestrator::kafka::connection::{Connection, Security, WireError};
+use cdc_orchestrator::kafka::connection::{Connection, Pool, Security, WireError};
 use cdc_orchestrator::kafka::lag::{LagError, LagReader, PartitionOffsets};
-use cdc_orchestrator::kafka::sasl;
-use cdc_orchestrator::kafka::watcher::{BrokerError, Watcher};
+use cdc_orchestrator::kafka::watcher::BrokerError;
 use cdc_orchestrator::kafka::watermarks::{Offset, WatermarkReader};
+use cdc_orchestrator::kafka::{samples, sasl};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest};
 use kafka_protocol::protocol::Message;
@@ -91,10 +91,10 @@ async fn watermarks_of_more_partitions_than_one_request_holds_come_from_several_
         ..KafkaConfig::default()
     };
     // At most 4 partitions per request: 10 partitions in 3 requests, the wide topic split over two of them.
-    let mut reader =
-        WatermarkReader::new(Security::for_config(&config).expect("security")).with_max_partitions_per_request(4);
+    let mut reader = WatermarkReader::new(4);
+    let mut pool = Pool::new(Security::for_config(&config).expect("security"));
     reader
-        .refresh(&config.bootstrap, config.request_timeout)
+        .refresh(&mut pool, &config.bootstrap, config.request_timeout)
         .await
         .expect("metadata");
     let partitions: std::sync::Arc<[(std::sync::Arc<str>, i32)]> = (0..7)
@@ -115,7 +115,7 @@ async fn watermarks_of_more_partitions_than_one_request_holds_come_from_several_
     };
     let first = read(
         reader
-            .offsets(&partitions, Offset::Latest, config.request_timeout)
+            .offsets(&mut pool, &partitions, Offset::Latest, config.request_timeout)
             .await,
     );
     assert_eq!(first, expected(0), "in the caller's order, across requests");
@@ -123,13 +123,13 @@ async fn watermarks_of_more_partitions_than_one_request_holds_come_from_several_
     support::produce(&client, narrow, 0, None, &[Some(b"{}"), Some(b"{}")]).await;
     let second = read(
         reader
-            .offsets(&partitions, Offset::Latest, config.request_timeout)
+            .offsets(&mut pool, &partitions, Offset::Latest, config.request_timeout)
             .await,
     );
     assert_eq!(second, expected(2));
     let starts = read(
         reader
-            .offsets(&partitions, Offset::Earliest, config.request_timeout)
+            .offsets(&mut pool, &partitions, Offset::Earliest, config.request_timeout)
             .await,
     );
     assert_eq!(starts, vec![0; 10]);
@@ -188,7 +188,7 @@ async fn under_sasl_watermarks_and_lag_are_batched_for_every_mechanism() {
     let plain = sasl_config(&proxy, SaslMechanism::Plain, PASSWORD);
     // rskafka (which fetches the samples) authenticates with the same credentials.
     let client = rskafka::client::ClientBuilder::new(plain.bootstrap.clone())
-        .sasl_config(sasl::rskafka_config(plain.sasl.as_ref().expect("SASL")))
+        .sasl_config(samples::rskafka_sasl(plain.sasl.as_ref().expect("SASL")))
         .build()
         .await
         .expect("rskafka authenticates");
@@ -209,37 +209,46 @@ async fn under_sasl_watermarks_and_lag_are_batched_for_every_mechanism() {
             group_template: format!("cdc{i}-{{table}}"),
             ..sasl_config(&proxy, mechanism, PASSWORD)
         };
-        let mut reader = WatermarkReader::new(Security::for_config(&config).expect("security"));
+        // One pool for watermarks and lag, as the watcher has.
+        let mut pool = Pool::new(Security::for_config(&config).expect("security"));
+        let mut reader = WatermarkReader::default();
         let topics = reader
-            .refresh(&config.bootstrap, config.request_timeout)
+            .refresh(&mut pool, &config.bootstrap, config.request_timeout)
             .await
             .expect("metadata over SASL");
         assert!(topics.iter().any(|t| t.name == topic), "{mechanism:?}: {topics:?}");
         let partitions: std::sync::Arc<[_]> = [(std::sync::Arc::from(topic), 0)].into();
         let highs = reader
-            .offsets(&partitions, Offset::Latest, config.request_timeout)
+            .offsets(&mut pool, &partitions, Offset::Latest, config.request_timeout)
             .await;
         assert!(matches!(highs.as_slice(), [Ok(3)]), "{mechanism:?}: {highs:?}");
 
-        let mut lag = LagReader::for_config(&config).expect("lag reader");
+        let mut lag = LagReader::default();
         let partitions = [PartitionOffsets {
             topic: topic.to_owned(),
             partition: 0,
             high: 3,
             start: 0,
         }];
-        assert_eq!(lag.lag_from(&config, "payment", &partitions).await.expect("lag"), 3);
+        assert_eq!(
+            lag.lag_from(&mut pool, &config, "payment", &partitions)
+                .await
+                .expect("lag"),
+            3
+        );
         support::kafka_admin::commit_offsets(&config, &config.group_for("payment"), &[(topic.to_owned(), 0, 1)])
             .await
             .expect("commit over SASL");
-        let after = lag.lag_from(&config, "payment", &partitions).await.expect("lag");
+        let after = lag
+            .lag_from(&mut pool, &config, "payment", &partitions)
+            .await
+            .expect("lag");
         assert_eq!(after, 2, "{mechanism:?}");
     }
 
     // The watcher reads through the same layer: batched watermarks and lag under SCRAM.
     let config = sasl_config(&proxy, SaslMechanism::ScramSha512, PASSWORD);
-    assert!(config.batch_watermarks, "batched by default, SASL or not");
-    let mut watcher = Watcher::new(config).expect("watcher");
+    let mut watcher = support::watcher(config).expect("watcher");
     watcher.refresh().await.expect("refresh over SCRAM");
     watcher.poll().await.expect("baseline poll over SCRAM");
     assert_eq!(watcher.lags().await, vec![("payment".to_owned(), 3)]);
@@ -275,15 +284,15 @@ async fn a_wrong_password_is_refused_with_a_typed_error() {
         );
         assert!(!text.contains("not-her-password"), "the password never shows: {text}");
         // Lag and the watcher report the same cause rather than a silent gap.
-        let lag = LagReader::for_config(&wrong)
-            .expect("lag reader")
-            .committed(&wrong, "cdc-payment", &[("t".to_owned(), 0)])
+        let mut pool = Pool::new(Security::for_config(&wrong).expect("security"));
+        let lag = LagReader::default()
+            .committed(&mut pool, &wrong, "cdc-payment", &[("t".to_owned(), 0)])
             .await;
         assert!(
             matches!(lag, Err(LagError::Wire(WireError::Authentication { .. }))),
             "{lag:?}"
         );
-        let refresh = Watcher::new(wrong).expect("watcher").refresh().await;
+        let refresh = support::watcher(wrong).expect("watcher").refresh().await;
         assert!(
             matches!(refresh, Err(BrokerError::Metadata(WireError::Authentication { .. }))),
             "{refresh:?}"
@@ -314,7 +323,7 @@ async fn sasl_over_tls_reads_watermarks_and_lag_in_batches() {
     config.tls.ca_file = Some(tls.ca_pem().to_path_buf());
     let client = rskafka::client::ClientBuilder::new(config.bootstrap.clone())
         .tls_config(cdc_orchestrator::kafka::tls::client_config(&config.tls).expect("TLS config"))
-        .sasl_config(sasl::rskafka_config(config.sasl.as_ref().expect("SASL")))
+        .sasl_config(samples::rskafka_sasl(config.sasl.as_ref().expect("SASL")))
         .build()
         .await
         .expect("rskafka over TLS and SASL");
@@ -322,7 +331,7 @@ async fn sasl_over_tls_reads_watermarks_and_lag_in_batches() {
     support::create_topic(&client, topic, 1).await;
     support::produce(&client, topic, 0, None, &[Some(b"{}"), Some(b"{}")]).await;
 
-    let mut watcher = Watcher::new(config).expect("watcher");
+    let mut watcher = support::watcher(config).expect("watcher");
     watcher.refresh().await.expect("metadata over TLS and SASL");
     watcher.poll().await.expect("watermarks over TLS and SASL");
     assert_eq!(watcher.lags().await, vec![("lecturer".to_owned(), 2)]);

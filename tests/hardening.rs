@@ -219,7 +219,7 @@ fn env_values_keep_their_text_for_string_keys_and_still_parse_typed_keys() {
     let out = check(&[
         ("CDC_FLINK__MAX_CONCURRENT_JOBS", "8.0"),
         ("CDC_KAFKA__SAMPLE_RECORDS", "007"),
-        ("CDC_KAFKA__BATCH_WATERMARKS", "false"),
+        ("CDC_FLINK__STOP_JOBS_ON_SHUTDOWN", "true"),
         ("CDC_POLICY__COOLDOWN", "5s"),
         ("CDC_POLICY__INCLUDE", "[\"faculty\", \"program\"]"),
         ("CDC_POLICY__EXCLUDE", "room, class"),
@@ -231,7 +231,7 @@ fn env_values_keep_their_text_for_string_keys_and_still_parse_typed_keys() {
     for expected in [
         "max_concurrent_jobs = 8\n",
         "sample_records = 7\n",
-        "batch_watermarks = false\n",
+        "stop_jobs_on_shutdown = true\n",
         "cooldown = \"5s\"\n",
         "\"faculty\",\n    \"program\",",
         "\"room\",\n    \"class\",",
@@ -241,8 +241,11 @@ fn env_values_keep_their_text_for_string_keys_and_still_parse_typed_keys() {
     }
     let out = check(&[("CDC_FLINK__MAX_CONCURRENT_JOBS", "8.5")]);
     assert_config_error(&out, &["flink.max_concurrent_jobs", "8.5"]);
-    let out = check(&[("CDC_KAFKA__BATCH_WATERMARKS", "maybe")]);
-    assert_config_error(&out, &["kafka.batch_watermarks", "CDC_KAFKA__BATCH_WATERMARKS"]);
+    let out = check(&[("CDC_FLINK__STOP_JOBS_ON_SHUTDOWN", "maybe")]);
+    assert_config_error(
+        &out,
+        &["flink.stop_jobs_on_shutdown", "CDC_FLINK__STOP_JOBS_ON_SHUTDOWN"],
+    );
 }
 
 #[test]

@@ -100,7 +100,7 @@ fn change(table: &str) -> WatchEvent {
         table: table.to_owned(),
         topic: format!("university-server.public.{table}"),
         partition: 0,
-        new_records: 1,
+        records: 1,
         ops: BTreeMap::from([(cdc_orchestrator::decoder::Op::Create, 1)]),
         unknown_ops: 0,
         newest_ts_ms: None,

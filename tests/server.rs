@@ -63,7 +63,7 @@ async fn start(token: Option<&str>) -> Harness {
             table: "faculty".to_owned(),
             topic: "university-server.public.faculty".to_owned(),
             partition: 0,
-            new_records: 1,
+            records: 1,
             ops: BTreeMap::new(),
             unknown_ops: 0,
             newest_ts_ms: None,

@@ -4,10 +4,10 @@ mod support;
 
 use std::time::Duration;
 
-use cdc_orchestrator::config::{Config, KafkaConfig};
+use cdc_orchestrator::config::{Config, KafkaConfig, PolicyConfig};
 use cdc_orchestrator::decoder::Op;
+use cdc_orchestrator::kafka::connection::{Pool, Security};
 use cdc_orchestrator::kafka::lag::{LagReader, PartitionOffsets};
-use cdc_orchestrator::kafka::routing::Routing;
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent, Watcher};
 use rskafka::client::partition::OffsetAt;
 use tokio::sync::mpsc;
@@ -42,21 +42,22 @@ fn start(config: KafkaConfig) -> Running {
     start_counting(config, &Op::ALL)
 }
 
-/// [`start`] with `counted` as the operations that count as changes for every table. With none, no newest record
-/// settles a first sample, so every first sample is a full one.
+/// [`start`] with `counted` as `policy.operations`, the operations that count as changes for every table. With
+/// none, no newest record settles a first sample, so every first sample is a full one.
 fn start_counting(config: KafkaConfig, counted: &[Op]) -> Running {
     let (tx, events) = mpsc::channel(1024);
     let shutdown = CancellationToken::new();
-    // The sidecar's routing: the built-in templates' tables can start.
     let full = Config {
-        kafka: config.clone(),
+        kafka: config,
+        policy: PolicyConfig {
+            operations: counted.to_vec(),
+            ..PolicyConfig::default()
+        },
         ..Config::default()
     };
-    let routing = Routing::for_config(&full).expect("valid routed topics");
-    let watcher = Watcher::new(config)
-        .expect("valid config")
-        .with_routing(routing)
-        .with_counted_ops(counted.iter().copied());
+    // The sidecar's routing: the built-in templates' tables can start.
+    let templated = cdc_orchestrator::sql::known_tables(&full).expect("built-in templates");
+    let watcher = Watcher::new(&full, templated).expect("valid config");
     let task = tokio::spawn(watcher.run(tx, shutdown.clone()));
     Running { events, shutdown, task }
 }
@@ -130,14 +131,14 @@ async fn activity_names_the_table_and_its_operations_within_two_polls() {
         ("faculty", "university-server.public.faculty", 0)
     );
     let mut seen = a.ops.clone();
-    let mut records = a.new_records;
+    let mut records = a.records;
     // The three records may straddle two polls.
     while records < 3 {
         let more = running
             .activity(Duration::from_millis(500))
             .await
             .expect("rest of the records");
-        records += more.new_records;
+        records += more.records;
         for (op, n) in more.ops {
             *seen.entry(op).or_default() += n;
         }
@@ -213,22 +214,12 @@ async fn a_topic_created_after_start_is_found_and_its_first_records_count() {
         .activity(Duration::from_secs(3))
         .await
         .expect("found within a refresh");
-    assert_eq!((a.table.as_str(), a.new_records), ("students", 1));
+    assert_eq!((a.table.as_str(), a.records), ("students", 1));
     running.stop().await;
 }
 
 #[tokio::test]
 async fn a_broker_restart_is_survived_and_reported() {
-    broker_restart(true).await;
-}
-
-/// The fallback that SASL setups use: one rskafka request per partition.
-#[tokio::test]
-async fn a_broker_restart_is_survived_with_per_partition_reads() {
-    broker_restart(false).await;
-}
-
-async fn broker_restart(batch_watermarks: bool) {
     let mut broker = support::Broker::start();
     let port = broker.port();
     let client = support::client(&broker).await;
@@ -240,10 +231,7 @@ async fn broker_restart(batch_watermarks: bool) {
         &[support::envelope("faculty", "c"), support::envelope("faculty", "c")],
     )
     .await;
-    let mut running = start(KafkaConfig {
-        batch_watermarks,
-        ..config(&broker)
-    });
+    let mut running = start(config(&broker));
     ready(&mut running).await;
     broker.kill();
     let down = running
@@ -260,7 +248,7 @@ async fn broker_restart(batch_watermarks: bool) {
         .await
         .expect("activity after the restart");
     assert_eq!(a.table, "faculty");
-    assert_eq!(a.new_records, 1, "no bogus huge activity");
+    assert_eq!(a.records, 1, "no bogus huge activity");
     assert_eq!(a.ops.get(&Op::Delete), Some(&1));
     running.stop().await;
 }
@@ -274,7 +262,8 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
     let records: Vec<Vec<u8>> = (0..5).map(|_| support::envelope("payment", "c")).collect();
     produce(&client, &topic, &records).await;
     let config = config(&broker);
-    let mut reader = LagReader::for_config(&config).expect("plaintext config");
+    let mut reader = LagReader::default();
+    let mut pool = Pool::new(Security::for_config(&config).expect("plaintext config"));
     let pc = client
         .partition_client(
             topic.clone(),
@@ -290,7 +279,7 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
         start: pc.get_offset(OffsetAt::Earliest).await.expect("log start"),
     }];
     let no_commit = reader
-        .lag_from(&config, "payment", &partitions)
+        .lag_from(&mut pool, &config, "payment", &partitions)
         .await
         .expect("lag without a commit");
     assert_eq!(no_commit, 5, "no committed offset: lag from the log start");
@@ -298,15 +287,27 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
         .await
         .expect("commit");
     let committed = reader
-        .committed(&config, "cdc-payment", &[(topic.clone(), 0)])
+        .committed(&mut pool, &config, "cdc-payment", &[(topic.clone(), 0)])
         .await
         .expect("fetch");
     assert_eq!(committed.get(&(topic.clone(), 0)), Some(&Some(3)));
-    assert_eq!(reader.lag_from(&config, "payment", &partitions).await.expect("lag"), 2);
+    assert_eq!(
+        reader
+            .lag_from(&mut pool, &config, "payment", &partitions)
+            .await
+            .expect("lag"),
+        2
+    );
     support::kafka_admin::commit_offsets(&config, "cdc-payment", &[(topic.clone(), 0, 5)])
         .await
         .expect("commit");
-    assert_eq!(reader.lag_from(&config, "payment", &partitions).await.expect("lag"), 0);
+    assert_eq!(
+        reader
+            .lag_from(&mut pool, &config, "payment", &partitions)
+            .await
+            .expect("lag"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -392,7 +393,7 @@ async fn partitions_that_appear_in_a_watched_topic_are_watched() {
         .activity(Duration::from_secs(5))
         .await
         .expect("the new partition is watched within a refresh or two");
-    assert_eq!((a.table.as_str(), a.partition, a.new_records), ("course", 2, 1));
+    assert_eq!((a.table.as_str(), a.partition, a.records), ("course", 2, 1));
     assert_eq!(a.ops.get(&Op::Update), Some(&1));
     running.stop().await;
 }
@@ -432,16 +433,17 @@ async fn over_tls_activity_and_lag_are_read_and_plaintext_or_an_unknown_ca_is_re
     )
     .await;
     let a = activity_of(&mut running, "lecturer", 2).await;
-    assert_eq!(a.new_records, 2, "activity over TLS");
+    assert_eq!(a.records, 2, "activity over TLS");
     running.stop().await;
 
     // Lag's own connections (FindCoordinator, OffsetCommit, OffsetFetch) go through TLS too.
     support::kafka_admin::commit_offsets(&tls_config, "cdc-lecturer", &[(topic.clone(), 0, 1)])
         .await
         .expect("commit over TLS");
-    let mut reader = LagReader::for_config(&tls_config).expect("TLS lag reader");
+    let mut reader = LagReader::default();
+    let mut pool = Pool::new(Security::for_config(&tls_config).expect("TLS material"));
     let committed = reader
-        .committed(&tls_config, "cdc-lecturer", &[(topic.clone(), 0)])
+        .committed(&mut pool, &tls_config, "cdc-lecturer", &[(topic.clone(), 0)])
         .await
         .expect("offset fetch over TLS");
     assert_eq!(committed.get(&(topic.clone(), 0)), Some(&Some(1)));
@@ -475,7 +477,7 @@ async fn over_tls_activity_and_lag_are_read_and_plaintext_or_an_unknown_ca_is_re
 /// Waits for activity of `table` until `records` new records were reported; returns the merged activity.
 async fn activity_of(running: &mut Running, table: &str, records: u64) -> TableActivity {
     let mut merged: Option<TableActivity> = None;
-    while merged.as_ref().is_none_or(|m| m.new_records < records) {
+    while merged.as_ref().is_none_or(|m| m.records < records) {
         let a = running
             .activity(Duration::from_secs(3))
             .await
@@ -484,7 +486,7 @@ async fn activity_of(running: &mut Running, table: &str, records: u64) -> TableA
         match merged.as_mut() {
             None => merged = Some(a),
             Some(m) => {
-                m.new_records += a.new_records;
+                m.records += a.records;
                 m.unknown_ops += a.unknown_ops;
                 for (op, n) in a.ops {
                     *m.ops.entry(op).or_default() += n;
@@ -525,7 +527,7 @@ async fn a_table_topic_is_sampled_once_per_sample_interval_and_a_routed_topic_ev
     .await;
     let later = activity_of(&mut running, "faculty", 2).await;
     assert_eq!(
-        (later.new_records, later.unknown_ops, later.ops.len()),
+        (later.records, later.unknown_ops, later.ops.len()),
         (2, 0, 0),
         "within the interval the watermark alone counts the table's changes: {later:?}"
     );
@@ -569,7 +571,7 @@ async fn once_the_table_is_known_an_expired_interval_rechecks_only_the_newest_re
     // second re-checked alone): every record's operation is known.
     let learned = activity_of(&mut running, "grade", 2).await;
     assert_eq!(
-        (learned.new_records, learned.ops.get(&Op::Create), learned.unknown_ops),
+        (learned.records, learned.ops.get(&Op::Create), learned.unknown_ops),
         (2, Some(&2), 0)
     );
     let values: Vec<Vec<u8>> = (0..4).map(|_| support::envelope("grade", "u")).collect();
@@ -583,7 +585,7 @@ async fn once_the_table_is_known_an_expired_interval_rechecks_only_the_newest_re
             (1, 0),
             "one record re-checked per advance: {a:?}"
         );
-        seen += a.new_records;
+        seen += a.records;
     }
     assert_eq!(seen, 4);
     running.stop().await;

@@ -6,7 +6,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use cdc_orchestrator::config::KafkaConfig;
+use cdc_orchestrator::config::{Config, KafkaConfig, PolicyConfig};
 use cdc_orchestrator::decoder::Op;
 use cdc_orchestrator::kafka::watcher::{PollStats, TableActivity, Watcher};
 use support::counting_proxy::CountingProxy;
@@ -52,7 +52,7 @@ async fn after_the_first_read_lag_is_read_only_for_tables_with_a_job() {
         .await;
     }
     let (with_jobs, tables) = watch::channel(BTreeSet::new());
-    let mut watcher = Watcher::new(config).expect("valid config").with_lag_tables(tables);
+    let mut watcher = support::watcher(config).expect("valid config").with_lag_tables(tables);
     watcher.refresh().await.expect("refresh");
     watcher.poll().await.expect("baseline poll");
     let lag = |tables: &[&str]| tables.iter().map(|t| ((*t).to_owned(), 1)).collect::<Vec<_>>();
@@ -89,7 +89,7 @@ async fn a_watcher_without_lag_never_asks_for_it() {
         &[Some(support::envelope("course", "c").as_slice())],
     )
     .await;
-    let mut watcher = Watcher::new(config).expect("valid config").without_lag();
+    let mut watcher = support::watcher(config).expect("valid config").without_lag();
     watcher.refresh().await.expect("refresh");
     watcher.poll().await.expect("baseline poll");
     let before = proxy.bytes();
@@ -112,9 +112,15 @@ async fn first_sample(
     let client = support::client(broker).await;
     let topic = format!("{PREFIX}{table}");
     support::create_topic(&client, &topic, 1).await;
-    let mut watcher = Watcher::new(config(broker))
-        .expect("valid config")
-        .with_counted_ops(counted.iter().copied());
+    let counting = Config {
+        kafka: config(broker),
+        policy: PolicyConfig {
+            operations: counted.to_vec(),
+            ..PolicyConfig::default()
+        },
+        ..Config::default()
+    };
+    let mut watcher = Watcher::new(&counting, []).expect("valid config");
     watcher.refresh().await.expect("refresh");
     watcher.poll().await.expect("baseline poll");
     let values: Vec<Option<&[u8]>> = values.iter().map(Option::as_deref).collect();
@@ -132,7 +138,7 @@ async fn a_first_sample_is_one_record_unless_that_record_leaves_a_doubt() {
     let (activity, stats) = first_sample(&broker, "course", &values, &Op::ALL).await;
     assert_eq!(stats.sampled, 1, "a change that counts settles it: one record fetched");
     assert_eq!(activity.len(), 1);
-    assert_eq!((activity[0].table.as_str(), activity[0].new_records), ("course", 3));
+    assert_eq!((activity[0].table.as_str(), activity[0].records), ("course", 3));
     assert_eq!(activity[0].ops, ops(&[(Op::Update, 1)]));
 
     // Debezium follows a delete with a tombstone: the delete is still seen.

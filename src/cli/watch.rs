@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE, block_on, load_config};
 use crate::config::Config;
-use crate::kafka::routing::Routing;
 use crate::kafka::watcher::{WatchError, WatchEvent, Watcher};
 use crate::shutdown;
 
@@ -41,8 +40,7 @@ pub async fn watch(
     mut out: impl Write,
     shutdown: CancellationToken,
 ) -> Result<(), WatchError> {
-    let routing = Routing::for_config(config).map_err(WatchError::Routed)?;
-    let mut watcher = Watcher::new(config.kafka.clone())?.with_routing(routing);
+    let mut watcher = watcher_for(config)?;
     if !lag {
         // Nothing would print it, so no broker is asked for it.
         watcher = watcher.without_lag();
@@ -61,6 +59,13 @@ pub async fn watch(
     }
     let _ = task.await;
     Ok(())
+}
+
+/// The watcher `run` would build for `config` ([`crate::controller::watcher_for`]), so that `watch` shows what the
+/// sidecar sees. The tables with a SQL template are listed without rendering them: templates that cannot be read
+/// count as none here (`run` refuses to start on them; `check` and `render` say why).
+fn watcher_for(config: &Config) -> Result<Watcher, WatchError> {
+    Watcher::new(config, crate::sql::known_tables(config).unwrap_or_default())
 }
 
 /// A baseline, one poll interval, and what changed in it.
@@ -88,5 +93,37 @@ fn print_json(out: &mut impl Write, event: &WatchEvent) {
     if serde_json::to_writer(&mut *out, event).is_ok() {
         let _ = out.write_all(b"\n");
         let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::policy::TableOverrides;
+    use crate::decoder::Op;
+    use crate::sql::Templates;
+
+    #[test]
+    fn watch_samples_as_run_does() {
+        let mut config = Config::default();
+        config.kafka.routed_topics = vec![r"university-server\.all".to_owned()];
+        config.policy.include = vec!["faculty".to_owned(), "not_templated".to_owned()];
+        config.policy.operations = vec![Op::Create, Op::Update, Op::Delete];
+        config.policy.tables.insert(
+            "faculty".to_owned(),
+            TableOverrides {
+                operations: Some(vec![Op::Delete, Op::Create]),
+                ..TableOverrides::default()
+            },
+        );
+        let templates = Templates::load(&config).expect("built-in templates");
+        let run = crate::app::watcher_for(&config, &templates).expect("run's watcher");
+        let watch = watcher_for(&config).expect("watch's watcher");
+        assert_eq!(format!("{watch:?}"), format!("{run:?}"));
+        // And both took the configuration in: the trusted tables and the operations that count everywhere.
+        let shown = format!("{run:?}");
+        for expected in ["\"not_templated\"", "\"course\"", "counted_ops: {Create, Delete}"] {
+            assert!(shown.contains(expected), "{expected} not in {shown}");
+        }
     }
 }

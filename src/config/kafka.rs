@@ -10,6 +10,9 @@ use super::check::{Checks, check_fields};
 use super::de::{lenient_string, list, whole_u32};
 use super::{ConfigError, Secret, Section};
 
+/// What `kafka.topic_template` and `kafka.group_template` replace with the table name.
+pub const TABLE_PLACEHOLDER: &str = crate::model::naming::PLACEHOLDER;
+
 /// Room a Fetch answer needs besides its records (headers, batch and partition fields), so that a sample of
 /// `kafka.sample_bytes` fits in `kafka.max_response_bytes`.
 pub const SAMPLE_OVERHEAD_BYTES: u64 = 64 * 1024;
@@ -48,9 +51,6 @@ pub struct KafkaConfig {
     /// its newest record only (`0s`: a full sample at every advance).
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
-    /// Read watermarks with one ListOffsets request per broker (`true`) rather than rskafka's one request per
-    /// partition, under every TLS and SASL setting.
-    pub batch_watermarks: bool,
     /// Consumer group of a table's Flink job, used for lag; `{table}` is replaced by the table name.
     pub group_template: String,
     /// Topic a table's Flink job reads (Debezium's `<topic.prefix>.<schema>.<table>`); `{table}` is replaced.
@@ -84,7 +84,6 @@ impl Default for KafkaConfig {
             sample_bytes: 1024 * 1024,
             max_response_bytes: 16 * 1024 * 1024,
             sample_interval: Duration::from_secs(60),
-            batch_watermarks: true,
             group_template: "cdc-{table}".to_owned(),
             topic_template: "university-server.public.{table}".to_owned(),
             routed_topics: Vec::new(),
@@ -103,7 +102,7 @@ impl KafkaConfig {
 
     /// The consumer group of a table's Flink job.
     pub fn group_for(&self, table: &str) -> String {
-        self.group_template.replace("{table}", table)
+        self.group_template.replace(TABLE_PLACEHOLDER, table)
     }
 
     /// The CDC topic of a table, as its Flink job reads it.
@@ -112,8 +111,12 @@ impl KafkaConfig {
     }
 
     /// The table a topic carries, by the same `kafka.topic_template` that [`KafkaConfig::topic_for`] fills: the
-    /// part of the name where `{table}` stands, if the rest matches and it is a valid table name. This is the
-    /// only mapping from topics to tables (watcher, lag and run loop all use it).
+    /// part of the name where `{table}` stands, if the rest matches and it is a valid table name.
+    ///
+    /// The one rule from topics to tables: the watcher, its samples, lag and routing all ask here. It lives beside
+    /// the key it reads, so that the configuration's own checks (the topic pattern must watch every templated
+    /// table's topic) use it without reaching into the Kafka layer. `kafka.topic_template` holds `{table}` once (checked by
+    /// [`Section::validate`]).
     pub fn table_of_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
         crate::model::naming::table_of_topic(&self.topic_template, topic)
     }
@@ -194,11 +197,11 @@ impl Section for KafkaConfig {
             ("kafka.group_template", &self.group_template),
             ("kafka.topic_template", &self.topic_template),
         ] {
-            if !template.contains("{table}") {
+            if !template.contains(TABLE_PLACEHOLDER) {
                 errors.invalid(key, template, "must contain {table}");
             }
         }
-        if self.topic_template.matches("{table}").count() > 1 {
+        if self.topic_template.matches(TABLE_PLACEHOLDER).count() > 1 {
             errors.invalid(
                 "kafka.topic_template",
                 &self.topic_template,

@@ -171,6 +171,8 @@ pub struct ParseError {
     /// Boxed: figment's error is large, and every configuration error would carry its size.
     error: Box<figment::Error>,
     origin: Option<String>,
+    /// Why the key is gone, when it is one of [`REMOVED_KEYS`].
+    removed: Option<&'static str>,
 }
 
 impl ParseError {
@@ -182,9 +184,12 @@ impl ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.error.kind {
-            Kind::UnknownField(_, expected) => write!(f, "unknown key (expected one of: {})", expected.join(", "))?,
-            other => write!(f, "{other}")?,
+        match (&self.error.kind, self.removed) {
+            (Kind::UnknownField(..), Some(why)) => write!(f, "removed: {why}; delete it")?,
+            (Kind::UnknownField(_, expected), None) => {
+                write!(f, "unknown key (expected one of: {})", expected.join(", "))?
+            }
+            (other, _) => write!(f, "{other}")?,
         }
         match &self.origin {
             Some(origin) => write!(f, " (from {origin})"),
@@ -342,6 +347,13 @@ impl Config {
     }
 }
 
+/// Keys that were removed, and why. Like any key the sidecar does not act on they are refused (a setting that
+/// silently does nothing is worse than a one-line fix), but the error says the key is gone rather than unknown.
+const REMOVED_KEYS: &[(&str, &str)] = &[(
+    "kafka.batch_watermarks",
+    "watermarks are always read with one ListOffsets request per broker, as `true` did",
+)];
+
 /// Top-level keys that name no section, as errors; `Err` when the layers cannot be merged at all.
 fn unknown_sections(figment: &Figment) -> Result<Vec<ConfigError>, ConfigErrors> {
     let top: Dict = figment.extract_lossy().map_err(parse_errors)?;
@@ -401,11 +413,16 @@ fn parse_error(error: figment::Error) -> ConfigError {
     } else {
         path.join(".")
     };
+    let removed = match &error.kind {
+        Kind::UnknownField(..) => REMOVED_KEYS.iter().find(|(k, _)| *k == key).map(|(_, why)| *why),
+        _ => None,
+    };
     ConfigError::Parse {
         key,
         source: ParseError {
             error: Box::new(error),
             origin,
+            removed,
         },
     }
 }

@@ -278,6 +278,25 @@ fn whole_floats_are_integers_but_fractions_are_not() {
 }
 
 #[test]
+fn a_removed_key_is_a_one_line_error_saying_so() {
+    for (toml, env, source) in [
+        (Some("[kafka]\nbatch_watermarks = true\n"), &[][..], "file"),
+        (
+            None,
+            &[("CDC_KAFKA__BATCH_WATERMARKS", "false")][..],
+            "CDC_KAFKA__BATCH_WATERMARKS",
+        ),
+    ] {
+        let m = error_of(toml, env);
+        assert!(
+            m.starts_with("kafka.batch_watermarks: removed") && m.contains("delete it") && m.contains(source),
+            "{m}"
+        );
+        assert!(!m.contains("unknown key"), "{m}");
+    }
+}
+
+#[test]
 fn the_topic_template_maps_topics_back_to_tables() {
     let mut k = KafkaConfig::default();
     assert_eq!(k.table_of_topic("university-server.public.faculty"), Some("faculty"));
@@ -293,7 +312,11 @@ fn the_topic_template_maps_topics_back_to_tables() {
     k.topic_template = "cdc.{table}.v1".into();
     assert_eq!(k.table_of_topic("cdc.room.v1"), Some("room"));
     assert_eq!(k.table_of_topic(&k.topic_for("student_fee")), Some("student_fee"));
-    assert_eq!(k.table_of_topic("cdc.room.v2"), None);
+    for none in ["cdc.room.v2", "cdc..v1", "cdc.a-b.v1", "other.room.v1"] {
+        assert_eq!(k.table_of_topic(none), None, "{none}");
+    }
+    k.topic_template = "no placeholder".into();
+    assert_eq!(k.table_of_topic("no placeholder"), None);
 }
 
 #[test]

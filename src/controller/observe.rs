@@ -56,13 +56,13 @@ impl<L: Launcher + 'static> RunLoop<L> {
     fn on_activity(&mut self, seen: TableActivity) {
         let TableActivity {
             table,
-            new_records,
+            records,
             ops,
             unknown_ops,
             newest_ts_ms,
             ..
         } = seen;
-        self.telemetry.metrics.records_seen(&table, new_records);
+        self.telemetry.metrics.records_seen(&table, records);
         if !self.observer.templated.contains(&table) {
             // Nothing could start it: it must not queue, spend a start token or show up as failing.
             if self.observer.untemplated_warned.insert(table.clone()) {
@@ -81,7 +81,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
         };
         let activity = Activity {
             table,
-            records: new_records,
+            records,
             ops,
             newest_ts_ms,
         };

@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 
 use super::fields::{Fields, Snapshot, Source, Text};
 use super::json::{json_error, parse_object};
-use super::{Change, Decoded, Op, table_of_topic};
+use super::{Change, Decoded, Op, guessed_table};
 
 /// What the record with top-level fields `f` is; `wrapper_depth` counts the schema wrappers already opened.
 pub(super) fn classify(topic: &str, f: Fields<'_>, wrapper_depth: u8) -> Decoded {
@@ -16,7 +16,7 @@ pub(super) fn classify(topic: &str, f: Fields<'_>, wrapper_depth: u8) -> Decoded
     {
         if payload.get() == "null" {
             return Decoded::Tombstone {
-                table: table_of_topic(topic).to_owned(),
+                table: guessed_table(topic).to_owned(),
             };
         }
         return match parse_object(payload.get()) {
@@ -112,7 +112,7 @@ fn change(
     ts_ms: Option<i64>,
 ) -> Decoded {
     Decoded::Change(Change {
-        table: table.unwrap_or_else(|| table_of_topic(topic)).to_owned(),
+        table: table.unwrap_or_else(|| guessed_table(topic)).to_owned(),
         table_from_record: table.is_some(),
         schema: schema.map(str::to_owned),
         op,

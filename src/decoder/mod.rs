@@ -4,6 +4,12 @@
 //! It is fast by design: only a handful of top-level fields are deserialized, borrowed from the input; `before`,
 //! `after` and the schema are skipped without building a value tree. Every outcome is a value: a record that is
 //! not what we expect becomes [`Decoded::Invalid`] with a one-line reason, never a panic.
+//!
+//! Owns: the record shapes Debezium writes (`classify` by shape, `fields` read borrowed, `json` with its depth
+//! bound) and the operation codes ([`op`]). It maps no topic to a table: a table the record does not name is only
+//! a display guess for the `decode` command (`guessed_table`); the sidecar's rule is
+//! [`crate::config::KafkaConfig::table_of_topic`]. May import nothing of the crate but the shared vocabulary leaf:
+//! the Kafka layer and the `decode` command import it.
 
 mod classify;
 mod fields;
@@ -162,10 +168,12 @@ fn json_string(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()>
     serde_json::to_writer(out, text).map_err(std::io::Error::from)
 }
 
-/// The `decode` command's guess at the table of a record that names none: the topic's last `.`-separated segment.
-/// Only for display; the sidecar maps topics to tables with `kafka.topic_template`
-/// ([`crate::config::KafkaConfig::table_of_topic`]) and never with this.
-pub(crate) fn table_of_topic(topic: &str) -> &str {
+/// A guess at the table of a record that names none, for the `decode` command, which reads records without a
+/// configuration: the topic's last `.`-separated segment, as in Debezium's default `<prefix>.<schema>.<table>`.
+/// Only for display: the sidecar believes a decoded table only when the record named it
+/// ([`Change::table_from_record`]), and otherwise maps topics to tables by `kafka.topic_template`
+/// ([`crate::config::KafkaConfig::table_of_topic`]).
+pub(crate) fn guessed_table(topic: &str) -> &str {
     crate::model::naming::guess_table(topic)
 }
 
@@ -177,7 +185,7 @@ pub fn decode(topic: &str, _key: Option<&[u8]>, value: Option<&[u8]>) -> Decoded
     }
     let Some(bytes) = value else {
         return Decoded::Tombstone {
-            table: table_of_topic(topic).to_owned(),
+            table: guessed_table(topic).to_owned(),
         };
     };
     match bytes.first() {
@@ -185,7 +193,7 @@ pub fn decode(topic: &str, _key: Option<&[u8]>, value: Option<&[u8]>) -> Decoded
         // Confluent wire format: magic byte 0, then a 4-byte schema id. No registry here to read the rest.
         Some(0) if bytes.len() >= 5 => {
             return Decoded::Opaque {
-                table: table_of_topic(topic).to_owned(),
+                table: guessed_table(topic).to_owned(),
             };
         }
         _ => {}

@@ -252,3 +252,9 @@ fn write_json_writes_what_serde_writes() {
         assert_eq!(written, serde_json::to_string(&decoded).expect("serializes"));
     }
 }
+
+#[test]
+fn the_display_guess_is_the_last_segment() {
+    assert_eq!(guessed_table("university-server.public.faculty"), "faculty");
+    assert_eq!(guessed_table("plain"), "plain");
+}

@@ -17,14 +17,15 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
-    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    SaslHandshakeRequest,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{KafkaConfig, SaslConfig};
+use crate::kafka::requests::Request;
 use crate::kafka::sasl;
 use crate::kafka::tls::{self, TlsError};
 
@@ -34,10 +35,6 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const CLIENT_ID: &str = "cdc-orchestrator";
 /// Every SASL request must be answered within this, whatever the caller's overall limit (which also bounds it).
 const SASL_STEP_LIMIT: Duration = Duration::from_secs(30);
-/// SaslHandshake v1 wraps the mechanism's messages in SaslAuthenticate requests; v0 sent them raw (Kafka < 1.0).
-const SASL_HANDSHAKE_VERSIONS: RangeInclusive<i16> = 1..=SaslHandshakeRequest::VERSIONS.max;
-const SASL_AUTHENTICATE_VERSIONS: RangeInclusive<i16> =
-    SaslAuthenticateRequest::VERSIONS.min..=SaslAuthenticateRequest::VERSIONS.max;
 
 /// A cause from the `kafka-protocol` crate (its errors are `anyhow` errors) or the `rsasl` crate.
 pub(crate) type ProtocolCause = Box<dyn std::error::Error + Send + Sync>;
@@ -291,22 +288,17 @@ impl Connection {
         })
     }
 
-    /// Sends `request` as `version` of `api` and reads its response, within `limit`. After an error the
-    /// connection's state is unknown: drop it.
-    pub async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
-        &mut self,
-        api: ApiKey,
-        request: &Req,
-        version: i16,
-        limit: Duration,
-    ) -> Result<Resp, WireError> {
-        let exchange = self.exchange(api, request, version, Resp::header_version(version));
+    /// Sends `request` in the highest of its versions the broker speaks too and reads its response, within
+    /// `limit`. After an error the connection's state is unknown: drop it.
+    pub async fn call<R: Request>(&mut self, request: &R, limit: Duration) -> Result<R::Response, WireError> {
+        let version = self.version(R::KEY, R::VERSIONS)?;
+        let exchange = self.exchange(request, version, R::Response::header_version(version));
         let mut body = tokio::time::timeout(limit, exchange)
             .await
             .map_err(|_| timeout(&self.address, limit))??;
-        let response = Resp::decode(&mut body, version).map_err(|e| self.protocol(api, e))?;
+        let response = R::Response::decode(&mut body, version).map_err(|e| self.protocol(R::KEY, e))?;
         if body.has_remaining() {
-            tracing::debug!(bytes = body.remaining(), ?api, "trailing bytes in response");
+            tracing::debug!(bytes = body.remaining(), api = ?R::KEY, "trailing bytes in response");
         }
         Ok(response)
     }
@@ -315,7 +307,7 @@ impl Connection {
     /// speaks; a broker that does not speak it answers in version 0 with UNSUPPORTED_VERSION and its own range
     /// (KIP-511), and the request is sent again in that range.
     async fn negotiate(&mut self) -> Result<(), WireError> {
-        let mut version = ApiVersionsRequest::VERSIONS.max;
+        let mut version = *ApiVersionsRequest::VERSIONS.end();
         loop {
             let mut request = ApiVersionsRequest::default();
             if version >= 3 {
@@ -324,7 +316,7 @@ impl Connection {
                     .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
             }
             // ApiVersions answers always carry a version 0 header.
-            let mut body = self.exchange(ApiKey::ApiVersions, &request, version, 0).await?;
+            let mut body = self.exchange(&request, version, 0).await?;
             let code = body.clone().try_get_i16().unwrap_or(0);
             if code == ResponseError::UnsupportedVersion.code() && version > 0 {
                 let answer =
@@ -346,16 +338,16 @@ impl Connection {
     }
 
     /// Writes one request and reads its answer's body (after the header).
-    async fn exchange<Req: Encodable>(
+    async fn exchange<R: Request>(
         &mut self,
-        api: ApiKey,
-        request: &Req,
+        request: &R,
         version: i16,
         response_header_version: i16,
     ) -> Result<Bytes, WireError> {
+        let api = R::KEY;
         self.correlation = self.correlation.wrapping_add(1);
         let correlation = self.correlation;
-        let frame = encode(api, request, version, correlation).map_err(|e| self.protocol(api, e))?;
+        let frame = encode(request, version, correlation).map_err(|e| self.protocol(api, e))?;
         let address = self.address.clone();
         let mut body = Bytes::from(roundtrip(&mut self.stream, &frame, &address, self.max_response_bytes).await?);
         let header = ResponseHeader::decode(&mut body, response_header_version).map_err(|e| self.protocol(api, e))?;
@@ -402,14 +394,10 @@ fn pick(ours: RangeInclusive<i16>, theirs: Option<(i16, i16)>) -> Option<i16> {
     (version >= (*ours.start()).max(min)).then_some(version)
 }
 
-/// `[len][header][body]`. (Generic over the two halves rather than kafka-protocol's `Request` trait, which needs
-/// the crate's "broker" half too: the client half alone keeps the static binary smaller.)
-fn encode<Req: Encodable>(
-    api: ApiKey,
-    request: &Req,
-    version: i16,
-    correlation: i32,
-) -> Result<BytesMut, ProtocolCause> {
+/// `[len][header][body]`. (Our own [`Request`] trait rather than kafka-protocol's, which needs the crate's "broker"
+/// half too: the client half alone keeps the static binary smaller.)
+fn encode<R: Request>(request: &R, version: i16, correlation: i32) -> Result<BytesMut, ProtocolCause> {
+    let api = R::KEY;
     let header = RequestHeader::default()
         .with_request_api_key(api as i16)
         .with_request_api_version(version)
@@ -502,25 +490,24 @@ impl Pool {
         self.idle.retain(|address, _| keep(address));
     }
 
-    /// One request to `address` over its open connection (opened if needed), built by `build` for the version
-    /// picked from `versions`. The connection stays open unless the request failed.
-    pub async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
+    /// One request to `address` over its open connection (opened if needed). The connection stays open unless the
+    /// request failed.
+    pub async fn call<R: Request>(
         &mut self,
         address: &str,
-        api: ApiKey,
-        versions: RangeInclusive<i16>,
-        build: impl FnOnce(i16) -> Req,
+        request: &R,
         limit: Duration,
-    ) -> Result<Resp, WireError> {
-        let (connection, answer) = self.lease(address).call(api, versions, build, limit).await;
-        if let Some(connection) = connection {
+    ) -> Result<R::Response, WireError> {
+        let mut lease = self.lease(address);
+        let answer = lease.call(request, limit).await;
+        if let Some(connection) = lease.into_connection() {
             self.restore(connection);
         }
         answer
     }
 }
 
-/// A pool's connection to one broker, taken out for one request.
+/// A pool's connection to one broker, taken out for one request or several in a row.
 #[derive(Debug)]
 pub struct Lease {
     address: String,
@@ -529,39 +516,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Like [`Pool::call`]; returns the connection to give back when the request succeeded.
-    pub async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
-        mut self,
-        api: ApiKey,
-        versions: RangeInclusive<i16>,
-        build: impl FnOnce(i16) -> Req,
-        limit: Duration,
-    ) -> (Option<Connection>, Result<Resp, WireError>) {
-        let answer = async {
-            let mut connection = self.open(limit).await?;
-            let version = connection.version(api, versions)?;
-            let response = connection.call(api, &build(version), version, limit).await?;
-            Ok::<_, WireError>((connection, response))
-        };
-        match answer.await {
-            Ok((connection, response)) => (Some(connection), Ok(response)),
-            Err(e) => (None, Err(e)),
-        }
-    }
-
-    /// Sends `request`, the same in every version of `versions`, and keeps the connection for the next request
-    /// unless this one failed; give it back with [`Lease::into_connection`]. For several requests in a row to one
-    /// broker, built once and sent again and again.
-    pub async fn send<Req: Encodable, Resp: Decodable + HeaderVersion>(
-        &mut self,
-        api: ApiKey,
-        versions: RangeInclusive<i16>,
-        request: &Req,
-        limit: Duration,
-    ) -> Result<Resp, WireError> {
+    /// Sends `request` and keeps the connection for the next request unless this one failed; give it back with
+    /// [`Lease::into_connection`].
+    pub async fn call<R: Request>(&mut self, request: &R, limit: Duration) -> Result<R::Response, WireError> {
         let mut connection = self.open(limit).await?;
-        let version = connection.version(api, versions)?;
-        let response = connection.call(api, request, version, limit).await?;
+        let response = connection.call(request, limit).await?;
         self.connection = Some(connection);
         Ok(response)
     }
@@ -595,11 +554,8 @@ async fn authenticate(connection: &mut Connection, sasl: &SaslConfig) -> Result<
         mechanism,
         source,
     };
-    let version = connection.version(ApiKey::SaslHandshake, SASL_HANDSHAKE_VERSIONS)?;
     let request = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
-    let answer: SaslHandshakeResponse = connection
-        .call(ApiKey::SaslHandshake, &request, version, SASL_STEP_LIMIT)
-        .await?;
+    let answer = connection.call(&request, SASL_STEP_LIMIT).await?;
     if let Some(error) = answer.error_code.err() {
         let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
         return Err(refused(
@@ -614,7 +570,6 @@ async fn authenticate(connection: &mut Connection, sasl: &SaslConfig) -> Result<
     let mut session = SASLClient::new(config)
         .start_suggested(&[name])
         .map_err(|e| failed(connection, e.into()))?;
-    let version = connection.version(ApiKey::SaslAuthenticate, SASL_AUTHENTICATE_VERSIONS)?;
     let mut received: Option<Bytes> = None;
     loop {
         let mut message = Cursor::new(Vec::new());
@@ -623,9 +578,7 @@ async fn authenticate(connection: &mut Connection, sasl: &SaslConfig) -> Result<
             .map_err(|e| failed(connection, e.into()))?;
         if state.has_sent_message() {
             let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message.into_inner()));
-            let answer: SaslAuthenticateResponse = connection
-                .call(ApiKey::SaslAuthenticate, &request, version, SASL_STEP_LIMIT)
-                .await?;
+            let answer = connection.call(&request, SASL_STEP_LIMIT).await?;
             if let Some(error) = answer.error_code.err() {
                 let message = answer.error_message.map(|m| m.to_string());
                 return Err(refused(connection, error, message));

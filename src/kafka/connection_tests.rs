@@ -4,7 +4,7 @@
 use bytes::BufMut;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
-use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, TopicName};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, TopicName};
 use tokio::net::TcpListener;
 
 use super::*;
@@ -86,7 +86,10 @@ async fn an_old_broker_gets_apiversions_again_in_its_version_and_requests_in_its
         let (key, version, request) = read_request(&mut stream).await;
         assert_eq!(
             (key, version),
-            (ApiKey::ApiVersions as i16, ApiVersionsRequest::VERSIONS.max)
+            (
+                ApiKey::ApiVersions as i16,
+                *<ApiVersionsRequest as Request>::VERSIONS.end()
+            )
         );
         let unsupported = ApiVersionsResponse::default()
             .with_error_code(ResponseError::UnsupportedVersion.code())
@@ -130,11 +133,9 @@ async fn an_old_broker_gets_apiversions_again_in_its_version_and_requests_in_its
     );
     let too_old = connection.version(ApiKey::ListOffsets, 4..=10);
     assert!(matches!(too_old, Err(WireError::Unsupported { .. })), "{too_old:?}");
-    let version = connection
-        .version(ApiKey::ListOffsets, 2..=10)
-        .expect("a common version");
-    let response: ListOffsetsResponse = connection
-        .call(ApiKey::ListOffsets, &ListOffsetsRequest::default(), version, limit)
+    assert_eq!(connection.version(ApiKey::ListOffsets, 2..=10).ok(), Some(3));
+    let response = connection
+        .call(&ListOffsetsRequest::default(), limit)
         .await
         .expect("list offsets");
     assert_eq!(response.topics[0].partitions[0].offset, 42);
@@ -163,7 +164,7 @@ async fn a_broker_that_hangs_up_is_an_io_error_that_keeps_its_cause() {
 
 #[tokio::test]
 async fn the_watermark_requests_get_their_compact_versions_or_the_brokers_highest_below() {
-    use crate::kafka::watermarks::{LIST_OFFSETS_VERSIONS, METADATA_VERSIONS};
+    use crate::kafka::requests::Request;
     // (ListOffsets offered, Metadata offered) -> (ListOffsets spoken, Metadata spoken).
     let cases = [
         ((0, 9), (0, 12), Some(3), Some(4)),
@@ -176,7 +177,7 @@ async fn the_watermark_requests_get_their_compact_versions_or_the_brokers_highes
         let (address, broker) = scripted(move |mut stream| async move {
             let (_, version, request) = read_request(&mut stream).await;
             let offered = ApiVersionsResponse::default().with_api_keys(vec![
-                api(ApiKey::ApiVersions, 0, ApiVersionsRequest::VERSIONS.max),
+                api(ApiKey::ApiVersions, 0, *<ApiVersionsRequest as Request>::VERSIONS.end()),
                 api(ApiKey::ListOffsets, list_offsets.0, list_offsets.1),
                 api(ApiKey::Metadata, metadata.0, metadata.1),
             ]);
@@ -188,12 +189,16 @@ async fn the_watermark_requests_get_their_compact_versions_or_the_brokers_highes
             .expect("connect and negotiate");
         let case = format!("ListOffsets {list_offsets:?}, Metadata {metadata:?}");
         assert_eq!(
-            connection.version(ApiKey::ListOffsets, LIST_OFFSETS_VERSIONS).ok(),
+            connection
+                .version(ApiKey::ListOffsets, <ListOffsetsRequest as Request>::VERSIONS)
+                .ok(),
             want_list_offsets,
             "{case}"
         );
         assert_eq!(
-            connection.version(ApiKey::Metadata, METADATA_VERSIONS).ok(),
+            connection
+                .version(ApiKey::Metadata, <MetadataRequest as Request>::VERSIONS)
+                .ok(),
             want_metadata,
             "{case}"
         );

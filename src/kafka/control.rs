@@ -11,22 +11,18 @@
 //! an offset no fetched batch covers (the answer cut short, a compacted gap), a batch that does not decode or whose
 //! checksum is wrong. Real unprocessed records therefore never count as zero.
 
-use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ParseResponseErrorCode;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, TopicName,
-};
+use kafka_protocol::messages::{BrokerId, FetchRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::kafka::connection::{Pool, WireError};
 use crate::kafka::lag::LagError;
-use crate::kafka::watermarks::METADATA_VERSIONS;
 
 /// A lag of at most this many records is checked for control records. A job that has caught up trails by one
 /// marker per transaction since its last commit (usually one); a larger lag is real work, and reading it would cost
@@ -36,9 +32,6 @@ pub const MAX_CHECKED_LAG: u64 = 16;
 /// decides the answer (it counts), so an answer cut at this size loses nothing but certainty about the rest, which
 /// then counts as real.
 const FETCH_MAX_BYTES: i32 = 64 * 1024;
-/// Fetch v4 is the first with an isolation level (and record batches, magic 2, which carry the control flag);
-/// from v13 topics are named by id. Versions between add fields this check does not read.
-const FETCH_VERSIONS: RangeInclusive<i16> = 4..=12;
 /// The records exist (they are below the high watermark), so the broker answers at once; tansu answers a zero
 /// wait with an empty response, hence a few milliseconds rather than 0.
 const FETCH_MAX_WAIT_MS: i32 = 10;
@@ -71,10 +64,7 @@ pub(crate) async fn unprocessed(
     let Some(leader) = leader(pool, bootstrap, limit, topic, partition).await? else {
         return Ok(span(from, high));
     };
-    let request = |_| fetch(topic, partition, from);
-    let answer: FetchResponse = pool
-        .call(&leader, ApiKey::Fetch, FETCH_VERSIONS, request, limit)
-        .await?;
+    let answer = pool.call(&leader, &fetch(topic, partition, from), limit).await?;
     if let Some(error) = answer.error_code.err() {
         return Err(LagError::Kafka { what: "fetch", error });
     }
@@ -103,17 +93,12 @@ async fn leader(
 ) -> Result<Option<String>, LagError> {
     let mut last = LagError::Wire(WireError::NoBroker);
     for address in bootstrap {
-        let request = |_| {
-            MetadataRequest::default()
-                .with_topics(Some(vec![
-                    MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_owned())))),
-                ]))
-                .with_allow_auto_topic_creation(false)
-        };
-        let answer: MetadataResponse = match pool
-            .call(address, ApiKey::Metadata, METADATA_VERSIONS, request, limit)
-            .await
-        {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_owned())))),
+            ]))
+            .with_allow_auto_topic_creation(false);
+        let answer = match pool.call(address, &request, limit).await {
             Ok(answer) => answer,
             Err(e) => {
                 last = e.into();

@@ -1,16 +1,28 @@
-//! The Kafka side: connections and protocol, partition watermarks, consumer lag, record samples, TLS/SASL.
+//! The Kafka side: connections and protocol, partition watermarks, consumer lag, record samples, TLS/SASL, and
+//! which table a sampled change counts for.
 //!
 //! - [`watcher`] drives it: every poll it reads watermarks ([`watermarks`]), samples the partitions that advanced
-//!   ([`samples`], through rskafka), and now and then reads lag ([`lag`]); it reports [`watcher::WatchEvent`]s.
-//! - [`connection`] is our own Kafka connection (ApiVersions negotiation, [`sasl`], [`tls`]) for watermarks and lag;
-//!   rskafka's connections, with the same TLS and SASL settings, fetch the samples.
+//!   ([`samples`]), and now and then reads lag ([`lag`]); it reports [`watcher::WatchEvent`]s. It is built one
+//!   way, [`watcher::Watcher::new`], by `run` and `watch` alike.
+//! - [`connection`] is our own Kafka connection (ApiVersions negotiation, [`sasl`], [`tls`], every answer bounded by
+//!   `kafka.max_response_bytes`, a connection dropped after any failed request) and its [`connection::Pool`], one
+//!   per watcher, shared by watermarks, lag and [`control`]. Each request it sends is a [`requests::Request`]
+//!   (API key, versions, response type).
+//! - [`samples`] is the only file that uses rskafka, which fetches the record samples with the same TLS, SASL and
+//!   size bound.
 //! - [`control`] tells a small lag made only of transaction markers (control records) from real unprocessed records.
-//! - [`routing`] decides which table a sampled change counts for; [`crate::model::naming`] maps tables to topics
-//!   and back.
+//! - [`routing`] decides which table a sampled change counts for; a topic's own table is
+//!   [`crate::config::KafkaConfig::table_of_topic`]'s answer, which applies the one rule between topics and tables
+//!   ([`crate::model::naming`]).
+//!
+//! May import: [`crate::config`] (its settings), [`crate::decoder`] (what a record is), [`crate::backoff`], and
+//! the shared vocabulary and telemetry leaves; never the policy, the controller, Flink, SQL, HTTP or the CLI, which
+//! import it.
 
 pub mod connection;
 pub mod control;
 pub mod lag;
+pub mod requests;
 pub mod routing;
 pub mod samples;
 pub mod sasl;

@@ -1,7 +1,7 @@
 //! Which table a change belongs to.
 //!
 //! Record content is hostile: anyone who can produce to a watched topic controls its `source.table`. So a table
-//! comes from the topic, by the one rule `kafka.topic_template` states ([`crate::model::naming`]); a
+//! comes from the topic, by the one rule `kafka.topic_template` states ([`KafkaConfig::table_of_topic`]); a
 //! record's own table name is believed only on a topic configured as routed (`kafka.routed_topics`), and there
 //! only when it is a valid table name that the sidecar can start (it has a SQL template, or is in
 //! `policy.include`). Anything else counts as the topic's own table, or, on a topic that has none, is dropped.
@@ -11,12 +11,12 @@ use std::collections::BTreeSet;
 use regex::RegexSet;
 
 use crate::config::{Config, KafkaConfig};
-use crate::model::{TableName, naming};
+use crate::model::TableName;
 
-/// The naming rule and the trust rule, built once from the configuration.
+/// The trust rule, built once from the configuration: which topics' records may name their table, and which
+/// names are believed there.
 #[derive(Debug, Clone)]
 pub struct Routing {
-    topic_template: String,
     routed: RegexSet,
     startable: BTreeSet<TableName>,
 }
@@ -66,18 +66,11 @@ impl Routing {
     pub fn new(kafka: &KafkaConfig, startable: impl IntoIterator<Item = String>) -> Result<Routing, regex::Error> {
         Ok(Routing {
             routed: kafka.routed_regex()?,
-            topic_template: kafka.topic_template.clone(),
             startable: startable
                 .into_iter()
                 .filter_map(|t| TableName::try_from(t).ok())
                 .collect(),
         })
-    }
-
-    /// The rules of `config`: startable tables are those with a SQL template and those in `policy.include`.
-    /// Templates that cannot be read count as none (the run loop reports that error).
-    pub fn for_config(config: &Config) -> Result<Routing, regex::Error> {
-        Routing::with_templates(config, crate::sql::known_tables(config).unwrap_or_default())
     }
 
     /// The rules of `config` for the tables that have a SQL template (`templated`): those and `policy.include` are
@@ -92,11 +85,6 @@ impl Routing {
         )
     }
 
-    /// The table a topic carries by `kafka.topic_template`, if any.
-    pub fn table_of_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        naming::table_of_topic(&self.topic_template, topic)
-    }
-
     /// Whether `topic` is one of `kafka.routed_topics`.
     pub fn is_routed(&self, topic: &str) -> bool {
         self.routed.is_match(topic)
@@ -107,9 +95,9 @@ impl Routing {
         self.startable.contains(table)
     }
 
-    /// The table a change on `topic` counts for, given the table the record itself `named` (if it did).
-    pub fn resolve<'a>(&self, topic: &'a str, named: Option<&'a str>) -> Resolved<'a> {
-        let own = self.table_of_topic(topic);
+    /// The table a change on `topic` counts for, given the topic's `own` table (by
+    /// [`KafkaConfig::table_of_topic`]) and the table the record itself `named` (if it did).
+    pub fn resolve<'a>(&self, topic: &str, own: Option<&'a str>, named: Option<&'a str>) -> Resolved<'a> {
         let Some(named) = named.filter(|_| self.is_routed(topic)) else {
             return own.map_or(Resolved::Dropped { named: None }, Resolved::Topic);
         };
@@ -137,20 +125,25 @@ mod tests {
         Routing::new(&kafka, ["faculty".to_owned(), "program".to_owned()]).expect("valid patterns")
     }
 
+    /// `r`'s answer for a change on `topic`, whose own table is the default `kafka.topic_template`'s.
+    fn resolve<'a>(r: &Routing, topic: &'a str, named: Option<&'a str>) -> Resolved<'a> {
+        r.resolve(topic, KafkaConfig::default().table_of_topic(topic), named)
+    }
+
     #[test]
     fn the_topic_names_the_table_and_record_names_are_ignored_on_ordinary_topics() {
         let r = routing(&[]);
         let course = "university-server.public.course";
-        assert_eq!(r.resolve(course, Some("junk_1")), Resolved::Topic("course"));
-        assert_eq!(r.resolve(course, Some("program")), Resolved::Topic("course"));
-        assert_eq!(r.resolve(course, None), Resolved::Topic("course"));
+        assert_eq!(resolve(&r, course, Some("junk_1")), Resolved::Topic("course"));
+        assert_eq!(resolve(&r, course, Some("program")), Resolved::Topic("course"));
+        assert_eq!(resolve(&r, course, None), Resolved::Topic("course"));
         for no_table in [
             "other.public.course",
             "university-server.public.a-b",
             "university-server.public.",
         ] {
             assert_eq!(
-                r.resolve(no_table, Some("faculty")),
+                resolve(&r, no_table, Some("faculty")),
                 Resolved::Dropped { named: None },
                 "{no_table}"
             );
@@ -161,29 +154,29 @@ mod tests {
     fn routed_topics_trust_only_valid_startable_names() {
         let r = routing(&[r"university-server\.all", "university-server.public.course"]);
         assert_eq!(
-            r.resolve("university-server.all", Some("program")),
+            resolve(&r, "university-server.all", Some("program")),
             Resolved::Named("program")
         );
         assert_eq!(
-            r.resolve("university-server.all", Some("junk")),
+            resolve(&r, "university-server.all", Some("junk")),
             Resolved::Dropped { named: Some("junk") }
         );
         assert_eq!(
-            r.resolve("university-server.all", None),
+            resolve(&r, "university-server.all", None),
             Resolved::Dropped { named: None }
         );
         let course = "university-server.public.course";
-        assert_eq!(r.resolve(course, Some("faculty")), Resolved::Named("faculty"));
-        assert_eq!(r.resolve(course, Some("course")), Resolved::Topic("course"));
+        assert_eq!(resolve(&r, course, Some("faculty")), Resolved::Named("faculty"));
+        assert_eq!(resolve(&r, course, Some("course")), Resolved::Topic("course"));
         let forged = "faculty\n2026-01-01T00:00:00Z  INFO forged";
         assert_eq!(
-            r.resolve(course, Some(forged)),
+            resolve(&r, course, Some(forged)),
             Resolved::Fallback {
                 table: "course",
                 named: forged
             }
         );
-        assert_eq!(r.resolve(course, Some(forged)).untrusted(), Some(forged));
+        assert_eq!(resolve(&r, course, Some(forged)).untrusted(), Some(forged));
         // Patterns match whole names only.
         assert!(!r.is_routed("university-server.allx"));
     }

@@ -1,15 +1,24 @@
 //! Bounded samples: when a partition's watermark advances, the newest few of its new records are fetched (through
 //! rskafka, at most `kafka.sample_records` and about `kafka.sample_bytes`) and decoded to learn which table changed
 //! and how. The stream itself is never consumed.
+//!
+//! rskafka stays behind this file: its client (`SampleClient`), partition clients (`PartitionSampler`), errors
+//! ([`ClientError`]) and credentials ([`rskafka_sasl`]) are used nowhere else in the sidecar.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use rskafka::client::partition::PartitionClient;
+use rskafka::BackoffConfig;
+use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder, Credentials};
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, SaslConfig, SaslMechanism};
 use crate::decoder::{self, Change, Decoded};
+use crate::kafka::connection::{Security, max_response_bytes};
 use crate::kafka::routing::Routing;
-use crate::kafka::watcher::{BrokerError, TableActivity, now_unix_ms, timed};
+use crate::kafka::watcher::{BrokerError, TableActivity, now_unix_ms};
+use crate::kafka::watermarks::TopicPartition;
 
 /// Fetch wait for a sample. The records are known to exist, so the broker answers at once; tansu answers a
 /// zero wait with an empty (malformed) response, hence 10 ms rather than 0.
@@ -17,11 +26,88 @@ const SAMPLE_MAX_WAIT_MS: i32 = 10;
 /// Characters of a record's table name shown in a warning: enough to recognise it, never a flood.
 const NAME_EXCERPT_CHARS: usize = 256;
 
-/// Fetches the newest records of `[from, high)` of `client`'s partition, at most `want` and about
-/// `kafka.sample_bytes`.
+/// Why an rskafka call failed.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ClientError(rskafka::client::error::Error);
+
+/// An rskafka call bounded by `limit`.
+async fn timed<T>(
+    limit: Duration,
+    what: &'static str,
+    call: impl Future<Output = Result<T, rskafka::client::error::Error>>,
+) -> Result<T, BrokerError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(BrokerError::Client {
+            what,
+            source: ClientError(source),
+        }),
+        Err(_) => Err(BrokerError::Timeout { what, limit }),
+    }
+}
+
+/// rskafka's form of `kafka.sasl`'s credentials.
+pub fn rskafka_sasl(sasl: &SaslConfig) -> rskafka::client::SaslConfig {
+    use rskafka::client::SaslConfig as Rskafka;
+    let credentials = Credentials::new(sasl.username.clone(), sasl.password.expose().to_owned());
+    match sasl.mechanism {
+        SaslMechanism::Plain => Rskafka::Plain(credentials),
+        SaslMechanism::ScramSha256 => Rskafka::ScramSha256(credentials),
+        SaslMechanism::ScramSha512 => Rskafka::ScramSha512(credentials),
+    }
+}
+
+/// rskafka's client, which makes the partition clients that fetch samples.
+#[derive(Debug)]
+pub(crate) struct SampleClient(Client);
+
+/// rskafka's client of one partition (and its connection to the partition's leader), kept between samples.
+#[derive(Debug)]
+pub(crate) struct PartitionSampler(PartitionClient);
+
+impl SampleClient {
+    /// Connects to `config`'s brokers with the TLS and SASL settings of our own connections (`security`), within
+    /// `kafka.request_timeout`.
+    pub(crate) async fn connect(config: &KafkaConfig, security: &Security) -> Result<SampleClient, BrokerError> {
+        let limit = config.request_timeout;
+        let mut builder = ClientBuilder::new(config.bootstrap.clone())
+            .client_id("cdc-orchestrator")
+            // rskafka's default (100 MB) is what a lying broker could make each partition's connection hold.
+            .max_message_size(max_response_bytes(config))
+            // rskafka retries forever by default; a deadline turns a dead broker into an error we can report.
+            .backoff_config(BackoffConfig {
+                init_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(500),
+                base: 2.0,
+                deadline: Some(limit),
+            });
+        if let Some(tls) = security.tls() {
+            builder = builder.tls_config(Arc::clone(tls));
+        }
+        if let Some(credentials) = &config.sasl {
+            builder = builder.sasl_config(rskafka_sasl(credentials));
+        }
+        Ok(SampleClient(timed(limit, "connect", builder.build()).await?))
+    }
+
+    /// The client of `key`'s partition (a metadata request and a connection to its leader), within `limit`.
+    pub(crate) async fn partition(
+        &self,
+        key: &TopicPartition,
+        limit: Duration,
+    ) -> Result<PartitionSampler, BrokerError> {
+        let call = self
+            .0
+            .partition_client(key.0.to_string(), key.1, UnknownTopicHandling::Error);
+        Ok(PartitionSampler(timed(limit, "partition client", call).await?))
+    }
+}
+
+/// Fetches the newest records of `[from, high)` of `partition`, at most `want` and about `kafka.sample_bytes`.
 pub(crate) async fn fetch(
     config: &KafkaConfig,
-    client: &PartitionClient,
+    partition: &PartitionSampler,
     from: i64,
     high: i64,
     want: u32,
@@ -36,7 +122,7 @@ pub(crate) async fn fetch(
         if next >= high {
             break;
         }
-        let fetch = client.fetch_records(next, 1..max_bytes, SAMPLE_MAX_WAIT_MS);
+        let fetch = partition.0.fetch_records(next, 1..max_bytes, SAMPLE_MAX_WAIT_MS);
         let (batch, _) = timed(config.request_timeout, "fetch", fetch).await?;
         let before = records.len();
         for r in batch {
@@ -96,10 +182,11 @@ pub(crate) fn excerpt(name: &str) -> String {
 /// table, since a table topic carries nothing but changes and tombstones. Which table a change counts for is
 /// [`Routing::resolve`]'s answer: a record's own table name matters only on routed topics.
 pub(crate) fn summarize(
+    config: &KafkaConfig,
     routing: &Routing,
     topic: &str,
     partition: i32,
-    new_records: u64,
+    records: u64,
     sample: &Result<Vec<Record>, BrokerError>,
     kinds: &mut BTreeMap<&'static str, u64>,
 ) -> Summary {
@@ -108,27 +195,27 @@ pub(crate) fn summarize(
         table: table.to_owned(),
         topic: topic.to_owned(),
         partition,
-        new_records: 0,
+        records: 0,
         ops: BTreeMap::new(),
         unknown_ops: 0,
         newest_ts_ms: None,
         observed_at_ms,
     };
-    let topic_table = routing.table_of_topic(topic);
+    let topic_table = config.table_of_topic(topic);
     let no_table = || Untrusted {
         named: None,
         counted_as: None,
     };
     let mut summary = Summary::default();
-    let records = match sample {
-        Ok(records) => records,
+    let fetched = match sample {
+        Ok(fetched) => fetched,
         Err(e) => {
             // No sample, but the watermark moved: still a change of the topic's table, operation unknown.
             tracing::warn!(%topic, partition, error = %e, "sample fetch failed");
             match topic_table.map(blank) {
                 Some(a) => summary.activity.push(TableActivity {
-                    new_records,
-                    unknown_ops: new_records,
+                    records,
+                    unknown_ops: records,
                     ..a
                 }),
                 None => summary.untrusted = Some(no_table()),
@@ -138,7 +225,7 @@ pub(crate) fn summarize(
     };
     let mut tables: BTreeMap<String, TableActivity> = BTreeMap::new();
     let mut not_table_data = 0u64;
-    for record in records {
+    for record in fetched {
         summary.bytes += record.value.as_ref().map_or(0, Vec::len);
         let decoded = decoder::decode(topic, record.key.as_deref(), record.value.as_deref());
         *kinds.entry(decoded.kind()).or_default() += 1;
@@ -156,21 +243,21 @@ pub(crate) fn summarize(
         };
         count(tables.entry(table.to_owned()).or_insert_with(|| blank(table)), change);
     }
-    summary.sampled = records.len();
-    let unsampled = new_records.saturating_sub(u64::try_from(summary.sampled).unwrap_or(u64::MAX));
+    summary.sampled = fetched.len();
+    let unsampled = records.saturating_sub(u64::try_from(summary.sampled).unwrap_or(u64::MAX));
     if not_table_data == 0
         && unsampled > 0
         && let Some(table) = topic_table
     {
         let a = tables.entry(table.to_owned()).or_insert_with(|| blank(table));
-        a.new_records = a.new_records.saturating_add(unsampled);
+        a.records = a.records.saturating_add(unsampled);
     }
     // A single-table topic: every new record is the table's, sampled or not.
     if tables.len() == 1
         && let Some(table) = topic_table
         && let Some(a) = tables.get_mut(table)
     {
-        a.new_records = a.new_records.max(new_records.saturating_sub(not_table_data));
+        a.records = a.records.max(records.saturating_sub(not_table_data));
     }
     summary.activity = tables.into_values().collect();
     summary
@@ -180,7 +267,7 @@ pub(crate) fn summarize(
 /// record that is no table data. Notes the first invalid record and the first untrusted table name in `summary`.
 fn classify<'a>(
     routing: &Routing,
-    topic: &'a str,
+    topic: &str,
     topic_table: Option<&'a str>,
     decoded: &'a Decoded,
     summary: &mut Summary,
@@ -189,7 +276,7 @@ fn classify<'a>(
     match decoded {
         Decoded::Change(change) => {
             let named = change.table_from_record.then_some(change.table.as_str());
-            let resolved = routing.resolve(topic, named);
+            let resolved = routing.resolve(topic, topic_table, named);
             if let Some(named) = resolved.untrusted()
                 && summary.untrusted.is_none()
             {
@@ -211,7 +298,7 @@ fn classify<'a>(
 
 /// Counts one sampled record of `a`'s table: a change with its operation, or a record of unknown operation.
 fn count(a: &mut TableActivity, change: Option<&Change>) {
-    a.new_records = a.new_records.saturating_add(1);
+    a.records = a.records.saturating_add(1);
     match change {
         Some(change) => {
             match change.op {
@@ -252,11 +339,19 @@ mod tests {
     fn plain(
         topic: &str,
         partition: i32,
-        new_records: u64,
+        records: u64,
         sample: &Result<Vec<Record>, BrokerError>,
         kinds: &mut BTreeMap<&'static str, u64>,
     ) -> (Vec<TableActivity>, usize, usize, Option<String>) {
-        let s = summarize(&routing(&[]), topic, partition, new_records, sample, kinds);
+        let s = summarize(
+            &KafkaConfig::default(),
+            &routing(&[]),
+            topic,
+            partition,
+            records,
+            sample,
+            kinds,
+        );
         (s.activity, s.sampled, s.bytes, s.invalid)
     }
 
@@ -270,10 +365,7 @@ mod tests {
         assert_eq!(sampled, 2);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].table, "faculty");
-        assert_eq!(
-            found[0].new_records, 10,
-            "unsampled records count for the topic's table"
-        );
+        assert_eq!(found[0].records, 10, "unsampled records count for the topic's table");
         assert_eq!(found[0].ops, BTreeMap::from([(Op::Create, 1), (Op::Update, 1)]));
         assert_eq!(found[0].newest_ts_ms, Some(9));
     }
@@ -301,6 +393,7 @@ mod tests {
             rec(r#"{"op":"d","source":{"table":"junk"},"before":{}}"#),
         ]);
         let s = summarize(
+            &KafkaConfig::default(),
             &routing(&[r"university-server\.all"]),
             "university-server.all",
             0,
@@ -308,7 +401,7 @@ mod tests {
             &sample,
             &mut BTreeMap::new(),
         );
-        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.records)).collect();
         assert_eq!(tables, [("faculty", 1), ("program", 1)]);
         assert_eq!(
             s.untrusted,
@@ -319,6 +412,7 @@ mod tests {
         );
         // The same records on a topic that is not routed: nothing is believed, and the topic has no table.
         let s = summarize(
+            &KafkaConfig::default(),
             &routing(&[]),
             "university-server.all",
             0,
@@ -336,10 +430,18 @@ mod tests {
             .collect());
         let course = "university-server.public.course";
         let (found, _, _, _) = plain(course, 0, 640, &sample, &mut BTreeMap::new());
-        let tables: Vec<_> = found.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        let tables: Vec<_> = found.iter().map(|a| (a.table.as_str(), a.records)).collect();
         assert_eq!(tables, [("course", 640)]);
-        let s = summarize(&routing(&[course]), course, 0, 640, &sample, &mut BTreeMap::new());
-        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.new_records)).collect();
+        let s = summarize(
+            &KafkaConfig::default(),
+            &routing(&[course]),
+            course,
+            0,
+            640,
+            &sample,
+            &mut BTreeMap::new(),
+        );
+        let tables: Vec<_> = s.activity.iter().map(|a| (a.table.as_str(), a.records)).collect();
         assert_eq!(
             tables,
             [("course", 640)],
@@ -361,7 +463,7 @@ mod tests {
             &mut BTreeMap::new(),
         );
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].new_records, found[0].unknown_ops), (4, 4));
+        assert_eq!((found[0].records, found[0].unknown_ops), (4, 4));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! rskafka uses itself, so the credentials of `kafka.sasl` are turned into a mechanism in one place. This file
 //! imports nothing of the connection, so the two are no circle.
 
-use crate::config::{SaslConfig, SaslMechanism};
+use crate::config::SaslMechanism;
 
 /// The mechanism's name on the wire.
 pub fn mechanism_name(mechanism: SaslMechanism) -> &'static str {
@@ -12,16 +12,5 @@ pub fn mechanism_name(mechanism: SaslMechanism) -> &'static str {
         SaslMechanism::Plain => "PLAIN",
         SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
         SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-    }
-}
-
-/// rskafka's form of the same credentials.
-pub fn rskafka_config(sasl: &SaslConfig) -> rskafka::client::SaslConfig {
-    use rskafka::client::{Credentials, SaslConfig as Rskafka};
-    let credentials = Credentials::new(sasl.username.clone(), sasl.password.expose().to_owned());
-    match sasl.mechanism {
-        SaslMechanism::Plain => Rskafka::Plain(credentials),
-        SaslMechanism::ScramSha256 => Rskafka::ScramSha256(credentials),
-        SaslMechanism::ScramSha512 => Rskafka::ScramSha512(credentials),
     }
 }

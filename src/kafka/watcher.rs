@@ -11,19 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
-use rskafka::client::Client;
-use rskafka::client::partition::PartitionClient;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::KafkaConfig;
+use crate::config::{Config, KafkaConfig, PolicyConfig};
 use crate::decoder::Op;
-use crate::kafka::connection::{Security, WireError};
+use crate::kafka::connection::{Pool, Security, WireError};
 use crate::kafka::lag::LagReader;
 use crate::kafka::routing::Routing;
+use crate::kafka::samples::{ClientError, PartitionSampler, SampleClient};
 use crate::kafka::watermarks::{OffsetError, TopicPartition, WatermarkReader};
 use crate::telemetry::Metrics;
 
@@ -57,14 +56,14 @@ pub enum WatchError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
-    /// An rskafka call (connect, list topics, partition client, list offsets, fetch) failed.
+    /// An rskafka call (connect, partition client, fetch) failed.
     #[error("{what}: {source}")]
     Client {
         /// Which call.
         what: &'static str,
         /// Why.
         #[source]
-        source: rskafka::client::error::Error,
+        source: ClientError,
     },
     /// An rskafka call got no answer in time.
     #[error("{what}: no answer within {}", humantime::format_duration(*limit))]
@@ -106,7 +105,7 @@ pub struct TableActivity {
     /// The partition.
     pub partition: i32,
     /// Records appended since the last poll (for a topic routed from several tables: those sampled for this one).
-    pub new_records: u64,
+    pub records: u64,
     /// Sampled records per operation.
     pub ops: BTreeMap<Op, u64>,
     /// Sampled changes whose operation is unknown (unwrapped rows without `__op`, binary records).
@@ -173,15 +172,15 @@ struct Watched {
     baseline: Option<i64>,
     /// Found after start-up: everything in it is new.
     discovered_late: bool,
-    /// What sampling it keeps, from its first sample (or, with `kafka.batch_watermarks = false`, first read) on.
+    /// What sampling it keeps, from its first sample on.
     sampled: Option<Box<Sampled>>,
 }
 
 /// What a partition that has been sampled keeps between polls.
 #[derive(Debug, Default)]
 struct Sampled {
-    /// rskafka's client for sampling (and, with `kafka.batch_watermarks = false`, watermarks).
-    client: Option<Arc<PartitionClient>>,
+    /// rskafka's client for sampling.
+    client: Option<Arc<PartitionSampler>>,
     /// When a sample last found nothing but changes of the topic's own table, and that table: later advances within
     /// `kafka.sample_interval` are that table's changes without fetching anything.
     known_table: Option<(Instant, String)>,
@@ -218,7 +217,8 @@ impl Watched {
 pub struct Watcher {
     config: KafkaConfig,
     pattern: Regex,
-    client: Option<Arc<Client>>,
+    /// rskafka's client, made at the first sample.
+    client: Option<Arc<SampleClient>>,
     /// Sorted, so that walking it follows `keys`: a poll of every partition looks none up.
     partitions: BTreeMap<TopicPartition, Watched>,
     /// The keys of `partitions`, in its order; a new list whenever partitions come or go.
@@ -227,8 +227,10 @@ pub struct Watcher {
     started: bool,
     /// Built once at start, so bad TLS files fail `new` instead of every connection attempt.
     security: Security,
-    /// Batched watermark reads; `None` with `kafka.batch_watermarks = false` (rskafka's per-partition reads).
-    watermarks: Option<WatermarkReader>,
+    /// The one pool of our own connections, one per broker: watermarks, lag and its control-record checks.
+    pool: Pool,
+    /// Batched watermark reads.
+    watermarks: WatermarkReader,
     lag: Option<LagReader>,
     /// Tables whose lag decides something (a job starting, running or stopping); `None`: every table's.
     lag_tables: Option<watch::Receiver<BTreeSet<String>>>,
@@ -258,50 +260,68 @@ pub struct Watcher {
 }
 
 impl std::fmt::Debug for Watcher {
+    /// The settings that decide what a sample means (so two watchers that show the same sample alike), and the
+    /// partitions watched.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Watcher")
             .field("bootstrap", &self.config.bootstrap)
+            .field("topic_template", &self.config.topic_template)
+            .field("routing", &self.routing)
+            .field("counted_ops", &self.counted_ops)
             .field("partitions", &self.partitions.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The operations that count as changes for every table: `policy.operations`, less any a table's override leaves
+/// out.
+fn counted_everywhere(policy: &PolicyConfig) -> BTreeSet<Op> {
+    policy
+        .operations
+        .iter()
+        .copied()
+        .filter(|op| {
+            policy
+                .tables
+                .keys()
+                .all(|t| policy.for_table(t).operations.contains(op))
+        })
+        .collect()
 }
 
 pub(crate) fn now_unix_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// An rskafka call bounded by `limit`.
-pub(crate) async fn timed<T>(
-    limit: Duration,
-    what: &'static str,
-    call: impl Future<Output = Result<T, rskafka::client::error::Error>>,
-) -> Result<T, BrokerError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(source)) => Err(BrokerError::Client { what, source }),
-        Err(_) => Err(BrokerError::Timeout { what, limit }),
-    }
-}
-
 impl Watcher {
-    /// A watcher for `config`; it connects lazily, so a broker that is down at start is not an error.
-    pub fn new(config: KafkaConfig) -> Result<Watcher, WatchError> {
+    /// The watcher of `config`, the one way to build it (`run` and `watch` alike), given the tables that have a
+    /// SQL template (`templated`). Everything that decides what a sample means comes from these two:
+    /// - routing ([`Routing::with_templates`]) believes a routed record's table name only for a table it can start
+    ///   (templated, or in `policy.include`), and those tables are always tracked, whatever `kafka.max_tables`
+    ///   says;
+    /// - a table topic's first sample fetches only its newest record when that record is a change of an operation
+    ///   that counts for every table (`policy.operations` and every table's override); otherwise, and always on
+    ///   routed topics, it fetches the full `kafka.sample_records`.
+    ///
+    /// It connects lazily, so a broker that is down at start is not an error.
+    pub fn new(config: &Config, templated: impl IntoIterator<Item = String>) -> Result<Watcher, WatchError> {
+        let routing = Routing::with_templates(config, templated).map_err(WatchError::Routed)?;
+        let counted_ops = counted_everywhere(&config.policy);
+        let config = config.kafka.clone();
         let pattern = config.topic_regex()?;
-        let routing = Routing::new(&config, []).map_err(WatchError::Routed)?;
         let security = Security::for_config(&config)?;
-        let lag = Some(LagReader::new(security.clone()));
-        let watermarks = config.batch_watermarks.then(|| WatermarkReader::new(security.clone()));
         Ok(Watcher {
             config,
+            pool: Pool::new(security.clone()),
             security,
-            watermarks,
+            watermarks: WatermarkReader::default(),
             pattern,
             client: None,
             partitions: BTreeMap::new(),
             keys: Arc::from([]),
             refreshed_at: None,
             started: false,
-            lag,
+            lag: Some(LagReader::default()),
             lag_tables: None,
             lag_previous: BTreeSet::new(),
             lag_read_once: false,
@@ -315,20 +335,12 @@ impl Watcher {
                 .time_to_live(INVALID_LOG_EVERY)
                 .build(),
             routing,
-            counted_ops: Op::ALL.into_iter().collect(),
+            counted_ops,
             tables: HashSet::new(),
             tables_full_warned: false,
             sample_timeouts: BTreeMap::new(),
             sample_timeouts_changed: false,
         })
-    }
-
-    /// Uses `routing` (built from the whole configuration, see [`Routing::for_config`]) to decide which table a
-    /// change belongs to; without it no record's own table name is believed. Its startable tables are always
-    /// tracked, whatever `kafka.max_tables` says.
-    pub fn with_routing(mut self, routing: Routing) -> Watcher {
-        self.routing = routing;
-        self
     }
 
     /// Whether `table` may be reported: it is tracked already, or can be started, or there is room for it
@@ -351,14 +363,6 @@ impl Watcher {
             );
         }
         false
-    }
-
-    /// Takes `ops` as the operations that count as changes for every table (default: all). A first sample of a
-    /// table topic fetches only the newest record when that record is a change of one of these; otherwise, and
-    /// always on routed topics, it fetches the full `kafka.sample_records`.
-    pub fn with_counted_ops(mut self, ops: impl IntoIterator<Item = Op>) -> Watcher {
-        self.counted_ops = ops.into_iter().collect();
-        self
     }
 
     /// Reads no consumer-group lag at all: for a watcher whose lag decides nothing (`watch` without `--lag`).

@@ -1,11 +1,11 @@
 //! Batched watermark reads: one Metadata request for the cluster, then one ListOffsets request per broker for all
-//! of its watched partitions, over connections kept open between polls (with TLS and SASL as configured).
+//! of its watched partitions, over the connections of the caller's [`Pool`], kept open between polls (with TLS and
+//! SASL as configured).
 //!
 //! rskafka asks one partition at a time (a request and a response per partition per poll); at thousands of
 //! partitions that is most of the sidecar's CPU. Here a poll of N partitions led by B brokers is B requests.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,17 +16,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::kafka::connection::{Connection, Lease, Pool, Security, WireError};
+use crate::kafka::connection::{Connection, Lease, Pool, WireError};
 
-/// The most compact versions that carry what we need, not the highest the broker speaks: these requests go out
-/// every poll (ListOffsets) or every `kafka.topic_refresh` (Metadata), and newer versions only add fields we do not
-/// read. ListOffsets v2 is the first with an isolation level; v4 adds a 4-byte leader epoch per partition in each
-/// direction (about 4.7 KB more per cycle at 1,000 partitions), so v3 is the highest asked for. Metadata v1 is the
-/// first that asks for every topic with a null list; v5 adds offline replicas and v7 leader epochs per partition,
-/// so v4 is the highest (kept in range for brokers that dropped v1-v3). The connection still negotiates the
-/// highest common version within these ranges with ApiVersions ([`Pool::call`]).
-pub(crate) const METADATA_VERSIONS: RangeInclusive<i16> = 1..=4;
-pub(crate) const LIST_OFFSETS_VERSIONS: RangeInclusive<i16> = 2..=3;
 /// `read_committed`: the last stable offset, what a transactional reader (and rskafka's `get_offset`) sees.
 const READ_COMMITTED: i8 = 1;
 
@@ -108,10 +99,9 @@ pub const MAX_PARTITIONS_PER_REQUEST: usize = 10_000;
 /// One broker's partitions by topic, each with its index in the caller's list.
 type ByTopic<'p> = BTreeMap<&'p str, Vec<(i32, usize)>>;
 
-/// Reads watermarks in batches; remembers brokers, partition leaders and one open connection per broker.
-#[derive(Debug, Default)]
+/// Reads watermarks in batches; remembers brokers and partition leaders (the connections are the caller's pool's).
+#[derive(Debug)]
 pub struct WatermarkReader {
-    pool: Pool,
     brokers: HashMap<BrokerId, String>,
     /// Each partition's leader by topic, so a lookup borrows the topic name rather than allocating a key.
     leaders: HashMap<String, HashMap<i32, BrokerId>>,
@@ -141,22 +131,23 @@ struct Batch {
     indices: Vec<usize>,
 }
 
-impl WatermarkReader {
-    /// A reader whose connections are opened as `security` says.
-    pub fn new(security: Security) -> Self {
-        WatermarkReader {
-            pool: Pool::new(security),
-            max_per_request: MAX_PARTITIONS_PER_REQUEST,
-            ..WatermarkReader::default()
-        }
+impl Default for WatermarkReader {
+    /// A reader of at most [`MAX_PARTITIONS_PER_REQUEST`] partitions per request, the watcher's.
+    fn default() -> Self {
+        WatermarkReader::new(MAX_PARTITIONS_PER_REQUEST)
     }
+}
 
-    /// Asks for at most `max` partitions per ListOffsets request (at least 1) instead of
-    /// [`MAX_PARTITIONS_PER_REQUEST`].
-    pub fn with_max_partitions_per_request(mut self, max: usize) -> Self {
-        self.max_per_request = max.max(1);
-        self.plan = None;
-        self
+impl WatermarkReader {
+    /// A reader that asks for at most `max_partitions_per_request` partitions per ListOffsets request (at least 1).
+    pub fn new(max_partitions_per_request: usize) -> Self {
+        WatermarkReader {
+            brokers: HashMap::new(),
+            leaders: HashMap::new(),
+            stale: false,
+            plan: None,
+            max_per_request: max_partitions_per_request.max(1),
+        }
     }
 
     /// Whether a broker answered that it no longer leads a partition: metadata should be read again.
@@ -165,22 +156,24 @@ impl WatermarkReader {
     }
 
     /// Reads the cluster's metadata from the first of `bootstrap` that answers (or a known broker), learns every
-    /// partition's leader and returns every topic with its partitions.
-    pub async fn refresh(&mut self, bootstrap: &[String], limit: Duration) -> Result<Vec<TopicPartitions>, WireError> {
+    /// partition's leader and returns every topic with its partitions. `pool`'s connections to brokers that left
+    /// are closed.
+    pub async fn refresh(
+        &mut self,
+        pool: &mut Pool,
+        bootstrap: &[String],
+        limit: Duration,
+    ) -> Result<Vec<TopicPartitions>, WireError> {
         // The requests are planned again after it; letting the old ones go first keeps the two, and the answer
         // (a few hundred bytes per partition decoded), out of memory at the same time.
         self.plan = None;
         let known: Vec<String> = self.brokers.values().cloned().collect();
         let mut last = WireError::NoBroker;
         for address in bootstrap.iter().chain(known.iter()) {
-            let request = |_| MetadataRequest::default().with_topics(None);
-            let answer: Result<MetadataResponse, _> = self
-                .pool
-                .call(address, ApiKey::Metadata, METADATA_VERSIONS, request, limit)
-                .await;
-            match answer {
+            let request = MetadataRequest::default().with_topics(None);
+            match pool.call(address, &request, limit).await {
                 Ok(metadata) => match metadata.error_code.err() {
-                    None => return Ok(self.learn(metadata, bootstrap)),
+                    None => return Ok(self.learn(pool, metadata, bootstrap)),
                     Some(error) => {
                         last = WireError::Kafka {
                             address: address.clone(),
@@ -195,15 +188,14 @@ impl WatermarkReader {
         Err(last)
     }
 
-    fn learn(&mut self, metadata: MetadataResponse, bootstrap: &[String]) -> Vec<TopicPartitions> {
+    fn learn(&mut self, pool: &mut Pool, metadata: MetadataResponse, bootstrap: &[String]) -> Vec<TopicPartitions> {
         let brokers: HashMap<BrokerId, String> = metadata
             .brokers
             .into_iter()
             .map(|b| (b.node_id, format!("{}:{}", b.host.as_str(), b.port)))
             .collect();
         // A broker that moved or left: its connection goes.
-        self.pool
-            .retain(|address| bootstrap.iter().chain(brokers.values()).any(|a| a == address));
+        pool.retain(|address| bootstrap.iter().chain(brokers.values()).any(|a| a == address));
         self.brokers = brokers;
         self.leaders.clear();
         self.stale = false;
@@ -241,6 +233,7 @@ impl WatermarkReader {
     /// and no metadata was read in between.
     pub async fn offsets(
         &mut self,
+        pool: &mut Pool,
         partitions: &Arc<[TopicPartition]>,
         at: Offset,
         limit: Duration,
@@ -263,14 +256,14 @@ impl WatermarkReader {
             .brokers
             .iter()
             .map(|(address, batches)| {
-                let lease = self.pool.lease(address);
+                let lease = pool.lease(address);
                 read_broker(lease, batches, limit)
             })
             .collect();
         for (connection, read, stale) in futures::future::join_all(calls).await {
             // After an error the connection is gone; the next poll connects again.
             if let Some(connection) = connection {
-                self.pool.restore(connection);
+                pool.restore(connection);
             }
             self.stale |= stale;
             for (i, offset) in read {
@@ -332,10 +325,7 @@ async fn read_broker(
     let mut read = Vec::with_capacity(batches.iter().map(|b| b.indices.len()).sum());
     let mut stale = false;
     for (n, batch) in batches.iter().enumerate() {
-        let answer = lease
-            .send::<_, ListOffsetsResponse>(ApiKey::ListOffsets, LIST_OFFSETS_VERSIONS, &batch.request, limit)
-            .await;
-        match answer {
+        match lease.call(&batch.request, limit).await {
             Ok(response) => stale |= batch.read(&response, &mut read),
             Err(e) => {
                 // The connection is gone and so is this poll's answer from this broker, for every batch left.
@@ -529,7 +519,7 @@ mod tests {
     #[test]
     fn metadata_lists_topics_with_sorted_partitions() {
         let mut reader = WatermarkReader::default();
-        let topics = reader.learn(metadata(1), &[]);
+        let topics = reader.learn(&mut Pool::default(), metadata(1), &[]);
         assert_eq!(
             topics,
             vec![TopicPartitions {
@@ -545,18 +535,24 @@ mod tests {
         let limit = Duration::from_millis(100);
         // A leader the metadata does not list among its brokers.
         let mut reader = WatermarkReader::default();
-        reader.learn(metadata(7), &[]);
+        reader.learn(&mut Pool::default(), metadata(7), &[]);
         let read = reader
-            .offsets(&list(&[("cdc.public.t", 0)]), Offset::Latest, limit)
+            .offsets(
+                &mut Pool::default(),
+                &list(&[("cdc.public.t", 0)]),
+                Offset::Latest,
+                limit,
+            )
             .await;
         assert_eq!(read.len(), 1);
         assert!(matches!(&read[0], Err(OffsetError::UnknownLeader(7))), "{read:?}");
         assert!(reader.is_stale());
         // No leader at all (-1), and a partition metadata never named.
         let mut reader = WatermarkReader::default();
-        reader.learn(metadata(-1), &[]);
+        reader.learn(&mut Pool::default(), metadata(-1), &[]);
         let read = reader
             .offsets(
+                &mut Pool::default(),
                 &list(&[("cdc.public.t", 0), ("cdc.public.gone", 3)]),
                 Offset::Earliest,
                 limit,
@@ -670,14 +666,21 @@ mod tests {
     async fn the_plan_is_kept_for_the_same_list_and_made_again_after_metadata() {
         let limit = Duration::from_millis(100);
         let mut reader = WatermarkReader::default();
-        reader.learn(metadata(7), &[]);
+        reader.learn(&mut Pool::default(), metadata(7), &[]);
         let partitions = list(&[("cdc.public.t", 0), ("cdc.public.t", 1)]);
-        reader.offsets(&partitions, Offset::Latest, limit).await;
+        reader
+            .offsets(&mut Pool::default(), &partitions, Offset::Latest, limit)
+            .await;
         let first = reader.plan.as_ref().map(|p| Arc::as_ptr(&p.partitions));
         assert_eq!(first, Some(Arc::as_ptr(&partitions)));
         // A read of log starts for another list leaves the high watermarks' plan alone.
         reader
-            .offsets(&list(&[("cdc.public.t", 0)]), Offset::Earliest, limit)
+            .offsets(
+                &mut Pool::default(),
+                &list(&[("cdc.public.t", 0)]),
+                Offset::Earliest,
+                limit,
+            )
             .await;
         assert!(
             reader
@@ -685,7 +688,7 @@ mod tests {
                 .as_ref()
                 .is_some_and(|p| p.at == Offset::Latest && Arc::ptr_eq(&p.partitions, &partitions))
         );
-        reader.learn(metadata(7), &[]);
+        reader.learn(&mut Pool::default(), metadata(7), &[]);
         assert!(reader.plan.is_none(), "new metadata, new plan");
     }
 }

@@ -20,8 +20,7 @@ use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+    AddPartitionsToTxnRequest, EndTxnRequest, InitProducerIdRequest, ProduceRequest, ProducerId, TopicName,
     TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -29,6 +28,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEnc
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
 
 use crate::support;
+use crate::support::kafka_admin::{AddPartitionsToTxn, EndTxn, InitProducerId, Produce};
 
 type Failure = Box<dyn Error + Send + Sync>;
 
@@ -54,9 +54,7 @@ impl TxnProducer {
             .with_transaction_timeout_ms(60_000)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
-        let answer: InitProducerIdResponse = pool
-            .call(broker, ApiKey::InitProducerId, 0..=4, |_| request, LIMIT)
-            .await?;
+        let answer = pool.call(broker, &InitProducerId(request), LIMIT).await?;
         if let Some(error) = answer.error_code.err() {
             return Err(format!("init producer id: {error}").into());
         }
@@ -82,10 +80,7 @@ impl TxnProducer {
                     .with_name(name.clone())
                     .with_partitions(vec![0]),
             ]);
-        let added: AddPartitionsToTxnResponse = self
-            .pool
-            .call(&self.broker, ApiKey::AddPartitionsToTxn, 0..=3, |_| add, LIMIT)
-            .await?;
+        let added = self.pool.call(&self.broker, &AddPartitionsToTxn(add), LIMIT).await?;
         let codes = added
             .results_by_topic_v3_and_below
             .iter()
@@ -131,10 +126,7 @@ impl TxnProducer {
                                 .with_records(Some(batch.freeze())),
                         ]),
                 ]);
-            let produced: ProduceResponse = self
-                .pool
-                .call(&self.broker, ApiKey::Produce, 3..=12, |_| produce, LIMIT)
-                .await?;
+            let produced = self.pool.call(&self.broker, &Produce(produce), LIMIT).await?;
             for p in produced.responses.iter().flat_map(|t| &t.partition_responses) {
                 if let Some(error) = p.error_code.err() {
                     return Err(format!("produce: {error}").into());
@@ -146,10 +138,7 @@ impl TxnProducer {
             .with_producer_id(self.producer_id)
             .with_producer_epoch(self.epoch)
             .with_committed(true);
-        let ended: EndTxnResponse = self
-            .pool
-            .call(&self.broker, ApiKey::EndTxn, 0..=4, |_| end, LIMIT)
-            .await?;
+        let ended = self.pool.call(&self.broker, &EndTxn(end), LIMIT).await?;
         if let Some(error) = ended.error_code.err() {
             return Err(format!("end txn: {error}").into());
         }
@@ -176,7 +165,8 @@ async fn a_lag_of_only_commit_markers_is_zero_and_a_real_record_is_not() {
     let mut producer = TxnProducer::init(&broker.bootstrap(), "debezium-txn")
         .await
         .expect("tansu gives a transactional producer id");
-    let mut reader = LagReader::for_config(&config).expect("plaintext config");
+    let mut reader = LagReader::default();
+    let mut pool = Pool::new(Security::for_config(&config).expect("plaintext config"));
 
     // Records at 0, 1 and 2, the commit marker at 3.
     producer
@@ -203,7 +193,7 @@ async fn a_lag_of_only_commit_markers_is_zero_and_a_real_record_is_not() {
         .await
         .expect("commit");
     let lag = reader
-        .lag_from(&config, "faculty", &offsets_of(high))
+        .lag_from(&mut pool, &config, "faculty", &offsets_of(high))
         .await
         .expect("lag");
     assert_eq!(lag, 0, "a lag of only a commit marker is no lag");
@@ -217,13 +207,13 @@ async fn a_lag_of_only_commit_markers_is_zero_and_a_real_record_is_not() {
     let high = partition.get_offset(OffsetAt::Latest).await.expect("high watermark");
     assert_eq!(high, 6);
     let lag = reader
-        .lag_from(&config, "faculty", &offsets_of(high))
+        .lag_from(&mut pool, &config, "faculty", &offsets_of(high))
         .await
         .expect("lag");
     assert_eq!(lag, 1, "the unprocessed record counts, the markers do not");
     // Nothing committed at all: every record counts from the log start, markers again not.
     let lag = reader
-        .lag_from(&config, "payment", &offsets_of(high))
+        .lag_from(&mut pool, &config, "payment", &offsets_of(high))
         .await
         .expect("lag");
     assert_eq!(
@@ -235,7 +225,7 @@ async fn a_lag_of_only_commit_markers_is_zero_and_a_real_record_is_not() {
         .await
         .expect("commit");
     let lag = reader
-        .lag_from(&config, "faculty", &offsets_of(high))
+        .lag_from(&mut pool, &config, "faculty", &offsets_of(high))
         .await
         .expect("lag");
     assert_eq!(lag, 0, "caught up again");

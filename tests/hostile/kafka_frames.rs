@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use cdc_orchestrator::config::KafkaConfig;
-use cdc_orchestrator::kafka::watcher::{WatchEvent, Watcher};
+use cdc_orchestrator::kafka::watcher::WatchEvent;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
@@ -29,6 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::support;
 
 const TABLE: &str = "faculty";
 const TOPIC: &str = "university-server.public.faculty";
@@ -341,7 +343,7 @@ async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_frame_of_2_gb_fails_the_sample_and_its_connection_is_closed_and_made_again() {
     let broker = FakeBroker::start(vec![10], FetchMode::Huge).await;
-    let mut watcher = Watcher::new(KafkaConfig {
+    let mut watcher = support::watcher(KafkaConfig {
         sample_interval: Duration::ZERO,
         ..config(broker.bootstrap())
     })
@@ -353,7 +355,7 @@ async fn a_fetch_frame_of_2_gb_fails_the_sample_and_its_connection_is_closed_and
     let (activity, _) = watcher.poll().await.expect("a failed sample fails no poll");
     // The advance is still the topic's table's change, of unknown operation: the sample failed.
     assert_eq!(activity.len(), 1, "{activity:?}");
-    assert_eq!((activity[0].new_records, activity[0].unknown_ops), (10, 10));
+    assert_eq!((activity[0].records, activity[0].unknown_ops), (10, 10));
     let first = broker
         .with(|s| s.fetched_on.iter().next().copied())
         .expect("a Fetch was sent");
@@ -384,7 +386,9 @@ async fn next(events: &mut mpsc::Receiver<WatchEvent>) -> WatchEvent {
 async fn fetches_that_never_answer_hold_a_poll_no_longer_than_request_timeout_and_changes_still_count() {
     let partitions = 8;
     let broker = FakeBroker::start(vec![10; partitions], FetchMode::Hang).await;
-    let watcher = Watcher::new(config(broker.bootstrap())).expect("watcher").without_lag();
+    let watcher = support::watcher(config(broker.bootstrap()))
+        .expect("watcher")
+        .without_lag();
     let (events, mut seen) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(watcher.run(events, shutdown.clone()));
@@ -396,7 +400,7 @@ async fn fetches_that_never_answer_hold_a_poll_no_longer_than_request_timeout_an
     while counted < partitions || timeouts.is_none() {
         match next(&mut seen).await {
             WatchEvent::Activity(a) => {
-                assert_eq!((a.table.as_str(), a.new_records), (TABLE, 10), "{a:?}");
+                assert_eq!((a.table.as_str(), a.records), (TABLE, 10), "{a:?}");
                 counted += 1;
             }
             WatchEvent::SampleTimeouts { partitions } => timeouts = Some(partitions),
@@ -415,7 +419,7 @@ async fn fetches_that_never_answer_hold_a_poll_no_longer_than_request_timeout_an
     let mut counted = 0;
     while counted < partitions {
         if let WatchEvent::Activity(a) = next(&mut seen).await {
-            assert_eq!((a.new_records, a.unknown_ops), (5, 5), "{a:?}");
+            assert_eq!((a.records, a.unknown_ops), (5, 5), "{a:?}");
             counted += 1;
         }
     }
@@ -629,7 +633,7 @@ async fn the_binary_holds_little_for_2_gb_frames_on_16_partitions_and_keeps_poll
 async fn watermarks_near_i64_max_or_negative_neither_panic_nor_wrap() {
     let near = i64::MAX - 10;
     let broker = FakeBroker::start(vec![10, near, near, near], FetchMode::Empty).await;
-    let mut watcher = Watcher::new(config(broker.bootstrap())).expect("watcher");
+    let mut watcher = support::watcher(config(broker.bootstrap())).expect("watcher");
     watcher.refresh().await.expect("metadata");
     watcher.poll().await.expect("baseline");
     // Three partitions of ~2^63 records none of which is committed: more than u64 holds, reported as its most.
@@ -641,7 +645,7 @@ async fn watermarks_near_i64_max_or_negative_neither_panic_nor_wrap() {
     assert!(activity.is_empty(), "{activity:?}");
     broker.set_highs(&[i64::MAX, i64::MAX, i64::MAX, i64::MAX]);
     let (activity, _) = watcher.poll().await.expect("polling goes on");
-    let mut counted: Vec<u64> = activity.iter().map(|a| a.new_records).collect();
+    let mut counted: Vec<u64> = activity.iter().map(|a| a.records).collect();
     counted.sort_unstable();
     let max = u64::try_from(i64::MAX).expect("positive");
     assert_eq!(counted, vec![10, 10, 10, max - 10], "{activity:?}");

@@ -18,6 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cdc_orchestrator::config::{Config, KafkaConfig};
+use cdc_orchestrator::kafka::watcher::{WatchError, Watcher};
+
 /// The lines a child process writes to stderr, collected by a thread as they come, so a test can wait for a line
 /// and print the whole log when it fails. `CDC_TEST_ECHO=1` also echoes them as `sidecar: <line>`.
 #[derive(Debug, Clone, Default)]
@@ -262,4 +265,16 @@ pub fn assert_config_error(out: &std::process::Output, needles: &[&str]) {
 pub fn envelope(table: &str, op: &str) -> Vec<u8> {
     format!(r#"{{"before":null,"after":{{"id":1}},"source":{{"schema":"public","table":"{table}","snapshot":"false","ts_ms":1700000000000}},"op":"{op}","ts_ms":1700000000001}}"#)
         .into_bytes()
+}
+
+/// The watcher of a configuration that is `kafka` and the defaults otherwise, with no SQL templates: routed
+/// records are believed for no table, and every operation counts.
+pub fn watcher(kafka: KafkaConfig) -> Result<Watcher, WatchError> {
+    Watcher::new(
+        &Config {
+            kafka,
+            ..Config::default()
+        },
+        [],
+    )
 }

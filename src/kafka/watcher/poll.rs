@@ -1,26 +1,21 @@
-//! One poll of the watcher: topic discovery, watermark reads (batched, or per partition through rskafka), samples
-//! of the partitions that advanced, and lag.
+//! One poll of the watcher: topic discovery, watermark reads (one request per broker), samples of the partitions
+//! that advanced, and lag.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rskafka::BackoffConfig;
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
 use tokio::time::Instant;
 
-use super::{BrokerError, PollStats, TableActivity, Watched, Watcher, now_unix_ms, timed};
-use crate::kafka::connection::max_response_bytes;
+use super::{BrokerError, PollStats, TableActivity, Watched, Watcher, now_unix_ms};
 use crate::kafka::lag::PartitionOffsets;
-use crate::kafka::samples::{self, Summary, Untrusted, excerpt, summarize};
-use crate::kafka::sasl;
-use crate::kafka::watermarks::{Offset, TopicPartition, checked_offset, records_between};
+use crate::kafka::samples::{self, PartitionSampler, SampleClient, Summary, Untrusted, excerpt, summarize};
+use crate::kafka::watermarks::{Offset, TopicPartition, records_between};
 
-/// Partitions polled at once through rskafka; bounds sockets and memory while keeping a poll of thousands of
-/// partitions short.
-const POLL_CONCURRENCY: usize = 64;
+/// Partitions sampled at once through rskafka; bounds sockets and memory while keeping a poll of thousands of
+/// advances short.
+const SAMPLE_CONCURRENCY: usize = 64;
 
 /// How long a partition whose sample timed out is reported as such (unless a later sample answers).
 const SAMPLE_TIMEOUT_MEMORY: Duration = Duration::from_secs(300);
@@ -35,7 +30,7 @@ type Advance = (TopicPartition, i64, i64);
 struct SampleOutcome {
     key: TopicPartition,
     /// The partition client to keep: `None` after a failed request, so that its connection goes.
-    client: Option<Arc<PartitionClient>>,
+    client: Option<Arc<PartitionSampler>>,
     /// Whether the fetch succeeded.
     ok: bool,
     /// Whether it got no answer within `kafka.request_timeout`.
@@ -44,41 +39,13 @@ struct SampleOutcome {
     kinds: BTreeMap<&'static str, u64>,
 }
 
-/// rskafka's client for `key`'s partition (a metadata request and a connection to its leader), within `limit`.
-async fn new_partition_client(
-    client: &Client,
-    key: &TopicPartition,
-    limit: Duration,
-) -> Result<PartitionClient, BrokerError> {
-    let call = client.partition_client(key.0.to_string(), key.1, UnknownTopicHandling::Error);
-    timed(limit, "partition client", call).await
-}
-
 impl Watcher {
-    /// rskafka's client, built on first use with the same TLS and SASL settings as our own connections.
-    async fn connect(&mut self) -> Result<Arc<Client>, BrokerError> {
+    /// rskafka's client for samples, made on first use.
+    async fn connect(&mut self) -> Result<Arc<SampleClient>, BrokerError> {
         if let Some(client) = &self.client {
             return Ok(Arc::clone(client));
         }
-        let limit = self.config.request_timeout;
-        let mut builder = ClientBuilder::new(self.config.bootstrap.clone())
-            .client_id("cdc-orchestrator")
-            // rskafka's default (100 MB) is what a lying broker could make each partition's connection hold.
-            .max_message_size(max_response_bytes(&self.config))
-            // rskafka retries forever by default; a deadline turns a dead broker into an error we can report.
-            .backoff_config(BackoffConfig {
-                init_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_millis(500),
-                base: 2.0,
-                deadline: Some(limit),
-            });
-        if let Some(tls) = self.security.tls() {
-            builder = builder.tls_config(Arc::clone(tls));
-        }
-        if let Some(credentials) = &self.config.sasl {
-            builder = builder.sasl_config(sasl::rskafka_config(credentials));
-        }
-        let client = Arc::new(timed(limit, "connect", builder.build()).await?);
+        let client = Arc::new(SampleClient::connect(&self.config, &self.security).await?);
         self.client = Some(Arc::clone(&client));
         Ok(client)
     }
@@ -86,28 +53,16 @@ impl Watcher {
     /// Reads topic metadata and adds or removes partitions to match the topic pattern.
     pub async fn refresh(&mut self) -> Result<(), BrokerError> {
         let limit = self.config.request_timeout;
-        let topics: Vec<(String, Vec<i32>)> = match self.watermarks.as_mut() {
-            Some(reader) => reader
-                .refresh(&self.config.bootstrap, limit)
-                .await
-                .map_err(BrokerError::Metadata)?
-                .into_iter()
-                .map(|t| (t.name, t.partitions))
-                .collect(),
-            None => {
-                let client = self.connect().await?;
-                timed(limit, "list topics", client.list_topics())
-                    .await?
-                    .into_iter()
-                    .map(|t| (t.name, t.partitions.into_iter().collect()))
-                    .collect()
-            }
-        };
+        let topics = self
+            .watermarks
+            .refresh(&mut self.pool, &self.config.bootstrap, limit)
+            .await
+            .map_err(BrokerError::Metadata)?;
         // Each topic's partitions, sorted; one shared name per topic, and no key built per partition unless new.
         let mut wanted: HashMap<Arc<str>, Vec<i32>> = HashMap::new();
-        for (topic, mut partitions) in topics.into_iter().filter(|(name, _)| self.pattern.is_match(name)) {
-            partitions.sort_unstable();
-            wanted.insert(Arc::from(topic), partitions);
+        for topic in topics.into_iter().filter(|t| self.pattern.is_match(&t.name)) {
+            // Sorted by the reader already.
+            wanted.insert(Arc::from(topic.name), topic.partitions);
         }
         let late = self.started;
         let mut added = 0;
@@ -150,13 +105,13 @@ impl Watcher {
     }
 
     /// rskafka's client for `key`'s partition, if one is open.
-    fn cached_client(&self, key: &TopicPartition) -> Option<Arc<PartitionClient>> {
+    fn cached_client(&self, key: &TopicPartition) -> Option<Arc<PartitionSampler>> {
         self.partitions.get(key)?.sampled.as_ref()?.client.clone()
     }
 
     /// Keeps `client` for `key`'s partition, or (`None`, after a failed request) lets its connection go: a
     /// connection is never reused after an error, whose answer may still be arriving on it.
-    fn keep_client(&mut self, key: &TopicPartition, client: Option<Arc<PartitionClient>>) {
+    fn keep_client(&mut self, key: &TopicPartition, client: Option<Arc<PartitionSampler>>) {
         if let Some(watched) = self.partitions.get_mut(key)
             && (client.is_some() || watched.sampled.is_some())
         {
@@ -164,79 +119,21 @@ impl Watcher {
         }
     }
 
-    /// The `at` offset of each of `keys`, in their order: one request per broker (see [`WatermarkReader`]), or
-    /// with `kafka.batch_watermarks = false` one rskafka request per partition, each bounded by
-    /// `kafka.request_timeout`, [`POLL_CONCURRENCY`] at a time.
+    /// The `at` offset of each of `keys`, in their order: one request per broker (see [`WatermarkReader`]).
     ///
     /// [`WatermarkReader`]: crate::kafka::watermarks::WatermarkReader
     async fn read_offsets(&mut self, keys: &Arc<[TopicPartition]>, at: Offset) -> Vec<Read> {
-        let limit = self.config.request_timeout;
-        if let Some(reader) = self.watermarks.as_mut() {
-            let read = reader.offsets(keys, at, limit).await;
-            if reader.is_stale() {
-                // A leader moved or a topic went away: read metadata again before the next poll.
-                self.refreshed_at = None;
-            }
-            return read
-                .into_iter()
-                .map(|r| r.map_err(|e| Box::new(BrokerError::from(e))))
-                .collect();
-        }
-        let client = match self.connect().await {
-            Ok(client) => client,
-            Err(e) => {
-                let e = Arc::new(e);
-                return keys
-                    .iter()
-                    .map(|_| Err(Box::new(BrokerError::Shared(Arc::clone(&e)))))
-                    .collect();
-            }
-        };
-        let offset_at = move || match at {
-            Offset::Earliest => OffsetAt::Earliest,
-            _ => OffsetAt::Latest,
-        };
-        let targets: Vec<_> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, key)| (i, key.clone(), self.cached_client(key)))
-            .collect();
-        let reads = targets.into_iter().map(move |(i, key, cached)| {
-            let client = Arc::clone(&client);
-            async move {
-                let read = async {
-                    let partition = match cached {
-                        Some(partition) => partition,
-                        None => Arc::new(new_partition_client(&client, &key, limit).await?),
-                    };
-                    let offset = timed(limit, "list offsets", partition.get_offset(offset_at())).await?;
-                    Ok::<_, BrokerError>((partition, checked_offset(offset)?))
-                };
-                (i, read.await)
-            }
-        });
-        let answers: Vec<_> = futures::stream::iter(reads)
-            .buffer_unordered(POLL_CONCURRENCY)
-            .collect()
+        let read = self
+            .watermarks
+            .offsets(&mut self.pool, keys, at, self.config.request_timeout)
             .await;
-        let mut read: Vec<Read> = keys
-            .iter()
-            .map(|_| {
-                Err(Box::new(BrokerError::Timeout {
-                    what: "list offsets",
-                    limit,
-                }))
-            })
-            .collect();
-        for (i, answer) in answers {
-            let (client, offset) = match answer {
-                Ok((client, offset)) => (Some(client), Ok(offset)),
-                Err(e) => (None, Err(Box::new(e))),
-            };
-            self.keep_client(&keys[i], client);
-            read[i] = offset;
+        if self.watermarks.is_stale() {
+            // A leader moved or a topic went away: read metadata again before the next poll.
+            self.refreshed_at = None;
         }
-        read
+        read.into_iter()
+            .map(|r| r.map_err(|e| Box::new(BrokerError::from(e))))
+            .collect()
     }
 
     /// One poll: reads every watermark, samples the partitions that advanced and returns the activity found.
@@ -342,12 +239,12 @@ impl Watcher {
     /// operation after a timeout). `None`: sample it.
     fn unsampled_activity(&self, advance: &Advance, now: Instant, stats: &mut PollStats) -> Option<Vec<TableActivity>> {
         let (key, from, high) = advance;
-        let new_records = records_between(*from, *high);
+        let records = records_between(*from, *high);
         let activity = |table: String, unknown_ops: u64| TableActivity {
             table,
             topic: key.0.to_string(),
             partition: key.1,
-            new_records,
+            records,
             ops: BTreeMap::new(),
             unknown_ops,
             newest_ts_ms: None,
@@ -365,9 +262,9 @@ impl Watcher {
         }
         // The broker does not answer this partition's samples: its topic's table (if it has one) changed.
         Some(
-            self.routing
+            self.config
                 .table_of_topic(&key.0)
-                .map(|table| activity(table.to_owned(), new_records))
+                .map(|table| activity(table.to_owned(), records))
                 .into_iter()
                 .collect(),
         )
@@ -386,32 +283,40 @@ impl Watcher {
             let cached = this.cached_client(&key);
             let client = client.clone();
             async move {
-                let new_records = records_between(from, high);
+                let records = records_between(from, high);
                 let client = match client {
                     Ok(client) => client,
-                    Err(e) => return this.failed_sample(key, new_records, BrokerError::Shared(e)),
+                    Err(e) => return this.failed_sample(key, records, BrokerError::Shared(e)),
                 };
                 let sample = this.sample(&client, cached, &key, from, high);
                 match tokio::time::timeout_at(deadline, sample).await {
                     Ok(outcome) => outcome,
                     Err(_) => {
                         let error = BrokerError::Timeout { what: "fetch", limit };
-                        this.failed_sample(key, new_records, error)
+                        this.failed_sample(key, records, error)
                     }
                 }
             }
         });
         futures::stream::iter(samples)
-            .buffer_unordered(POLL_CONCURRENCY)
+            .buffer_unordered(SAMPLE_CONCURRENCY)
             .collect()
             .await
     }
 
     /// A sample that failed with `error`: the advance still counts for the topic's table.
-    fn failed_sample(&self, key: TopicPartition, new_records: u64, error: BrokerError) -> SampleOutcome {
+    fn failed_sample(&self, key: TopicPartition, records: u64, error: BrokerError) -> SampleOutcome {
         let timed_out = matches!(error, BrokerError::Timeout { .. });
         let mut kinds = BTreeMap::new();
-        let summary = summarize(&self.routing, &key.0, key.1, new_records, &Err(error), &mut kinds);
+        let summary = summarize(
+            &self.config,
+            &self.routing,
+            &key.0,
+            key.1,
+            records,
+            &Err(error),
+            &mut kinds,
+        );
         SampleOutcome {
             key,
             client: None,
@@ -445,7 +350,7 @@ impl Watcher {
             (true, [only])
                 if invalid.is_none()
                     && untrusted.is_none()
-                    && self.routing.table_of_topic(&topic) == Some(only.table.as_str()) =>
+                    && self.config.table_of_topic(&topic) == Some(only.table.as_str()) =>
             {
                 Some((now, only.table.clone()))
             }
@@ -521,18 +426,18 @@ impl Watcher {
     /// on routed topics where every record's table matters, the full `kafka.sample_records` is fetched.
     async fn sample(
         &self,
-        client: &Client,
-        cached: Option<Arc<PartitionClient>>,
+        client: &SampleClient,
+        cached: Option<Arc<PartitionSampler>>,
         key: &TopicPartition,
         from: i64,
         high: i64,
     ) -> SampleOutcome {
-        let new_records = records_between(from, high);
+        let records = records_between(from, high);
         let partition = match cached {
             Some(partition) => partition,
-            None => match new_partition_client(client, key, self.config.request_timeout).await {
+            None => match client.partition(key, self.config.request_timeout).await {
                 Ok(partition) => Arc::new(partition),
-                Err(e) => return self.failed_sample(key.clone(), new_records, e),
+                Err(e) => return self.failed_sample(key.clone(), records, e),
             },
         };
         let rechecked = self.partitions.get(key).is_some_and(|w| w.known_table().is_some());
@@ -545,12 +450,9 @@ impl Watcher {
         loop {
             let sample = samples::fetch(&self.config, &partition, from, high, want).await;
             let mut kinds = BTreeMap::new();
-            let summary = summarize(&self.routing, &key.0, key.1, new_records, &sample, &mut kinds);
-            let done = rechecked
-                || want >= full
-                || new_records <= 1
-                || sample.is_err()
-                || self.settles(&key.0, &sample, &summary);
+            let summary = summarize(&self.config, &self.routing, &key.0, key.1, records, &sample, &mut kinds);
+            let done =
+                rechecked || want >= full || records <= 1 || sample.is_err() || self.settles(&key.0, &sample, &summary);
             if done {
                 let timed_out = matches!(sample, Err(BrokerError::Timeout { .. }));
                 return SampleOutcome {
@@ -570,7 +472,7 @@ impl Watcher {
     /// whose operation counts for every table. A tombstone, heartbeat, snapshot read the policy ignores, invalid
     /// record or another table's change could hide changes among the records before it.
     fn settles(&self, topic: &str, sample: &Result<Vec<samples::Record>, BrokerError>, summary: &Summary) -> bool {
-        let own = self.routing.table_of_topic(topic);
+        let own = self.config.table_of_topic(topic);
         sample.as_ref().is_ok_and(|records| records.len() == 1)
             && summary.invalid.is_none()
             && summary.untrusted.is_none()
@@ -617,7 +519,7 @@ impl Watcher {
         let highs: Vec<(TopicPartition, Option<i64>)> = self
             .partitions
             .iter()
-            .filter(|(key, _)| match (&filter, self.routing.table_of_topic(&key.0)) {
+            .filter(|(key, _)| match (&filter, self.config.table_of_topic(&key.0)) {
                 (None, _) => true,
                 (Some(tables), Some(table)) => tables.contains(table),
                 (Some(_), None) => false,
@@ -633,7 +535,7 @@ impl Watcher {
         let mut by_table: BTreeMap<String, Option<Vec<PartitionOffsets>>> = BTreeMap::new();
         for (((topic, partition), high), start) in highs.into_iter().zip(starts) {
             // Lag is per table topic; a topic without a table of its own (a routed one) has none.
-            let Some(table) = self.routing.table_of_topic(&topic).map(str::to_owned) else {
+            let Some(table) = self.config.table_of_topic(&topic).map(str::to_owned) else {
                 continue;
             };
             if !self.admit(&table) {
@@ -655,14 +557,13 @@ impl Watcher {
         let Some(reader) = self.lag.as_mut() else {
             return Vec::new();
         };
-        reader.start_round(self.config.request_timeout);
         let mut out = Vec::new();
         for (table, partitions) in by_table {
             let Some(partitions) = partitions else {
                 tracing::debug!(%table, "lag unknown: offsets could not be read");
                 continue;
             };
-            match reader.lag_from(&self.config, &table, &partitions).await {
+            match reader.lag_from(&mut self.pool, &self.config, &table, &partitions).await {
                 Ok(lag) => out.push((table, lag)),
                 Err(e) => tracing::debug!(%table, error = %e, "lag unknown"),
             }
