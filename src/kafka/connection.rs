@@ -570,5 +570,4 @@ impl Lease {
 }
 
 #[cfg(test)]
-#[path = "connection_tests.rs"]
 mod tests;
