@@ -3,7 +3,7 @@
 //! from produce to activity event at 1 s polling. `cargo bench --bench watcher`; under `cargo test` it only says
 //! how to run it.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -3,10 +3,9 @@
 //! watermarks, lag and the watcher, with a wrong password refused with a typed error. SASL is served by
 //! `support::sasl_proxy` in front of tansu (see there why not by tansu itself).
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support;
 use cdc_orchestrator::config::{KafkaConfig, SaslConfig, SaslMechanism, Secret};
 use cdc_orchestrator::kafka::connection::{Connection, Security, WireError};
 use cdc_orchestrator::kafka::lag::{LagError, LagReader, PartitionOffsets};

@@ -1,21 +1,13 @@
 //! The real binary's `check` and `version` commands: exit codes, precedence, one-line errors.
 
-mod support;
-
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::support;
 use support::assert_config_error;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    // The developer's own CDC_* variables must not leak into these tests.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CDC_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = support::sidecar::command(args);
     // `check` with the sql-gateway launcher needs the credentials `run` would submit.
     for &(_, variable) in &cdc_orchestrator::sql::CREDENTIALS {
         cmd.env(variable, "test-credential");

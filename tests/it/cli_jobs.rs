@@ -1,20 +1,13 @@
 //! The real binary's `jobs` command against the fake Flink.
 
-mod support;
-
 use std::process::Output;
 
+use crate::support;
 use cdc_orchestrator::flink::job_id_for;
 use support::fake_flink::FakeFlink;
 
 async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CDC_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = tokio::process::Command::from(support::sidecar::command(args));
     cmd.envs(env.iter().copied());
     cmd.output().await.expect("run cdc-orchestrator")
 }

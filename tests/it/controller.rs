@@ -2,8 +2,7 @@
 //! retries, Flink errors and shutdown, without a binary, a broker, a Flink or real waiting. Watcher events go in
 //! through the channel the real watcher uses; operator commands through the HTTP server's channel.
 
-#[path = "support/launcher_double.rs"]
-mod launcher_double;
+use crate::support::launcher_double;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

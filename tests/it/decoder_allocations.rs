@@ -6,7 +6,9 @@ use std::cell::Cell;
 
 use cdc_orchestrator::decoder::{Decoded, decode};
 
-/// The system allocator, counting this thread's allocations: tests run on threads of their own.
+/// The system allocator, counting each thread's allocations. It is the whole test binary's allocator, but the
+/// count is per thread and every test runs on a thread of its own, so a test here sees only its own
+/// allocations, whatever the other tests do meanwhile.
 struct Counting;
 
 thread_local! {

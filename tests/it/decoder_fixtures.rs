@@ -1,13 +1,15 @@
 //! The shared Debezium fixtures (copied to tests/data) through the library and through the real `decode` command.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use base64::Engine as _;
 use cdc_orchestrator::decoder::decode;
 use serde_json::Value;
 
-const FIXTURES: &str = include_str!("data/debezium-cases.jsonl");
+use crate::support::sidecar::command;
+
+const FIXTURES: &str = include_str!("../data/debezium-cases.jsonl");
 
 fn cases() -> Vec<Value> {
     FIXTURES
@@ -48,8 +50,7 @@ fn every_shared_fixture_decodes_as_expected() {
 fn the_decode_command_answers_every_line_in_order() {
     let mut input = FIXTURES.to_owned();
     input.push_str("this line is not JSON\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"))
-        .arg("decode")
+    let mut child = command(&["decode"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -78,8 +79,7 @@ fn the_decode_command_answers_every_line_in_order() {
 #[test]
 fn the_decode_command_reads_one_raw_record() {
     let run = |topic: &str, value: &[u8]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"))
-            .args(["decode", "--raw", "--topic", topic])
+        let mut child = command(&["decode", "--raw", "--topic", topic])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -96,9 +96,6 @@ fn the_decode_command_reads_one_raw_record() {
     );
     let answer = run("university-server.public.students", b"\x00\x00\x00\x00\x01avro");
     assert_eq!(answer["kind"], "opaque");
-    let missing = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"))
-        .args(["decode", "/nonexistent/x.jsonl"])
-        .output()
-        .expect("run");
+    let missing = command(&["decode", "/nonexistent/x.jsonl"]).output().expect("run");
     assert_eq!(missing.status.code(), Some(2));
 }

@@ -18,7 +18,8 @@ const SNAPSHOTS: [Option<&str>; 8] = [
     None,
 ];
 
-/// Modest by default so `cargo test` stays fast; `PROPTEST_CASES=10000 cargo test --test decoder_props` digs deeper.
+/// Modest by default so `cargo test` stays fast; `PROPTEST_CASES=10000 cargo test --test it decoder_props::`
+/// digs deeper.
 fn config() -> ProptestConfig {
     if std::env::var_os("PROPTEST_CASES").is_some() {
         ProptestConfig::default()

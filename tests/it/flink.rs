@@ -1,14 +1,13 @@
-//! The `sql-gateway` launcher over real HTTP on loopback, against the fake Flink (tests/support/fake_flink.rs):
+//! The `sql-gateway` launcher over real HTTP on loopback, against the fake Flink (tests/it/support/fake_flink.rs):
 //! idempotent starts under faults, session expiry, stop with savepoint or cancel, adoption after a restart,
 //! typed errors.
-
-mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use std::collections::BTreeMap;
 
+use crate::support;
 use cdc_orchestrator::config::Config;
 use cdc_orchestrator::flink::jobmanager::SavepointStatus;
 use cdc_orchestrator::flink::{

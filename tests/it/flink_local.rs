@@ -9,8 +9,6 @@
 //! `.tools/flink-2.0.0`) and PostgreSQL's server binaries (Debian's `postgresql`). Without them the test says what
 //! is missing and passes, unless `REQUIRE_REAL_FLINK=1` (CI) makes that a failure.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -24,6 +22,8 @@ use cdc_orchestrator::flink::{
 };
 use cdc_orchestrator::sql::{self, Credentials, Templates};
 use serde_json::json;
+
+use crate::support;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -542,13 +542,7 @@ fn each_sink_needs_only_its_own_credentials() {
 }
 
 fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CDC_") || key == "SINK_JDBC_PASSWORD" || CREDENTIAL_ENV.iter().any(|(k, _)| *k == key) {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = crate::support::sidecar::command(args);
     cmd.envs(env.iter().copied());
     cmd.output().expect("run cdc-orchestrator")
 }
@@ -815,9 +809,8 @@ fn a_bad_template_stops_the_start_up_and_render_naming_the_file() {
         "{err}"
     );
     // `run` refuses to start, before it listens or connects to anything.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
-    cmd.arg("run")
-        .env("CDC_FLINK__SQL_DIR", sql_dir)
+    let mut cmd = crate::support::sidecar::command(&["run"]);
+    cmd.env("CDC_FLINK__SQL_DIR", sql_dir)
         .env("CDC_SERVER__LISTEN", "127.0.0.1:0")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use cdc_orchestrator::decoder::{Decoded, decode};
 
-#[path = "../fuzz/input.rs"]
+#[path = "../../fuzz/input.rs"]
 mod input;
 
 fn files(dir: &str) -> Vec<PathBuf> {

@@ -2,34 +2,20 @@
 //! items 3 to 8): `check`/`render` as subprocesses, `run` as a subprocess with the dry-run launcher, real HTTP on
 //! loopback, and a real tansu broker where the watcher matters.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support;
 use support::assert_config_error;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cdc-orchestrator");
+use support::sidecar::Sidecar;
 
 /// A command of the real binary with none of the developer's `CDC_*` or credential variables.
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    clean_env(&mut cmd);
+    let mut cmd = support::sidecar::command(args);
     cmd.envs(env.iter().copied());
     cmd
-}
-
-fn clean_env(cmd: &mut Command) {
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (key, _) in std::env::vars() {
-        let credential = cdc_orchestrator::sql::CREDENTIALS.iter().any(|&(_, v)| v == key);
-        if key.starts_with("CDC_") || credential {
-            cmd.env_remove(key);
-        }
-    }
 }
 
 fn output(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -52,123 +38,42 @@ fn dead_bootstrap() -> String {
     format!("127.0.0.1:{}", support::free_port())
 }
 
-/// A running `cdc-orchestrator run`; killed on drop. Its stderr lines are collected as they come.
-struct Sidecar {
-    child: Option<Child>,
-    addr: String,
-    log: support::LogLines,
-}
-
-impl Sidecar {
-    /// Starts `run` with the dry-run launcher and `env` on top of quick test settings; `nofile` runs it under
-    /// that (soft, hard) open-file limit.
-    fn start(env: &[(&str, &str)], nofile: Option<(u32, u32)>) -> Sidecar {
-        let addr = format!("127.0.0.1:{}", support::free_port());
-        let mut cmd = match nofile {
-            Some((soft, hard)) => {
-                let mut cmd = Command::new("sh");
-                let script = format!("ulimit -S -n {soft} && ulimit -H -n {hard} && exec \"$0\" run");
-                cmd.args(["-c", &script, BIN]);
-                clean_env(&mut cmd);
-                cmd
-            }
-            None => command(&["run"], &[]),
-        };
-        let bootstrap = dead_bootstrap();
-        let defaults = [
-            ("CDC_LOG_LEVEL", "info"),
-            ("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str()),
+/// Starts `run` with the dry-run launcher and `env` on top of quick test settings; `nofile` runs it under that
+/// (soft, hard) open-file limit.
+fn start_sidecar(env: &[(&str, &str)], nofile: Option<(u32, u32)>) -> Sidecar {
+    let mut sidecar = Sidecar::builder()
+        .env("CDC_LOG_LEVEL", "info")
+        .dead_broker()
+        .envs([
             ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
             ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
             ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
-            ("CDC_SERVER__LISTEN", addr.as_str()),
-            ("CDC_FLINK__LAUNCHER", "dry-run"),
+        ])
+        .dry_run()
+        .envs([
             ("CDC_FLINK__STARTS_PER_MINUTE", "600"),
             ("CDC_FLINK__START_BURST", "20"),
             ("CDC_POLICY__COOLDOWN", "1s"),
             ("CDC_POLICY__IDLE_TIMEOUT", "30s"),
-        ];
-        for (key, value) in defaults.iter().chain(env) {
-            cmd.env(key, value);
-        }
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
-        let log = support::LogLines::capture(&mut child);
-        let mut sidecar = Sidecar {
-            child: Some(child),
-            addr,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(&sidecar.addr).is_err() {
-            let exited = sidecar.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "sidecar HTTP never came up ({exited:?}); log:\n{}",
-                sidecar.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        sidecar
+        ])
+        .envs(env.iter().copied());
+    if let Some((soft, hard)) = nofile {
+        sidecar = sidecar.nofile(soft, hard);
     }
-
-    fn log_text(&self) -> String {
-        self.log.text()
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.log.count(needle)
-    }
-
-    fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.count(needle) == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "no log line {needle:?} within {timeout:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    fn pid(&self) -> String {
-        self.child.as_ref().expect("running").id().to_string()
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    /// One HTTP/1.1 request on a fresh connection; the status code and the body.
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if method == "POST" {
-            request.push_str("Content-Length: 0\r\nContent-Type: application/json\r\n");
-        }
-        request.push_str("\r\n");
-        raw_exchange(&self.addr, request.as_bytes(), Duration::from_secs(5))
-    }
+    sidecar.start()
 }
 
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+/// One HTTP/1.1 request on a fresh connection; the status code and the body.
+fn request(sidecar: &Sidecar, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
+    if method == "POST" {
+        request.push_str("Content-Length: 0\r\nContent-Type: application/json\r\n");
+    }
+    request.push_str("\r\n");
+    raw_exchange(sidecar.addr(), request.as_bytes(), Duration::from_secs(5))
 }
 
 /// Sends `request` on a new connection and reads the answer until the server closes it.
@@ -248,9 +153,10 @@ fn env_values_keep_their_text_for_string_keys_and_still_parse_typed_keys() {
 #[test]
 fn a_token_with_leading_zeros_works_over_http_with_any_case_of_bearer() {
     for token in ["007", "+5", "[x"] {
-        let sidecar = Sidecar::start(&[("CDC_SERVER__TOKEN", token)], None);
+        let sidecar = start_sidecar(&[("CDC_SERVER__TOKEN", token)], None);
         for scheme in ["Bearer", "bearer", "BEARER"] {
-            let (code, body) = sidecar.request(
+            let (code, body) = request(
+                &sidecar,
                 "POST",
                 "/tables/faculty/pause",
                 &[("Authorization", &format!("{scheme} {token}"))],
@@ -258,7 +164,8 @@ fn a_token_with_leading_zeros_works_over_http_with_any_case_of_bearer() {
             assert_eq!(code, 202, "{scheme} {token}: {body}");
         }
         let mangled = token.trim_start_matches(['0', '+', '[']);
-        let (code, _) = sidecar.request(
+        let (code, _) = request(
+            &sidecar,
             "POST",
             "/tables/faculty/resume",
             &[("Authorization", &format!("Bearer {mangled}"))],
@@ -417,7 +324,7 @@ async fn the_dry_run_logs_its_statements_with_credentials_redacted() {
     let bootstrap = broker.bootstrap();
     let mut env = vec![("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str()), ("CDC_LOG_LEVEL", "debug")];
     env.extend(SECRETS);
-    let sidecar = Sidecar::start(&env, None);
+    let sidecar = start_sidecar(&env, None);
     sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
     produce_change(&broker, "faculty").await;
     sidecar.wait_for_log("dry-run: job RUNNING", Duration::from_secs(20));
@@ -426,7 +333,7 @@ async fn the_dry_run_logs_its_statements_with_credentials_redacted() {
     assert!(log.contains("'s3.secret-access-key' = '<redacted>'"), "{log}");
     assert_no_secret("the log", &log);
     for path in ["/tables", "/tables/faculty", "/metrics", "/readyz"] {
-        let (code, body) = sidecar.request("GET", path, &[]);
+        let (code, body) = request(&sidecar, "GET", path, &[]);
         assert!(code < 500, "{path}: {code} {body}");
         assert_no_secret(path, &body);
     }
@@ -476,8 +383,8 @@ async fn a_flink_error_echoing_a_secret_is_redacted_in_the_log_and_the_api() {
         ("CDC_LOG_LEVEL", "debug"),
     ];
     env.extend(SECRETS);
-    let sidecar = Sidecar::start(&env, None);
-    let (code, body) = sidecar.request("POST", "/tables/leaky/trigger", &[]);
+    let sidecar = start_sidecar(&env, None);
+    let (code, body) = request(&sidecar, "POST", "/tables/leaky/trigger", &[]);
     assert_eq!(code, 202, "{body}");
     sidecar.wait_for_log("failed to start job for: leaky", Duration::from_secs(20));
     assert!(
@@ -488,7 +395,7 @@ async fn a_flink_error_echoing_a_secret_is_redacted_in_the_log_and_the_api() {
     let log = sidecar.log_text();
     assert_no_secret("the log", &log);
     assert!(log.contains("BOGUS 'key=<redacted>'"), "{log}");
-    let (_, body) = sidecar.request("GET", "/tables/leaky", &[]);
+    let (_, body) = request(&sidecar, "GET", "/tables/leaky", &[]);
     assert_no_secret("GET /tables/leaky", &body);
 }
 
@@ -496,14 +403,14 @@ async fn a_flink_error_echoing_a_secret_is_redacted_in_the_log_and_the_api() {
 async fn the_dry_run_starts_jobs_without_any_credential() {
     let broker = support::Broker::start();
     let bootstrap = broker.bootstrap();
-    let sidecar = Sidecar::start(&[("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str())], None);
+    let sidecar = start_sidecar(&[("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str())], None);
     sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
     produce_change(&broker, "program").await;
     sidecar.wait_for_log("dry-run: job RUNNING", Duration::from_secs(20));
     // The launcher logs RUNNING before the run loop has taken its answer and published the table.
     let deadline = Instant::now() + Duration::from_secs(5);
     let (code, body) = loop {
-        let (code, body) = sidecar.request("GET", "/tables/program", &[]);
+        let (code, body) = request(&sidecar, "GET", "/tables/program", &[]);
         if body.contains("\"state\":\"running\"") || Instant::now() > deadline {
             break (code, body);
         }
@@ -581,20 +488,20 @@ fn json(body: &str) -> serde_json::Value {
 
 #[test]
 fn an_oversized_body_gets_413_chunked_or_sized_and_never_acts() {
-    let sidecar = Sidecar::start(&[], None);
+    let sidecar = start_sidecar(&[], None);
     // A table with a template is there before any change, as the control API already treats it.
-    let (code, body) = sidecar.request("GET", "/tables/faculty", &[]);
+    let (code, body) = request(&sidecar, "GET", "/tables/faculty", &[]);
     assert_eq!(code, 200, "{body}");
     assert_eq!(json(&body)["state"], "idle");
     assert_eq!(json(&body)["paused"], false);
 
-    let (code, body) = chunked_post(&sidecar.addr, "/tables/faculty/pause", 50 << 20);
+    let (code, body) = chunked_post(sidecar.addr(), "/tables/faculty/pause", 50 << 20);
     assert_eq!(code, 413, "{body}");
     assert_eq!(json(&body)["error_code"], 413);
     let sized = "POST /tables/faculty/pause HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n\r\n";
-    let (code, body) = raw_exchange(&sidecar.addr, sized.as_bytes(), Duration::from_secs(5));
+    let (code, body) = raw_exchange(sidecar.addr(), sized.as_bytes(), Duration::from_secs(5));
     assert_eq!((code, json(&body)["error_code"].clone()), (413, 413.into()));
-    let (_, body) = sidecar.request("GET", "/tables/faculty", &[]);
+    let (_, body) = request(&sidecar, "GET", "/tables/faculty", &[]);
     assert_eq!(
         json(&body)["paused"],
         false,
@@ -603,7 +510,7 @@ fn an_oversized_body_gets_413_chunked_or_sized_and_never_acts() {
 
     // A small body is fine (the API ignores it), so the 413s above are about size.
     let small = "POST /tables/faculty/pause HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
-    let (code, body) = raw_exchange(&sidecar.addr, small.as_bytes(), Duration::from_secs(5));
+    let (code, body) = raw_exchange(sidecar.addr(), small.as_bytes(), Duration::from_secs(5));
     assert_eq!(code, 202, "{body}");
     assert_eq!(json(&body)["paused"], true);
 
@@ -612,11 +519,11 @@ fn an_oversized_body_gets_413_chunked_or_sized_and_never_acts() {
         ("POST", "/tables/%E2%82/pause"),
         ("GET", "/tables/%C0%AF"),
     ] {
-        let (code, body) = sidecar.request(method, path, &[]);
+        let (code, body) = request(&sidecar, method, path, &[]);
         assert_eq!(code, 400, "{method} {path}: {body}");
         assert_eq!(json(&body)["error_code"], 400, "{body}");
     }
-    let (code, body) = sidecar.request("GET", "/tables/no_such_table", &[]);
+    let (code, body) = request(&sidecar, "GET", "/tables/no_such_table", &[]);
     assert_eq!((code, json(&body)["error_code"].clone()), (404, 404.into()));
 }
 
@@ -639,11 +546,11 @@ fn time_to_close(mut stream: TcpStream, limit: Duration) -> Duration {
 
 #[test]
 fn silent_half_sent_and_idle_connections_are_closed_by_the_timeouts() {
-    let sidecar = Sidecar::start(
+    let sidecar = start_sidecar(
         &[("CDC_SERVER__HEADER_TIMEOUT", "1s"), ("CDC_SERVER__IDLE_TIMEOUT", "2s")],
         None,
     );
-    let connect = || TcpStream::connect(&sidecar.addr).expect("connect");
+    let connect = || TcpStream::connect(sidecar.addr()).expect("connect");
     let window = |what: &str, took: Duration, at_least: f64| {
         assert!(
             took >= Duration::from_secs_f64(at_least) && took < Duration::from_secs_f64(at_least + 2.0),
@@ -678,7 +585,7 @@ fn silent_half_sent_and_idle_connections_are_closed_by_the_timeouts() {
         .write_all(b"POST /tables/faculty/pause HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
         .expect("send");
     window("stalled body", time_to_close(stalled, Duration::from_secs(10)), 1.8);
-    let (_, body) = sidecar.request("GET", "/tables/faculty", &[]);
+    let (_, body) = request(&sidecar, "GET", "/tables/faculty", &[]);
     assert_eq!(json(&body)["paused"], false, "{body}");
 }
 
@@ -691,7 +598,7 @@ async fn idle_clients_under_a_low_open_file_limit_starve_neither_healthz_nor_the
     let broker = support::Broker::start();
     let bootstrap = broker.bootstrap();
     // Soft limit 64 under a hard limit of 256: the sidecar raises the soft limit to 256 at start.
-    let sidecar = Sidecar::start(&[("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str())], Some((64, 256)));
+    let sidecar = start_sidecar(&[("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str())], Some((64, 256)));
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", sidecar.pid())).expect("limits");
     let open_files_line = limits
         .lines()
@@ -705,7 +612,7 @@ async fn idle_clients_under_a_low_open_file_limit_starve_neither_healthz_nor_the
     sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
     let mut idle = Vec::new();
     for _ in 0..372 {
-        if let Ok(stream) = connect_within(&sidecar.addr, Duration::from_secs(1)) {
+        if let Ok(stream) = connect_within(sidecar.addr(), Duration::from_secs(1)) {
             idle.push(stream);
         }
     }
@@ -721,7 +628,7 @@ async fn idle_clients_under_a_low_open_file_limit_starve_neither_healthz_nor_the
     for round in 0..5 {
         let begin = Instant::now();
         let (code, body) = raw_exchange(
-            &sidecar.addr,
+            sidecar.addr(),
             b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             Duration::from_secs(2),
         );
@@ -729,7 +636,7 @@ async fn idle_clients_under_a_low_open_file_limit_starve_neither_healthz_nor_the
         assert!(begin.elapsed() < Duration::from_secs(2));
         // More idle clients keep arriving.
         for _ in 0..50 {
-            if let Ok(stream) = connect_within(&sidecar.addr, Duration::from_secs(1)) {
+            if let Ok(stream) = connect_within(sidecar.addr(), Duration::from_secs(1)) {
                 idle.push(stream);
             }
         }
@@ -744,7 +651,7 @@ async fn idle_clients_under_a_low_open_file_limit_starve_neither_healthz_nor_the
 
 #[test]
 fn sighup_is_logged_and_ignored_and_sigterm_still_stops() {
-    let mut sidecar = Sidecar::start(&[], None);
+    let mut sidecar = start_sidecar(&[], None);
     sidecar.signal("HUP");
     sidecar.wait_for_log("SIGHUP received and ignored", Duration::from_secs(5));
     sidecar.signal("HUP");
@@ -754,7 +661,7 @@ fn sighup_is_logged_and_ignored_and_sigterm_still_stops() {
         std::thread::sleep(Duration::from_millis(25));
     }
     assert_eq!(sidecar.exited(), None, "SIGHUP ended the sidecar");
-    let (code, _) = sidecar.request("GET", "/healthz", &[]);
+    let (code, _) = request(&sidecar, "GET", "/healthz", &[]);
     assert_eq!(code, 200);
     sidecar.signal("TERM");
     let deadline = Instant::now() + Duration::from_secs(10);

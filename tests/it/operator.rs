@@ -2,104 +2,50 @@
 //! dry-run launcher: the savings in `/tables` and `/metrics`, `cdc-orchestrator status`, the helm chart's
 //! dashboard and alert rules checked against the metrics a running sidecar exports, and the CLI help.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
+use crate::support;
 use serde_json::Value;
+use support::sidecar::{Sidecar, command};
 
 const PREFIX: &str = "university-server.public.";
-const BIN: &str = env!("CARGO_BIN_EXE_cdc-orchestrator");
 
-/// A `cdc-orchestrator run` with the dry-run launcher; killed on drop.
-struct Sidecar {
-    child: Child,
-    url: String,
-    log: support::LogLines,
-}
-
-impl Sidecar {
-    fn start(broker: &support::Broker, extra: &[(&str, &str)]) -> Sidecar {
-        let listen = format!("127.0.0.1:{}", support::free_port());
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run").current_dir(env!("CARGO_MANIFEST_DIR"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CDC_") {
-                cmd.env_remove(key);
-            }
-        }
-        let bootstrap = broker.bootstrap();
-        let defaults = [
-            ("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str()),
+/// Starts `cdc-orchestrator run` with the dry-run launcher against `broker`, `extra` on top.
+fn start_sidecar(broker: &support::Broker, extra: &[(&str, &str)]) -> Sidecar {
+    Sidecar::builder()
+        .bootstrap(&broker.bootstrap())
+        .envs([
             ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
             ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
-            ("CDC_SERVER__LISTEN", listen.as_str()),
-            ("CDC_FLINK__LAUNCHER", "dry-run"),
-            ("CDC_POLICY__COOLDOWN", "0s"),
-            ("CDC_POLICY__IDLE_TIMEOUT", "2s"),
-        ];
-        for (key, value) in defaults.iter().chain(extra) {
-            cmd.env(key, value);
-        }
-        for (key, value) in support::sql_env() {
-            cmd.env(key, value);
-        }
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
-        let log = support::LogLines::capture(&mut child);
-        let sidecar = Sidecar {
-            child,
-            url: format!("http://{listen}"),
-            log,
-        };
-        sidecar.wait_for("the watcher reaching the broker", Duration::from_secs(20), || {
-            sidecar.count("Kafka brokers answer") > 0
-        });
-        sidecar
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.log.count(needle)
-    }
-
-    fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !done() {
-            assert!(
-                Instant::now() < deadline,
-                "no {what} within {timeout:?}; log:\n{}",
-                self.log.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn get(&self, path: &str) -> String {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "5", &format!("{}{path}", self.url)])
-            .output()
-            .expect("curl");
-        assert!(
-            out.status.success(),
-            "GET {path}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8")
-    }
-
-    fn table(&self, table: &str) -> Value {
-        serde_json::from_str(&self.get(&format!("/tables/{table}"))).expect("json")
-    }
+        ])
+        .dry_run()
+        .envs([("CDC_POLICY__COOLDOWN", "0s"), ("CDC_POLICY__IDLE_TIMEOUT", "2s")])
+        .envs(extra.iter().copied())
+        .sql_credentials()
+        .ready_when_logged("Kafka brokers answer", Duration::from_secs(20))
+        .start()
 }
 
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `GET path` through curl, as an operator would: the body of a successful answer.
+fn get(sidecar: &Sidecar, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", &format!("{}{path}", sidecar.url())])
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "GET {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// `GET /tables/<table>`.
+fn table(sidecar: &Sidecar, table: &str) -> Value {
+    serde_json::from_str(&get(sidecar, &format!("/tables/{table}"))).expect("json")
 }
 
 async fn change(client: &rskafka::client::Client, table: &str, id: u64) {
@@ -133,13 +79,7 @@ async fn broker_with(tables: &[&str]) -> (support::Broker, rskafka::client::Clie
 }
 
 fn status(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("status").args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CDC_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = command(&[&["status"], args].concat());
     cmd.envs(env.iter().copied()).output().expect("run status")
 }
 
@@ -152,14 +92,14 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn savings_and_status_follow_a_job_through_its_cycle() {
     let (broker, client) = broker_with(&["faculty", "program"]).await;
-    let sidecar = Sidecar::start(&broker, &[("CDC_SERVER__TOKEN", "s3cret")]);
+    let sidecar = start_sidecar(&broker, &[("CDC_SERVER__TOKEN", "s3cret")]);
     change(&client, "faculty", 1).await;
     sidecar.wait_for("start of faculty", Duration::from_secs(15), || {
         sidecar.count("Successfully triggered job for: faculty") == 1
     });
 
     // While the job runs: the status table shows it, aligned, with the job id and a running share.
-    let shown = status(&["--url", &sidecar.url], &[("CDC_SERVER__TOKEN", "s3cret")]);
+    let shown = status(&["--url", &sidecar.url()], &[("CDC_SERVER__TOKEN", "s3cret")]);
     let text = String::from_utf8_lossy(&shown.stdout).to_string();
     assert!(
         shown.status.success(),
@@ -172,7 +112,10 @@ async fn savings_and_status_follow_a_job_through_its_cycle() {
         "{text}"
     );
     let faculty = lines.iter().find(|l| l.starts_with("faculty ")).expect("faculty row");
-    let job_id = sidecar.table("faculty")["job_id"].as_str().expect("job id").to_owned();
+    let job_id = table(&sidecar, "faculty")["job_id"]
+        .as_str()
+        .expect("job id")
+        .to_owned();
     assert!(faculty.contains(" running ") && faculty.contains(&job_id), "{text}");
     assert_eq!(
         lines[0].find("STATE"),
@@ -185,15 +128,15 @@ async fn savings_and_status_follow_a_job_through_its_cycle() {
         sidecar.count("Stopped idle job for: faculty") == 1
     });
     sidecar.wait_for("faculty idle", Duration::from_secs(5), || {
-        sidecar.table("faculty")["state"] == "idle"
+        table(&sidecar, "faculty")["state"] == "idle"
     });
-    let first = sidecar.table("faculty");
+    let first = table(&sidecar, "faculty");
     let job_seconds = first["job_seconds"].as_f64().expect("job_seconds");
     assert!((2.0..8.0).contains(&job_seconds), "idle timeout is 2 s: {first}");
     assert_eq!(first["job_cycles"], 1, "{first}");
     assert_eq!(first["job_url"], Value::Null, "no Flink UI in a dry run: {first}");
     std::thread::sleep(Duration::from_millis(1_500));
-    let later = sidecar.table("faculty");
+    let later = table(&sidecar, "faculty");
     assert_eq!(later["job_seconds"], first["job_seconds"], "no charge without a job");
     assert!(
         later["tracked_seconds"].as_f64() > first["tracked_seconds"].as_f64(),
@@ -202,7 +145,7 @@ async fn savings_and_status_follow_a_job_through_its_cycle() {
     let share = later["running_share"].as_f64().expect("share");
     assert!(share > 0.0 && share < 1.0, "{later}");
 
-    let metrics = sidecar.get("/metrics");
+    let metrics = get(&sidecar, "/metrics");
     let charged = sample(&metrics, "cdc_table_job_seconds_total{table=\"faculty\"}").expect("faculty series");
     assert!(
         (charged - job_seconds).abs() < 0.001,
@@ -221,8 +164,7 @@ async fn savings_and_status_follow_a_job_through_its_cycle() {
     assert!(overall > 0.0 && overall < share, "{overall} {share}\n{metrics}");
 
     // --watch redraws until interrupted, then exits 0.
-    let watching = Command::new(BIN)
-        .args(["status", "--watch", "--interval", "200ms", "--url", &sidecar.url])
+    let watching = command(&["status", "--watch", "--interval", "200ms", "--url", &sidecar.url()])
         .env("CDC_LOG_LEVEL", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -257,7 +199,7 @@ async fn savings_and_status_follow_a_job_through_its_cycle() {
 #[test]
 fn global_options_are_listed_once_in_the_top_level_help() {
     let help = |args: &[&str]| {
-        let out = Command::new(BIN).args(args).output().expect("help");
+        let out = command(args).output().expect("help");
         assert!(out.status.success(), "{args:?}");
         String::from_utf8(out.stdout).expect("utf-8")
     };
@@ -272,10 +214,7 @@ fn global_options_are_listed_once_in_the_top_level_help() {
         assert!(text.contains("Global options: --config"), "{sub}:\n{text}");
     }
     // Still accepted after the subcommand.
-    let out = Command::new(BIN)
-        .args(["version", "--log-format", "json"])
-        .output()
-        .expect("version");
+    let out = command(&["version", "--log-format", "json"]).output().expect("version");
     assert!(out.status.success());
 }
 
@@ -417,16 +356,16 @@ async fn the_charts_dashboard_and_alerts_parse_and_use_only_exported_metrics() {
         bootstrap: vec![broker.bootstrap()],
         ..Default::default()
     };
-    let sidecar = Sidecar::start(&broker, &[]);
+    let sidecar = start_sidecar(&broker, &[]);
     change(&client, "faculty", 1).await;
     support::kafka_admin::commit_offsets(&config, "cdc-faculty", &[(topic, 0, 0)])
         .await
         .expect("commit offsets");
     sidecar.wait_for("idle stop and lag", Duration::from_secs(20), || {
-        let metrics = sidecar.get("/metrics");
+        let metrics = get(&sidecar, "/metrics");
         metrics.contains("cdc_job_stops_total{") && metrics.contains("cdc_table_lag_records{")
     });
-    let exported = exported_names(&sidecar.get("/metrics"));
+    let exported = exported_names(&get(&sidecar, "/metrics"));
     let exprs = dashboard
         .iter()
         .copied()

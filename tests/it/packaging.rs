@@ -114,13 +114,8 @@ fn the_rendered_config_passes_the_binarys_check() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("config.toml");
         std::fs::write(&file, &toml).expect("write");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
-        cmd.args(["check", "--config"]).arg(&file);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CDC_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = crate::support::sidecar::command(&["check", "--config"]);
+        cmd.arg(&file);
         // The chart's launcher is sql-gateway, whose credentials `check` requires (they come from Secrets).
         for &(_, variable) in &cdc_orchestrator::sql::CREDENTIALS {
             cmd.env(variable, "test-credential");

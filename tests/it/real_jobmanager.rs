@@ -4,8 +4,6 @@
 //! 17. The SQL Gateway is not in that distribution, so the job is submitted with Flink's own CLI, pinned id and
 //! name set exactly as the launcher sets them.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -17,6 +15,8 @@ use cdc_orchestrator::flink::{
     job_id_for, reconcile,
 };
 use tokio::process::{Child, Command};
+
+use crate::support;
 
 /// What Flink's own start scripts pass to Java 17 (its `env.java.opts.all` default).
 const JAVA_OPENS: &[&str] = &[

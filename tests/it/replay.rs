@@ -1,19 +1,12 @@
 //! The real binary's `replay` command: the shipped example traces, input from stdin, configuration, bad lines.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
 fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    // The developer's own CDC_* variables must not leak into these tests.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CDC_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = crate::support::sidecar::command(args);
     cmd.envs(env.iter().copied());
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("run cdc-orchestrator");

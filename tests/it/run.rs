@@ -1,117 +1,66 @@
 //! End to end: the real `cdc-orchestrator run` binary as a subprocess, against a real tansu broker and the fake
 //! Flink (SQL Gateway + JobManager over loopback HTTP).
 
-mod support;
-
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support;
 use serde_json::Value;
 use support::fake_flink::{FakeFlink, Fault, Route};
 
 const PREFIX: &str = "university-server.public.";
 
-/// A running sidecar; killed on drop. Its log lines are collected as they come.
+/// A running sidecar with the `sql-gateway` launcher against the fake Flink, read over HTTP from async tests (the
+/// fake Flink runs on the test's runtime, so waiting must not block it).
 struct Sidecar {
-    child: Option<Child>,
-    http: String,
-    log: support::LogLines,
+    process: support::sidecar::Sidecar,
     client: reqwest::Client,
-}
-
-fn free_port() -> u16 {
-    support::free_port()
 }
 
 impl Sidecar {
     fn start(broker: &support::Broker, flink: &FakeFlink, extra: &[(&str, &str)]) -> Sidecar {
-        Sidecar::start_with(&broker.bootstrap(), flink, extra)
-    }
-
-    fn start_with(bootstrap: &str, flink: &FakeFlink, extra: &[(&str, &str)]) -> Sidecar {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = format!("127.0.0.1:{}", free_port());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
-        cmd.arg("run").current_dir(env!("CARGO_MANIFEST_DIR"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CDC_") {
-                cmd.env_remove(key);
-            }
-        }
-        let defaults = [
-            ("CDC_LOG_LEVEL", "info,cdc_orchestrator=debug"),
-            ("CDC_KAFKA__BOOTSTRAP", bootstrap),
-            ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
-            ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
-            ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
-            ("CDC_SERVER__LISTEN", http.as_str()),
-            ("CDC_FLINK__SQL_GATEWAY_URL", flink.gateway_url.as_str()),
-            ("CDC_FLINK__JOBMANAGER_URL", flink.jobmanager_url.as_str()),
-            ("CDC_FLINK__RECONCILE_INTERVAL", "1s"),
-            ("CDC_FLINK__START_TIMEOUT", "10s"),
-            ("CDC_FLINK__STOP_TIMEOUT", "5s"),
-            ("CDC_FLINK__REQUEST_TIMEOUT", "2s"),
-            ("CDC_FLINK__SHUTDOWN_TIMEOUT", "5s"),
-            ("CDC_FLINK__STARTS_PER_MINUTE", "600"),
-            ("CDC_FLINK__START_BURST", "20"),
-            ("CDC_POLICY__COOLDOWN", "1s"),
-            ("CDC_POLICY__IDLE_TIMEOUT", "30s"),
-            ("CDC_POLICY__RETRY_INITIAL_BACKOFF", "200ms"),
-            ("CDC_POLICY__RETRY_MAX_BACKOFF", "1s"),
-        ];
-        for (key, value) in defaults.iter().chain(extra) {
-            cmd.env(key, value);
-        }
-        for (key, value) in support::sql_env() {
-            cmd.env(key, value);
-        }
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
-        let log = support::LogLines::capture(&mut child);
+        let process = support::sidecar::Sidecar::builder()
+            .env("CDC_LOG_LEVEL", "info,cdc_orchestrator=debug")
+            .bootstrap(&broker.bootstrap())
+            .envs([
+                ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
+                ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
+                ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
+            ])
+            .flink(&flink.gateway_url, &flink.jobmanager_url)
+            .envs([
+                ("CDC_FLINK__RECONCILE_INTERVAL", "1s"),
+                ("CDC_FLINK__START_TIMEOUT", "10s"),
+                ("CDC_FLINK__STOP_TIMEOUT", "5s"),
+                ("CDC_FLINK__REQUEST_TIMEOUT", "2s"),
+                ("CDC_FLINK__SHUTDOWN_TIMEOUT", "5s"),
+                ("CDC_FLINK__STARTS_PER_MINUTE", "600"),
+                ("CDC_FLINK__START_BURST", "20"),
+                ("CDC_POLICY__COOLDOWN", "1s"),
+                ("CDC_POLICY__IDLE_TIMEOUT", "30s"),
+                ("CDC_POLICY__RETRY_INITIAL_BACKOFF", "200ms"),
+                ("CDC_POLICY__RETRY_MAX_BACKOFF", "1s"),
+            ])
+            .envs(extra.iter().copied())
+            .sql_credentials()
+            // Changes produced before the watcher's first poll are the job's (lag), not new activity: wait for it.
+            .ready_when_logged("Kafka brokers answer", Duration::from_secs(15))
+            .start();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .expect("client");
-        let sidecar = Sidecar {
-            child: Some(child),
-            http: format!("http://{http}"),
-            log,
-            client,
-        };
-        sidecar.wait_for_http();
-        // Changes produced before the watcher's first poll are the job's (lag), not new activity: wait for it.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while sidecar.count("Kafka brokers answer") == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "watcher never reached the broker; log:\n{}",
-                sidecar.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        sidecar
-    }
-
-    fn wait_for_http(&self) {
-        let addr = self.http.trim_start_matches("http://").to_owned();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sidecar HTTP never came up; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Sidecar { process, client }
     }
 
     fn log_text(&self) -> String {
-        self.log.text()
+        self.process.log_text()
     }
 
     fn count(&self, needle: &str) -> usize {
-        self.log.count(needle)
+        self.process.count(needle)
     }
 
     /// Polls `done` until it holds, failing the test with `what` and the sidecar's log after `timeout`.
@@ -135,7 +84,7 @@ impl Sidecar {
     async fn get(&self, path: &str) -> (u16, String) {
         let r = self
             .client
-            .get(format!("{}{path}", self.http))
+            .get(format!("{}{path}", self.process.url()))
             .send()
             .await
             .expect("GET");
@@ -145,7 +94,7 @@ impl Sidecar {
     async fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut req = self
             .client
-            .post(format!("{}{path}", self.http))
+            .post(format!("{}{path}", self.process.url()))
             .header("content-type", "application/json");
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -154,27 +103,10 @@ impl Sidecar {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Sends SIGTERM and waits for the exit: its code and how long it took.
     fn terminate(&mut self) -> (Option<i32>, Duration) {
-        let mut child = self.child.take().expect("running");
-        let begin = Instant::now();
-        let pid = i32::try_from(child.id()).expect("pid");
-        // SAFETY-free: `kill` from the shell keeps the test free of libc bindings.
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let status = child.wait().expect("wait");
-        (status.code(), begin.elapsed())
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let (took, status) = self.process.terminate(Duration::from_secs(60));
+        (status.code(), took)
     }
 }
 
@@ -679,7 +611,7 @@ async fn forged_table_names_stay_inside_their_line(format: &str) {
             Duration::from_secs(10),
         )
         .await;
-    let log = sidecar.log.lines();
+    let log = sidecar.process.log.lines();
     let mut carried = 0;
     for line in &log {
         match format {

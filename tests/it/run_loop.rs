@@ -1,12 +1,11 @@
 //! In process: the run loop (policy, SQL Gateway launcher, reconciliation) against the fake Flink, fed watcher
 //! events directly, so what the loop does with Flink, and how fast, is measured without a broker.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support;
 use cdc_orchestrator::config::{Config, LauncherKind};
 use cdc_orchestrator::controller::RunLoop;
 use cdc_orchestrator::controller::{ControlRequest, Health, TablesSnapshot};

@@ -1,8 +1,7 @@
 //! The operator HTTP API over real HTTP on loopback, in front of the real run loop (with a launcher test double
 //! whose starts never finish, so tables keep the state the test gives them).
 
-#[path = "support/launcher_double.rs"]
-mod launcher_double;
+use crate::support::launcher_double;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -282,8 +282,8 @@ fn sidecar_is_locked_down_and_configured_by_environment() {
         .collect();
     // Exactly the container's environment: nothing of the developer's shell, no config file.
     let binary = |args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"));
-        cmd.args(args).current_dir(repo()).env_clear();
+        let mut cmd = crate::support::sidecar::command(args);
+        cmd.current_dir(repo()).env_clear();
         cmd.envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd.output().expect("run cdc-orchestrator")
     };

@@ -1,7 +1,5 @@
 //! The watcher against a real tansu broker: activity, topic discovery, heartbeats, broker restarts and lag.
 
-mod support;
-
 use std::time::Duration;
 
 use cdc_orchestrator::config::{Config, KafkaConfig};
@@ -12,6 +10,8 @@ use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent, Watcher};
 use rskafka::client::partition::OffsetAt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::support;
 
 const PREFIX: &str = "university-server.public.";
 
@@ -312,13 +312,12 @@ async fn lag_is_high_watermark_minus_the_committed_offset() {
 #[tokio::test]
 async fn the_watch_command_prints_activity_as_json_lines() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let broker = support::Broker::start();
     let client = support::client(&broker).await;
     let topic = format!("{PREFIX}course");
     support::create_topic(&client, &topic, 1).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cdc-orchestrator"))
-        .args(["watch", "--lag"])
+    let mut child = support::sidecar::command(&["watch", "--lag"])
         .env("CDC_KAFKA__BOOTSTRAP", broker.bootstrap())
         .env("CDC_KAFKA__POLL_INTERVAL", "200ms")
         .env("CDC_KAFKA__TOPIC_REFRESH", "400ms")

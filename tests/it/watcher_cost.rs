@@ -1,11 +1,10 @@
 //! What the watcher reads, against a real tansu broker: lag only where it decides something, and first samples of
 //! one record unless that record leaves a doubt.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::support;
 use cdc_orchestrator::config::KafkaConfig;
 use cdc_orchestrator::decoder::Op;
 use cdc_orchestrator::kafka::watcher::{PollStats, TableActivity, Watcher};

@@ -3,9 +3,8 @@
 //! written by hand so that it can lie about sizes, stream 200 MB without holding it, and record every request;
 //! it is thrown at the real client code ([`SqlGatewayLauncher`]) and at the real binary.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::SocketAddr;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,8 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream as AsyncTcpStream};
 
 use crate::support;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cdc-orchestrator");
+use crate::support::sidecar::Sidecar;
 
 /// The credentials the statements carry in these tests; none may appear anywhere but in a statement sent to the
 /// configured gateway.
@@ -455,123 +453,37 @@ async fn error_answers_are_read_only_in_part() {
 
 /// A command of the real binary with none of the developer's `CDC_*` or credential variables.
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (key, _) in std::env::vars() {
-        let credential = cdc_orchestrator::sql::CREDENTIALS.iter().any(|&(_, v)| v == key);
-        if key.starts_with("CDC_") || credential {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = support::sidecar::command(args);
     cmd.envs(env.iter().copied());
     cmd
 }
 
-/// A running `cdc-orchestrator run` with the sql-gateway launcher; killed on drop.
-struct Sidecar {
-    child: Child,
-    addr: String,
-    log: support::LogLines,
-}
-
-impl Sidecar {
-    fn start(env: &[(&str, &str)]) -> Sidecar {
-        let addr = format!("127.0.0.1:{}", support::free_port());
-        let bootstrap = format!("127.0.0.1:{}", support::free_port());
-        let defaults = [
-            ("CDC_LOG_LEVEL", "info"),
-            ("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str()),
+/// Starts `cdc-orchestrator run` with the sql-gateway launcher, its credentials and `env` on top.
+fn start_sidecar(env: &[(&str, &str)]) -> Sidecar {
+    Sidecar::builder()
+        .env("CDC_LOG_LEVEL", "info")
+        .dead_broker()
+        .envs([
             ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
             ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
             ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
-            ("CDC_SERVER__LISTEN", addr.as_str()),
             ("CDC_FLINK__LAUNCHER", "sql-gateway"),
             ("CDC_FLINK__REQUEST_TIMEOUT", "10s"),
             ("CDC_POLICY__COOLDOWN", "1s"),
-        ];
-        let mut all: Vec<(&str, &str)> = defaults.to_vec();
-        all.extend(SECRETS);
-        all.extend(env);
-        let mut child = command(&["run"], &all)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn cdc-orchestrator run");
-        let log = support::LogLines::capture(&mut child);
-        let mut sidecar = Sidecar { child, addr, log };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(&sidecar.addr).is_err() {
-            let exited = sidecar.child.try_wait().ok().flatten();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "sidecar HTTP never came up ({exited:?}); log:\n{}",
-                sidecar.log.text()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        sidecar
-    }
-
-    fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !done() {
-            assert!(
-                Instant::now() < deadline,
-                "not within {timeout:?}: {what}; log:\n{}",
-                self.log.text()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        self.wait_for(&format!("log line {needle:?}"), timeout, || self.log.count(needle) > 0);
-    }
-
-    /// `GET path`: the status and body.
-    fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect to the sidecar");
-        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut answer = Vec::new();
-        let _ = stream.read_to_end(&mut answer);
-        let answer = String::from_utf8_lossy(&answer).into_owned();
-        let code = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = answer
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (code, body)
-    }
-
-    /// The peak resident set of the process, from `/proc/<pid>/status` (`VmHWM`), in bytes.
-    fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM");
-        kib * 1024
-    }
-
-    /// Everything the sidecar shows: its log, `/readyz`, `/tables` and `/metrics`.
-    fn everything(&self) -> String {
-        let mut all = self.log.text();
-        for path in ["/readyz", "/tables", "/metrics"] {
-            let (_, body) = self.get(path);
-            all.push_str(&format!("\n--- {path}\n{body}"));
-        }
-        all
-    }
+        ])
+        .envs(SECRETS)
+        .envs(env.iter().copied())
+        .start()
 }
 
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Everything the sidecar shows: its log, `/readyz`, `/tables` and `/metrics`.
+fn everything(sidecar: &Sidecar) -> String {
+    let mut all = sidecar.log_text();
+    for path in ["/readyz", "/tables", "/metrics"] {
+        let (_, body) = sidecar.get(path);
+        all.push_str(&format!("\n--- {path}\n{body}"));
     }
+    all
 }
 
 #[test]
@@ -583,14 +495,14 @@ fn the_sidecar_follows_no_redirect_of_the_jobmanager() {
         _ => flink_api(r, |_| None),
     });
     let url = flink.url();
-    let sidecar = Sidecar::start(&[
+    let sidecar = start_sidecar(&[
         ("CDC_FLINK__SQL_GATEWAY_URL", url.as_str()),
         ("CDC_FLINK__JOBMANAGER_URL", url.as_str()),
         ("CDC_FLINK__RECONCILE_INTERVAL", "200ms"),
     ]);
     sidecar.wait_for_log("redirects are not followed", Duration::from_secs(20));
     assert!(target.requests().is_empty(), "{:#?}", target.requests());
-    let everything = sidecar.everything();
+    let everything = everything(&sidecar);
     assert!(!everything.contains("stolen-pw"), "{everything}");
 }
 
@@ -617,7 +529,7 @@ async fn a_gateway_error_echoing_the_secrets_reaches_no_log_and_no_answer() {
     });
     let broker = support::Broker::start();
     let (url, bootstrap) = (flink.url(), broker.bootstrap());
-    let sidecar = Sidecar::start(&[
+    let sidecar = start_sidecar(&[
         ("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str()),
         ("CDC_FLINK__SQL_GATEWAY_URL", url.as_str()),
         ("CDC_FLINK__JOBMANAGER_URL", url.as_str()),
@@ -636,7 +548,7 @@ async fn a_gateway_error_echoing_the_secrets_reaches_no_log_and_no_answer() {
         "{}",
         sidecar.log.text()
     );
-    let everything = sidecar.everything();
+    let everything = everything(&sidecar);
     assert_no_secret("the log, /readyz, /tables or /metrics", &everything);
     assert!(everything.contains("<redacted>"), "{everything}");
 }
@@ -715,7 +627,7 @@ async fn job_links_and_logs_show_no_password_of_the_jobmanager_url() {
     flink.add_job(job, "cdc-faculty", "RUNNING", now);
     let with_password = |url: &str| url.replacen("http://", "http://admin:jm-password-77@", 1);
     let (gateway, jobmanager) = (with_password(&flink.gateway_url), with_password(&flink.jobmanager_url));
-    let sidecar = Sidecar::start(&[
+    let sidecar = start_sidecar(&[
         ("CDC_FLINK__SQL_GATEWAY_URL", gateway.as_str()),
         ("CDC_FLINK__JOBMANAGER_URL", jobmanager.as_str()),
         ("CDC_FLINK__RECONCILE_INTERVAL", "200ms"),
@@ -727,7 +639,7 @@ async fn job_links_and_logs_show_no_password_of_the_jobmanager_url() {
     let (_, tables) = sidecar.get("/tables");
     let link = format!("\"job_url\":\"{}{page}\"", flink.jobmanager_url);
     assert!(tables.contains(&link), "{link} not in {tables}");
-    let everything = sidecar.everything();
+    let everything = everything(&sidecar);
     assert!(!everything.contains("jm-password-77"), "{everything}");
     assert!(
         !everything.contains("admin:"),
@@ -748,7 +660,7 @@ fn a_huge_job_list_at_every_reconcile_keeps_the_sidecar_small() {
         _ => flink_api(r, |_| None),
     });
     let url = flink.url();
-    let sidecar = Sidecar::start(&[
+    let sidecar = start_sidecar(&[
         ("CDC_FLINK__SQL_GATEWAY_URL", url.as_str()),
         ("CDC_FLINK__JOBMANAGER_URL", url.as_str()),
         ("CDC_FLINK__RECONCILE_INTERVAL", "200ms"),

@@ -6,26 +6,11 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::ffi::OsStrExt;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::support;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cdc-orchestrator");
-
-/// A command of the real binary with none of the developer's `CDC_*` or credential variables.
-fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        let credential = cdc_orchestrator::sql::CREDENTIALS.iter().any(|&(_, v)| v == name);
-        if name.starts_with("CDC_") || credential {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd
-}
+use crate::support::sidecar::{Sidecar, command};
 
 /// `check` with the dry-run launcher (which needs no credentials) and `env` on top.
 fn check(args: &[&str], env: &[(&str, &OsStr)]) -> Output {
@@ -35,110 +20,41 @@ fn check(args: &[&str], env: &[(&str, &OsStr)]) -> Output {
     cmd.output().expect("run cdc-orchestrator check")
 }
 
-/// A running `cdc-orchestrator run`; killed on drop. Its stderr lines are collected as they come.
-struct Sidecar {
-    child: Child,
-    addr: String,
-    log: support::LogLines,
-}
-
-impl Sidecar {
-    /// Starts `run` with the dry-run launcher, a broker nobody answers at and quick settings, `env` on top.
-    fn start(env: &[(&str, &str)]) -> Sidecar {
-        let addr = format!("127.0.0.1:{}", support::free_port());
-        let bootstrap = format!("127.0.0.1:{}", support::free_port());
-        let mut cmd = command(&["run"]);
-        let defaults = [
-            ("CDC_LOG_LEVEL", "info"),
-            ("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str()),
+/// Starts `run` with the dry-run launcher, a broker nobody answers at and quick settings, `env` on top.
+fn start_sidecar(env: &[(&str, &str)]) -> Sidecar {
+    Sidecar::builder()
+        .env("CDC_LOG_LEVEL", "info")
+        .dead_broker()
+        .envs([
             ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
             ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
             ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
-            ("CDC_SERVER__LISTEN", addr.as_str()),
-            ("CDC_FLINK__LAUNCHER", "dry-run"),
-            ("CDC_POLICY__COOLDOWN", "1s"),
-        ];
-        for (key, value) in defaults.iter().chain(env) {
-            cmd.env(key, value);
-        }
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
-        let log = support::LogLines::capture(&mut child);
-        let mut sidecar = Sidecar { child, addr, log };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(&sidecar.addr).is_err() {
-            let exited = sidecar.child.try_wait().ok().flatten();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "sidecar HTTP never came up ({exited:?}); log:\n{}",
-                sidecar.log.text()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        sidecar
-    }
-
-    fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.log.count(needle) == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "no log line {needle:?} within {timeout:?}; log:\n{}",
-                self.log.text()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    /// One HTTP/1.1 request on a fresh connection, with `Host: localhost` unless `headers` name a host; the status
-    /// code and the body.
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n");
-        if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
-            request.push_str("Host: localhost\r\n");
-        }
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        raw_exchange(&self.addr, request.as_bytes())
-    }
-
-    /// `GET /tables/faculty`'s `paused`.
-    fn faculty_paused(&self) -> bool {
-        let (code, body) = self.request("GET", "/tables/faculty", &[]);
-        assert_eq!(code, 200, "{body}");
-        json(&body)["paused"].as_bool().expect("paused is a bool")
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    /// Waits up to `timeout` for the process to exit: its status, or `None` if it still runs.
-    fn exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+        ])
+        .dry_run()
+        .env("CDC_POLICY__COOLDOWN", "1s")
+        .envs(env.iter().copied())
+        .start()
 }
 
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// One HTTP/1.1 request on a fresh connection, with `Host: localhost` unless `headers` name a host; the status code
+/// and the body.
+fn request(sidecar: &Sidecar, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str("Host: localhost\r\n");
     }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    raw_exchange(sidecar.addr(), request.as_bytes())
+}
+
+/// `GET /tables/faculty`'s `paused`.
+fn faculty_paused(sidecar: &Sidecar) -> bool {
+    let (code, body) = request(sidecar, "GET", "/tables/faculty", &[]);
+    assert_eq!(code, 200, "{body}");
+    json(&body)["paused"].as_bool().expect("paused is a bool")
 }
 
 /// Sends `request` on a new connection and reads the answer until the server closes it: status and body.
@@ -218,7 +134,7 @@ fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str
 
 #[test]
 fn requests_the_http_layer_cannot_parse_get_the_documented_json_error() {
-    let sidecar = Sidecar::start(&[]);
+    let sidecar = start_sidecar(&[]);
     let huge_header = format!(
         "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(1 << 20)
@@ -243,12 +159,12 @@ fn requests_the_http_layer_cannot_parse_get_the_documented_json_error() {
         ("two hundred headers", many_headers.as_bytes(), 431),
     ];
     for (what, request, expected) in cases {
-        let (code, body) = raw_exchange(&sidecar.addr, request);
+        let (code, body) = raw_exchange(sidecar.addr(), request);
         assert_eq!(code, expected, "{what}: {body:?}");
         assert_error_body(code, &body, expected);
     }
     // After a good request on the same connection, the good answer is left as it is and the bad one gets its body.
-    let mut stream = TcpStream::connect(&sidecar.addr).expect("connect");
+    let mut stream = TcpStream::connect(sidecar.addr()).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGARBAGE\r\n\r\n")
@@ -284,10 +200,10 @@ fn readyz_names_flinks_failure_instead_of_not_contacted_yet() {
     ] {
         let mut env = sql_gateway_env(flink);
         env.push(("CDC_KAFKA__BOOTSTRAP", bootstrap.clone()));
-        let sidecar = Sidecar::start(&borrowed(&env));
+        let sidecar = start_sidecar(&borrowed(&env));
         sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
         sidecar.wait_for_log("cannot list Flink jobs", Duration::from_secs(15));
-        let (code, body) = sidecar.request("GET", "/readyz", &[]);
+        let (code, body) = request(&sidecar, "GET", "/readyz", &[]);
         assert_eq!(code, 503, "{body}");
         let reason = json(&body)["reason"].as_str().expect("a reason").to_owned();
         assert!(
@@ -302,7 +218,7 @@ fn readyz_names_flinks_failure_instead_of_not_contacted_yet() {
 
 #[test]
 fn a_browser_page_cannot_change_state_but_a_json_client_can_and_reads_stay_open() {
-    let sidecar = Sidecar::start(&[("CDC_SERVER__ALLOWED_HOSTS", "sidecar.internal")]);
+    let sidecar = start_sidecar(&[("CDC_SERVER__ALLOWED_HOSTS", "sidecar.internal")]);
     let json_type = ("Content-Type", "application/json");
     type Header<'a> = (&'a str, &'a str);
     let attacks: [(&str, Vec<Header>, u16); 6] = [
@@ -326,60 +242,64 @@ fn a_browser_page_cannot_change_state_but_a_json_client_can_and_reads_stay_open(
         ),
     ];
     for (what, headers, expected) in &attacks {
-        let (code, body) = sidecar.request("POST", "/tables/faculty/pause", headers);
+        let (code, body) = request(&sidecar, "POST", "/tables/faculty/pause", headers);
         assert_error_body(code, &body, *expected);
-        assert!(!sidecar.faculty_paused(), "{what} paused the table: {body}");
+        assert!(!faculty_paused(&sidecar), "{what} paused the table: {body}");
     }
     // What the docs tell an operator to send, from the host itself or through a listed name.
-    let (code, body) = sidecar.request("POST", "/tables/faculty/pause", &[json_type]);
+    let (code, body) = request(&sidecar, "POST", "/tables/faculty/pause", &[json_type]);
     assert_eq!(code, 202, "{body}");
-    assert!(sidecar.faculty_paused());
-    let own_origin = format!("http://{}", sidecar.addr);
-    let same_origin = [
-        json_type,
-        ("Host", sidecar.addr.as_str()),
-        ("Origin", own_origin.as_str()),
-    ];
-    let (code, body) = sidecar.request("POST", "/tables/faculty/resume", &same_origin);
+    assert!(faculty_paused(&sidecar));
+    let own_origin = format!("http://{}", sidecar.addr());
+    let same_origin = [json_type, ("Host", sidecar.addr()), ("Origin", own_origin.as_str())];
+    let (code, body) = request(&sidecar, "POST", "/tables/faculty/resume", &same_origin);
     assert_eq!(code, 202, "{body}");
-    assert!(!sidecar.faculty_paused());
+    assert!(!faculty_paused(&sidecar));
     let listed = [
         ("Content-Type", "application/json; charset=utf-8"),
         ("Host", "Sidecar.Internal:8080"),
     ];
-    let (code, body) = sidecar.request("POST", "/tables/faculty/pause", &listed);
+    let (code, body) = request(&sidecar, "POST", "/tables/faculty/pause", &listed);
     assert_eq!(code, 202, "{body}");
     // Reads are for probes and dashboards, whatever they carry.
     let foreign = [("Host", "evil.example"), ("Origin", "http://evil.example")];
     for path in ["/healthz", "/readyz", "/metrics", "/tables", "/tables/faculty"] {
-        let (code, body) = sidecar.request("GET", path, &foreign);
+        let (code, body) = request(&sidecar, "GET", path, &foreign);
         assert!(code == 200 || path == "/readyz" && code == 503, "{path}: {code} {body}");
     }
 
     // With a token, the token decides the host; the type and the origin are still checked.
-    let sidecar = Sidecar::start(&[("CDC_SERVER__TOKEN", "s3cret")]);
+    let sidecar = start_sidecar(&[("CDC_SERVER__TOKEN", "s3cret")]);
     let bearer = ("Authorization", "Bearer s3cret");
-    let (code, body) = sidecar.request(
+    let (code, body) = request(
+        &sidecar,
         "POST",
         "/tables/faculty/pause",
         &[bearer, ("Content-Type", "text/plain")],
     );
     assert_error_body(code, &body, 415);
-    let (code, body) = sidecar.request(
+    let (code, body) = request(
+        &sidecar,
         "POST",
         "/tables/faculty/pause",
         &[bearer, json_type, ("Origin", "http://evil.example")],
     );
     assert_error_body(code, &body, 403);
-    let (code, body) = sidecar.request("POST", "/tables/faculty/pause", &[json_type, ("Host", "cdc.example")]);
+    let (code, body) = request(
+        &sidecar,
+        "POST",
+        "/tables/faculty/pause",
+        &[json_type, ("Host", "cdc.example")],
+    );
     assert_error_body(code, &body, 401);
-    let (code, body) = sidecar.request(
+    let (code, body) = request(
+        &sidecar,
         "POST",
         "/tables/faculty/pause",
         &[bearer, json_type, ("Host", "cdc.example")],
     );
     assert_eq!(code, 202, "{body}");
-    assert!(sidecar.faculty_paused());
+    assert!(faculty_paused(&sidecar));
 }
 
 // Item 11: config files and environment values.
@@ -470,13 +390,13 @@ async fn sidecar_with_a_start_hanging(broker: &support::Broker, shutdown_timeout
         ("CDC_FLINK__REQUEST_TIMEOUT", "120s".to_owned()),
         ("CDC_FLINK__SHUTDOWN_TIMEOUT", shutdown_timeout.to_owned()),
     ]);
-    let sidecar = Sidecar::start(&borrowed(&env));
+    let sidecar = start_sidecar(&borrowed(&env));
     sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
     let change = support::envelope("faculty", "c");
     support::produce(&client, topic, 0, Some(b"{\"id\":1}"), &[Some(&change)]).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, body) = sidecar.request("GET", "/tables/faculty", &[]);
+        let (_, body) = request(&sidecar, "GET", "/tables/faculty", &[]);
         if json(&body)["state"] == "starting" {
             break;
         }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde_json::{Value, json};
 
-use crate::support;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cdc-orchestrator");
+use crate::support::sidecar::Sidecar;
 
 /// The log line that reports a job of an unmanaged table.
 const UNMANAGED: &str = "job of a table this sidecar does not manage";
@@ -163,110 +161,69 @@ fn job_id(n: u64) -> String {
     format!("{n:032x}")
 }
 
-/// A running `cdc-orchestrator run` with the `sql-gateway` launcher pointed at `jm`; killed on drop.
-struct Sidecar {
-    child: Child,
-    addr: String,
-    log: support::LogLines,
-}
-
-impl Sidecar {
-    fn start(jm: &FakeJobManager, env: &[(&str, &str)]) -> Sidecar {
-        let addr = format!("127.0.0.1:{}", support::free_port());
+/// Starts `cdc-orchestrator run` with the `sql-gateway` launcher pointed at `jm`, `env` on top.
+fn start_sidecar(jm: &FakeJobManager, env: &[(&str, &str)]) -> Sidecar {
+    Sidecar::builder()
+        .env("CDC_LOG_LEVEL", "info")
         // Nothing answers there: no change is ever seen, so a job the sidecar holds is idle from the start.
-        let bootstrap = format!("127.0.0.1:{}", support::free_port());
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run").current_dir(env!("CARGO_MANIFEST_DIR"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CDC_") {
-                cmd.env_remove(key);
-            }
-        }
-        let defaults = [
-            ("CDC_LOG_LEVEL", "info"),
-            ("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str()),
-            ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
-            ("CDC_SERVER__LISTEN", addr.as_str()),
-            ("CDC_FLINK__LAUNCHER", "sql-gateway"),
-            ("CDC_FLINK__SQL_GATEWAY_URL", jm.url.as_str()),
-            ("CDC_FLINK__JOBMANAGER_URL", jm.url.as_str()),
+        .dead_broker()
+        .env("CDC_KAFKA__REQUEST_TIMEOUT", "2s")
+        .flink(&jm.url, &jm.url)
+        .envs([
             ("CDC_FLINK__REQUEST_TIMEOUT", "5s"),
             ("CDC_FLINK__STOP_TIMEOUT", "2s"),
             ("CDC_FLINK__RECONCILE_INTERVAL", "300ms"),
             ("CDC_POLICY__COOLDOWN", "500ms"),
-        ];
-        for (key, value) in defaults.iter().chain(env).copied().chain(support::sql_env()) {
-            cmd.env(key, value);
-        }
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
-        let log = support::LogLines::capture(&mut child);
-        let mut sidecar = Sidecar { child, addr, log };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(&sidecar.addr).is_err() {
-            let exited = sidecar.child.try_wait().ok().flatten();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "sidecar HTTP never came up ({exited:?}); log:\n{}",
-                sidecar.log.text()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        sidecar
-    }
-
-    /// `GET path`: the status code and the body's bytes, as sent.
-    fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).expect("read the answer");
-        let head_end = answer
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("an HTTP answer");
-        let head = String::from_utf8_lossy(&answer[..head_end]).into_owned();
-        let code = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .expect("a status code");
-        assert!(
-            !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
-            "answers here are sized: {head}"
-        );
-        (code, answer[head_end + 4..].to_vec())
-    }
-
-    fn tables(&self) -> Vec<Value> {
-        let (code, body) = self.get("/tables");
-        assert_eq!(code, 200);
-        serde_json::from_slice::<Vec<Value>>(&body).expect("a JSON array")
-    }
-
-    /// Waits until `GET /tables` shows `table` with a job.
-    fn wait_for_job_of(&self, table: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let tables = self.tables();
-            if let Some(t) = tables.iter().find(|t| t["table"] == table && !t["job_id"].is_null()) {
-                return t.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{table} has no job within {timeout:?}; log:\n{}",
-                self.log.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+        ])
+        .envs(env.iter().copied())
+        .sql_credentials()
+        .start()
 }
 
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// `GET path`: the status code and the body's bytes, as sent.
+fn get_page(sidecar: &Sidecar, path: &str) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(sidecar.addr()).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    let head_end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&answer[..head_end]).into_owned();
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        "answers here are sized: {head}"
+    );
+    (code, answer[head_end + 4..].to_vec())
+}
+
+fn tables(sidecar: &Sidecar) -> Vec<Value> {
+    let (code, body) = get_page(sidecar, "/tables");
+    assert_eq!(code, 200);
+    serde_json::from_slice::<Vec<Value>>(&body).expect("a JSON array")
+}
+
+/// Waits until `GET /tables` shows `table` with a job.
+fn wait_for_job_of(sidecar: &Sidecar, table: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let tables = tables(sidecar);
+        if let Some(t) = tables.iter().find(|t| t["table"] == table && !t["job_id"].is_null()) {
+            return t.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{table} has no job within {timeout:?}; log:\n{}",
+            sidecar.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -345,7 +302,7 @@ async fn ten_thousand_listed_jobs_make_no_table_and_a_foreign_cdc_job_is_never_s
     let managed = templated();
     assert!(managed.contains("faculty") && !managed.contains("orphan") && !managed.contains("t0"));
     let jm = FakeJobManager::start(jobs).await;
-    let sidecar = Sidecar::start(&jm, &[("CDC_POLICY__IDLE_TIMEOUT", "1s")]);
+    let sidecar = start_sidecar(&jm, &[("CDC_POLICY__IDLE_TIMEOUT", "1s")]);
 
     // The managed job is adopted and, idle, stopped: stop-with-savepoint refused, then cancelled.
     let cancel = format!("/jobs/{faculty}?mode=cancel");
@@ -371,7 +328,7 @@ async fn ten_thousand_listed_jobs_make_no_table_and_a_foreign_cdc_job_is_never_s
         "the orphan still runs"
     );
 
-    let tables = sidecar.tables();
+    let tables = tables(&sidecar);
     let listed: BTreeSet<String> = tables
         .iter()
         .map(|t| t["table"].as_str().expect("a table name").to_owned())
@@ -384,7 +341,7 @@ async fn ten_thousand_listed_jobs_make_no_table_and_a_foreign_cdc_job_is_never_s
     );
     assert!(listed.contains("faculty"), "{listed:?}");
 
-    let (code, page) = sidecar.get("/metrics");
+    let (code, page) = get_page(&sidecar, "/metrics");
     assert_eq!(code, 200);
     let samples = parse_metrics(&page);
     let job_state_tables: BTreeSet<String> = samples
@@ -443,9 +400,9 @@ async fn a_job_state_with_control_bytes_reaches_no_label_answer_or_log() {
         },
     ])
     .await;
-    let sidecar = Sidecar::start(&jm, &[("CDC_POLICY__IDLE_TIMEOUT", "10m")]);
-    let table = sidecar.wait_for_job_of("faculty", Duration::from_secs(20));
-    let (code, page) = sidecar.get("/metrics");
+    let sidecar = start_sidecar(&jm, &[("CDC_POLICY__IDLE_TIMEOUT", "10m")]);
+    let table = wait_for_job_of(&sidecar, "faculty", Duration::from_secs(20));
+    let (code, page) = get_page(&sidecar, "/metrics");
     assert_eq!(code, 200);
     assert_eq!(control_bytes(&page), b"", "{}", String::from_utf8_lossy(&page));
     let samples = parse_metrics(&page);
@@ -459,7 +416,7 @@ async fn a_job_state_with_control_bytes_reaches_no_label_answer_or_log() {
 
     assert_eq!(table["job_state"], "UNKNOWN", "{table}");
     for path in ["/tables", "/tables/faculty"] {
-        let (code, body) = sidecar.get(path);
+        let (code, body) = get_page(&sidecar, path);
         assert_eq!(code, 200);
         assert_eq!(control_bytes(&body), b"", "{path}: {}", String::from_utf8_lossy(&body));
         let text = String::from_utf8(body).expect("UTF-8");

@@ -3,9 +3,6 @@
 //! length near 2 GB and a trickle of bytes, a Fetch never answered, watermarks near `i64::MAX` or negative.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream as StdTcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +26,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::support::sidecar::Sidecar;
 
 const TABLE: &str = "faculty";
 const TOPIC: &str = "university-server.public.faculty";
@@ -431,123 +430,56 @@ async fn fetches_that_never_answer_hold_a_poll_no_longer_than_request_timeout_an
         .expect("no panic");
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_cdc-orchestrator");
-
-/// `cdc-orchestrator run` with the dry-run launcher against `bootstrap`; killed on drop.
-struct Sidecar {
-    child: Child,
-    addr: String,
-    log: crate::support::LogLines,
-}
-
-impl Sidecar {
-    /// Starts it with `env` on top of quick test settings.
-    fn start(bootstrap: &str, env: &[(&str, &str)]) -> Sidecar {
-        let addr = format!("127.0.0.1:{}", crate::support::free_port());
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run").current_dir(env!("CARGO_MANIFEST_DIR"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CDC_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.envs([
-            ("CDC_LOG_LEVEL", "info"),
-            ("CDC_KAFKA__BOOTSTRAP", bootstrap),
+/// Starts `cdc-orchestrator run` with the dry-run launcher against `bootstrap`, `env` on top of quick test
+/// settings.
+fn start_sidecar(bootstrap: &str, env: &[(&str, &str)]) -> Sidecar {
+    Sidecar::builder()
+        .env("CDC_LOG_LEVEL", "info")
+        .bootstrap(bootstrap)
+        .envs([
             ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
             ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
             // Long enough that SIGTERM waiting for a hanging Fetch would show.
             ("CDC_KAFKA__REQUEST_TIMEOUT", "4s"),
             // Every advance is sampled: a Fetch is pending whenever the watermarks move.
             ("CDC_KAFKA__SAMPLE_INTERVAL", "0s"),
-            ("CDC_SERVER__LISTEN", addr.as_str()),
-            ("CDC_FLINK__LAUNCHER", "dry-run"),
-        ]);
-        cmd.envs(env.iter().copied());
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn cdc-orchestrator run");
-        let log = crate::support::LogLines::capture(&mut child);
-        let sidecar = Sidecar { child, addr, log };
-        sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
-        sidecar
-    }
-
-    fn wait_for_log(&self, needle: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while self.log.count(needle) == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "no log line {needle:?} within {limit:?}; log:\n{}",
-                self.log.text()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    /// `GET path`: the status code and the body.
-    fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = StdTcpStream::connect(&self.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        let code = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = answer
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (code, body)
-    }
-
-    /// Waits for `GET path` to answer `code` with a body containing `needle`.
-    fn wait_for(&self, path: &str, code: u16, needle: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let (got, body) = self.get(path);
-            if got == code && body.contains(needle) {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path}: {got} {body}; log:\n{}",
-                self.log.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Sends SIGTERM and waits for the exit; how long it took and the status.
-    fn terminate(&mut self, limit: Duration) -> (Duration, std::process::ExitStatus) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let sent = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return (sent.elapsed(), status);
-            }
-            assert!(sent.elapsed() < limit, "no exit within {limit:?} of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+        ])
+        .dry_run()
+        .envs(env.iter().copied())
+        .ready_when_logged("Kafka brokers answer", Duration::from_secs(15))
+        .start()
 }
 
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Waits for `GET path` to answer `code` with a body containing `needle`.
+fn wait_for_answer(sidecar: &Sidecar, path: &str, code: u16, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (got, body) = sidecar.get(path);
+        if got == code && body.contains(needle) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: {got} {body}; log:\n{}",
+            sidecar.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_reports_hanging_samples_as_not_ready_and_exits_at_once_on_sigterm() {
     let broker = FakeBroker::start(vec![10; 4], FetchMode::Hang).await;
-    let mut sidecar = tokio::task::block_in_place(|| Sidecar::start(&broker.bootstrap(), &[]));
+    let mut sidecar = tokio::task::block_in_place(|| start_sidecar(&broker.bootstrap(), &[]));
     broker.set_highs(&[20; 4]);
     tokio::task::block_in_place(|| {
-        let body = sidecar.wait_for("/readyz", 503, "record samples time out", Duration::from_secs(15));
+        let body = wait_for_answer(
+            &sidecar,
+            "/readyz",
+            503,
+            "record samples time out",
+            Duration::from_secs(15),
+        );
         assert!(body.contains("university-server.public.faculty/0"), "{body}");
         // A new advance, new Fetches that hang: SIGTERM does not wait for them.
         let fetches = broker.with(|s| s.fetched_on.len());
@@ -565,17 +497,6 @@ async fn the_binary_reports_hanging_samples_as_not_ready_and_exits_at_once_on_si
         );
     });
 }
-
-/// The process's peak resident memory, in kB.
-fn peak_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 /// The value of the metric line starting with `name ` in `/metrics`.
 fn metric(sidecar: &Sidecar, name: &str) -> Option<f64> {
     let (_, body) = sidecar.get("/metrics");
@@ -591,9 +512,8 @@ async fn the_binary_holds_little_for_2_gb_frames_on_16_partitions_and_keeps_poll
         ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
         ("CDC_KAFKA__MAX_RESPONSE_BYTES", "2097152"),
     ];
-    let sidecar = tokio::task::block_in_place(|| Sidecar::start(&broker.bootstrap(), &env));
-    let pid = sidecar.child.id();
-    let before = peak_kb(pid);
+    let sidecar = tokio::task::block_in_place(|| start_sidecar(&broker.bootstrap(), &env));
+    let before = sidecar.peak_rss() / 1024;
     broker.set_highs(&[20; 16]);
     tokio::task::block_in_place(|| {
         sidecar.wait_for_log("sample fetch failed", Duration::from_secs(15));
@@ -619,7 +539,7 @@ async fn the_binary_holds_little_for_2_gb_frames_on_16_partitions_and_keeps_poll
         "connections kept after a bogus frame: {open:?}"
     );
     // rskafka's default would let each of the 16 connections hold 100 MB; here each holds at most 2 MiB.
-    let grew = peak_kb(pid).saturating_sub(before);
+    let grew = (sidecar.peak_rss() / 1024).saturating_sub(before);
     assert!(grew < 128 * 1024, "the peak grew by {grew} kB");
 }
 

@@ -13,11 +13,8 @@
 //!
 //! Failures are persisted in `proptest-regressions/policy_props.txt` (committed).
 
-#[path = "policy_props/checks.rs"]
 mod checks;
-#[path = "policy_props/flink.rs"]
 mod flink;
-#[path = "policy_props/model.rs"]
 mod model;
 
 use cdc_orchestrator::decoder::Op;

@@ -1,13 +1,16 @@
-//! Test harness: a real Kafka-protocol broker (tansu) per test, on a free loopback port, and a fake Flink
-//! ([`fake_flink`]) serving the SQL Gateway and JobManager REST APIs.
+//! Test harness: a real Kafka-protocol broker (tansu) per test, on a free loopback port, a fake Flink
+//! ([`fake_flink`]) serving the SQL Gateway and JobManager REST APIs, the real binary as a subprocess
+//! ([`sidecar`]) and a launcher test double for the run loop in process ([`launcher_double`]).
 //!
-//! Each integration test crate includes this with `mod support;` and uses what it needs.
+//! Every module of the test binary reaches it as `crate::support`; `benches/watcher.rs` includes it too.
 #![allow(dead_code)]
 
 pub mod counting_proxy;
 pub mod fake_flink;
 pub mod kafka_admin;
+pub mod launcher_double;
 pub mod sasl_proxy;
+pub mod sidecar;
 pub mod source_progress;
 pub mod tls_proxy;
 
