@@ -1,6 +1,6 @@
 //! Every integration test, in one binary: a module per area, and the harness they share in [`support`].
 //!
-//! One binary links the crate and its dependencies once (25 test binaries took ~750 MB of `target/` and a CI
+//! One binary links the crate and its dependencies once (25 test binaries took ~790 MB of `target/` and a CI
 //! machine ran out of disk linking them). Run one area with a filter on the module path:
 //! `cargo test --test it run::` or `cargo test --test it hostile::kafka_frames::`.
 //!
