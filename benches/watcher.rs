@@ -7,7 +7,7 @@
 //! beside them the per-partition reads they replaced (one rskafka request per partition over a partition client
 //! each, [`PerPartition`]), which the sidecar no longer has.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;

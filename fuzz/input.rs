@@ -1,5 +1,5 @@
 //! How a fuzz input becomes a record, shared by the fuzz target and the stable replay test
-//! (`tests/fuzz_corpus.rs`), so both run the very same call.
+//! (`tests/it/fuzz_corpus.rs`), so both run the very same call.
 
 /// The topics a record can arrive on, one per way `decode` looks at the topic.
 pub const TOPICS: [&str; 4] = [

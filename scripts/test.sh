@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-tools.sh
-# Java, PostgreSQL, Debezium and Flink 2.0 with the SQL Gateway stand-in: tests/flink_local.rs and the end-to-end
+# Java, PostgreSQL, Debezium and Flink 2.0 with the SQL Gateway stand-in: tests/it/flink_local.rs and the end-to-end
 # test run against them, and here they must run rather than skip (not a CDC_ variable: that prefix is the sidecar's
 # configuration, which refuses unknown keys).
 scripts/install-e2e-tools.sh

@@ -592,5 +592,4 @@ async fn authenticate(connection: &mut Connection, sasl: &SaslConfig) -> Result<
 }
 
 #[cfg(test)]
-#[path = "connection_tests.rs"]
 mod tests;

@@ -5,7 +5,7 @@
 // SELECT runs and prints each result row as Flink renders it (`+I[...]`, `-U[...]`, `+U[...]`, `-D[...]`), one
 // per line; `ECHO text` prints the text; an EXPLAIN is planned (validated) and its plan dropped; any other
 // statement is executed and awaited. The first failing statement ends the run with exit 1.
-// tests/flink_sql.rs uses it to run the rendered DDL and conversions of the per-table jobs on real Flink.
+// tests/it/flink_sql.rs uses it to run the rendered DDL and conversions of the per-table jobs on real Flink.
 
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;

@@ -1,6 +1,6 @@
 //! Unit tests of the policy rules, one scenario each: `changes` (starts, idle stops, throttle, retries, operator
 //! commands), `jobs` (what Flink reports: adoption, duplicates, late reports, states) and `stops` (failed
-//! stops). The property tests in `tests/policy_props.rs` cover random interleavings.
+//! stops). The property tests in `tests/it/policy_props/` cover random interleavings.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -3,7 +3,7 @@ import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 
 /**
  * A streaming job that never ends and does next to nothing: something real for the JobManager to list, stop
- * with a savepoint and cancel in tests/real_jobmanager.rs. The slow map backpressures the source, so the job
+ * with a savepoint and cancel in tests/it/real_jobmanager.rs. The slow map backpressures the source, so the job
  * does not spin a CPU. Its name and job id come from -Dpipeline.name and -D$internal.pipeline.job-id.
  */
 public class IdleJob {

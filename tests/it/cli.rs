@@ -1,0 +1,174 @@
+//! The real binary's `check` and `version` commands: exit codes, precedence, one-line errors.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::support;
+use support::assert_config_error;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = support::sidecar::command(args);
+    // `check` with the sql-gateway launcher needs the credentials `run` would submit.
+    for &(_, variable) in &cdc_orchestrator::sql::CREDENTIALS {
+        cmd.env(variable, "test-credential");
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("run cdc-orchestrator")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The leaves of a TOML table as (dotted key, value).
+fn leaves(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => leaves(&path, inner, out),
+            other => out.push((path, other.clone())),
+        }
+    }
+}
+
+/// `value` at the dotted `path` of `table`.
+fn at<'t>(table: &'t toml::Table, path: &str) -> Option<&'t toml::Value> {
+    let mut parts = path.split('.');
+    let mut value = table.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_table()?.get(part)?;
+    }
+    Some(value)
+}
+
+/// Equal, or both durations that humantime reads as the same (`check` prints `60s` as `1m`).
+fn same_setting(a: &toml::Value, b: &toml::Value) -> bool {
+    let duration = |v: &toml::Value| v.as_str().and_then(|s| humantime::parse_duration(s).ok());
+    a == b || duration(a).is_some() && duration(a) == duration(b)
+}
+
+#[test]
+fn the_shipped_example_config_passes_check_and_every_setting_in_it_is_used() {
+    let path = "config/cdc-orchestrator.toml";
+    let out = run(&["check", "--config", path], &[]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let printed: toml::Table = toml::from_str(&text(&out.stdout)).expect("check prints TOML");
+    let shipped: toml::Table =
+        toml::from_str(&std::fs::read_to_string(path).expect("read the shipped config")).expect("shipped TOML");
+    let mut settings = Vec::new();
+    leaves("", &shipped, &mut settings);
+    assert!(settings.len() > 50, "{settings:?}");
+    for (key, value) in &settings {
+        let resolved = at(&printed, key).unwrap_or_else(|| panic!("{key} missing from check's output"));
+        assert!(
+            same_setting(value, resolved),
+            "{key}: file says {value}, check prints {resolved}"
+        );
+    }
+    // Settings only the file makes: were the file ignored, these would be the built-in defaults.
+    let defaults = run(&["check"], &[]);
+    let defaults: toml::Table = toml::from_str(&text(&defaults.stdout)).expect("check prints TOML");
+    for key in [
+        "kafka.bootstrap",
+        "flink.sql_gateway_url",
+        "policy.tables.payment.idle_timeout",
+    ] {
+        assert_ne!(at(&printed, key), at(&defaults, key), "{key} should come from the file");
+    }
+}
+
+#[test]
+fn env_overrides_show_in_check_output() {
+    let out = run(&["check"], &[("CDC_KAFKA__POLL_INTERVAL", "250ms")]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("poll_interval = \"250ms\""),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn config_file_via_env_var() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[policy]\ncooldown = \"7s\"\n").expect("write config");
+    let out = run(&["check"], &[("CDC_CONFIG", file.to_str().expect("utf-8 path"))]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("cooldown = \"7s\""));
+}
+
+#[test]
+fn unknown_key_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[kafka]\nbootstrapp = \"x:1\"\n").expect("write config");
+    let out = run(&["check", "--config", file.to_str().expect("utf-8 path")], &[]);
+    assert_config_error(&out, &["kafka.bootstrapp", "unknown key"]);
+}
+
+#[test]
+fn missing_file_exits_2_naming_the_path() {
+    let out = run(&["check", "--config", "/nonexistent/cdc.toml"], &[]);
+    assert_config_error(&out, &["config file not found", "/nonexistent/cdc.toml"]);
+}
+
+#[test]
+fn bad_values_exit_2_naming_key_and_value() {
+    let cases: [(&str, &str, &[&str]); 4] = [
+        ("CDC_POLICY__COOLDOWN", "thirty", &["policy.cooldown", "thirty"]),
+        ("CDC_KAFKA__TOPIC_PATTERN", "[a-", &["kafka.topic_pattern", "[a-"]),
+        ("CDC_KAFKA__BOOTSTRAP", "", &["kafka.bootstrap"]),
+        ("CDC_POLICY__INCLUDE", "[\"no-dash\"]", &["policy.include", "no-dash"]),
+    ];
+    for (key, value, needles) in cases {
+        let out = run(&["check"], &[(key, value)]);
+        assert_config_error(&out, needles);
+    }
+}
+
+#[test]
+fn check_refuses_a_topic_template_the_topic_pattern_does_not_watch() {
+    let out = run(&["check"], &[("CDC_KAFKA__TOPIC_TEMPLATE", "srv.public.{table}")]);
+    assert_config_error(
+        &out,
+        &["kafka.topic_template", "kafka.topic_pattern", "srv.public.class"],
+    );
+    let out = run(&["check"], &[("CDC_KAFKA__ROUTED_TOPICS", "[\"all(\"]")]);
+    assert_config_error(&out, &["kafka.routed_topics", "all("]);
+    let out = run(
+        &["check"],
+        &[
+            ("CDC_KAFKA__TOPIC_TEMPLATE", "srv.public.{table}"),
+            ("CDC_KAFKA__TOPIC_PATTERN", r"^srv\.public\..+$"),
+            ("CDC_KAFKA__ROUTED_TOPICS", "[\"srv.all\"]"),
+        ],
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("routed_topics = [\"srv.all\"]"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn bad_log_level_is_a_usage_error() {
+    let out = run(&["check", "--log-level", "cdc_orchestrator=loud"], &[]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+}
+
+#[test]
+fn version_prints_name_and_version() {
+    let out = run(&["version"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("cdc-orchestrator {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(Path::new(env!("CARGO_BIN_EXE_cdc-orchestrator")).is_file());
+}
