@@ -5,9 +5,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::launcher::{job_settings, newest_first};
-use super::{FlinkError, JobSummary, Launcher, Started, Stopped, job_id_for};
+use super::{FlinkError, Launcher, Started, Stopped};
 use crate::config::FlinkConfig;
-use crate::model::{JobId, JobState, job_name};
+use crate::model::{JobId, JobState, JobSummary, job_id_for, job_name};
 
 /// Simulates Flink in memory; for demos and for running the sidecar without a cluster.
 #[derive(Debug)]

@@ -6,12 +6,9 @@ use tokio::time::Instant;
 
 use super::gateway::SqlGateway;
 use super::jobmanager::{JobManager, JobOverview, SavepointStatus};
-use super::{
-    Backoff, Fault, FlinkError, JobSummary, Launcher, POLL_BACKOFF, Started, Stopped, http_client, job_id_for,
-    sleep_until_next,
-};
+use super::{Backoff, Fault, FlinkError, Launcher, POLL_BACKOFF, Started, Stopped, http_client, sleep_until_next};
 use crate::config::{Config, FlinkConfig};
-use crate::model::{JobId, JobState, job_name, table_of_job};
+use crate::model::{JobId, JobState, JobSummary, job_id_for, job_name, table_of_job};
 use crate::sql::Credentials;
 
 /// The settings a launcher runs with (from `[flink]`, plus the poll pace, which tests shorten).

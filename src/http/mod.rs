@@ -20,13 +20,3 @@ pub mod server;
 
 pub use routes::{ServerState, router};
 pub use server::{Limits, open_file_limit, raise_open_file_limit, serve};
-
-/// Moved to [`crate::telemetry`] (issue 25).
-pub mod metrics {
-    pub use crate::telemetry::Metrics; // moved to telemetry (issue 25)
-}
-
-/// Moved to [`crate::telemetry`] (issue 25).
-pub mod savings {
-    pub use crate::telemetry::{Savings, SavingsBook, Seen, TableSavings}; // moved to telemetry (issue 25)
-}

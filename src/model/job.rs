@@ -171,6 +171,21 @@ impl fmt::Display for JobState {
     }
 }
 
+/// A cdc job as Flink knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// The table, from the job name `cdc-<table>`.
+    pub table: String,
+    /// The job id.
+    pub job_id: JobId,
+    /// The job's state.
+    pub state: JobState,
+    /// When the job started, milliseconds since the Unix epoch.
+    pub start_time_ms: i64,
+    /// When the job ended, milliseconds since the Unix epoch; absent while it has not.
+    pub end_time_ms: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

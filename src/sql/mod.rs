@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
-pub use credentials::{CREDENTIALS, Credentials, REDACTED, sink_of};
+pub use credentials::{CREDENTIALS, Credentials, sink_of};
 pub use statements::{LAUNCHER_KEYS, reserved_key_set, split_statements, submits_job};
 
 use crate::config::{Config, SinkKind};

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use cdc_orchestrator::config::Config;
 use cdc_orchestrator::controller::RunLoop;
-use cdc_orchestrator::flink::{
-    FlinkError, JobId, JobState, JobSummary, Launcher, Started, Stopped, job_id_for, job_name,
-};
+use cdc_orchestrator::flink::{FlinkError, Launcher, Started, Stopped};
+use cdc_orchestrator::model::{JobId, JobState, JobSummary, job_id_for, job_name};
 use cdc_orchestrator::telemetry::{Health, Metrics};
 
 /// One call the run loop made.
