@@ -8,6 +8,11 @@
 //! derived from the table and a *generation* ([`crate::model::job_id_for`]). Flink rejects a second submission of a known job
 //! id, so a start retried after a lost answer adopts the job the first attempt created instead of creating a
 //! second one; and a launcher that finds a live job named `cdc-<table>` adopts it rather than starting another.
+//!
+//! Owns the launchers, the REST clients and their bounds. May import [`crate::config`], [`crate::sql`] (the
+//! statements a start submits), [`crate::model`] (job ids, states, the pinning rule), [`crate::telemetry`],
+//! [`crate::backoff`], [`crate::logging`] and [`crate::shutdown`]; never the policy, the controller, Kafka or
+//! HTTP, which sit above it.
 
 pub use crate::backoff::Backoff;
 

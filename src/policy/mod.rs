@@ -51,8 +51,9 @@
 //! own or, once the answer names another, a duplicate.
 //!
 //! The folder owns every decision about starting and stopping jobs and what Flink's and the watcher's reports
-//! mean. It may import only the shared vocabulary (job ids and states, operations, the job-id pinning rule), its
-//! settings from `config`, and `backoff`; nothing that does I/O, and nothing from `controller`, `kafka` or `http`.
+//! mean. It may import only the shared vocabulary ([`crate::model`]: job ids and states, a listed job, operations,
+//! the job-id pinning rule), its settings from `config`, and `backoff`; nothing that does I/O, and nothing from
+//! `flink`, `controller`, `kafka` or `http`.
 
 mod jobs;
 mod listing;

@@ -17,6 +17,10 @@
 //! the same for every table and written once.
 //! Credentials never live in the files or the configuration: they are read from the environment when
 //! rendering (see [`CREDENTIALS`]), and only the ones a template actually uses are required.
+//!
+//! Owns the templates, their placeholders and the credentials they may use. May import [`crate::config`] (what
+//! fills the placeholders), [`crate::model`] and [`crate::logging`]; the Flink layer, the controller and the CLI
+//! import it.
 
 mod credentials;
 mod sink;
