@@ -39,8 +39,8 @@ fn now_ms() -> i64 {
 }
 
 impl Launcher for DryRunLauncher {
-    async fn start(&self, table: &str, generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
-        let job_id = job_id_for(table, generation);
+    async fn start(&self, table: &str, launch_generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
+        let job_id = job_id_for(table, launch_generation);
         let mut jobs = self.jobs();
         if let Some(live) = jobs.values().find(|j| j.table == table && j.state.is_alive()) {
             return Ok(Started {

@@ -41,15 +41,15 @@ pub enum Stopped {
 /// Starts, stops and lists the per-table jobs. Implementations are cheap to share behind an `Arc`.
 pub trait Launcher: Send + Sync {
     /// Starts `table`'s job from `statements` (the table's SQL: DDL, then one INSERT or statement set), or adopts
-    /// the job that a previous attempt of the same `generation`, or any live job named `cdc-<table>`, already
+    /// the job that a previous attempt of the same `launch_generation`, or any live job named `cdc-<table>`, already
     /// runs. Returns once the job is RUNNING; a job not RUNNING within `flink.start_timeout` is a failed start.
     ///
-    /// `generation` must be new for every start decision and kept by that decision's retries: the run loop
-    /// passes [`crate::model::launch_generation`] of the policy's generation, which is new across restarts of the sidecar too.
+    /// `launch_generation` must be new for every start decision and kept by that decision's retries: the run loop
+    /// passes the policy's [`crate::model::launch_generation`], which is new across restarts of the sidecar too.
     fn start(
         &self,
         table: &str,
-        generation: u64,
+        launch_generation: u64,
         statements: &[String],
     ) -> impl Future<Output = Result<Started, FlinkError>> + Send;
 
@@ -88,10 +88,10 @@ impl AnyLauncher {
 }
 
 impl Launcher for AnyLauncher {
-    async fn start(&self, table: &str, generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
+    async fn start(&self, table: &str, launch_generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
         match self {
-            AnyLauncher::SqlGateway(l) => l.start(table, generation, statements).await,
-            AnyLauncher::DryRun(l) => l.start(table, generation, statements).await,
+            AnyLauncher::SqlGateway(l) => l.start(table, launch_generation, statements).await,
+            AnyLauncher::DryRun(l) => l.start(table, launch_generation, statements).await,
         }
     }
 

@@ -254,14 +254,14 @@ pub(crate) fn newest_first(jobs: &mut [JobSummary]) {
 }
 
 impl Launcher for SqlGatewayLauncher {
-    async fn start(&self, table: &str, generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
+    async fn start(&self, table: &str, launch_generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
         crate::sql::check_job(statements).map_err(|source| FlinkError::Job {
             table: table.to_owned(),
             source,
         })?;
         let begin = Instant::now();
         let deadline = begin + self.settings.start_timeout;
-        let job_id = job_id_for(table, generation);
+        let job_id = job_id_for(table, launch_generation);
         let batch = self.batch(table, &job_id, statements);
         let mut delays = self.settings.poll.delays();
         let mut unlisted_duplicates = 0;

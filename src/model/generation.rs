@@ -9,18 +9,18 @@ use super::JobId;
 /// sidecar process's start time. See [`launch_generation`].
 pub const GENERATION_BITS: u32 = 20;
 
-/// The job id of `table`'s job of `generation`: the first 16 bytes of SHA-256 over a fixed prefix, the table and
-/// the generation, in hex.
+/// The job id of `table`'s job of `launch_generation` (a start's [`launch_generation`]): the first 16 bytes of
+/// SHA-256 over a fixed prefix, the table and the launch generation, in hex.
 ///
 /// The same inputs always give the same id, across restarts and versions of the sidecar, so a retried start
 /// collides with (and adopts) the job of its first attempt. A finished job's id cannot be reused in Flink, so
 /// every new start of a table needs a new generation; retries of one start keep theirs.
-pub fn job_id_for(table: &str, generation: u64) -> JobId {
+pub fn job_id_for(table: &str, launch_generation: u64) -> JobId {
     let digest = Sha256::new()
         .chain_update(b"cdc-orchestrator/job-id/v1\0")
         .chain_update(table.as_bytes())
         .chain_update(b"\0")
-        .chain_update(generation.to_be_bytes())
+        .chain_update(launch_generation.to_be_bytes())
         .finalize();
     let mut id = [0; 16];
     id.copy_from_slice(&digest[..16]);

@@ -171,7 +171,10 @@ impl fmt::Display for JobState {
     }
 }
 
-/// A cdc job as Flink knows it.
+/// One cdc job as a listing shows it: a job named `cdc-<table>`, its table read from the name, with the times by
+/// which the policy orders a table's jobs. A listing is all of them at once, and the policy reads it as a whole;
+/// a report about one job, with the generation of the start it answers, is a `JobObservation` of the policy
+/// instead. Built by the launcher from Flink's own rows (`JobOverview`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSummary {
     /// The table, from the job name `cdc-<table>`.

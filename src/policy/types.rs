@@ -128,7 +128,9 @@ pub enum Operations {
     Sampled(BTreeMap<Op, u64>),
 }
 
-/// One job Flink reports for a table.
+/// One report of one job's state: the launcher's answer to a start, or a line of a trace. It carries the
+/// generation of the start it answers, by which the policy tells the table's current job from others, and no
+/// times; the jobs of a listing come as [`JobSummary`]s in [`Input::Listing`] instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobObservation {
     /// The table the job belongs to (the launcher derives it from the job name).

@@ -16,8 +16,8 @@ use cdc_orchestrator::telemetry::{Health, Metrics};
 /// One call the run loop made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
-    /// `start(table, generation, ..)`.
-    Start { table: String, generation: u64 },
+    /// `start(table, launch_generation, ..)`.
+    Start { table: String, launch_generation: u64 },
     /// `stop(table, job_id)`.
     Stop { table: String, job_id: JobId },
     /// `list_jobs()`.
@@ -105,12 +105,15 @@ impl FakeLauncher {
         self.state().calls.clone()
     }
 
-    /// The start calls so far: (table, generation).
+    /// The start calls so far: (table, launch generation).
     pub fn starts(&self) -> Vec<(String, u64)> {
         self.calls()
             .into_iter()
             .filter_map(|call| match call {
-                Call::Start { table, generation } => Some((table, generation)),
+                Call::Start {
+                    table,
+                    launch_generation,
+                } => Some((table, launch_generation)),
                 _ => None,
             })
             .collect()
@@ -186,13 +189,13 @@ impl FakeLauncher {
 }
 
 impl Launcher for FakeLauncher {
-    async fn start(&self, table: &str, generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
+    async fn start(&self, table: &str, launch_generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
         assert!(!statements.is_empty(), "a start always has statements");
         let delay = {
             let mut s = self.state();
             s.calls.push(Call::Start {
                 table: table.to_owned(),
-                generation,
+                launch_generation,
             });
             s.start_delay
         };
@@ -208,7 +211,7 @@ impl Launcher for FakeLauncher {
                 adopted: true,
             });
         }
-        let job_id = job_id_for(table, generation);
+        let job_id = job_id_for(table, launch_generation);
         s.clock_ms += 1;
         let start_time_ms = s.clock_ms;
         s.jobs.push(JobSummary {
