@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use cdc_orchestrator::cli::replay::{self, ReplayOptions};
 use cdc_orchestrator::config::{FlinkConfig, PolicyConfig};
-use cdc_orchestrator::policy::{Activity, Input, JobObservation, JobState, Millis, Policy, PolicySettings};
+use cdc_orchestrator::model::{JobState, Millis, job_id_for};
+use cdc_orchestrator::policy::{Activity, Input, JobObservation, Policy, PolicySettings};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 fn settings() -> PolicySettings {
@@ -31,7 +32,7 @@ fn busy_policy(tables: usize) -> (Policy, Vec<String>) {
             Millis(0),
             Input::JobState(JobObservation {
                 table: name.clone(),
-                job_id: cdc_orchestrator::flink::job_id_for(name, 1),
+                job_id: job_id_for(name, 1),
                 generation: Some(1),
                 state: JobState::Running,
             }),

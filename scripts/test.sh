@@ -19,6 +19,8 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings" >&2
 cargo clippy --all-targets --locked -- -D warnings
+echo "== scripts/check-layers.py (no circle, no forbidden arrow between folders)" >&2
+python3 scripts/check-layers.py
 echo "== cargo test" >&2
 results="$(mktemp)"
 trap 'rm -f "$results" "$results.e2e"' EXIT

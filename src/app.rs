@@ -4,6 +4,8 @@
 //! the HTTP server, and connects them with channels: the watcher's events and the server's commands go to the
 //! run loop, the run loop's table snapshots go to the server and back to the watcher (which tables' lag to
 //! read). It is the one place that knows every layer; no layer imports it, only the `run` command does.
+//!
+//! Owns the wiring, nothing else. May import every layer but [`crate::cli`], which imports it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -3,32 +3,39 @@
 //! # How data flows
 //!
 //! ```text
+//!                  app (composition root: builds every part from config, wires them with channels)
+//!
 //!  Kafka ──▶ kafka::watcher ──WatchEvent──▶ controller ──Input──▶ policy ──Action──▶ controller ──▶ flink::Launcher
-//!            (watermarks, samples                │  ▲                 (pure: no I/O,           (SQL Gateway,
-//!             decoded by decoder)                │  └──── outcomes ◀── no clock)                 JobManager)
-//!                                                ▼
-//!                                   http (health, /tables, metrics, control API)
+//!            (watermarks, lag, samples        │  ▲                (pure: no I/O,            (SQL Gateway,
+//!             decoded by decoder)             │  └── outcomes, ◀── no clock)                 JobManager)
+//!                  │                          │      listings
+//!                  │                          ▼
+//!                  │            http (health, /tables, control API) ──ControlRequest──▶ controller
+//!                  ▼                          ▲
+//!          telemetry (metrics, savings, health) ◀── reported to by kafka, flink, controller; read by http
+//!
+//!          model (TableName, JobId, JobState, JobSummary, Op, Millis, naming): the words every layer above speaks
 //! ```
 //!
 //! # Where each concern lives
 //!
 //! - [`model`]: the shared vocabulary every layer speaks: [`model::TableName`] (the one table-name rule),
-//!   [`model::JobId`], [`model::JobState`], [`model::Op`], [`model::Millis`] and [`model::now_ms`], and the rules
-//!   that name a table's topic and job. It imports nothing of the crate.
+//!   [`model::JobId`], [`model::JobState`], [`model::JobSummary`], [`model::Op`], [`model::Millis`] and
+//!   [`model::now_ms`], the rules that name a table's topic and job, and how a start's job id is pinned.
 //! - [`telemetry`]: what the sidecar reports about itself: Prometheus metrics behind methods that name what
-//!   happened, the savings book, readiness. Imports only `model` and `logging`; the others report to it.
+//!   happened, the savings book, readiness; the others report to it.
 //! - [`config`]: layered settings (defaults, TOML file, `CDC_*` variables), one file per section, each validating
 //!   itself; every mistake reported at once.
-//! - [`kafka`]: the Kafka side: one connection layer (ApiVersions, TLS, SASL), partition watermarks, consumer lag,
-//!   bounded record samples.
 //! - [`decoder`]: a Debezium record's table, operation and kind (change, tombstone, heartbeat), never panicking.
-//! - [`policy`]: the pure trigger state machine that decides when each table's job starts and stops; time is an
-//!   input, so it is replayable and property-tested.
-//! - [`controller`]: the run loop: feeds the watcher's observations and operator commands to the policy and
-//!   carries out its actions through a [`flink::Launcher`], reporting outcomes back.
+//! - [`sql`]: the Flink SQL templates of a table's job, loaded and checked once, rendered per start.
+//! - [`policy`]: the pure trigger state machine that decides when each table's job starts and stops and what
+//!   Flink's listings mean; time is an input, so it is replayable and property-tested.
+//! - [`kafka`]: the Kafka side: one connection layer (ApiVersions, TLS, SASL) and pool, partition watermarks,
+//!   consumer lag, bounded record samples, and the watcher that reports table activity.
 //! - [`flink`]: the `Launcher` trait and its `sql-gateway` and `dry-run` implementations, the SQL Gateway and
 //!   JobManager REST clients.
-//! - [`sql`]: the Flink SQL templates of a table's job, loaded and checked once, rendered per start.
+//! - [`controller`]: the run loop: feeds the watcher's observations, listings and operator commands to the policy
+//!   and carries out its actions through a [`flink::Launcher`], reporting outcomes back; it decides nothing.
 //! - [`http`]: the operator endpoint: health, readiness, `/tables`, `/metrics`, the control API.
 //! - [`app`]: the composition root: builds the parts from the configuration and wires them together.
 //! - [`cli`]: one file per subcommand; `main.rs` only parses the command line and dispatches.
@@ -36,16 +43,18 @@
 //!
 //! # Which folder may import which
 //!
-//! Each layer imports only layers above it in this list, so there is no circle between folders:
+//! Each layer imports only layers above it in this list, so there is no circle between folders.
+//! `scripts/check-layers.py` (run by `scripts/test.sh`) holds the same table and fails on any other arrow:
 //!
-//! 1. `model`, `backoff`, `logging`, `shutdown`: nothing of the crate.
-//! 2. `telemetry` (model, logging), `config` (model), `decoder` (model).
-//! 3. `sql` (config, model).
-//! 4. `policy` (config, model, backoff), `flink` and `kafka` (config, sql, model, telemetry, backoff; kafka also
-//!    decoder).
-//! 5. `controller` (the layers above).
-//! 6. `http` (controller's control channel and snapshots, telemetry, policy's status types).
-//! 7. `app`, the composition root; then `cli`, which runs it.
+//! 1. `model`, `backoff`, `logging`: nothing of the crate; `shutdown`: logging.
+//! 2. `telemetry` (model, logging), `config` (model, logging), `decoder` (model).
+//! 3. `sql` (config, model, logging).
+//! 4. `policy` (model, backoff, and config for its settings); `kafka` (config, decoder, model, telemetry, backoff,
+//!    logging, shutdown); `flink` (config, sql, model, telemetry, backoff, logging, shutdown).
+//! 5. `controller` (any layer above).
+//! 6. `http` (controller's control types only: `ControlCommand`, `ControlError`, `ControlRequest`,
+//!    `TablesSnapshot`; policy's status types, telemetry, config, model, logging, shutdown).
+//! 7. `app`, the composition root (every layer above); then `cli`, which runs it.
 
 #![warn(missing_docs)]
 

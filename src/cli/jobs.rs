@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::{EXIT_FAILURE, block_on, load_config};
-use crate::flink::{FlinkError, JobSummary, listing};
+use crate::flink::{FlinkError, listing};
+use crate::model::JobSummary;
 
 /// Asks Flink through the configured launcher and prints the jobs; exit 1 when Flink cannot be asked.
 pub fn command(file: Option<&Path>, json: bool) -> ExitCode {
@@ -98,7 +99,7 @@ pub fn render_json(jobs: &[JobSummary]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flink::{JobState, job_id_for};
+    use crate::model::{JobState, job_id_for};
 
     #[test]
     fn table_is_aligned_and_since_follows_the_state() {

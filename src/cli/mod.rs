@@ -15,6 +15,9 @@
 //! | `render`      | [`render`]       | the Flink SQL statements of one table                               |
 //!
 //! Exit codes: 0 success, 1 a failure at run time, 2 a configuration or usage error (as clap's own).
+//!
+//! Owns the command line and what each command prints. May import every layer (it is the top one, `run` through
+//! [`crate::app`]); nothing imports it but `main.rs`.
 
 pub mod args;
 pub mod check;

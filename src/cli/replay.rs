@@ -19,10 +19,9 @@ use std::process::ExitCode;
 use serde::{Deserialize, Serialize};
 
 use super::{EXIT_CONFIG, EXIT_FAILURE, load_config};
-use crate::decoder::Op;
-use crate::flink::{JobId, JobState, job_id_for};
+use crate::model::{JobId, JobState, Millis, Op, job_id_for};
 use crate::policy::{
-    Action, Activity, ControlCommand, Event, Input, JobObservation, Millis, Operations, Policy, PolicySettings,
+    Action, Activity, ControlCommand, Event, Input, JobObservation, Operations, Policy, PolicySettings,
 };
 
 /// What to print.

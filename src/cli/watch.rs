@@ -100,7 +100,7 @@ fn print_json(out: &mut impl Write, event: &WatchEvent) {
 mod tests {
     use super::*;
     use crate::config::policy::TableOverrides;
-    use crate::decoder::Op;
+    use crate::model::Op;
     use crate::sql::Templates;
 
     #[test]

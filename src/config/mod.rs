@@ -8,6 +8,10 @@
 //!
 //! Loading reports every mistake at once ([`ConfigErrors`]): each section is read on its own, so a key that does
 //! not parse in one section does not hide the mistakes of another, and every section that parses is checked.
+//!
+//! Owns every setting, its default and its validation, and [`REDACTED`], how a secret is shown. May import only
+//! [`crate::model`] (table names, operations, the topic naming rule) and [`crate::logging`]; every other layer
+//! imports it.
 
 mod check;
 mod de;

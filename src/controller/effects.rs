@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use super::RunLoop;
-use crate::flink::{FlinkError, JobId, JobSummary, Launcher, Started, Stopped};
-use crate::policy::{Input, JobObservation, JobState, Millis, StartReason, StopReason};
+use crate::flink::{FlinkError, Launcher, Started, Stopped};
+use crate::model::{JobId, JobState, JobSummary, Millis};
+use crate::policy::{Input, JobObservation, StartReason, StopReason};
 use crate::sql::{Credentials, Templates};
 
 /// What a launcher task reports back.

@@ -27,8 +27,6 @@ use std::sync::Arc;
 
 pub use control::{ControlCommand, ControlError, ControlRequest, TablesSnapshot};
 
-pub use crate::telemetry::Health; // moved to telemetry (issue 25)
-
 use crate::config::{FlinkConfig, PolicyConfig};
 use crate::flink::Launcher;
 use crate::policy::{Input, Policy, TableState, TableStatus};

@@ -13,9 +13,10 @@ use super::effects::{InFlight, JobSql, Outcome};
 use super::observe::Observer;
 use super::{ControlRequest, RunLoop, TablesSnapshot};
 use crate::config::Config;
-use crate::flink::{JobId, Launcher};
+use crate::flink::Launcher;
 use crate::kafka::watcher::WatchEvent;
-use crate::policy::{Action, ControlCommand, Event, Input, JobState, Millis, Policy, PolicySettings, TableState};
+use crate::model::{JobId, JobState, Millis};
+use crate::policy::{Action, ControlCommand, Event, Input, Policy, PolicySettings, TableState};
 use crate::sql::Credentials;
 use crate::sql::Templates;
 use crate::telemetry::{Health, Metrics};
@@ -360,7 +361,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::flink::{FlinkError, JobSummary, Started, Stopped, job_id_for};
+    use crate::flink::{FlinkError, Started, Stopped};
+    use crate::model::{JobSummary, job_id_for};
     use crate::policy::{StartReason, StopReason};
 
     /// A launcher whose job list is set by the test and which records every start and stop asked of it.

@@ -5,7 +5,8 @@ use serde_json::value::RawValue;
 
 use super::fields::{Fields, Snapshot, Source, Text};
 use super::json::{json_error, parse_object};
-use super::{Change, Decoded, Op, guessed_table};
+use super::{Change, Decoded, guessed_table};
+use crate::model::Op;
 
 /// What the record with top-level fields `f` is; `wrapper_depth` counts the schema wrappers already opened.
 pub(super) fn classify(topic: &str, f: Fields<'_>, wrapper_depth: u8) -> Decoded {

@@ -6,7 +6,7 @@
 //! not what we expect becomes [`Decoded::Invalid`] with a one-line reason, never a panic.
 //!
 //! Owns: the record shapes Debezium writes (`classify` by shape, `fields` read borrowed, `json` with its depth
-//! bound) and the operation codes ([`op`]). It maps no topic to a table: a table the record does not name is only
+//! bound), read into the shared [`crate::model::Op`]. It maps no topic to a table: a table the record does not name is only
 //! a display guess for the `decode` command (`guessed_table`); the sidecar's rule is
 //! [`crate::config::KafkaConfig::table_of_topic`]. May import nothing of the crate but the shared vocabulary leaf:
 //! the Kafka layer and the `decode` command import it.
@@ -19,7 +19,7 @@ mod tests;
 
 use serde::Serialize;
 
-pub use crate::model::Op; // moved to model (issue 25)
+use crate::model::Op;
 
 pub(crate) use json::json_error;
 use json::{check_depth, parse_object};

@@ -5,9 +5,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::launcher::{job_settings, newest_first};
-use super::{FlinkError, JobSummary, Launcher, Started, Stopped, job_id_for};
+use super::{FlinkError, Launcher, Started, Stopped};
 use crate::config::FlinkConfig;
-use crate::model::{JobId, JobState, job_name};
+use crate::model::{JobId, JobState, JobSummary, job_id_for, job_name};
 
 /// Simulates Flink in memory; for demos and for running the sidecar without a cluster.
 #[derive(Debug)]
@@ -39,8 +39,8 @@ fn now_ms() -> i64 {
 }
 
 impl Launcher for DryRunLauncher {
-    async fn start(&self, table: &str, generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
-        let job_id = job_id_for(table, generation);
+    async fn start(&self, table: &str, launch_generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
+        let job_id = job_id_for(table, launch_generation);
         let mut jobs = self.jobs();
         if let Some(live) = jobs.values().find(|j| j.table == table && j.state.is_alive()) {
             return Ok(Started {

@@ -8,7 +8,9 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-/// One row of `GET /jobs/overview`.
+/// One row of `GET /jobs/overview` (Flink's name): any job Flink knows, whoever submitted it, named as submitted.
+/// The launcher keeps the rows whose name is `cdc-<table>` as [`crate::model::JobSummary`]s (the table read from
+/// the name) and looks a start's pinned id up among them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobOverview {
     /// The job id.
@@ -23,7 +25,9 @@ pub struct JobOverview {
     pub end_time_ms: Option<i64>,
 }
 
-/// `GET /jobs/{id}`, the parts the launcher uses.
+/// `GET /jobs/{id}` (Flink's name), the parts the launcher uses: one job asked for by an id the launcher already
+/// holds (a start it awaits, a stop it checks the name of). Unlike [`JobOverview`] it has no end time, and it may
+/// be up to `web.refresh-interval` old.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobDetail {
     /// The job id.

@@ -6,12 +6,9 @@ use tokio::time::Instant;
 
 use super::gateway::SqlGateway;
 use super::jobmanager::{JobManager, JobOverview, SavepointStatus};
-use super::{
-    Backoff, Fault, FlinkError, JobSummary, Launcher, POLL_BACKOFF, Started, Stopped, http_client, job_id_for,
-    sleep_until_next,
-};
+use super::{Backoff, Fault, FlinkError, Launcher, POLL_BACKOFF, Started, Stopped, http_client, sleep_until_next};
 use crate::config::{Config, FlinkConfig};
-use crate::model::{JobId, JobState, job_name, table_of_job};
+use crate::model::{JobId, JobState, JobSummary, job_id_for, job_name, table_of_job};
 use crate::sql::Credentials;
 
 /// The settings a launcher runs with (from `[flink]`, plus the poll pace, which tests shorten).
@@ -257,14 +254,14 @@ pub(crate) fn newest_first(jobs: &mut [JobSummary]) {
 }
 
 impl Launcher for SqlGatewayLauncher {
-    async fn start(&self, table: &str, generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
+    async fn start(&self, table: &str, launch_generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
         crate::sql::check_job(statements).map_err(|source| FlinkError::Job {
             table: table.to_owned(),
             source,
         })?;
         let begin = Instant::now();
         let deadline = begin + self.settings.start_timeout;
-        let job_id = job_id_for(table, generation);
+        let job_id = job_id_for(table, launch_generation);
         let batch = self.batch(table, &job_id, statements);
         let mut delays = self.settings.poll.delays();
         let mut unlisted_duplicates = 0;

@@ -5,9 +5,14 @@
 //! and [`DryRunLauncher`] simulates them for demos without Flink.
 //!
 //! Two facts make a start safe to retry: every job is named `cdc-<table>`, and its job id is pinned to a value
-//! derived from the table and a *generation* ([`job_id_for`]). Flink rejects a second submission of a known job
+//! derived from the table and a *generation* ([`crate::model::job_id_for`]). Flink rejects a second submission of a known job
 //! id, so a start retried after a lost answer adopts the job the first attempt created instead of creating a
 //! second one; and a launcher that finds a live job named `cdc-<table>` adopts it rather than starting another.
+//!
+//! Owns the launchers, the REST clients and their bounds. May import [`crate::config`], [`crate::sql`] (the
+//! statements a start submits), [`crate::model`] (job ids, states, the pinning rule), [`crate::telemetry`],
+//! [`crate::backoff`], [`crate::logging`] and [`crate::shutdown`]; never the policy, the controller, Kafka or
+//! HTTP, which sit above it.
 
 pub use crate::backoff::Backoff;
 
@@ -28,11 +33,8 @@ use std::time::Duration;
 pub use dry_run::DryRunLauncher;
 pub use error::{Fault, FlinkError, root_cause};
 pub(crate) use http::{BodyError, read_body};
-pub use job::{AnyLauncher, GENERATION_BITS, JobSummary, Launcher, Started, Stopped, job_id_for, launch_generation};
+pub use job::{AnyLauncher, Launcher, Started, Stopped};
 pub use launcher::{LaunchSettings, SqlGatewayLauncher};
-
-// moved to model (issue 25)
-pub use crate::model::{JOB_NAME_PREFIX, JobId, JobState, job_name, table_of_job};
 
 /// Readiness tells Flink unreachable (down) from Flink refusing one call by the same rule as the retries.
 impl crate::telemetry::CallFailure for FlinkError {

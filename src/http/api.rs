@@ -104,8 +104,8 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flink::{JobId, JobState};
-    use crate::policy::{Millis, NextAction, TableState, WaitCause};
+    use crate::model::{JobId, JobState, Millis};
+    use crate::policy::{NextAction, TableState, WaitCause};
 
     #[test]
     fn a_table_serialises_field_by_field_in_the_api_order() {

@@ -11,6 +11,11 @@
 //!   answers their JSON body.
 //!
 //! What `GET /metrics` renders and `/tables` shows of the savings is [`crate::telemetry`]'s.
+//!
+//! Owns the routes, their JSON and the server's limits. May import the controller's control types only
+//! ([`crate::controller::ControlRequest`] and the commands, errors and snapshots it carries), the policy's status
+//! types, [`crate::telemetry`], [`crate::config`], [`crate::model`], [`crate::logging`] and [`crate::shutdown`];
+//! only the composition root ([`crate::app`]) and the CLI import it.
 
 pub mod api;
 mod middleware;
@@ -20,13 +25,3 @@ pub mod server;
 
 pub use routes::{ServerState, router};
 pub use server::{Limits, open_file_limit, raise_open_file_limit, serve};
-
-/// Moved to [`crate::telemetry`] (issue 25).
-pub mod metrics {
-    pub use crate::telemetry::Metrics; // moved to telemetry (issue 25)
-}
-
-/// Moved to [`crate::telemetry`] (issue 25).
-pub mod savings {
-    pub use crate::telemetry::{Savings, SavingsBook, Seen, TableSavings}; // moved to telemetry (issue 25)
-}

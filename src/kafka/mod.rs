@@ -29,5 +29,3 @@ pub mod sasl;
 pub mod tls;
 pub mod watcher;
 pub mod watermarks;
-
-pub use crate::model::naming; // moved to model (issue 25)

@@ -316,7 +316,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::decoder::Op;
+    use crate::model::Op;
 
     fn rec(value: &str) -> Record {
         Record {

@@ -18,12 +18,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{Config, KafkaConfig, PolicyConfig};
-use crate::decoder::Op;
 use crate::kafka::connection::{Pool, Security, WireError};
 use crate::kafka::lag::LagReader;
 use crate::kafka::routing::Routing;
 use crate::kafka::samples::{ClientError, PartitionSampler, SampleClient};
 use crate::kafka::watermarks::{OffsetError, TopicPartition, WatermarkReader};
+use crate::model::Op;
 use crate::telemetry::Metrics;
 
 mod poll;

@@ -171,6 +171,24 @@ impl fmt::Display for JobState {
     }
 }
 
+/// One cdc job as a listing shows it: a job named `cdc-<table>`, its table read from the name, with the times by
+/// which the policy orders a table's jobs. A listing is all of them at once, and the policy reads it as a whole;
+/// a report about one job, with the generation of the start it answers, is a `JobObservation` of the policy
+/// instead. Built by the launcher from Flink's own rows (`JobOverview`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// The table, from the job name `cdc-<table>`.
+    pub table: String,
+    /// The job id.
+    pub job_id: JobId,
+    /// The job's state.
+    pub state: JobState,
+    /// When the job started, milliseconds since the Unix epoch.
+    pub start_time_ms: i64,
+    /// When the job ended, milliseconds since the Unix epoch; absent while it has not.
+    pub end_time_ms: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,8 @@
 use rand::RngExt;
 
 use super::table::{Announced, Job, Pending, RetryWhen, StopRetry};
-use super::{Action, Event, JobId, JobObservation, JobState, Millis, Policy, STOP_RETRY, StartReason, StopReason};
+use super::{Action, Event, JobObservation, Policy, STOP_RETRY, StartReason, StopReason};
+use crate::model::{JobId, JobState, Millis};
 
 impl Policy {
     pub(super) fn on_job_state(&mut self, now: Millis, obs: JobObservation, out: &mut Vec<Action>) {

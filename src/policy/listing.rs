@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::{Action, Event, JobId, JobObservation, JobState, JobSummary, Millis, Policy};
+use super::{Action, Event, JobObservation, Policy};
+use crate::model::{JobId, JobState, JobSummary, Millis};
 
 impl Policy {
     /// Takes the jobs Flink listed, asked for at `requested_at`, as reports, in an order that lets each mean one

@@ -44,15 +44,16 @@
 //! `flink.start_timeout` (after cancelling it). A stop ends in [`Input::Stopped`] or a terminal job state; the
 //! launcher cancels a stop slower than `flink.stop_timeout`. A start's job is matched only by its generation: the
 //! launcher's answer (`JobState` or `StartFailed`) carries it, and the policy knows the job id each of its starts
-//! pins (from the table and the start's `launch_generation`, [`crate::flink::job_id_for`]), so a report without a
+//! pins (from the table and the start's `launch_generation`, [`crate::model::job_id_for`]), so a report without a
 //! generation naming one of a table's last few pinned ids is that start's. Any other report without a generation
 //! matches only by job id. While a start has no job id yet, other live jobs of its table wait for its answer: the
 //! launcher adopts a live job of the table rather than submit a second one, so such a job is either the start's
 //! own or, once the answer names another, a duplicate.
 //!
 //! The folder owns every decision about starting and stopping jobs and what Flink's and the watcher's reports
-//! mean. It may import only the shared vocabulary (job ids and states, operations, the job-id pinning rule), its
-//! settings from `config`, and `backoff`; nothing that does I/O, and nothing from `controller`, `kafka` or `http`.
+//! mean. It may import only the shared vocabulary ([`crate::model`]: job ids and states, a listed job, operations,
+//! the job-id pinning rule), its settings from `config`, and `backoff`; nothing that does I/O, and nothing from
+//! `flink`, `controller`, `kafka` or `http`.
 
 mod jobs;
 mod listing;
@@ -69,11 +70,12 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::backoff::Backoff;
 use crate::config::{Config, FlinkConfig, PolicyConfig};
+use crate::model::Millis;
 use table::{Job, Pending, RetryWhen, Table};
 use throttle::StartThrottle;
 pub use types::{
-    Action, Activity, ControlCommand, Event, Input, JobId, JobObservation, JobState, JobSummary, Millis, NextAction,
-    NextStep, Operations, StartReason, StopReason, TableState, TableStatus, WaitCause,
+    Action, Activity, ControlCommand, Event, Input, JobObservation, NextAction, NextStep, Operations, StartReason,
+    StopReason, TableState, TableStatus, WaitCause,
 };
 
 /// How many ended or duplicate job ids a table remembers, to ignore late reports about them.
@@ -100,7 +102,7 @@ pub struct PolicySettings {
     /// Seed of the retry-jitter RNG.
     pub seed: u64,
     /// The sidecar process's start, milliseconds since the Unix epoch: the high bits of every launch generation
-    /// ([`crate::flink::launch_generation`]), so that job ids pinned by one process's starts never repeat another's. Zero
+    /// ([`crate::model::launch_generation`]), so that job ids pinned by one process's starts never repeat another's. Zero
     /// unless set ([`PolicySettings::with_process_start`]), as in replays and tests.
     pub process_start_ms: u64,
 }

@@ -2,10 +2,8 @@
 //! retries, and the status each table shows.
 
 use super::table::{Announced, Job, Pending, RetryWhen, Table};
-use super::{
-    Action, Event, Millis, NextAction, NextStep, Policy, StartReason, StopReason, TableState, TableStatus, WaitCause,
-};
-use crate::flink::{job_id_for, launch_generation};
+use super::{Action, Event, NextAction, NextStep, Policy, StartReason, StopReason, TableState, TableStatus, WaitCause};
+use crate::model::{Millis, job_id_for, launch_generation};
 
 impl Policy {
     pub(super) fn unqueue(&mut self, name: &str) {

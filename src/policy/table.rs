@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::{JobId, JobState, Millis, PINNED_STARTS, REMEMBERED_JOB_IDS, StartReason, StopReason, WaitCause};
+use super::{PINNED_STARTS, REMEMBERED_JOB_IDS, StartReason, StopReason, WaitCause};
 use crate::config::TablePolicy;
+use crate::model::{JobId, JobState, Millis};
 
 /// A stop of one job that failed, and when it is asked for again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

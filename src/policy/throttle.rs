@@ -9,7 +9,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-use super::Millis;
+use crate::model::Millis;
 
 /// A governor clock that only moves when the policy sets it to the `now` it was handed.
 ///

@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::flink::JobSummary;
-use crate::model::Op;
-pub use crate::model::{JobId, JobState, Millis}; // moved to model (issue 25)
+use crate::model::{JobId, JobState, JobSummary, Millis, Op};
 
 /// Something the policy is told. Inputs for tables outside `policy.include`/`policy.exclude` are ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +56,8 @@ pub enum Input {
         table: String,
         /// The job that was to stop.
         job_id: JobId,
-        /// Whether retrying the same call may succeed ([`crate::flink::FlinkError::is_transient`]).
+        /// Whether retrying the same call may succeed, as the launcher judged its failure (Flink unreachable or a
+        /// server error).
         transient: bool,
     },
     /// An operator's command for the table.
@@ -129,7 +128,9 @@ pub enum Operations {
     Sampled(BTreeMap<Op, u64>),
 }
 
-/// One job Flink reports for a table.
+/// One report of one job's state: the launcher's answer to a start, or a line of a trace. It carries the
+/// generation of the start it answers, by which the policy tells the table's current job from others, and no
+/// times; the jobs of a listing come as [`JobSummary`]s in [`Input::Listing`] instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobObservation {
     /// The table the job belongs to (the launcher derives it from the job name).
@@ -155,8 +156,8 @@ pub enum Action {
         table: String,
         /// Increases with every start of the table (and never goes below an adopted job's).
         generation: u64,
-        /// What the launcher pins the job id from, with the table ([`crate::flink::job_id_for`]): `generation`
-        /// below the process's start ([`crate::flink::launch_generation`]), so no two processes pin one id.
+        /// What the launcher pins the job id from, with the table ([`crate::model::job_id_for`]): `generation`
+        /// below the process's start ([`crate::model::launch_generation`]), so no two processes pin one id.
         launch_generation: u64,
         /// Why.
         reason: StartReason,

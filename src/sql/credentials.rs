@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{Secret, SinkKind};
+use crate::config::{REDACTED, Secret, SinkKind};
 
 use super::SqlError;
 
@@ -25,9 +25,6 @@ pub fn sink_of(variable: &str) -> SinkKind {
         SinkKind::Iceberg
     }
 }
-
-/// What a credential's value is replaced with wherever statements are shown rather than submitted.
-pub use crate::config::REDACTED; // moved to config (issue 25)
 
 /// Credential values for the templates, looked up by environment variable name.
 #[derive(Clone, Default)]

@@ -17,6 +17,10 @@
 //! the same for every table and written once.
 //! Credentials never live in the files or the configuration: they are read from the environment when
 //! rendering (see [`CREDENTIALS`]), and only the ones a template actually uses are required.
+//!
+//! Owns the templates, their placeholders and the credentials they may use. May import [`crate::config`] (what
+//! fills the placeholders), [`crate::model`] and [`crate::logging`]; the Flink layer, the controller and the CLI
+//! import it.
 
 mod credentials;
 mod sink;
@@ -30,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
-pub use credentials::{CREDENTIALS, Credentials, REDACTED, sink_of};
+pub use credentials::{CREDENTIALS, Credentials, sink_of};
 pub use statements::{LAUNCHER_KEYS, reserved_key_set, split_statements, submits_job};
 
 use crate::config::{Config, SinkKind};

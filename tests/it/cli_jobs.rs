@@ -3,7 +3,7 @@
 use std::process::Output;
 
 use crate::support;
-use cdc_orchestrator::flink::job_id_for;
+use cdc_orchestrator::model::job_id_for;
 use support::fake_flink::FakeFlink;
 
 async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {

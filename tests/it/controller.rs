@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use cdc_orchestrator::config::Config;
 use cdc_orchestrator::controller::{ControlCommand, ControlRequest, TablesSnapshot};
-use cdc_orchestrator::flink::{GENERATION_BITS, JobState, job_id_for};
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
+use cdc_orchestrator::model::{GENERATION_BITS, JobState, job_id_for};
 use cdc_orchestrator::policy::{TableState, TableStatus};
 use cdc_orchestrator::telemetry::{Health, Metrics};
 use launcher_double::{Failure, FakeLauncher};
@@ -70,7 +70,7 @@ fn change(table: &str) -> WatchEvent {
         topic: format!("university-server.public.{table}"),
         partition: 0,
         records: 1,
-        ops: BTreeMap::from([(cdc_orchestrator::decoder::Op::Create, 1)]),
+        ops: BTreeMap::from([(cdc_orchestrator::model::Op::Create, 1)]),
         unknown_ops: 0,
         newest_ts_ms: None,
         observed_at_ms: 0,

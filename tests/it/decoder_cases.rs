@@ -1,7 +1,7 @@
 //! Our own decoder cases, one table: every kind, and every way of being invalid with the reason it gives.
 
-use cdc_orchestrator::decoder::Op;
 use cdc_orchestrator::decoder::{Change, Decoded, decode};
+use cdc_orchestrator::model::Op;
 
 const FACULTY: &str = "university-server.public.faculty";
 const TX: &str = "university-server.transaction";

@@ -1,8 +1,8 @@
 //! Property tests: any bytes decode to an answer (never a panic), and generated Debezium records decode to
 //! exactly what was generated, whatever the field order, extra fields, missing optional fields and wrapper.
 
-use cdc_orchestrator::decoder::Op;
 use cdc_orchestrator::decoder::{Change, Decoded, decode};
+use cdc_orchestrator::model::Op;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

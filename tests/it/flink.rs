@@ -10,10 +10,10 @@ use crate::support;
 use cdc_orchestrator::config::{FlinkConfig, PolicyConfig};
 use cdc_orchestrator::flink::jobmanager::SavepointStatus;
 use cdc_orchestrator::flink::{
-    Backoff, Fault as FlinkFault, FlinkError, JobId, JobState, LaunchSettings, Launcher, POLL_BACKOFF,
-    SqlGatewayLauncher, Stopped, job_id_for,
+    Backoff, Fault as FlinkFault, FlinkError, LaunchSettings, Launcher, POLL_BACKOFF, SqlGatewayLauncher, Stopped,
 };
-use cdc_orchestrator::policy::{Action, Event, Input, Millis, Policy, PolicySettings};
+use cdc_orchestrator::model::{JobId, JobState, Millis, job_id_for};
+use cdc_orchestrator::policy::{Action, Event, Input, Policy, PolicySettings};
 use cdc_orchestrator::sql::JobSqlError;
 use support::fake_flink::{FakeFlink, Fault, Route};
 use support::source_progress::{

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use cdc_orchestrator::config::{Config, SinkKind};
 use cdc_orchestrator::flink::gateway::SqlGateway;
 use cdc_orchestrator::flink::{
-    Backoff, Fault, FlinkError, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client,
-    job_id_for,
+    Backoff, Fault, FlinkError, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client,
 };
+use cdc_orchestrator::model::{JobState, job_id_for};
 use cdc_orchestrator::sql::{self, Credentials};
 use serde_json::json;
 
@@ -536,7 +536,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
 /// refreshes metrics every 10 s); returns how long that took.
 async fn await_committed_offset(
     jobmanager_url: &str,
-    job: &cdc_orchestrator::flink::JobId,
+    job: &cdc_orchestrator::model::JobId,
     table: &str,
     offset: i64,
 ) -> Duration {
@@ -563,7 +563,7 @@ async fn await_committed_offset(
 }
 
 /// Records the job's Kafka source has emitted, summed over its subtasks, from the JobManager's metrics.
-async fn source_records_read(jobmanager_url: &str, job: &cdc_orchestrator::flink::JobId) -> i64 {
+async fn source_records_read(jobmanager_url: &str, job: &cdc_orchestrator::model::JobId) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = String::new();
     while Instant::now() < deadline {

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use cdc_orchestrator::flink::jobmanager::JobManager;
 use cdc_orchestrator::flink::{
-    Backoff, FlinkError, JobId, JobState, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client,
-    job_id_for,
+    Backoff, FlinkError, LaunchSettings, Launcher, SqlGatewayLauncher, Stopped, http_client,
 };
+use cdc_orchestrator::model::{JobId, JobState, job_id_for};
 use tokio::process::{Child, Command};
 
 use crate::support;

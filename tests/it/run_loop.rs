@@ -11,7 +11,8 @@ use cdc_orchestrator::controller::RunLoop;
 use cdc_orchestrator::controller::{ControlRequest, TablesSnapshot};
 use cdc_orchestrator::flink::AnyLauncher;
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
-use cdc_orchestrator::policy::{JobState, TableState};
+use cdc_orchestrator::model::JobState;
+use cdc_orchestrator::policy::TableState;
 use cdc_orchestrator::telemetry::{Health, Metrics};
 use support::fake_flink::{FakeFlink, Route};
 use tokio::sync::{mpsc, watch};
@@ -100,7 +101,7 @@ fn change(table: &str) -> WatchEvent {
         topic: format!("university-server.public.{table}"),
         partition: 0,
         records: 1,
-        ops: BTreeMap::from([(cdc_orchestrator::decoder::Op::Create, 1)]),
+        ops: BTreeMap::from([(cdc_orchestrator::model::Op::Create, 1)]),
         unknown_ops: 0,
         newest_ts_ms: None,
         observed_at_ms: 0,

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use cdc_orchestrator::config::{Config, KafkaConfig, PolicyConfig};
-use cdc_orchestrator::decoder::Op;
 use cdc_orchestrator::kafka::connection::{Pool, Security};
 use cdc_orchestrator::kafka::lag::{LagReader, PartitionOffsets};
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent, Watcher};
+use cdc_orchestrator::model::Op;
 use rskafka::client::partition::OffsetAt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::support;
 use cdc_orchestrator::config::{Config, KafkaConfig, PolicyConfig};
-use cdc_orchestrator::decoder::Op;
 use cdc_orchestrator::kafka::watcher::{PollStats, TableActivity, Watcher};
+use cdc_orchestrator::model::Op;
 use support::counting_proxy::CountingProxy;
 use tokio::sync::watch;
 

@@ -389,8 +389,8 @@ fn a_listed_job_whose_id_a_start_pinned_is_that_starts_job_and_no_other_is() {
         ] => *launch_generation,
         other => panic!("{other:?}"),
     };
-    assert_eq!(launch, crate::flink::launch_generation(1_700_000_000_000, 1));
-    let pinned = crate::flink::job_id_for("faculty", launch);
+    assert_eq!(launch, crate::model::launch_generation(1_700_000_000_000, 1));
+    let pinned = crate::model::job_id_for("faculty", launch);
     // Another live job of the table waits for the start's answer; the start's own is its job at once.
     let mut jobs = vec![listed("faculty", "by-hand", JobState::Running, 5)];
     jobs.push(JobSummary {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::TableOverrides;
-use crate::model::Op;
+use crate::model::{JobId, JobState, JobSummary, Millis, Op};
 
 const SEC: u64 = 1_000;
 
@@ -49,7 +49,7 @@ fn activity_ops(table: &str, ops: &[(Op, u64)]) -> Input {
 
 /// A job id for a name, as the tests write them: `faculty-1` is faculty's job of generation 1.
 fn id(name: &str) -> JobId {
-    crate::flink::job_id_for(name, 0)
+    crate::model::job_id_for(name, 0)
 }
 
 fn job(table: &str, generation: u64, state: JobState) -> Input {

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use cdc_orchestrator::decoder::Op;
-use cdc_orchestrator::policy::{Activity, ControlCommand, Input, JobId, JobState, JobSummary, Millis, Operations};
+use cdc_orchestrator::model::{JobId, JobState, JobSummary, Millis, Op};
+use cdc_orchestrator::policy::{Activity, ControlCommand, Input, Operations};
 
 use super::model::{Phase, Sim, Step, TABLES};
 

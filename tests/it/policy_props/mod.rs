@@ -17,11 +17,9 @@ mod checks;
 mod flink;
 mod model;
 
-use cdc_orchestrator::decoder::Op;
-use cdc_orchestrator::flink::job_id_for;
+use cdc_orchestrator::model::{JobState, JobSummary, Millis, Op, job_id_for};
 use cdc_orchestrator::policy::{
-    Action, Activity, ControlCommand, Input, JobObservation, JobState, JobSummary, Millis, Operations, Policy,
-    StopReason,
+    Action, Activity, ControlCommand, Input, JobObservation, Operations, Policy, StopReason,
 };
 use checks::check;
 use model::{Knobs, Step, TABLES, run};

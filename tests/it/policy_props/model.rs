@@ -3,11 +3,8 @@
 use std::time::Duration;
 
 use cdc_orchestrator::config::{FlinkConfig, PolicyConfig, TableOverrides};
-use cdc_orchestrator::decoder::Op;
-use cdc_orchestrator::flink::job_id_for;
-use cdc_orchestrator::policy::{
-    Action, Input, JobId, JobObservation, JobState, Millis, Policy, PolicySettings, StopReason,
-};
+use cdc_orchestrator::model::{JobId, JobState, Millis, Op, job_id_for};
+use cdc_orchestrator::policy::{Action, Input, JobObservation, Policy, PolicySettings, StopReason};
 
 pub(crate) const TABLES: [&str; 4] = ["faculty", "program", "students", "payment"];
 

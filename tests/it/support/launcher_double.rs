@@ -9,16 +9,15 @@ use std::time::Duration;
 
 use cdc_orchestrator::config::Config;
 use cdc_orchestrator::controller::RunLoop;
-use cdc_orchestrator::flink::{
-    FlinkError, JobId, JobState, JobSummary, Launcher, Started, Stopped, job_id_for, job_name,
-};
+use cdc_orchestrator::flink::{FlinkError, Launcher, Started, Stopped};
+use cdc_orchestrator::model::{JobId, JobState, JobSummary, job_id_for, job_name};
 use cdc_orchestrator::telemetry::{Health, Metrics};
 
 /// One call the run loop made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
-    /// `start(table, generation, ..)`.
-    Start { table: String, generation: u64 },
+    /// `start(table, launch_generation, ..)`.
+    Start { table: String, launch_generation: u64 },
     /// `stop(table, job_id)`.
     Stop { table: String, job_id: JobId },
     /// `list_jobs()`.
@@ -106,12 +105,15 @@ impl FakeLauncher {
         self.state().calls.clone()
     }
 
-    /// The start calls so far: (table, generation).
+    /// The start calls so far: (table, launch generation).
     pub fn starts(&self) -> Vec<(String, u64)> {
         self.calls()
             .into_iter()
             .filter_map(|call| match call {
-                Call::Start { table, generation } => Some((table, generation)),
+                Call::Start {
+                    table,
+                    launch_generation,
+                } => Some((table, launch_generation)),
                 _ => None,
             })
             .collect()
@@ -187,13 +189,13 @@ impl FakeLauncher {
 }
 
 impl Launcher for FakeLauncher {
-    async fn start(&self, table: &str, generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
+    async fn start(&self, table: &str, launch_generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
         assert!(!statements.is_empty(), "a start always has statements");
         let delay = {
             let mut s = self.state();
             s.calls.push(Call::Start {
                 table: table.to_owned(),
-                generation,
+                launch_generation,
             });
             s.start_delay
         };
@@ -209,7 +211,7 @@ impl Launcher for FakeLauncher {
                 adopted: true,
             });
         }
-        let job_id = job_id_for(table, generation);
+        let job_id = job_id_for(table, launch_generation);
         s.clock_ms += 1;
         let start_time_ms = s.clock_ms;
         s.jobs.push(JobSummary {

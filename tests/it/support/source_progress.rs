@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use cdc_orchestrator::flink::{JobId, http_client};
+use cdc_orchestrator::flink::http_client;
+use cdc_orchestrator::model::JobId;
 use regex::Regex;
 use serde::Deserialize;
 
