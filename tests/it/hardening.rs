@@ -84,27 +84,13 @@ fn raw_exchange(addr: &str, request: &[u8], timeout: Duration) -> (u16, String) 
     stream.write_all(request).expect("send request");
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
-    parse_answer(&answer)
+    support::parse_http_answer(&answer)
 }
 
 /// A connection, or the error when none is made within `timeout` (a full accept backlog makes `connect` hang).
 fn connect_within(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
     let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
     TcpStream::connect_timeout(&addr, timeout)
-}
-
-fn parse_answer(answer: &[u8]) -> (u16, String) {
-    let answer = text(answer);
-    let code = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
 }
 
 // Item 5: environment values keep their text where the key is a string; the Bearer scheme is case-insensitive.
@@ -307,20 +293,6 @@ fn assert_no_secret(what: &str, text: &str) {
     }
 }
 
-/// One Debezium change of `table` produced into its topic on the broker.
-async fn produce_change(broker: &support::Broker, table: &str) {
-    let client = support::client(broker).await;
-    let topic = format!("university-server.public.{table}");
-    support::create_topic(&client, &topic, 1).await;
-    let value = serde_json::json!({
-        "before": null, "after": {"id": 1}, "op": "c", "ts_ms": 1_732_500_000_000_i64,
-        "source": {"connector": "postgresql", "name": "university-server", "db": "sourcedb",
-                   "schema": "public", "table": table, "snapshot": "false", "ts_ms": 1_732_500_000_000_i64},
-    })
-    .to_string();
-    support::produce(&client, &topic, 0, Some(b"{\"id\":1}"), &[Some(value.as_bytes())]).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dry_run_logs_its_statements_with_credentials_redacted() {
     let broker = support::Broker::start();
@@ -329,7 +301,7 @@ async fn the_dry_run_logs_its_statements_with_credentials_redacted() {
     env.extend(SECRETS);
     let sidecar = start_sidecar(&env, None);
     sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
-    produce_change(&broker, "faculty").await;
+    support::produce_change(&broker, "faculty").await;
     sidecar.wait_for_log("dry-run: job RUNNING", Duration::from_secs(20));
     let log = sidecar.log_text();
     assert!(log.contains("'credential' = '<redacted>:<redacted>'"), "{log}");
@@ -408,7 +380,7 @@ async fn the_dry_run_starts_jobs_without_any_credential() {
     let bootstrap = broker.bootstrap();
     let sidecar = start_sidecar(&[("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str())], None);
     sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
-    produce_change(&broker, "program").await;
+    support::produce_change(&broker, "program").await;
     sidecar.wait_for_log("dry-run: job RUNNING", Duration::from_secs(20));
     // The launcher logs RUNNING before the run loop has taken its answer and published the table.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -482,7 +454,7 @@ fn chunked_post(addr: &str, path: &str, size: usize) -> (u16, String) {
     if sent {
         let _ = stream.write_all(b"0\r\n\r\n");
     }
-    parse_answer(&answer.join().expect("reader thread"))
+    support::parse_http_answer(&answer.join().expect("reader thread"))
 }
 
 fn json(body: &str) -> serde_json::Value {
@@ -644,7 +616,7 @@ async fn idle_clients_under_a_low_open_file_limit_starve_neither_healthz_nor_the
             }
         }
     }
-    produce_change(&broker, "faculty").await;
+    support::produce_change(&broker, "faculty").await;
     sidecar.wait_for_log("dry-run: job RUNNING", Duration::from_secs(20));
     assert_eq!(sidecar.count("Too many open files"), 0, "{}", sidecar.log_text());
     drop(idle);

@@ -536,7 +536,7 @@ async fn a_gateway_error_echoing_the_secrets_reaches_no_log_and_no_answer() {
         ("CDC_LOG_LEVEL", "debug"),
     ]);
     sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
-    produce_change(&broker, "faculty").await;
+    support::produce_change(&broker, "faculty").await;
     sidecar.wait_for_log("failed to start job for: faculty", Duration::from_secs(30));
     assert!(
         flink.requests().iter().any(|r| r.body.contains("hostile-")),
@@ -550,19 +550,6 @@ async fn a_gateway_error_echoing_the_secrets_reaches_no_log_and_no_answer() {
     let everything = everything(&sidecar);
     assert_no_secret("the log, /readyz, /tables or /metrics", &everything);
     assert!(everything.contains("<redacted>"), "{everything}");
-}
-
-async fn produce_change(broker: &support::Broker, table: &str) {
-    let client = support::client(broker).await;
-    let topic = format!("university-server.public.{table}");
-    support::create_topic(&client, &topic, 1).await;
-    let value = serde_json::json!({
-        "before": null, "after": {"id": 1}, "op": "c", "ts_ms": 1_732_500_000_000_i64,
-        "source": {"connector": "postgresql", "name": "university-server", "db": "sourcedb",
-                   "schema": "public", "table": table, "snapshot": "false", "ts_ms": 1_732_500_000_000_i64},
-    })
-    .to_string();
-    support::produce(&client, &topic, 0, Some(b"{\"id\":1}"), &[Some(value.as_bytes())]).await;
 }
 
 // Item 3: passwords in URLs.

@@ -270,6 +270,36 @@ pub fn envelope(table: &str, op: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// One Debezium change (`c`, key `{"id":1}`) of `table` produced into its topic on `broker`, the topic created
+/// first.
+pub async fn produce_change(broker: &Broker, table: &str) {
+    let client = client(broker).await;
+    let topic = format!("university-server.public.{table}");
+    create_topic(&client, &topic, 1).await;
+    let value = serde_json::json!({
+        "before": null, "after": {"id": 1}, "op": "c", "ts_ms": 1_732_500_000_000_i64,
+        "source": {"connector": "postgresql", "name": "university-server", "db": "sourcedb",
+                   "schema": "public", "table": table, "snapshot": "false", "ts_ms": 1_732_500_000_000_i64},
+    })
+    .to_string();
+    produce(&client, &topic, 0, Some(b"{\"id\":1}"), &[Some(value.as_bytes())]).await;
+}
+
+/// The status code and body of a raw HTTP/1.1 answer.
+pub fn parse_http_answer(answer: &[u8]) -> (u16, String) {
+    let answer = String::from_utf8_lossy(answer);
+    let code = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
 /// The watcher of a configuration that is `kafka` and the defaults otherwise, with no SQL templates: routed
 /// records are believed for no table, and every operation counts.
 pub fn watcher(kafka: KafkaConfig) -> Result<Watcher, WatchError> {
