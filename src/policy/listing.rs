@@ -11,7 +11,7 @@ impl Policy {
     /// thing. First the end of each table's current job, if the listing shows it ended or no longer shows it at
     /// all, so that a live job of the table listed next is adopted rather than taken for a second one; then each
     /// table's newest live job, its other live jobs, and, for a table without one, its latest ended job. Every
-    /// other ended job is history and is not reported: a late report of it could only mislead.
+    /// other ended job is history: not reported (a late report of it could only mislead), but remembered as ended.
     pub(super) fn on_listing(
         &mut self,
         now: Millis,
@@ -68,10 +68,17 @@ impl Policy {
                 current.insert(table, job_id);
             }
         }
-        let current_ended = older_ended
+        let (current_ended, history): (Vec<&JobSummary>, Vec<&JobSummary>) = older_ended
             .into_iter()
-            .filter(|job| current.get(job.table.as_str()) == Some(&&job.job_id));
+            .partition(|job| current.get(job.table.as_str()) == Some(&&job.job_id));
+        // History is remembered as ended, so that a report taken before it ended (a stale listing, a late answer)
+        // cannot bring it back: a job that ended never runs again.
+        let history: Vec<(String, JobId)> = history
+            .into_iter()
+            .map(|job| (job.table.clone(), job.job_id.clone()))
+            .collect();
         let reports: Vec<JobObservation> = current_ended
+            .into_iter()
             .chain(newest_live.into_values())
             .chain(other_live)
             .chain(latest_ended.into_values())
@@ -84,6 +91,12 @@ impl Policy {
             })
             .collect();
 
+        for (table, job_id) in history {
+            let t = self.table_mut(&table);
+            if t.job.job_id() != Some(&job_id) {
+                t.retire(job_id);
+            }
+        }
         for (table, job_id) in missing {
             out.push(Action::Event(Event::JobMissing {
                 table: table.clone(),
