@@ -177,3 +177,72 @@ fn bad_values_are_rejected_by_the_schema() {
         assert!(text(&out.stderr).contains(why), "{args:?}: {}", text(&out.stderr));
     }
 }
+
+/// The dotted key paths of the leaves of `value`; maps a section keys by name (`policy.tables`) are one leaf.
+fn leaf_keys(value: &serde_json::Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
+    match value.as_object() {
+        Some(map) if !map.is_empty() && path != "policy.tables" => {
+            for (key, value) in map {
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                leaf_keys(value, &path, out);
+            }
+        }
+        _ => {
+            out.insert(path.to_owned());
+        }
+    }
+}
+
+/// The dotted key paths the schema's `config` object allows.
+fn schema_keys(node: &serde_json::Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
+    match node.get("properties").and_then(|p| p.as_object()) {
+        Some(properties) if path != "policy.tables" => {
+            for (key, node) in properties {
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                schema_keys(node, &path, out);
+            }
+        }
+        _ => {
+            out.insert(path.to_owned());
+        }
+    }
+}
+
+#[test]
+fn the_charts_schema_allows_exactly_the_configurations_keys() {
+    // The schema refuses unknown keys, so a key missing from it cannot be set through the chart, and a key left in
+    // it after a removal would be accepted by helm and refused by the sidecar.
+    let config = serde_json::to_value(cdc_orchestrator::config::Config::default()).expect("config as JSON");
+    let mut config_keys = std::collections::BTreeSet::new();
+    leaf_keys(&config, "", &mut config_keys);
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo(&format!("{CHART}/values.schema.json"))).expect("schema"))
+            .expect("schema JSON");
+    let mut allowed = std::collections::BTreeSet::new();
+    schema_keys(&schema["properties"]["config"], "", &mut allowed);
+    // A section with no default (`kafka.sasl`) is one null leaf of the configuration: its keys count as it.
+    let allowed: std::collections::BTreeSet<String> = allowed
+        .into_iter()
+        .map(|key| {
+            config_keys
+                .iter()
+                .find(|section| key.starts_with(&format!("{section}.")))
+                .cloned()
+                .unwrap_or(key)
+        })
+        .collect();
+    let missing: Vec<_> = config_keys.difference(&allowed).collect();
+    let stale: Vec<_> = allowed.difference(&config_keys).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "keys the chart cannot set: {missing:?}; keys the sidecar does not have: {stale:?}"
+    );
+}
