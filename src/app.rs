@@ -58,7 +58,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let watcher = watcher_for(&config, &templates)?;
     if config.flink.launcher != LauncherKind::DryRun {
         templates
-            .require_credentials(&Credentials::from_env())
+            .require_credentials(&Credentials::from_env(&config.kafka))
             .map_err(RunError::Credentials)?;
     }
     let listener = tokio::net::TcpListener::bind(config.server.listen)

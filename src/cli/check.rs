@@ -16,7 +16,7 @@ pub fn command(file: Option<&Path>) -> ExitCode {
     };
     // `run` would refuse to start without them; `check` says so first.
     if config.flink.launcher != LauncherKind::DryRun
-        && let Err(e) = sql::require_credentials(&config, &Credentials::from_env())
+        && let Err(e) = sql::require_credentials(&config, &Credentials::from_env(&config.kafka))
     {
         eprintln!("error: {}", crate::logging::chain(&e));
         return ExitCode::from(render::exit_code(&e));

@@ -15,7 +15,7 @@ pub fn command(file: Option<&Path>, table: &str, show_secrets: bool) -> ExitCode
         Err(code) => return code,
     };
     let credentials = if show_secrets {
-        Credentials::from_env()
+        Credentials::from_env(&config.kafka)
     } else {
         Credentials::redacted()
     };

@@ -79,7 +79,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
         let credentials = if launcher.simulated() {
             Credentials::redacted()
         } else {
-            Credentials::from_env()
+            Credentials::from_env(&config.kafka)
         };
         metrics.savings().start(
             move || clock.now(),

@@ -49,8 +49,8 @@ pub struct SqlGatewayLauncher {
 }
 
 impl SqlGatewayLauncher {
-    /// A launcher for `flink.sql_gateway_url` and `flink.jobmanager_url`, masking the environment's credentials
-    /// in its logs.
+    /// A launcher for `flink.sql_gateway_url` and `flink.jobmanager_url`, masking the environment's credentials and
+    /// the Kafka SASL password in its logs.
     pub fn from_config(config: &Config) -> Result<SqlGatewayLauncher, FlinkError> {
         let flink = &config.flink;
         let launcher = SqlGatewayLauncher::new(
@@ -60,7 +60,7 @@ impl SqlGatewayLauncher {
             LaunchSettings::from_config(flink),
         )?;
         Ok(launcher
-            .with_credentials(Credentials::from_env())
+            .with_credentials(Credentials::from_env(&config.kafka))
             .with_max_response_bytes(flink.max_response_bytes))
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{REDACTED, Secret, SinkKind};
+use crate::config::{KafkaConfig, REDACTED, Secret, SinkKind};
 
 use super::SqlError;
 
@@ -26,9 +26,15 @@ pub fn sink_of(variable: &str) -> SinkKind {
     }
 }
 
+/// Where the Kafka SASL password usually comes from, and what a missing one is reported as: the configuration
+/// reads it (`kafka.sasl.password`), and the jobs' source options carry it.
+pub const KAFKA_SASL_PASSWORD: &str = "CDC_KAFKA__SASL__PASSWORD";
+
 /// Credential values for the templates, looked up by environment variable name.
 #[derive(Clone, Default)]
 pub struct Credentials {
+    /// By environment variable: those of [`CREDENTIALS`], and `kafka.sasl.password` under
+    /// [`KAFKA_SASL_PASSWORD`] (no placeholder names it; only the source's options carry it).
     values: BTreeMap<&'static str, Secret>,
     /// Variables set to a value that is not UTF-8: reported as such rather than as unset.
     not_utf8: BTreeSet<&'static str>,
@@ -42,9 +48,14 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Reads the variables of [`CREDENTIALS`] from the process environment.
-    pub fn from_env() -> Self {
+    /// Reads the variables of [`CREDENTIALS`] from the process environment, and takes the Kafka SASL password
+    /// from `kafka` (where `CDC_KAFKA__SASL__PASSWORD` or the file has put it), so that the jobs get it and every
+    /// redaction masks it.
+    pub fn from_env(kafka: &KafkaConfig) -> Self {
         let mut credentials = Self::from_lookup(|name| std::env::var(name).ok());
+        if let Some(sasl) = &kafka.sasl {
+            credentials = credentials.with_kafka_password(sasl.password.clone());
+        }
         credentials.not_utf8 = CREDENTIALS
             .iter()
             .map(|&(_, variable)| variable)
@@ -70,27 +81,43 @@ impl Credentials {
         }
     }
 
+    /// These credentials with `password` as the Kafka SASL password (tests, or another source of secrets).
+    pub fn with_kafka_password(mut self, password: Secret) -> Self {
+        if !password.expose().is_empty() {
+            self.values.insert(KAFKA_SASL_PASSWORD, password);
+        }
+        self
+    }
+
     /// Every credential as [`REDACTED`]: statements rendered with these can be shown or logged, and a launcher
     /// that submits nothing (dry-run) needs no real credentials at all.
     pub fn redacted() -> Self {
-        Self::from_lookup(|_| Some(REDACTED.to_owned()))
+        Self::from_lookup(|_| Some(REDACTED.to_owned())).with_kafka_password(Secret::new(REDACTED))
     }
 
-    /// `text` with every credential value (as set, and as escaped into a SQL literal) replaced by [`REDACTED`]:
-    /// for text that may echo a statement back, such as Flink's error messages.
+    /// `text` with every credential value replaced by [`REDACTED`], as set and in every escaped form a
+    /// statement carries it (a SQL literal, a JAAS value, a JAAS value in a SQL literal): for text that may echo
+    /// a statement back, such as Flink's error messages.
     pub fn redact(&self, text: &str) -> String {
         let mut text = text.to_owned();
-        for secret in self.values.values().map(Secret::expose) {
-            if secret == REDACTED {
-                continue;
-            }
-            for form in [secret.replace('\'', "''"), secret.to_owned()] {
+        for secret in self.values.values().map(Secret::expose).filter(|&s| s != REDACTED) {
+            let jaas = jaas_escape(secret);
+            let mut forms = vec![sql_escape(&jaas), jaas, sql_escape(secret), secret.to_owned()];
+            // Longest first, so that a form containing another is masked whole rather than leaving its escapes.
+            forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
+            forms.dedup();
+            for form in forms {
                 if text.contains(&form) {
                     text = text.replace(&form, REDACTED);
                 }
             }
         }
         text
+    }
+
+    /// The Kafka SASL password the jobs' JAAS config carries, if known.
+    pub(super) fn kafka_password(&self) -> Option<&str> {
+        self.get(KAFKA_SASL_PASSWORD)
     }
 
     /// The value of the credential read from environment variable `variable`, if set.
@@ -119,4 +146,19 @@ impl Credentials {
         }
         Ok(())
     }
+}
+
+/// `value` as a double-quoted JAAS option value. Kafka parses JAAS with Java's `StreamTokenizer`, which ends a
+/// quoted value at an unescaped `"` or a line break and reads `\` escapes (`\n`, `\r` among them).
+pub(super) fn jaas_escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+/// `value` inside a single-quoted SQL literal.
+fn sql_escape(value: &str) -> String {
+    value.replace('\'', "''")
 }

@@ -34,10 +34,10 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
-pub use credentials::{CREDENTIALS, Credentials, sink_of};
+pub use credentials::{CREDENTIALS, Credentials, KAFKA_SASL_PASSWORD, sink_of};
 pub use statements::{LAUNCHER_KEYS, reserved_key_set, split_statements, submits_job};
 
-use crate::config::{Config, SinkKind};
+use crate::config::Config;
 use crate::model::TableName;
 
 /// File name of the session and catalog set-up template, inside `flink.sql_dir`.
@@ -281,7 +281,7 @@ impl Templates {
             let template = env
                 .template_from_named_str(&source.name, &source.text)
                 .map_err(|e| syntax(source, &e))?;
-            require(&template, source, credentials, self.config.sink.kind)?;
+            require(&template, source, credentials, &self.config)?;
         }
         Ok(())
     }
@@ -302,9 +302,8 @@ impl Templates {
         credentials.check()?;
         let env = environment();
         let context = context(&self.config, table, credentials);
-        let sink = self.config.sink.kind;
-        let mut statements = render_one(&env, &self.setup, &context, credentials, sink)?;
-        let own = render_one(&env, table_source, &context, credentials, sink)?;
+        let mut statements = render_one(&env, &self.setup, &context, credentials, &self.config)?;
+        let own = render_one(&env, table_source, &context, credentials, &self.config)?;
         if own.is_empty() {
             return Err(TemplateError::Empty {
                 template: table_source.name.clone(),
@@ -410,7 +409,7 @@ fn context(config: &Config, table: &str, credentials: &Credentials) -> BTreeMap<
             context.insert(placeholder, Value::from(value));
         }
     }
-    context.extend(source::variables(config, table));
+    context.extend(source::variables(config, table, credentials.kafka_password()));
     context.extend(sink::variables(config, table, |p| credentials.placeholder(p)));
     context
 }
@@ -436,12 +435,12 @@ fn render_one(
     source: &Source,
     context: &BTreeMap<&'static str, Value>,
     credentials: &Credentials,
-    sink: SinkKind,
+    config: &Config,
 ) -> Result<Vec<String>, SqlError> {
     let template = env
         .template_from_named_str(&source.name, &source.text)
         .map_err(|e| syntax(source, &e))?;
-    require(&template, source, credentials, sink)?;
+    require(&template, source, credentials, config)?;
     let text = template.render(context).map_err(|e| syntax(source, &e))?;
     let statements = split_statements(&text).map_err(|(what, line)| TemplateError::Unterminated {
         template: source.name.clone(),
@@ -452,14 +451,23 @@ fn render_one(
 }
 
 /// Names the missing environment variable rather than letting minijinja report an undefined placeholder. The
-/// templates may hold both sinks' statements; only the configured sink's credentials are needed.
+/// templates may hold both sinks' statements; only the configured sink's credentials are needed, and the Kafka
+/// SASL password only where the source's options are used on a cluster that needs it.
 fn require(
     template: &minijinja::Template<'_, '_>,
     source: &Source,
     credentials: &Credentials,
-    sink: SinkKind,
+    config: &Config,
 ) -> Result<(), SqlError> {
+    let sink = config.sink.kind;
     let mut used: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
+    if used.contains(source::SOURCE_OPTIONS) && config.kafka.sasl.is_some() && credentials.kafka_password().is_none() {
+        return Err(SqlError::MissingCredential {
+            variable: KAFKA_SASL_PASSWORD,
+            placeholder: source::SOURCE_OPTIONS,
+            template: source.name.clone(),
+        });
+    }
     if used.contains(sink::SINK_OPTIONS) {
         used.extend(sink::carried_credentials(sink).iter().map(|&p| p.to_owned()));
     }

@@ -5,31 +5,82 @@
 //! group (`kafka.group_template`, whose lag the sidecar reads). It resumes from the group's committed offsets, and
 //! a first run, with none committed, starts at the beginning of the topic. Records are Debezium's envelope
 //! (`before`, `after`, `op`) as JSON without schemas, read as a changelog.
+//!
+//! On a secured cluster the source connects as the sidecar does (`kafka.tls`, `kafka.sasl`): Kafka's security
+//! protocol, SASL mechanism and JAAS login, and the CA file as a PEM trust store. The SASL password is a
+//! credential ([`Credentials`](super::Credentials)): `<redacted>` wherever statements are shown or logged.
 
 use minijinja::Value;
 
+use super::credentials::jaas_escape;
 use super::with_options;
-use crate::config::Config;
+use crate::config::{Config, KafkaConfig, SaslMechanism};
 
 /// The placeholder whose value holds the Kafka source's options.
 pub(super) const SOURCE_OPTIONS: &str = "source_options";
 
-/// The source placeholder of `table` under `config`.
-pub(super) fn variables(config: &Config, table: &str) -> Vec<(&'static str, Value)> {
+/// The source placeholder of `table` under `config`; `kafka_password` fills the JAAS config when `kafka.sasl` is
+/// set (without it the login is left out: rendering checks first that a template using the options has it).
+pub(super) fn variables(config: &Config, table: &str, kafka_password: Option<&str>) -> Vec<(&'static str, Value)> {
     let kafka = &config.kafka;
-    let options = with_options(&[
+    let topic = kafka.topic_for(table);
+    let bootstrap = kafka.bootstrap.join(",");
+    let group = kafka.group_for(table);
+    let mut pairs: Vec<(&str, &str)> = vec![
         ("connector", "kafka"),
-        ("topic", &kafka.topic_for(table)),
-        ("properties.bootstrap.servers", &kafka.bootstrap.join(",")),
-        ("properties.group.id", &kafka.group_for(table)),
+        ("topic", &topic),
+        ("properties.bootstrap.servers", &bootstrap),
+        ("properties.group.id", &group),
+    ];
+    let security = security(kafka, kafka_password);
+    pairs.extend(security.iter().map(|(key, value)| (*key, value.as_str())));
+    pairs.extend([
         ("scan.startup.mode", "group-offsets"),
         ("properties.auto.offset.reset", "earliest"),
         ("format", "debezium-json"),
         ("debezium-json.schema-include", "false"),
     ]);
+    let options = with_options(&pairs);
     // SQL text whose values `with_options` has escaped: marked safe, so the formatter passes it unchanged.
     vec![(SOURCE_OPTIONS, Value::from_safe_string(options))]
 }
+
+/// The Kafka client's security properties for `kafka.tls` and `kafka.sasl`; none on a plaintext cluster.
+fn security(kafka: &KafkaConfig, password: Option<&str>) -> Vec<(&'static str, String)> {
+    let tls = kafka.tls.enabled;
+    let protocol = match (tls, kafka.sasl.is_some()) {
+        (false, false) => return Vec::new(),
+        (true, false) => "SSL",
+        (false, true) => "SASL_PLAINTEXT",
+        (true, true) => "SASL_SSL",
+    };
+    let mut properties = vec![("properties.security.protocol", protocol.to_owned())];
+    if let Some(sasl) = &kafka.sasl {
+        let (mechanism, module) = match sasl.mechanism {
+            SaslMechanism::Plain => ("PLAIN", "org.apache.kafka.common.security.plain.PlainLoginModule"),
+            SaslMechanism::ScramSha256 => ("SCRAM-SHA-256", SCRAM_LOGIN_MODULE),
+            SaslMechanism::ScramSha512 => ("SCRAM-SHA-512", SCRAM_LOGIN_MODULE),
+        };
+        properties.push(("properties.sasl.mechanism", mechanism.to_owned()));
+        if let Some(password) = password {
+            let jaas = format!(
+                r#"{module} required username="{}" password="{}";"#,
+                jaas_escape(&sasl.username),
+                jaas_escape(password)
+            );
+            properties.push(("properties.sasl.jaas.config", jaas));
+        }
+    }
+    if tls && let Some(ca_file) = &kafka.tls.ca_file {
+        // Kafka reads PEM trust stores itself (KIP-651); without a CA file the JVM's default roots apply, as the
+        // system roots do for the sidecar.
+        properties.push(("properties.ssl.truststore.type", "PEM".to_owned()));
+        properties.push(("properties.ssl.truststore.location", ca_file.display().to_string()));
+    }
+    properties
+}
+
+const SCRAM_LOGIN_MODULE: &str = "org.apache.kafka.common.security.scram.ScramLoginModule";
 
 #[cfg(test)]
 mod tests {
@@ -39,7 +90,7 @@ mod tests {
     fn the_options_name_the_tables_topic_and_group_escaped() {
         let mut config = Config::default();
         config.kafka.bootstrap = vec!["a:9092".to_owned(), "o'b:9093".to_owned()];
-        let variables = variables(&config, "room");
+        let variables = variables(&config, "room", None);
         let [(name, options)] = variables.as_slice() else {
             panic!("one placeholder: {variables:?}");
         };
@@ -63,5 +114,157 @@ mod tests {
             options.ends_with("    'debezium-json.schema-include' = 'false'"),
             "{options}"
         );
+    }
+
+    use crate::config::{SaslConfig, Secret};
+
+    /// The options of table `room` under `kafka`, rendered with `password`.
+    fn options_of(kafka: KafkaConfig, password: Option<&str>) -> String {
+        let config = Config {
+            kafka,
+            ..Config::default()
+        };
+        let variables = variables(&config, "room", password);
+        variables[0].1.to_string()
+    }
+
+    fn sasl(mechanism: SaslMechanism, username: &str) -> Option<SaslConfig> {
+        Some(SaslConfig {
+            mechanism,
+            username: username.to_owned(),
+            password: Secret::new("unused: the credentials carry the password"),
+        })
+    }
+
+    fn tls(ca_file: Option<&str>) -> crate::config::TlsConfig {
+        crate::config::TlsConfig {
+            enabled: true,
+            ca_file: ca_file.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_plaintext_cluster_gets_exactly_the_options_it_always_had() {
+        assert_eq!(
+            options_of(KafkaConfig::default(), Some("ignored")),
+            "    'connector' = 'kafka',\n    'topic' = 'university-server.public.room',\n    \
+             'properties.bootstrap.servers' = '127.0.0.1:9092',\n    'properties.group.id' = 'cdc-room',\n    \
+             'scan.startup.mode' = 'group-offsets',\n    'properties.auto.offset.reset' = 'earliest',\n    \
+             'format' = 'debezium-json',\n    'debezium-json.schema-include' = 'false'"
+        );
+    }
+
+    #[test]
+    fn tls_alone_is_ssl_trusting_the_ca_file_as_pem() {
+        let kafka = KafkaConfig {
+            tls: tls(Some("/etc/kafka/ca's.pem")),
+            ..KafkaConfig::default()
+        };
+        let options = options_of(kafka, None);
+        assert!(
+            options.contains(
+                "    'properties.group.id' = 'cdc-room',\n    'properties.security.protocol' = 'SSL',\n    \
+                 'properties.ssl.truststore.type' = 'PEM',\n    \
+                 'properties.ssl.truststore.location' = '/etc/kafka/ca''s.pem',\n    'scan.startup.mode'"
+            ),
+            "{options}"
+        );
+        assert!(!options.contains("sasl"), "{options}");
+        // No CA file: the JVM's own roots, as the sidecar uses the system's.
+        let system_roots = options_of_tls(tls(None));
+        assert!(
+            system_roots.contains("'properties.security.protocol' = 'SSL'"),
+            "{system_roots}"
+        );
+        assert!(!system_roots.contains("truststore"), "{system_roots}");
+        // A CA file without `enabled` is not TLS, for the jobs as for the sidecar.
+        let disabled = options_of_tls(crate::config::TlsConfig {
+            enabled: false,
+            ..tls(Some("/ca.pem"))
+        });
+        assert_eq!(disabled, options_of(KafkaConfig::default(), None));
+    }
+
+    fn options_of_tls(tls: crate::config::TlsConfig) -> String {
+        options_of(
+            KafkaConfig {
+                tls,
+                ..KafkaConfig::default()
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn sasl_plain_alone_is_sasl_plaintext_with_the_plain_login() {
+        let kafka = KafkaConfig {
+            sasl: sasl(SaslMechanism::Plain, "cdc"),
+            ..KafkaConfig::default()
+        };
+        let options = options_of(kafka, Some("pw"));
+        assert!(
+            options.contains(
+                "    'properties.security.protocol' = 'SASL_PLAINTEXT',\n    \
+                 'properties.sasl.mechanism' = 'PLAIN',\n    'properties.sasl.jaas.config' = \
+                 'org.apache.kafka.common.security.plain.PlainLoginModule required username=\"cdc\" password=\"pw\";',\n"
+            ),
+            "{options}"
+        );
+        assert!(!options.contains("ssl."), "{options}");
+    }
+
+    #[test]
+    fn scram_with_tls_is_sasl_ssl_with_the_scram_login_and_the_trust_store() {
+        for (mechanism, name) in [
+            (SaslMechanism::ScramSha256, "SCRAM-SHA-256"),
+            (SaslMechanism::ScramSha512, "SCRAM-SHA-512"),
+        ] {
+            let kafka = KafkaConfig {
+                tls: tls(Some("/ca.pem")),
+                sasl: sasl(mechanism, "cdc"),
+                ..KafkaConfig::default()
+            };
+            let options = options_of(kafka, Some("pw"));
+            assert!(
+                options.contains(&format!(
+                    "    'properties.security.protocol' = 'SASL_SSL',\n    \
+                     'properties.sasl.mechanism' = '{name}',\n    'properties.sasl.jaas.config' = \
+                     'org.apache.kafka.common.security.scram.ScramLoginModule required username=\"cdc\" password=\"pw\";',\n    \
+                     'properties.ssl.truststore.type' = 'PEM',\n    'properties.ssl.truststore.location' = '/ca.pem',\n"
+                )),
+                "{options}"
+            );
+        }
+    }
+
+    #[test]
+    fn quotes_and_backslashes_stay_inside_the_jaas_value_and_the_sql_literal() {
+        let kafka = KafkaConfig {
+            sasl: sasl(SaslMechanism::ScramSha512, r#"us"er\"#),
+            ..KafkaConfig::default()
+        };
+        let options = options_of(kafka, Some("a\"b\\c'd\ne"));
+        // JAAS escapes `"`, `\` and the line break; then SQL doubles the `'`.
+        assert!(
+            options.contains(
+                r#"'properties.sasl.jaas.config' = 'org.apache.kafka.common.security.scram.ScramLoginModule required username="us\"er\\" password="a\"b\\c''d\ne";'"#
+            ),
+            "{options}"
+        );
+        let statements = super::super::split_statements(&format!("CREATE TABLE t (x INT) WITH (\n{options}\n);"))
+            .expect("closed literals");
+        assert_eq!(statements.len(), 1, "{statements:?}");
+    }
+
+    #[test]
+    fn without_the_password_the_login_is_left_out() {
+        let kafka = KafkaConfig {
+            sasl: sasl(SaslMechanism::Plain, "cdc"),
+            ..KafkaConfig::default()
+        };
+        let options = options_of(kafka, None);
+        assert!(options.contains("'properties.sasl.mechanism' = 'PLAIN'"), "{options}");
+        assert!(!options.contains("jaas"), "{options}");
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::SinkKind;
+use crate::config::{REDACTED, SinkKind};
 
 fn credentials() -> Credentials {
     Credentials::from_lookup(|name| Some(format!("{}-value", name.to_lowercase())))
@@ -261,4 +261,65 @@ fn every_builtin_table_renders_as_when_it_wrote_the_source_options_out() {
             );
         }
     }
+}
+
+/// A SCRAM cluster's configuration, its password in the config as `CDC_KAFKA__SASL__PASSWORD` puts it.
+fn sasl_config(password: &str) -> Config {
+    let mut config = Config::default();
+    config.kafka.sasl = Some(crate::config::SaslConfig {
+        mechanism: crate::config::SaslMechanism::ScramSha512,
+        username: "cdc".to_owned(),
+        password: crate::config::Secret::new(password),
+    });
+    config
+}
+
+#[test]
+fn the_kafka_password_is_submitted_but_never_shown_and_always_masked() {
+    let password = "p\"a\\s's";
+    let config = sasl_config(password);
+    let jaas = r#"password="p\"a\\s''s";"#;
+    // The process's credentials take the Kafka password from the configuration.
+    assert_eq!(Credentials::from_env(&config.kafka).redact(password), REDACTED);
+    // What the launcher submits: the password, escaped for JAAS, then for SQL.
+    let real = credentials().with_kafka_password(crate::config::Secret::new(password));
+    let submitted = Templates::load(&config)
+        .unwrap()
+        .render("room", &real)
+        .unwrap()
+        .join("\n");
+    assert!(submitted.contains(jaas), "{submitted}");
+    // What `render` prints and the dry-run launcher logs: the placeholder only.
+    for table in Templates::load(&config).unwrap().tables() {
+        let shown = render_table_with(&config, &table, &Credentials::redacted())
+            .unwrap()
+            .join("\n");
+        assert!(shown.contains(r#"password="<redacted>";"#), "{shown}");
+        for form in [password, "p\"a\\s''s", r#"p\"a\\s's"#, r#"p\"a\\s''s"#] {
+            assert!(!shown.contains(form), "{table}: {shown}");
+        }
+    }
+    // A Flink error echoing the statement, or the value in any of its forms, is masked.
+    let echoed = format!("bad option: {submitted} / {password} / p\"a\\s''s / p\\\"a\\\\s's");
+    let masked = real.redact(&echoed);
+    assert!(!masked.contains("a\\s") && !masked.contains("a\\\\s"), "{masked}");
+    assert!(masked.contains(r#"password="<redacted>";"#), "{masked}");
+    let forms = real.redact(&format!("{password} / p\"a\\s''s / p\\\"a\\\\s's / {jaas}"));
+    assert_eq!(forms, "<redacted> / <redacted> / <redacted> / password=\"<redacted>\";");
+    assert!(!format!("{real:?}").contains("p\"a"), "{real:?}");
+}
+
+#[test]
+fn a_sasl_cluster_without_the_password_names_its_variable() {
+    let config = sasl_config("pw");
+    // Credentials made without the configuration (as a caller that forgot it would) lack the Kafka password.
+    let without = credentials();
+    let error = render_table_with(&config, "room", &without).unwrap_err();
+    assert!(
+        error.to_string().contains("CDC_KAFKA__SASL__PASSWORD") && error.to_string().contains("source_options"),
+        "{error}"
+    );
+    let error = require_credentials(&config, &without).unwrap_err();
+    assert!(error.to_string().contains("CDC_KAFKA__SASL__PASSWORD"), "{error}");
+    assert!(require_credentials(&config, &without.with_kafka_password(crate::config::Secret::new("pw"))).is_ok());
 }

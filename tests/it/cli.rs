@@ -172,3 +172,32 @@ fn version_prints_name_and_version() {
     );
     assert!(Path::new(env!("CARGO_BIN_EXE_cdc-orchestrator")).is_file());
 }
+
+#[test]
+fn render_gives_the_jobs_the_kafka_login_with_the_password_only_when_asked() {
+    let password = "kafka-pw\"'\\secret";
+    let env = [
+        ("CDC_KAFKA__SASL__MECHANISM", "SCRAM-SHA-256"),
+        ("CDC_KAFKA__SASL__USERNAME", "cdc"),
+        ("CDC_KAFKA__SASL__PASSWORD", password),
+    ];
+    let shown = run(&["render", "room"], &env);
+    assert!(shown.status.success(), "stderr: {}", text(&shown.stderr));
+    let shown = text(&shown.stdout);
+    assert!(
+        shown.contains("'properties.security.protocol' = 'SASL_PLAINTEXT'"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(r#"ScramLoginModule required username="cdc" password="<redacted>";'"#),
+        "{shown}"
+    );
+    assert!(!shown.contains("kafka-pw"), "{shown}");
+    let submitted = run(&["render", "room", "--show-secrets"], &env);
+    assert!(submitted.status.success(), "stderr: {}", text(&submitted.stderr));
+    let submitted = text(&submitted.stdout);
+    assert!(
+        submitted.contains(r#"password="kafka-pw\"''\\secret";'"#),
+        "{submitted}"
+    );
+}
