@@ -2,15 +2,15 @@
 //! retries, Flink errors and shutdown, without a binary, a broker, a Flink or real waiting. Watcher events go in
 //! through the channel the real watcher uses; operator commands through the HTTP server's channel.
 
+use crate::support;
 use crate::support::launcher_double;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::config::Config;
 use cdc_orchestrator::controller::{ControlCommand, ControlRequest, TablesSnapshot};
-use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
+use cdc_orchestrator::kafka::watcher::WatchEvent;
 use cdc_orchestrator::model::{GENERATION_BITS, JobState, job_id_for};
 use cdc_orchestrator::policy::{TableState, TableStatus};
 use cdc_orchestrator::telemetry::{Health, Metrics};
@@ -64,19 +64,6 @@ fn start(launcher: &FakeLauncher, edit: impl FnOnce(&mut Config)) -> Harness {
     }
 }
 
-fn change(table: &str) -> WatchEvent {
-    WatchEvent::Activity(TableActivity {
-        table: table.to_owned(),
-        topic: format!("university-server.public.{table}"),
-        partition: 0,
-        records: 1,
-        ops: BTreeMap::from([(cdc_orchestrator::model::Op::Create, 1)]),
-        unknown_ops: 0,
-        newest_ts_ms: None,
-        observed_at_ms: 0,
-    })
-}
-
 impl Harness {
     fn status(&self, table: &str) -> Option<TableStatus> {
         self.tables.borrow().get(table).cloned()
@@ -118,7 +105,7 @@ impl Harness {
 
     /// Starts `table`'s job through a change and waits until it runs.
     async fn running(&self, table: &str) -> TableStatus {
-        self.send(change(table)).await;
+        self.send(support::change_event(table)).await;
         self.wait_until("the job runs", |h| h.state(table) == Some(TableState::Running))
             .await;
         self.status(table).expect("status")
@@ -157,7 +144,7 @@ async fn a_change_starts_a_job_pinned_from_a_generation_new_to_this_process() {
         "{metrics}"
     );
     // More changes are the running job's: no second start.
-    h.send(change("faculty")).await;
+    h.send(support::change_event("faculty")).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(launcher.starts().len(), 1);
     h.shut_down().await;
@@ -191,7 +178,7 @@ async fn a_job_flink_runs_at_start_up_is_adopted_not_started_again() {
     h.wait_until("adopted", |h| h.state("faculty") == Some(TableState::Running))
         .await;
     assert_eq!(h.status("faculty").and_then(|s| s.job_id), Some(earlier));
-    h.send(change("faculty")).await;
+    h.send(support::change_event("faculty")).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(launcher.starts().is_empty(), "{:?}", launcher.calls());
     assert_eq!(launcher.live_jobs("faculty").len(), 1);
@@ -208,7 +195,7 @@ async fn a_failed_start_is_retried_after_backoff_with_a_new_generation() {
     });
     h.send(WatchEvent::BrokerUp).await;
     let begin = Instant::now();
-    h.send(change("faculty")).await;
+    h.send(support::change_event("faculty")).await;
     h.wait_until("the first start failed", |h| {
         h.status("faculty").is_some_and(|s| s.consecutive_failures == 1)
     })
@@ -343,7 +330,7 @@ async fn shutdown_starts_nothing_new() {
     h.command("faculty", ControlCommand::Stop).await;
     // A change while the job stops: the policy starts a new job once the stop completes, which is during
     // shutdown here.
-    h.send(change("faculty")).await;
+    h.send(support::change_event("faculty")).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let took = h.shut_down().await;
     assert!(took <= Duration::from_secs(6), "{took:?}");

@@ -42,13 +42,7 @@ fn dead_bootstrap() -> String {
 /// (soft, hard) open-file limit.
 fn start_sidecar(env: &[(&str, &str)], nofile: Option<(u32, u32)>) -> Sidecar {
     let mut sidecar = Sidecar::builder()
-        .env("CDC_LOG_LEVEL", "info")
-        .dead_broker()
-        .envs([
-            ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
-            ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
-            ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
-        ])
+        .quick_without_kafka()
         .dry_run()
         .envs([
             ("CDC_FLINK__STARTS_PER_MINUTE", "600"),

@@ -1,7 +1,6 @@
 //! In process: the run loop (policy, SQL Gateway launcher, reconciliation) against the fake Flink, fed watcher
 //! events directly, so what the loop does with Flink, and how fast, is measured without a broker.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use cdc_orchestrator::config::{Config, LauncherKind};
 use cdc_orchestrator::controller::RunLoop;
 use cdc_orchestrator::controller::{ControlRequest, TablesSnapshot};
 use cdc_orchestrator::flink::AnyLauncher;
-use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
+use cdc_orchestrator::kafka::watcher::WatchEvent;
 use cdc_orchestrator::model::JobState;
 use cdc_orchestrator::policy::TableState;
 use cdc_orchestrator::telemetry::{Health, Metrics};
@@ -95,19 +94,6 @@ fn start_loop(flink: &FakeFlink, edit: impl FnOnce(&mut Config)) -> Loop {
     }
 }
 
-fn change(table: &str) -> WatchEvent {
-    WatchEvent::Activity(TableActivity {
-        table: table.to_owned(),
-        topic: format!("university-server.public.{table}"),
-        partition: 0,
-        records: 1,
-        ops: BTreeMap::from([(cdc_orchestrator::model::Op::Create, 1)]),
-        unknown_ops: 0,
-        newest_ts_ms: None,
-        observed_at_ms: 0,
-    })
-}
-
 impl Loop {
     fn state(&self, table: &str) -> Option<(TableState, Option<JobState>)> {
         self.tables.borrow().get(table).map(|s| (s.state, s.job_state.clone()))
@@ -133,7 +119,7 @@ impl Loop {
     async fn burst(&self, tables: &[&str]) -> Vec<Duration> {
         let begin = Instant::now();
         for table in tables {
-            self.events.send(change(table)).await.expect("loop runs");
+            self.events.send(support::change_event(table)).await.expect("loop runs");
         }
         let mut took = vec![None; tables.len()];
         let deadline = begin + Duration::from_secs(30);

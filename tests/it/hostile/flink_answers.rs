@@ -460,12 +460,8 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
 /// Starts `cdc-orchestrator run` with the sql-gateway launcher, its credentials and `env` on top.
 fn start_sidecar(env: &[(&str, &str)]) -> Sidecar {
     Sidecar::builder()
-        .env("CDC_LOG_LEVEL", "info")
-        .dead_broker()
+        .quick_without_kafka()
         .envs([
-            ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
-            ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
-            ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
             ("CDC_FLINK__LAUNCHER", "sql-gateway"),
             ("CDC_FLINK__REQUEST_TIMEOUT", "10s"),
             ("CDC_POLICY__COOLDOWN", "1s"),

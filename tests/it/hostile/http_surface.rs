@@ -23,13 +23,7 @@ fn check(args: &[&str], env: &[(&str, &OsStr)]) -> Output {
 /// Starts `run` with the dry-run launcher, a broker nobody answers at and quick settings, `env` on top.
 fn start_sidecar(env: &[(&str, &str)]) -> Sidecar {
     Sidecar::builder()
-        .env("CDC_LOG_LEVEL", "info")
-        .dead_broker()
-        .envs([
-            ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
-            ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
-            ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
-        ])
+        .quick_without_kafka()
         .dry_run()
         .env("CDC_POLICY__COOLDOWN", "1s")
         .envs(env.iter().copied())

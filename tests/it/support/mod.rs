@@ -285,6 +285,21 @@ pub async fn produce_change(broker: &Broker, table: &str) {
     produce(&client, &topic, 0, Some(b"{\"id\":1}"), &[Some(value.as_bytes())]).await;
 }
 
+/// The watcher's report of one `c` record of `table` on partition 0 of its topic.
+pub fn change_event(table: &str) -> cdc_orchestrator::kafka::watcher::WatchEvent {
+    use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
+    WatchEvent::Activity(TableActivity {
+        table: table.to_owned(),
+        topic: format!("university-server.public.{table}"),
+        partition: 0,
+        records: 1,
+        ops: std::collections::BTreeMap::from([(cdc_orchestrator::model::Op::Create, 1)]),
+        unknown_ops: 0,
+        newest_ts_ms: None,
+        observed_at_ms: 0,
+    })
+}
+
 /// The status code and body of a raw HTTP/1.1 answer.
 pub fn parse_http_answer(answer: &[u8]) -> (u16, String) {
     let answer = String::from_utf8_lossy(answer);

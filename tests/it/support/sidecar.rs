@@ -71,6 +71,16 @@ impl Builder {
         self.bootstrap(&bootstrap)
     }
 
+    /// Info logs, a broker nobody answers at, and quick Kafka timings (polls every 200 ms, topics every 500 ms,
+    /// requests bounded by 2 s): the base of the tests that attack the HTTP surface or Flink, not Kafka.
+    pub fn quick_without_kafka(self) -> Builder {
+        self.env("CDC_LOG_LEVEL", "info").dead_broker().envs([
+            ("CDC_KAFKA__POLL_INTERVAL", "200ms"),
+            ("CDC_KAFKA__TOPIC_REFRESH", "500ms"),
+            ("CDC_KAFKA__REQUEST_TIMEOUT", "2s"),
+        ])
+    }
+
     /// Launches jobs with the dry-run launcher, which needs neither Flink nor credentials.
     pub fn dry_run(self) -> Builder {
         self.env("CDC_FLINK__LAUNCHER", "dry-run")
