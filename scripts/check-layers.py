@@ -15,7 +15,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 # Who may import whom: the table of src/lib.rs ("Which folder may import which"). A module missing here may import
 # nothing of the crate.
-BELOW_CONTROLLER = {"model", "backoff", "logging", "shutdown", "telemetry", "config", "decoder", "sql", "policy",
+BELOW_CONTROLLER = {"model", "auth", "backoff", "logging", "shutdown", "telemetry", "config", "decoder", "sql", "policy",
                     "kafka", "flink"}
 ALLOWED = {
     "model": set(),
@@ -27,7 +27,8 @@ ALLOWED = {
     "decoder": {"model"},
     "sql": {"config", "model", "logging"},
     "policy": {"model", "backoff", "config"},
-    "kafka": {"config", "decoder", "model", "telemetry", "backoff", "logging", "shutdown"},
+    "auth": {"config", "model", "logging", "backoff"},
+    "kafka": {"auth", "config", "decoder", "model", "telemetry", "backoff", "logging", "shutdown"},
     "flink": {"config", "sql", "model", "telemetry", "backoff", "logging", "shutdown"},
     "controller": BELOW_CONTROLLER,
     "http": {"controller", "policy", "telemetry", "config", "model", "logging", "shutdown"},

@@ -30,6 +30,7 @@
 //! - [`sql`]: the Flink SQL templates of a table's job, loaded and checked once, rendered per start.
 //! - [`policy`]: the pure trigger state machine that decides when each table's job starts and stops and what
 //!   Flink's listings mean; time is an input, so it is replayable and property-tested.
+//! - [`auth`]: tokens for SASL OAUTHBEARER: an OIDC client-credentials grant, and AWS MSK IAM's presigned token.
 //! - [`kafka`]: the Kafka side: one connection layer (ApiVersions, TLS, SASL) and pool, partition watermarks,
 //!   consumer lag, bounded record samples, and the watcher that reports table activity.
 //! - [`flink`]: the `Launcher` trait and its `sql-gateway` and `dry-run` implementations, the SQL Gateway and
@@ -49,8 +50,8 @@
 //! 1. `model`, `backoff`, `logging`: nothing of the crate; `shutdown`: logging.
 //! 2. `telemetry` (model, logging), `config` (model, logging), `decoder` (model).
 //! 3. `sql` (config, model, logging).
-//! 4. `policy` (model, backoff, and config for its settings); `kafka` (config, decoder, model, telemetry, backoff,
-//!    logging, shutdown); `flink` (config, sql, model, telemetry, backoff, logging, shutdown).
+//! 4. `auth` (config, model, logging, backoff); `policy` (model, backoff, and config for its settings); `kafka`
+//!    (auth, config, decoder, model, telemetry, backoff, logging, shutdown); `flink` (config, sql, model, telemetry, backoff, logging, shutdown).
 //! 5. `controller` (any layer above).
 //! 6. `http` (controller's control types only: `ControlCommand`, `ControlError`, `ControlRequest`,
 //!    `TablesSnapshot`; policy's status types, telemetry, config, model, logging, shutdown).
@@ -59,6 +60,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod auth;
 pub mod backoff;
 pub mod cli;
 pub mod config;
