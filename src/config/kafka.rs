@@ -10,6 +10,13 @@ use super::check::{Checks, check_fields};
 use super::de::{lenient_string, list, whole_u32};
 use super::{ConfigError, Secret, Section};
 
+mod jobs;
+
+pub use jobs::{
+    JobsClient, JobsTls, JobsTlsConfig, KAFKA_JOBS_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD, KAFKA_SASL_PASSWORD,
+    KafkaJobsConfig, SaslOrigin,
+};
+
 /// What `kafka.topic_template` and `kafka.group_template` replace with the table name.
 pub const TABLE_PLACEHOLDER: &str = crate::model::naming::PLACEHOLDER;
 
@@ -70,6 +77,8 @@ pub struct KafkaConfig {
     pub tls: TlsConfig,
     /// SASL authentication; absent means none.
     pub sasl: Option<SaslConfig>,
+    /// The per-table Flink jobs' Kafka client, where it differs from the sidecar's ([`KafkaConfig::jobs_client`]).
+    pub jobs: KafkaJobsConfig,
 }
 
 impl Default for KafkaConfig {
@@ -90,6 +99,7 @@ impl Default for KafkaConfig {
             max_tables: 1000,
             tls: TlsConfig::default(),
             sasl: None,
+            jobs: KafkaJobsConfig::default(),
         }
     }
 }
@@ -150,7 +160,9 @@ pub struct SaslConfig {
     /// The user name.
     #[serde(deserialize_with = "lenient_string")]
     pub username: String,
-    /// The password; set it through `CDC_KAFKA__SASL__PASSWORD` rather than the file.
+    /// The password; set it through `CDC_KAFKA__SASL__PASSWORD` (`CDC_KAFKA__JOBS__SASL__PASSWORD` for the
+    /// jobs' own login) rather than the file. Missing is reported by the checks, naming that variable.
+    #[serde(default)]
     pub password: Secret,
 }
 
@@ -210,11 +222,9 @@ impl Section for KafkaConfig {
         }
         self.tls.validate(errors);
         if let Some(sasl) = &self.sasl {
-            errors.not_blank("kafka.sasl.username", &sasl.username);
-            if sasl.password.expose().is_empty() {
-                errors.invalid("kafka.sasl.password", &"", "must not be empty");
-            }
+            sasl.validate(SaslOrigin::Sidecar, errors);
         }
+        self.validate_jobs(errors);
     }
 }
 

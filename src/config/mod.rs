@@ -41,7 +41,10 @@ pub use env::ENV_PREFIX;
 pub use file::MAX_CONFIG_BYTES;
 pub use flink::{FlinkConfig, LauncherKind};
 pub use iceberg::IcebergConfig;
-pub use kafka::{KafkaConfig, SaslConfig, SaslMechanism, TlsConfig};
+pub use kafka::{
+    JobsClient, JobsTls, JobsTlsConfig, KAFKA_JOBS_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD, KAFKA_SASL_PASSWORD,
+    KafkaConfig, KafkaJobsConfig, SaslConfig, SaslMechanism, SaslOrigin, TlsConfig,
+};
 pub use policy::{PolicyConfig, TableOverrides, TablePolicy};
 pub use secret::{REDACTED, Secret};
 pub use server::ServerConfig;
@@ -340,7 +343,9 @@ impl Config {
 
     /// Settings that are allowed but probably not what was meant, each as one line naming the key.
     pub fn warnings(&self) -> Vec<String> {
-        self.policy.warnings()
+        let mut warnings = self.kafka.warnings();
+        warnings.extend(self.policy.warnings());
+        warnings
     }
 
     /// The resolved configuration as TOML, secrets redacted. Unset optional keys are left out (TOML has no null,

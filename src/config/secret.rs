@@ -11,7 +11,8 @@ use super::de::lenient_string;
 pub const REDACTED: &str = "<redacted>";
 
 /// A string that never appears in logs, `Debug` output or `check`.
-#[derive(Clone, PartialEq, Eq)]
+/// The default is empty, which the checks of a key that needs one report as unset.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {

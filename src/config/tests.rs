@@ -365,3 +365,203 @@ fn rules_across_sections_wait_until_every_section_is_valid() {
         "{m}"
     );
 }
+
+#[test]
+fn the_jobs_kafka_keys_default_to_the_sidecars_and_override_each_one() {
+    Jail::expect_with(|jail| {
+        jail.set_env("CDC_KAFKA__BOOTSTRAP", "sidecar:9093");
+        jail.set_env("CDC_KAFKA__SASL__MECHANISM", "SCRAM-SHA-512");
+        jail.set_env("CDC_KAFKA__SASL__USERNAME", "watcher");
+        jail.set_env("CDC_KAFKA__SASL__PASSWORD", "watcher-pw");
+        jail.create_file("ca.pem", "")?;
+        jail.set_env("CDC_KAFKA__TLS__ENABLED", "true");
+        jail.set_env("CDC_KAFKA__TLS__CA_FILE", "ca.pem");
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        // Nothing under [kafka.jobs]: the jobs connect as the sidecar does.
+        let client = c.kafka.jobs_client();
+        assert_eq!(client.bootstrap, ["sidecar:9093"]);
+        let (origin, sasl) = client.sasl.expect("the sidecar's login");
+        assert_eq!((origin, sasl.username.as_str()), (SaslOrigin::Sidecar, "watcher"));
+        let tls = client.tls.expect("the sidecar's TLS");
+        assert_eq!(tls.ca_file, Some(Path::new("ca.pem")));
+        assert_eq!((tls.keystore_file, tls.key_password), (None, false));
+        assert_eq!(c.kafka.job_secrets().len(), 1);
+        // Each key of [kafka.jobs] replaces the sidecar's, the password from its own variable.
+        jail.set_env(
+            "CDC_KAFKA__JOBS__BOOTSTRAP",
+            "kafka-0.internal:9094,kafka-1.internal:9094",
+        );
+        jail.set_env("CDC_KAFKA__JOBS__SASL__MECHANISM", "PLAIN");
+        jail.set_env("CDC_KAFKA__JOBS__SASL__USERNAME", "reader");
+        jail.set_env("CDC_KAFKA__JOBS__SASL__PASSWORD", "reader-pw");
+        jail.set_env("CDC_KAFKA__JOBS__TLS__CA_FILE", "/opt/flink/kafka/ca.pem");
+        jail.set_env("CDC_KAFKA__JOBS__TLS__KEYSTORE_FILE", "/opt/flink/kafka/client.pem");
+        jail.set_env("CDC_KAFKA__JOBS__TLS__KEY_PASSWORD", "key-pw");
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        let client = c.kafka.jobs_client();
+        assert_eq!(client.bootstrap, ["kafka-0.internal:9094", "kafka-1.internal:9094"]);
+        let (origin, sasl) = client.sasl.expect("the jobs' login");
+        assert_eq!(origin, SaslOrigin::Jobs);
+        assert_eq!(
+            (sasl.mechanism, sasl.username.as_str()),
+            (SaslMechanism::Plain, "reader")
+        );
+        let tls = client.tls.expect("TLS");
+        assert_eq!(tls.ca_file, Some(Path::new("/opt/flink/kafka/ca.pem")));
+        assert_eq!(tls.keystore_file, Some(Path::new("/opt/flink/kafka/client.pem")));
+        assert!(tls.key_password);
+        let secrets: Vec<_> = c
+            .kafka
+            .job_secrets()
+            .into_iter()
+            .map(|(v, s)| (v, s.expose()))
+            .collect();
+        assert_eq!(
+            secrets,
+            [
+                ("CDC_KAFKA__SASL__PASSWORD", "watcher-pw"),
+                ("CDC_KAFKA__JOBS__SASL__PASSWORD", "reader-pw"),
+                ("CDC_KAFKA__JOBS__TLS__KEY_PASSWORD", "key-pw"),
+            ]
+        );
+        // The sidecar's own settings are untouched.
+        assert_eq!(c.kafka.bootstrap, ["sidecar:9093"]);
+        // `enabled` overrides both ways.
+        jail.set_env("CDC_KAFKA__JOBS__TLS__ENABLED", "false");
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert!(c.kafka.jobs_client().tls.is_none());
+        assert!(c.kafka.tls.enabled);
+        assert_eq!(c.warnings().len(), 2, "{:?}", c.warnings());
+        assert!(c.warnings()[0].starts_with("kafka.jobs.tls.ca_file is set but the jobs do not use TLS"));
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("CDC_KAFKA__JOBS__TLS__ENABLED", "true");
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        let tls = c.kafka.jobs_client().tls.expect("TLS for the jobs only");
+        assert_eq!(tls.ca_file, None);
+        assert!(!c.kafka.tls.enabled);
+        Ok(())
+    });
+}
+
+#[test]
+fn the_jobs_kafka_keys_are_checked_naming_the_key() {
+    // The jobs' paths live on Flink's side: never opened here, but absolute and not blank.
+    let m = error_of(
+        Some(
+            "[kafka.jobs.tls]\nenabled = true\nca_file = \"/nonexistent/ca.pem\"\nkeystore_file = \"/nonexistent/client.pem\"\n",
+        ),
+        &[],
+    );
+    assert_eq!(m, "no error");
+    let m = error_of(Some("[kafka.jobs.tls]\nca_file = \"certs/ca.pem\"\n"), &[]);
+    assert_eq!(
+        m,
+        "kafka.jobs.tls.ca_file: must be an absolute path (as Flink's TaskManagers see the file) (got \"certs/ca.pem\")"
+    );
+    let m = error_of(None, &[("CDC_KAFKA__JOBS__TLS__KEYSTORE_FILE", " ")]);
+    assert_eq!(m, "kafka.jobs.tls.keystore_file: must not be empty (got \" \")");
+    // The jobs' login is checked as the sidecar's is, and a missing password names its variable.
+    let login = [
+        ("CDC_KAFKA__JOBS__SASL__MECHANISM", "SCRAM-SHA-256"),
+        ("CDC_KAFKA__JOBS__SASL__USERNAME", "reader"),
+    ];
+    let m = error_of(None, &login);
+    assert_eq!(
+        m,
+        "kafka.jobs.sasl.password: must be set; pass it as CDC_KAFKA__JOBS__SASL__PASSWORD (got \"\")"
+    );
+    let m = error_of(None, &[login[0], ("CDC_KAFKA__JOBS__SASL__PASSWORD", "pw")]);
+    assert!(m.starts_with("kafka.jobs.sasl: missing field `username`"), "{m}");
+    let m = error_of(
+        None,
+        &[
+            ("CDC_KAFKA__SASL__MECHANISM", "PLAIN"),
+            ("CDC_KAFKA__SASL__USERNAME", "u"),
+        ],
+    );
+    assert!(
+        m.starts_with("kafka.sasl.password: must be set; pass it as CDC_KAFKA__SASL__PASSWORD"),
+        "{m}"
+    );
+    let m = error_of(None, &[("CDC_KAFKA__JOBS__SASL__MECHANISM", "GSSAPI")]);
+    assert!(m.starts_with("kafka.jobs.sasl.mechanism"), "{m}");
+    let m = error_of(None, &[("CDC_KAFKA__JOBS__BOOTSTRAP", "nohost")]);
+    assert!(m.starts_with("kafka.jobs.bootstrap: expected host:port"), "{m}");
+    let m = error_of(Some("[kafka.jobs]\nbootstrap = []\n"), &[]);
+    assert!(
+        m.starts_with("kafka.jobs.bootstrap: needs at least one host:port"),
+        "{m}"
+    );
+    let m = error_of(None, &[("CDC_KAFKA__JOBS__TLS__KEY_PASSWORD", "pw")]);
+    assert!(
+        m.starts_with("kafka.jobs.tls.key_password: is the password of kafka.jobs.tls.keystore_file's key"),
+        "{m}"
+    );
+    assert!(!m.contains("pw\""), "{m}");
+    let m = error_of(None, &[("CDC_KAFKA__JOBS__TLSS__ENABLED", "true")]);
+    assert!(m.contains("kafka.jobs.tlss: unknown key"), "{m}");
+}
+
+#[test]
+fn a_sidecar_with_mutual_tls_needs_a_keystore_for_the_jobs() {
+    Jail::expect_with(|jail| {
+        for file in ["ca.pem", "cert.pem", "key.pem"] {
+            jail.create_file(file, "")?;
+        }
+        let mtls =
+            "[kafka.tls]\nenabled = true\nca_file = \"ca.pem\"\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n";
+        let m = load_in(jail, Some(mtls)).map(|_| ()).unwrap_err().to_string();
+        assert_eq!(
+            m,
+            "kafka.jobs.tls.keystore_file: must be set when kafka.tls.cert_file is: the jobs need their client key \
+             (PKCS#8) and certificate chain in one PEM file, as Flink sees it (or set kafka.jobs.tls.enabled = \
+             false) (got None)"
+        );
+        let with_keystore = format!("{mtls}\n[kafka.jobs.tls]\nkeystore_file = \"/flink/client.pem\"\n");
+        let c = load_in(jail, Some(&with_keystore)).map_err(|e| e.to_string())?;
+        let tls = c.kafka.jobs_client().tls.expect("TLS");
+        assert_eq!(tls.keystore_file, Some(Path::new("/flink/client.pem")));
+        let without_tls = format!("{mtls}\n[kafka.jobs.tls]\nenabled = false\n");
+        load_in(jail, Some(&without_tls)).map_err(|e| e.to_string())?;
+        Ok(())
+    });
+}
+
+#[test]
+fn the_jobs_secrets_never_show_in_check() {
+    let mut c = Config::default();
+    c.kafka.jobs.sasl = Some(SaslConfig {
+        mechanism: SaslMechanism::Plain,
+        username: "reader".into(),
+        password: Secret::new("reader-s3cret"),
+    });
+    c.kafka.jobs.tls.keystore_file = Some("/flink/client.pem".into());
+    c.kafka.jobs.tls.key_password = Some(Secret::new("key-s3cret"));
+    let text = c.to_toml();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(
+        text.contains("[kafka.jobs.sasl]") && text.contains("key_password = \"<redacted>\""),
+        "{text}"
+    );
+    assert!(!format!("{c:?}").contains("s3cret"));
+    let back: Config = toml::from_str(&text).expect("check output is valid config");
+    assert_eq!(back.kafka.jobs.tls.keystore_file, c.kafka.jobs.tls.keystore_file);
+}
+
+#[test]
+fn the_secret_variables_are_the_ones_the_environment_layer_reads() {
+    for (variable, key) in [
+        (KAFKA_SASL_PASSWORD, "kafka.sasl.password"),
+        (KAFKA_JOBS_SASL_PASSWORD, "kafka.jobs.sasl.password"),
+        (KAFKA_JOBS_TLS_KEY_PASSWORD, "kafka.jobs.tls.key_password"),
+    ] {
+        assert_eq!(
+            variable,
+            format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
+        );
+    }
+    assert_eq!(SaslOrigin::Jobs.password_variable(), KAFKA_JOBS_SASL_PASSWORD);
+    assert_eq!(SaslOrigin::Sidecar.password_variable(), KAFKA_SASL_PASSWORD);
+}

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::config::{KAFKA_JOBS_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD, KAFKA_SASL_PASSWORD};
 use crate::config::{KafkaConfig, REDACTED, Secret, SinkKind};
 
 use super::SqlError;
@@ -26,15 +27,19 @@ pub fn sink_of(variable: &str) -> SinkKind {
     }
 }
 
-/// Where the Kafka SASL password usually comes from, and what a missing one is reported as: the configuration
-/// reads it (`kafka.sasl.password`), and the jobs' source options carry it.
-pub const KAFKA_SASL_PASSWORD: &str = "CDC_KAFKA__SASL__PASSWORD";
+/// The environment variables of the `[kafka]` secrets the jobs' source options may carry (the sidecar's SASL
+/// password, the jobs' own, the jobs' key password): taken from the configuration, where those variables put them,
+/// rather than read here. No placeholder names them; only `{{ source_options }}` carries them.
+pub const KAFKA_SECRETS: [&str; 3] = [
+    KAFKA_SASL_PASSWORD,
+    KAFKA_JOBS_SASL_PASSWORD,
+    KAFKA_JOBS_TLS_KEY_PASSWORD,
+];
 
 /// Credential values for the templates, looked up by environment variable name.
 #[derive(Clone, Default)]
 pub struct Credentials {
-    /// By environment variable: those of [`CREDENTIALS`], and `kafka.sasl.password` under
-    /// [`KAFKA_SASL_PASSWORD`] (no placeholder names it; only the source's options carry it).
+    /// By environment variable: those of [`CREDENTIALS`] and of [`KAFKA_SECRETS`].
     values: BTreeMap<&'static str, Secret>,
     /// Variables set to a value that is not UTF-8: reported as such rather than as unset.
     not_utf8: BTreeSet<&'static str>,
@@ -48,13 +53,13 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Reads the variables of [`CREDENTIALS`] from the process environment, and takes the Kafka SASL password
-    /// from `kafka` (where `CDC_KAFKA__SASL__PASSWORD` or the file has put it), so that the jobs get it and every
-    /// redaction masks it.
+    /// Reads the variables of [`CREDENTIALS`] from the process environment, and takes the secrets of
+    /// [`KAFKA_SECRETS`] from `kafka` (where their variables or the file have put them), so that the jobs get them
+    /// and every redaction masks them.
     pub fn from_env(kafka: &KafkaConfig) -> Self {
         let mut credentials = Self::from_lookup(|name| std::env::var(name).ok());
-        if let Some(sasl) = &kafka.sasl {
-            credentials = credentials.with_kafka_password(sasl.password.clone());
+        for (variable, secret) in kafka.job_secrets() {
+            credentials = credentials.with_kafka_secret(variable, secret.clone());
         }
         credentials.not_utf8 = CREDENTIALS
             .iter()
@@ -81,10 +86,17 @@ impl Credentials {
         }
     }
 
-    /// These credentials with `password` as the Kafka SASL password (tests, or another source of secrets).
-    pub fn with_kafka_password(mut self, password: Secret) -> Self {
-        if !password.expose().is_empty() {
-            self.values.insert(KAFKA_SASL_PASSWORD, password);
+    /// These credentials with `password` as the sidecar's Kafka SASL password (tests, or another source of
+    /// secrets).
+    pub fn with_kafka_password(self, password: Secret) -> Self {
+        self.with_kafka_secret(KAFKA_SASL_PASSWORD, password)
+    }
+
+    /// These credentials with `secret` as the `[kafka]` secret set by `variable`, one of [`KAFKA_SECRETS`] (tests,
+    /// or another source of secrets); an empty one counts as unset.
+    pub fn with_kafka_secret(mut self, variable: &'static str, secret: Secret) -> Self {
+        if !secret.expose().is_empty() {
+            self.values.insert(variable, secret);
         }
         self
     }
@@ -92,7 +104,10 @@ impl Credentials {
     /// Every credential as [`REDACTED`]: statements rendered with these can be shown or logged, and a launcher
     /// that submits nothing (dry-run) needs no real credentials at all.
     pub fn redacted() -> Self {
-        Self::from_lookup(|_| Some(REDACTED.to_owned())).with_kafka_password(Secret::new(REDACTED))
+        KAFKA_SECRETS.iter().fold(
+            Self::from_lookup(|_| Some(REDACTED.to_owned())),
+            |credentials, &variable| credentials.with_kafka_secret(variable, Secret::new(REDACTED)),
+        )
     }
 
     /// `text` with every credential value replaced by [`REDACTED`], as set and in every escaped form a
@@ -113,11 +128,6 @@ impl Credentials {
             }
         }
         text
-    }
-
-    /// The Kafka SASL password the jobs' JAAS config carries, if known.
-    pub(super) fn kafka_password(&self) -> Option<&str> {
-        self.get(KAFKA_SASL_PASSWORD)
     }
 
     /// The value of the credential read from environment variable `variable`, if set.

@@ -34,7 +34,8 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
-pub use credentials::{CREDENTIALS, Credentials, KAFKA_SASL_PASSWORD, sink_of};
+pub use crate::config::{KAFKA_JOBS_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD, KAFKA_SASL_PASSWORD};
+pub use credentials::{CREDENTIALS, Credentials, KAFKA_SECRETS, sink_of};
 pub use statements::{LAUNCHER_KEYS, reserved_key_set, split_statements, submits_job};
 
 use crate::config::Config;
@@ -391,7 +392,8 @@ fn context(config: &Config, table: &str, credentials: &Credentials) -> BTreeMap<
         ("table", Value::from(table)),
         ("topic", Value::from(k.topic_for(table))),
         ("group_id", Value::from(k.group_for(table))),
-        ("bootstrap", Value::from(k.bootstrap.join(","))),
+        // The brokers as the jobs reach them, for templates that write the source's options out themselves.
+        ("bootstrap", Value::from(k.jobs_client().bootstrap.join(","))),
         ("database", Value::from(i.database.as_str())),
         ("catalog_uri", Value::from(i.catalog_uri.as_str())),
         ("warehouse", Value::from(i.warehouse.as_str())),
@@ -409,7 +411,7 @@ fn context(config: &Config, table: &str, credentials: &Credentials) -> BTreeMap<
             context.insert(placeholder, Value::from(value));
         }
     }
-    context.extend(source::variables(config, table, credentials.kafka_password()));
+    context.extend(source::variables(config, table, |variable| credentials.get(variable)));
     context.extend(sink::variables(config, table, |p| credentials.placeholder(p)));
     context
 }
@@ -451,8 +453,8 @@ fn render_one(
 }
 
 /// Names the missing environment variable rather than letting minijinja report an undefined placeholder. The
-/// templates may hold both sinks' statements; only the configured sink's credentials are needed, and the Kafka
-/// SASL password only where the source's options are used on a cluster that needs it.
+/// templates may hold both sinks' statements; only the configured sink's credentials are needed, and the jobs'
+/// Kafka secrets only where the source's options are used with settings that carry them.
 fn require(
     template: &minijinja::Template<'_, '_>,
     source: &Source,
@@ -461,9 +463,13 @@ fn require(
 ) -> Result<(), SqlError> {
     let sink = config.sink.kind;
     let mut used: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
-    if used.contains(source::SOURCE_OPTIONS) && config.kafka.sasl.is_some() && credentials.kafka_password().is_none() {
+    if used.contains(source::SOURCE_OPTIONS)
+        && let Some(variable) = source::carried_secrets(&config.kafka.jobs_client())
+            .into_iter()
+            .find(|variable| credentials.get(variable).is_none())
+    {
         return Err(SqlError::MissingCredential {
-            variable: KAFKA_SASL_PASSWORD,
+            variable,
             placeholder: source::SOURCE_OPTIONS,
             template: source.name.clone(),
         });

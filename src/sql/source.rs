@@ -6,25 +6,33 @@
 //! a first run, with none committed, starts at the beginning of the topic. Records are Debezium's envelope
 //! (`before`, `after`, `op`) as JSON without schemas, read as a changelog.
 //!
-//! On a secured cluster the source connects as the sidecar does (`kafka.tls`, `kafka.sasl`): Kafka's security
-//! protocol, SASL mechanism and JAAS login, and the CA file as a PEM trust store. The SASL password is a
-//! credential ([`Credentials`](super::Credentials)): `<redacted>` wherever statements are shown or logged.
+//! On a secured cluster the source connects as [`KafkaConfig::jobs_client`] says: `[kafka.jobs]` where set, the
+//! sidecar's `kafka.tls` and `kafka.sasl` otherwise. [`security`] turns those settings into Kafka's security
+//! protocol, SASL mechanism and JAAS login, the CA file as a PEM trust store and, for mutual TLS, the PEM key
+//! store. The passwords are credentials ([`Credentials`](super::Credentials)): `<redacted>` wherever statements are
+//! shown or logged.
 
 use minijinja::Value;
 
 use super::credentials::jaas_escape;
 use super::with_options;
-use crate::config::{Config, KafkaConfig, SaslMechanism};
+use crate::config::{Config, JobsClient, KAFKA_JOBS_TLS_KEY_PASSWORD, SaslMechanism};
 
 /// The placeholder whose value holds the Kafka source's options.
 pub(super) const SOURCE_OPTIONS: &str = "source_options";
 
-/// The source placeholder of `table` under `config`; `kafka_password` fills the JAAS config when `kafka.sasl` is
-/// set (without it the login is left out: rendering checks first that a template using the options has it).
-pub(super) fn variables(config: &Config, table: &str, kafka_password: Option<&str>) -> Vec<(&'static str, Value)> {
+/// The source placeholder of `table` under `config`; `secret` gives the value of the `[kafka]` secret set by an
+/// environment variable (one of [`KAFKA_SECRETS`](super::KAFKA_SECRETS)). An unknown secret's option is left
+/// out: rendering checks first that a template using the options has every one of [`carried_secrets`].
+pub(super) fn variables<'a>(
+    config: &Config,
+    table: &str,
+    secret: impl Fn(&str) -> Option<&'a str>,
+) -> Vec<(&'static str, Value)> {
     let kafka = &config.kafka;
+    let client = kafka.jobs_client();
     let topic = kafka.topic_for(table);
-    let bootstrap = kafka.bootstrap.join(",");
+    let bootstrap = client.bootstrap.join(",");
     let group = kafka.group_for(table);
     let mut pairs: Vec<(&str, &str)> = vec![
         ("connector", "kafka"),
@@ -32,7 +40,7 @@ pub(super) fn variables(config: &Config, table: &str, kafka_password: Option<&st
         ("properties.bootstrap.servers", &bootstrap),
         ("properties.group.id", &group),
     ];
-    let security = security(kafka, kafka_password);
+    let security = security(&client, secret);
     pairs.extend(security.iter().map(|(key, value)| (*key, value.as_str())));
     pairs.extend([
         ("scan.startup.mode", "group-offsets"),
@@ -45,24 +53,37 @@ pub(super) fn variables(config: &Config, table: &str, kafka_password: Option<&st
     vec![(SOURCE_OPTIONS, Value::from_safe_string(options))]
 }
 
-/// The Kafka client's security properties for `kafka.tls` and `kafka.sasl`; none on a plaintext cluster.
-fn security(kafka: &KafkaConfig, password: Option<&str>) -> Vec<(&'static str, String)> {
-    let tls = kafka.tls.enabled;
-    let protocol = match (tls, kafka.sasl.is_some()) {
+/// The environment variables of the secrets the options of `client` carry, each of which must be known to render
+/// them.
+pub(super) fn carried_secrets(client: &JobsClient<'_>) -> Vec<&'static str> {
+    let mut variables = Vec::new();
+    if let Some((origin, _)) = client.sasl {
+        variables.push(origin.password_variable());
+    }
+    if client.tls.is_some_and(|tls| tls.key_password) {
+        variables.push(KAFKA_JOBS_TLS_KEY_PASSWORD);
+    }
+    variables
+}
+
+/// The Kafka client's security properties for the jobs' effective settings `client`, with the secrets from
+/// `secret`; none on a plaintext cluster.
+fn security<'a>(client: &JobsClient<'_>, secret: impl Fn(&str) -> Option<&'a str>) -> Vec<(&'static str, String)> {
+    let protocol = match (client.tls.is_some(), client.sasl.is_some()) {
         (false, false) => return Vec::new(),
         (true, false) => "SSL",
         (false, true) => "SASL_PLAINTEXT",
         (true, true) => "SASL_SSL",
     };
     let mut properties = vec![("properties.security.protocol", protocol.to_owned())];
-    if let Some(sasl) = &kafka.sasl {
+    if let Some((origin, sasl)) = client.sasl {
         let (mechanism, module) = match sasl.mechanism {
             SaslMechanism::Plain => ("PLAIN", "org.apache.kafka.common.security.plain.PlainLoginModule"),
             SaslMechanism::ScramSha256 => ("SCRAM-SHA-256", SCRAM_LOGIN_MODULE),
             SaslMechanism::ScramSha512 => ("SCRAM-SHA-512", SCRAM_LOGIN_MODULE),
         };
         properties.push(("properties.sasl.mechanism", mechanism.to_owned()));
-        if let Some(password) = password {
+        if let Some(password) = secret(origin.password_variable()) {
             let jaas = format!(
                 r#"{module} required username="{}" password="{}";"#,
                 jaas_escape(&sasl.username),
@@ -71,11 +92,24 @@ fn security(kafka: &KafkaConfig, password: Option<&str>) -> Vec<(&'static str, S
             properties.push(("properties.sasl.jaas.config", jaas));
         }
     }
-    if tls && let Some(ca_file) = &kafka.tls.ca_file {
-        // Kafka reads PEM trust stores itself (KIP-651); without a CA file the JVM's default roots apply, as the
-        // system roots do for the sidecar.
-        properties.push(("properties.ssl.truststore.type", "PEM".to_owned()));
-        properties.push(("properties.ssl.truststore.location", ca_file.display().to_string()));
+    if let Some(tls) = client.tls {
+        if let Some(ca_file) = tls.ca_file {
+            // Kafka reads PEM trust stores itself (KIP-651); without a CA file the JVM's default roots apply, as
+            // the system roots do for the sidecar.
+            properties.push(("properties.ssl.truststore.type", "PEM".to_owned()));
+            properties.push(("properties.ssl.truststore.location", ca_file.display().to_string()));
+        }
+        if let Some(keystore_file) = tls.keystore_file {
+            // A PEM key store is one file with the PKCS#8 key and the certificate chain (KIP-651). Kafka refuses a
+            // store password for PEM; the key password is for an encrypted key only.
+            properties.push(("properties.ssl.keystore.type", "PEM".to_owned()));
+            properties.push(("properties.ssl.keystore.location", keystore_file.display().to_string()));
+            if tls.key_password
+                && let Some(password) = secret(KAFKA_JOBS_TLS_KEY_PASSWORD)
+            {
+                properties.push(("properties.ssl.key.password", password.to_owned()));
+            }
+        }
     }
     properties
 }
@@ -90,7 +124,7 @@ mod tests {
     fn the_options_name_the_tables_topic_and_group_escaped() {
         let mut config = Config::default();
         config.kafka.bootstrap = vec!["a:9092".to_owned(), "o'b:9093".to_owned()];
-        let variables = variables(&config, "room", None);
+        let variables = variables(&config, "room", |_| None);
         let [(name, options)] = variables.as_slice() else {
             panic!("one placeholder: {variables:?}");
         };
@@ -116,15 +150,28 @@ mod tests {
         );
     }
 
-    use crate::config::{SaslConfig, Secret};
+    use crate::config::{KAFKA_JOBS_SASL_PASSWORD, KAFKA_SASL_PASSWORD, KafkaConfig, SaslConfig, Secret};
 
-    /// The options of table `room` under `kafka`, rendered with `password`.
+    /// The options of table `room` under `kafka`, rendered with `password` as the sidecar's SASL password.
     fn options_of(kafka: KafkaConfig, password: Option<&str>) -> String {
+        options_with(
+            kafka,
+            &password
+                .map(|p| (KAFKA_SASL_PASSWORD, p))
+                .into_iter()
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// The options of table `room` under `kafka`, rendered with `secrets` by environment variable.
+    fn options_with(kafka: KafkaConfig, secrets: &[(&str, &str)]) -> String {
         let config = Config {
             kafka,
             ..Config::default()
         };
-        let variables = variables(&config, "room", password);
+        let variables = variables(&config, "room", |variable| {
+            secrets.iter().find(|(v, _)| *v == variable).map(|(_, secret)| *secret)
+        });
         variables[0].1.to_string()
     }
 
@@ -266,5 +313,120 @@ mod tests {
         let options = options_of(kafka, None);
         assert!(options.contains("'properties.sasl.mechanism' = 'PLAIN'"), "{options}");
         assert!(!options.contains("jaas"), "{options}");
+    }
+
+    /// A sidecar on SCRAM over TLS with its own CA file, as the jobs' settings start from.
+    fn secured_sidecar() -> KafkaConfig {
+        KafkaConfig {
+            bootstrap: vec!["sidecar-view:9093".to_owned()],
+            tls: tls(Some("/sidecar/ca.pem")),
+            sasl: sasl(SaslMechanism::ScramSha512, "watcher"),
+            ..KafkaConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_jobs_settings_replace_the_sidecars_key_by_key() {
+        let secrets = [
+            (KAFKA_SASL_PASSWORD, "watcher-pw"),
+            (KAFKA_JOBS_SASL_PASSWORD, "reader-pw"),
+        ];
+        // Nothing set for the jobs: the sidecar's brokers, login and CA.
+        let same = options_with(secured_sidecar(), &secrets);
+        assert!(
+            same.contains("'properties.bootstrap.servers' = 'sidecar-view:9093'"),
+            "{same}"
+        );
+        assert!(same.contains(r#"username="watcher" password="watcher-pw";'"#), "{same}");
+        assert!(
+            same.contains("'properties.ssl.truststore.location' = '/sidecar/ca.pem'"),
+            "{same}"
+        );
+        // The brokers as the TaskManagers reach them.
+        let mut kafka = secured_sidecar();
+        kafka.jobs.bootstrap = Some(vec!["k0.internal:9094".to_owned(), "k1.internal:9094".to_owned()]);
+        let options = options_with(kafka, &secrets);
+        assert!(
+            options.contains("'properties.bootstrap.servers' = 'k0.internal:9094,k1.internal:9094'"),
+            "{options}"
+        );
+        // Their own login: mechanism, user and the password of its own variable; never the sidecar's.
+        let mut kafka = secured_sidecar();
+        kafka.jobs.sasl = sasl(SaslMechanism::Plain, "reader");
+        let options = options_with(kafka, &secrets);
+        assert!(
+            options.contains(
+                "    'properties.security.protocol' = 'SASL_SSL',\n    'properties.sasl.mechanism' = 'PLAIN',\n    \
+                 'properties.sasl.jaas.config' = 'org.apache.kafka.common.security.plain.PlainLoginModule required \
+                 username=\"reader\" password=\"reader-pw\";',\n"
+            ),
+            "{options}"
+        );
+        assert!(!options.contains("watcher"), "{options}");
+        // Their own trust store, as Flink sees it.
+        let mut kafka = secured_sidecar();
+        kafka.jobs.tls.ca_file = Some("/opt/flink/kafka/ca.pem".into());
+        let options = options_with(kafka, &secrets);
+        assert!(
+            options.contains("'properties.ssl.truststore.location' = '/opt/flink/kafka/ca.pem'"),
+            "{options}"
+        );
+        // TLS off for the jobs (a plaintext listener inside the cluster), or on for them alone.
+        let mut kafka = secured_sidecar();
+        kafka.jobs.tls.enabled = Some(false);
+        let options = options_with(kafka, &secrets);
+        assert!(
+            options.contains("'properties.security.protocol' = 'SASL_PLAINTEXT'"),
+            "{options}"
+        );
+        assert!(!options.contains("ssl."), "{options}");
+        let mut kafka = KafkaConfig::default();
+        kafka.jobs.tls.enabled = Some(true);
+        kafka.jobs.tls.ca_file = Some("/flink/ca.pem".into());
+        let options = options_with(kafka, &secrets);
+        assert!(
+            options.contains(
+                "'properties.security.protocol' = 'SSL',\n    'properties.ssl.truststore.type' = 'PEM',\n    \
+                 'properties.ssl.truststore.location' = '/flink/ca.pem',\n"
+            ),
+            "{options}"
+        );
+    }
+
+    #[test]
+    fn mutual_tls_gives_the_jobs_the_pem_key_store_and_the_key_password_only_when_set() {
+        let mut kafka = secured_sidecar();
+        kafka.jobs.tls.keystore_file = Some("/opt/flink/kafka/client's.pem".into());
+        let options = options_with(kafka.clone(), &[(KAFKA_SASL_PASSWORD, "pw")]);
+        assert!(
+            options.contains(
+                "    'properties.ssl.truststore.location' = '/sidecar/ca.pem',\n    \
+                 'properties.ssl.keystore.type' = 'PEM',\n    \
+                 'properties.ssl.keystore.location' = '/opt/flink/kafka/client''s.pem',\n    'scan.startup.mode'"
+            ),
+            "{options}"
+        );
+        // Kafka refuses a store password with PEM; only an encrypted key has a password.
+        assert!(!options.contains("password'"), "{options}");
+        kafka.jobs.tls.key_password = Some(Secret::new("unused: the credentials carry it"));
+        let secrets = [(KAFKA_SASL_PASSWORD, "pw"), (KAFKA_JOBS_TLS_KEY_PASSWORD, "key'pw")];
+        let options = options_with(kafka.clone(), &secrets);
+        assert!(
+            options.contains(
+                "'properties.ssl.keystore.location' = '/opt/flink/kafka/client''s.pem',\n    \
+                 'properties.ssl.key.password' = 'key''pw',\n"
+            ),
+            "{options}"
+        );
+        assert_eq!(
+            carried_secrets(&kafka.jobs_client()),
+            [KAFKA_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD]
+        );
+        // With the jobs' TLS off, their key store and its password are not carried.
+        kafka.jobs.tls.enabled = Some(false);
+        assert_eq!(carried_secrets(&kafka.jobs_client()), [KAFKA_SASL_PASSWORD]);
+        kafka.jobs.sasl = sasl(SaslMechanism::Plain, "reader");
+        assert_eq!(carried_secrets(&kafka.jobs_client()), [KAFKA_JOBS_SASL_PASSWORD]);
+        assert!(carried_secrets(&KafkaConfig::default().jobs_client()).is_empty());
     }
 }

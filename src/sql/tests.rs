@@ -323,3 +323,78 @@ fn a_sasl_cluster_without_the_password_names_its_variable() {
     assert!(error.to_string().contains("CDC_KAFKA__SASL__PASSWORD"), "{error}");
     assert!(require_credentials(&config, &without.with_kafka_password(crate::config::Secret::new("pw"))).is_ok());
 }
+
+/// The sidecar on SCRAM, the jobs with their own PLAIN login and an encrypted key for mutual TLS.
+fn jobs_config() -> Config {
+    let mut config = sasl_config("watcher-pw");
+    config.kafka.jobs.sasl = Some(crate::config::SaslConfig {
+        mechanism: crate::config::SaslMechanism::Plain,
+        username: "reader".to_owned(),
+        password: crate::config::Secret::new("reader'pw"),
+    });
+    config.kafka.jobs.tls.enabled = Some(true);
+    config.kafka.jobs.tls.keystore_file = Some("/flink/client.pem".into());
+    config.kafka.jobs.tls.key_password = Some(crate::config::Secret::new("key\"pw"));
+    config
+}
+
+#[test]
+fn the_jobs_own_secrets_are_submitted_but_never_shown_and_always_masked() {
+    let config = jobs_config();
+    // As `Credentials::from_env` makes them: the sink's from the environment, the Kafka ones from the configuration.
+    let real = (config.kafka.job_secrets().into_iter()).fold(credentials(), |real, (variable, secret)| {
+        real.with_kafka_secret(variable, secret.clone())
+    });
+    let submitted = render_table_with(&config, "room", &real).unwrap().join("\n");
+    assert!(
+        submitted.contains(r#"PlainLoginModule required username="reader" password="reader''pw";'"#),
+        "{submitted}"
+    );
+    assert!(
+        submitted.contains(r#"'properties.ssl.key.password' = 'key"pw'"#),
+        "{submitted}"
+    );
+    assert!(
+        !submitted.contains("watcher"),
+        "the sidecar's login stays the sidecar's: {submitted}"
+    );
+    let shown = render_table_with(&config, "room", &Credentials::redacted())
+        .unwrap()
+        .join("\n");
+    assert!(
+        shown.contains(r#"username="reader" password="<redacted>";'"#),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("'properties.ssl.key.password' = '<redacted>'"),
+        "{shown}"
+    );
+    assert!(!shown.contains("reader'") && !shown.contains("key\""), "{shown}");
+    // Flink echoing the statement, or any secret in any escaped form, is masked; the sidecar's password too.
+    let echoed = real.redact(&format!(
+        "{submitted} / reader'pw / reader''pw / key\\\"pw / watcher-pw"
+    ));
+    assert!(
+        !echoed.contains("reader'pw") && !echoed.contains("reader''pw"),
+        "{echoed}"
+    );
+    assert!(!echoed.contains("key\"pw") && !echoed.contains("key\\\"pw"), "{echoed}");
+    assert!(!echoed.contains("watcher-pw"), "{echoed}");
+}
+
+#[test]
+fn the_jobs_missing_secrets_name_their_variables() {
+    let config = jobs_config();
+    // Credentials with the sidecar's password only: the jobs' login needs its own.
+    let sidecar_only = credentials().with_kafka_password(crate::config::Secret::new("watcher-pw"));
+    let error = require_credentials(&config, &sidecar_only).unwrap_err().to_string();
+    assert!(error.contains("CDC_KAFKA__JOBS__SASL__PASSWORD"), "{error}");
+    let with_login = sidecar_only.with_kafka_secret(KAFKA_JOBS_SASL_PASSWORD, crate::config::Secret::new("pw"));
+    let error = render_table_with(&config, "room", &with_login).unwrap_err().to_string();
+    assert!(
+        error.contains("CDC_KAFKA__JOBS__TLS__KEY_PASSWORD") && error.contains("source_options"),
+        "{error}"
+    );
+    let all = with_login.with_kafka_secret(KAFKA_JOBS_TLS_KEY_PASSWORD, crate::config::Secret::new("k"));
+    assert!(require_credentials(&config, &all).is_ok());
+}

@@ -201,3 +201,79 @@ fn render_gives_the_jobs_the_kafka_login_with_the_password_only_when_asked() {
         "{submitted}"
     );
 }
+
+#[test]
+fn render_gives_the_jobs_their_own_kafka_login_and_key_store_with_the_secrets_only_when_asked() {
+    let env = [
+        ("CDC_KAFKA__SASL__MECHANISM", "SCRAM-SHA-512"),
+        ("CDC_KAFKA__SASL__USERNAME", "watcher"),
+        ("CDC_KAFKA__SASL__PASSWORD", "watcher-pw-4801"),
+        ("CDC_KAFKA__JOBS__BOOTSTRAP", "kafka-0.internal:9094"),
+        ("CDC_KAFKA__JOBS__SASL__MECHANISM", "PLAIN"),
+        ("CDC_KAFKA__JOBS__SASL__USERNAME", "reader"),
+        ("CDC_KAFKA__JOBS__SASL__PASSWORD", "reader-pw-4802"),
+        ("CDC_KAFKA__JOBS__TLS__ENABLED", "true"),
+        ("CDC_KAFKA__JOBS__TLS__CA_FILE", "/opt/flink/kafka/ca.pem"),
+        ("CDC_KAFKA__JOBS__TLS__KEYSTORE_FILE", "/opt/flink/kafka/client.pem"),
+        ("CDC_KAFKA__JOBS__TLS__KEY_PASSWORD", "key-pw-4803"),
+    ];
+    let shown = run(&["render", "room"], &env);
+    assert!(shown.status.success(), "stderr: {}", text(&shown.stderr));
+    let shown = text(&shown.stdout);
+    for option in [
+        "'properties.bootstrap.servers' = 'kafka-0.internal:9094'",
+        "'properties.security.protocol' = 'SASL_SSL'",
+        "'properties.sasl.mechanism' = 'PLAIN'",
+        r#"PlainLoginModule required username="reader" password="<redacted>";'"#,
+        "'properties.ssl.truststore.type' = 'PEM'",
+        "'properties.ssl.truststore.location' = '/opt/flink/kafka/ca.pem'",
+        "'properties.ssl.keystore.type' = 'PEM'",
+        "'properties.ssl.keystore.location' = '/opt/flink/kafka/client.pem'",
+        "'properties.ssl.key.password' = '<redacted>'",
+    ] {
+        assert!(shown.contains(option), "{option} missing:\n{shown}");
+    }
+    for secret in ["pw-4801", "pw-4802", "pw-4803", "watcher"] {
+        assert!(!shown.contains(secret), "{secret}:\n{shown}");
+    }
+    let submitted = run(&["render", "room", "--show-secrets"], &env);
+    assert!(submitted.status.success(), "stderr: {}", text(&submitted.stderr));
+    let submitted = text(&submitted.stdout);
+    assert!(
+        submitted.contains(r#"username="reader" password="reader-pw-4802";'"#),
+        "{submitted}"
+    );
+    assert!(
+        submitted.contains("'properties.ssl.key.password' = 'key-pw-4803'"),
+        "{submitted}"
+    );
+    assert!(
+        !submitted.contains("watcher"),
+        "the sidecar's login is its own: {submitted}"
+    );
+    // The jobs' login without its password: one line naming the variable, exit 2.
+    let without: Vec<_> = env
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "CDC_KAFKA__JOBS__SASL__PASSWORD")
+        .collect();
+    let out = run(&["render", "room", "--show-secrets"], &without);
+    assert_config_error(&out, &["kafka.jobs.sasl.password", "CDC_KAFKA__JOBS__SASL__PASSWORD"]);
+    let out = run(&["render", "room"], &without);
+    assert_config_error(&out, &["kafka.jobs.sasl.password", "CDC_KAFKA__JOBS__SASL__PASSWORD"]);
+    // A sidecar on mutual TLS whose jobs have no key store is refused at start, naming the key.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = dir.path().join("x.pem");
+    std::fs::write(&pem, "").expect("write");
+    let pem = pem.to_str().expect("utf-8 path");
+    let mtls = [
+        ("CDC_KAFKA__TLS__ENABLED", "true"),
+        ("CDC_KAFKA__TLS__CERT_FILE", pem),
+        ("CDC_KAFKA__TLS__KEY_FILE", pem),
+    ];
+    let out = run(&["check"], &mtls);
+    assert_config_error(
+        &out,
+        &["kafka.jobs.tls.keystore_file", "kafka.tls.cert_file", "one PEM file"],
+    );
+}

@@ -206,7 +206,10 @@ fn nonsense_configs_exit_2_with_one_line_naming_the_key() {
         ("CDC_KAFKA__SASL__USERNAME", "u"),
         ("CDC_KAFKA__SASL__PASSWORD", ""),
     ]);
-    assert_config_error(&out, &["kafka.sasl.password", "must not be empty"]);
+    assert_config_error(
+        &out,
+        &["kafka.sasl.password", "must be set", "CDC_KAFKA__SASL__PASSWORD"],
+    );
     // An address that parses but cannot be bound (taken, or not this host's) is refused by `run`, naming the key.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken_addr = taken.local_addr().expect("addr").to_string();
@@ -305,6 +308,45 @@ async fn the_dry_run_logs_its_statements_with_credentials_redacted() {
         let (code, body) = request(&sidecar, "GET", path, &[]);
         assert!(code < 500, "{path}: {code} {body}");
         assert_no_secret(path, &body);
+    }
+}
+
+/// The jobs' own Kafka login and an encrypted key for mutual TLS (issue 26): settings only the jobs use, so a
+/// plaintext broker serves the sidecar while the dry run logs what the jobs would get.
+const JOBS_KAFKA: [(&str, &str); 6] = [
+    ("CDC_KAFKA__JOBS__SASL__MECHANISM", "SCRAM-SHA-512"),
+    ("CDC_KAFKA__JOBS__SASL__USERNAME", "reader"),
+    ("CDC_KAFKA__JOBS__SASL__PASSWORD", "leak-jobs-password-4715"),
+    ("CDC_KAFKA__JOBS__TLS__ENABLED", "true"),
+    ("CDC_KAFKA__JOBS__TLS__KEYSTORE_FILE", "/opt/flink/kafka/client.pem"),
+    ("CDC_KAFKA__JOBS__TLS__KEY_PASSWORD", "leak-key-password-4716"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_logs_the_jobs_kafka_login_and_key_password_redacted() {
+    let broker = support::Broker::start();
+    let bootstrap = broker.bootstrap();
+    let mut env = vec![("CDC_KAFKA__BOOTSTRAP", bootstrap.as_str()), ("CDC_LOG_LEVEL", "debug")];
+    env.extend(JOBS_KAFKA);
+    let sidecar = start_sidecar(&env, None);
+    sidecar.wait_for_log("Kafka brokers answer", Duration::from_secs(15));
+    support::produce_change(&broker, "faculty").await;
+    sidecar.wait_for_log("dry-run: job RUNNING", Duration::from_secs(20));
+    let log = sidecar.log_text();
+    for option in [
+        "'properties.security.protocol' = 'SASL_SSL'",
+        r#"ScramLoginModule required username="reader" password="<redacted>";'"#,
+        "'properties.ssl.keystore.location' = '/opt/flink/kafka/client.pem'",
+        "'properties.ssl.key.password' = '<redacted>'",
+    ] {
+        assert!(log.contains(option), "{option} missing from the log:\n{log}");
+    }
+    for secret in ["leak-jobs-password-4715", "leak-key-password-4716"] {
+        assert!(!log.contains(secret), "{secret} leaked into the log:\n{log}");
+        for path in ["/tables", "/tables/faculty"] {
+            let (_, body) = request(&sidecar, "GET", path, &[]);
+            assert!(!body.contains(secret), "{secret} leaked into {path}: {body}");
+        }
     }
 }
 

@@ -246,3 +246,106 @@ fn the_charts_schema_allows_exactly_the_configurations_keys() {
         "keys the chart cannot set: {missing:?}; keys the sidecar does not have: {stale:?}"
     );
 }
+
+const SECURED: &str = "helm/cdc-orchestrator/ci/secured-values.yaml";
+
+#[test]
+fn a_secured_values_file_renders_every_kafka_secret_by_reference_and_passes_check() {
+    let out = helm(&["lint", "--strict", CHART, "-f", SECURED]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out = helm(&[
+        "template",
+        "t",
+        CHART,
+        "-f",
+        SECURED,
+        "--set",
+        "secrets.oauthClientSecret.name=cdc-idp",
+        "--set",
+        "secrets.jobsOauthClientSecret.name=cdc-idp-jobs",
+        "--set",
+        "serviceAccount.create=true",
+        "--set-string",
+        r"serviceAccount.annotations.eks\.amazonaws\.com/role-arn=arn:aws:iam::123456789012:role/cdc",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all = text(&out.stdout);
+    for (variable, secret, key) in [
+        ("CDC_KAFKA__SASL__PASSWORD", "cdc-kafka", "password"),
+        ("CDC_KAFKA__SASL__OAUTH__CLIENT_SECRET", "cdc-idp", "client-secret"),
+        ("CDC_KAFKA__JOBS__SASL__PASSWORD", "cdc-kafka-jobs", "password"),
+        (
+            "CDC_KAFKA__JOBS__SASL__OAUTH__CLIENT_SECRET",
+            "cdc-idp-jobs",
+            "client-secret",
+        ),
+        ("CDC_KAFKA__JOBS__TLS__KEY_PASSWORD", "cdc-kafka-jobs", "key-password"),
+    ] {
+        let entry = format!(
+            "- name: {variable}\n              valueFrom:\n                secretKeyRef:\n                  \
+             name: {secret}\n                  key: {key}\n"
+        );
+        assert!(all.contains(&entry), "{entry} missing from:\n{all}");
+    }
+    for needle in [
+        "kind: ServiceAccount",
+        "eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/cdc",
+        "serviceAccountName: t-cdc-orchestrator",
+        "secretName: cdc-kafka-tls",
+        "mountPath: /etc/kafka-tls",
+    ] {
+        assert!(all.contains(needle), "{needle:?} missing from the rendered chart");
+    }
+    // No secret value in the values: the ConfigMap names no password.
+    let toml = rendered_config(&["-f", SECURED]);
+    assert!(!toml.contains("password"), "{toml}");
+    // The rendered configuration is one the binary takes, with the secrets and the sidecar's files where the
+    // Secret and the volume would put them (the jobs' files are Flink's and never opened here).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, &toml).expect("write");
+    let pem = dir.path().join("any.pem");
+    std::fs::write(&pem, "").expect("write");
+    let mut cmd = crate::support::sidecar::command(&["check", "--config"]);
+    cmd.arg(&file);
+    for &(_, variable) in &cdc_orchestrator::sql::CREDENTIALS {
+        cmd.env(variable, "test-credential");
+    }
+    for variable in [
+        "CDC_KAFKA__TLS__CA_FILE",
+        "CDC_KAFKA__TLS__CERT_FILE",
+        "CDC_KAFKA__TLS__KEY_FILE",
+    ] {
+        cmd.env(variable, &pem);
+    }
+    cmd.env("CDC_KAFKA__SASL__PASSWORD", "p1")
+        .env("CDC_KAFKA__JOBS__SASL__PASSWORD", "p2")
+        .env("CDC_KAFKA__JOBS__TLS__KEY_PASSWORD", "p3");
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success(),
+        "check rejected the secured config:\n{toml}\n{}",
+        text(&out.stderr)
+    );
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("keystore_file = \"/opt/flink/kafka-tls/client.pem\""),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("p1\"") && !printed.contains("p2\"") && !printed.contains("p3\""),
+        "{printed}"
+    );
+    // The schema refuses a Flink-side path that is not absolute, as the sidecar does.
+    let out = helm(&[
+        "template",
+        "t",
+        CHART,
+        "-f",
+        SECURED,
+        "--set",
+        "config.kafka.jobs.tls.ca_file=certs/ca.pem",
+    ]);
+    assert!(!out.status.success(), "a relative Flink-side path was accepted");
+    assert!(text(&out.stderr).contains("ca_file"), "{}", text(&out.stderr));
+}
