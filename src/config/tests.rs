@@ -254,6 +254,7 @@ fn check_output_redacts_secrets_and_loads_back() {
         mechanism: SaslMechanism::ScramSha512,
         username: "u".into(),
         password: Secret::new("s3cret"),
+        aws: None,
     });
     let text = c.to_toml();
     assert!(!text.contains("hunter2") && !text.contains("s3cret"), "{text}");

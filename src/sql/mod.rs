@@ -461,7 +461,12 @@ fn require(
 ) -> Result<(), SqlError> {
     let sink = config.sink.kind;
     let mut used: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
-    if used.contains(source::SOURCE_OPTIONS) && config.kafka.sasl.is_some() && credentials.kafka_password().is_none() {
+    let needs_password = config
+        .kafka
+        .sasl
+        .as_ref()
+        .is_some_and(|sasl| sasl.mechanism.takes_password());
+    if used.contains(source::SOURCE_OPTIONS) && needs_password && credentials.kafka_password().is_none() {
         return Err(SqlError::MissingCredential {
             variable: KAFKA_SASL_PASSWORD,
             placeholder: source::SOURCE_OPTIONS,

@@ -270,6 +270,7 @@ fn sasl_config(password: &str) -> Config {
         mechanism: crate::config::SaslMechanism::ScramSha512,
         username: "cdc".to_owned(),
         password: crate::config::Secret::new(password),
+        aws: None,
     });
     config
 }
