@@ -366,3 +366,73 @@ fn rules_across_sections_wait_until_every_section_is_valid() {
         "{m}"
     );
 }
+
+#[test]
+fn aws_msk_iam_needs_tls_takes_no_password_and_checks_its_section() {
+    let iam = "[kafka.tls]\nenabled = true\n[kafka.sasl]\nmechanism = \"AWS_MSK_IAM\"\n";
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, Some(iam)).map_err(|e| e.to_string())?;
+        let sasl = c.kafka.sasl.as_ref().expect("sasl");
+        assert_eq!(sasl.mechanism, SaslMechanism::AwsMskIam);
+        assert!(sasl.aws.is_none() && sasl.username.is_empty());
+        jail.set_env("CDC_KAFKA__SASL__AWS__REGION", "eu-west-1");
+        jail.set_env(
+            "CDC_KAFKA__SASL__AWS__STS_ENDPOINT",
+            "https://sts.eu-west-1.amazonaws.com",
+        );
+        let c = load_in(jail, Some(iam)).map_err(|e| e.to_string())?;
+        let aws = c.kafka.sasl.and_then(|s| s.aws).expect("aws");
+        assert_eq!(aws.region, "eu-west-1");
+        assert_eq!(aws.sts_endpoint, "https://sts.eu-west-1.amazonaws.com");
+        assert_eq!(aws.profile, "");
+        Ok(())
+    });
+    let plaintext = "[kafka.sasl]\nmechanism = \"AWS_MSK_IAM\"\n";
+    let m = error_of(Some(plaintext), &[]);
+    assert!(
+        m.contains("kafka.tls.enabled") && m.contains("must be true with kafka.sasl.mechanism = AWS_MSK_IAM"),
+        "{m}"
+    );
+    let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__PASSWORD", "hunter2")]);
+    assert!(
+        m.contains("kafka.sasl.password") && m.contains("AWS_MSK_IAM takes no password"),
+        "{m}"
+    );
+    assert!(!m.contains("hunter2"), "{m}");
+    let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__USERNAME", "cdc")]);
+    assert!(
+        m.contains("kafka.sasl.username") && m.contains("AWS_MSK_IAM takes no user name"),
+        "{m}"
+    );
+    let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__AWS__REGION", "us-east-1.evil.com/")]);
+    assert!(
+        m.contains("kafka.sasl.aws.region") && m.contains("expected an AWS region"),
+        "{m}"
+    );
+    let m = error_of(
+        Some(iam),
+        &[("CDC_KAFKA__SASL__AWS__STS_ENDPOINT", "http://sts.example.com/")],
+    );
+    assert!(
+        m.contains("kafka.sasl.aws.sts_endpoint") && m.contains("expected an https:// URL"),
+        "{m}"
+    );
+    assert_eq!(
+        error_of(
+            Some(iam),
+            &[("CDC_KAFKA__SASL__AWS__STS_ENDPOINT", "http://127.0.0.1:4566/")]
+        ),
+        "no error"
+    );
+    let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__AWS__REGIN", "x")]);
+    assert!(m.contains("kafka.sasl.aws.regin: unknown key"), "{m}");
+    let scram =
+        "[kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"u\"\n[kafka.sasl.aws]\nregion = \"us-east-1\"\n";
+    let m = error_of(Some(scram), &[("CDC_KAFKA__SASL__PASSWORD", "pw")]);
+    assert!(
+        m.contains("kafka.sasl.aws") && m.contains("only for mechanism AWS_MSK_IAM"),
+        "{m}"
+    );
+    let m = error_of(Some("[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\n"), &[]);
+    assert!(m.contains("kafka.sasl.password: must not be empty"), "{m}");
+}
