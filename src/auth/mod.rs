@@ -8,6 +8,8 @@
 //! May import: [`crate::config`], [`crate::model`], [`crate::logging`], [`crate::backoff`]; imported by
 //! [`crate::kafka`] and the composition root.
 
+pub mod aws;
+
 use std::time::SystemTime;
 
 use futures::future::BoxFuture;

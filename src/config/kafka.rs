@@ -157,13 +157,17 @@ pub struct TlsConfig {
 pub struct SaslConfig {
     /// The SASL mechanism.
     pub mechanism: SaslMechanism,
-    /// The user name.
-    #[serde(deserialize_with = "lenient_string")]
+    /// The user name (`PLAIN` and SCRAM only).
+    #[serde(default, deserialize_with = "lenient_string")]
     pub username: String,
     /// The password; set it through `CDC_KAFKA__SASL__PASSWORD` (`CDC_KAFKA__JOBS__SASL__PASSWORD` for the
     /// jobs' own login) rather than the file. Missing is reported by the checks, naming that variable.
     #[serde(default)]
     pub password: Secret,
+    /// `[kafka.sasl.aws]`: where AWS MSK IAM signs (`AWS_MSK_IAM` only; every key has a default, so the section
+    /// may be left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsMskIamConfig>,
 }
 
 /// Supported SASL mechanisms.
@@ -178,6 +182,93 @@ pub enum SaslMechanism {
     /// `SCRAM-SHA-512`.
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
+    /// `AWS_MSK_IAM`: a SigV4-presigned `kafka-cluster:Connect` request made from the pod's AWS credentials, sent
+    /// as a SASL OAUTHBEARER token as the MSK IAM signer libraries send it (`[kafka.sasl.aws]`).
+    #[serde(rename = "AWS_MSK_IAM")]
+    AwsMskIam,
+}
+
+impl SaslMechanism {
+    /// Whether the mechanism logs in with `kafka.sasl.username` and `kafka.sasl.password`.
+    pub fn takes_password(self) -> bool {
+        matches!(self, Self::Plain | Self::ScramSha256 | Self::ScramSha512)
+    }
+}
+
+/// The `[kafka.sasl.aws]` section: AWS MSK IAM. The credentials are not configured here: they come from the
+/// standard AWS sources of the pod (environment variables, the IRSA web-identity token file through STS, the
+/// shared credentials file), read by [`crate::auth`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsMskIamConfig {
+    /// The cluster's AWS region (`us-east-1`); empty: `AWS_REGION`, then `AWS_DEFAULT_REGION`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub region: String,
+    /// The STS endpoint that exchanges the web-identity token for credentials; empty: the region's
+    /// `https://sts.<region>.amazonaws.com`. Set it for VPC or FIPS endpoints.
+    #[serde(deserialize_with = "lenient_string")]
+    pub sts_endpoint: String,
+    /// The profile of the shared credentials file; empty: `AWS_PROFILE`, then `default`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub profile: String,
+}
+
+impl AwsMskIamConfig {
+    /// `[kafka.sasl.aws]`: a region fit for a host name, an STS endpoint that keeps the web-identity token off
+    /// the wire in clear (https, or http to the loopback only: tests and local proxies).
+    pub(super) fn validate(&self, errors: &mut Vec<ConfigError>) {
+        if !self.region.is_empty() && !is_region(&self.region) {
+            errors.invalid(
+                "kafka.sasl.aws.region",
+                &self.region,
+                "expected an AWS region such as us-east-1 (lower-case letters, digits and '-')",
+            );
+        }
+        if !self.sts_endpoint.is_empty() {
+            match reqwest::Url::parse(&self.sts_endpoint) {
+                Ok(url) if url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url)) => {
+                    if !url.username().is_empty() || url.password().is_some() {
+                        errors.invalid(
+                            "kafka.sasl.aws.sts_endpoint",
+                            &super::redact_url(&self.sts_endpoint),
+                            "must not carry credentials",
+                        );
+                    }
+                }
+                Ok(_) => errors.invalid(
+                    "kafka.sasl.aws.sts_endpoint",
+                    &super::redact_url(&self.sts_endpoint),
+                    "expected an https:// URL (http:// only to the loopback): the web-identity token travels to it",
+                ),
+                Err(e) => errors.invalid(
+                    "kafka.sasl.aws.sts_endpoint",
+                    &super::redact_url(&self.sts_endpoint),
+                    e.to_string(),
+                ),
+            }
+        }
+        if self.profile.chars().any(|c| c.is_control() || c == ']') {
+            errors.invalid("kafka.sasl.aws.profile", &self.profile, "not a profile name");
+        }
+    }
+}
+
+/// Whether `region` can stand in `kafka.<region>.amazonaws.com`: AWS region names are lower-case words joined by
+/// '-' (`us-east-1`, `us-gov-west-1`, `eu-isoe-west-1`).
+pub fn is_region(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 32
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !region.starts_with('-')
+        && !region.ends_with('-')
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Section for KafkaConfig {
@@ -222,7 +313,7 @@ impl Section for KafkaConfig {
         }
         self.tls.validate(errors);
         if let Some(sasl) = &self.sasl {
-            sasl.validate(SaslOrigin::Sidecar, errors);
+            sasl.validate(SaslOrigin::Sidecar, self.tls.enabled, errors);
         }
         self.validate_jobs(errors);
     }

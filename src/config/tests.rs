@@ -254,6 +254,7 @@ fn check_output_redacts_secrets_and_loads_back() {
         mechanism: SaslMechanism::ScramSha512,
         username: "u".into(),
         password: Secret::new("s3cret"),
+        aws: None,
     });
     let text = c.to_toml();
     assert!(!text.contains("hunter2") && !text.contains("s3cret"), "{text}");
@@ -473,7 +474,7 @@ fn the_jobs_kafka_keys_are_checked_naming_the_key() {
         "kafka.jobs.sasl.password: must be set; pass it as CDC_KAFKA__JOBS__SASL__PASSWORD (got \"\")"
     );
     let m = error_of(None, &[login[0], ("CDC_KAFKA__JOBS__SASL__PASSWORD", "pw")]);
-    assert!(m.starts_with("kafka.jobs.sasl: missing field `username`"), "{m}");
+    assert!(m.starts_with("kafka.jobs.sasl.username: must not be empty"), "{m}");
     let m = error_of(
         None,
         &[
@@ -536,6 +537,7 @@ fn the_jobs_secrets_never_show_in_check() {
         mechanism: SaslMechanism::Plain,
         username: "reader".into(),
         password: Secret::new("reader-s3cret"),
+        aws: None,
     });
     c.kafka.jobs.tls.keystore_file = Some("/flink/client.pem".into());
     c.kafka.jobs.tls.key_password = Some(Secret::new("key-s3cret"));
@@ -564,4 +566,74 @@ fn the_secret_variables_are_the_ones_the_environment_layer_reads() {
     }
     assert_eq!(SaslOrigin::Jobs.password_variable(), KAFKA_JOBS_SASL_PASSWORD);
     assert_eq!(SaslOrigin::Sidecar.password_variable(), KAFKA_SASL_PASSWORD);
+}
+
+#[test]
+fn aws_msk_iam_needs_tls_takes_no_password_and_checks_its_section() {
+    let iam = "[kafka.tls]\nenabled = true\n[kafka.sasl]\nmechanism = \"AWS_MSK_IAM\"\n";
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, Some(iam)).map_err(|e| e.to_string())?;
+        let sasl = c.kafka.sasl.as_ref().expect("sasl");
+        assert_eq!(sasl.mechanism, SaslMechanism::AwsMskIam);
+        assert!(sasl.aws.is_none() && sasl.username.is_empty());
+        jail.set_env("CDC_KAFKA__SASL__AWS__REGION", "eu-west-1");
+        jail.set_env(
+            "CDC_KAFKA__SASL__AWS__STS_ENDPOINT",
+            "https://sts.eu-west-1.amazonaws.com",
+        );
+        let c = load_in(jail, Some(iam)).map_err(|e| e.to_string())?;
+        let aws = c.kafka.sasl.and_then(|s| s.aws).expect("aws");
+        assert_eq!(aws.region, "eu-west-1");
+        assert_eq!(aws.sts_endpoint, "https://sts.eu-west-1.amazonaws.com");
+        assert_eq!(aws.profile, "");
+        Ok(())
+    });
+    let plaintext = "[kafka.sasl]\nmechanism = \"AWS_MSK_IAM\"\n";
+    let m = error_of(Some(plaintext), &[]);
+    assert!(
+        m.contains("kafka.tls.enabled") && m.contains("must be true with kafka.sasl.mechanism = AWS_MSK_IAM"),
+        "{m}"
+    );
+    let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__PASSWORD", "hunter2")]);
+    assert!(
+        m.contains("kafka.sasl.password") && m.contains("AWS_MSK_IAM takes no password"),
+        "{m}"
+    );
+    assert!(!m.contains("hunter2"), "{m}");
+    let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__USERNAME", "cdc")]);
+    assert!(
+        m.contains("kafka.sasl.username") && m.contains("AWS_MSK_IAM takes no user name"),
+        "{m}"
+    );
+    let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__AWS__REGION", "us-east-1.evil.com/")]);
+    assert!(
+        m.contains("kafka.sasl.aws.region") && m.contains("expected an AWS region"),
+        "{m}"
+    );
+    let m = error_of(
+        Some(iam),
+        &[("CDC_KAFKA__SASL__AWS__STS_ENDPOINT", "http://sts.example.com/")],
+    );
+    assert!(
+        m.contains("kafka.sasl.aws.sts_endpoint") && m.contains("expected an https:// URL"),
+        "{m}"
+    );
+    assert_eq!(
+        error_of(
+            Some(iam),
+            &[("CDC_KAFKA__SASL__AWS__STS_ENDPOINT", "http://127.0.0.1:4566/")]
+        ),
+        "no error"
+    );
+    let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__AWS__REGIN", "x")]);
+    assert!(m.contains("kafka.sasl.aws.regin: unknown key"), "{m}");
+    let scram =
+        "[kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"u\"\n[kafka.sasl.aws]\nregion = \"us-east-1\"\n";
+    let m = error_of(Some(scram), &[("CDC_KAFKA__SASL__PASSWORD", "pw")]);
+    assert!(
+        m.contains("kafka.sasl.aws") && m.contains("only for mechanism AWS_MSK_IAM"),
+        "{m}"
+    );
+    let m = error_of(Some("[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\n"), &[]);
+    assert!(m.contains("kafka.sasl.password: must be set"), "{m}");
 }

@@ -12,5 +12,7 @@ pub fn mechanism_name(mechanism: SaslMechanism) -> &'static str {
         SaslMechanism::Plain => "PLAIN",
         SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
         SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        // MSK IAM's token travels as a SASL OAUTHBEARER token, as the MSK IAM signer libraries send it.
+        SaslMechanism::AwsMskIam => "OAUTHBEARER",
     }
 }

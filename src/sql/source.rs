@@ -57,7 +57,9 @@ pub(super) fn variables<'a>(
 /// them.
 pub(super) fn carried_secrets(client: &JobsClient<'_>) -> Vec<&'static str> {
     let mut variables = Vec::new();
-    if let Some((origin, _)) = client.sasl {
+    if let Some((origin, sasl)) = client.sasl
+        && sasl.mechanism.takes_password()
+    {
         variables.push(origin.password_variable());
     }
     if client.tls.is_some_and(|tls| tls.key_password) {
@@ -77,13 +79,24 @@ fn security<'a>(client: &JobsClient<'_>, secret: impl Fn(&str) -> Option<&'a str
     };
     let mut properties = vec![("properties.security.protocol", protocol.to_owned())];
     if let Some((origin, sasl)) = client.sasl {
-        let (mechanism, module) = match sasl.mechanism {
-            SaslMechanism::Plain => ("PLAIN", "org.apache.kafka.common.security.plain.PlainLoginModule"),
-            SaslMechanism::ScramSha256 => ("SCRAM-SHA-256", SCRAM_LOGIN_MODULE),
-            SaslMechanism::ScramSha512 => ("SCRAM-SHA-512", SCRAM_LOGIN_MODULE),
-        };
-        properties.push(("properties.sasl.mechanism", mechanism.to_owned()));
-        if let Some(password) = secret(origin.password_variable()) {
+        properties.push(("properties.sasl.mechanism", mechanism_name(sasl.mechanism).to_owned()));
+        if sasl.mechanism == SaslMechanism::AwsMskIam {
+            // The aws-msk-iam-auth jar signs with the credentials of the job's own pod (its default AWS credential
+            // chain: IRSA's web identity, the environment, the instance role): nothing secret is written here.
+            properties.push((
+                "properties.sasl.jaas.config",
+                format!("{MSK_IAM_LOGIN_MODULE} required;"),
+            ));
+            properties.push((
+                "properties.sasl.client.callback.handler.class",
+                MSK_IAM_CALLBACK_HANDLER.to_owned(),
+            ));
+        } else if let Some(password) = secret(origin.password_variable()) {
+            let module = if sasl.mechanism == SaslMechanism::Plain {
+                PLAIN_LOGIN_MODULE
+            } else {
+                SCRAM_LOGIN_MODULE
+            };
             let jaas = format!(
                 r#"{module} required username="{}" password="{}";"#,
                 jaas_escape(&sasl.username),
@@ -114,7 +127,22 @@ fn security<'a>(client: &JobsClient<'_>, secret: impl Fn(&str) -> Option<&'a str
     properties
 }
 
+const PLAIN_LOGIN_MODULE: &str = "org.apache.kafka.common.security.plain.PlainLoginModule";
 const SCRAM_LOGIN_MODULE: &str = "org.apache.kafka.common.security.scram.ScramLoginModule";
+
+/// The login module and callback handler of the aws-msk-iam-auth jar, which must be on Flink's class path.
+const MSK_IAM_LOGIN_MODULE: &str = "software.amazon.msk.auth.iam.IAMLoginModule";
+const MSK_IAM_CALLBACK_HANDLER: &str = "software.amazon.msk.auth.iam.IAMClientCallbackHandler";
+
+/// Kafka's `sasl.mechanism` for `mechanism` (the Java client speaks MSK IAM as its own `AWS_MSK_IAM`).
+fn mechanism_name(mechanism: SaslMechanism) -> &'static str {
+    match mechanism {
+        SaslMechanism::Plain => "PLAIN",
+        SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+        SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        SaslMechanism::AwsMskIam => "AWS_MSK_IAM",
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -180,6 +208,7 @@ mod tests {
             mechanism,
             username: username.to_owned(),
             password: Secret::new("unused: the credentials carry the password"),
+            aws: None,
         })
     }
 
@@ -302,6 +331,37 @@ mod tests {
         let statements = super::super::split_statements(&format!("CREATE TABLE t (x INT) WITH (\n{options}\n);"))
             .expect("closed literals");
         assert_eq!(statements.len(), 1, "{statements:?}");
+    }
+
+    #[test]
+    fn aws_msk_iam_is_sasl_ssl_with_the_iam_login_module_and_no_secret() {
+        let kafka = KafkaConfig {
+            tls: tls(Some("/ca.pem")),
+            sasl: Some(SaslConfig {
+                mechanism: SaslMechanism::AwsMskIam,
+                username: String::new(),
+                password: Secret::new(""),
+                aws: Some(crate::config::AwsMskIamConfig {
+                    region: "eu-west-1".to_owned(),
+                    ..Default::default()
+                }),
+            }),
+            ..KafkaConfig::default()
+        };
+        // Even handed a password (none exists for this mechanism), the options carry none.
+        let options = options_of(kafka, Some("not-a-password"));
+        assert!(
+            options.contains(
+                "    'properties.security.protocol' = 'SASL_SSL',\n    \
+                 'properties.sasl.mechanism' = 'AWS_MSK_IAM',\n    \
+                 'properties.sasl.jaas.config' = 'software.amazon.msk.auth.iam.IAMLoginModule required;',\n    \
+                 'properties.sasl.client.callback.handler.class' = \
+                 'software.amazon.msk.auth.iam.IAMClientCallbackHandler',\n    \
+                 'properties.ssl.truststore.type' = 'PEM',\n    'properties.ssl.truststore.location' = '/ca.pem',\n"
+            ),
+            "{options}"
+        );
+        assert!(!options.contains("not-a-password"), "{options}");
     }
 
     #[test]

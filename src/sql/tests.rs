@@ -270,6 +270,7 @@ fn sasl_config(password: &str) -> Config {
         mechanism: crate::config::SaslMechanism::ScramSha512,
         username: "cdc".to_owned(),
         password: crate::config::Secret::new(password),
+        aws: None,
     });
     config
 }
@@ -331,6 +332,7 @@ fn jobs_config() -> Config {
         mechanism: crate::config::SaslMechanism::Plain,
         username: "reader".to_owned(),
         password: crate::config::Secret::new("reader'pw"),
+        aws: None,
     });
     config.kafka.jobs.tls.enabled = Some(true);
     config.kafka.jobs.tls.keystore_file = Some("/flink/client.pem".into());

@@ -154,6 +154,7 @@ fn sasl_config(proxy: &SaslProxy, mechanism: SaslMechanism, password: &str) -> K
             mechanism,
             username: USER.to_owned(),
             password: Secret::new(password),
+            aws: None,
         }),
         ..KafkaConfig::default()
     }
@@ -315,6 +316,7 @@ async fn sasl_over_tls_reads_watermarks_and_lag_in_batches() {
             mechanism: SaslMechanism::ScramSha256,
             username: USER.to_owned(),
             password: Secret::new(PASSWORD),
+            aws: None,
         }),
         ..KafkaConfig::default()
     };

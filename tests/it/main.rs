@@ -25,6 +25,7 @@ mod flink_sql;
 mod fuzz_corpus;
 mod hardening;
 mod hostile;
+mod msk_iam;
 mod operator;
 mod packaging;
 mod policy_props;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::check::Checks;
 use super::super::de::optional_list;
-use super::super::{ConfigError, Secret};
+use super::super::{ConfigError, REDACTED, Secret};
 use super::{KafkaConfig, SaslConfig, is_host_port};
 
 /// Where `kafka.sasl.password` usually comes from; the jobs' options carry it when they use the sidecar's login.
@@ -162,7 +162,7 @@ impl KafkaConfig {
             }
         }
         if let Some(sasl) = &jobs.sasl {
-            sasl.validate(SaslOrigin::Jobs, errors);
+            sasl.validate(SaslOrigin::Jobs, self.jobs_use_tls(), errors);
         }
         for (key, file) in [
             ("kafka.jobs.tls.ca_file", &jobs.tls.ca_file),
@@ -221,16 +221,64 @@ impl KafkaConfig {
 }
 
 impl SaslConfig {
-    /// A login's user name and password, under the keys of the table it was configured in.
-    pub(super) fn validate(&self, origin: SaslOrigin, errors: &mut Vec<ConfigError>) {
+    /// A login under the keys of the table it was configured in: each mechanism with its own credentials and
+    /// nothing else's. `tls` says whether the connections it logs in on use TLS.
+    pub(super) fn validate(&self, origin: SaslOrigin, tls: bool, errors: &mut Vec<ConfigError>) {
         let key = origin.key();
-        errors.not_blank(&format!("{key}.username"), &self.username);
-        if self.password.expose().is_empty() {
+        if self.mechanism.takes_password() {
+            errors.not_blank(&format!("{key}.username"), &self.username);
+            if self.password.expose().is_empty() {
+                errors.invalid(
+                    format!("{key}.password"),
+                    &"",
+                    format!("must be set; pass it as {}", origin.password_variable()),
+                );
+            }
+            if self.aws.is_some() {
+                errors.invalid(
+                    format!("{key}.aws"),
+                    &format!("[{key}.aws]"),
+                    "only for mechanism AWS_MSK_IAM",
+                );
+            }
+            return;
+        }
+        // AWS_MSK_IAM: the credentials come from the pod's AWS sources; a user or password here would be a
+        // mistake that silently does nothing.
+        if !self.username.is_empty() {
+            errors.invalid(
+                format!("{key}.username"),
+                &self.username,
+                "AWS_MSK_IAM takes no user name (the AWS credentials name the principal)",
+            );
+        }
+        if !self.password.expose().is_empty() {
             errors.invalid(
                 format!("{key}.password"),
-                &"",
-                format!("must be set; pass it as {}", origin.password_variable()),
+                &REDACTED,
+                "AWS_MSK_IAM takes no password (the credentials come from the AWS sources)",
             );
+        }
+        // MSK serves IAM only on its TLS listener (port 9098); without TLS the broker never answers the handshake.
+        if !tls {
+            let tls_key = match origin {
+                SaslOrigin::Sidecar => "kafka.tls.enabled",
+                SaslOrigin::Jobs => "kafka.jobs.tls.enabled",
+            };
+            errors.invalid(
+                tls_key,
+                &tls,
+                format!("must be true with {key}.mechanism = AWS_MSK_IAM (MSK serves IAM on its TLS port, 9098)"),
+            );
+        }
+        match (origin, &self.aws) {
+            (SaslOrigin::Sidecar, Some(aws)) => aws.validate(errors),
+            (SaslOrigin::Jobs, Some(_)) => errors.invalid(
+                "kafka.jobs.sasl.aws",
+                &"[kafka.jobs.sasl.aws]",
+                "the jobs sign with their own pods' AWS credentials (the aws-msk-iam-auth jar); nothing here is used",
+            ),
+            (_, None) => {}
         }
     }
 }
