@@ -1,5 +1,6 @@
 //! The `[kafka]` section: where the CDC topics live, how to watch them, and the rule that names a topic's table.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -147,11 +148,42 @@ pub struct TlsConfig {
 pub struct SaslConfig {
     /// The SASL mechanism.
     pub mechanism: SaslMechanism,
-    /// The user name.
-    #[serde(deserialize_with = "lenient_string")]
+    /// The user name (PLAIN and SCRAM only; empty otherwise).
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub username: String,
-    /// The password; set it through `CDC_KAFKA__SASL__PASSWORD` rather than the file.
+    /// The password (PLAIN and SCRAM only); set it through `CDC_KAFKA__SASL__PASSWORD` rather than the file.
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
     pub password: Secret,
+    /// The OIDC client-credentials login (`OAUTHBEARER` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OauthConfig>,
+}
+
+/// The `[kafka.sasl.oauth]` section: where `OAUTHBEARER` gets its tokens, an OAuth 2.0 client-credentials grant
+/// against an OIDC identity provider's token endpoint, as Kafka's own `OAuthBearerLoginCallbackHandler` makes it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OauthConfig {
+    /// The token endpoint, an `http://` or `https://` URL (shown only through [`super::redact_url`]).
+    #[serde(deserialize_with = "lenient_string", serialize_with = "super::shown_url::serialize")]
+    pub token_endpoint: String,
+    /// The OAuth client id.
+    #[serde(deserialize_with = "lenient_string")]
+    pub client_id: String,
+    /// The OAuth client secret; set it through `CDC_KAFKA__SASL__OAUTH__CLIENT_SECRET` rather than the file.
+    pub client_secret: Secret,
+    /// The scope asked for (`scope=` of the grant); empty: none.
+    #[serde(deserialize_with = "lenient_string")]
+    pub scope: String,
+    /// The audience asked for (`audience=` of the grant, as Auth0 and others want it); empty: none.
+    #[serde(deserialize_with = "lenient_string")]
+    pub audience: String,
+    /// SASL extensions sent with the token (RFC 7628 `key=value` pairs, e.g. Confluent Cloud's `logicalCluster`).
+    pub extensions: BTreeMap<String, String>,
 }
 
 /// Supported SASL mechanisms.
@@ -166,6 +198,29 @@ pub enum SaslMechanism {
     /// `SCRAM-SHA-512`.
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
+    /// `OAUTHBEARER`: a token from an OIDC token endpoint (`[kafka.sasl.oauth]`).
+    #[serde(rename = "OAUTHBEARER")]
+    OAuthBearer,
+}
+
+impl SaslMechanism {
+    /// The mechanism as the configuration names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
+        }
+    }
+
+    /// Whether the mechanism logs in with `username` and `password` (PLAIN, SCRAM) rather than a token.
+    pub fn uses_password(self) -> bool {
+        match self {
+            SaslMechanism::Plain | SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => true,
+            SaslMechanism::OAuthBearer => false,
+        }
+    }
 }
 
 impl Section for KafkaConfig {
@@ -210,9 +265,98 @@ impl Section for KafkaConfig {
         }
         self.tls.validate(errors);
         if let Some(sasl) = &self.sasl {
-            errors.not_blank("kafka.sasl.username", &sasl.username);
-            if sasl.password.expose().is_empty() {
-                errors.invalid("kafka.sasl.password", &"", "must not be empty");
+            sasl.validate(errors);
+        }
+    }
+}
+
+/// The environment variable that sets `kafka.sasl.oauth.client_secret`, named in its error.
+pub const OAUTH_CLIENT_SECRET_ENV: &str = "CDC_KAFKA__SASL__OAUTH__CLIENT_SECRET";
+
+impl SaslConfig {
+    /// `[kafka.sasl]`: each mechanism has its credentials, and no mechanism carries another's (a key that would
+    /// silently do nothing is refused).
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        let mechanism = self.mechanism;
+        let name = mechanism.as_str();
+        if mechanism.uses_password() {
+            errors.not_blank("kafka.sasl.username", &self.username);
+            if self.password.is_empty() {
+                errors.invalid(
+                    "kafka.sasl.password",
+                    &"",
+                    format!("must be set for {name} (CDC_KAFKA__SASL__PASSWORD)"),
+                );
+            }
+        } else {
+            if !self.username.is_empty() {
+                errors.invalid(
+                    "kafka.sasl.username",
+                    &self.username,
+                    format!("only for PLAIN and SCRAM, not {name}"),
+                );
+            }
+            if !self.password.is_empty() {
+                errors.invalid(
+                    "kafka.sasl.password",
+                    &super::REDACTED,
+                    format!("only for PLAIN and SCRAM, not {name}"),
+                );
+            }
+        }
+        match (mechanism, &self.oauth) {
+            (SaslMechanism::OAuthBearer, Some(oauth)) => oauth.validate(errors),
+            (SaslMechanism::OAuthBearer, None) => errors.invalid(
+                "kafka.sasl.oauth.token_endpoint",
+                &"",
+                "must be set for OAUTHBEARER ([kafka.sasl.oauth] with token_endpoint, client_id and the client secret)",
+            ),
+            (_, Some(_)) => errors.invalid("kafka.sasl.oauth", &name, "only for OAUTHBEARER"),
+            (_, None) => {}
+        }
+    }
+}
+
+impl OauthConfig {
+    /// `[kafka.sasl.oauth]`: an http(s) token endpoint, a client id and secret, and extensions Kafka accepts.
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        if self.token_endpoint.trim().is_empty() {
+            errors.invalid("kafka.sasl.oauth.token_endpoint", &"", "must be set for OAUTHBEARER");
+        } else {
+            errors.http_url("kafka.sasl.oauth.token_endpoint", &self.token_endpoint);
+            // The jobs' options carry the URL as written, and `render` shows them: no password may ride in it.
+            if reqwest::Url::parse(&self.token_endpoint)
+                .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+            {
+                errors.invalid(
+                    "kafka.sasl.oauth.token_endpoint",
+                    &super::redact_url(&self.token_endpoint),
+                    format!("must not carry user or password (the client secret goes in {OAUTH_CLIENT_SECRET_ENV})"),
+                );
+            }
+        }
+        errors.not_blank("kafka.sasl.oauth.client_id", &self.client_id);
+        if self.client_secret.is_empty() {
+            errors.invalid(
+                "kafka.sasl.oauth.client_secret",
+                &"",
+                format!("must be set for OAUTHBEARER ({OAUTH_CLIENT_SECRET_ENV})"),
+            );
+        }
+        for (key, value) in &self.extensions {
+            let at = format!("kafka.sasl.oauth.extensions.{key}");
+            // Kafka's rules for SASL extensions (OAuthBearerClientInitialResponse): `auth` is the token's own key.
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphabetic()) {
+                errors.invalid(&at, key, "an extension's name is letters only (A-Z, a-z)");
+            } else if key == "auth" {
+                errors.invalid(&at, key, "\"auth\" is reserved for the token itself");
+            }
+            if value.is_empty()
+                || !value
+                    .bytes()
+                    .all(|b| matches!(b, 0x21..=0x7e | b' ' | b'\t' | b'\r' | b'\n'))
+            {
+                errors.invalid(&at, value, "an extension's value is printable ASCII, spaces and tabs");
             }
         }
     }

@@ -41,7 +41,7 @@ pub use env::ENV_PREFIX;
 pub use file::MAX_CONFIG_BYTES;
 pub use flink::{FlinkConfig, LauncherKind};
 pub use iceberg::IcebergConfig;
-pub use kafka::{KafkaConfig, SaslConfig, SaslMechanism, TlsConfig};
+pub use kafka::{KafkaConfig, OauthConfig, SaslConfig, SaslMechanism, TlsConfig};
 pub use policy::{PolicyConfig, TableOverrides, TablePolicy};
 pub use secret::{REDACTED, Secret};
 pub use server::ServerConfig;

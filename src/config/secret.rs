@@ -11,7 +11,7 @@ use super::de::lenient_string;
 pub const REDACTED: &str = "<redacted>";
 
 /// A string that never appears in logs, `Debug` output or `check`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
@@ -23,6 +23,11 @@ impl Secret {
     /// The value itself, for the one place that must send it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the value is empty (unset).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

@@ -30,11 +30,16 @@ pub fn sink_of(variable: &str) -> SinkKind {
 /// reads it (`kafka.sasl.password`), and the jobs' source options carry it.
 pub const KAFKA_SASL_PASSWORD: &str = "CDC_KAFKA__SASL__PASSWORD";
 
+/// Where the Kafka OAUTHBEARER client secret comes from (`kafka.sasl.oauth.client_secret`), and what a missing one
+/// is reported as: the jobs' JAAS login carries it, as Kafka's `OAuthBearerLoginCallbackHandler` reads it.
+pub const KAFKA_SASL_OAUTH_CLIENT_SECRET: &str = crate::config::kafka::OAUTH_CLIENT_SECRET_ENV;
+
 /// Credential values for the templates, looked up by environment variable name.
 #[derive(Clone, Default)]
 pub struct Credentials {
-    /// By environment variable: those of [`CREDENTIALS`], and `kafka.sasl.password` under
-    /// [`KAFKA_SASL_PASSWORD`] (no placeholder names it; only the source's options carry it).
+    /// By environment variable: those of [`CREDENTIALS`], `kafka.sasl.password` under [`KAFKA_SASL_PASSWORD`] and
+    /// `kafka.sasl.oauth.client_secret` under [`KAFKA_SASL_OAUTH_CLIENT_SECRET`] (no placeholder names either; only
+    /// the source's options carry them).
     values: BTreeMap<&'static str, Secret>,
     /// Variables set to a value that is not UTF-8: reported as such rather than as unset.
     not_utf8: BTreeSet<&'static str>,
@@ -55,6 +60,9 @@ impl Credentials {
         let mut credentials = Self::from_lookup(|name| std::env::var(name).ok());
         if let Some(sasl) = &kafka.sasl {
             credentials = credentials.with_kafka_password(sasl.password.clone());
+            if let Some(oauth) = &sasl.oauth {
+                credentials = credentials.with_kafka_client_secret(oauth.client_secret.clone());
+            }
         }
         credentials.not_utf8 = CREDENTIALS
             .iter()
@@ -89,10 +97,20 @@ impl Credentials {
         self
     }
 
+    /// These credentials with `secret` as the Kafka OAUTHBEARER client secret (tests, or another source of secrets).
+    pub fn with_kafka_client_secret(mut self, secret: Secret) -> Self {
+        if !secret.is_empty() {
+            self.values.insert(KAFKA_SASL_OAUTH_CLIENT_SECRET, secret);
+        }
+        self
+    }
+
     /// Every credential as [`REDACTED`]: statements rendered with these can be shown or logged, and a launcher
     /// that submits nothing (dry-run) needs no real credentials at all.
     pub fn redacted() -> Self {
-        Self::from_lookup(|_| Some(REDACTED.to_owned())).with_kafka_password(Secret::new(REDACTED))
+        Self::from_lookup(|_| Some(REDACTED.to_owned()))
+            .with_kafka_password(Secret::new(REDACTED))
+            .with_kafka_client_secret(Secret::new(REDACTED))
     }
 
     /// `text` with every credential value replaced by [`REDACTED`], as set and in every escaped form a
@@ -115,9 +133,14 @@ impl Credentials {
         text
     }
 
-    /// The Kafka SASL password the jobs' JAAS config carries, if known.
-    pub(super) fn kafka_password(&self) -> Option<&str> {
-        self.get(KAFKA_SASL_PASSWORD)
+    /// The secret the jobs' JAAS login under `kafka` carries, if known: the SASL password, or under OAUTHBEARER
+    /// the client secret; and the variable it comes from, which a missing one is reported as.
+    pub(super) fn kafka_secret(&self, kafka: &KafkaConfig) -> (&'static str, Option<&str>) {
+        let variable = match &kafka.sasl {
+            Some(sasl) if !sasl.mechanism.uses_password() => KAFKA_SASL_OAUTH_CLIENT_SECRET,
+            _ => KAFKA_SASL_PASSWORD,
+        };
+        (variable, self.get(variable))
     }
 
     /// The value of the credential read from environment variable `variable`, if set.

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
-pub use credentials::{CREDENTIALS, Credentials, KAFKA_SASL_PASSWORD, sink_of};
+pub use credentials::{CREDENTIALS, Credentials, KAFKA_SASL_OAUTH_CLIENT_SECRET, KAFKA_SASL_PASSWORD, sink_of};
 pub use statements::{LAUNCHER_KEYS, reserved_key_set, split_statements, submits_job};
 
 use crate::config::Config;
@@ -409,7 +409,11 @@ fn context(config: &Config, table: &str, credentials: &Credentials) -> BTreeMap<
             context.insert(placeholder, Value::from(value));
         }
     }
-    context.extend(source::variables(config, table, credentials.kafka_password()));
+    context.extend(source::variables(
+        config,
+        table,
+        credentials.kafka_secret(&config.kafka).1,
+    ));
     context.extend(sink::variables(config, table, |p| credentials.placeholder(p)));
     context
 }
@@ -452,7 +456,7 @@ fn render_one(
 
 /// Names the missing environment variable rather than letting minijinja report an undefined placeholder. The
 /// templates may hold both sinks' statements; only the configured sink's credentials are needed, and the Kafka
-/// SASL password only where the source's options are used on a cluster that needs it.
+/// SASL password (or OAUTHBEARER client secret) only where the source's options are used on a cluster that needs it.
 fn require(
     template: &minijinja::Template<'_, '_>,
     source: &Source,
@@ -461,9 +465,10 @@ fn require(
 ) -> Result<(), SqlError> {
     let sink = config.sink.kind;
     let mut used: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
-    if used.contains(source::SOURCE_OPTIONS) && config.kafka.sasl.is_some() && credentials.kafka_password().is_none() {
+    let (kafka_variable, kafka_secret) = credentials.kafka_secret(&config.kafka);
+    if used.contains(source::SOURCE_OPTIONS) && config.kafka.sasl.is_some() && kafka_secret.is_none() {
         return Err(SqlError::MissingCredential {
-            variable: KAFKA_SASL_PASSWORD,
+            variable: kafka_variable,
             placeholder: source::SOURCE_OPTIONS,
             template: source.name.clone(),
         });

@@ -7,21 +7,31 @@
 //! (`before`, `after`, `op`) as JSON without schemas, read as a changelog.
 //!
 //! On a secured cluster the source connects as the sidecar does (`kafka.tls`, `kafka.sasl`): Kafka's security
-//! protocol, SASL mechanism and JAAS login, and the CA file as a PEM trust store. The SASL password is a
-//! credential ([`Credentials`](super::Credentials)): `<redacted>` wherever statements are shown or logged.
+//! protocol, SASL mechanism and JAAS login, and the CA file as a PEM trust store. The SASL password (or the
+//! OAUTHBEARER client secret) is a credential ([`Credentials`](super::Credentials)): `<redacted>` wherever
+//! statements are shown or logged.
+//!
+//! Under OAUTHBEARER the jobs get Kafka's own login (kafka-clients 3.4+; the jobs' is 3.9.1): the
+//! `OAuthBearerLoginCallbackHandler` makes the same client-credentials grant against
+//! `sasl.oauthbearer.token.endpoint.url` as the sidecar, with `clientId`, `clientSecret`, `scope` and one
+//! `extension_<name>` per SASL extension from the JAAS options. It reads no audience (Kafka 3.9 has no such
+//! client option; its `sasl.oauthbearer.expected.audience` is the broker's check), so `kafka.sasl.oauth.audience`
+//! is the sidecar's alone and is not rendered. Kafka 4.0+ clients refuse a token endpoint that the JVM system
+//! property `org.apache.kafka.sasl.oauthbearer.allowed.urls` does not list (3.9.1 allows every URL by default).
 
 use minijinja::Value;
 
 use super::credentials::jaas_escape;
 use super::with_options;
-use crate::config::{Config, KafkaConfig, SaslMechanism};
+use crate::config::{Config, KafkaConfig, OauthConfig, SaslConfig, SaslMechanism};
 
 /// The placeholder whose value holds the Kafka source's options.
 pub(super) const SOURCE_OPTIONS: &str = "source_options";
 
-/// The source placeholder of `table` under `config`; `kafka_password` fills the JAAS config when `kafka.sasl` is
-/// set (without it the login is left out: rendering checks first that a template using the options has it).
-pub(super) fn variables(config: &Config, table: &str, kafka_password: Option<&str>) -> Vec<(&'static str, Value)> {
+/// The source placeholder of `table` under `config`; `kafka_secret` (the SASL password, or the OAUTHBEARER client
+/// secret) fills the JAAS config when `kafka.sasl` is set (without it the login is left out: rendering checks
+/// first that a template using the options has it).
+pub(super) fn variables(config: &Config, table: &str, kafka_secret: Option<&str>) -> Vec<(&'static str, Value)> {
     let kafka = &config.kafka;
     let topic = kafka.topic_for(table);
     let bootstrap = kafka.bootstrap.join(",");
@@ -32,7 +42,7 @@ pub(super) fn variables(config: &Config, table: &str, kafka_password: Option<&st
         ("properties.bootstrap.servers", &bootstrap),
         ("properties.group.id", &group),
     ];
-    let security = security(kafka, kafka_password);
+    let security = security(kafka, kafka_secret);
     pairs.extend(security.iter().map(|(key, value)| (*key, value.as_str())));
     pairs.extend([
         ("scan.startup.mode", "group-offsets"),
@@ -45,8 +55,9 @@ pub(super) fn variables(config: &Config, table: &str, kafka_password: Option<&st
     vec![(SOURCE_OPTIONS, Value::from_safe_string(options))]
 }
 
-/// The Kafka client's security properties for `kafka.tls` and `kafka.sasl`; none on a plaintext cluster.
-fn security(kafka: &KafkaConfig, password: Option<&str>) -> Vec<(&'static str, String)> {
+/// The Kafka client's security properties for `kafka.tls` and `kafka.sasl`; none on a plaintext cluster. `secret`
+/// is the login's password or client secret.
+fn security(kafka: &KafkaConfig, secret: Option<&str>) -> Vec<(&'static str, String)> {
     let tls = kafka.tls.enabled;
     let protocol = match (tls, kafka.sasl.is_some()) {
         (false, false) => return Vec::new(),
@@ -56,22 +67,35 @@ fn security(kafka: &KafkaConfig, password: Option<&str>) -> Vec<(&'static str, S
     };
     let mut properties = vec![("properties.security.protocol", protocol.to_owned())];
     if let Some(sasl) = &kafka.sasl {
-        let (mechanism, module) = match sasl.mechanism {
-            SaslMechanism::Plain => ("PLAIN", "org.apache.kafka.common.security.plain.PlainLoginModule"),
-            SaslMechanism::ScramSha256 => ("SCRAM-SHA-256", SCRAM_LOGIN_MODULE),
-            SaslMechanism::ScramSha512 => ("SCRAM-SHA-512", SCRAM_LOGIN_MODULE),
-        };
-        properties.push(("properties.sasl.mechanism", mechanism.to_owned()));
-        if let Some(password) = password {
-            let jaas = format!(
-                r#"{module} required username="{}" password="{}";"#,
-                jaas_escape(&sasl.username),
-                jaas_escape(password)
-            );
-            properties.push(("properties.sasl.jaas.config", jaas));
-        }
+        properties.extend(login(sasl, secret));
     }
-    if tls && let Some(ca_file) = &kafka.tls.ca_file {
+    with_trust_store(kafka, properties)
+}
+
+/// The SASL mechanism's properties, and with `secret` (the password, or the client secret) its JAAS login.
+fn login(sasl: &SaslConfig, secret: Option<&str>) -> Vec<(&'static str, String)> {
+    let module = match sasl.mechanism {
+        SaslMechanism::Plain => "org.apache.kafka.common.security.plain.PlainLoginModule",
+        SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => SCRAM_LOGIN_MODULE,
+        SaslMechanism::OAuthBearer => return oauthbearer(sasl.oauth.as_ref(), secret),
+    };
+    let mut properties = vec![("properties.sasl.mechanism", sasl.mechanism.as_str().to_owned())];
+    if let Some(password) = secret {
+        let jaas = format!(
+            r#"{module} required username="{}" password="{}";"#,
+            jaas_escape(&sasl.username),
+            jaas_escape(password)
+        );
+        properties.push(("properties.sasl.jaas.config", jaas));
+    }
+    properties
+}
+
+/// `properties` and, under TLS with a CA file, the PEM trust store.
+fn with_trust_store(kafka: &KafkaConfig, mut properties: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    if kafka.tls.enabled
+        && let Some(ca_file) = &kafka.tls.ca_file
+    {
         // Kafka reads PEM trust stores itself (KIP-651); without a CA file the JVM's default roots apply, as the
         // system roots do for the sidecar.
         properties.push(("properties.ssl.truststore.type", "PEM".to_owned()));
@@ -81,6 +105,47 @@ fn security(kafka: &KafkaConfig, password: Option<&str>) -> Vec<(&'static str, S
 }
 
 const SCRAM_LOGIN_MODULE: &str = "org.apache.kafka.common.security.scram.ScramLoginModule";
+/// Kafka's OIDC client-credentials login (in `org.apache.kafka.common.security.oauthbearer` since Kafka 3.4).
+const OAUTH_CALLBACK_HANDLER: &str = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler";
+const OAUTH_LOGIN_MODULE: &str = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule";
+
+/// OAUTHBEARER's properties: the mechanism, Kafka's login callback handler and the token endpoint, and with the
+/// client secret the JAAS login (`clientId`, `clientSecret`, `scope` when set, `extension_<name>` per extension).
+fn oauthbearer(oauth: Option<&OauthConfig>, secret: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut properties = vec![
+        (
+            "properties.sasl.mechanism",
+            SaslMechanism::OAuthBearer.as_str().to_owned(),
+        ),
+        (
+            "properties.sasl.login.callback.handler.class",
+            OAUTH_CALLBACK_HANDLER.to_owned(),
+        ),
+    ];
+    let Some(oauth) = oauth else {
+        return properties;
+    };
+    properties.push((
+        "properties.sasl.oauthbearer.token.endpoint.url",
+        oauth.token_endpoint.clone(),
+    ));
+    if let Some(secret) = secret {
+        let mut jaas = format!(
+            r#"{OAUTH_LOGIN_MODULE} required clientId="{}" clientSecret="{}""#,
+            jaas_escape(&oauth.client_id),
+            jaas_escape(secret)
+        );
+        if !oauth.scope.trim().is_empty() {
+            jaas.push_str(&format!(r#" scope="{}""#, jaas_escape(oauth.scope.trim())));
+        }
+        for (name, value) in &oauth.extensions {
+            jaas.push_str(&format!(r#" extension_{name}="{}""#, jaas_escape(value)));
+        }
+        jaas.push(';');
+        properties.push(("properties.sasl.jaas.config", jaas));
+    }
+    properties
+}
 
 #[cfg(test)]
 mod tests {
@@ -116,7 +181,7 @@ mod tests {
         );
     }
 
-    use crate::config::{SaslConfig, Secret};
+    use crate::config::Secret;
 
     /// The options of table `room` under `kafka`, rendered with `password`.
     fn options_of(kafka: KafkaConfig, password: Option<&str>) -> String {
@@ -133,6 +198,7 @@ mod tests {
             mechanism,
             username: username.to_owned(),
             password: Secret::new("unused: the credentials carry the password"),
+            oauth: None,
         })
     }
 
@@ -265,6 +331,61 @@ mod tests {
         };
         let options = options_of(kafka, None);
         assert!(options.contains("'properties.sasl.mechanism' = 'PLAIN'"), "{options}");
+        assert!(!options.contains("jaas"), "{options}");
+    }
+
+    fn oauthbearer_kafka(scope: &str) -> KafkaConfig {
+        KafkaConfig {
+            sasl: Some(SaslConfig {
+                mechanism: SaslMechanism::OAuthBearer,
+                username: String::new(),
+                password: Secret::default(),
+                oauth: Some(OauthConfig {
+                    token_endpoint: "https://idp.example/oauth2/token".to_owned(),
+                    client_id: "cdc-jobs".to_owned(),
+                    client_secret: Secret::new("unused: the credentials carry it"),
+                    scope: scope.to_owned(),
+                    audience: "api://not-rendered".to_owned(),
+                    extensions: [("logicalCluster".to_owned(), "lkc-1".to_owned())].into(),
+                }),
+            }),
+            ..KafkaConfig::default()
+        }
+    }
+
+    #[test]
+    fn oauthbearer_gets_kafkas_own_login_for_the_same_token_endpoint() {
+        let options = options_of(oauthbearer_kafka("kafka read"), Some("s\"e'c"));
+        assert!(
+            options.contains(
+                "    'properties.security.protocol' = 'SASL_PLAINTEXT',\n    \
+                 'properties.sasl.mechanism' = 'OAUTHBEARER',\n    \
+                 'properties.sasl.login.callback.handler.class' = \
+                 'org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler',\n    \
+                 'properties.sasl.oauthbearer.token.endpoint.url' = 'https://idp.example/oauth2/token',\n    \
+                 'properties.sasl.jaas.config' = \
+                 'org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required clientId=\"cdc-jobs\" \
+                 clientSecret=\"s\\\"e''c\" scope=\"kafka read\" extension_logicalCluster=\"lkc-1\";',\n"
+            ),
+            "{options}"
+        );
+        // Kafka's handler reads no audience: none is invented.
+        assert!(
+            !options.contains("audience") && !options.contains("not-rendered"),
+            "{options}"
+        );
+        // No scope: none sent, as Kafka leaves it out when blank.
+        let options = options_of(oauthbearer_kafka(" "), Some("x"));
+        assert!(
+            options.contains(r#"clientSecret="x" extension_logicalCluster="lkc-1";'"#),
+            "{options}"
+        );
+        // Without the secret the login is left out, the handler and endpoint stay.
+        let options = options_of(oauthbearer_kafka(""), None);
+        assert!(
+            options.contains("'properties.sasl.oauthbearer.token.endpoint.url'"),
+            "{options}"
+        );
         assert!(!options.contains("jaas"), "{options}");
     }
 }

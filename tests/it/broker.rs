@@ -12,6 +12,7 @@ use cdc_orchestrator::kafka::lag::{LagError, LagReader, PartitionOffsets};
 use cdc_orchestrator::kafka::watcher::BrokerError;
 use cdc_orchestrator::kafka::watermarks::{Offset, WatermarkReader};
 use cdc_orchestrator::kafka::{samples, sasl};
+use cdc_orchestrator::kafka::sasl::Login;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest};
 use kafka_protocol::protocol::Message;
@@ -154,6 +155,7 @@ fn sasl_config(proxy: &SaslProxy, mechanism: SaslMechanism, password: &str) -> K
             mechanism,
             username: USER.to_owned(),
             password: Secret::new(password),
+            oauth: None,
         }),
         ..KafkaConfig::default()
     }
@@ -187,7 +189,7 @@ async fn under_sasl_watermarks_and_lag_are_batched_for_every_mechanism() {
     let plain = sasl_config(&proxy, SaslMechanism::Plain, PASSWORD);
     // rskafka (which fetches the samples) authenticates with the same credentials.
     let client = rskafka::client::ClientBuilder::new(plain.bootstrap.clone())
-        .sasl_config(samples::rskafka_sasl(plain.sasl.as_ref().expect("SASL")))
+        .sasl_config(samples::rskafka_sasl(&Login::Password(plain.sasl.clone().expect("SASL"))))
         .build()
         .await
         .expect("rskafka authenticates");
@@ -315,6 +317,7 @@ async fn sasl_over_tls_reads_watermarks_and_lag_in_batches() {
             mechanism: SaslMechanism::ScramSha256,
             username: USER.to_owned(),
             password: Secret::new(PASSWORD),
+            oauth: None,
         }),
         ..KafkaConfig::default()
     };
@@ -322,7 +325,7 @@ async fn sasl_over_tls_reads_watermarks_and_lag_in_batches() {
     config.tls.ca_file = Some(tls.ca_pem().to_path_buf());
     let client = rskafka::client::ClientBuilder::new(config.bootstrap.clone())
         .tls_config(cdc_orchestrator::kafka::tls::client_config(&config.tls).expect("TLS config"))
-        .sasl_config(samples::rskafka_sasl(config.sasl.as_ref().expect("SASL")))
+        .sasl_config(samples::rskafka_sasl(&Login::Password(config.sasl.clone().expect("SASL"))))
         .build()
         .await
         .expect("rskafka over TLS and SASL");
