@@ -9,10 +9,10 @@ use crate::support;
 use cdc_orchestrator::config::{KafkaConfig, SaslConfig, SaslMechanism, Secret};
 use cdc_orchestrator::kafka::connection::{Connection, Pool, Security, WireError};
 use cdc_orchestrator::kafka::lag::{LagError, LagReader, PartitionOffsets};
+use cdc_orchestrator::kafka::sasl::Login;
 use cdc_orchestrator::kafka::watcher::BrokerError;
 use cdc_orchestrator::kafka::watermarks::{Offset, WatermarkReader};
 use cdc_orchestrator::kafka::{samples, sasl};
-use cdc_orchestrator::kafka::sasl::Login;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest};
 use kafka_protocol::protocol::Message;
@@ -189,7 +189,9 @@ async fn under_sasl_watermarks_and_lag_are_batched_for_every_mechanism() {
     let plain = sasl_config(&proxy, SaslMechanism::Plain, PASSWORD);
     // rskafka (which fetches the samples) authenticates with the same credentials.
     let client = rskafka::client::ClientBuilder::new(plain.bootstrap.clone())
-        .sasl_config(samples::rskafka_sasl(&Login::Password(plain.sasl.clone().expect("SASL"))))
+        .sasl_config(samples::rskafka_sasl(&Login::Password(
+            plain.sasl.clone().expect("SASL"),
+        )))
         .build()
         .await
         .expect("rskafka authenticates");
@@ -325,7 +327,9 @@ async fn sasl_over_tls_reads_watermarks_and_lag_in_batches() {
     config.tls.ca_file = Some(tls.ca_pem().to_path_buf());
     let client = rskafka::client::ClientBuilder::new(config.bootstrap.clone())
         .tls_config(cdc_orchestrator::kafka::tls::client_config(&config.tls).expect("TLS config"))
-        .sasl_config(samples::rskafka_sasl(&Login::Password(config.sasl.clone().expect("SASL"))))
+        .sasl_config(samples::rskafka_sasl(&Login::Password(
+            config.sasl.clone().expect("SASL"),
+        )))
         .build()
         .await
         .expect("rskafka over TLS and SASL");

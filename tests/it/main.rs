@@ -25,6 +25,7 @@ mod flink_sql;
 mod fuzz_corpus;
 mod hardening;
 mod hostile;
+mod oauth;
 mod operator;
 mod packaging;
 mod policy_props;
