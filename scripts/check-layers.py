@@ -15,21 +15,22 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 # Who may import whom: the table of src/lib.rs ("Which folder may import which"). A module missing here may import
 # nothing of the crate.
-BELOW_CONTROLLER = {"model", "auth", "backoff", "logging", "shutdown", "telemetry", "config", "decoder", "sql", "policy",
+BELOW_CONTROLLER = {"model", "auth", "backoff", "logging", "http_client", "shutdown", "telemetry", "config", "decoder", "sql", "policy",
                     "kafka", "flink"}
 ALLOWED = {
     "model": set(),
     "backoff": set(),
     "logging": set(),
+    "http_client": set(),
     "shutdown": {"logging"},
     "telemetry": {"model", "logging"},
     "config": {"model", "logging"},
     "decoder": {"model"},
     "sql": {"config", "model", "logging"},
     "policy": {"model", "backoff", "config"},
-    "auth": {"config", "model", "logging", "backoff"},
+    "auth": {"config", "model", "logging", "backoff", "http_client"},
     "kafka": {"auth", "config", "decoder", "model", "telemetry", "backoff", "logging", "shutdown"},
-    "flink": {"config", "sql", "model", "telemetry", "backoff", "logging", "shutdown"},
+    "flink": {"config", "sql", "model", "telemetry", "backoff", "logging", "shutdown", "http_client"},
     "controller": BELOW_CONTROLLER,
     "http": {"controller", "policy", "telemetry", "config", "model", "logging", "shutdown"},
     "app": BELOW_CONTROLLER | {"controller", "http"},

@@ -40,18 +40,20 @@
 //! - [`http`]: the operator endpoint: health, readiness, `/tables`, `/metrics`, the control API.
 //! - [`app`]: the composition root: builds the parts from the configuration and wires them together.
 //! - [`cli`]: one file per subcommand; `main.rs` only parses the command line and dispatches.
-//! - [`backoff`], [`logging`], [`shutdown`]: the one backoff rule, escaped logs, the shutdown signal every task takes.
+//! - [`backoff`], [`logging`], [`shutdown`]: the one backoff rule, escaped logs, the shutdown signal every task takes;
+//!   [`http_client`]: the one way an outgoing HTTP client is built (no redirect, a timeout, bounded bodies).
 //!
 //! # Which folder may import which
 //!
 //! Each layer imports only layers above it in this list, so there is no circle between folders.
 //! `scripts/check-layers.py` (run by `scripts/test.sh`) holds the same table and fails on any other arrow:
 //!
-//! 1. `model`, `backoff`, `logging`: nothing of the crate; `shutdown`: logging.
+//! 1. `model`, `backoff`, `logging`, `http_client`: nothing of the crate; `shutdown`: logging.
 //! 2. `telemetry` (model, logging), `config` (model, logging), `decoder` (model).
 //! 3. `sql` (config, model, logging).
-//! 4. `auth` (config, model, logging, backoff); `policy` (model, backoff, and config for its settings); `kafka`
-//!    (auth, config, decoder, model, telemetry, backoff, logging, shutdown); `flink` (config, sql, model, telemetry, backoff, logging, shutdown).
+//! 4. `auth` (config, model, logging, backoff, http_client); `policy` (model, backoff, and config for its settings); `kafka`
+//!    (auth, config, decoder, model, telemetry, backoff, logging, shutdown); `flink` (config, sql, model, telemetry, backoff,
+//!    logging, shutdown, http_client).
 //! 5. `controller` (any layer above).
 //! 6. `http` (controller's control types only: `ControlCommand`, `ControlError`, `ControlRequest`,
 //!    `TablesSnapshot`; policy's status types, telemetry, config, model, logging, shutdown).
@@ -68,6 +70,7 @@ pub mod controller;
 pub mod decoder;
 pub mod flink;
 pub mod http;
+pub mod http_client;
 pub mod kafka;
 pub mod logging;
 pub mod model;

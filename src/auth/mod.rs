@@ -5,16 +5,21 @@
 //! A [`TokenProvider`] makes one token; the Kafka layer caches it and asks again before it expires. Both kinds
 //! of broker connection (ours and rskafka's) send the same token.
 //!
-//! May import: [`crate::config`], [`crate::model`], [`crate::logging`], [`crate::backoff`]; imported by
-//! [`crate::kafka`] and the composition root.
+//! [`provider_for`] is the one place that turns `kafka.sasl` into a provider: a mechanism that logs in with a
+//! token has an arm there, and nothing else in the crate needs to know which kind of token it is.
+//!
+//! May import: [`crate::config`], [`crate::model`], [`crate::logging`], [`crate::backoff`],
+//! [`crate::http_client`]; imported by [`crate::kafka`] and the composition root.
 
 pub mod aws;
+pub mod oidc;
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 
-use crate::config::Secret;
+use crate::config::{SaslConfig, SaslMechanism, Secret};
 
 /// A bearer token and when it stops being good.
 #[derive(Debug, Clone)]
@@ -54,4 +59,31 @@ pub enum TokenError {
 pub trait TokenProvider: Send + Sync + 'static {
     /// A new token.
     fn fetch(&self) -> BoxFuture<'_, Result<BearerToken, TokenError>>;
+
+    /// Where the tokens come from, for the log: the key and what it names, never a secret (e.g.
+    /// `kafka.sasl.oauth.token_endpoint https://idp/token`).
+    fn describe(&self) -> String {
+        "the SASL token provider".to_owned()
+    }
+}
+
+/// The token provider of `sasl`'s mechanism, each of its requests bounded by `timeout` (`kafka.request_timeout`);
+/// `None` for a mechanism that logs in with a password (PLAIN, SCRAM). Every provider's token is sent through
+/// SASL OAUTHBEARER.
+pub fn provider_for(sasl: &SaslConfig, timeout: Duration) -> Result<Option<Arc<dyn TokenProvider>>, TokenError> {
+    match sasl.mechanism {
+        SaslMechanism::Plain | SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => Ok(None),
+        SaslMechanism::OAuthBearer => {
+            let oauth = sasl.oauth.as_ref().ok_or(TokenError::Config {
+                key: "kafka.sasl.oauth.token_endpoint",
+                reason: "must be set for OAUTHBEARER".to_owned(),
+            })?;
+            Ok(Some(Arc::new(oidc::OidcProvider::new(oauth, timeout)?)))
+        }
+        SaslMechanism::AwsMskIam => {
+            let aws = sasl.aws.clone().unwrap_or_default();
+            let env = aws::AwsEnv::from_process();
+            Ok(Some(Arc::new(aws::MskIamTokenProvider::new(&aws, &env, timeout)?)))
+        }
+    }
 }

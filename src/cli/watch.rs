@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::kafka::watcher::{WatchError, WatchEvent, Watcher};
 use crate::shutdown;
 
-/// Watches until SIGTERM or SIGINT (with `once`, for one poll interval): exit 1 when `once` finds no broker, 2
-/// when the watcher cannot be set up from the configuration.
+/// Watches until SIGTERM or SIGINT (with `once`, for one poll interval): exit 1 when `once` finds no broker or
+/// gets no SASL token, 2 when the watcher cannot be set up from the configuration.
 pub fn command(file: Option<&Path>, lag: bool, once: bool) -> ExitCode {
     let config = match load_config(file) {
         Ok(config) => config,
@@ -26,7 +26,7 @@ pub fn command(file: Option<&Path>, lag: bool, once: bool) -> ExitCode {
         watch(&config, lag, once, std::io::stdout().lock(), shutdown).await
     };
     block_on(work, "error", |e| match e {
-        WatchError::Unreachable(_) => EXIT_FAILURE,
+        WatchError::Unreachable(_) | WatchError::Token(_) => EXIT_FAILURE,
         _ => EXIT_CONFIG,
     })
 }
@@ -68,8 +68,12 @@ fn watcher_for(config: &Config) -> Result<Watcher, WatchError> {
     Watcher::new(config, crate::sql::known_tables(config).unwrap_or_default())
 }
 
-/// A baseline, one poll interval, and what changed in it.
+/// A baseline, one poll interval, and what changed in it. Under a token mechanism the token comes first, so that
+/// a token endpoint that fails is the error, rather than every broker's refusal of a connection without a token.
 async fn watch_once(watcher: &mut Watcher, config: &Config, lag: bool, out: &mut impl Write) -> Result<(), WatchError> {
+    if let Some(Some(failure)) = watcher.refresh_token().await {
+        return Err(WatchError::Token(failure));
+    }
     let first = async {
         watcher.refresh().await?;
         watcher.poll().await?;

@@ -1,5 +1,6 @@
 //! The `[kafka]` section: where the CDC topics live, how to watch them, and the rule that names a topic's table.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use super::{ConfigError, Secret, Section};
 mod jobs;
 
 pub use jobs::{
-    JobsClient, JobsTls, JobsTlsConfig, KAFKA_JOBS_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD, KAFKA_SASL_PASSWORD,
-    KafkaJobsConfig, SaslOrigin,
+    JobsClient, JobsTls, JobsTlsConfig, KAFKA_JOBS_SASL_OAUTH_CLIENT_SECRET, KAFKA_JOBS_SASL_PASSWORD,
+    KAFKA_JOBS_TLS_KEY_PASSWORD, KAFKA_SASL_OAUTH_CLIENT_SECRET, KAFKA_SASL_PASSWORD, KafkaJobsConfig, SaslOrigin,
 };
 
 /// What `kafka.topic_template` and `kafka.group_template` replace with the table name.
@@ -157,17 +158,48 @@ pub struct TlsConfig {
 pub struct SaslConfig {
     /// The SASL mechanism.
     pub mechanism: SaslMechanism,
-    /// The user name (`PLAIN` and SCRAM only).
-    #[serde(default, deserialize_with = "lenient_string")]
+    /// The user name (PLAIN and SCRAM only; empty otherwise).
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub username: String,
-    /// The password; set it through `CDC_KAFKA__SASL__PASSWORD` (`CDC_KAFKA__JOBS__SASL__PASSWORD` for the
-    /// jobs' own login) rather than the file. Missing is reported by the checks, naming that variable.
-    #[serde(default)]
+    /// The password (PLAIN and SCRAM only); set it through `CDC_KAFKA__SASL__PASSWORD`
+    /// (`CDC_KAFKA__JOBS__SASL__PASSWORD` for the jobs' own login) rather than the file. Missing is reported by the
+    /// checks, naming that variable.
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
     pub password: Secret,
+    /// The OIDC client-credentials login (`OAUTHBEARER` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OauthConfig>,
     /// `[kafka.sasl.aws]`: where AWS MSK IAM signs (`AWS_MSK_IAM` only; every key has a default, so the section
     /// may be left out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsMskIamConfig>,
+}
+
+/// The `[kafka.sasl.oauth]` section: where `OAUTHBEARER` gets its tokens, an OAuth 2.0 client-credentials grant
+/// against an OIDC identity provider's token endpoint, as Kafka's own `OAuthBearerLoginCallbackHandler` makes it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OauthConfig {
+    /// The token endpoint, an `http://` or `https://` URL (shown only through [`super::redact_url`]).
+    #[serde(deserialize_with = "lenient_string", serialize_with = "super::shown_url::serialize")]
+    pub token_endpoint: String,
+    /// The OAuth client id.
+    #[serde(deserialize_with = "lenient_string")]
+    pub client_id: String,
+    /// The OAuth client secret; set it through `CDC_KAFKA__SASL__OAUTH__CLIENT_SECRET` rather than the file.
+    pub client_secret: Secret,
+    /// The scope asked for (`scope=` of the grant); empty: none.
+    #[serde(deserialize_with = "lenient_string")]
+    pub scope: String,
+    /// The audience asked for (`audience=` of the grant, as Auth0 and others want it); empty: none.
+    #[serde(deserialize_with = "lenient_string")]
+    pub audience: String,
+    /// SASL extensions sent with the token (RFC 7628 `key=value` pairs, e.g. Confluent Cloud's `logicalCluster`).
+    pub extensions: BTreeMap<String, String>,
 }
 
 /// Supported SASL mechanisms.
@@ -182,6 +214,9 @@ pub enum SaslMechanism {
     /// `SCRAM-SHA-512`.
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
+    /// `OAUTHBEARER`: a token from an OIDC token endpoint (`[kafka.sasl.oauth]`).
+    #[serde(rename = "OAUTHBEARER")]
+    OAuthBearer,
     /// `AWS_MSK_IAM`: a SigV4-presigned `kafka-cluster:Connect` request made from the pod's AWS credentials, sent
     /// as a SASL OAUTHBEARER token as the MSK IAM signer libraries send it (`[kafka.sasl.aws]`).
     #[serde(rename = "AWS_MSK_IAM")]
@@ -189,9 +224,23 @@ pub enum SaslMechanism {
 }
 
 impl SaslMechanism {
-    /// Whether the mechanism logs in with `kafka.sasl.username` and `kafka.sasl.password`.
+    /// The mechanism as the configuration names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
+            SaslMechanism::AwsMskIam => "AWS_MSK_IAM",
+        }
+    }
+
+    /// Whether the mechanism logs in with `username` and `password` (PLAIN, SCRAM) rather than a token.
     pub fn takes_password(self) -> bool {
-        matches!(self, Self::Plain | Self::ScramSha256 | Self::ScramSha512)
+        match self {
+            SaslMechanism::Plain | SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => true,
+            SaslMechanism::OAuthBearer | SaslMechanism::AwsMskIam => false,
+        }
     }
 }
 
@@ -316,6 +365,53 @@ impl Section for KafkaConfig {
             sasl.validate(SaslOrigin::Sidecar, self.tls.enabled, errors);
         }
         self.validate_jobs(errors);
+    }
+}
+
+impl OauthConfig {
+    /// `[<key>]` (`kafka.sasl.oauth` or `kafka.jobs.sasl.oauth`): an http(s) token endpoint, a client id and
+    /// secret (set by `secret_variable`), and extensions Kafka accepts.
+    pub(super) fn validate(&self, key: &str, secret_variable: &str, errors: &mut Vec<ConfigError>) {
+        let endpoint_key = format!("{key}.token_endpoint");
+        if self.token_endpoint.trim().is_empty() {
+            errors.invalid(&endpoint_key, &"", "must be set for OAUTHBEARER");
+        } else {
+            errors.http_url(&endpoint_key, &self.token_endpoint);
+            // The jobs' options carry the URL as written, and `render` shows them: no password may ride in it.
+            if reqwest::Url::parse(&self.token_endpoint)
+                .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+            {
+                errors.invalid(
+                    &endpoint_key,
+                    &super::redact_url(&self.token_endpoint),
+                    format!("must not carry user or password (the client secret goes in {secret_variable})"),
+                );
+            }
+        }
+        errors.not_blank(&format!("{key}.client_id"), &self.client_id);
+        if self.client_secret.is_empty() {
+            errors.invalid(
+                format!("{key}.client_secret"),
+                &"",
+                format!("must be set for OAUTHBEARER ({secret_variable})"),
+            );
+        }
+        for (name, value) in &self.extensions {
+            let at = format!("{key}.extensions.{name}");
+            // Kafka's rules for SASL extensions (OAuthBearerClientInitialResponse): `auth` is the token's own key.
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
+                errors.invalid(&at, name, "an extension's name is letters only (A-Z, a-z)");
+            } else if name == "auth" {
+                errors.invalid(&at, name, "\"auth\" is reserved for the token itself");
+            }
+            if value.is_empty()
+                || !value
+                    .bytes()
+                    .all(|b| matches!(b, 0x21..=0x7e | b' ' | b'\t' | b'\r' | b'\n'))
+            {
+                errors.invalid(&at, value, "an extension's value is printable ASCII, spaces and tabs");
+            }
+        }
     }
 }
 

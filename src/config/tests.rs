@@ -255,6 +255,7 @@ fn check_output_redacts_secrets_and_loads_back() {
         username: "u".into(),
         password: Secret::new("s3cret"),
         aws: None,
+        oauth: None,
     });
     let text = c.to_toml();
     assert!(!text.contains("hunter2") && !text.contains("s3cret"), "{text}");
@@ -538,6 +539,7 @@ fn the_jobs_secrets_never_show_in_check() {
         username: "reader".into(),
         password: Secret::new("reader-s3cret"),
         aws: None,
+        oauth: None,
     });
     c.kafka.jobs.tls.keystore_file = Some("/flink/client.pem".into());
     c.kafka.jobs.tls.key_password = Some(Secret::new("key-s3cret"));
@@ -596,13 +598,13 @@ fn aws_msk_iam_needs_tls_takes_no_password_and_checks_its_section() {
     );
     let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__PASSWORD", "hunter2")]);
     assert!(
-        m.contains("kafka.sasl.password") && m.contains("AWS_MSK_IAM takes no password"),
+        m.contains("kafka.sasl.password") && m.contains("only for PLAIN and SCRAM, not AWS_MSK_IAM"),
         "{m}"
     );
     assert!(!m.contains("hunter2"), "{m}");
     let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__USERNAME", "cdc")]);
     assert!(
-        m.contains("kafka.sasl.username") && m.contains("AWS_MSK_IAM takes no user name"),
+        m.contains("kafka.sasl.username") && m.contains("only for PLAIN and SCRAM, not AWS_MSK_IAM"),
         "{m}"
     );
     let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__AWS__REGION", "us-east-1.evil.com/")]);
@@ -631,9 +633,132 @@ fn aws_msk_iam_needs_tls_takes_no_password_and_checks_its_section() {
         "[kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"u\"\n[kafka.sasl.aws]\nregion = \"us-east-1\"\n";
     let m = error_of(Some(scram), &[("CDC_KAFKA__SASL__PASSWORD", "pw")]);
     assert!(
-        m.contains("kafka.sasl.aws") && m.contains("only for mechanism AWS_MSK_IAM"),
+        m.contains("kafka.sasl.aws") && m.contains("only for AWS_MSK_IAM"),
         "{m}"
     );
     let m = error_of(Some("[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\n"), &[]);
     assert!(m.contains("kafka.sasl.password: must be set"), "{m}");
+}
+
+/// `[kafka.sasl]` for OAUTHBEARER, with `extra` lines in `[kafka.sasl.oauth]`.
+fn oauthbearer_toml(extra: &str) -> String {
+    format!(
+        "[kafka.sasl]\nmechanism = \"OAUTHBEARER\"\n[kafka.sasl.oauth]\ntoken_endpoint = \"https://idp.example/oauth2/token\"\n\
+         client_id = \"cdc\"\n{extra}"
+    )
+}
+
+#[test]
+fn oauthbearer_reads_its_section_and_the_client_secret_from_the_environment() {
+    Jail::expect_with(|jail| {
+        jail.set_env("CDC_KAFKA__SASL__OAUTH__CLIENT_SECRET", "s3cret");
+        let toml = oauthbearer_toml(
+            "scope = \"kafka\"\naudience = \"api://kafka\"\n[kafka.sasl.oauth.extensions]\nlogicalCluster = \"lkc-1\"\n",
+        );
+        let c = load_in(jail, Some(&toml)).map_err(|e| e.to_string())?;
+        let sasl = c.kafka.sasl.as_ref().expect("sasl");
+        assert_eq!(sasl.mechanism, SaslMechanism::OAuthBearer);
+        let oauth = sasl.oauth.as_ref().expect("oauth");
+        assert_eq!(oauth.client_secret.expose(), "s3cret");
+        assert_eq!(
+            (oauth.scope.as_str(), oauth.audience.as_str()),
+            ("kafka", "api://kafka")
+        );
+        assert_eq!(
+            oauth.extensions.get("logicalCluster").map(String::as_str),
+            Some("lkc-1")
+        );
+        let shown = c.to_toml();
+        assert!(
+            !shown.contains("s3cret") && shown.contains("client_secret = \"<redacted>\""),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("[kafka.sasl]\nmechanism = \"OAUTHBEARER\"\n\n[kafka.sasl.oauth]"),
+            "{shown}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn each_mechanism_needs_its_own_credentials_and_no_others() {
+    // OAUTHBEARER without the secret, without its section, with a password; PLAIN without one, with a section.
+    let m = error_of(Some(&oauthbearer_toml("")), &[]);
+    assert_eq!(
+        m,
+        "kafka.sasl.oauth.client_secret: must be set for OAUTHBEARER (CDC_KAFKA__SASL__OAUTH__CLIENT_SECRET) (got \"\")"
+    );
+    let m = error_of(Some("[kafka.sasl]\nmechanism = \"OAUTHBEARER\"\n"), &[]);
+    assert!(
+        m.starts_with("kafka.sasl.oauth.token_endpoint: must be set for OAUTHBEARER"),
+        "{m}"
+    );
+    let m = error_of(
+        Some(&oauthbearer_toml("")),
+        &[
+            ("CDC_KAFKA__SASL__OAUTH__CLIENT_SECRET", "x"),
+            ("CDC_KAFKA__SASL__PASSWORD", "pw"),
+        ],
+    );
+    assert!(
+        m.starts_with("kafka.sasl.password: only for PLAIN and SCRAM, not OAUTHBEARER"),
+        "{m}"
+    );
+    assert!(!m.contains("pw\""), "{m}");
+    let m = error_of(Some("[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\n"), &[]);
+    assert!(
+        m.starts_with("kafka.sasl.password: must be set; pass it as CDC_KAFKA__SASL__PASSWORD"),
+        "{m}"
+    );
+    let m = error_of(
+        Some("[kafka.sasl]\nmechanism = \"SCRAM-SHA-256\"\n"),
+        &[("CDC_KAFKA__SASL__PASSWORD", "pw")],
+    );
+    assert!(m.starts_with("kafka.sasl.username: must not be empty"), "{m}");
+    let plain_with_oauth =
+        "[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\n[kafka.sasl.oauth]\nclient_id = \"c\"\n";
+    let m = error_of(Some(plain_with_oauth), &[("CDC_KAFKA__SASL__PASSWORD", "pw")]);
+    assert_eq!(m, "kafka.sasl.oauth: only for OAUTHBEARER (got \"PLAIN\")");
+}
+
+#[test]
+fn a_bad_token_endpoint_or_extension_is_one_line_naming_its_key() {
+    let secret = [("CDC_KAFKA__SASL__OAUTH__CLIENT_SECRET", "s3cret")];
+    let bad = |extra: &str| {
+        error_of(
+            Some(&format!(
+                "[kafka.sasl]\nmechanism = \"OAUTHBEARER\"\n[kafka.sasl.oauth]\nclient_id = \"cdc\"\n{extra}"
+            )),
+            &secret,
+        )
+    };
+    let m = bad("token_endpoint = \"ftp://idp/token\"\n");
+    assert!(
+        m.starts_with("kafka.sasl.oauth.token_endpoint: expected an http:// or https:// URL"),
+        "{m}"
+    );
+    let m = bad("token_endpoint = \"https://u:hunter2@idp/token\"\n");
+    assert!(
+        m.starts_with("kafka.sasl.oauth.token_endpoint: must not carry user or password"),
+        "{m}"
+    );
+    assert!(!m.contains("hunter2") && m.contains("u:<redacted>@idp"), "{m}");
+    let m = bad("token_endpoint = \"https://idp/t\"\nextensions = { \"logical-cluster\" = \"x\" }\n");
+    assert!(
+        m.starts_with("kafka.sasl.oauth.extensions.logical-cluster: an extension's name is letters only"),
+        "{m}"
+    );
+    let m = bad("token_endpoint = \"https://idp/t\"\nextensions = { auth = \"x\" }\n");
+    assert!(
+        m.starts_with("kafka.sasl.oauth.extensions.auth: \"auth\" is reserved"),
+        "{m}"
+    );
+    let m = bad("token_endpoint = \"https://idp/t\"\nextensions = { pool = \"a\\u0001b\" }\n");
+    assert!(
+        m.starts_with("kafka.sasl.oauth.extensions.pool: an extension's value is printable ASCII"),
+        "{m}"
+    );
+    let m = bad("token_endpoint = \"https://idp/t\"\nclient_secret = \"\"\nunknown = 1\n");
+    assert!(m.contains("kafka.sasl.oauth.unknown: unknown key"), "{m}");
 }

@@ -50,6 +50,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             WatchEvent::BrokerUp => self.telemetry.health.kafka_ok(),
             WatchEvent::BrokerDown { error } => self.telemetry.health.kafka_failed(error),
             WatchEvent::SampleTimeouts { partitions } => self.telemetry.health.kafka_sample_timeouts(&partitions),
+            WatchEvent::TokenFailure { failure } => self.telemetry.health.kafka_token_failure(failure.as_deref()),
         }
     }
 

@@ -148,40 +148,7 @@ impl Rest {
     }
 }
 
-/// Why a body was not read whole.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BodyError {
-    /// The body is larger than the limit; what was read of it is dropped, the rest is never read.
-    #[error("answer larger than {limit} bytes; not read")]
-    TooLarge {
-        /// The limit, in bytes.
-        limit: usize,
-    },
-    /// The connection failed while the body was read.
-    #[error(transparent)]
-    Read(reqwest::Error),
-}
-
-/// The whole body of `response`, or [`BodyError::TooLarge`] as soon as it is known to exceed `limit`: from its
-/// `Content-Length` before anything is read, else as the chunks come in, so no more than `limit` bytes are held.
-/// Every body a reqwest client of this program reads goes through here.
-pub(crate) async fn read_body(mut response: Response, limit: usize) -> Result<Vec<u8>, BodyError> {
-    let announced = response
-        .content_length()
-        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    if announced.is_some_and(|n| n > limit) {
-        return Err(BodyError::TooLarge { limit });
-    }
-    // What was announced, but no large allocation on a server's word: the body grows as it arrives.
-    let mut body = Vec::with_capacity(announced.unwrap_or(0).min(ERROR_BODY_LIMIT));
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
-        if chunk.len() > limit.saturating_sub(body.len()) {
-            return Err(BodyError::TooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
+pub(crate) use crate::http_client::{BodyError, read_body};
 
 /// The first `limit` bytes of an error answer's body; the rest is left unread (the connection is dropped).
 async fn read_error_body(mut response: Response, endpoint: &str, limit: usize) -> Result<Vec<u8>, FlinkError> {

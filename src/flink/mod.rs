@@ -11,7 +11,7 @@
 //!
 //! Owns the launchers, the REST clients and their bounds. May import [`crate::config`], [`crate::sql`] (the
 //! statements a start submits), [`crate::model`] (job ids, states, the pinning rule), [`crate::telemetry`],
-//! [`crate::backoff`], [`crate::logging`] and [`crate::shutdown`]; never the policy, the controller, Kafka or
+//! [`crate::backoff`], [`crate::logging`], [`crate::shutdown`] and [`crate::http_client`]; never the policy, the controller, Kafka or
 //! HTTP, which sit above it.
 
 pub use crate::backoff::Backoff;
@@ -27,7 +27,6 @@ pub mod jobmanager;
 mod launcher;
 pub mod listing;
 
-use std::sync::Once;
 use std::time::Duration;
 
 pub use dry_run::DryRunLauncher;
@@ -43,23 +42,12 @@ impl crate::telemetry::CallFailure for FlinkError {
     }
 }
 
-/// An HTTP client for Flink (and the sidecar's own CLI probes): rustls with the ring provider, `timeout` on every
-/// request, and no redirect followed. A redirect would re-send a request, and the catalog and S3 credentials in a
-/// session's statements, to an address nobody configured (or turn a POST into a GET); the answer is an error
-/// naming the redirect instead.
+/// An HTTP client for Flink (and the sidecar's own CLI probes), as [`crate::http_client::client`] makes every
+/// outgoing client: `timeout` on every request, and no redirect followed. A redirect would re-send a request, and
+/// the catalog and S3 credentials in a session's statements, to an address nobody configured (or turn a POST into
+/// a GET); the answer is an error naming the redirect instead.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, FlinkError> {
-    static PROVIDER: Once = Once::new();
-    // reqwest is built without a default crypto provider; install ring once per process. Another part of the
-    // program may have installed one already, which is just as good, so the result is ignored.
-    PROVIDER.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION")))
-        .build()
+    crate::http_client::client(timeout)
         .map_err(|e| FlinkError::Setup(format!("cannot build the HTTP client: {}", crate::logging::chain(&e))))
 }
 

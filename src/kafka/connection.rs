@@ -24,10 +24,12 @@ use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::{KafkaConfig, SaslConfig};
+use crate::auth::TokenError;
+use crate::config::KafkaConfig;
 use crate::kafka::requests::Request;
-use crate::kafka::sasl;
+use crate::kafka::sasl::{self, Login, PasswordLogin};
 use crate::kafka::tls::{self, TlsError};
+use crate::kafka::token::{TokenCache, initial_response};
 
 /// Read size while a response arrives: memory follows the bytes a broker actually sends, not the length it claims.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -144,6 +146,15 @@ pub enum WireError {
         #[source]
         source: ProtocolCause,
     },
+    /// No SASL OAUTHBEARER token could be had (the token endpoint is down, refuses, answers garbage).
+    #[error("{address}: SASL OAUTHBEARER: no token: {source}")]
+    Token {
+        /// The broker.
+        address: String,
+        /// Why, naming the token's source.
+        #[source]
+        source: TokenError,
+    },
     /// The TLS handshake could not start (e.g. the address is no name to verify).
     #[error("kafka.tls: {0}")]
     Tls(#[from] TlsError),
@@ -156,12 +167,24 @@ fn detail(message: &Option<String>) -> String {
     message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
 }
 
+/// Why [`Security::for_config`] cannot secure connections as the configuration says: exit 2 at start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecurityError {
+    /// `kafka.tls`'s material could not be loaded.
+    #[error("kafka.tls: {0}")]
+    Tls(#[from] TlsError),
+    /// `kafka.sasl`'s token provider could not be made.
+    #[error(transparent)]
+    Login(#[from] TokenError),
+}
+
 /// How connections reach the brokers: TLS and SASL, as `kafka.tls` and `kafka.sasl` say, and the largest answer
 /// accepted (`kafka.max_response_bytes`).
 #[derive(Debug, Clone)]
 pub struct Security {
     tls: Option<Arc<rustls::ClientConfig>>,
-    sasl: Option<SaslConfig>,
+    sasl: Option<Login>,
     max_response_bytes: usize,
 }
 
@@ -174,7 +197,7 @@ impl Default for Security {
 impl Security {
     /// TLS with `tls` when given, SASL with `sasl` when given.
     /// Answers are bounded by the default `kafka.max_response_bytes`.
-    pub fn new(tls: Option<Arc<rustls::ClientConfig>>, sasl: Option<SaslConfig>) -> Security {
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>, sasl: Option<Login>) -> Security {
         Security {
             tls,
             sasl,
@@ -182,10 +205,11 @@ impl Security {
         }
     }
 
-    /// What `config` asks for, loading its TLS material.
-    pub fn for_config(config: &KafkaConfig) -> Result<Security, TlsError> {
+    /// What `config` asks for, loading its TLS material and making its SASL token provider (no token is fetched
+    /// yet: a token endpoint that is down at start is retried like a broker that is).
+    pub fn for_config(config: &KafkaConfig) -> Result<Security, SecurityError> {
         Ok(
-            Security::new(tls::client_config_if_enabled(&config.tls)?, config.sasl.clone())
+            Security::new(tls::client_config_if_enabled(&config.tls)?, Login::for_config(config)?)
                 .with_max_response_bytes(max_response_bytes(config)),
         )
     }
@@ -204,6 +228,16 @@ impl Security {
     /// The TLS configuration, if any.
     pub fn tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
         self.tls.as_ref()
+    }
+
+    /// The SASL login, if any.
+    pub fn login(&self) -> Option<&Login> {
+        self.sasl.as_ref()
+    }
+
+    /// The SASL token cache, under a token mechanism: shared by every connection made with this security.
+    pub fn token_cache(&self) -> Option<&TokenCache> {
+        self.sasl.as_ref().and_then(Login::token_cache)
     }
 }
 
@@ -262,8 +296,10 @@ impl Connection {
                 versions: HashMap::new(),
             };
             connection.negotiate().await?;
-            if let Some(credentials) = &security.sasl {
-                authenticate(&mut connection, credentials).await?;
+            match &security.sasl {
+                Some(Login::Password(credentials)) => authenticate(&mut connection, credentials).await?,
+                Some(Login::Bearer(cache)) => authenticate_bearer(&mut connection, cache).await?,
+                None => {}
             }
             Ok(connection)
         };
@@ -541,8 +577,8 @@ impl Lease {
 
 /// Authenticates `connection` with `sasl`: SaslHandshake names the mechanism, then SaslAuthenticate carries its
 /// messages until the mechanism is done (for SCRAM, after checking the server's signature).
-async fn authenticate(connection: &mut Connection, sasl: &SaslConfig) -> Result<(), WireError> {
-    let mechanism = sasl::mechanism_name(sasl.mechanism);
+async fn authenticate(connection: &mut Connection, sasl: &PasswordLogin) -> Result<(), WireError> {
+    let mechanism = sasl.mechanism.name();
     let refused = |connection: &Connection, error: ResponseError, message: Option<String>| WireError::Authentication {
         address: connection.address().to_owned(),
         mechanism,
@@ -589,6 +625,58 @@ async fn authenticate(connection: &mut Connection, sasl: &SaslConfig) -> Result<
             return Ok(());
         }
     }
+}
+
+/// Authenticates `connection` with an OAUTHBEARER token from `cache` (RFC 7628, as Kafka's client does it):
+/// SaslHandshake names OAUTHBEARER, then one SaslAuthenticate carries the initial response. A broker that refuses
+/// the token may first answer with an error challenge (a JSON status); the client then sends the lone `\x01` the
+/// RFC asks for, and the broker's answer to that carries the refusal.
+async fn authenticate_bearer(connection: &mut Connection, cache: &TokenCache) -> Result<(), WireError> {
+    let mechanism = sasl::OAUTHBEARER;
+    let refused = |connection: &Connection, error: ResponseError, message: Option<String>| WireError::Authentication {
+        address: connection.address().to_owned(),
+        mechanism,
+        error,
+        message,
+    };
+    let request = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
+    let answer = connection.call(&request, SASL_STEP_LIMIT).await?;
+    if let Some(error) = answer.error_code.err() {
+        let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+        return Err(refused(
+            connection,
+            error,
+            Some(format!("the broker offers {}", offered.join(", "))),
+        ));
+    }
+    let token = cache.token().await.map_err(|source| WireError::Token {
+        address: connection.address().to_owned(),
+        source,
+    })?;
+    let message = initial_response(token.expose(), cache.extensions());
+    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message));
+    let answer = connection.call(&request, SASL_STEP_LIMIT).await?;
+    if let Some(error) = answer.error_code.err() {
+        let message = answer.error_message.map(|m| m.to_string());
+        return Err(refused(connection, error, message));
+    }
+    if answer.auth_bytes.is_empty() {
+        return Ok(());
+    }
+    // The error challenge: its status (at most a line of it) says why; the broker ends the exchange on our `\x01`.
+    let challenge: String = String::from_utf8_lossy(&answer.auth_bytes).chars().take(200).collect();
+    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\x01"));
+    let answer = connection.call(&request, SASL_STEP_LIMIT).await?;
+    let error = answer
+        .error_code
+        .err()
+        .unwrap_or(ResponseError::SaslAuthenticationFailed);
+    let message = answer.error_message.map(|m| m.to_string());
+    Err(refused(
+        connection,
+        error,
+        Some(message.map_or_else(|| challenge.clone(), |m| format!("{m}; {challenge}"))),
+    ))
 }
 
 #[cfg(test)]

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use rskafka::BackoffConfig;
 use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder, Credentials};
+use rskafka::client::{Client, ClientBuilder, Credentials, OauthBearerCredentials, OauthCallback};
 
-use crate::config::{KafkaConfig, SaslConfig, SaslMechanism};
+use crate::config::KafkaConfig;
 use crate::decoder::{self, Change, Decoded};
 use crate::kafka::connection::{Security, max_response_bytes};
 use crate::kafka::routing::Routing;
+use crate::kafka::sasl::{Login, PasswordMechanism};
 use crate::kafka::watcher::{BrokerError, TableActivity, now_unix_ms};
 use crate::kafka::watermarks::TopicPartition;
 
@@ -47,24 +48,43 @@ async fn timed<T>(
     }
 }
 
-/// rskafka's form of `kafka.sasl`'s credentials.
-pub fn rskafka_sasl(sasl: &SaslConfig) -> rskafka::client::SaslConfig {
+/// rskafka's form of `kafka.sasl`'s login. A token login hands rskafka a callback into the same
+/// [`crate::kafka::token::TokenCache`] our own connections use, so both send the same token and the token endpoint
+/// is asked once for both.
+pub fn rskafka_sasl(login: &Login) -> rskafka::client::SaslConfig {
     use rskafka::client::SaslConfig as Rskafka;
-    let credentials = Credentials::new(sasl.username.clone(), sasl.password.expose().to_owned());
-    match sasl.mechanism {
-        SaslMechanism::Plain => Rskafka::Plain(credentials),
-        SaslMechanism::ScramSha256 => Rskafka::ScramSha256(credentials),
-        SaslMechanism::ScramSha512 => Rskafka::ScramSha512(credentials),
-        // Not wired yet (issue 26): the lead plugs `auth::aws::MskIamTokenProvider` into the OAUTHBEARER token
-        // cache here. Until then the login fails with this one line instead of sending a bad token.
-        SaslMechanism::AwsMskIam => Rskafka::Oauthbearer(rskafka::client::OauthBearerCredentials {
-            callback: std::sync::Arc::new(|| {
-                Box::pin(async { Err("AWS_MSK_IAM is not wired to the Kafka connections yet".into()) })
-            }),
-            authz_id: None,
-            bearer_kvs: Vec::new(),
-        }),
+    match login {
+        Login::Password(login) => {
+            let credentials = Credentials::new(login.username.clone(), login.password.expose().to_owned());
+            match login.mechanism {
+                PasswordMechanism::Plain => Rskafka::Plain(credentials),
+                PasswordMechanism::ScramSha256 => Rskafka::ScramSha256(credentials),
+                PasswordMechanism::ScramSha512 => Rskafka::ScramSha512(credentials),
+            }
+        }
+        Login::Bearer(cache) => {
+            let cache = cache.clone();
+            let callback: OauthCallback = Arc::new(move || {
+                let cache = cache.clone();
+                Box::pin(async move {
+                    cache
+                        .token()
+                        .await
+                        .map(|token| token.expose().to_owned())
+                        .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+                })
+            });
+            Rskafka::Oauthbearer(OauthBearerCredentials {
+                callback,
+                authz_id: None,
+                bearer_kvs: login_extensions(login),
+            })
+        }
     }
+}
+
+fn login_extensions(login: &Login) -> Vec<(String, String)> {
+    login.token_cache().map(|c| c.extensions().to_vec()).unwrap_or_default()
 }
 
 /// rskafka's client, which makes the partition clients that fetch samples.
@@ -94,8 +114,8 @@ impl SampleClient {
         if let Some(tls) = security.tls() {
             builder = builder.tls_config(Arc::clone(tls));
         }
-        if let Some(credentials) = &config.sasl {
-            builder = builder.sasl_config(rskafka_sasl(credentials));
+        if let Some(login) = security.login() {
+            builder = builder.sasl_config(rskafka_sasl(login));
         }
         Ok(SampleClient(timed(limit, "connect", builder.build()).await?))
     }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{Config, KafkaConfig, PolicyConfig};
-use crate::kafka::connection::{Pool, Security, WireError};
+use crate::kafka::connection::{Pool, Security, SecurityError, WireError};
 use crate::kafka::lag::LagReader;
 use crate::kafka::routing::Routing;
 use crate::kafka::samples::{ClientError, PartitionSampler, SampleClient};
@@ -47,6 +47,12 @@ pub enum WatchError {
     /// TLS material could not be loaded.
     #[error("kafka.tls: {0}")]
     Tls(#[from] crate::kafka::tls::TlsError),
+    /// The SASL token provider could not be made from `kafka.sasl` (a [`crate::auth::TokenError::Config`]).
+    #[error("{0}")]
+    Login(#[source] crate::auth::TokenError),
+    /// `watch --once`: no SASL token could be had (one line naming its source and the cause).
+    #[error("no SASL token: {0}")]
+    Token(String),
     /// `watch --once`: no broker answered.
     #[error("Kafka brokers unreachable: {0}")]
     Unreachable(#[source] BrokerError),
@@ -136,6 +142,12 @@ pub enum WatchEvent {
     BrokerDown {
         /// The last error.
         error: String,
+    },
+    /// Whether the SASL token can be had changed (sent only on a change): `Some` says why it cannot (one line
+    /// naming its source and the cause, secrets masked), `None` that it can again.
+    TokenFailure {
+        /// Why, while it cannot.
+        failure: Option<String>,
     },
     /// The partitions whose record samples time out changed (sent only on a change; empty: none any more). Their
     /// advances are counted from the watermarks alone meanwhile.
@@ -257,6 +269,8 @@ pub struct Watcher {
     sample_timeouts: BTreeMap<TopicPartition, Instant>,
     /// Whether `sample_timeouts` changed since it was last reported.
     sample_timeouts_changed: bool,
+    /// The token failure last reported ([`WatchEvent::TokenFailure`]).
+    token_failure: Option<String>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -309,7 +323,10 @@ impl Watcher {
         let counted_ops = counted_everywhere(&config.policy);
         let config = config.kafka.clone();
         let pattern = config.topic_regex()?;
-        let security = Security::for_config(&config)?;
+        let security = Security::for_config(&config).map_err(|e| match e {
+            SecurityError::Tls(e) => WatchError::Tls(e),
+            SecurityError::Login(e) => WatchError::Login(e),
+        })?;
         Ok(Watcher {
             config,
             pool: Pool::new(security.clone()),
@@ -340,6 +357,7 @@ impl Watcher {
             tables_full_warned: false,
             sample_timeouts: BTreeMap::new(),
             sample_timeouts_changed: false,
+            token_failure: None,
         })
     }
 
@@ -390,10 +408,26 @@ impl Watcher {
         Some(current.into_iter().chain(previous).collect())
     }
 
-    /// Records polls, their duration, partitions watched, sampled records by kind and sampled bytes in `metrics`.
+    /// Records polls, their duration, partitions watched, sampled records by kind, sampled bytes and failed SASL
+    /// token fetches in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Watcher {
+        if let Some(cache) = self.security.token_cache() {
+            cache.count_in(Arc::clone(&metrics));
+        }
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Refreshes the SASL token when it is due (so that it is fresh although every connection stays open), and
+    /// returns the token failure when it changed since the last call: `Some(None)` once it heals.
+    pub async fn refresh_token(&mut self) -> Option<Option<String>> {
+        let cache = self.security.token_cache()?;
+        cache.refresh_if_due().await;
+        let failure = cache.failure();
+        (failure != self.token_failure).then(|| {
+            self.token_failure = failure.clone();
+            failure
+        })
     }
 
     /// Partitions currently watched.
@@ -455,6 +489,9 @@ impl Watcher {
     }
 
     async fn cycle(&mut self, events: &mpsc::Sender<WatchEvent>, next_lag: &mut Instant) -> Result<(), BrokerError> {
+        if let Some(failure) = self.refresh_token().await {
+            let _ = events.send(WatchEvent::TokenFailure { failure }).await;
+        }
         let stale = self
             .refreshed_at
             .is_none_or(|at| at.elapsed() >= self.config.topic_refresh);

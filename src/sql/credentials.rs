@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{KAFKA_JOBS_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD, KAFKA_SASL_PASSWORD};
+use crate::config::{
+    KAFKA_JOBS_SASL_OAUTH_CLIENT_SECRET, KAFKA_JOBS_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD,
+    KAFKA_SASL_OAUTH_CLIENT_SECRET, KAFKA_SASL_PASSWORD,
+};
 use crate::config::{KafkaConfig, REDACTED, Secret, SinkKind};
 
 use super::SqlError;
@@ -30,9 +33,11 @@ pub fn sink_of(variable: &str) -> SinkKind {
 /// The environment variables of the `[kafka]` secrets the jobs' source options may carry (the sidecar's SASL
 /// password, the jobs' own, the jobs' key password): taken from the configuration, where those variables put them,
 /// rather than read here. No placeholder names them; only `{{ source_options }}` carries them.
-pub const KAFKA_SECRETS: [&str; 3] = [
+pub const KAFKA_SECRETS: [&str; 5] = [
     KAFKA_SASL_PASSWORD,
+    KAFKA_SASL_OAUTH_CLIENT_SECRET,
     KAFKA_JOBS_SASL_PASSWORD,
+    KAFKA_JOBS_SASL_OAUTH_CLIENT_SECRET,
     KAFKA_JOBS_TLS_KEY_PASSWORD,
 ];
 

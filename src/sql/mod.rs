@@ -34,7 +34,10 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
-pub use crate::config::{KAFKA_JOBS_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD, KAFKA_SASL_PASSWORD};
+pub use crate::config::{
+    KAFKA_JOBS_SASL_OAUTH_CLIENT_SECRET, KAFKA_JOBS_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD,
+    KAFKA_SASL_OAUTH_CLIENT_SECRET, KAFKA_SASL_PASSWORD,
+};
 pub use credentials::{CREDENTIALS, Credentials, KAFKA_SECRETS, sink_of};
 pub use statements::{LAUNCHER_KEYS, reserved_key_set, split_statements, submits_job};
 

@@ -9,14 +9,22 @@
 //! On a secured cluster the source connects as [`KafkaConfig::jobs_client`] says: `[kafka.jobs]` where set, the
 //! sidecar's `kafka.tls` and `kafka.sasl` otherwise. [`security`] turns those settings into Kafka's security
 //! protocol, SASL mechanism and JAAS login, the CA file as a PEM trust store and, for mutual TLS, the PEM key
-//! store. The passwords are credentials ([`Credentials`](super::Credentials)): `<redacted>` wherever statements are
-//! shown or logged.
+//! store. The passwords and the OAUTHBEARER client secret are credentials ([`Credentials`](super::Credentials)):
+//! `<redacted>` wherever statements are shown or logged.
+//!
+//! Under OAUTHBEARER the jobs get Kafka's own login (kafka-clients 3.4+; the jobs' is 3.9.1): the
+//! `OAuthBearerLoginCallbackHandler` makes the same client-credentials grant against
+//! `sasl.oauthbearer.token.endpoint.url` as the sidecar, with `clientId`, `clientSecret`, `scope` and one
+//! `extension_<name>` per SASL extension from the JAAS options. It reads no audience (Kafka 3.9 has no such
+//! client option; its `sasl.oauthbearer.expected.audience` is the broker's check), so `kafka.sasl.oauth.audience`
+//! is the sidecar's alone and is not rendered. Kafka 4.0+ clients refuse a token endpoint that the JVM system
+//! property `org.apache.kafka.sasl.oauthbearer.allowed.urls` does not list (3.9.1 allows every URL by default).
 
 use minijinja::Value;
 
 use super::credentials::jaas_escape;
 use super::with_options;
-use crate::config::{Config, JobsClient, KAFKA_JOBS_TLS_KEY_PASSWORD, SaslMechanism};
+use crate::config::{Config, JobsClient, KAFKA_JOBS_TLS_KEY_PASSWORD, OauthConfig, SaslConfig, SaslMechanism};
 
 /// The placeholder whose value holds the Kafka source's options.
 pub(super) const SOURCE_OPTIONS: &str = "source_options";
@@ -57,10 +65,11 @@ pub(super) fn variables<'a>(
 /// them.
 pub(super) fn carried_secrets(client: &JobsClient<'_>) -> Vec<&'static str> {
     let mut variables = Vec::new();
-    if let Some((origin, sasl)) = client.sasl
-        && sasl.mechanism.takes_password()
+    if let Some(variable) = client
+        .sasl
+        .and_then(|(origin, sasl)| origin.secret_variable(sasl.mechanism))
     {
-        variables.push(origin.password_variable());
+        variables.push(variable);
     }
     if client.tls.is_some_and(|tls| tls.key_password) {
         variables.push(KAFKA_JOBS_TLS_KEY_PASSWORD);
@@ -79,31 +88,7 @@ fn security<'a>(client: &JobsClient<'_>, secret: impl Fn(&str) -> Option<&'a str
     };
     let mut properties = vec![("properties.security.protocol", protocol.to_owned())];
     if let Some((origin, sasl)) = client.sasl {
-        properties.push(("properties.sasl.mechanism", mechanism_name(sasl.mechanism).to_owned()));
-        if sasl.mechanism == SaslMechanism::AwsMskIam {
-            // The aws-msk-iam-auth jar signs with the credentials of the job's own pod (its default AWS credential
-            // chain: IRSA's web identity, the environment, the instance role): nothing secret is written here.
-            properties.push((
-                "properties.sasl.jaas.config",
-                format!("{MSK_IAM_LOGIN_MODULE} required;"),
-            ));
-            properties.push((
-                "properties.sasl.client.callback.handler.class",
-                MSK_IAM_CALLBACK_HANDLER.to_owned(),
-            ));
-        } else if let Some(password) = secret(origin.password_variable()) {
-            let module = if sasl.mechanism == SaslMechanism::Plain {
-                PLAIN_LOGIN_MODULE
-            } else {
-                SCRAM_LOGIN_MODULE
-            };
-            let jaas = format!(
-                r#"{module} required username="{}" password="{}";"#,
-                jaas_escape(&sasl.username),
-                jaas_escape(password)
-            );
-            properties.push(("properties.sasl.jaas.config", jaas));
-        }
+        properties.extend(login(sasl, origin.secret_variable(sasl.mechanism).and_then(&secret)));
     }
     if let Some(tls) = client.tls {
         if let Some(ca_file) = tls.ca_file {
@@ -134,14 +119,81 @@ const SCRAM_LOGIN_MODULE: &str = "org.apache.kafka.common.security.scram.ScramLo
 const MSK_IAM_LOGIN_MODULE: &str = "software.amazon.msk.auth.iam.IAMLoginModule";
 const MSK_IAM_CALLBACK_HANDLER: &str = "software.amazon.msk.auth.iam.IAMClientCallbackHandler";
 
-/// Kafka's `sasl.mechanism` for `mechanism` (the Java client speaks MSK IAM as its own `AWS_MSK_IAM`).
-fn mechanism_name(mechanism: SaslMechanism) -> &'static str {
-    match mechanism {
-        SaslMechanism::Plain => "PLAIN",
-        SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-        SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-        SaslMechanism::AwsMskIam => "AWS_MSK_IAM",
+/// The SASL mechanism's properties, and with `secret` (the password, or the OAUTHBEARER client secret) its JAAS
+/// login. AWS MSK IAM carries no secret: the aws-msk-iam-auth jar signs with the credentials of the job's own pod
+/// (its default AWS credential chain: IRSA's web identity, the environment, the instance role).
+fn login(sasl: &SaslConfig, secret: Option<&str>) -> Vec<(&'static str, String)> {
+    let module = match sasl.mechanism {
+        SaslMechanism::Plain => PLAIN_LOGIN_MODULE,
+        SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => SCRAM_LOGIN_MODULE,
+        SaslMechanism::OAuthBearer => return oauthbearer(sasl.oauth.as_ref(), secret),
+        SaslMechanism::AwsMskIam => {
+            return vec![
+                // The Java client speaks MSK IAM as its own mechanism, AWS_MSK_IAM.
+                ("properties.sasl.mechanism", "AWS_MSK_IAM".to_owned()),
+                (
+                    "properties.sasl.jaas.config",
+                    format!("{MSK_IAM_LOGIN_MODULE} required;"),
+                ),
+                (
+                    "properties.sasl.client.callback.handler.class",
+                    MSK_IAM_CALLBACK_HANDLER.to_owned(),
+                ),
+            ];
+        }
+    };
+    let mut properties = vec![("properties.sasl.mechanism", sasl.mechanism.as_str().to_owned())];
+    if let Some(password) = secret {
+        let jaas = format!(
+            r#"{module} required username="{}" password="{}";"#,
+            jaas_escape(&sasl.username),
+            jaas_escape(password)
+        );
+        properties.push(("properties.sasl.jaas.config", jaas));
     }
+    properties
+}
+
+/// Kafka's OIDC client-credentials login (in `org.apache.kafka.common.security.oauthbearer` since Kafka 3.4).
+const OAUTH_CALLBACK_HANDLER: &str = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler";
+const OAUTH_LOGIN_MODULE: &str = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule";
+
+/// OAUTHBEARER's properties: the mechanism, Kafka's login callback handler and the token endpoint, and with the
+/// client secret the JAAS login (`clientId`, `clientSecret`, `scope` when set, `extension_<name>` per extension).
+fn oauthbearer(oauth: Option<&OauthConfig>, secret: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut properties = vec![
+        (
+            "properties.sasl.mechanism",
+            SaslMechanism::OAuthBearer.as_str().to_owned(),
+        ),
+        (
+            "properties.sasl.login.callback.handler.class",
+            OAUTH_CALLBACK_HANDLER.to_owned(),
+        ),
+    ];
+    let Some(oauth) = oauth else {
+        return properties;
+    };
+    properties.push((
+        "properties.sasl.oauthbearer.token.endpoint.url",
+        oauth.token_endpoint.clone(),
+    ));
+    if let Some(secret) = secret {
+        let mut jaas = format!(
+            r#"{OAUTH_LOGIN_MODULE} required clientId="{}" clientSecret="{}""#,
+            jaas_escape(&oauth.client_id),
+            jaas_escape(secret)
+        );
+        if !oauth.scope.trim().is_empty() {
+            jaas.push_str(&format!(r#" scope="{}""#, jaas_escape(oauth.scope.trim())));
+        }
+        for (name, value) in &oauth.extensions {
+            jaas.push_str(&format!(r#" extension_{name}="{}""#, jaas_escape(value)));
+        }
+        jaas.push(';');
+        properties.push(("properties.sasl.jaas.config", jaas));
+    }
+    properties
 }
 
 #[cfg(test)]
@@ -178,7 +230,9 @@ mod tests {
         );
     }
 
-    use crate::config::{KAFKA_JOBS_SASL_PASSWORD, KAFKA_SASL_PASSWORD, KafkaConfig, SaslConfig, Secret};
+    use crate::config::{
+        KAFKA_JOBS_SASL_PASSWORD, KAFKA_SASL_OAUTH_CLIENT_SECRET, KAFKA_SASL_PASSWORD, KafkaConfig, Secret,
+    };
 
     /// The options of table `room` under `kafka`, rendered with `password` as the sidecar's SASL password.
     fn options_of(kafka: KafkaConfig, password: Option<&str>) -> String {
@@ -209,6 +263,7 @@ mod tests {
             username: username.to_owned(),
             password: Secret::new("unused: the credentials carry the password"),
             aws: None,
+            oauth: None,
         })
     }
 
@@ -341,6 +396,7 @@ mod tests {
                 mechanism: SaslMechanism::AwsMskIam,
                 username: String::new(),
                 password: Secret::new(""),
+                oauth: None,
                 aws: Some(crate::config::AwsMskIamConfig {
                     region: "eu-west-1".to_owned(),
                     ..Default::default()
@@ -488,5 +544,64 @@ mod tests {
         kafka.jobs.sasl = sasl(SaslMechanism::Plain, "reader");
         assert_eq!(carried_secrets(&kafka.jobs_client()), [KAFKA_JOBS_SASL_PASSWORD]);
         assert!(carried_secrets(&KafkaConfig::default().jobs_client()).is_empty());
+    }
+
+    fn oauthbearer_kafka(scope: &str) -> KafkaConfig {
+        KafkaConfig {
+            sasl: Some(SaslConfig {
+                mechanism: SaslMechanism::OAuthBearer,
+                username: String::new(),
+                password: Secret::default(),
+                aws: None,
+                oauth: Some(OauthConfig {
+                    token_endpoint: "https://idp.example/oauth2/token".to_owned(),
+                    client_id: "cdc-jobs".to_owned(),
+                    client_secret: Secret::new("unused: the credentials carry it"),
+                    scope: scope.to_owned(),
+                    audience: "api://not-rendered".to_owned(),
+                    extensions: [("logicalCluster".to_owned(), "lkc-1".to_owned())].into(),
+                }),
+            }),
+            ..KafkaConfig::default()
+        }
+    }
+
+    #[test]
+    fn oauthbearer_gets_kafkas_own_login_for_the_same_token_endpoint() {
+        let options = options_with(
+            oauthbearer_kafka("kafka read"),
+            &[(KAFKA_SASL_OAUTH_CLIENT_SECRET, "s\"e'c")],
+        );
+        assert!(
+            options.contains(
+                "    'properties.security.protocol' = 'SASL_PLAINTEXT',\n    \
+                 'properties.sasl.mechanism' = 'OAUTHBEARER',\n    \
+                 'properties.sasl.login.callback.handler.class' = \
+                 'org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler',\n    \
+                 'properties.sasl.oauthbearer.token.endpoint.url' = 'https://idp.example/oauth2/token',\n    \
+                 'properties.sasl.jaas.config' = \
+                 'org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required clientId=\"cdc-jobs\" \
+                 clientSecret=\"s\\\"e''c\" scope=\"kafka read\" extension_logicalCluster=\"lkc-1\";',\n"
+            ),
+            "{options}"
+        );
+        // Kafka's handler reads no audience: none is invented.
+        assert!(
+            !options.contains("audience") && !options.contains("not-rendered"),
+            "{options}"
+        );
+        // No scope: none sent, as Kafka leaves it out when blank.
+        let options = options_with(oauthbearer_kafka(" "), &[(KAFKA_SASL_OAUTH_CLIENT_SECRET, "x")]);
+        assert!(
+            options.contains(r#"clientSecret="x" extension_logicalCluster="lkc-1";'"#),
+            "{options}"
+        );
+        // Without the secret the login is left out, the handler and endpoint stay.
+        let options = options_with(oauthbearer_kafka(""), &[]);
+        assert!(
+            options.contains("'properties.sasl.oauthbearer.token.endpoint.url'"),
+            "{options}"
+        );
+        assert!(!options.contains("jaas"), "{options}");
     }
 }

@@ -271,6 +271,7 @@ fn sasl_config(password: &str) -> Config {
         username: "cdc".to_owned(),
         password: crate::config::Secret::new(password),
         aws: None,
+        oauth: None,
     });
     config
 }
@@ -333,6 +334,7 @@ fn jobs_config() -> Config {
         username: "reader".to_owned(),
         password: crate::config::Secret::new("reader'pw"),
         aws: None,
+        oauth: None,
     });
     config.kafka.jobs.tls.enabled = Some(true);
     config.kafka.jobs.tls.keystore_file = Some("/flink/client.pem".into());
@@ -399,4 +401,65 @@ fn the_jobs_missing_secrets_name_their_variables() {
     );
     let all = with_login.with_kafka_secret(KAFKA_JOBS_TLS_KEY_PASSWORD, crate::config::Secret::new("k"));
     assert!(require_credentials(&config, &all).is_ok());
+}
+
+/// An OAUTHBEARER cluster's configuration, its client secret in the config as
+/// `CDC_KAFKA__SASL__OAUTH__CLIENT_SECRET` puts it.
+fn oauthbearer_config(secret: &str) -> Config {
+    let mut config = Config::default();
+    config.kafka.sasl = Some(crate::config::SaslConfig {
+        mechanism: crate::config::SaslMechanism::OAuthBearer,
+        username: String::new(),
+        password: crate::config::Secret::default(),
+        aws: None,
+        oauth: Some(crate::config::OauthConfig {
+            token_endpoint: "https://idp.example/token".to_owned(),
+            client_id: "cdc-jobs".to_owned(),
+            client_secret: crate::config::Secret::new(secret),
+            ..Default::default()
+        }),
+    });
+    config
+}
+
+#[test]
+fn the_oauth_client_secret_is_submitted_but_never_shown_and_always_masked() {
+    let secret = "c\"l'i\\ent";
+    let config = oauthbearer_config(secret);
+    let jaas = r#"clientSecret="c\"l''i\\ent";"#;
+    // The process's credentials take the client secret from the configuration.
+    assert_eq!(Credentials::from_env(&config.kafka).redact(secret), REDACTED);
+    // What the launcher submits: the secret, escaped for JAAS, then for SQL.
+    let real = credentials().with_kafka_secret(KAFKA_SASL_OAUTH_CLIENT_SECRET, crate::config::Secret::new(secret));
+    let submitted = Templates::load(&config)
+        .unwrap()
+        .render("room", &real)
+        .unwrap()
+        .join("\n");
+    assert!(submitted.contains(jaas), "{submitted}");
+    // What `render` prints and the dry-run launcher logs: the placeholder only.
+    let shown = render_table_with(&config, "room", &Credentials::redacted())
+        .unwrap()
+        .join("\n");
+    assert!(shown.contains(r#"clientSecret="<redacted>";"#), "{shown}");
+    assert!(!shown.contains("l'i") && !shown.contains("l''i"), "{shown}");
+    // A Flink error echoing the statement, or the secret in its escaped forms, is masked.
+    let masked = real.redact(&format!("bad option: {submitted} / c\\\"l'i\\\\ent / c\"l''i\\ent"));
+    assert!(!masked.contains("l'i") && !masked.contains("l''i"), "{masked}");
+    assert!(masked.contains(r#"clientSecret="<redacted>";"#), "{masked}");
+}
+
+#[test]
+fn an_oauthbearer_cluster_without_the_client_secret_names_its_variable() {
+    let config = oauthbearer_config("s");
+    let error = require_credentials(&config, &credentials()).unwrap_err();
+    assert!(
+        error.to_string().contains("CDC_KAFKA__SASL__OAUTH__CLIENT_SECRET"),
+        "{error}"
+    );
+    // The SASL password is not what OAUTHBEARER needs.
+    let with_password = credentials().with_kafka_password(crate::config::Secret::new("pw"));
+    assert!(require_credentials(&config, &with_password).is_err());
+    let with_secret = credentials().with_kafka_secret(KAFKA_SASL_OAUTH_CLIENT_SECRET, crate::config::Secret::new("s"));
+    assert!(require_credentials(&config, &with_secret).is_ok());
 }

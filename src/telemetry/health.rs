@@ -23,6 +23,9 @@ pub struct Health {
     flink: Mutex<Dependency>,
     /// Why Kafka is only partly usable although its brokers answer (record samples time out), if it is.
     kafka_degraded: Mutex<Option<String>>,
+    /// Why the SASL token cannot be refreshed, while it cannot: the brokers may still answer over connections
+    /// opened with the last token, but no new connection will authenticate once it expires.
+    kafka_token: Mutex<Option<String>>,
 }
 
 /// Partitions named in a sample-timeout reason; the rest are counted.
@@ -57,6 +60,7 @@ impl Health {
             kafka: Dependency::new(kafka_max_age),
             flink: Dependency::new(flink_max_age),
             kafka_degraded: Mutex::new(None),
+            kafka_token: Mutex::new(None),
         }
     }
 
@@ -91,6 +95,17 @@ impl Health {
             .kafka_degraded
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = reason;
+    }
+
+    /// Why the SASL OAUTHBEARER token cannot be had now (one line naming the token endpoint and the cause, secrets
+    /// masked), or `None` once it can again. Not ready meanwhile.
+    pub fn kafka_token_failure(&self, failure: Option<&str>) {
+        let reason = failure.map(|failure| {
+            let mut reason = String::new();
+            let _ = fmt::Write::write_fmt(&mut Escaper(&mut reason), format_args!("{failure}"));
+            reason
+        });
+        *self.kafka_token.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = reason;
     }
 
     /// Flink answered.
@@ -135,6 +150,9 @@ impl Health {
                 }
                 _ => {}
             }
+        }
+        if let Some(reason) = &*self.kafka_token.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            return Err(format!("kafka: the SASL token cannot be refreshed: {reason}"));
         }
         if let Some(reason) = &*self
             .kafka_degraded
@@ -275,6 +293,22 @@ pub(super) mod tests {
             "{reason}"
         );
         health.kafka_sample_timeouts(&[]);
+        assert_eq!(health.readiness(), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_that_cannot_be_refreshed_makes_kafka_not_ready_saying_why_on_one_line() {
+        let health = Health::new(Duration::from_secs(30), Duration::from_secs(90));
+        health.kafka_ok();
+        health.flink_ok();
+        health.kafka_token_failure(Some(
+            "kafka.sasl.oauth.token_endpoint http://idp/token: HTTP 401\nforged",
+        ));
+        assert_eq!(
+            health.readiness(),
+            Err(r"kafka: the SASL token cannot be refreshed: kafka.sasl.oauth.token_endpoint http://idp/token: HTTP 401\nforged".to_owned())
+        );
+        health.kafka_token_failure(None);
         assert_eq!(health.readiness(), Ok(()));
     }
 }

@@ -120,6 +120,8 @@ pub struct Metrics {
     /// Record samples that got no answer within `kafka.request_timeout` (their advances are counted from the
     /// watermarks alone).
     sample_timeouts: Counter,
+    /// Failed attempts to get a SASL OAUTHBEARER token (every retry counts; the log says each change once).
+    token_refresh_failures: Counter,
     /// What scale-to-zero saves (per-table job time, cycles, running share), rendered on each scrape.
     savings: Arc<super::Savings>,
     /// Readiness inputs, rendered as `cdc_dependency_up` on each scrape once the run loop hands them over.
@@ -216,6 +218,7 @@ impl Metrics {
             table_lag: Family::default(),
             sampled_bytes: Counter::default(),
             sample_timeouts: Counter::default(),
+            token_refresh_failures: Counter::default(),
             savings: Arc::default(),
             health: Arc::default(),
             job_state_series: Mutex::default(),
@@ -237,6 +240,7 @@ impl Metrics {
             table_lag: "table_lag_records", "Consumer lag of a table's job";
             sampled_bytes: "sampled_bytes", "Bytes of record values fetched in samples";
             sample_timeouts: "kafka_sample_timeouts", "Record samples that got no answer within kafka.request_timeout";
+            token_refresh_failures: "kafka_token_refresh_failures", "Failed attempts to get a SASL OAUTHBEARER token";
         );
         registry.register_collector(Box::new(m.savings.clone()));
         registry.register_collector(Box::new(m.health.clone()));
@@ -274,6 +278,11 @@ impl Metrics {
     /// `n` record samples got no answer within `kafka.request_timeout`.
     pub fn samples_timed_out(&self, n: usize) {
         inc_saturating(&self.sample_timeouts, u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// An attempt to get a SASL OAUTHBEARER token (from the token endpoint) failed.
+    pub fn token_refresh_failed(&self) {
+        self.token_refresh_failures.inc();
     }
 
     /// `n` sampled records were of the decoder's `kind`.

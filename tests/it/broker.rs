@@ -9,9 +9,10 @@ use crate::support;
 use cdc_orchestrator::config::{KafkaConfig, SaslConfig, SaslMechanism, Secret};
 use cdc_orchestrator::kafka::connection::{Connection, Pool, Security, WireError};
 use cdc_orchestrator::kafka::lag::{LagError, LagReader, PartitionOffsets};
+use cdc_orchestrator::kafka::samples;
+use cdc_orchestrator::kafka::sasl::Login;
 use cdc_orchestrator::kafka::watcher::BrokerError;
 use cdc_orchestrator::kafka::watermarks::{Offset, WatermarkReader};
-use cdc_orchestrator::kafka::{samples, sasl};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest};
 use kafka_protocol::protocol::Message;
@@ -155,6 +156,7 @@ fn sasl_config(proxy: &SaslProxy, mechanism: SaslMechanism, password: &str) -> K
             username: USER.to_owned(),
             password: Secret::new(password),
             aws: None,
+            oauth: None,
         }),
         ..KafkaConfig::default()
     }
@@ -188,7 +190,9 @@ async fn under_sasl_watermarks_and_lag_are_batched_for_every_mechanism() {
     let plain = sasl_config(&proxy, SaslMechanism::Plain, PASSWORD);
     // rskafka (which fetches the samples) authenticates with the same credentials.
     let client = rskafka::client::ClientBuilder::new(plain.bootstrap.clone())
-        .sasl_config(samples::rskafka_sasl(plain.sasl.as_ref().expect("SASL")))
+        .sasl_config(samples::rskafka_sasl(
+            &Login::for_config(&plain).expect("login").expect("SASL"),
+        ))
         .build()
         .await
         .expect("rskafka authenticates");
@@ -276,10 +280,7 @@ async fn a_wrong_password_is_refused_with_a_typed_error() {
         };
         let text = error.to_string();
         assert!(
-            text.contains(&format!(
-                "SASL {} authentication failed",
-                sasl::mechanism_name(mechanism)
-            )),
+            text.contains(&format!("SASL {} authentication failed", mechanism.as_str())),
             "{text}"
         );
         assert!(!text.contains("not-her-password"), "the password never shows: {text}");
@@ -317,6 +318,7 @@ async fn sasl_over_tls_reads_watermarks_and_lag_in_batches() {
             username: USER.to_owned(),
             password: Secret::new(PASSWORD),
             aws: None,
+            oauth: None,
         }),
         ..KafkaConfig::default()
     };
@@ -324,7 +326,9 @@ async fn sasl_over_tls_reads_watermarks_and_lag_in_batches() {
     config.tls.ca_file = Some(tls.ca_pem().to_path_buf());
     let client = rskafka::client::ClientBuilder::new(config.bootstrap.clone())
         .tls_config(cdc_orchestrator::kafka::tls::client_config(&config.tls).expect("TLS config"))
-        .sasl_config(samples::rskafka_sasl(config.sasl.as_ref().expect("SASL")))
+        .sasl_config(samples::rskafka_sasl(
+            &Login::for_config(&config).expect("login").expect("SASL"),
+        ))
         .build()
         .await
         .expect("rskafka over TLS and SASL");

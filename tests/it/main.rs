@@ -26,6 +26,7 @@ mod fuzz_corpus;
 mod hardening;
 mod hostile;
 mod msk_iam;
+mod oauth;
 mod operator;
 mod packaging;
 mod policy_props;

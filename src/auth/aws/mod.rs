@@ -171,6 +171,14 @@ impl TokenProvider for MskIamTokenProvider {
             })
         })
     }
+
+    fn describe(&self) -> String {
+        format!(
+            "kafka.sasl.aws (AWS MSK IAM in {}, credentials from {})",
+            self.region,
+            self.source()
+        )
+    }
 }
 
 /// The MSK IAM token for `region` signed with `credentials` at `now`, and when it expires: [`TOKEN_LIFETIME`]

@@ -14,13 +14,20 @@ use serde::{Deserialize, Serialize};
 use super::super::check::Checks;
 use super::super::de::optional_list;
 use super::super::{ConfigError, REDACTED, Secret};
-use super::{KafkaConfig, SaslConfig, is_host_port};
+use super::{KafkaConfig, SaslConfig, SaslMechanism, is_host_port};
 
 /// Where `kafka.sasl.password` usually comes from; the jobs' options carry it when they use the sidecar's login.
 pub const KAFKA_SASL_PASSWORD: &str = "CDC_KAFKA__SASL__PASSWORD";
 
 /// Where `kafka.jobs.sasl.password` usually comes from.
 pub const KAFKA_JOBS_SASL_PASSWORD: &str = "CDC_KAFKA__JOBS__SASL__PASSWORD";
+
+/// Where `kafka.sasl.oauth.client_secret` usually comes from; the jobs' options carry it when they use the
+/// sidecar's login.
+pub const KAFKA_SASL_OAUTH_CLIENT_SECRET: &str = "CDC_KAFKA__SASL__OAUTH__CLIENT_SECRET";
+
+/// Where `kafka.jobs.sasl.oauth.client_secret` usually comes from.
+pub const KAFKA_JOBS_SASL_OAUTH_CLIENT_SECRET: &str = "CDC_KAFKA__JOBS__SASL__OAUTH__CLIENT_SECRET";
 
 /// Where `kafka.jobs.tls.key_password` usually comes from.
 pub const KAFKA_JOBS_TLS_KEY_PASSWORD: &str = "CDC_KAFKA__JOBS__TLS__KEY_PASSWORD";
@@ -78,6 +85,26 @@ impl SaslOrigin {
             SaslOrigin::Jobs => KAFKA_JOBS_SASL_PASSWORD,
         }
     }
+
+    /// The environment variable that sets the table's `oauth.client_secret`.
+    pub fn client_secret_variable(self) -> &'static str {
+        match self {
+            SaslOrigin::Sidecar => KAFKA_SASL_OAUTH_CLIENT_SECRET,
+            SaslOrigin::Jobs => KAFKA_JOBS_SASL_OAUTH_CLIENT_SECRET,
+        }
+    }
+
+    /// The environment variable of the one secret a login of `mechanism` from this table carries: the password,
+    /// the OAUTHBEARER client secret, or none (AWS MSK IAM signs with the pod's own credentials).
+    pub fn secret_variable(self, mechanism: SaslMechanism) -> Option<&'static str> {
+        match mechanism {
+            SaslMechanism::Plain | SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
+                Some(self.password_variable())
+            }
+            SaslMechanism::OAuthBearer => Some(self.client_secret_variable()),
+            SaslMechanism::AwsMskIam => None,
+        }
+    }
 }
 
 /// The Kafka client settings of the per-table jobs: `[kafka.jobs]`'s where set, the sidecar's `[kafka]`'s
@@ -133,11 +160,13 @@ impl KafkaConfig {
     /// (its name identifies it, whichever layer set it): every one is masked wherever statements are shown.
     pub fn job_secrets(&self) -> Vec<(&'static str, &Secret)> {
         let mut secrets = Vec::new();
-        if let Some(sasl) = &self.sasl {
-            secrets.push((SaslOrigin::Sidecar.password_variable(), &sasl.password));
-        }
-        if let Some(sasl) = &self.jobs.sasl {
-            secrets.push((SaslOrigin::Jobs.password_variable(), &sasl.password));
+        for (origin, sasl) in [(SaslOrigin::Sidecar, &self.sasl), (SaslOrigin::Jobs, &self.jobs.sasl)] {
+            if let Some(sasl) = sasl {
+                secrets.push((origin.password_variable(), &sasl.password));
+                if let Some(oauth) = &sasl.oauth {
+                    secrets.push((origin.client_secret_variable(), &oauth.client_secret));
+                }
+            }
         }
         if let Some(password) = &self.jobs.tls.key_password {
             secrets.push((KAFKA_JOBS_TLS_KEY_PASSWORD, password));
@@ -225,6 +254,7 @@ impl SaslConfig {
     /// nothing else's. `tls` says whether the connections it logs in on use TLS.
     pub(super) fn validate(&self, origin: SaslOrigin, tls: bool, errors: &mut Vec<ConfigError>) {
         let key = origin.key();
+        let name = self.mechanism.as_str();
         if self.mechanism.takes_password() {
             errors.not_blank(&format!("{key}.username"), &self.username);
             if self.password.expose().is_empty() {
@@ -234,30 +264,43 @@ impl SaslConfig {
                     format!("must be set; pass it as {}", origin.password_variable()),
                 );
             }
-            if self.aws.is_some() {
+        } else {
+            // A token mechanism: a user or password here would be a mistake that silently does nothing.
+            if !self.username.is_empty() {
                 errors.invalid(
-                    format!("{key}.aws"),
-                    &format!("[{key}.aws]"),
-                    "only for mechanism AWS_MSK_IAM",
+                    format!("{key}.username"),
+                    &self.username,
+                    format!("only for PLAIN and SCRAM, not {name}"),
                 );
             }
+            if !self.password.expose().is_empty() {
+                errors.invalid(
+                    format!("{key}.password"),
+                    &REDACTED,
+                    format!("only for PLAIN and SCRAM, not {name}"),
+                );
+            }
+        }
+        match (self.mechanism, &self.oauth) {
+            (SaslMechanism::OAuthBearer, Some(oauth)) => {
+                oauth.validate(&format!("{key}.oauth"), origin.client_secret_variable(), errors)
+            }
+            (SaslMechanism::OAuthBearer, None) => errors.invalid(
+                format!("{key}.oauth.token_endpoint"),
+                &"",
+                format!(
+                    "must be set for OAUTHBEARER ([{key}.oauth] with token_endpoint, client_id and the client secret, {})",
+                    origin.client_secret_variable()
+                ),
+            ),
+            (_, Some(_)) => errors.invalid(format!("{key}.oauth"), &name, "only for OAUTHBEARER"),
+            (_, None) => {}
+        }
+        if self.mechanism != SaslMechanism::AwsMskIam {
+            if self.aws.is_some() {
+                errors.invalid(format!("{key}.aws"), &name, "only for AWS_MSK_IAM");
+            }
             return;
-        }
-        // AWS_MSK_IAM: the credentials come from the pod's AWS sources; a user or password here would be a
-        // mistake that silently does nothing.
-        if !self.username.is_empty() {
-            errors.invalid(
-                format!("{key}.username"),
-                &self.username,
-                "AWS_MSK_IAM takes no user name (the AWS credentials name the principal)",
-            );
-        }
-        if !self.password.expose().is_empty() {
-            errors.invalid(
-                format!("{key}.password"),
-                &REDACTED,
-                "AWS_MSK_IAM takes no password (the credentials come from the AWS sources)",
-            );
         }
         // MSK serves IAM only on its TLS listener (port 9098); without TLS the broker never answers the handshake.
         if !tls {

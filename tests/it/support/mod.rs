@@ -13,6 +13,7 @@ pub mod sasl_proxy;
 pub mod sidecar;
 pub mod source_progress;
 pub mod tls_proxy;
+pub mod token_endpoint;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};

@@ -5,6 +5,11 @@
 //! Why not tansu itself: tansu 0.6 under `--authentication` offers only SCRAM, and with memory storage no SCRAM
 //! user can be created (creating one needs an authenticated connection first). So PLAIN is checked here byte for
 //! byte, and SCRAM-SHA-256/512 run the server side of the `rsasl` crate, the SCRAM code tansu runs too.
+//!
+//! OAUTHBEARER ([`SaslProxy::start_oauth`]) is checked as a Kafka broker's default validator does: the client's
+//! RFC 7628 message must carry `auth=Bearer <JWT>`, whose HS256 signature (the test token endpoint's key,
+//! [`super::token_endpoint::verify`]) and `exp` must hold; a forged or expired token gets the error challenge
+//! `{"status":"invalid_token"}`, and the client's `\x01` then gets SaslAuthenticationFailed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,12 +35,25 @@ const ITERATIONS: u32 = 4096;
 const SALT: &[u8] = b"cdc-orchestrator-test-salt";
 const AUTHENTICATION_FAILED: i16 = ResponseError::SaslAuthenticationFailed.code();
 const UNSUPPORTED_MECHANISM: i16 = ResponseError::UnsupportedSaslMechanism.code();
-const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+const MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
+
+/// What the proxy decided about each OAUTHBEARER login: `Ok(subject and extensions)` or `Err(why)`.
+pub type OauthLog = Arc<std::sync::Mutex<Vec<Result<String, String>>>>;
 
 /// A listening proxy; stops (with every connection) on drop.
 pub struct SaslProxy {
     port: u16,
     accept: tokio::task::JoinHandle<()>,
+    oauth: OauthLog,
+}
+
+/// Whom the proxy lets in.
+struct Accounts {
+    /// PLAIN and SCRAM users and their passwords.
+    users: HashMap<String, String>,
+    /// Whether OAUTHBEARER tokens are checked (with the token endpoint's key); without, the mechanism is refused.
+    oauth: bool,
+    log: OauthLog,
 }
 
 impl SaslProxy {
@@ -47,17 +65,46 @@ impl SaslProxy {
     /// Authenticates every connection on `listener` against `users` (name, password) and relays it to
     /// `127.0.0.1:origin_port`.
     pub fn start(listener: std::net::TcpListener, origin_port: u16, users: &[(&str, &str)]) -> SaslProxy {
+        Self::serve_accounts(listener, origin_port, users, false)
+    }
+
+    /// Authenticates every connection on `listener` by OAUTHBEARER with a JWT of the test token endpoint that has
+    /// not expired, and relays it to `127.0.0.1:origin_port`.
+    pub fn start_oauth(listener: std::net::TcpListener, origin_port: u16) -> SaslProxy {
+        Self::serve_accounts(listener, origin_port, &[], true)
+    }
+
+    fn serve_accounts(
+        listener: std::net::TcpListener,
+        origin_port: u16,
+        users: &[(&str, &str)],
+        oauth: bool,
+    ) -> SaslProxy {
         let listener = TcpListener::from_std(listener).expect("register the listener");
         let port = listener.local_addr().expect("proxy address").port();
-        let users: Arc<HashMap<String, String>> =
-            Arc::new(users.iter().map(|(u, p)| ((*u).to_owned(), (*p).to_owned())).collect());
+        let log = OauthLog::default();
+        let accounts = Arc::new(Accounts {
+            users: users.iter().map(|(u, p)| ((*u).to_owned(), (*p).to_owned())).collect(),
+            oauth,
+            log: Arc::clone(&log),
+        });
         let accept = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
-                connections.spawn(serve(client, origin_port, Arc::clone(&users)));
+                connections.spawn(serve(client, origin_port, Arc::clone(&accounts)));
             }
         });
-        SaslProxy { port, accept }
+        SaslProxy {
+            port,
+            accept,
+            oauth: log,
+        }
+    }
+
+    /// Every OAUTHBEARER login so far: the token's subject and extensions (`sub;key=value;...`), or why it was
+    /// refused.
+    pub fn oauth_logins(&self) -> Vec<Result<String, String>> {
+        self.oauth.lock().expect("oauth log").clone()
     }
 
     /// `127.0.0.1:<port>`, the bootstrap address.
@@ -77,10 +124,13 @@ enum Auth {
     None,
     Plain,
     Scram(Box<Session<Accepted>>),
+    OAuthBearer,
+    /// The token was refused with an error challenge; the client's `\x01` ends the exchange.
+    OAuthRefused(String),
     Done,
 }
 
-async fn serve(mut client: TcpStream, origin_port: u16, users: Arc<HashMap<String, String>>) {
+async fn serve(mut client: TcpStream, origin_port: u16, accounts: Arc<Accounts>) {
     let Ok(mut origin) = TcpStream::connect(("127.0.0.1", origin_port)).await else {
         return;
     };
@@ -94,8 +144,8 @@ async fn serve(mut client: TcpStream, origin_port: u16, users: Arc<HashMap<Strin
         let answer = match ApiKey::try_from(api_key) {
             // Clients ask for versions before authenticating; the broker answers.
             Ok(ApiKey::ApiVersions) => relay_one(&frame, &mut origin).await,
-            Ok(ApiKey::SaslHandshake) => handshake(frame, version, &mut auth, &users),
-            Ok(ApiKey::SaslAuthenticate) => authenticate(frame, version, &mut auth, &users),
+            Ok(ApiKey::SaslHandshake) => handshake(frame, version, &mut auth, &accounts),
+            Ok(ApiKey::SaslAuthenticate) => authenticate(frame, version, &mut auth, &accounts),
             _ if matches!(auth, Auth::Done) => {
                 // Authenticated: from here on the proxy is a plain relay.
                 if origin.write_all(&framed(&frame)).await.is_err() {
@@ -114,7 +164,8 @@ async fn serve(mut client: TcpStream, origin_port: u16, users: Arc<HashMap<Strin
     }
 }
 
-fn handshake(frame: Bytes, version: i16, auth: &mut Auth, users: &HashMap<String, String>) -> Option<Vec<u8>> {
+fn handshake(frame: Bytes, version: i16, auth: &mut Auth, accounts: &Accounts) -> Option<Vec<u8>> {
+    let users = &accounts.users;
     let (header, mut body) = request_header(frame, ApiKey::SaslHandshake, version)?;
     let request = SaslHandshakeRequest::decode(&mut body, version).ok()?;
     let mechanism = request.mechanism.to_string();
@@ -122,6 +173,7 @@ fn handshake(frame: Bytes, version: i16, auth: &mut Auth, users: &HashMap<String
         .with_mechanisms(MECHANISMS.iter().map(|m| StrBytes::from_static_str(m)).collect());
     *auth = match mechanism.as_str() {
         "PLAIN" => Auth::Plain,
+        "OAUTHBEARER" if accounts.oauth => Auth::OAuthBearer,
         "SCRAM-SHA-256" | "SCRAM-SHA-512" => {
             let config = SASLConfig::builder()
                 .with_defaults()
@@ -140,7 +192,8 @@ fn handshake(frame: Bytes, version: i16, auth: &mut Auth, users: &HashMap<String
     respond(&header, &response, version)
 }
 
-fn authenticate(frame: Bytes, version: i16, auth: &mut Auth, users: &HashMap<String, String>) -> Option<Vec<u8>> {
+fn authenticate(frame: Bytes, version: i16, auth: &mut Auth, accounts: &Accounts) -> Option<Vec<u8>> {
+    let users = &accounts.users;
     let (header, mut body) = request_header(frame, ApiKey::SaslAuthenticate, version)?;
     let request = SaslAuthenticateRequest::decode(&mut body, version).ok()?;
     let refused = |message: String| {
@@ -171,9 +224,47 @@ fn authenticate(frame: Bytes, version: i16, auth: &mut Auth, users: &HashMap<Str
             }
             SaslAuthenticateResponse::default().with_auth_bytes(out.into())
         }
+        Auth::OAuthBearer => match bearer(&request.auth_bytes) {
+            Ok(login) => {
+                accounts.log.lock().expect("oauth log").push(Ok(login));
+                *auth = Auth::Done;
+                SaslAuthenticateResponse::default()
+            }
+            Err(why) => {
+                accounts.log.lock().expect("oauth log").push(Err(why.clone()));
+                // As Kafka's OAuthBearerSaslServer: an error challenge first, the failure on the client's answer.
+                *auth = Auth::OAuthRefused(why);
+                SaslAuthenticateResponse::default()
+                    .with_auth_bytes(Bytes::from_static(br#"{"status":"invalid_token"}"#))
+            }
+        },
+        Auth::OAuthRefused(why) if request.auth_bytes[..] == b"\x01"[..] => {
+            refused(format!("Authentication failed: invalid token: {why}"))
+        }
+        Auth::OAuthRefused(_) => refused("expected the client's \\x01 after an error challenge".to_owned()),
         Auth::None | Auth::Done => refused("SaslAuthenticate without a handshake".to_owned()),
     };
     respond(&header, &response, version)
+}
+
+/// The subject and extensions (`sub;key=value;...`) of an RFC 7628 client message whose bearer token is good,
+/// or why it is not.
+fn bearer(message: &[u8]) -> Result<String, String> {
+    let message = std::str::from_utf8(message).map_err(|_| "not UTF-8".to_owned())?;
+    let rest = message.strip_prefix("n,,\x01").ok_or("no gs2 header")?;
+    let body = rest.strip_suffix("\x01\x01").ok_or("not ended by two kvsep")?;
+    let mut token = None;
+    let mut extensions = Vec::new();
+    for pair in body.split('\x01') {
+        let (key, value) = pair.split_once('=').ok_or("a pair without =")?;
+        if key == "auth" {
+            token = Some(value.strip_prefix("Bearer ").ok_or("auth is not Bearer")?);
+        } else {
+            extensions.push(format!("{key}={value}"));
+        }
+    }
+    let subject = super::token_endpoint::verify(token.ok_or("no auth")?)?;
+    Ok(std::iter::once(subject).chain(extensions).collect::<Vec<_>>().join(";"))
 }
 
 /// One length-prefixed frame, without its length.
