@@ -627,6 +627,38 @@ fn aws_msk_iam_needs_tls_takes_no_password_and_checks_its_section() {
         ),
         "no error"
     );
+    assert_eq!(
+        error_of(Some(iam), &[("CDC_KAFKA__SASL__AWS__CREDENTIALS", "web_identity")]),
+        "no error"
+    );
+    let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__AWS__CREDENTIALS", "irsa")]);
+    assert!(
+        m.contains("kafka.sasl.aws.credentials") && m.contains("web_identity"),
+        "{m}"
+    );
+    let m = error_of(
+        Some(iam),
+        &[
+            ("CDC_KAFKA__SASL__AWS__CREDENTIALS", "environment"),
+            ("CDC_KAFKA__SASL__AWS__PROFILE", "dev"),
+        ],
+    );
+    assert!(
+        m.contains("kafka.sasl.aws.profile")
+            && m.contains("the shared credentials file only, and kafka.sasl.aws.credentials is \"environment\""),
+        "{m}"
+    );
+    let m = error_of(
+        Some(iam),
+        &[
+            ("CDC_KAFKA__SASL__AWS__CREDENTIALS", "profile"),
+            ("CDC_KAFKA__SASL__AWS__STS_ENDPOINT", "https://sts.example.com/"),
+        ],
+    );
+    assert!(
+        m.contains("kafka.sasl.aws.sts_endpoint") && m.contains("web identity only"),
+        "{m}"
+    );
     let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__AWS__REGIN", "x")]);
     assert!(m.contains("kafka.sasl.aws.regin: unknown key"), "{m}");
     let scram =
