@@ -794,3 +794,23 @@ fn a_bad_token_endpoint_or_extension_is_one_line_naming_its_key() {
     let m = bad("token_endpoint = \"https://idp/t\"\nclient_secret = \"\"\nunknown = 1\n");
     assert!(m.contains("kafka.sasl.oauth.unknown: unknown key"), "{m}");
 }
+
+#[test]
+fn the_jobs_client_class_prefix_is_read_and_a_bad_one_is_refused_naming_the_key() {
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert_eq!(c.kafka.jobs_client().class_prefix, "");
+        jail.set_env("CDC_KAFKA__JOBS__CLIENT_CLASS_PREFIX", "org.apache.flink.kafka.shaded.");
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert_eq!(c.kafka.jobs_client().class_prefix, "org.apache.flink.kafka.shaded.");
+        Ok(())
+    });
+    let m = error_of(
+        None,
+        &[("CDC_KAFKA__JOBS__CLIENT_CLASS_PREFIX", "org.apache.flink.kafka.shaded")],
+    );
+    assert!(
+        m.contains("kafka.jobs.client_class_prefix") && m.contains("a Java package prefix ending in '.'"),
+        "{m}"
+    );
+}
