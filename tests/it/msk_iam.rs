@@ -28,7 +28,7 @@ use kafka_protocol::error::ResponseError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::msk_iam::Verifier;
+use crate::support::msk_iam::{self as verifier, Verifier};
 use crate::support::sasl_proxy::SaslProxy;
 use crate::support::sidecar::command;
 use crate::support::tls_proxy::TlsProxy;
@@ -696,4 +696,34 @@ fn run_with_expired_environment_credentials_exits_2_naming_the_variable() {
     for secret in [ENV_SECRET, ENV_SESSION_TOKEN] {
         assert!(!stderr.contains(secret) && !stdout.contains(secret), "{stderr}{stdout}");
     }
+}
+
+/// The front's own SigV4 against AWS's published example (the IAM ListUsers request of "Create a signed AWS API
+/// request": its signing key and signature), so that it cannot share a mistake with the crate's signer.
+#[test]
+fn the_fronts_sigv4_matches_the_documented_example_and_its_query_parsing_is_strict() {
+    let key = verifier::signing_key(
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        "20150830",
+        "us-east-1",
+        "iam",
+    );
+    assert_eq!(
+        verifier::hex(&key),
+        "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
+    );
+    let string_to_sign = "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/iam/aws4_request\n\
+                          f536975d06c0309214f805bb90ccff089219ecd68b2577efef23edd43b7e1a59";
+    assert_eq!(
+        verifier::signature(&key, string_to_sign),
+        "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
+    );
+    let params =
+        verifier::parse_query("Action=kafka-cluster%3AConnect&X-Amz-Security-Token=a%2Fb%2B%3D").expect("query");
+    assert_eq!(params["Action"], "kafka-cluster:Connect");
+    assert_eq!(params["X-Amz-Security-Token"], "a/b+=");
+    for bad in ["a=b+c", "a=%2", "a=1&a=2", "a"] {
+        assert!(verifier::parse_query(bad).is_err(), "{bad}");
+    }
+    assert_eq!(verifier::uri_encode("a/b+c=~:"), "a%2Fb%2Bc%3D~%3A");
 }
