@@ -69,8 +69,18 @@ pub trait TokenProvider: Send + Sync + 'static {
 
 /// The token provider of `sasl`'s mechanism, each of its requests bounded by `timeout` (`kafka.request_timeout`);
 /// `None` for a mechanism that logs in with a password (PLAIN, SCRAM). Every provider's token is sent through
-/// SASL OAUTHBEARER.
+/// SASL OAUTHBEARER. AWS MSK IAM reads the process's AWS variables.
 pub fn provider_for(sasl: &SaslConfig, timeout: Duration) -> Result<Option<Arc<dyn TokenProvider>>, TokenError> {
+    provider_with_env(sasl, timeout, &aws::AwsEnv::from_process())
+}
+
+/// [`provider_for`] with the AWS variables of `aws_env` rather than the process's: tests share one process, whose
+/// environment they must not change.
+pub fn provider_with_env(
+    sasl: &SaslConfig,
+    timeout: Duration,
+    aws_env: &aws::AwsEnv,
+) -> Result<Option<Arc<dyn TokenProvider>>, TokenError> {
     match sasl.mechanism {
         SaslMechanism::Plain | SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => Ok(None),
         SaslMechanism::OAuthBearer => {
@@ -82,8 +92,7 @@ pub fn provider_for(sasl: &SaslConfig, timeout: Duration) -> Result<Option<Arc<d
         }
         SaslMechanism::AwsMskIam => {
             let aws = sasl.aws.clone().unwrap_or_default();
-            let env = aws::AwsEnv::from_process();
-            Ok(Some(Arc::new(aws::MskIamTokenProvider::new(&aws, &env, timeout)?)))
+            Ok(Some(Arc::new(aws::MskIamTokenProvider::new(&aws, aws_env, timeout)?)))
         }
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE, block_on, load_config};
 use crate::app::{self, RunError};
+use crate::auth::TokenError;
+use crate::kafka::watcher::WatchError;
 use crate::{http, shutdown};
 
 /// After the first SIGTERM or SIGINT, how long past `flink.shutdown_timeout` the process may take to wind down
@@ -30,6 +32,14 @@ pub fn command(file: Option<&Path>) -> ExitCode {
     let work = async { app::run(config, shutdown::on_signals(grace)).await };
     block_on(work, "error", |e| match e {
         RunError::Credentials(_) | RunError::Templates(_) | RunError::Listen { .. } => EXIT_CONFIG,
+        // The watcher is built from the configuration alone (a topic pattern, TLS files, the SASL login and its
+        // credentials, such as AWS keys that have expired): what fails there, the configuration must fix.
+        RunError::Watcher(
+            WatchError::Pattern(_)
+            | WatchError::Routed(_)
+            | WatchError::Tls(_)
+            | WatchError::Login(TokenError::Config { .. }),
+        ) => EXIT_CONFIG,
         _ => EXIT_FAILURE,
     })
 }

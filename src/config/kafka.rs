@@ -246,7 +246,7 @@ impl SaslMechanism {
 
 /// The `[kafka.sasl.aws]` section: AWS MSK IAM. The credentials are not configured here: they come from the
 /// standard AWS sources of the pod (environment variables, the IRSA web-identity token file through STS, the
-/// shared credentials file), read by [`crate::auth`].
+/// shared credentials file), read by [`crate::auth`]; `credentials` only says which of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AwsMskIamConfig {
@@ -260,6 +260,38 @@ pub struct AwsMskIamConfig {
     /// The profile of the shared credentials file; empty: `AWS_PROFILE`, then `default`.
     #[serde(deserialize_with = "lenient_string")]
     pub profile: String,
+    /// Which source's credentials sign the token: the first one set up, in the SDKs' order (`auto`), or one forced.
+    pub credentials: AwsCredentialSource,
+}
+
+/// `kafka.sasl.aws.credentials`: where the AWS credentials that sign the MSK IAM token come from.
+///
+/// Forcing one matters where a pod has several: the chart puts the Iceberg sink's S3 keys into the sidecar's
+/// environment as `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, which `auto` would pick before IRSA's role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AwsCredentialSource {
+    /// The first source set up, in the AWS SDKs' order: the environment, then web identity, then the shared file.
+    #[default]
+    Auto,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`.
+    Environment,
+    /// IRSA: `AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`, exchanged at STS.
+    WebIdentity,
+    /// The shared credentials file's profile (`kafka.sasl.aws.profile`, `AWS_PROFILE`, `default`).
+    Profile,
+}
+
+impl AwsCredentialSource {
+    /// The value as the configuration writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AwsCredentialSource::Auto => "auto",
+            AwsCredentialSource::Environment => "environment",
+            AwsCredentialSource::WebIdentity => "web_identity",
+            AwsCredentialSource::Profile => "profile",
+        }
+    }
 }
 
 impl AwsMskIamConfig {
@@ -298,6 +330,32 @@ impl AwsMskIamConfig {
         }
         if self.profile.chars().any(|c| c.is_control() || c == ']') {
             errors.invalid("kafka.sasl.aws.profile", &self.profile, "not a profile name");
+        }
+        // A key of a source that `credentials` rules out would silently do nothing.
+        let forced = self.credentials.as_str();
+        if !self.sts_endpoint.is_empty()
+            && matches!(
+                self.credentials,
+                AwsCredentialSource::Environment | AwsCredentialSource::Profile
+            )
+        {
+            errors.invalid(
+                "kafka.sasl.aws.sts_endpoint",
+                &super::redact_url(&self.sts_endpoint),
+                format!("is used by web identity only, and kafka.sasl.aws.credentials is \"{forced}\""),
+            );
+        }
+        if !self.profile.is_empty()
+            && matches!(
+                self.credentials,
+                AwsCredentialSource::Environment | AwsCredentialSource::WebIdentity
+            )
+        {
+            errors.invalid(
+                "kafka.sasl.aws.profile",
+                &self.profile,
+                format!("is used by the shared credentials file only, and kafka.sasl.aws.credentials is \"{forced}\""),
+            );
         }
     }
 }

@@ -42,9 +42,9 @@ pub use file::MAX_CONFIG_BYTES;
 pub use flink::{FlinkConfig, LauncherKind};
 pub use iceberg::IcebergConfig;
 pub use kafka::{
-    AwsMskIamConfig, JobsClient, JobsTls, JobsTlsConfig, KAFKA_JOBS_SASL_OAUTH_CLIENT_SECRET, KAFKA_JOBS_SASL_PASSWORD,
-    KAFKA_JOBS_TLS_KEY_PASSWORD, KAFKA_SASL_OAUTH_CLIENT_SECRET, KAFKA_SASL_PASSWORD, KafkaConfig, KafkaJobsConfig,
-    OauthConfig, SaslConfig, SaslMechanism, SaslOrigin, TlsConfig,
+    AwsCredentialSource, AwsMskIamConfig, JobsClient, JobsTls, JobsTlsConfig, KAFKA_JOBS_SASL_OAUTH_CLIENT_SECRET,
+    KAFKA_JOBS_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD, KAFKA_SASL_OAUTH_CLIENT_SECRET, KAFKA_SASL_PASSWORD,
+    KafkaConfig, KafkaJobsConfig, OauthConfig, SaslConfig, SaslMechanism, SaslOrigin, TlsConfig,
 };
 pub use policy::{PolicyConfig, TableOverrides, TablePolicy};
 pub use secret::{REDACTED, Secret};

@@ -627,6 +627,38 @@ fn aws_msk_iam_needs_tls_takes_no_password_and_checks_its_section() {
         ),
         "no error"
     );
+    assert_eq!(
+        error_of(Some(iam), &[("CDC_KAFKA__SASL__AWS__CREDENTIALS", "web_identity")]),
+        "no error"
+    );
+    let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__AWS__CREDENTIALS", "irsa")]);
+    assert!(
+        m.contains("kafka.sasl.aws.credentials") && m.contains("web_identity"),
+        "{m}"
+    );
+    let m = error_of(
+        Some(iam),
+        &[
+            ("CDC_KAFKA__SASL__AWS__CREDENTIALS", "environment"),
+            ("CDC_KAFKA__SASL__AWS__PROFILE", "dev"),
+        ],
+    );
+    assert!(
+        m.contains("kafka.sasl.aws.profile")
+            && m.contains("the shared credentials file only, and kafka.sasl.aws.credentials is \"environment\""),
+        "{m}"
+    );
+    let m = error_of(
+        Some(iam),
+        &[
+            ("CDC_KAFKA__SASL__AWS__CREDENTIALS", "profile"),
+            ("CDC_KAFKA__SASL__AWS__STS_ENDPOINT", "https://sts.example.com/"),
+        ],
+    );
+    assert!(
+        m.contains("kafka.sasl.aws.sts_endpoint") && m.contains("web identity only"),
+        "{m}"
+    );
     let m = error_of(Some(iam), &[("CDC_KAFKA__SASL__AWS__REGIN", "x")]);
     assert!(m.contains("kafka.sasl.aws.regin: unknown key"), "{m}");
     let scram =
@@ -761,4 +793,24 @@ fn a_bad_token_endpoint_or_extension_is_one_line_naming_its_key() {
     );
     let m = bad("token_endpoint = \"https://idp/t\"\nclient_secret = \"\"\nunknown = 1\n");
     assert!(m.contains("kafka.sasl.oauth.unknown: unknown key"), "{m}");
+}
+
+#[test]
+fn the_jobs_client_class_prefix_is_read_and_a_bad_one_is_refused_naming_the_key() {
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert_eq!(c.kafka.jobs_client().class_prefix, "");
+        jail.set_env("CDC_KAFKA__JOBS__CLIENT_CLASS_PREFIX", "org.apache.flink.kafka.shaded.");
+        let c = load_in(jail, None).map_err(|e| e.to_string())?;
+        assert_eq!(c.kafka.jobs_client().class_prefix, "org.apache.flink.kafka.shaded.");
+        Ok(())
+    });
+    let m = error_of(
+        None,
+        &[("CDC_KAFKA__JOBS__CLIENT_CLASS_PREFIX", "org.apache.flink.kafka.shaded")],
+    );
+    assert!(
+        m.contains("kafka.jobs.client_class_prefix") && m.contains("a Java package prefix ending in '.'"),
+        "{m}"
+    );
 }

@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::auth::TokenError;
+use crate::auth::aws::AwsEnv;
 use crate::config::KafkaConfig;
 use crate::kafka::requests::Request;
 use crate::kafka::sasl::{self, Login, PasswordLogin};
@@ -208,10 +209,16 @@ impl Security {
     /// What `config` asks for, loading its TLS material and making its SASL token provider (no token is fetched
     /// yet: a token endpoint that is down at start is retried like a broker that is).
     pub fn for_config(config: &KafkaConfig) -> Result<Security, SecurityError> {
-        Ok(
-            Security::new(tls::client_config_if_enabled(&config.tls)?, Login::for_config(config)?)
-                .with_max_response_bytes(max_response_bytes(config)),
+        Self::for_config_with_env(config, &AwsEnv::from_process())
+    }
+
+    /// [`Security::for_config`] with AWS MSK IAM reading the AWS variables of `aws_env` rather than the process's.
+    pub fn for_config_with_env(config: &KafkaConfig, aws_env: &AwsEnv) -> Result<Security, SecurityError> {
+        Ok(Security::new(
+            tls::client_config_if_enabled(&config.tls)?,
+            Login::for_config_with_env(config, aws_env)?,
         )
+        .with_max_response_bytes(max_response_bytes(config)))
     }
 
     /// Refuses answers longer than `bytes` (a protocol error that closes the connection).

@@ -5,6 +5,7 @@
 //! [`Login`] in one place, [`Login::for_config`]. This file imports nothing of the connection, so the two are no
 //! circle.
 
+use crate::auth::aws::AwsEnv;
 use crate::auth::{self, TokenError};
 use crate::config::{KafkaConfig, SaslMechanism, Secret};
 use crate::kafka::token::{RETRY_BACKOFF, TokenCache};
@@ -24,6 +25,12 @@ impl Login {
     /// [`auth::provider_for`], each fetch bounded by `kafka.request_timeout`. A [`TokenError::Config`] when the
     /// provider cannot be made from the configuration.
     pub fn for_config(config: &KafkaConfig) -> Result<Option<Login>, TokenError> {
+        Self::for_config_with_env(config, &AwsEnv::from_process())
+    }
+
+    /// [`Login::for_config`] with AWS MSK IAM reading the AWS variables of `aws_env` rather than the process's
+    /// ([`auth::provider_with_env`]).
+    pub fn for_config_with_env(config: &KafkaConfig, aws_env: &AwsEnv) -> Result<Option<Login>, TokenError> {
         let Some(sasl) = &config.sasl else {
             return Ok(None);
         };
@@ -40,7 +47,7 @@ impl Login {
                 password: sasl.password.clone(),
             })));
         }
-        Ok(match auth::provider_for(sasl, config.request_timeout)? {
+        Ok(match auth::provider_with_env(sasl, config.request_timeout, aws_env)? {
             Some(provider) => {
                 let extensions = sasl
                     .oauth

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::aws::AwsEnv;
 use crate::backoff::Backoff;
 use crate::config::{Config, KafkaConfig, PolicyConfig};
 use crate::kafka::connection::{Pool, Security, SecurityError, WireError};
@@ -319,11 +320,21 @@ impl Watcher {
     ///
     /// It connects lazily, so a broker that is down at start is not an error.
     pub fn new(config: &Config, templated: impl IntoIterator<Item = String>) -> Result<Watcher, WatchError> {
+        Self::new_with_env(config, templated, &AwsEnv::from_process())
+    }
+
+    /// [`Watcher::new`] with AWS MSK IAM reading the AWS variables of `aws_env` rather than the process's (tests,
+    /// which share one process and must not change its environment).
+    pub fn new_with_env(
+        config: &Config,
+        templated: impl IntoIterator<Item = String>,
+        aws_env: &AwsEnv,
+    ) -> Result<Watcher, WatchError> {
         let routing = Routing::with_templates(config, templated).map_err(WatchError::Routed)?;
         let counted_ops = counted_everywhere(&config.policy);
         let config = config.kafka.clone();
         let pattern = config.topic_regex()?;
-        let security = Security::for_config(&config).map_err(|e| match e {
+        let security = Security::for_config_with_env(&config, aws_env).map_err(|e| match e {
             SecurityError::Tls(e) => WatchError::Tls(e),
             SecurityError::Login(e) => WatchError::Login(e),
         })?;

@@ -88,7 +88,8 @@ fn security<'a>(client: &JobsClient<'_>, secret: impl Fn(&str) -> Option<&'a str
     };
     let mut properties = vec![("properties.security.protocol", protocol.to_owned())];
     if let Some((origin, sasl)) = client.sasl {
-        properties.extend(login(sasl, origin.secret_variable(sasl.mechanism).and_then(&secret)));
+        let secret = origin.secret_variable(sasl.mechanism).and_then(&secret);
+        properties.extend(login(sasl, secret, client.class_prefix));
     }
     if let Some(tls) = client.tls {
         if let Some(ca_file) = tls.ca_file {
@@ -115,18 +116,27 @@ fn security<'a>(client: &JobsClient<'_>, secret: impl Fn(&str) -> Option<&'a str
 const PLAIN_LOGIN_MODULE: &str = "org.apache.kafka.common.security.plain.PlainLoginModule";
 const SCRAM_LOGIN_MODULE: &str = "org.apache.kafka.common.security.scram.ScramLoginModule";
 
+/// The name of Kafka's class `class` (one of the `org.apache.kafka` constants here) on Flink's class path: with
+/// `kafka.jobs.client_class_prefix` before it, as the fat `flink-sql-connector-kafka` relocates kafka-clients to
+/// `org.apache.flink.kafka.shaded.org.apache.kafka`. The one place the prefix is applied; the aws-msk-iam-auth
+/// jar's `software.amazon.msk` classes are not Kafka's and never get it.
+fn kafka_class(prefix: &str, class: &str) -> String {
+    format!("{prefix}{class}")
+}
+
 /// The login module and callback handler of the aws-msk-iam-auth jar, which must be on Flink's class path.
 const MSK_IAM_LOGIN_MODULE: &str = "software.amazon.msk.auth.iam.IAMLoginModule";
 const MSK_IAM_CALLBACK_HANDLER: &str = "software.amazon.msk.auth.iam.IAMClientCallbackHandler";
 
 /// The SASL mechanism's properties, and with `secret` (the password, or the OAUTHBEARER client secret) its JAAS
 /// login. AWS MSK IAM carries no secret: the aws-msk-iam-auth jar signs with the credentials of the job's own pod
-/// (its default AWS credential chain: IRSA's web identity, the environment, the instance role).
-fn login(sasl: &SaslConfig, secret: Option<&str>) -> Vec<(&'static str, String)> {
+/// (its default AWS credential chain: IRSA's web identity, the environment, the instance role). Kafka's classes
+/// are named with `class_prefix` before them ([`kafka_class`]).
+fn login(sasl: &SaslConfig, secret: Option<&str>, class_prefix: &str) -> Vec<(&'static str, String)> {
     let module = match sasl.mechanism {
         SaslMechanism::Plain => PLAIN_LOGIN_MODULE,
         SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => SCRAM_LOGIN_MODULE,
-        SaslMechanism::OAuthBearer => return oauthbearer(sasl.oauth.as_ref(), secret),
+        SaslMechanism::OAuthBearer => return oauthbearer(sasl.oauth.as_ref(), secret, class_prefix),
         SaslMechanism::AwsMskIam => {
             return vec![
                 // The Java client speaks MSK IAM as its own mechanism, AWS_MSK_IAM.
@@ -145,7 +155,8 @@ fn login(sasl: &SaslConfig, secret: Option<&str>) -> Vec<(&'static str, String)>
     let mut properties = vec![("properties.sasl.mechanism", sasl.mechanism.as_str().to_owned())];
     if let Some(password) = secret {
         let jaas = format!(
-            r#"{module} required username="{}" password="{}";"#,
+            r#"{} required username="{}" password="{}";"#,
+            kafka_class(class_prefix, module),
             jaas_escape(&sasl.username),
             jaas_escape(password)
         );
@@ -160,7 +171,7 @@ const OAUTH_LOGIN_MODULE: &str = "org.apache.kafka.common.security.oauthbearer.O
 
 /// OAUTHBEARER's properties: the mechanism, Kafka's login callback handler and the token endpoint, and with the
 /// client secret the JAAS login (`clientId`, `clientSecret`, `scope` when set, `extension_<name>` per extension).
-fn oauthbearer(oauth: Option<&OauthConfig>, secret: Option<&str>) -> Vec<(&'static str, String)> {
+fn oauthbearer(oauth: Option<&OauthConfig>, secret: Option<&str>, class_prefix: &str) -> Vec<(&'static str, String)> {
     let mut properties = vec![
         (
             "properties.sasl.mechanism",
@@ -168,7 +179,7 @@ fn oauthbearer(oauth: Option<&OauthConfig>, secret: Option<&str>) -> Vec<(&'stat
         ),
         (
             "properties.sasl.login.callback.handler.class",
-            OAUTH_CALLBACK_HANDLER.to_owned(),
+            kafka_class(class_prefix, OAUTH_CALLBACK_HANDLER),
         ),
     ];
     let Some(oauth) = oauth else {
@@ -180,7 +191,8 @@ fn oauthbearer(oauth: Option<&OauthConfig>, secret: Option<&str>) -> Vec<(&'stat
     ));
     if let Some(secret) = secret {
         let mut jaas = format!(
-            r#"{OAUTH_LOGIN_MODULE} required clientId="{}" clientSecret="{}""#,
+            r#"{} required clientId="{}" clientSecret="{}""#,
+            kafka_class(class_prefix, OAUTH_LOGIN_MODULE),
             jaas_escape(&oauth.client_id),
             jaas_escape(secret)
         );
@@ -603,5 +615,94 @@ mod tests {
             "{options}"
         );
         assert!(!options.contains("jaas"), "{options}");
+    }
+
+    const SHADED: &str = "org.apache.flink.kafka.shaded.";
+
+    fn shaded(mut kafka: KafkaConfig) -> KafkaConfig {
+        kafka.jobs.client_class_prefix = SHADED.to_owned();
+        kafka
+    }
+
+    #[test]
+    fn the_class_prefix_goes_before_every_kafka_class_and_no_other() {
+        let plain = options_of(
+            shaded(KafkaConfig {
+                sasl: sasl(SaslMechanism::Plain, "cdc"),
+                ..KafkaConfig::default()
+            }),
+            Some("pw"),
+        );
+        assert!(
+            plain.contains(
+                "'properties.sasl.jaas.config' = 'org.apache.flink.kafka.shaded.org.apache.kafka.common.security.plain.\
+                 PlainLoginModule required username=\"cdc\" password=\"pw\";'"
+            ),
+            "{plain}"
+        );
+        let scram = options_of(
+            shaded(KafkaConfig {
+                sasl: sasl(SaslMechanism::ScramSha256, "cdc"),
+                ..KafkaConfig::default()
+            }),
+            Some("pw"),
+        );
+        assert!(
+            scram.contains(
+                "'properties.sasl.jaas.config' = 'org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram.\
+                 ScramLoginModule required"
+            ),
+            "{scram}"
+        );
+        let oauth = options_with(shaded(oauthbearer_kafka("")), &[(KAFKA_SASL_OAUTH_CLIENT_SECRET, "x")]);
+        for class in [
+            "'properties.sasl.login.callback.handler.class' = 'org.apache.flink.kafka.shaded.org.apache.kafka.common.\
+             security.oauthbearer.OAuthBearerLoginCallbackHandler'",
+            "'properties.sasl.jaas.config' = 'org.apache.flink.kafka.shaded.org.apache.kafka.common.security.\
+             oauthbearer.OAuthBearerLoginModule required clientId=",
+        ] {
+            assert!(oauth.contains(class), "{class} in {oauth}");
+        }
+        // Every Kafka class carries it, and only once.
+        for options in [&plain, &scram, &oauth] {
+            assert_eq!(
+                options.matches("org.apache.kafka").count(),
+                options
+                    .matches("org.apache.flink.kafka.shaded.org.apache.kafka")
+                    .count(),
+                "{options}"
+            );
+        }
+        // The aws-msk-iam-auth classes are not Kafka's: they keep their names.
+        let mut iam = shaded(KafkaConfig {
+            tls: tls(None),
+            ..KafkaConfig::default()
+        });
+        iam.sasl = Some(SaslConfig {
+            mechanism: SaslMechanism::AwsMskIam,
+            username: String::new(),
+            password: Secret::default(),
+            oauth: None,
+            aws: None,
+        });
+        let iam = options_of(iam, None);
+        assert!(
+            iam.contains("'software.amazon.msk.auth.iam.IAMLoginModule required;'")
+                && iam.contains("'software.amazon.msk.auth.iam.IAMClientCallbackHandler'")
+                && !iam.contains("shaded"),
+            "{iam}"
+        );
+        // Unset, the classes are kafka-clients' own names (the thin connector).
+        let thin = options_of(
+            KafkaConfig {
+                sasl: sasl(SaslMechanism::Plain, "cdc"),
+                ..KafkaConfig::default()
+            },
+            Some("pw"),
+        );
+        assert!(
+            thin.contains("'properties.sasl.jaas.config' = 'org.apache.kafka.common.security.plain.PlainLoginModule"),
+            "{thin}"
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! The credentials come from the standard sources a pod has, in the SDKs' order: the environment
 //! (`AWS_ACCESS_KEY_ID`...), IRSA's web identity (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, exchanged at STS,
 //! [`sts`]), the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`, profile
-//! `kafka.sasl.aws.profile`, `AWS_PROFILE` or `default`). Temporary credentials are renewed
+//! `kafka.sasl.aws.profile`, `AWS_PROFILE` or `default`); `kafka.sasl.aws.credentials` forces one of them, for a
+//! pod whose environment carries keys meant for something else (the Iceberg sink's S3 keys). Temporary credentials
+//! are renewed
 //! [`REFRESH_BEFORE_EXPIRY`] before they expire. SigV4 is ours, on `ring` ([`sigv4`]): an AWS SDK would not fit
 //! the static binary's budget.
 
@@ -28,7 +30,7 @@ use self::credentials::{config, from_environment, from_file, show_time, still_go
 use self::sigv4::{EMPTY_PAYLOAD_SHA256, Request, Scope, SigningKey};
 use self::sts::WebIdentity;
 use super::{BearerToken, TokenError, TokenProvider};
-use crate::config::{AwsMskIamConfig, Secret, kafka::is_region};
+use crate::config::{AwsCredentialSource, AwsMskIamConfig, Secret, kafka::is_region};
 
 /// How long an MSK IAM token is good for (`X-Amz-Expires`), as every signer library signs it.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(900);
@@ -267,7 +269,11 @@ fn region(aws: &AwsMskIamConfig, env: &AwsEnv) -> Result<String, TokenError> {
     Ok(region.to_owned())
 }
 
-/// The first source, in the SDKs' order, that the environment sets up.
+/// The key that picks the credentials' source.
+const CREDENTIALS_KEY: &str = "kafka.sasl.aws.credentials";
+
+/// The source `kafka.sasl.aws.credentials` names: under `auto` the first, in the SDKs' order, that the environment
+/// sets up; a forced one must be set up, or the error names the key and the variables it needs.
 fn source(
     aws: &AwsMskIamConfig,
     env: &AwsEnv,
@@ -275,20 +281,56 @@ fn source(
     request_timeout: Duration,
     now: SystemTime,
 ) -> Result<Source, TokenError> {
-    if let Some(credentials) = from_environment(env, now) {
-        return Ok(Source::Static {
+    let forced = aws.credentials;
+    let not_set_up = |needs: &str| config(CREDENTIALS_KEY, format!("is \"{}\", but {needs}", forced.as_str()));
+    let environment = |credentials: Result<AwsCredentials, TokenError>| {
+        Ok(Source::Static {
             credentials: credentials?,
             what: "the environment (AWS_ACCESS_KEY_ID)".to_owned(),
             key: "AWS_CREDENTIAL_EXPIRATION",
-        });
+        })
+    };
+    match forced {
+        AwsCredentialSource::Auto => {}
+        AwsCredentialSource::Environment => {
+            return match from_environment(env, now) {
+                Some(credentials) => environment(credentials),
+                None => Err(not_set_up("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are unset")),
+            };
+        }
+        AwsCredentialSource::WebIdentity => {
+            let token_file = env
+                .get("AWS_WEB_IDENTITY_TOKEN_FILE")
+                .ok_or_else(|| not_set_up("AWS_WEB_IDENTITY_TOKEN_FILE is unset (IRSA sets it, with AWS_ROLE_ARN)"))?;
+            return web_identity(aws, env, region, PathBuf::from(token_file), request_timeout).map(Source::WebIdentity);
+        }
+        AwsCredentialSource::Profile => return shared_file(aws, env),
+    }
+    if let Some(credentials) = from_environment(env, now) {
+        if env.get("AWS_WEB_IDENTITY_TOKEN_FILE").is_some() {
+            // The pod has both: keys in the environment are often the sink's S3 keys (the chart puts them there),
+            // not what should log in to Kafka.
+            tracing::warn!(
+                "kafka.sasl.aws.credentials = \"auto\" signs with the environment's AWS_ACCESS_KEY_ID although IRSA's \
+                 web identity is set up too; if those keys are the Iceberg sink's S3 keys, set \
+                 kafka.sasl.aws.credentials = \"web_identity\""
+            );
+        }
+        return environment(credentials);
     }
     if let Some(token_file) = env.get("AWS_WEB_IDENTITY_TOKEN_FILE") {
         return web_identity(aws, env, region, PathBuf::from(token_file), request_timeout).map(Source::WebIdentity);
     }
+    shared_file(aws, env)
+}
+
+/// The shared credentials file's source: `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`, and the profile
+/// `kafka.sasl.aws.profile`, `AWS_PROFILE`, `AWS_DEFAULT_PROFILE` or `default`.
+fn shared_file(aws: &AwsMskIamConfig, env: &AwsEnv) -> Result<Source, TokenError> {
     let path = match (env.get("AWS_SHARED_CREDENTIALS_FILE"), env.get("HOME")) {
         (Some(path), _) => PathBuf::from(path),
         (None, Some(home)) => PathBuf::from(home).join(".aws").join("credentials"),
-        (None, None) => return Err(no_credentials("HOME is unset, so there is no ~/.aws/credentials")),
+        (None, None) => return Err(no_credentials(aws, "HOME is unset, so there is no ~/.aws/credentials")),
     };
     let profile = [
         Some(aws.profile.as_str()),
@@ -301,7 +343,7 @@ fn source(
     .unwrap_or("default")
     .to_owned();
     if !path.exists() && env.get("AWS_SHARED_CREDENTIALS_FILE").is_none() {
-        return Err(no_credentials(&format!("{} does not exist", path.display())));
+        return Err(no_credentials(aws, &format!("{} does not exist", path.display())));
     }
     let credentials = from_file(&path, &profile)?;
     Ok(Source::Static {
@@ -311,7 +353,14 @@ fn source(
     })
 }
 
-fn no_credentials(why: &str) -> TokenError {
+/// No source set up at all (under `auto`), or no credentials file (under `profile`).
+fn no_credentials(aws: &AwsMskIamConfig, why: &str) -> TokenError {
+    if aws.credentials == AwsCredentialSource::Profile {
+        return config(
+            CREDENTIALS_KEY,
+            format!("is \"profile\", but there is no shared credentials file: {why} (set AWS_SHARED_CREDENTIALS_FILE)"),
+        );
+    }
     config(
         "AWS_ACCESS_KEY_ID",
         format!(

@@ -289,3 +289,77 @@ async fn environment_keys_sign_until_their_expiry_then_fail_naming_the_variable(
         "{message}"
     );
 }
+
+#[test]
+fn kafka_sasl_aws_credentials_forces_one_source_on_a_pod_that_has_several() {
+    // A pod with the sink's S3 keys in its environment, IRSA's token file and a credentials file.
+    let dir = tempfile::tempdir().expect("dir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "jwt").expect("token");
+    let file = dir.path().join("credentials");
+    std::fs::write(
+        &file,
+        "[default]\naws_access_key_id = AKIAFILEFILEFILE\naws_secret_access_key = file-secret\n",
+    )
+    .expect("file");
+    let token_file = token_file.to_str().expect("path");
+    let file = file.to_str().expect("path");
+    let web = [
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file),
+        ("AWS_ROLE_ARN", "arn:aws:iam::1:role/cdc"),
+    ];
+    let shared = ("AWS_SHARED_CREDENTIALS_FILE", file);
+    let everything = [ENV_KEYS[0], ENV_KEYS[1], web[0], web[1], shared];
+    let now = at("2024-01-01T00:00:00Z");
+    let with = |credentials: AwsCredentialSource| AwsMskIamConfig {
+        credentials,
+        ..in_region()
+    };
+    let source_of =
+        |credentials, pairs: &[(&str, &str)]| provider(&with(credentials), pairs, now).expect("source").source();
+    assert_eq!(
+        source_of(AwsCredentialSource::Auto, &everything),
+        "the environment (AWS_ACCESS_KEY_ID)"
+    );
+    assert_eq!(
+        source_of(AwsCredentialSource::Environment, &everything),
+        "the environment (AWS_ACCESS_KEY_ID)"
+    );
+    assert_eq!(
+        source_of(AwsCredentialSource::WebIdentity, &everything),
+        format!("web identity (role arn:aws:iam::1:role/cdc, token file {token_file})")
+    );
+    assert_eq!(
+        source_of(AwsCredentialSource::Profile, &everything),
+        format!("the shared credentials file {file}, profile [default]")
+    );
+
+    // A forced source that is not set up is a configuration error naming the key and what is missing, even where
+    // another source would have signed.
+    let forced_error = |credentials, pairs: &[(&str, &str)]| error_of(&with(credentials), pairs);
+    assert_eq!(
+        forced_error(AwsCredentialSource::Environment, &[web[0], web[1], shared]),
+        "kafka.sasl.aws.credentials: is \"environment\", but AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are unset"
+    );
+    assert_eq!(
+        forced_error(AwsCredentialSource::WebIdentity, &[ENV_KEYS[0], ENV_KEYS[1], shared]),
+        "kafka.sasl.aws.credentials: is \"web_identity\", but AWS_WEB_IDENTITY_TOKEN_FILE is unset (IRSA sets it, \
+         with AWS_ROLE_ARN)"
+    );
+    let home = dir.path().to_str().expect("path");
+    let no_file = forced_error(
+        AwsCredentialSource::Profile,
+        &[ENV_KEYS[0], ENV_KEYS[1], web[0], web[1], ("HOME", home)],
+    );
+    assert!(
+        no_file.starts_with("kafka.sasl.aws.credentials: is \"profile\", but there is no shared credentials file: ")
+            && no_file.contains(".aws/credentials does not exist"),
+        "{no_file}"
+    );
+    // A forced source keeps its own checks: web identity still needs its role.
+    assert_eq!(
+        forced_error(AwsCredentialSource::WebIdentity, &[web[0]]),
+        "AWS_ROLE_ARN: unset while AWS_WEB_IDENTITY_TOKEN_FILE is set (IRSA sets both)"
+    );
+    assert!(!no_file.contains("secret"), "{no_file}");
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::super::check::Checks;
-use super::super::de::optional_list;
+use super::super::de::{lenient_string, optional_list};
 use super::super::{ConfigError, REDACTED, Secret};
 use super::{KafkaConfig, SaslConfig, SaslMechanism, is_host_port};
 
@@ -43,6 +43,12 @@ pub struct KafkaJobsConfig {
     pub sasl: Option<SaslConfig>,
     /// The jobs' TLS settings, each key defaulting to `[kafka.tls]`'s.
     pub tls: JobsTlsConfig,
+    /// The package prefix of the Kafka client's classes on Flink's class path, written before every
+    /// `org.apache.kafka` class the options name (login modules, the login callback handler): empty for the thin
+    /// `flink-connector-kafka` with kafka-clients, `org.apache.flink.kafka.shaded.` for the fat
+    /// `flink-sql-connector-kafka`, which relocates kafka-clients there.
+    #[serde(deserialize_with = "lenient_string")]
+    pub client_class_prefix: String,
 }
 
 /// The `[kafka.jobs.tls]` section: paths as Flink sees them.
@@ -117,6 +123,8 @@ pub struct JobsClient<'a> {
     pub sasl: Option<(SaslOrigin, &'a SaslConfig)>,
     /// TLS, if the jobs use it.
     pub tls: Option<JobsTls<'a>>,
+    /// `kafka.jobs.client_class_prefix`: what the Kafka client's class names start with on Flink's class path.
+    pub class_prefix: &'a str,
 }
 
 /// The jobs' TLS settings.
@@ -148,6 +156,7 @@ impl KafkaConfig {
             bootstrap: jobs.bootstrap.as_deref().unwrap_or(&self.bootstrap),
             sasl,
             tls,
+            class_prefix: &jobs.client_class_prefix,
         }
     }
 
@@ -192,6 +201,13 @@ impl KafkaConfig {
         }
         if let Some(sasl) = &jobs.sasl {
             sasl.validate(SaslOrigin::Jobs, self.jobs_use_tls(), errors);
+        }
+        if !is_class_prefix(&jobs.client_class_prefix) {
+            errors.invalid(
+                "kafka.jobs.client_class_prefix",
+                &jobs.client_class_prefix,
+                "expected empty, or a Java package prefix ending in '.' (such as org.apache.flink.kafka.shaded.)",
+            );
         }
         for (key, file) in [
             ("kafka.jobs.tls.ca_file", &jobs.tls.ca_file),
@@ -326,6 +342,22 @@ impl SaslConfig {
     }
 }
 
+/// Whether `prefix` is empty or Java package names each followed by '.': it is written straight before
+/// `org.apache.kafka...` in a JAAS value and a class option, so anything else would name no class (or break the
+/// JAAS syntax).
+pub fn is_class_prefix(prefix: &str) -> bool {
+    let Some(packages) = prefix.strip_suffix('.') else {
+        return prefix.is_empty();
+    };
+    packages.split('.').all(|name| {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+    })
+}
+
 /// A path on Flink's side: not blank, and absolute (a relative one would resolve against the TaskManager's working
 /// directory, which nobody chooses on purpose). Not checked for existence: the sidecar does not see those files.
 fn flink_side_path(key: &str, path: &Path, errors: &mut Vec<ConfigError>) {
@@ -338,5 +370,30 @@ fn flink_side_path(key: &str, path: &Path, errors: &mut Vec<ConfigError>) {
             &shown,
             "must be an absolute path (as Flink's TaskManagers see the file)",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_class_prefix;
+
+    #[test]
+    fn a_class_prefix_is_empty_or_java_packages_each_ended_by_a_dot() {
+        for good in ["", "org.apache.flink.kafka.shaded.", "shaded.", "a1.$b._c."] {
+            assert!(is_class_prefix(good), "{good:?}");
+        }
+        for bad in [
+            ".",
+            "org.apache.flink.kafka.shaded",
+            "org..shaded.",
+            ".org.",
+            "1org.",
+            "org.apache-flink.",
+            "org.x\" required;.",
+            "org. x.",
+            "org.ü.",
+        ] {
+            assert!(!is_class_prefix(bad), "{bad:?}");
+        }
     }
 }

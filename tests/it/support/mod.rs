@@ -9,6 +9,7 @@ pub mod counting_proxy;
 pub mod fake_flink;
 pub mod kafka_admin;
 pub mod launcher_double;
+pub mod msk_iam;
 pub mod sasl_proxy;
 pub mod sidecar;
 pub mod source_progress;

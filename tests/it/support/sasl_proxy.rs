@@ -10,6 +10,11 @@
 //! RFC 7628 message must carry `auth=Bearer <JWT>`, whose HS256 signature (the test token endpoint's key,
 //! [`super::token_endpoint::verify`]) and `exp` must hold; a forged or expired token gets the error challenge
 //! `{"status":"invalid_token"}`, and the client's `\x01` then gets SaslAuthenticationFailed.
+//!
+//! AWS MSK IAM ([`SaslProxy::start_msk_iam`]) comes the same way, as the signer libraries send it: an OAUTHBEARER
+//! token that is MSK's presigned `kafka-cluster:Connect` URL, checked by [`super::msk_iam::Verifier`] (its own
+//! SigV4, the secret key the test knows, the region, the expiry). MSK serves IAM over TLS only: put a
+//! [`super::tls_proxy::TlsProxy`] in front of this proxy, as `broker::sasl_over_tls_reads_watermarks_and_lag_in_batches` does.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,9 +56,17 @@ pub struct SaslProxy {
 struct Accounts {
     /// PLAIN and SCRAM users and their passwords.
     users: HashMap<String, String>,
-    /// Whether OAUTHBEARER tokens are checked (with the token endpoint's key); without, the mechanism is refused.
-    oauth: bool,
+    /// How OAUTHBEARER tokens are checked; `None`: the mechanism is refused.
+    bearer: Option<BearerCheck>,
     log: OauthLog,
+}
+
+/// What an OAUTHBEARER token must be.
+enum BearerCheck {
+    /// A JWT of the test token endpoint that has not expired.
+    Jwt,
+    /// An AWS MSK IAM token signed with the verifier's credentials.
+    MskIam(super::msk_iam::Verifier),
 }
 
 impl SaslProxy {
@@ -65,27 +78,38 @@ impl SaslProxy {
     /// Authenticates every connection on `listener` against `users` (name, password) and relays it to
     /// `127.0.0.1:origin_port`.
     pub fn start(listener: std::net::TcpListener, origin_port: u16, users: &[(&str, &str)]) -> SaslProxy {
-        Self::serve_accounts(listener, origin_port, users, false)
+        Self::serve_accounts(listener, origin_port, users, None)
     }
 
     /// Authenticates every connection on `listener` by OAUTHBEARER with a JWT of the test token endpoint that has
     /// not expired, and relays it to `127.0.0.1:origin_port`.
     pub fn start_oauth(listener: std::net::TcpListener, origin_port: u16) -> SaslProxy {
-        Self::serve_accounts(listener, origin_port, &[], true)
+        Self::serve_accounts(listener, origin_port, &[], Some(BearerCheck::Jwt))
+    }
+
+    /// Authenticates every connection on `listener` by AWS MSK IAM (an OAUTHBEARER token that `verifier` accepts
+    /// now), and relays it to `127.0.0.1:origin_port`. [`SaslProxy::oauth_logins`] gives each login's access key
+    /// id, or why it was refused.
+    pub fn start_msk_iam(
+        listener: std::net::TcpListener,
+        origin_port: u16,
+        verifier: super::msk_iam::Verifier,
+    ) -> SaslProxy {
+        Self::serve_accounts(listener, origin_port, &[], Some(BearerCheck::MskIam(verifier)))
     }
 
     fn serve_accounts(
         listener: std::net::TcpListener,
         origin_port: u16,
         users: &[(&str, &str)],
-        oauth: bool,
+        bearer: Option<BearerCheck>,
     ) -> SaslProxy {
         let listener = TcpListener::from_std(listener).expect("register the listener");
         let port = listener.local_addr().expect("proxy address").port();
         let log = OauthLog::default();
         let accounts = Arc::new(Accounts {
             users: users.iter().map(|(u, p)| ((*u).to_owned(), (*p).to_owned())).collect(),
-            oauth,
+            bearer,
             log: Arc::clone(&log),
         });
         let accept = tokio::spawn(async move {
@@ -173,7 +197,7 @@ fn handshake(frame: Bytes, version: i16, auth: &mut Auth, accounts: &Accounts) -
         .with_mechanisms(MECHANISMS.iter().map(|m| StrBytes::from_static_str(m)).collect());
     *auth = match mechanism.as_str() {
         "PLAIN" => Auth::Plain,
-        "OAUTHBEARER" if accounts.oauth => Auth::OAuthBearer,
+        "OAUTHBEARER" if accounts.bearer.is_some() => Auth::OAuthBearer,
         "SCRAM-SHA-256" | "SCRAM-SHA-512" => {
             let config = SASLConfig::builder()
                 .with_defaults()
@@ -224,7 +248,7 @@ fn authenticate(frame: Bytes, version: i16, auth: &mut Auth, accounts: &Accounts
             }
             SaslAuthenticateResponse::default().with_auth_bytes(out.into())
         }
-        Auth::OAuthBearer => match bearer(&request.auth_bytes) {
+        Auth::OAuthBearer => match bearer(&request.auth_bytes, accounts.bearer.as_ref()) {
             Ok(login) => {
                 accounts.log.lock().expect("oauth log").push(Ok(login));
                 *auth = Auth::Done;
@@ -247,9 +271,9 @@ fn authenticate(frame: Bytes, version: i16, auth: &mut Auth, accounts: &Accounts
     respond(&header, &response, version)
 }
 
-/// The subject and extensions (`sub;key=value;...`) of an RFC 7628 client message whose bearer token is good,
-/// or why it is not.
-fn bearer(message: &[u8]) -> Result<String, String> {
+/// The subject (a JWT's `sub`, an MSK IAM token's access key id) and extensions (`sub;key=value;...`) of an
+/// RFC 7628 client message whose bearer token `check` accepts, or why it is not accepted.
+fn bearer(message: &[u8], check: Option<&BearerCheck>) -> Result<String, String> {
     let message = std::str::from_utf8(message).map_err(|_| "not UTF-8".to_owned())?;
     let rest = message.strip_prefix("n,,\x01").ok_or("no gs2 header")?;
     let body = rest.strip_suffix("\x01\x01").ok_or("not ended by two kvsep")?;
@@ -263,7 +287,11 @@ fn bearer(message: &[u8]) -> Result<String, String> {
             extensions.push(format!("{key}={value}"));
         }
     }
-    let subject = super::token_endpoint::verify(token.ok_or("no auth")?)?;
+    let token = token.ok_or("no auth")?;
+    let subject = match check.ok_or("OAUTHBEARER is not served")? {
+        BearerCheck::Jwt => super::token_endpoint::verify(token)?,
+        BearerCheck::MskIam(verifier) => verifier.verify(token, std::time::SystemTime::now())?,
+    };
     Ok(std::iter::once(subject).chain(extensions).collect::<Vec<_>>().join(";"))
 }
 
