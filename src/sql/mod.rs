@@ -319,6 +319,57 @@ impl Templates {
     }
 }
 
+/// What differs between two sets of templates, table by table (see [`Templates::changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateChanges {
+    /// Tables only the new set has, sorted.
+    pub added: Vec<String>,
+    /// Tables only the old set has, sorted.
+    pub removed: Vec<String>,
+    /// Tables both have whose text differs, sorted.
+    pub changed: Vec<String>,
+    /// Whether the set-up template (every table's first statements) differs.
+    pub setup_changed: bool,
+}
+
+impl TemplateChanges {
+    /// Nothing differs.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty() && !self.setup_changed
+    }
+}
+
+impl Templates {
+    /// What `new` changes from these templates: tables added, removed, and changed (by their text; a file that
+    /// replaces a built-in one with the same text is no change).
+    pub fn changes(&self, new: &Templates) -> TemplateChanges {
+        let added = new
+            .tables
+            .keys()
+            .filter(|t| !self.tables.contains_key(*t))
+            .cloned()
+            .collect();
+        let removed = self
+            .tables
+            .keys()
+            .filter(|t| !new.tables.contains_key(*t))
+            .cloned()
+            .collect();
+        let changed = self
+            .tables
+            .iter()
+            .filter(|(table, old)| new.tables.get(*table).is_some_and(|n| n.text != old.text))
+            .map(|(table, _)| table.clone())
+            .collect();
+        TemplateChanges {
+            added,
+            removed,
+            changed,
+            setup_changed: self.setup.text != new.setup.text,
+        }
+    }
+}
+
 fn source_name(tables: &BTreeMap<String, Source>, table: &str) -> String {
     tables.get(table).map(|s| s.name.clone()).unwrap_or_default()
 }
