@@ -55,7 +55,7 @@
 //!    (auth, config, decoder, model, telemetry, backoff, logging, shutdown); `flink` (config, sql, model, telemetry, backoff,
 //!    logging, shutdown, http_client).
 //! 5. `controller` (any layer above).
-//! 6. `http` (controller's control types only: `ControlCommand`, `ControlError`, `ControlRequest`,
+//! 6. `http` (controller's control types only: `ControlCommand`, `ControlError`, `ControlRequest`, `ReloadRequest`, `ReloadReport`,
 //!    `TablesSnapshot`; policy's status types, telemetry, config, model, logging, shutdown).
 //! 7. `app`, the composition root (every layer above); then `cli`, which runs it.
 
