@@ -63,6 +63,10 @@ fn start_faculty(sidecar: &Sidecar, n: usize) {
     sidecar.wait_for("faculty's job to run", WAIT, || {
         sidecar.count("dry-run: job RUNNING") == n
     });
+    // The launcher logs before the run loop hears of it.
+    sidecar.wait_for("faculty to show as running", WAIT, || {
+        faculty(sidecar)["state"] == "running"
+    });
 }
 
 fn faculty(sidecar: &Sidecar) -> serde_json::Value {
@@ -78,7 +82,7 @@ fn sighup_reloads_the_next_start_uses_the_new_sql_and_a_running_job_keeps_its_ow
     let sidecar = start(dir.path());
     start_faculty(&sidecar, 1);
     let running = faculty(&sidecar);
-    assert_eq!(running["state"], "running");
+    assert_eq!(running["state"], "running", "{}", sidecar.log_text());
     let submitted = sidecar.count("dry-run: would submit");
     assert_eq!(sidecar.count("INSERT INTO sink_v1"), 1, "{}", sidecar.log_text());
 
