@@ -135,6 +135,16 @@ fn post_reload_refuses_a_broken_template_with_start_ups_message_and_the_old_set_
     assert_eq!(json(&body)["tables_changed"], serde_json::json!([]));
     let (code, body) = post(&sidecar, "/reload", false);
     assert_eq!(code, 401, "{body}");
+    // The CLI asks the same, with the token from the environment.
+    let cli = command(&["reload", "--url", &sidecar.url()])
+        .env("CDC_SERVER__TOKEN", TOKEN)
+        .output()
+        .expect("reload");
+    assert!(cli.status.success(), "{cli:?}");
+    assert!(
+        String::from_utf8_lossy(&cli.stdout).contains(r#""reloaded":true"#),
+        "{cli:?}"
+    );
 
     let faculty_sql = dir.path().join("tables").join("faculty.sql");
     std::fs::write(&faculty_sql, "INSERT INTO sink_v2 SELECT 1;\nSELECT '{{ topic ';\n").expect("write");
@@ -143,6 +153,12 @@ fn post_reload_refuses_a_broken_template_with_start_ups_message_and_the_old_set_
     let messages = json(&body)["messages"].clone();
     let message = messages[0].as_str().unwrap_or_default().to_owned();
     assert!(message.contains("faculty.sql") && message.contains("line 2"), "{body}");
+    let cli = command(&["reload", "--url", &sidecar.url()])
+        .env("CDC_SERVER__TOKEN", TOKEN)
+        .output()
+        .expect("reload");
+    assert_eq!(cli.status.code(), Some(1), "{cli:?}");
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("422"), "{cli:?}");
 
     // The same words start-up stops with.
     let output = command(&["run"])
@@ -159,6 +175,6 @@ fn post_reload_refuses_a_broken_template_with_start_ups_message_and_the_old_set_
     assert_eq!(sidecar.count("INSERT INTO sink_v1"), 1, "{}", sidecar.log_text());
     assert_eq!(sidecar.count("sink_v2"), 0);
     let (_, metrics) = sidecar.get("/metrics");
-    assert!(metrics.contains("cdc_reloads_total{result=\"ok\"} 1"), "{metrics}");
-    assert!(metrics.contains("cdc_reloads_total{result=\"refused\"} 1"), "{metrics}");
+    assert!(metrics.contains("cdc_reloads_total{result=\"ok\"} 2"), "{metrics}");
+    assert!(metrics.contains("cdc_reloads_total{result=\"refused\"} 2"), "{metrics}");
 }
