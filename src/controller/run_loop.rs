@@ -61,7 +61,8 @@ pub(super) struct Telemetry {
 
 impl<L: Launcher + 'static> RunLoop<L> {
     /// Builds the loop; `launcher` is shared with whoever else needs it (the `jobs` listing, tests).
-    /// `templates` are the SQL templates, read and checked once at start-up; each start renders from them.
+    /// `templates` are the SQL templates, read and checked at start-up; each start renders from them (a reload,
+    /// [`RunLoop::reloader`], swaps them whole).
     pub fn new(
         config: Config,
         launcher: Arc<L>,

@@ -6,7 +6,8 @@
 //! needs no files at run time; `flink.sql_dir` names a folder whose `setup.sql` and `tables/*.sql` replace the
 //! built-in files of the same name and add tables.
 //!
-//! [`Templates::load`] reads every template once, at start-up, and checks it by rendering each table's job
+//! [`Templates::load`] reads every template at start-up (and again at a reload, `controller::reload`, which uses
+//! the same checks), and checks it by rendering each table's job
 //! with the configuration (and redacted credentials): a template that does not parse, names an unknown
 //! placeholder, leaves a quote open, submits no job or sets a key the launcher owns stops the start-up. Starts
 //! then render from memory.
