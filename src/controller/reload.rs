@@ -475,7 +475,7 @@ mod tests {
         std::fs::write(&file, "INSERT INTO r SELECT 1;\nSELECT '{{ topic ';").unwrap();
         let start_up = chain(&Templates::load(&running).expect_err("start-up refuses it")).to_string();
         let refused = prepare(&running, &templates, Ok(running.clone()), None).expect_err("refused");
-        assert_eq!(refused.messages(), [start_up.clone()]);
+        assert_eq!(refused.messages(), std::slice::from_ref(&start_up));
         assert!(
             start_up.contains("room.sql") && start_up.contains("line 2"),
             "{start_up}"
