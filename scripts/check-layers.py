@@ -38,7 +38,9 @@ ALLOWED = {
 }
 
 # What http may take from controller: its control types only (the channel, commands and snapshots).
-HTTP_FROM_CONTROLLER = {"ControlCommand", "ControlError", "ControlRequest", "TablesSnapshot"}
+HTTP_FROM_CONTROLLER = {
+    "ControlCommand", "ControlError", "ControlRequest", "TablesSnapshot", "ReloadRequest", "ReloadReport",
+}
 
 TOKEN = re.compile(
     r"""//[^\n]*                       # line comment, doc comment included

@@ -8,6 +8,7 @@
 //! Owns the wiring, nothing else. May import every layer but [`crate::cli`], which imports it.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -51,8 +52,27 @@ pub enum RunError {
     WatcherStopped(String),
 }
 
-/// Runs the whole sidecar until `shutdown`: HTTP server, watcher, and the loop between policy and launcher.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+/// Where reloads come from: the configuration file the process started with (read again at each reload, with
+/// the `CDC_*` environment, as at start) and the SIGHUPs that ask for one (`POST /reload` is the HTTP server's).
+#[derive(Debug)]
+pub struct Reloads {
+    file: Option<PathBuf>,
+    hangups: mpsc::Receiver<()>,
+}
+
+impl Reloads {
+    /// Reloads from `file` on each message of `hangups` (see [`crate::shutdown::on_signals_and_hangups`]).
+    pub fn new(file: Option<&Path>, hangups: mpsc::Receiver<()>) -> Self {
+        Reloads {
+            file: file.map(Path::to_owned),
+            hangups,
+        }
+    }
+}
+
+/// Runs the whole sidecar until `shutdown`: HTTP server, watcher, and the loop between policy and launcher; the
+/// templates and policy settings are reloaded on `reloads`' SIGHUPs and on `POST /reload`.
+pub async fn run(config: Config, reloads: Reloads, shutdown: CancellationToken) -> Result<(), RunError> {
     // Built before binding the port, so a bad template, pattern or TLS file fails fast and cleanly.
     let templates = Arc::new(Templates::load(&config).map_err(RunError::Templates)?);
     let watcher = watcher_for(&config, &templates)?;
@@ -74,19 +94,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         config.flink.reconcile_interval * 3 + config.flink.request_timeout,
     ));
     metrics.watch_health(health.clone());
-    let run_loop = RunLoop::new(
+    let mut run_loop = RunLoop::new(
         config.clone(),
         launcher.clone(),
         templates,
         metrics.clone(),
         health.clone(),
     );
+    let reloader = run_loop.reloader(&config, reloads.file);
+    let (reload_tx, reload_rx) = mpsc::channel(1);
     let (control_tx, control_rx) = mpsc::channel(64);
     let state = ServerState {
         metrics: metrics.clone(),
         health: health.clone(),
         tables: run_loop.subscribe(),
         control: control_tx,
+        reload: Some(reload_tx),
         token: config.server.token.clone(),
         allowed_hosts: config.server.allowed_hosts.clone().into(),
         max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
@@ -98,6 +121,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     if launcher.simulated() {
         health.flink_ok();
     }
+    tokio::spawn(reloader.run(reload_rx, reloads.hangups, shutdown.clone()));
     let (observations_tx, observations_rx) = mpsc::channel(1024);
     let lag_tables = tables_with_jobs(run_loop.subscribe(), shutdown.clone());
     let watcher = watcher.with_metrics(metrics.clone()).with_lag_tables(lag_tables);

@@ -36,7 +36,8 @@
 //! - [`flink`]: the `Launcher` trait and its `sql-gateway` and `dry-run` implementations, the SQL Gateway and
 //!   JobManager REST clients.
 //! - [`controller`]: the run loop: feeds the watcher's observations, listings and operator commands to the policy
-//!   and carries out its actions through a [`flink::Launcher`], reporting outcomes back; it decides nothing.
+//!   and carries out its actions through a [`flink::Launcher`], reporting outcomes back; it decides nothing. Its
+//!   [`controller::Reloader`] re-reads the templates and reloadable policy keys (SIGHUP, `POST /reload`).
 //! - [`http`]: the operator endpoint: health, readiness, `/tables`, `/metrics`, the control API.
 //! - [`app`]: the composition root: builds the parts from the configuration and wires them together.
 //! - [`cli`]: one file per subcommand; `main.rs` only parses the command line and dispatches.
@@ -55,7 +56,7 @@
 //!    (auth, config, decoder, model, telemetry, backoff, logging, shutdown); `flink` (config, sql, model, telemetry, backoff,
 //!    logging, shutdown, http_client).
 //! 5. `controller` (any layer above).
-//! 6. `http` (controller's control types only: `ControlCommand`, `ControlError`, `ControlRequest`,
+//! 6. `http` (controller's control types only: `ControlCommand`, `ControlError`, `ControlRequest`, `ReloadRequest`, `ReloadReport`,
 //!    `TablesSnapshot`; policy's status types, telemetry, config, model, logging, shutdown).
 //! 7. `app`, the composition root (every layer above); then `cli`, which runs it.
 

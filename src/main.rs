@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Replay { trace, seed, events } => {
             cli::replay::command(config, trace.as_deref(), seed, ReplayOptions { events })
         }
+        Command::Reload { url } => cli::reload::command(config, url.as_deref()),
         Command::Render { table, show_secrets } => cli::render::command(config, &table, show_secrets),
     }
 }

@@ -1,7 +1,8 @@
 //! Process signals as a cancellation token: every long-running task takes the token, SIGTERM or SIGINT
-//! cancels it, and the tasks wind down on their own terms (mini-redis style), within a bound. SIGHUP, which a
-//! closing terminal or a careless `kill -HUP` sends and whose default action ends the process, is logged and
-//! ignored: the configuration is read once at start, so a restart applies changes.
+//! cancels it, and the tasks wind down on their own terms (mini-redis style), within a bound. SIGHUP, whose default
+//! action ends the process, never does: `run` takes it as a request to reload ([`on_signals_and_hangups`]), every
+//! other command logs and ignores it. Handlers work for PID 1 too (a container's only process): the kernel drops
+//! only the signals PID 1 has no handler for.
 
 use std::time::Duration;
 
@@ -16,7 +17,20 @@ pub const EXIT_ABANDONED: i32 = 1;
 /// wants the process gone; an orchestrator's kill timeout should not be what ends it). Must be called inside a
 /// tokio runtime.
 pub fn on_signals(grace: Duration) -> CancellationToken {
-    ignore_hangups();
+    ignore_hangups(None);
+    cancel_on_signals(grace)
+}
+
+/// As [`on_signals`], but each SIGHUP is sent on the returned channel (a reload request) rather than ignored.
+/// The channel holds one: SIGHUPs that arrive while a reload waits to be taken are that reload. Must be called
+/// inside a tokio runtime.
+pub fn on_signals_and_hangups(grace: Duration) -> (CancellationToken, tokio::sync::mpsc::Receiver<()>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    ignore_hangups(Some(tx));
+    (cancel_on_signals(grace), rx)
+}
+
+fn cancel_on_signals(grace: Duration) -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
@@ -57,18 +71,25 @@ async fn wait_for_signal() {
     }
 }
 
-/// Replaces SIGHUP's default action (terminate) with a log line. The handler is installed before this returns, so
-/// no SIGHUP after it can kill the process.
+/// Replaces SIGHUP's default action (terminate) with a send on `reloads` or, without it (or once its receiver is
+/// gone), a log line. The handler is installed before this returns, so no SIGHUP after it can kill the process.
 #[cfg(unix)]
-fn ignore_hangups() {
+fn ignore_hangups(reloads: Option<tokio::sync::mpsc::Sender<()>>) {
     use tokio::signal::unix::{SignalKind, signal};
+    use tokio::sync::mpsc::error::TrySendError;
     match signal(SignalKind::hangup()) {
         Ok(mut hangups) => {
             tokio::spawn(async move {
                 while hangups.recv().await.is_some() {
-                    tracing::warn!(
-                        "SIGHUP received and ignored: the configuration is read only at start; restart to apply changes"
-                    );
+                    match reloads.as_ref().map(|r| r.try_send(())) {
+                        Some(Ok(())) => {}
+                        Some(Err(TrySendError::Full(()))) => {
+                            tracing::info!("SIGHUP received: a reload is already waiting");
+                        }
+                        Some(Err(TrySendError::Closed(()))) | None => tracing::warn!(
+                            "SIGHUP received and ignored: this command reads its configuration only at start"
+                        ),
+                    }
                 }
             });
         }
@@ -79,7 +100,7 @@ fn ignore_hangups() {
 }
 
 #[cfg(not(unix))]
-fn ignore_hangups() {}
+fn ignore_hangups(_reloads: Option<tokio::sync::mpsc::Sender<()>>) {}
 
 #[cfg(not(unix))]
 async fn wait_for_signal() {

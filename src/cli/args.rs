@@ -77,6 +77,16 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "watch")]
         interval: std::time::Duration,
     },
+    /// Ask the running sidecar to reload its SQL templates and policy settings (as SIGHUP does).
+    ///
+    /// Sends `POST /reload` to the sidecar at --url (default: the configured `server.listen`, on loopback when it
+    /// is a wildcard address), presenting the API token from CDC_SERVER__TOKEN when set; prints what changed, or
+    /// the messages of a refused set (exit 1).
+    Reload {
+        /// Base URL of the sidecar's HTTP API, e.g. `http://cdc-orchestrator:8080`.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Feed a JSON-lines trace of inputs to the trigger policy and print its start/stop actions as JSON lines.
     ///
     /// Policy settings come from the configuration. Bad trace lines are reported on stderr with their line

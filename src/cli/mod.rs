@@ -13,6 +13,7 @@
 //! | `status`      | [`status`]       | a running sidecar's tables, from its HTTP API                       |
 //! | `replay`      | [`replay`]       | a trace of inputs through the policy, its actions as JSON lines     |
 //! | `render`      | [`render`]       | the Flink SQL statements of one table                               |
+//! | `reload`      | [`reload`]       | a running sidecar reloads its templates and policy settings         |
 //!
 //! Exit codes: 0 success, 1 a failure at run time, 2 a configuration or usage error (as clap's own).
 //!
@@ -24,6 +25,7 @@ pub mod check;
 pub mod decode;
 pub mod healthcheck;
 pub mod jobs;
+pub mod reload;
 pub mod render;
 pub mod replay;
 pub mod run;

@@ -1,4 +1,5 @@
-//! `cdc-orchestrator run`: the sidecar itself, until SIGTERM or SIGINT.
+//! `cdc-orchestrator run`: the sidecar itself, until SIGTERM or SIGINT; SIGHUP reloads its templates and policy
+//! settings.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -29,7 +30,10 @@ pub fn command(file: Option<&Path>) -> ExitCode {
     // that time, and the rest wind down before the process is ended regardless.
     let grace = config.flink.shutdown_timeout.saturating_add(SHUTDOWN_MARGIN);
     // The signal handlers are installed inside the runtime, which they need.
-    let work = async { app::run(config, shutdown::on_signals(grace)).await };
+    let work = async {
+        let (shutdown, hangups) = shutdown::on_signals_and_hangups(grace);
+        app::run(config, app::Reloads::new(file, hangups), shutdown).await
+    };
     block_on(work, "error", |e| match e {
         RunError::Credentials(_) | RunError::Templates(_) | RunError::Listen { .. } => EXIT_CONFIG,
         // The watcher is built from the configuration alone (a topic pattern, TLS files, the SASL login and its

@@ -244,6 +244,18 @@ fn clean(value: &str) -> String {
 /// Prints the tables of the sidecar at `url` (once, or every `watch` until interrupted). The URL and token come from the flags and environment, else from the configuration when it loads (a
 /// configuration this machine cannot validate, e.g. TLS files of the sidecar's host, must not stop a status read).
 pub fn command(file: Option<&Path>, url: Option<&str>, watch: Option<Duration>) -> ExitCode {
+    let (url, token) = match target(file, url) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let work = async { status(&url, token.as_deref(), watch, shutdown::on_signals(TIMEOUT)).await };
+    block_on(work, "error", |_| EXIT_FAILURE)
+}
+
+/// The running sidecar's base URL and API token, for the commands that call its HTTP API (`status`, `reload`): the
+/// URL from `url`, else the configured `server.listen` (on loopback when it is a wildcard address); the token from
+/// CDC_SERVER__TOKEN, else the configuration's `server.token`. Exits 2 when the variable is not UTF-8.
+pub(super) fn target(file: Option<&Path>, url: Option<&str>) -> Result<(String, Option<String>), ExitCode> {
     let config = match Config::load(file) {
         Ok(config) => Some(config),
         Err(e) => {
@@ -265,12 +277,11 @@ pub fn command(file: Option<&Path>, url: Option<&str>, watch: Option<Duration>) 
         Err(std::env::VarError::NotPresent) => None,
         Err(std::env::VarError::NotUnicode(_)) => {
             eprintln!("error: environment variable {TOKEN_ENV} is not valid UTF-8");
-            return ExitCode::from(EXIT_CONFIG);
+            return Err(ExitCode::from(EXIT_CONFIG));
         }
     }
     .or_else(|| config.and_then(|c| c.server.token.map(|t| t.expose().to_owned())));
-    let work = async { status(&url, token.as_deref(), watch, shutdown::on_signals(TIMEOUT)).await };
-    block_on(work, "error", |_| EXIT_FAILURE)
+    Ok((url, token))
 }
 
 /// Runs the command: prints once, or with `watch` every `every` until interrupted (errors then print and the

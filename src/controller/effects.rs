@@ -44,8 +44,8 @@ pub(super) struct InFlight {
     pub(super) listing: bool,
 }
 
-/// What a start submits: the SQL templates, read and checked once at start-up, and what fills their credential
-/// placeholders.
+/// What a start submits: the SQL templates, read and checked at start-up (and swapped whole by a reload), and what
+/// fills their credential placeholders.
 #[derive(Debug)]
 pub(super) struct JobSql {
     pub(super) templates: Arc<Templates>,

@@ -12,6 +12,8 @@
 //! - `effects`: launcher calls as tasks, and their outcomes fed back to the policy.
 //! - `observe`: watcher events as policy inputs.
 //! - `control`: the operator commands the HTTP server forwards, and the table snapshots it reads.
+//! - `reload`: re-reading the templates and the policy settings that may change at run time (SIGHUP,
+//!   `POST /reload`), checked as start-up does and swapped in at once ([`Reloader`]).
 //!
 //! Owns the run loop and the ownership rule ([`managed_tables`]). May import: model, telemetry, config, policy,
 //! flink, kafka (the watcher's events), sql (rendering a start's statements); never http or the composition root
@@ -20,12 +22,14 @@
 mod control;
 mod effects;
 mod observe;
+mod reload;
 mod run_loop;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 pub use control::{ControlCommand, ControlError, ControlRequest, TablesSnapshot};
+pub use reload::{RELOADABLE_POLICY_KEYS, ReloadError, ReloadRefused, ReloadReport, ReloadRequest, Reloader};
 
 use crate::config::{FlinkConfig, PolicyConfig};
 use crate::flink::Launcher;
@@ -61,6 +65,8 @@ pub struct RunLoop<L: Launcher + 'static> {
     flink: FlinkConfig,
     /// Shutting down: no new starts, stops still go out (and are retried) until the shutdown timeout.
     shutting_down: bool,
+    /// Reloads prepared by the [`Reloader`], when one was asked for ([`RunLoop::reloader`]).
+    reloads: Option<tokio::sync::mpsc::Receiver<reload::Reload>>,
 }
 
 impl<L: Launcher + 'static> std::fmt::Debug for RunLoop<L> {

@@ -61,7 +61,8 @@ pub(super) struct Telemetry {
 
 impl<L: Launcher + 'static> RunLoop<L> {
     /// Builds the loop; `launcher` is shared with whoever else needs it (the `jobs` listing, tests).
-    /// `templates` are the SQL templates, read and checked once at start-up; each start renders from them.
+    /// `templates` are the SQL templates, read and checked at start-up; each start renders from them (a reload,
+    /// [`RunLoop::reloader`], swaps them whole).
     pub fn new(
         config: Config,
         launcher: Arc<L>,
@@ -103,6 +104,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             managed,
             flink: config.flink,
             shutting_down: false,
+            reloads: None,
         }
     }
 
@@ -129,6 +131,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
     ) {
         let mut reconcile_every = tokio::time::interval(self.flink.reconcile_interval);
         reconcile_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reloads = self.reloads.take();
         loop {
             let deadline = self.deadline();
             tokio::select! {
@@ -136,6 +139,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 () = shutdown.cancelled() => break,
                 Some(done) = self.in_flight.tasks.join_next(), if !self.in_flight.tasks.is_empty() => self.on_joined(done),
                 Some(request) = control.recv() => self.on_control(request),
+                Some(reload) = next_reload(&mut reloads) => self.apply_reload(reload),
                 Some(observation) = observations.recv() => self.on_observation(observation),
                 _ = reconcile_every.tick() => self.spawn_listing(),
                 () = sleep_until(deadline) => self.feed(Input::Tick),
@@ -177,7 +181,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
         self.inputs.push_back(input);
     }
 
-    fn execute(&mut self, action: Action) {
+    pub(super) fn execute(&mut self, action: Action) {
         match action {
             // The policy only ever hears of managed tables; should that fail, no Flink call goes out for a job
             // the sidecar does not own.
@@ -346,6 +350,14 @@ impl<L: Launcher + 'static> RunLoop<L> {
             .filter(|s| s.state == TableState::Running)
             .filter_map(|s| s.job_id.map(|id| (s.table, id)))
             .collect()
+    }
+}
+
+/// The next prepared reload; never, without a reloader.
+async fn next_reload(reloads: &mut Option<mpsc::Receiver<super::reload::Reload>>) -> Option<super::reload::Reload> {
+    match reloads {
+        Some(reloads) => reloads.recv().await,
+        None => std::future::pending().await,
     }
 }
 

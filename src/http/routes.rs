@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::api::{ApiError, TableJson, TableView};
 use super::middleware::{limit_body, refuse_cross_site, require_token};
 use crate::config::Secret;
-use crate::controller::{ControlCommand, ControlError, ControlRequest, TablesSnapshot};
+use crate::controller::{ControlCommand, ControlError, ControlRequest, ReloadReport, ReloadRequest, TablesSnapshot};
 use crate::model::TableName;
 use crate::policy::TableStatus;
 use crate::telemetry::{Health, Metrics};
@@ -35,6 +35,8 @@ pub struct ServerState {
     pub tables: watch::Receiver<TablesSnapshot>,
     /// Control commands to the run loop.
     pub control: mpsc::Sender<ControlRequest>,
+    /// Reload requests (`POST /reload`) to the reloader; `None` answers 503, as a sidecar that cannot reload.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
     /// Bearer token required for POST, when set.
     pub token: Option<Secret>,
     /// Without a token, the host names besides IP literals and `localhost` a state-changing request may carry in
@@ -51,6 +53,7 @@ pub struct ServerState {
 pub fn router(state: ServerState) -> Router {
     let authenticated = Router::new()
         .route("/tables/{table}/{action}", post(control))
+        .route("/reload", post(reload))
         .route_layer(from_fn_with_state(state.clone(), require_token))
         // Outside the token check: a page's request is refused as such, whether it carries a token or not.
         .route_layer(from_fn_with_state(state.clone(), refuse_cross_site));
@@ -157,6 +160,45 @@ async fn control(
         Ok(Ok(Err(ControlError::UnknownTable(table)))) => Err(unknown_table(&table)),
         Ok(Err(_)) | Err(_) => Err(unavailable()),
     }
+}
+
+/// How long `POST /reload` waits for the reload (every template is read and rendered) before answering 503.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `POST /reload`: re-reads the configuration and the templates, as SIGHUP does. 200 with what changed, 422 with
+/// start-up's messages when the new set is refused (the old one stays), 503 when no reload can be carried out.
+async fn reload(State(state): State<ServerState>) -> Result<Response, ApiError> {
+    let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the sidecar is not accepting reloads");
+    let sender = state.reload.as_ref().ok_or_else(unavailable)?;
+    let (reply, answer) = oneshot::channel();
+    sender.send(ReloadRequest { reply }).await.map_err(|_| unavailable())?;
+    match tokio::time::timeout(RELOAD_TIMEOUT, answer).await {
+        Ok(Ok(Ok(report))) => Ok(axum::Json(report_json(&report)).into_response()),
+        Ok(Ok(Err(refused))) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            let body = serde_json::json!({
+                "error_code": status.as_u16(),
+                "message": refused.to_string(),
+                "messages": refused.messages,
+            });
+            Ok((status, axum::Json(body)).into_response())
+        }
+        Ok(Err(_)) | Err(_) => Err(unavailable()),
+    }
+}
+
+/// What a reload changed, as `POST /reload` answers it.
+fn report_json(report: &ReloadReport) -> serde_json::Value {
+    let t = &report.templates;
+    serde_json::json!({
+        "reloaded": true,
+        "tables_added": t.added,
+        "tables_removed": t.removed,
+        "tables_changed": t.changed,
+        "setup_changed": t.setup_changed,
+        "policy_keys_changed": report.policy_keys,
+        "needs_restart": report.needs_restart,
+    })
 }
 
 /// A table with what its scale-to-zero saved and its job's web UI page.

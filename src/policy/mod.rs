@@ -215,6 +215,42 @@ impl Policy {
         self.tables.iter().map(|(name, t)| self.status_of(name, t)).collect()
     }
 
+    /// Takes the `[policy]` settings of a reload at time `now` and returns what to do (an unpaused table with
+    /// changes pending may start). What a table's decisions read from its rules ([`crate::config::TablePolicy`]:
+    /// `cooldown`, `idle_timeout`, `operations`) and the retry settings apply from the next decision on: each is
+    /// read when a decision is taken, from the last start, the last record or the failure count, so no timer
+    /// needs moving. `paused` is a table's starting state, which operators change at run time: only a table whose
+    /// configured value changed takes the new one (as a pause or resume would), so a reload leaves an operator's
+    /// pause alone unless the file changed that table's `paused`. `include` and `exclude` are kept as they were:
+    /// which tables are managed is fixed for the process (the caller reports their change as needing a restart).
+    pub fn reconfigure(&mut self, now: Millis, policy: PolicyConfig) -> Vec<Action> {
+        let now = now.min(Millis::MAX).max(self.now);
+        self.now = now;
+        let kept = PolicyConfig {
+            include: self.settings.policy.include.clone(),
+            exclude: self.settings.policy.exclude.clone(),
+            ..policy
+        };
+        let old = std::mem::replace(&mut self.settings.policy, kept);
+        let mut paused = Vec::new();
+        for (name, t) in &mut self.tables {
+            let rules = self.settings.policy.for_table(name);
+            if rules.paused != old.for_table(name).paused {
+                t.paused = rules.paused;
+                if rules.paused {
+                    paused.push(name.clone());
+                }
+            }
+            t.rules = rules;
+        }
+        for name in paused {
+            self.unqueue(&name);
+        }
+        let mut out = Vec::new();
+        self.evaluate(now, &mut out);
+        out
+    }
+
     /// The settings the policy runs with.
     pub fn settings(&self) -> &PolicySettings {
         &self.settings

@@ -6,7 +6,8 @@
 //! needs no files at run time; `flink.sql_dir` names a folder whose `setup.sql` and `tables/*.sql` replace the
 //! built-in files of the same name and add tables.
 //!
-//! [`Templates::load`] reads every template once, at start-up, and checks it by rendering each table's job
+//! [`Templates::load`] reads every template at start-up (and again at a reload, `controller::reload`, which uses
+//! the same checks), and checks it by rendering each table's job
 //! with the configuration (and redacted credentials): a template that does not parse, names an unknown
 //! placeholder, leaves a quote open, submits no job or sets a key the launcher owns stops the start-up. Starts
 //! then render from memory.
@@ -316,6 +317,57 @@ impl Templates {
         }
         statements.extend(own);
         Ok(statements)
+    }
+}
+
+/// What differs between two sets of templates, table by table (see [`Templates::changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateChanges {
+    /// Tables only the new set has, sorted.
+    pub added: Vec<String>,
+    /// Tables only the old set has, sorted.
+    pub removed: Vec<String>,
+    /// Tables both have whose text differs, sorted.
+    pub changed: Vec<String>,
+    /// Whether the set-up template (every table's first statements) differs.
+    pub setup_changed: bool,
+}
+
+impl TemplateChanges {
+    /// Nothing differs.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty() && !self.setup_changed
+    }
+}
+
+impl Templates {
+    /// What `new` changes from these templates: tables added, removed, and changed (by their text; a file that
+    /// replaces a built-in one with the same text is no change).
+    pub fn changes(&self, new: &Templates) -> TemplateChanges {
+        let added = new
+            .tables
+            .keys()
+            .filter(|t| !self.tables.contains_key(*t))
+            .cloned()
+            .collect();
+        let removed = self
+            .tables
+            .keys()
+            .filter(|t| !new.tables.contains_key(*t))
+            .cloned()
+            .collect();
+        let changed = self
+            .tables
+            .iter()
+            .filter(|(table, old)| new.tables.get(*table).is_some_and(|n| n.text != old.text))
+            .map(|(table, _)| table.clone())
+            .collect();
+        TemplateChanges {
+            added,
+            removed,
+            changed,
+            setup_changed: self.setup.text != new.setup.text,
+        }
     }
 }
 

@@ -463,3 +463,33 @@ fn an_oauthbearer_cluster_without_the_client_secret_names_its_variable() {
     let with_secret = credentials().with_kafka_secret(KAFKA_SASL_OAUTH_CLIENT_SECRET, crate::config::Secret::new("s"));
     assert!(require_credentials(&config, &with_secret).is_ok());
 }
+
+#[test]
+fn changes_name_the_tables_added_removed_and_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = dir.path().join(TABLES_DIR);
+    std::fs::create_dir(&tables).unwrap();
+    std::fs::write(tables.join("audit_log.sql"), "INSERT INTO t SELECT 1;").unwrap();
+    let mut config = Config::default();
+    config.flink.sql_dir = Some(dir.path().to_owned());
+    let old = Templates::load(&config).unwrap();
+    assert!(old.changes(&Templates::load(&config).unwrap()).is_empty());
+    // The built-in faculty's own text in a file is no change.
+    std::fs::write(tables.join("faculty.sql"), BUILTIN_TABLES[2].1).unwrap();
+    assert!(old.changes(&Templates::load(&config).unwrap()).is_empty());
+
+    std::fs::remove_file(tables.join("audit_log.sql")).unwrap();
+    std::fs::write(tables.join("notes.sql"), "INSERT INTO n SELECT 1;").unwrap();
+    std::fs::write(tables.join("room.sql"), "INSERT INTO r SELECT 2;").unwrap();
+    std::fs::write(dir.path().join(SETUP_FILE), "SET 'a' = 'b';").unwrap();
+    let changes = old.changes(&Templates::load(&config).unwrap());
+    assert_eq!(
+        changes,
+        TemplateChanges {
+            added: vec!["notes".into()],
+            removed: vec!["audit_log".into()],
+            changed: vec!["room".into()],
+            setup_changed: true,
+        }
+    );
+}

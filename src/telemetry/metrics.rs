@@ -81,6 +81,13 @@ pub(super) struct TableResultLabels {
     pub result: String,
 }
 
+/// Labels `{result}` of a reload: `ok` or `refused`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ResultLabels {
+    /// `ok` or `refused`.
+    pub result: String,
+}
+
 /// Every metric the sidecar exports. Cloning a metric handle shares its value, so parts can hold their own.
 #[derive(Debug)]
 pub struct Metrics {
@@ -122,6 +129,8 @@ pub struct Metrics {
     sample_timeouts: Counter,
     /// Failed attempts to get a SASL OAUTHBEARER token (every retry counts; the log says each change once).
     token_refresh_failures: Counter,
+    /// Reloads (SIGHUP, `POST /reload`) by result: `ok` (the new set is in use) or `refused` (the old one stays).
+    reloads: Family<ResultLabels, Counter>,
     /// What scale-to-zero saves (per-table job time, cycles, running share), rendered on each scrape.
     savings: Arc<super::Savings>,
     /// Readiness inputs, rendered as `cdc_dependency_up` on each scrape once the run loop hands them over.
@@ -219,6 +228,7 @@ impl Metrics {
             sampled_bytes: Counter::default(),
             sample_timeouts: Counter::default(),
             token_refresh_failures: Counter::default(),
+            reloads: Family::default(),
             savings: Arc::default(),
             health: Arc::default(),
             job_state_series: Mutex::default(),
@@ -241,6 +251,7 @@ impl Metrics {
             sampled_bytes: "sampled_bytes", "Bytes of record values fetched in samples";
             sample_timeouts: "kafka_sample_timeouts", "Record samples that got no answer within kafka.request_timeout";
             token_refresh_failures: "kafka_token_refresh_failures", "Failed attempts to get a SASL OAUTHBEARER token";
+            reloads: "reloads", "Reloads of the templates and policy settings by result (ok, refused)";
         );
         registry.register_collector(Box::new(m.savings.clone()));
         registry.register_collector(Box::new(m.health.clone()));
@@ -330,6 +341,16 @@ impl Metrics {
     /// A stop of `table`'s job failed.
     pub fn job_stop_failed(&self, table: &str) {
         self.job_stops.get_or_create(&table_result(table, false)).inc();
+    }
+
+    /// A reload of the templates and policy settings was applied (`ok`) or refused, the old set staying.
+    pub fn reload(&self, applied: bool) {
+        let result = if applied { "ok" } else { "refused" };
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// A start waited for the start throttle or the concurrency limit.

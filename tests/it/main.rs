@@ -31,6 +31,7 @@ mod operator;
 mod packaging;
 mod policy_props;
 mod real_jobmanager;
+mod reload;
 mod replay;
 mod run;
 mod run_loop;

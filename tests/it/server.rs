@@ -49,6 +49,7 @@ async fn start(token: Option<&str>) -> Harness {
         health: health.clone(),
         tables: run_loop.subscribe(),
         control,
+        reload: None,
         token: token.map(Secret::new),
         allowed_hosts: Arc::from([]),
         max_body_bytes: 4096,

@@ -181,4 +181,5 @@ fn stop_failed(table: &str, job_id: &str, transient: bool) -> Input {
 
 mod changes;
 mod jobs;
+mod reconfigure;
 mod stops;
