@@ -75,6 +75,10 @@ impl<L: Launcher + 'static> RunLoop<L> {
         let policy = Policy::new(settings);
         let (tables, _) = watch::channel(TablesSnapshot::default());
         let templated: BTreeSet<String> = templates.tables().into_iter().collect();
+        let drift = super::drift::DriftBook::new(templates.declared_columns().clone());
+        for table in drift.watched() {
+            metrics.schema_drift(table, 0, 0);
+        }
         let managed = Arc::new(super::managed_tables(templated.iter().cloned(), &config.policy));
         let credentials = if launcher.simulated() {
             Credentials::redacted()
@@ -100,6 +104,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 unmanaged_seen: HashSet::new(),
             },
             observer: Observer::new(templated),
+            drift,
             managed,
             flink: config.flink,
             shutting_down: false,
