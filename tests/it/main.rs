@@ -34,6 +34,7 @@ mod real_jobmanager;
 mod replay;
 mod run;
 mod run_loop;
+mod schema_drift;
 mod server;
 mod stack;
 mod watcher;
