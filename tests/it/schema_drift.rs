@@ -101,11 +101,17 @@ async fn drift_is_reported_once_and_pause_holds_the_start_of_a_drifted_table() {
     assert!(drift["since"].as_u64().is_some_and(|t| t > 0), "{faculty}");
     assert_eq!(faculty["drift_paused"], false, "alert is the default");
     assert_eq!(
-        metric(&sidecar, "cdc_table_schema_drift_fields{table=\"faculty\",kind=\"added\"}"),
+        metric(
+            &sidecar,
+            "cdc_table_schema_drift_fields{table=\"faculty\",kind=\"added\"}"
+        ),
         Some(2.0)
     );
     assert_eq!(
-        metric(&sidecar, "cdc_table_schema_drift_fields{table=\"faculty\",kind=\"missing\"}"),
+        metric(
+            &sidecar,
+            "cdc_table_schema_drift_fields{table=\"faculty\",kind=\"missing\"}"
+        ),
         Some(1.0)
     );
     // Under alert the table starts as usual.
@@ -125,15 +131,22 @@ async fn drift_is_reported_once_and_pause_holds_the_start_of_a_drifted_table() {
 
     // course is under pause: its drifted change starts nothing.
     let course_topic = format!("{PREFIX}course");
-    let course = record("course", &serde_json::json!({"id": 1, "course_code": "C", "course_name": "N",
-        "credits": 3, "program_id": 1, "created_at": 0, "syllabus": "new"}));
+    let course = record(
+        "course",
+        &serde_json::json!({"id": 1, "course_code": "C", "course_name": "N",
+        "credits": 3, "program_id": 1, "created_at": 0, "syllabus": "new"}),
+    );
     support::produce(&client, &course_topic, 0, Some(b"{\"id\":1}"), &[Some(&course)]).await;
     sidecar.wait_for("course's drift", Duration::from_secs(20), || {
         table(&sidecar, "course")["drift_paused"] == true
     });
     let shown = table(&sidecar, "course");
     assert_eq!(shown["state"], "paused", "{shown}");
-    assert_eq!(shown["schema_drift"]["added"], serde_json::json!(["syllabus"]), "{shown}");
+    assert_eq!(
+        shown["schema_drift"]["added"],
+        serde_json::json!(["syllabus"]),
+        "{shown}"
+    );
     assert_eq!(shown["schema_drift"]["missing"], serde_json::json!([]), "{shown}");
     // More changes, and several polls later, still no start.
     support::produce(&client, &course_topic, 0, Some(b"{\"id\":1}"), &[Some(&course)]).await;
@@ -154,5 +167,8 @@ async fn drift_is_reported_once_and_pause_holds_the_start_of_a_drifted_table() {
     let line = |t: &str| text.lines().find(|l| l.starts_with(t)).unwrap_or("").to_owned();
     assert!(line("course").contains("paused (drift)"), "{text}");
     assert!(line("course").contains("+syllabus"), "{text}");
-    assert!(line("faculty").contains("+dean") && line("faculty").contains("-created_at"), "{text}");
+    assert!(
+        line("faculty").contains("+dean") && line("faculty").contains("-created_at"),
+        "{text}"
+    );
 }
