@@ -181,9 +181,14 @@ impl DriftBook {
         }
     }
 
-    /// The tables whose drift is judged.
-    pub fn watched(&self) -> impl Iterator<Item = &String> {
-        self.declared.keys()
+    /// Whether `table`'s drift is judged (its template's source columns are known).
+    pub fn is_watched(&self, table: &str) -> bool {
+        self.declared.contains_key(table)
+    }
+
+    /// `table`'s drift, while it has one.
+    pub fn current(&self, table: &str) -> Option<&SchemaDrift> {
+        self.tables.get(table)?.current.as_ref()
     }
 
     /// Takes in one sample of `table`'s fields at `now`; the change of its drift, if any. Tables without

@@ -96,8 +96,17 @@ impl<L: Launcher + 'static> RunLoop<L> {
         );
         // The drift first, so that a table whose drift holds its starts does not start for these records.
         let now = self.clock.now();
-        let drift = fields.and_then(|fields| self.drift.observe(&activity.table, fields, now));
-        let drift_input = drift.map(|change| self.report_drift(change));
+        let drift_input = match fields.map(|fields| self.drift.observe(&activity.table, fields, now)) {
+            Some(Some(change)) => Some(self.report_drift(change)),
+            // A sampled table's series exists from its first sample on (0 without drift), and only then: a table
+            // never sampled has no series, as with every per-table metric.
+            Some(None) if self.drift.is_watched(&activity.table) => {
+                let (added, missing) = drift_counts(self.drift.current(&activity.table));
+                self.telemetry.metrics.schema_drift(&activity.table, added, missing);
+                None
+            }
+            _ => None,
+        };
         self.feed_all(drift_input.into_iter().chain([Input::Activity(activity)]));
     }
 
@@ -106,16 +115,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
     /// the new templates resolve clears itself (metric, `/tables`, one log line, and the policy's hold lifted).
     pub fn replace_declared_columns(&mut self, declared: crate::sql::DeclaredColumns) {
         let now = self.clock.now();
-        let watched: Vec<String> = declared.keys().cloned().collect();
         let changes = self.drift.replace_declared(declared, now);
-        for table in watched {
-            // Tables new to the templates start at 0; a changed one's value is set below.
-            if !changes.iter().any(|c| c.table == table) {
-                let current = self.policy.status(&table).and_then(|s| s.schema_drift);
-                let (added, missing) = current.map_or((0, 0), |d| (d.added.len(), d.missing.len()));
-                self.telemetry.metrics.schema_drift(&table, added, missing);
-            }
-        }
         let inputs: Vec<Input> = changes.into_iter().map(|change| self.report_drift(change)).collect();
         self.feed_all(inputs);
     }
@@ -123,12 +123,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
     /// Reports one change of a table's drift (a log line and the metric) and gives the policy's input for it.
     fn report_drift(&self, change: DriftChange) -> Input {
         change.log();
-        let (added, missing) = change.now.as_ref().map_or((0, 0), |d| {
-            (
-                d.added.len().saturating_add(usize::from(d.unnamed_added > 0)),
-                d.missing.len(),
-            )
-        });
+        let (added, missing) = drift_counts(change.now.as_ref());
         self.telemetry.metrics.schema_drift(&change.table, added, missing);
         Input::SchemaDrift {
             table: change.table,
@@ -156,4 +151,15 @@ impl<L: Launcher + 'static> RunLoop<L> {
         self.observer.last_ops.insert(table.to_owned(), seen.clone());
         seen
     }
+}
+
+/// The metric's counts of a drift: added fields (those with names too long to keep count as one more) and
+/// missing columns; none without drift.
+fn drift_counts(drift: Option<&crate::model::SchemaDrift>) -> (usize, usize) {
+    drift.map_or((0, 0), |d| {
+        (
+            d.added.len().saturating_add(usize::from(d.unnamed_added > 0)),
+            d.missing.len(),
+        )
+    })
 }

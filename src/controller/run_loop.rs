@@ -76,9 +76,6 @@ impl<L: Launcher + 'static> RunLoop<L> {
         let (tables, _) = watch::channel(TablesSnapshot::default());
         let templated: BTreeSet<String> = templates.tables().into_iter().collect();
         let drift = super::drift::DriftBook::new(templates.declared_columns().clone());
-        for table in drift.watched() {
-            metrics.schema_drift(table, 0, 0);
-        }
         let managed = Arc::new(super::managed_tables(templated.iter().cloned(), &config.policy));
         let credentials = if launcher.simulated() {
             Credentials::redacted()
