@@ -144,7 +144,7 @@ fn tables_url(base: &str) -> Result<reqwest::Url, StatusError> {
 }
 
 /// The column titles, in order.
-const COLUMNS: [&str; 8] = [
+const COLUMNS: [&str; 9] = [
     "TABLE",
     "STATE",
     "JOB",
@@ -152,12 +152,13 @@ const COLUMNS: [&str; 8] = [
     "LAST CHANGE",
     "LAG",
     "RUNNING SHARE",
+    "SCHEMA DRIFT",
     "NEXT",
 ];
 
 /// The tables as an aligned text table, times relative to `now_ms` (milliseconds since the Unix epoch).
 pub fn render(tables: &[Value], now_ms: u64) -> String {
-    let rows: Vec<[String; 8]> = tables.iter().map(|t| row(t, now_ms)).collect();
+    let rows: Vec<[String; 9]> = tables.iter().map(|t| row(t, now_ms)).collect();
     let mut widths = COLUMNS.map(str::len);
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -180,7 +181,7 @@ pub fn render(tables: &[Value], now_ms: u64) -> String {
     out
 }
 
-fn row(table: &Value, now_ms: u64) -> [String; 8] {
+fn row(table: &Value, now_ms: u64) -> [String; 9] {
     let text = |key: &str| table.get(key).and_then(Value::as_str).map(clean);
     let number = |key: &str| table.get(key).and_then(Value::as_u64);
     let state = text("state").unwrap_or_else(|| "-".to_owned());
@@ -197,6 +198,9 @@ fn row(table: &Value, now_ms: u64) -> [String; 8] {
         text("table").unwrap_or_else(|| "-".to_owned()),
         if table.get("paused").and_then(Value::as_bool) == Some(true) && state != "paused" {
             format!("{state} (paused)")
+        } else if table.get("drift_paused").and_then(Value::as_bool) == Some(true) {
+            // Starts wait for the schema drift to be resolved (`policy.on_schema_drift = "pause"`).
+            format!("{state} (drift)")
         } else {
             state
         },
@@ -205,8 +209,45 @@ fn row(table: &Value, now_ms: u64) -> [String; 8] {
         number("last_change_at").map_or_else(|| "-".to_owned(), |at| ago(at, now_ms)),
         number("lag").map_or_else(|| "-".to_owned(), |lag| lag.to_string()),
         share.unwrap_or_else(|| "-".to_owned()),
+        drift(table.get("schema_drift")),
         next(table.get("next"), now_ms),
     ]
+}
+
+/// Fields shown of each list of a schema drift; the rest are counted.
+const DRIFT_NAMES: usize = 3;
+
+/// `+new_col -old_col`: the fields the records add and the declared columns they miss, a few of each
+/// (`+2 more`), or `-` without drift.
+fn drift(drift: Option<&Value>) -> String {
+    let Some(drift) = drift.filter(|d| d.is_object()) else {
+        return "-".to_owned();
+    };
+    let list = |key: &str, sign: char| -> Vec<String> {
+        let names: Vec<&str> = drift
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut shown: Vec<String> = names
+            .iter()
+            .take(DRIFT_NAMES)
+            .map(|n| format!("{sign}{}", clean(n).chars().take(24).collect::<String>()))
+            .collect();
+        if names.len() > DRIFT_NAMES {
+            shown.push(format!("{sign}{} more", names.len() - DRIFT_NAMES));
+        }
+        shown
+    };
+    let mut parts = list("added", '+');
+    if let Some(n) = drift.get("unnamed_added").and_then(Value::as_u64).filter(|n| *n > 0) {
+        parts.push(format!("+{n} unnamed"));
+    }
+    parts.extend(list("missing", '-'));
+    if parts.is_empty() {
+        return "-".to_owned();
+    }
+    parts.join(" ")
 }
 
 /// `start in 12s (cooldown)`, `stop in 40s`, `start (queue)`, or `-`.
@@ -356,6 +397,26 @@ mod tests {
         let state_at = lines[0].find("STATE").expect("STATE");
         assert!(
             lines[1..].iter().all(|l| l[state_at - 2..state_at].trim().is_empty()),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn schema_drift_shows_a_few_fields_of_each_kind_and_a_drift_pause() {
+        let tables = [
+            json!({"table": "course", "state": "paused", "drift_paused": true,
+                   "schema_drift": {"added": ["a", "b\u{1b}[2J", "c", "d"], "missing": ["gone"], "since": 1}}),
+            json!({"table": "room", "state": "idle", "schema_drift": null}),
+            json!({"table": "class", "state": "pending", "drift_paused": true,
+                   "schema_drift": {"added": [], "missing": [], "unnamed_added": 2, "since": 1}}),
+        ];
+        let text = render(&tables, 10);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("SCHEMA DRIFT"), "{text}");
+        assert!(lines[1].contains("+a +b[2J +c +1 more -gone"), "{text}");
+        assert!(lines[2].contains("idle"), "{text}");
+        assert!(
+            lines[3].contains("pending (drift)") && lines[3].contains("+2 unnamed"),
             "{text}"
         );
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::check::{Checks, TABLE_NAME_RULE, check_fields};
 use super::de::{list, optional_list, whole_u32};
 use super::{ConfigError, Section};
-use crate::model::{Op, TableName};
+use crate::model::{OnSchemaDrift, Op, TableName};
 
 /// The `[policy]` section: defaults for every table, and per-table overrides under `[policy.tables.<name>]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +41,8 @@ pub struct PolicyConfig {
     /// After this many consecutive failed starts the table is reported as `failing`.
     #[serde(deserialize_with = "whole_u32")]
     pub failing_after: u32,
+    /// What a table's schema drift does: `alert` (report it) or `pause` (also start no job until resolved).
+    pub on_schema_drift: OnSchemaDrift,
     /// Per-table overrides, keyed by table name.
     pub tables: BTreeMap<String, TableOverrides>,
 }
@@ -57,6 +59,7 @@ impl Default for PolicyConfig {
             retry_initial_backoff: Duration::from_secs(1),
             retry_max_backoff: Duration::from_secs(300),
             failing_after: 3,
+            on_schema_drift: OnSchemaDrift::Alert,
             tables: BTreeMap::new(),
         }
     }
@@ -77,6 +80,9 @@ pub struct TableOverrides {
     pub operations: Option<Vec<Op>>,
     /// Overrides `policy.paused`.
     pub paused: Option<bool>,
+    /// Overrides `policy.on_schema_drift`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_schema_drift: Option<OnSchemaDrift>,
 }
 
 /// The settings that apply to one table once overrides are merged into the defaults.
@@ -90,6 +96,8 @@ pub struct TablePolicy {
     pub operations: Vec<Op>,
     /// Whether starts are suspended.
     pub paused: bool,
+    /// What schema drift does to the table's starts.
+    pub on_schema_drift: OnSchemaDrift,
 }
 
 impl PolicyConfig {
@@ -105,6 +113,9 @@ impl PolicyConfig {
                 .and_then(|o| o.operations.clone())
                 .unwrap_or_else(|| self.operations.clone()),
             paused: overrides.and_then(|o| o.paused).unwrap_or(self.paused),
+            on_schema_drift: overrides
+                .and_then(|o| o.on_schema_drift)
+                .unwrap_or(self.on_schema_drift),
         }
     }
 

@@ -814,3 +814,19 @@ fn the_jobs_client_class_prefix_is_read_and_a_bad_one_is_refused_naming_the_key(
         "{m}"
     );
 }
+
+#[test]
+fn on_schema_drift_defaults_to_alert_is_overridden_per_table_and_a_bad_value_is_named() {
+    use crate::model::OnSchemaDrift;
+    Jail::expect_with(|jail| {
+        let toml = "[policy]\non_schema_drift = \"pause\"\n[policy.tables.course]\non_schema_drift = \"alert\"\n";
+        let config = load_in(jail, Some(toml)).expect("valid");
+        assert_eq!(config.policy.for_table("faculty").on_schema_drift, OnSchemaDrift::Pause);
+        assert_eq!(config.policy.for_table("course").on_schema_drift, OnSchemaDrift::Alert);
+        let config = load_in(jail, None).expect("defaults");
+        assert_eq!(config.policy.for_table("faculty").on_schema_drift, OnSchemaDrift::Alert);
+        Ok(())
+    });
+    let m = error_of(None, &[("CDC_POLICY__ON_SCHEMA_DRIFT", "stop")]);
+    assert!(m.contains("policy.on_schema_drift") && m.contains("stop"), "{m}");
+}

@@ -14,12 +14,15 @@
 //! - `control`: the operator commands the HTTP server forwards, and the table snapshots it reads.
 //! - `reload`: re-reading the templates and the policy settings that may change at run time (SIGHUP,
 //!   `POST /reload`), checked as start-up does and swapped in at once ([`Reloader`]).
+//! - [`drift`]: each table's schema drift, judged from the sampled records' fields against the columns its
+//!   template declares for the Kafka source.
 //!
 //! Owns the run loop and the ownership rule ([`managed_tables`]). May import: model, telemetry, config, policy,
 //! flink, kafka (the watcher's events), sql (rendering a start's statements); never http or the composition root
 //! ([`crate::app`]), which wires it to them.
 
 mod control;
+pub mod drift;
 mod effects;
 mod observe;
 mod reload;
@@ -58,6 +61,8 @@ pub struct RunLoop<L: Launcher + 'static> {
     telemetry: Telemetry,
     /// Watcher events into policy inputs.
     observer: Observer,
+    /// Each table's schema drift.
+    drift: drift::DriftBook,
     /// The tables this sidecar manages ([`managed_tables`]): the only ones an operator may address, whose listed
     /// jobs reach the policy, and whose jobs are ever started, stopped or cancelled.
     managed: Arc<BTreeSet<String>>,

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::RunLoop;
+use super::drift::DriftChange;
 use crate::flink::Launcher;
 use crate::kafka::watcher::{TableActivity, WatchEvent};
 use crate::model::Op;
@@ -61,6 +62,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             ops,
             unknown_ops,
             newest_ts_ms,
+            fields,
             ..
         } = seen;
         self.telemetry.metrics.records_seen(&table, records);
@@ -92,7 +94,41 @@ impl<L: Launcher + 'static> RunLoop<L> {
             "Detected {ops_seen} operation on table: {}",
             activity.table
         );
-        self.feed(Input::Activity(activity));
+        // The drift first, so that a table whose drift holds its starts does not start for these records.
+        let now = self.clock.now();
+        let drift_input = match fields.map(|fields| self.drift.observe(&activity.table, fields, now)) {
+            Some(Some(change)) => Some(self.report_drift(change)),
+            // A sampled table's series exists from its first sample on (0 without drift), and only then: a table
+            // never sampled has no series, as with every per-table metric.
+            Some(None) if self.drift.is_watched(&activity.table) => {
+                let (added, missing) = drift_counts(self.drift.current(&activity.table));
+                self.telemetry.metrics.schema_drift(&activity.table, added, missing);
+                None
+            }
+            _ => None,
+        };
+        self.feed_all(drift_input.into_iter().chain([Input::Activity(activity)]));
+    }
+
+    /// The seam of a template reload: judges every table's drift again against `declared` (the new templates'
+    /// [`crate::sql::Templates::declared_columns`]) and reports each change as a new sample's would be, so a drift
+    /// the new templates resolve clears itself (metric, `/tables`, one log line, and the policy's hold lifted).
+    pub fn replace_declared_columns(&mut self, declared: crate::sql::DeclaredColumns) {
+        let now = self.clock.now();
+        let changes = self.drift.replace_declared(declared, now);
+        let inputs: Vec<Input> = changes.into_iter().map(|change| self.report_drift(change)).collect();
+        self.feed_all(inputs);
+    }
+
+    /// Reports one change of a table's drift (a log line and the metric) and gives the policy's input for it.
+    fn report_drift(&self, change: DriftChange) -> Input {
+        change.log();
+        let (added, missing) = drift_counts(change.now.as_ref());
+        self.telemetry.metrics.schema_drift(&change.table, added, missing);
+        Input::SchemaDrift {
+            table: change.table,
+            drift: change.now,
+        }
     }
 
     /// The operations of one activity as the start log line names them (`c/u`, `unknown`): those sampled, or
@@ -115,4 +151,15 @@ impl<L: Launcher + 'static> RunLoop<L> {
         self.observer.last_ops.insert(table.to_owned(), seen.clone());
         seen
     }
+}
+
+/// The metric's counts of a drift: added fields (those with names too long to keep count as one more) and
+/// missing columns; none without drift.
+fn drift_counts(drift: Option<&crate::model::SchemaDrift>) -> (usize, usize) {
+    drift.map_or((0, 0), |d| {
+        (
+            d.added.len().saturating_add(usize::from(d.unnamed_added > 0)),
+            d.missing.len(),
+        )
+    })
 }

@@ -176,11 +176,14 @@ impl<L: Launcher + 'static> RunLoop<L> {
         } = reload;
         // Only what a start renders from: a start carried out before this line rendered the old set whole, any
         // after it renders the new set whole; running jobs' statements were rendered at their start.
+        let declared = templates.declared_columns().clone();
         self.sql.templates = templates;
         let actions = self.policy.reconfigure(self.clock.now(), policy);
         for action in actions {
             self.execute(action);
         }
+        // The new templates' source columns: a drift they resolve clears at once (and a `pause` it held lifts).
+        self.replace_declared_columns(declared);
         // What carrying the actions out fed back, then the tables' new statuses.
         self.feed_all([]);
         let _ = done.send(());

@@ -76,6 +76,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
         let policy = Policy::new(settings);
         let (tables, _) = watch::channel(TablesSnapshot::default());
         let templated: BTreeSet<String> = templates.tables().into_iter().collect();
+        let drift = super::drift::DriftBook::new(templates.declared_columns().clone());
         let managed = Arc::new(super::managed_tables(templated.iter().cloned(), &config.policy));
         let credentials = if launcher.simulated() {
             Credentials::redacted()
@@ -101,6 +102,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 unmanaged_seen: HashSet::new(),
             },
             observer: Observer::new(templated),
+            drift,
             managed,
             flink: config.flink,
             shutting_down: false,
@@ -508,5 +510,45 @@ mod tests {
         run_loop.on_joined(done);
         let calls = launcher.calls.lock().expect("lock").clone();
         assert_eq!(calls, [format!("stop faculty {}", job_id_for("faculty", 1))]);
+    }
+
+    /// An activity of faculty whose sampled row holds `after`.
+    fn sampled_activity(after: &str) -> WatchEvent {
+        use crate::decoder::{SeenFields, decode_row};
+        use crate::kafka::watcher::TableActivity;
+        let record = format!(r#"{{"op":"c","source":{{"table":"faculty"}},"after":{after}}}"#);
+        let mut fields = SeenFields::default();
+        let (_, row) = decode_row("university-server.public.faculty", None, Some(record.as_bytes()));
+        fields.add(&row.expect("a row"));
+        WatchEvent::Activity(TableActivity {
+            table: "faculty".to_owned(),
+            topic: "university-server.public.faculty".to_owned(),
+            partition: 0,
+            records: 1,
+            ops: BTreeMap::from([(crate::model::Op::Create, 1)]),
+            unknown_ops: 0,
+            newest_ts_ms: None,
+            observed_at_ms: 0,
+            fields: Some(fields),
+        })
+    }
+
+    #[tokio::test]
+    async fn new_declared_columns_clear_a_drift_they_resolve() {
+        let launcher = Arc::new(Listing::default());
+        let (mut run_loop, metrics) = run_loop(&launcher);
+        let drift_of = |run_loop: &RunLoop<Listing>| run_loop.policy.status("faculty").and_then(|s| s.schema_drift);
+        run_loop.on_observation(sampled_activity(
+            r#"{"id":1,"faculty_code":"F","faculty_name":"N","created_at":0,"dean":"D"}"#,
+        ));
+        assert_eq!(drift_of(&run_loop).map(|d| d.added), Some(vec!["dean".to_owned()]));
+        assert!(metrics.render().contains("cdc_table_schema_drift{table=\"faculty\"} 1"));
+        // The reload's templates declare dean: the drift clears itself, without a new record.
+        let mut declared = run_loop.sql.templates.declared_columns().clone();
+        declared.get_mut("faculty").expect("faculty").insert("dean".to_owned());
+        run_loop.replace_declared_columns(declared);
+        assert_eq!(drift_of(&run_loop), None);
+        assert!(metrics.render().contains("cdc_table_schema_drift{table=\"faculty\"} 0"));
+        assert_eq!(run_loop.subscribe().borrow()["faculty"].schema_drift, None, "published");
     }
 }

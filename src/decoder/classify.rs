@@ -5,49 +5,85 @@ use serde_json::value::RawValue;
 
 use super::fields::{Fields, Snapshot, Source, Text};
 use super::json::{json_error, parse_object};
+use super::row::{Row, RowImage};
 use super::{Change, Decoded, guessed_table};
 use crate::model::Op;
 
-/// What the record with top-level fields `f` is; `wrapper_depth` counts the schema wrappers already opened.
-pub(super) fn classify(topic: &str, f: Fields<'_>, wrapper_depth: u8) -> Decoded {
+/// What the record with top-level fields `f` (parsed from `text`) is, and the row image its field names come
+/// from, if it has one; `wrapper_depth` counts the schema wrappers already opened.
+pub(super) fn classify<'a>(topic: &str, text: &'a str, f: Fields<'a>, wrapper_depth: u8) -> (Decoded, Option<Row<'a>>) {
     // `{"schema": ..., "payload": ...}`: decode the payload. Only one level: a payload that is itself wrapped
     // is not something Debezium writes.
     if let (Some(_), Some(payload)) = (f.schema, f.payload)
         && wrapper_depth == 0
     {
         if payload.get() == "null" {
-            return Decoded::Tombstone {
-                table: guessed_table(topic).to_owned(),
-            };
+            let table = guessed_table(topic).to_owned();
+            return (Decoded::Tombstone { table }, None);
         }
         return match parse_object(payload.get()) {
-            Ok(inner) => classify(topic, inner, wrapper_depth + 1),
-            Err(e) => Decoded::invalid(format!("payload: {e}")),
+            Ok(inner) => classify(topic, payload.get(), inner, wrapper_depth + 1),
+            Err(e) => (Decoded::invalid(format!("payload: {e}")), None),
         };
     }
     if let Some(op) = f.op
-        && (f.source.is_some() || f.before || f.after)
+        && (f.source.is_some() || f.before.is_some() || f.after.is_some())
     {
-        return envelope(topic, op, f.source, f.ts_ms).unwrap_or_else(Decoded::invalid);
+        return match envelope(topic, op, f.source, f.ts_ms) {
+            Ok(decoded) => {
+                let row = row_of_envelope(&decoded, f.before, f.after);
+                (decoded, row)
+            }
+            Err(e) => (Decoded::invalid(e), None),
+        };
     }
     if let Some(status) = f.status
         && (topic.ends_with(".transaction") || f.data_collections)
     {
-        return match serde_json::from_str::<Text<'_>>(status.get()).as_deref() {
+        let decoded = match serde_json::from_str::<Text<'_>>(status.get()).as_deref() {
             Ok(status @ ("BEGIN" | "END")) => Decoded::Transaction {
                 status: status.to_owned(),
             },
             Ok(other) => Decoded::invalid(format!("unknown transaction status {other:?}")),
             Err(e) => Decoded::invalid(format!("status: {}", json_error(e))),
         };
+        return (decoded, None);
     }
     if f.source.is_some() && (f.ddl || f.table_changes) || f.history_record {
-        return Decoded::SchemaChange;
+        return (Decoded::SchemaChange, None);
     }
-    if f.source.is_some() && (f.before || f.after) {
-        return Decoded::invalid("envelope without op");
+    if f.source.is_some() && (f.before.is_some() || f.after.is_some()) {
+        return (Decoded::invalid("envelope without op"), None);
     }
-    unwrapped(topic, &f).unwrap_or_else(Decoded::invalid)
+    match unwrapped(topic, &f) {
+        Ok(decoded) => {
+            // The unwrapped row is the record itself (less the transform's `__` fields). A delete's row is its
+            // before image, which may hold only the key (see `RowImage::Before`).
+            let image = match &decoded {
+                Decoded::Change(c) if c.op == Some(Op::Delete) => RowImage::UnwrappedBefore,
+                _ => RowImage::Unwrapped,
+            };
+            (decoded, Some(Row::new(text, image)))
+        }
+        Err(e) => (Decoded::invalid(e), None),
+    }
+}
+
+/// The row image of an envelope whose fields say what the row is: `after`, or `before` for a delete (whose
+/// `after` is null). A null or non-object image has no fields to read.
+fn row_of_envelope<'a>(
+    decoded: &Decoded,
+    before: Option<&'a RawValue>,
+    after: Option<&'a RawValue>,
+) -> Option<Row<'a>> {
+    let Decoded::Change(change) = decoded else {
+        return None;
+    };
+    let (raw, image) = match change.op {
+        Some(Op::Delete) => (before?, RowImage::Before),
+        _ => (after?, RowImage::After),
+    };
+    raw.get().starts_with('{').then(|| Row::new(raw.get(), image))
 }
 
 /// A Debezium envelope: `op` and `source` say it all.

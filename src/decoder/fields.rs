@@ -20,11 +20,12 @@ pub(super) struct Fields<'a> {
     pub(super) schema: Option<&'a RawValue>,
     #[serde(borrow, deserialize_with = "present_raw")]
     pub(super) payload: Option<&'a RawValue>,
-    // Envelope.
-    #[serde(deserialize_with = "present")]
-    pub(super) before: bool,
-    #[serde(deserialize_with = "present")]
-    pub(super) after: bool,
+    // Envelope. The row images are kept raw (a borrowed slice, skipped like any ignored value): a sample's
+    // field names are read from one of them only when asked ([`super::decode_row`]).
+    #[serde(borrow, deserialize_with = "present_raw")]
+    pub(super) before: Option<&'a RawValue>,
+    #[serde(borrow, deserialize_with = "present_raw")]
+    pub(super) after: Option<&'a RawValue>,
     #[serde(borrow, deserialize_with = "present_raw")]
     pub(super) op: Option<&'a RawValue>,
     #[serde(borrow, deserialize_with = "present_raw")]

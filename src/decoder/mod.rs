@@ -14,6 +14,7 @@
 mod classify;
 mod fields;
 mod json;
+mod row;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +24,7 @@ use crate::model::Op;
 
 pub(crate) use json::json_error;
 use json::{check_depth, parse_object};
+pub use row::{FieldCount, MAX_FIELD_NAME_BYTES, MAX_FIELD_NAMES, Row, RowImage, SeenFields};
 
 /// JSON nested deeper than this is rejected: no Debezium record comes close, and a bound keeps every later
 /// consumer of the record safe from stack exhaustion.
@@ -179,31 +181,43 @@ pub(crate) fn guessed_table(topic: &str) -> &str {
 
 /// Decodes one record. The key is not needed today (tables and operations live in the value) but is part of
 /// the signature so that key-only shapes can be learned without changing callers.
-pub fn decode(topic: &str, _key: Option<&[u8]>, value: Option<&[u8]>) -> Decoded {
+pub fn decode(topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> Decoded {
+    decode_row(topic, key, value).0
+}
+
+/// Decodes one record as [`decode`] does, and also gives its row image (borrowed from `value`, not read yet):
+/// the fields of a change are then read with [`SeenFields::add`], only for the records that are sampled.
+pub fn decode_row<'a>(topic: &str, _key: Option<&[u8]>, value: Option<&'a [u8]>) -> (Decoded, Option<Row<'a>>) {
     if topic.starts_with(HEARTBEAT_TOPIC_PREFIX) {
-        return Decoded::Heartbeat;
+        return (Decoded::Heartbeat, None);
     }
     let Some(bytes) = value else {
-        return Decoded::Tombstone {
-            table: guessed_table(topic).to_owned(),
-        };
+        let table = guessed_table(topic).to_owned();
+        return (Decoded::Tombstone { table }, None);
     };
     match bytes.first() {
-        None => return Decoded::invalid("empty record"),
+        None => return (Decoded::invalid("empty record"), None),
         // Confluent wire format: magic byte 0, then a 4-byte schema id. No registry here to read the rest.
         Some(0) if bytes.len() >= 5 => {
-            return Decoded::Opaque {
-                table: guessed_table(topic).to_owned(),
-            };
+            let table = guessed_table(topic).to_owned();
+            return (Decoded::Opaque { table }, None);
         }
         _ => {}
     }
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
-        Err(e) => return Decoded::invalid(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+        Err(e) => {
+            return (
+                Decoded::invalid(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+                None,
+            );
+        }
     };
     if let Err(error) = check_depth(text.as_bytes()) {
-        return Decoded::invalid(error);
+        return (Decoded::invalid(error), None);
     }
-    parse_object(text).map_or_else(Decoded::invalid, |fields| classify::classify(topic, fields, 0))
+    match parse_object(text) {
+        Ok(fields) => classify::classify(topic, text, fields, 0),
+        Err(e) => (Decoded::invalid(e), None),
+    }
 }

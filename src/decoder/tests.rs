@@ -258,3 +258,99 @@ fn the_display_guess_is_the_last_segment() {
     assert_eq!(guessed_table("university-server.public.faculty"), "faculty");
     assert_eq!(guessed_table("plain"), "plain");
 }
+
+/// The fields of each record's row image, read as the watcher reads a sample.
+fn seen_fields(records: &[&str]) -> SeenFields {
+    let mut seen = SeenFields::default();
+    for record in records {
+        let (_, row) = decode_row(TOPIC_FOR_FIELDS, None, Some(record.as_bytes()));
+        if let Some(row) = row {
+            seen.add(&row);
+        }
+    }
+    seen
+}
+
+const TOPIC_FOR_FIELDS: &str = "university-server.public.faculty";
+
+fn names(seen: &SeenFields) -> Vec<&str> {
+    seen.names.keys().map(String::as_str).collect()
+}
+
+#[test]
+fn a_change_gives_the_fields_of_after_and_a_delete_those_of_before() {
+    let seen = seen_fields(&[
+        r#"{"op":"c","source":{"table":"faculty"},"before":null,"after":{"id":1,"name":"a","nested":{"x":[1,{"y":2}]}}}"#,
+        r#"{"op":"u","source":{"table":"faculty"},"before":{"id":1},"after":{"id":1,"extra":true}}"#,
+        r#"{"op":"d","source":{"table":"faculty"},"before":{"id":1,"gone_key":2},"after":null}"#,
+    ]);
+    assert_eq!(names(&seen), ["extra", "gone_key", "id", "name", "nested"]);
+    assert_eq!(
+        (seen.rows, seen.full_rows),
+        (3, 2),
+        "the delete's before is no full row"
+    );
+    assert!(seen.in_every_full_row("id"));
+    assert!(!seen.in_every_full_row("name"), "absent from the update's after");
+    assert!(!seen.in_every_full_row("gone_key"), "only in a delete's before");
+    // The decoded record is what `decode` says.
+    let record = br#"{"op":"c","source":{"table":"faculty"},"after":{"id":1}}"#;
+    assert_eq!(
+        decode_row(TOPIC_FOR_FIELDS, None, Some(record)).0,
+        decode(TOPIC_FOR_FIELDS, None, Some(record))
+    );
+}
+
+#[test]
+fn schema_wrapped_and_unwrapped_rows_give_their_fields_without_the_transforms() {
+    let seen = seen_fields(&[
+        r#"{"schema":{"type":"struct"},"payload":{"op":"c","source":{"table":"faculty"},"after":{"id":1,"w":2}}}"#,
+        r#"{"id":2,"w":3,"__op":"u","__table":"faculty"}"#,
+        r#"{"id":3,"__deleted":"true"}"#,
+    ]);
+    assert_eq!(names(&seen), ["id", "w"]);
+    assert_eq!(seen.full_rows, 2, "the unwrapped delete is no full row");
+}
+
+#[test]
+fn records_without_a_row_image_give_no_fields() {
+    for record in [
+        r#"{"op":"c","source":{"table":"faculty"},"after":null}"#,
+        r#"{"op":"d","source":{"table":"faculty"},"before":null,"after":null}"#,
+        r#"{"op":"c","source":{"table":"faculty"},"after":[1,2]}"#,
+        r#"{"status":"BEGIN","id":"1","data_collections":null}"#,
+        "not json",
+    ] {
+        let (_, row) = decode_row(TOPIC_FOR_FIELDS, None, Some(record.as_bytes()));
+        assert!(row.is_none(), "{record}");
+    }
+}
+
+#[test]
+fn hostile_field_names_are_bounded_in_number_and_length_and_kept_verbatim() {
+    let long = "x".repeat(MAX_FIELD_NAME_BYTES + 1);
+    let at_limit = "y".repeat(MAX_FIELD_NAME_BYTES);
+    let many: Vec<String> = (0..MAX_FIELD_NAMES + 50).map(|i| format!("\"f{i}\":0")).collect();
+    let record = format!(
+        r#"{{"op":"c","source":{{"table":"faculty"}},"after":{{"{long}":1,"{at_limit}":2,"a\"b\n\u001b[31m":3,"dup":1,"dup":2,{}}}}}"#,
+        many.join(",")
+    );
+    let seen = seen_fields(&[&record]);
+    assert_eq!(seen.names.len(), MAX_FIELD_NAMES);
+    assert_eq!(seen.too_long, 1);
+    assert!(seen.names.contains_key(&at_limit));
+    assert!(
+        seen.names.contains_key("a\"b\n\u{1b}[31m"),
+        "unescaped from JSON, escaped only when shown"
+    );
+    assert_eq!(seen.names["dup"].full_rows, 1, "a repeated key counts once per row");
+    assert_eq!(seen.overflow, 53, "the names past the bound are counted");
+    // Merging keeps the bound.
+    let mut merged = seen.clone();
+    merged.merge(&seen_fields(&[
+        r#"{"op":"c","source":{"table":"faculty"},"after":{"brand_new":1}}"#,
+    ]));
+    assert_eq!(merged.names.len(), MAX_FIELD_NAMES);
+    assert_eq!(merged.overflow, 54);
+    assert_eq!(merged.rows, 2);
+}

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 
+use crate::model::SchemaDrift;
 use crate::policy::{NextStep, TableStatus};
 use crate::telemetry::TableSavings;
 
@@ -13,15 +14,16 @@ use crate::telemetry::TableSavings;
 /// [`TableView`]. The fields, in this order: `table`, `state` (`idle`, `pending`, `starting`, `running`,
 /// `stopping`, `failing`, `paused`), `paused`, `generation`, `job_id`, `job_state` (Flink's, e.g. `RESTARTING`),
 /// `job_since`, `last_record_at`, `last_change_at`, `newest_record_ts_ms`, `lag`, `pending_since`,
-/// `consecutive_failures`, `last_error`, `last_start_at`, `duplicate_jobs` and `next` (`action`, `at`, `waiting_for`). Times
-/// are milliseconds since the Unix epoch; absent values are `null`.
+/// `consecutive_failures`, `last_error`, `last_start_at`, `duplicate_jobs`, `next` (`action`, `at`, `waiting_for`),
+/// `schema_drift` (`added`, `missing`, `unnamed_added`, `since`; `null` without drift) and `drift_paused` (starts
+/// wait for the drift to be resolved). Times are milliseconds since the Unix epoch; absent values are `null`.
 #[derive(Debug, Clone, Copy)]
 pub struct TableJson<'a>(pub &'a TableStatus);
 
 impl Serialize for TableJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let t = self.0;
-        let mut out = serializer.serialize_struct("Table", 17)?;
+        let mut out = serializer.serialize_struct("Table", 19)?;
         out.serialize_field("table", &t.table)?;
         out.serialize_field("state", &t.state)?;
         out.serialize_field("paused", &t.paused)?;
@@ -39,6 +41,8 @@ impl Serialize for TableJson<'_> {
         out.serialize_field("last_start_at", &t.last_start_at)?;
         out.serialize_field("duplicate_jobs", &t.duplicate_jobs)?;
         out.serialize_field("next", &t.next.as_ref().map(NextJson))?;
+        out.serialize_field("schema_drift", &t.schema_drift.as_ref().map(DriftJson))?;
+        out.serialize_field("drift_paused", &t.drift_paused)?;
         out.end()
     }
 }
@@ -54,6 +58,23 @@ impl Serialize for NextJson<'_> {
         out.serialize_field("action", &self.0.action)?;
         out.serialize_field("at", &self.0.at)?;
         out.serialize_field("waiting_for", &self.0.waiting_for)?;
+        out.end()
+    }
+}
+
+/// A table's schema drift: `added` (fields the records carry that the source does not declare), `missing`
+/// (declared columns absent from the records' `after`), `unnamed_added` (added fields whose names are too long
+/// to keep) and `since` (when this drift was first seen). Field names are JSON-escaped like any string.
+#[derive(Debug, Clone, Copy)]
+struct DriftJson<'a>(&'a SchemaDrift);
+
+impl Serialize for DriftJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("SchemaDrift", 4)?;
+        out.serialize_field("added", &self.0.added)?;
+        out.serialize_field("missing", &self.0.missing)?;
+        out.serialize_field("unnamed_added", &self.0.unnamed_added)?;
+        out.serialize_field("since", &self.0.since)?;
         out.end()
     }
 }
@@ -131,13 +152,21 @@ mod tests {
                 at: Some(Millis(12)),
                 waiting_for: Some(WaitCause::Lag),
             }),
+            schema_drift: Some(SchemaDrift {
+                added: vec!["new\"col".to_owned()],
+                missing: vec![],
+                unnamed_added: 1,
+                since: Millis(13),
+            }),
+            drift_paused: true,
         };
         let expected = concat!(
             r#"{"table":"faculty","state":"running","paused":false,"generation":3,"job_id":"#,
             r#""abababababababababababababababab","job_state":"RUNNING","job_since":10,"last_record_at":11,"#,
             r#""last_change_at":null,"newest_record_ts_ms":-1,"lag":0,"pending_since":null,"#,
             r#""consecutive_failures":2,"last_error":"SQL Gateway POST /v1/sessions: connection refused","last_start_at":9,"duplicate_jobs":["cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"],"#,
-            r#""next":{"action":"stop","at":12,"waiting_for":"lag"}}"#
+            r#""next":{"action":"stop","at":12,"waiting_for":"lag"},"#,
+            r#""schema_drift":{"added":["new\"col"],"missing":[],"unnamed_added":1,"since":13},"drift_paused":true}"#
         );
         assert_eq!(serde_json::to_string(&TableJson(&status)).unwrap(), expected);
         let view = TableView {

@@ -14,7 +14,7 @@ use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder, Credentials, OauthBearerCredentials, OauthCallback};
 
 use crate::config::KafkaConfig;
-use crate::decoder::{self, Change, Decoded};
+use crate::decoder::{self, Change, Decoded, SeenFields};
 use crate::kafka::connection::{Security, max_response_bytes};
 use crate::kafka::routing::Routing;
 use crate::kafka::sasl::{Login, PasswordMechanism};
@@ -229,6 +229,7 @@ pub(crate) fn summarize(
         unknown_ops: 0,
         newest_ts_ms: None,
         observed_at_ms,
+        fields: None,
     };
     let topic_table = config.table_of_topic(topic);
     let no_table = || Untrusted {
@@ -256,7 +257,7 @@ pub(crate) fn summarize(
     let mut not_table_data = 0u64;
     for record in fetched {
         summary.bytes += record.value.as_ref().map_or(0, Vec::len);
-        let decoded = decoder::decode(topic, record.key.as_deref(), record.value.as_deref());
+        let (decoded, row) = decoder::decode_row(topic, record.key.as_deref(), record.value.as_deref());
         *kinds.entry(decoded.kind()).or_default() += 1;
         let (table, change) = match classify(routing, topic, topic_table, &decoded, &mut summary) {
             Some(counted) => counted,
@@ -270,7 +271,16 @@ pub(crate) fn summarize(
             summary.untrusted.get_or_insert_with(no_table);
             continue;
         };
-        count(tables.entry(table.to_owned()).or_insert_with(|| blank(table)), change);
+        let a = tables.entry(table.to_owned()).or_insert_with(|| blank(table));
+        count(a, change);
+        // The row's field names, for schema drift: only a change's (an invalid record's row is not one), and
+        // only one counted for the table it names (an untrusted name's row is no row of the table counted).
+        if let Some(change) = change
+            && (!change.table_from_record || change.table == table)
+            && let Some(row) = &row
+        {
+            a.fields.get_or_insert_with(SeenFields::default).add(row);
+        }
     }
     summary.sampled = fetched.len();
     let unsampled = records.saturating_sub(u64::try_from(summary.sampled).unwrap_or(u64::MAX));
@@ -520,5 +530,27 @@ mod tests {
         };
         let (found, _, _, _) = plain(TOPIC, 0, 1, &Ok(vec![tombstone]), &mut BTreeMap::new());
         assert!(found.is_empty());
+    }
+
+    #[test]
+    fn sampled_rows_give_their_tables_field_names_and_untrusted_ones_give_none() {
+        let sample = Ok(vec![
+            rec(r#"{"op":"c","source":{"table":"faculty"},"after":{"id":1,"new_col":2}}"#),
+            rec(r#"{"op":"d","source":{"table":"faculty"},"before":{"id":1}}"#),
+            rec(r#"{"op":"c","source":{"table":"junk"},"after":{"junk_col":1}}"#),
+            rec("garbage"),
+        ]);
+        let (found, _, _, _) = plain(TOPIC, 0, 4, &sample, &mut BTreeMap::new());
+        let fields = found[0].fields.as_ref().expect("fields of the sampled rows");
+        let names: Vec<&str> = fields.names.keys().map(String::as_str).collect();
+        assert_eq!(names, ["id", "new_col"], "junk's row is not faculty's");
+        assert_eq!((fields.rows, fields.full_rows), (2, 1));
+        // An advance without a sample has no fields.
+        let failed = Err(BrokerError::Timeout {
+            what: "fetch",
+            limit: Duration::from_secs(1),
+        });
+        let (found, _, _, _) = plain(TOPIC, 0, 4, &failed, &mut BTreeMap::new());
+        assert_eq!(found[0].fields, None);
     }
 }

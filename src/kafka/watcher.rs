@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::aws::AwsEnv;
 use crate::backoff::Backoff;
 use crate::config::{Config, KafkaConfig, PolicyConfig};
+use crate::decoder::SeenFields;
 use crate::kafka::connection::{Pool, Security, SecurityError, WireError};
 use crate::kafka::lag::LagReader;
 use crate::kafka::routing::Routing;
@@ -121,6 +122,10 @@ pub struct TableActivity {
     pub newest_ts_ms: Option<i64>,
     /// When the advance was observed, ms since the Unix epoch.
     pub observed_at_ms: i64,
+    /// The field names of the sampled changes' rows (`after`, or `before` for deletes), bounded, for schema
+    /// drift; `None` when no row was sampled (an advance counted from watermarks alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<SeenFields>,
 }
 
 /// Everything the watcher reports.

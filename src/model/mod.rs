@@ -7,6 +7,7 @@
 //! decoder, flink, http, telemetry) imports it; it imports nothing of the crate, only `std`, `serde` and `sha2`,
 //! so it can never be part of a circle.
 
+mod drift;
 mod generation;
 mod job;
 pub mod naming;
@@ -14,6 +15,7 @@ mod op;
 mod table;
 mod time;
 
+pub use drift::{OnSchemaDrift, SchemaDrift};
 pub use generation::{GENERATION_BITS, job_id_for, launch_generation};
 pub use job::{JobId, JobState, JobSummary};
 pub use naming::{JOB_NAME_PREFIX, job_name, table_of_job};

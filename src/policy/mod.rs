@@ -26,6 +26,9 @@
 //!   (starting, running or stopping). A table whose start is due joins a FIFO queue; the head takes the next
 //!   token and slot. Nothing is dropped.
 //! - A paused table never starts; resuming it starts it if changes are pending.
+//! - Schema drift ([`Input::SchemaDrift`]) is shown in the table's status; under `on_schema_drift = "pause"` a
+//!   drifted table starts nothing until the drift is resolved (then it starts if changes are pending), and a
+//!   running job stops when idle as always. Under `alert` it changes no decision.
 //! - A job reported for a table the policy has no job for is adopted (this is how state survives a sidecar
 //!   restart, generation included); a second live job of a table that has one is stopped as a duplicate, and the
 //!   table starts nothing until it is gone. A report naming the table's current job id is always about that job,
@@ -285,6 +288,14 @@ impl Policy {
                 transient,
             } => self.on_stop_failed(now, &table, job_id, transient, out),
             Input::Operator { table, command } => self.on_command(now, &table, command, out),
+            Input::SchemaDrift { table, drift } => {
+                let t = self.table_mut(&table);
+                t.schema_drift = drift;
+                if t.drift_holds_starts() {
+                    // As a pause: a queued start leaves the queue (its changes stay pending for later).
+                    self.unqueue(&table);
+                }
+            }
             Input::Tick => {}
         }
     }

@@ -140,7 +140,7 @@ impl Policy {
             Job::Starting { .. } => TableState::Starting,
             Job::Running { .. } => TableState::Running,
             Job::Stopping { .. } => TableState::Stopping,
-            Job::None if t.paused => TableState::Paused,
+            Job::None if t.paused || t.drift_holds_starts() => TableState::Paused,
             Job::None if failing => TableState::Failing,
             Job::None if t.pending.is_some() => TableState::Pending,
             Job::None => TableState::Idle,
@@ -193,6 +193,8 @@ impl Policy {
             last_start_at: t.last_start,
             duplicate_jobs: t.duplicates.clone(),
             next,
+            schema_drift: t.schema_drift.clone(),
+            drift_paused: t.drift_holds_starts(),
         }
     }
 

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::{PINNED_STARTS, REMEMBERED_JOB_IDS, StartReason, StopReason, WaitCause};
 use crate::config::TablePolicy;
-use crate::model::{JobId, JobState, Millis};
+use crate::model::{JobId, JobState, Millis, OnSchemaDrift, SchemaDrift};
 
 /// A stop of one job that failed, and when it is asked for again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +166,8 @@ pub(super) struct Table {
     pub(super) stop_retries: BTreeMap<JobId, StopRetry>,
     /// The job ids this process's latest starts pinned, with their generations, oldest first.
     pub(super) pinned: VecDeque<(u64, JobId)>,
+    /// The table's schema drift, while there is one.
+    pub(super) schema_drift: Option<SchemaDrift>,
 }
 
 impl Table {
@@ -192,6 +194,7 @@ impl Table {
             unclaimed: Vec::new(),
             stop_retries: BTreeMap::new(),
             pinned: VecDeque::new(),
+            schema_drift: None,
         }
     }
 
@@ -235,9 +238,20 @@ impl Table {
         }
     }
 
-    /// Waits for a start: no job (not even a duplicate on its way out), changes pending, not paused.
+    /// Waits for a start: no job (not even a duplicate on its way out), changes pending, not paused, and no
+    /// schema drift that holds starts.
     pub(super) fn wants_start(&self) -> bool {
-        self.job == Job::None && self.duplicates.is_empty() && self.pending.is_some() && !self.paused
+        self.job == Job::None
+            && self.duplicates.is_empty()
+            && self.pending.is_some()
+            && !self.paused
+            && !self.drift_holds_starts()
+    }
+
+    /// Whether schema drift holds the table's starts: it has drift and `on_schema_drift` is `pause`. A running
+    /// job is left alone: it stops when idle, with its savepoint, as any job does.
+    pub(super) fn drift_holds_starts(&self) -> bool {
+        self.schema_drift.is_some() && self.rules.on_schema_drift == OnSchemaDrift::Pause
     }
 
     /// Jobs of this table Flink still has, as far as the policy knows.

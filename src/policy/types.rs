@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{JobId, JobState, JobSummary, Millis, Op};
+use crate::model::{JobId, JobState, JobSummary, Millis, Op, SchemaDrift};
 
 /// Something the policy is told. Inputs for tables outside `policy.include`/`policy.exclude` are ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +67,15 @@ pub enum Input {
         /// What to do.
         command: ControlCommand,
     },
+    /// The table's schema drift changed, as the controller judged it from sampled records against the columns
+    /// its template declares: `Some` while the records and the declared columns differ, `None` once they agree
+    /// (new records, or new templates). Under `policy.on_schema_drift = "pause"` a drifted table starts nothing.
+    SchemaDrift {
+        /// The table.
+        table: String,
+        /// The drift, while there is one.
+        drift: Option<SchemaDrift>,
+    },
     /// Nothing happened; time passed. Fire at [`super::Policy::next_deadline`].
     Tick,
 }
@@ -81,7 +90,8 @@ impl Input {
             | Input::StartFailed { table, .. }
             | Input::Stopped { table, .. }
             | Input::StopFailed { table, .. }
-            | Input::Operator { table, .. } => Some(table),
+            | Input::Operator { table, .. }
+            | Input::SchemaDrift { table, .. } => Some(table),
             Input::Listing { .. } | Input::Tick => None,
         }
     }
@@ -387,6 +397,10 @@ pub struct TableStatus {
     pub duplicate_jobs: Vec<JobId>,
     /// What the policy will do next, if anything.
     pub next: Option<NextStep>,
+    /// How the table's records differ from its template's source columns; `None` while they agree.
+    pub schema_drift: Option<SchemaDrift>,
+    /// Starts wait for the schema drift to be resolved (`policy.on_schema_drift = "pause"`).
+    pub drift_paused: bool,
 }
 
 /// Summary state of a table.

@@ -23,6 +23,7 @@
 //! fills the placeholders), [`crate::model`] and [`crate::logging`]; the Flink layer, the controller and the CLI
 //! import it.
 
+mod columns;
 mod credentials;
 mod sink;
 mod source;
@@ -221,14 +222,21 @@ pub struct Templates {
     config: Config,
     setup: Source,
     tables: BTreeMap<String, Source>,
+    /// The columns each table's Kafka source declares, found once when the templates are loaded.
+    declared: DeclaredColumns,
 }
+
+/// The physical columns each table's Kafka source declares (the fields Flink reads from a record's row), by
+/// table; a table whose source is not recognised is absent (its drift is not judged).
+pub type DeclaredColumns = BTreeMap<String, BTreeSet<String>>;
 
 impl Templates {
     /// Reads the templates of `config` (the built-in ones, overridden and extended by `flink.sql_dir`) and
     /// checks every table's job: each renders, splits into statements and submits a job.
     pub fn load(config: &Config) -> Result<Self, TemplateError> {
-        let templates = Self::read(config)?;
+        let mut templates = Self::read(config)?;
         let redacted = Credentials::redacted();
+        let mut declared = DeclaredColumns::new();
         for (table, source) in &templates.tables {
             let statements = templates.render(table, &redacted).map_err(|e| match e {
                 SqlError::Templates(e) => e,
@@ -242,7 +250,15 @@ impl Templates {
                 template: source_name(&templates.tables, table),
                 source,
             })?;
+            match columns::source_columns(&statements) {
+                Some(columns) => {
+                    declared.insert(table.clone(), columns);
+                }
+                None => tracing::info!(template = %source.name,
+                    "no Kafka source with the sidecar's options found: this table's schema drift is not watched"),
+            }
         }
+        templates.declared = declared;
         Ok(templates)
     }
 
@@ -258,6 +274,7 @@ impl Templates {
                     (table.to_owned(), Source::builtin(&path, text))
                 })
                 .collect(),
+            declared: DeclaredColumns::new(),
         }
     }
 
@@ -289,6 +306,13 @@ impl Templates {
             require(&template, source, credentials, &self.config)?;
         }
         Ok(())
+    }
+
+    /// The columns each table's Kafka source declares ([`DeclaredColumns`]); empty for unchecked templates
+    /// ([`Templates::builtin`]). What the controller judges schema drift against: a reload hands the new set
+    /// to the run loop.
+    pub fn declared_columns(&self) -> &DeclaredColumns {
+        &self.declared
     }
 
     /// Every table that has a template, sorted.

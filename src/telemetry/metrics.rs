@@ -88,6 +88,15 @@ pub(super) struct ResultLabels {
     pub result: String,
 }
 
+/// Labels `{table, kind}` of a table's schema drift count; `kind` is `added` or `missing`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct TableDriftLabels {
+    /// Table name.
+    pub table: String,
+    /// `added` or `missing`.
+    pub kind: String,
+}
+
 /// Every metric the sidecar exports. Cloning a metric handle shares its value, so parts can hold their own.
 #[derive(Debug)]
 pub struct Metrics {
@@ -121,6 +130,10 @@ pub struct Metrics {
     unmanaged_jobs: Gauge,
     /// Consumer lag of a table's job, in records.
     table_lag: Family<TableLabels, Gauge>,
+    /// 1 while a table's records differ from its template's source columns, 0 otherwise.
+    table_schema_drift: Family<TableLabels, Gauge>,
+    /// How many fields a table's drift has added or missing.
+    table_schema_drift_fields: Family<TableDriftLabels, Gauge>,
     /// Bytes of record values fetched in samples (the watcher's only record traffic; watermark reads are
     /// a few dozen bytes per partition).
     sampled_bytes: Counter,
@@ -225,6 +238,8 @@ impl Metrics {
             job_state: Family::default(),
             unmanaged_jobs: Gauge::default(),
             table_lag: Family::default(),
+            table_schema_drift: Family::default(),
+            table_schema_drift_fields: Family::default(),
             sampled_bytes: Counter::default(),
             sample_timeouts: Counter::default(),
             token_refresh_failures: Counter::default(),
@@ -248,6 +263,8 @@ impl Metrics {
             job_state: "job_state", "Flink's state of a table's job (1 for the state last reported)";
             unmanaged_jobs: "unmanaged_jobs", "Live cdc jobs in Flink of tables this sidecar does not manage";
             table_lag: "table_lag_records", "Consumer lag of a table's job";
+            table_schema_drift: "table_schema_drift", "1 while a table's records differ from its template's source columns";
+            table_schema_drift_fields: "table_schema_drift_fields", "Fields of a table's schema drift, added or missing";
             sampled_bytes: "sampled_bytes", "Bytes of record values fetched in samples";
             sample_timeouts: "kafka_sample_timeouts", "Record samples that got no answer within kafka.request_timeout";
             token_refresh_failures: "kafka_token_refresh_failures", "Failed attempts to get a SASL OAUTHBEARER token";
@@ -321,6 +338,24 @@ impl Metrics {
         self.table_lag
             .get_or_create(&table_labels(table))
             .set(i64::try_from(lag).unwrap_or(i64::MAX));
+    }
+
+    /// `table`'s schema drift is now `added` fields the records carry and its source does not declare, and
+    /// `missing` declared columns they lack (both 0: no drift).
+    pub fn schema_drift(&self, table: &str, added: usize, missing: usize) {
+        let drifted = added > 0 || missing > 0;
+        self.table_schema_drift
+            .get_or_create(&table_labels(table))
+            .set(i64::from(drifted));
+        for (kind, n) in [("added", added), ("missing", missing)] {
+            let labels = TableDriftLabels {
+                table: table.to_owned(),
+                kind: kind.to_owned(),
+            };
+            self.table_schema_drift_fields
+                .get_or_create(&labels)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// `table`'s job started (it is running).

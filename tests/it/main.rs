@@ -35,6 +35,7 @@ mod reload;
 mod replay;
 mod run;
 mod run_loop;
+mod schema_drift;
 mod server;
 mod stack;
 mod watcher;

@@ -332,6 +332,7 @@ async fn the_charts_dashboard_and_alerts_parse_and_use_only_exported_metrics() {
             "CdcKafkaUnreachable",
             "CdcFlinkUnreachable",
             "CdcLagGrowsWithoutJob",
+            "CdcTableSchemaDrift",
             "CdcSidecarDown"
         ]
     );

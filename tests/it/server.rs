@@ -68,6 +68,7 @@ async fn start(token: Option<&str>) -> Harness {
             unknown_ops: 0,
             newest_ts_ms: None,
             observed_at_ms: 0,
+            fields: None,
         }))
         .await
         .expect("the loop runs");

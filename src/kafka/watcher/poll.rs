@@ -249,6 +249,7 @@ impl Watcher {
             unknown_ops,
             newest_ts_ms: None,
             observed_at_ms: now_unix_ms(),
+            fields: None,
         };
         if let Some(table) = self.known_table(key, now) {
             // A table topic keeps carrying its table: the watermark alone says how many changes arrived, and

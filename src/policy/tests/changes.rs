@@ -476,3 +476,64 @@ fn operator_stop_stops_a_running_job_even_with_lag_and_a_starting_one_once_it_ru
     let actions = p.handle(Millis(2 * SEC), job("program", 1, JobState::Running));
     assert_eq!(stops(&actions), one_stop("program", "program-1", StopReason::Operator));
 }
+
+fn drift(table: &str, drifted: bool) -> Input {
+    Input::SchemaDrift {
+        table: table.into(),
+        drift: drifted.then(|| crate::model::SchemaDrift {
+            added: vec!["new_col".to_owned()],
+            ..crate::model::SchemaDrift::default()
+        }),
+    }
+}
+
+#[test]
+fn schema_drift_under_pause_holds_starts_until_resolved_and_lets_a_running_job_stop_when_idle() {
+    let mut p = Policy::new(settings_with(|policy, _| {
+        policy.tables.insert(
+            "faculty".into(),
+            TableOverrides {
+                on_schema_drift: Some(crate::model::OnSchemaDrift::Pause),
+                ..TableOverrides::default()
+            },
+        );
+    }));
+    // A running job is not stopped for the drift: it stops when idle, as always.
+    p.handle(Millis(0), activity("faculty", 1));
+    p.handle(Millis(SEC), job("faculty", 1, JobState::Running));
+    assert!(stops(&p.handle(Millis(2 * SEC), drift("faculty", true))).is_empty());
+    let status = p.status("faculty").expect("seen");
+    assert!(status.drift_paused && status.schema_drift.is_some());
+    assert_eq!(status.state, TableState::Running);
+    let actions = only_actions(&run_until(&mut p, 62 * SEC));
+    assert_eq!(stops(&actions), one_stop("faculty", "faculty-1", StopReason::Idle));
+    p.handle(Millis(63 * SEC), stopped("faculty"));
+    // New changes start nothing while drifted; the table shows as paused.
+    p.handle(Millis(100 * SEC), activity("faculty", 1));
+    assert!(starts(&only_actions(&run_until(&mut p, 3_600 * SEC))).is_empty());
+    assert_eq!(p.status("faculty").map(|s| s.state), Some(TableState::Paused));
+    // Another table under the default (alert) starts though drifted.
+    p.handle(Millis(3_600 * SEC), drift("program", true));
+    assert_eq!(starts(&p.handle(Millis(3_600 * SEC), activity("program", 1))).len(), 1);
+    // Resolved: the pending changes start it at once.
+    let actions = p.handle(Millis(3_601 * SEC), drift("faculty", false));
+    assert_eq!(starts(&actions), vec![("faculty".into(), 2, StartReason::Changes)]);
+    assert_eq!(
+        p.status("faculty").map(|s| (s.drift_paused, s.schema_drift)),
+        Some((false, None))
+    );
+}
+
+#[test]
+fn schema_drift_under_pause_takes_a_queued_table_out_of_the_queue() {
+    let mut p = Policy::new(settings_with(|policy, flink| {
+        flink.max_concurrent_jobs = 1;
+        policy.on_schema_drift = crate::model::OnSchemaDrift::Pause;
+    }));
+    p.handle(Millis(0), activity("a", 1));
+    p.handle(Millis(1), activity("b", 1));
+    p.handle(Millis(2), activity("c", 1));
+    p.handle(Millis(3), drift("b", true));
+    let actions = p.handle(Millis(4), start_failed("a"));
+    assert_eq!(starts(&actions), vec![("c".into(), 1, StartReason::Changes)]);
+}

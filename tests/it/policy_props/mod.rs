@@ -17,7 +17,9 @@ mod checks;
 mod flink;
 mod model;
 
-use cdc_orchestrator::model::{JobState, JobSummary, Millis, Op, job_id_for};
+use std::collections::BTreeSet;
+
+use cdc_orchestrator::model::{JobState, JobSummary, Millis, OnSchemaDrift, Op, SchemaDrift, job_id_for};
 use cdc_orchestrator::policy::{
     Action, Activity, ControlCommand, Input, JobObservation, Operations, Policy, StopReason,
 };
@@ -187,6 +189,62 @@ fn raw_input_strategy() -> impl Strategy<Value = (u64, Input)> {
     (time, input)
 }
 
+/// A schema drift report (or its end) for one of the raw inputs' tables, at any time.
+fn drift_input_strategy() -> impl Strategy<Value = (u64, Input)> {
+    let table = prop::sample::select(vec!["faculty", "program", "x"]).prop_map(str::to_owned);
+    let drift = prop::option::of(Just(SchemaDrift {
+        added: vec!["new_col".to_owned()],
+        ..SchemaDrift::default()
+    }));
+    let time = prop_oneof![0u64..200_000, any::<u64>()];
+    (time, table, drift).prop_map(|(t, table, drift)| (t, Input::SchemaDrift { table, drift }))
+}
+
+/// Raw inputs with schema drift reports among them.
+fn inputs_with_drift() -> impl Strategy<Value = Vec<(u64, Input)>> {
+    prop::collection::vec(
+        prop_oneof![4 => raw_input_strategy(), 1 => drift_input_strategy()],
+        1..80,
+    )
+}
+
+/// Feeds `inputs` to `policy` as the run loop does (firing deadlines up to each input's time first) and returns
+/// every action with the tables that were drifted when it was decided.
+fn feed(policy: &mut Policy, inputs: &[(u64, Input)]) -> Vec<(Action, BTreeSet<String>)> {
+    let mut drifted = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut now = Millis(0);
+    for (t, input) in inputs {
+        let target = Millis(*t).min(Millis::MAX);
+        for _ in 0..10_000 {
+            let Some(due) = policy.next_deadline().filter(|d| *d <= target && *d >= now) else {
+                break;
+            };
+            out.extend(
+                policy
+                    .handle(due, Input::Tick)
+                    .into_iter()
+                    .map(|a| (a, drifted.clone())),
+            );
+        }
+        now = now.max(target);
+        if let Input::SchemaDrift { table, drift } = input {
+            if drift.is_some() {
+                drifted.insert(table.clone());
+            } else {
+                drifted.remove(table);
+            }
+        }
+        out.extend(
+            policy
+                .handle(Millis(*t), input.clone())
+                .into_iter()
+                .map(|a| (a, drifted.clone())),
+        );
+    }
+    out
+}
+
 fn config() -> ProptestConfig {
     ProptestConfig {
         // PROPTEST_CASES=20000 for a longer hunt.
@@ -244,6 +302,54 @@ proptest! {
             policy.handle(Millis(t), input);
             prop_assert!(policy.next_deadline().is_none_or(|d| d > now), "a deadline at or before now remains");
         }
+    }
+
+    #[test]
+    fn a_drifted_table_under_pause_never_starts(knobs in knobs_strategy(), inputs in inputs_with_drift()) {
+        let mut settings = knobs.settings();
+        settings.policy.on_schema_drift = OnSchemaDrift::Pause;
+        let mut policy = Policy::new(settings);
+        for (action, drifted) in feed(&mut policy, &inputs) {
+            if let Action::Start { table, .. } = &action {
+                prop_assert!(!drifted.contains(table), "{table} started while drifted: {action:?}");
+            }
+        }
+        for status in policy.statuses() {
+            if status.schema_drift.is_some() {
+                prop_assert!(status.drift_paused);
+                prop_assert!(status.next.is_none_or(|n| n.action != cdc_orchestrator::policy::NextAction::Start));
+            }
+        }
+    }
+
+    #[test]
+    fn schema_drift_under_alert_changes_no_decision(knobs in knobs_strategy(), inputs in inputs_with_drift()) {
+        // The same trace with every drift report replaced by a tick at its time gives the same actions.
+        let without: Vec<(u64, Input)> = inputs
+            .iter()
+            .map(|(t, input)| match input {
+                Input::SchemaDrift { .. } => (*t, Input::Tick),
+                other => (*t, other.clone()),
+            })
+            .collect();
+        let mut alerted = Policy::new(knobs.settings());
+        let mut plain = Policy::new(knobs.settings());
+        let with_drift: Vec<Action> = feed(&mut alerted, &inputs).into_iter().map(|(a, _)| a).collect();
+        let without_drift: Vec<Action> = feed(&mut plain, &without).into_iter().map(|(a, _)| a).collect();
+        prop_assert_eq!(with_drift, without_drift);
+        // A drift report makes a table known to the policy; otherwise each table shows the same.
+        let plain_tables: BTreeSet<String> = plain.statuses().into_iter().map(|s| s.table).collect();
+        let shown: Vec<_> = alerted
+            .statuses()
+            .into_iter()
+            .map(|mut s| {
+                assert!(!s.drift_paused);
+                s.schema_drift = None;
+                s
+            })
+            .filter(|s| plain_tables.contains(&s.table) || *s != plain.unseen_status(&s.table))
+            .collect();
+        prop_assert_eq!(shown, plain.statuses());
     }
 
     #[test]

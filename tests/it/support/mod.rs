@@ -299,6 +299,7 @@ pub fn change_event(table: &str) -> cdc_orchestrator::kafka::watcher::WatchEvent
         unknown_ops: 0,
         newest_ts_ms: None,
         observed_at_ms: 0,
+        fields: None,
     })
 }
 
