@@ -32,6 +32,7 @@ mod real_jobmanager;
 mod replay;
 mod run;
 mod run_loop;
+mod secured_broker;
 mod server;
 mod stack;
 mod watcher;

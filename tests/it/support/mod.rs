@@ -10,6 +10,7 @@ pub mod fake_flink;
 pub mod kafka_admin;
 pub mod launcher_double;
 pub mod sasl_proxy;
+pub mod secure_tansu;
 pub mod sidecar;
 pub mod source_progress;
 pub mod tls_proxy;
