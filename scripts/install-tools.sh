@@ -26,7 +26,7 @@ install_tansu() {
 install_tansu_secure() {
   # tansu with SQLite storage, where SCRAM users can be created before the broker requires authentication (the PyPI
   # build has memory storage only: there no user can exist before --authentication is on). Not on any registry as a
-  # binary: built from crates.io with cargo (--locked: tansu's own Cargo.lock), ~15 min on 2 cores. The binary is
+  # binary: built from crates.io with cargo (--locked: tansu's own Cargo.lock), about 10 min on 2 cores. The binary is
   # cached outside the repository too, keyed by version and features, so another clone on the same machine copies it
   # (the copy in .tools/ wins; it also fills the cache).
   version=0.6.0
@@ -34,12 +34,13 @@ install_tansu_secure() {
   secure="$tools/tansu-$features/bin/tansu"
   cache="${XDG_CACHE_HOME:-$HOME/.cache}/cdc-orchestrator/tansu-$features-$version"
   if [ ! -x "$secure" ] && [ ! -x "$cache/bin/tansu" ]; then
-    echo "building tansu $version with SQLite storage (cargo install --features $features; ~15 min on 2 cores) into $cache" >&2
+    echo "building tansu $version with SQLite storage (cargo install --features $features; about 10 min on 2 cores) into $cache" >&2
     mkdir -p "$(dirname "$cache")"
     rm -rf "$cache.partial" "$cache.build"
     # tansu's published manifest has no [profile]: cargo's release defaults apply (no LTO, 16 codegen units), so
-    # only the optimisation level is left to trade; level 1 cuts LLVM's share of the build (and the C of SQLite
-    # through cc), and a test broker on loopback does not need level 3. Its own target folder, removed afterwards:
+    # CARGO_PROFILE_RELEASE_LTO/CODEGEN_UNITS would change nothing, and only the optimisation level is left to trade:
+    # level 1 cuts LLVM's share of the build (and the C of SQLite through cc), and a test broker on loopback does not
+    # need level 3 (which took 9 min 47 s on a busy 2-core machine on 2026-12-07). Its own target folder, removed afterwards:
     # never the project's target/ (CARGO_TARGET_DIR may point there).
     CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_TARGET_DIR="$cache.build" \
       cargo install --quiet --locked tansu --version "$version" --no-default-features --features "$features" \

@@ -74,7 +74,7 @@ pub fn secure_tansu_bin() -> Option<PathBuf> {
     }
     let message = format!(
         "SKIPPED: secured-broker test: no tansu with SQLite storage at {} (build it with \
-         `scripts/install-tools.sh tansu-secure`, ~15 min once per machine, or set TANSU_SECURE_BIN)",
+         `scripts/install-tools.sh tansu-secure`, about 10 min once per machine, or set TANSU_SECURE_BIN)",
         bin.display()
     );
     assert!(
