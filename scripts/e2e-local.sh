@@ -181,6 +181,9 @@ if [ -n "$secure" ]; then
     "$sidecar_user" "$CDC_KAFKA__SASL__PASSWORD" >/dev/null
   kill "$tansu_pid"
   wait "$tansu_pid" 2>/dev/null || true
+  running=()
+  for pid in "${pids[@]}"; do [ "$pid" = "$tansu_pid" ] || running+=("$pid"); done
+  pids=("${running[@]}")
   start_tansu --authentication
   # Without credentials the broker answers nothing but ApiVersions and the SASL handshake.
   if timeout 30 "$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 1 e2e-unauthenticated >/dev/null 2>&1; then
