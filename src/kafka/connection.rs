@@ -8,7 +8,7 @@
 //! connection; every step is bounded by the caller's time limit.
 
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::io::{Cursor, ErrorKind};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,6 +135,21 @@ pub enum WireError {
         error: ResponseError,
         /// The broker's message, if it sent one.
         message: Option<String>,
+    },
+    /// The broker closed a connection without a SASL login at its first request after ApiVersions: what a broker
+    /// that requires authentication does (it answers nothing else before a login).
+    #[error(
+        "{address}: {api:?}: the broker closed the connection ({source}); kafka.sasl is not set, and a broker that \
+         requires authentication closes a connection that has not logged in"
+    )]
+    ClosedUnauthenticated {
+        /// The broker.
+        address: String,
+        /// The request it did not answer.
+        api: ApiKey,
+        /// How the connection ended.
+        #[source]
+        source: std::io::Error,
     },
     /// The SASL exchange itself failed on our side (e.g. the server's SCRAM signature does not verify).
     #[error("{address}: SASL {mechanism}: {source}")]
@@ -265,6 +280,9 @@ pub struct Connection {
     correlation: i32,
     /// The broker's API versions: key to (min, max).
     versions: HashMap<i16, (i16, i16)>,
+    /// No request after ApiVersions was answered yet, and no SASL login was made: a broker that requires
+    /// authentication closes such a connection at its first other request (Apache Kafka and tansu alike).
+    unauthenticated_first: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -301,6 +319,7 @@ impl Connection {
                 max_response_bytes: security.max_response_bytes,
                 correlation: 0,
                 versions: HashMap::new(),
+                unauthenticated_first: security.sasl.is_none(),
             };
             connection.negotiate().await?;
             match &security.sasl {
@@ -336,9 +355,26 @@ impl Connection {
     pub async fn call<R: Request>(&mut self, request: &R, limit: Duration) -> Result<R::Response, WireError> {
         let version = self.version(R::KEY, R::VERSIONS)?;
         let exchange = self.exchange(request, version, R::Response::header_version(version));
-        let mut body = tokio::time::timeout(limit, exchange)
+        let answer = tokio::time::timeout(limit, exchange)
             .await
-            .map_err(|_| timeout(&self.address, limit))??;
+            .map_err(|_| timeout(&self.address, limit))?;
+        let mut body = match answer {
+            Err(WireError::Io { address, source })
+                if self.unauthenticated_first
+                    && matches!(
+                        source.kind(),
+                        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                    ) =>
+            {
+                return Err(WireError::ClosedUnauthenticated {
+                    address,
+                    api: R::KEY,
+                    source,
+                });
+            }
+            answer => answer?,
+        };
+        self.unauthenticated_first = false;
         let response = R::Response::decode(&mut body, version).map_err(|e| self.protocol(R::KEY, e))?;
         if body.has_remaining() {
             tracing::debug!(bytes = body.remaining(), api = ?R::KEY, "trailing bytes in response");
@@ -616,9 +652,19 @@ async fn authenticate(connection: &mut Connection, sasl: &PasswordLogin) -> Resu
     let mut received: Option<Bytes> = None;
     loop {
         let mut message = Cursor::new(Vec::new());
-        let state = session
-            .step(received.as_deref(), &mut message)
-            .map_err(|e| failed(connection, e.into()))?;
+        let state = session.step(received.as_deref(), &mut message).map_err(|e| {
+            // RFC 5802 section 7: a SCRAM server refuses the proof or the user in its final message (`e=...`), which a
+            // broker may send with error code 0 (tansu does; Apache Kafka also sets SaslAuthenticationFailed). The
+            // client-side step then fails on it: that is a refused login, not a protocol fault of ours.
+            match received.as_deref().and_then(scram_server_error) {
+                Some(reason) => refused(
+                    connection,
+                    ResponseError::SaslAuthenticationFailed,
+                    Some(format!("the broker's SCRAM answer: e={reason}")),
+                ),
+                None => failed(connection, e.into()),
+            }
+        })?;
         if state.has_sent_message() {
             let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message.into_inner()));
             let answer = connection.call(&request, SASL_STEP_LIMIT).await?;
@@ -684,6 +730,22 @@ async fn authenticate_bearer(connection: &mut Connection, cache: &TokenCache) ->
         error,
         Some(message.map_or_else(|| challenge.clone(), |m| format!("{m}; {challenge}"))),
     ))
+}
+
+/// The `server-error-value` of a SCRAM server-final message (`e=invalid-proof`), if `message` is one. The broker's
+/// bytes: only a short token of RFC 5802's alphabet (letters, digits, `-`) is shown, anything else as `?`.
+fn scram_server_error(message: &[u8]) -> Option<String> {
+    const SHOWN_BYTES: usize = 64;
+    let value = message.strip_prefix(b"e=")?;
+    let value = value.split(|&b| b == b',').next().unwrap_or_default();
+    let token = value.len() <= SHOWN_BYTES
+        && !value.is_empty()
+        && value.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+    Some(if token {
+        String::from_utf8_lossy(value).into_owned()
+    } else {
+        "?".to_owned()
+    })
 }
 
 #[cfg(test)]

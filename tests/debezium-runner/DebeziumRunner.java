@@ -28,6 +28,11 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * the engine hands over is one transaction, as Kafka Connect's exactly-once source support writes it
  * ({@code transaction.boundary=poll}): every partition a batch touched then ends the batch with a commit marker, a
  * control record that takes an offset of its own and that no consumer ever receives.
+ *
+ * <p>With {@code DEBEZIUM_SASL_MECHANISM} set ({@code SCRAM-SHA-512}, {@code SCRAM-SHA-256} or {@code PLAIN}), the
+ * producer logs in over SASL_PLAINTEXT as {@code DEBEZIUM_SASL_USERNAME} with {@code DEBEZIUM_SASL_PASSWORD}: the
+ * password comes from the environment, so no file of the run holds it (Kafka's client logs the JAAS setting as
+ * {@code [hidden]}).
  */
 public final class DebeziumRunner {
     public static void main(String[] args) throws Exception {
@@ -51,6 +56,18 @@ public final class DebeziumRunner {
         producerProps.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
         producerProps.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "10000");
         producerProps.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "30000");
+        String mechanism = System.getenv("DEBEZIUM_SASL_MECHANISM");
+        if (mechanism != null && !mechanism.isEmpty()) {
+            String module = mechanism.startsWith("SCRAM-")
+                    ? "org.apache.kafka.common.security.scram.ScramLoginModule"
+                    : "org.apache.kafka.common.security.plain.PlainLoginModule";
+            producerProps.put("security.protocol", "SASL_PLAINTEXT");
+            producerProps.put("sasl.mechanism", mechanism);
+            producerProps.put("sasl.jaas.config", module + " required username=\""
+                    + jaasQuoted(System.getenv("DEBEZIUM_SASL_USERNAME")) + "\" password=\""
+                    + jaasQuoted(System.getenv("DEBEZIUM_SASL_PASSWORD")) + "\";");
+            System.out.println("producer logs in with SASL " + mechanism);
+        }
         String transactionalId = System.getenv("DEBEZIUM_TRANSACTIONAL_ID");
         boolean transactional = transactionalId != null && !transactionalId.isEmpty();
         if (transactional) {
@@ -119,5 +136,10 @@ public final class DebeziumRunner {
             producer.close(java.time.Duration.ofSeconds(5));
         }));
         executor.execute(engine);
+    }
+
+    /** {@code value} inside a JAAS double-quoted string (backslash and quote escaped); missing is empty. */
+    private static String jaasQuoted(String value) {
+        return value == null ? "" : value.replace("\\", "\\\\").replace("\"", "\\\"");
     }
 }

@@ -36,6 +36,7 @@ mod replay;
 mod run;
 mod run_loop;
 mod schema_drift;
+mod secured_broker;
 mod server;
 mod stack;
 mod watcher;

@@ -61,6 +61,26 @@ fn api(key: ApiKey, min: i16, max: i16) -> ApiVersion {
 }
 
 #[test]
+fn a_scram_server_error_is_read_as_a_short_token_only() {
+    assert_eq!(scram_server_error(b"e=invalid-proof"), Some("invalid-proof".to_owned()));
+    assert_eq!(
+        scram_server_error(b"e=unknown-user,x=ext"),
+        Some("unknown-user".to_owned())
+    );
+    assert_eq!(scram_server_error(b"e=\x1b[31mred"), Some("?".to_owned()));
+    assert_eq!(
+        scram_server_error(&[b"e=".as_slice(), &[b'a'; 65]].concat()),
+        Some("?".to_owned())
+    );
+    assert_eq!(scram_server_error(b"e="), Some("?".to_owned()));
+    assert_eq!(
+        scram_server_error(b"v=c2lnbmF0dXJl"),
+        None,
+        "a server signature is no error"
+    );
+}
+
+#[test]
 fn the_highest_common_version_is_picked() {
     assert_eq!(pick(2..=10, Some((0, 20))), Some(10));
     assert_eq!(pick(2..=10, Some((0, 5))), Some(5));
@@ -140,6 +160,81 @@ async fn an_old_broker_gets_apiversions_again_in_its_version_and_requests_in_its
         .expect("list offsets");
     assert_eq!(response.topics[0].partitions[0].offset, 42);
     broker.await.expect("the broker saw what it expected");
+}
+
+/// A broker that answers ApiVersions (in version 0, Metadata 0-12 offered), then `answered` Metadata requests, then
+/// hangs up at the next.
+async fn hangs_up_after(answered: usize) -> (String, tokio::task::JoinHandle<()>) {
+    scripted(move |mut stream| async move {
+        let (_, _, request) = read_request(&mut stream).await;
+        let unsupported = ApiVersionsResponse::default()
+            .with_error_code(ResponseError::UnsupportedVersion.code())
+            .with_api_keys(vec![api(ApiKey::ApiVersions, 0, 0)]);
+        answer(&mut stream, &request, 0, &unsupported, 0).await;
+        let (_, _, request) = read_request(&mut stream).await;
+        let offered = ApiVersionsResponse::default()
+            .with_api_keys(vec![api(ApiKey::ApiVersions, 0, 0), api(ApiKey::Metadata, 0, 12)]);
+        answer(&mut stream, &request, 0, &offered, 0).await;
+        for _ in 0..answered {
+            let (_, version, request) = read_request(&mut stream).await;
+            let metadata = kafka_protocol::messages::MetadataResponse::default();
+            answer(
+                &mut stream,
+                &request,
+                kafka_protocol::messages::MetadataResponse::header_version(version),
+                &metadata,
+                version,
+            )
+            .await;
+        }
+        let _ = read_request(&mut stream).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_connection_without_a_login_closed_at_its_first_request_names_authentication() {
+    let limit = Duration::from_secs(5);
+    let (address, broker) = hangs_up_after(0).await;
+    let mut connection = Connection::connect(&address, &Security::default(), limit)
+        .await
+        .expect("ApiVersions is answered");
+    let error = connection
+        .call(&MetadataRequest::default(), limit)
+        .await
+        .expect_err("hung up");
+    assert!(
+        matches!(
+            &error,
+            WireError::ClosedUnauthenticated {
+                api: ApiKey::Metadata,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("kafka.sasl is not set") && text.contains("authentication"),
+        "{text}"
+    );
+    broker.await.expect("broker");
+
+    // Once a request was answered, a later hang-up is only what it is.
+    let (address, broker) = hangs_up_after(1).await;
+    let mut connection = Connection::connect(&address, &Security::default(), limit)
+        .await
+        .expect("connect");
+    connection
+        .call(&MetadataRequest::default(), limit)
+        .await
+        .expect("answered");
+    let error = connection
+        .call(&MetadataRequest::default(), limit)
+        .await
+        .expect_err("hung up");
+    assert!(matches!(&error, WireError::Io { .. }), "{error:?}");
+    broker.await.expect("broker");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ pub mod kafka_admin;
 pub mod launcher_double;
 pub mod msk_iam;
 pub mod sasl_proxy;
+pub mod secure_tansu;
 pub mod sidecar;
 pub mod source_progress;
 pub mod tls_proxy;
