@@ -618,6 +618,24 @@ impl Lease {
     }
 }
 
+/// SaslHandshake: names `mechanism`; a broker that does not take it answers with the mechanisms it offers.
+async fn handshake(connection: &mut Connection, mechanism: &'static str) -> Result<(), WireError> {
+    let request = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
+    let answer = connection.call(&request, SASL_STEP_LIMIT).await?;
+    match answer.error_code.err() {
+        None => Ok(()),
+        Some(error) => {
+            let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+            Err(WireError::Authentication {
+                address: connection.address().to_owned(),
+                mechanism,
+                error,
+                message: Some(format!("the broker offers {}", offered.join(", "))),
+            })
+        }
+    }
+}
+
 /// Authenticates `connection` with `sasl`: SaslHandshake names the mechanism, then SaslAuthenticate carries its
 /// messages until the mechanism is done (for SCRAM, after checking the server's signature).
 async fn authenticate(connection: &mut Connection, sasl: &PasswordLogin) -> Result<(), WireError> {
@@ -633,16 +651,7 @@ async fn authenticate(connection: &mut Connection, sasl: &PasswordLogin) -> Resu
         mechanism,
         source,
     };
-    let request = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
-    let answer = connection.call(&request, SASL_STEP_LIMIT).await?;
-    if let Some(error) = answer.error_code.err() {
-        let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
-        return Err(refused(
-            connection,
-            error,
-            Some(format!("the broker offers {}", offered.join(", "))),
-        ));
-    }
+    handshake(connection, mechanism).await?;
     let config = SASLConfig::with_credentials(None, sasl.username.clone(), sasl.password.expose().to_owned())
         .map_err(|e| failed(connection, e.into()))?;
     let name = Mechname::parse(mechanism.as_bytes()).map_err(|e| failed(connection, e.into()))?;
@@ -692,16 +701,7 @@ async fn authenticate_bearer(connection: &mut Connection, cache: &TokenCache) ->
         error,
         message,
     };
-    let request = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
-    let answer = connection.call(&request, SASL_STEP_LIMIT).await?;
-    if let Some(error) = answer.error_code.err() {
-        let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
-        return Err(refused(
-            connection,
-            error,
-            Some(format!("the broker offers {}", offered.join(", "))),
-        ));
-    }
+    handshake(connection, mechanism).await?;
     let token = cache.token().await.map_err(|source| WireError::Token {
         address: connection.address().to_owned(),
         source,

@@ -17,7 +17,7 @@ pub mod sigv4;
 pub mod sts;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -430,28 +430,17 @@ fn web_identity(
     })
 }
 
-/// The client that calls STS: rustls with ring, `timeout` on every request, no redirect followed (a redirect would
-/// re-send the web-identity token to an address nobody configured).
+/// The client that calls STS: the crate's one outbound client ([`crate::http_client::client`]): `timeout` on every
+/// request, and no redirect followed (a redirect would re-send the web-identity token to an address nobody
+/// configured).
 fn http_client(timeout: Duration) -> Result<reqwest::Client, TokenError> {
-    static PROVIDER: Once = Once::new();
-    // reqwest is built without a default crypto provider; another part of the program may have installed one
-    // already, which is just as good, so the result is ignored.
-    PROVIDER.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(USER_AGENT)
-        .build()
-        .map_err(|e| TokenError::Unavailable {
-            what: format!(
-                "AWS MSK IAM: cannot build the STS client: {}",
-                crate::logging::chain(&e)
-            ),
-            source: None,
-        })
+    crate::http_client::client(timeout).map_err(|e| TokenError::Unavailable {
+        what: format!(
+            "AWS MSK IAM: cannot build the STS client: {}",
+            crate::logging::chain(&e)
+        ),
+        source: None,
+    })
 }
 
 #[cfg(test)]
