@@ -29,5 +29,24 @@ fn main() -> ExitCode {
             cli::replay::command(config, trace.as_deref(), seed, ReplayOptions { events })
         }
         Command::Render { table, show_secrets } => cli::render::command(config, &table, show_secrets),
+        Command::Scaffold {
+            postgres,
+            tables,
+            schema,
+            connector,
+            out,
+            jdbc_out,
+            check,
+            timeout,
+        } => cli::scaffold::command(cli::scaffold::Args {
+            postgres,
+            tables,
+            schema,
+            connector,
+            out,
+            jdbc_out,
+            check,
+            timeout,
+        }),
     }
 }

@@ -13,6 +13,7 @@
 //! | `status`      | [`status`]       | a running sidecar's tables, from its HTTP API                       |
 //! | `replay`      | [`replay`]       | a trace of inputs through the policy, its actions as JSON lines     |
 //! | `render`      | [`render`]       | the Flink SQL statements of one table                               |
+//! | `scaffold`    | [`scaffold`]     | the tables' SQL generated from Postgres's catalog, or `--check`ed   |
 //!
 //! Exit codes: 0 success, 1 a failure at run time, 2 a configuration or usage error (as clap's own).
 //!
@@ -27,6 +28,7 @@ pub mod jobs;
 pub mod render;
 pub mod replay;
 pub mod run;
+pub mod scaffold;
 pub mod status;
 pub mod version;
 pub mod watch;
