@@ -319,16 +319,18 @@ pub fn map_type(pg: &PgType, settings: &DebeziumSettings) -> Result<Mapped, Unma
             return Err(Unmappable(format!("hstore under the name {other}")));
         }
         "point" | "geometry" | "geography" | "line" | "box" | "polygon" | "circle" | "path" | "lseg" => {
-            return Err(Unmappable(format!(
-                "{name}: Debezium sends a geometry struct (wkb, srid) that has no Flink SQL form here; declare it \
-                 by hand as ROW<wkb BYTES, srid INT>"
-            )));
+            return Err(Unmappable(
+                "a geometric type: Debezium sends a struct (wkb and srid, x and y for a point) or nothing, and \
+                 this command does not generate ROW types; declare the column by hand"
+                    .to_owned(),
+            ));
         }
         _ => {
-            return Err(Unmappable(format!(
-                "{formatted}: a type Debezium's Postgres connector does not send by default (or this command does \
-                 not know); write the column by hand"
-            )));
+            return Err(Unmappable(
+                "a type Debezium's Postgres connector does not send by default, or this command does not know; \
+                 write the column by hand"
+                    .to_owned(),
+            ));
         }
     };
     Ok(mapped)
@@ -545,7 +547,7 @@ mod tests {
         assert_eq!(map_type(&moods, &s).unwrap().sink, "ARRAY<STRING>");
         let dates = map_type(&pg("date[]"), &s).unwrap_err();
         assert!(dates.0.contains("per element"), "{dates:?}");
-        assert!(map_type(&pg("point"), &s).unwrap_err().0.contains("geometry"));
-        assert!(map_type(&pg("tsvector"), &s).unwrap_err().0.contains("tsvector"));
+        assert!(map_type(&pg("point"), &s).unwrap_err().0.contains("geometric"));
+        assert!(map_type(&pg("tsvector"), &s).unwrap_err().0.contains("does not send"));
     }
 }

@@ -34,6 +34,7 @@ mod real_jobmanager;
 mod replay;
 mod run;
 mod run_loop;
+mod scaffold;
 mod server;
 mod stack;
 mod watcher;
