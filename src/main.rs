@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             jdbc_out,
             check,
             timeout,
+            ca_file,
         } => cli::scaffold::command(cli::scaffold::Args {
             postgres,
             tables,
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
             jdbc_out,
             check,
             timeout,
+            ca_file,
         }),
     }
 }

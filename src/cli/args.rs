@@ -136,6 +136,11 @@ pub enum Command {
         /// Connect and query timeout.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
         timeout: std::time::Duration,
+        /// CA certificates (PEM) to verify Postgres's TLS certificate against; default: the system's roots. TLS
+        /// is used when the server offers it (`sslmode=prefer`, the default) or required (`sslmode=require`);
+        /// `sslmode=disable` never asks.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
 }
 

@@ -28,6 +28,8 @@ pub struct Args {
     pub check: bool,
     /// `--timeout`.
     pub timeout: Duration,
+    /// `--ca-file`.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Runs the command; prints the files written, or each difference, on stdout, and errors on stderr.
@@ -47,6 +49,7 @@ pub fn command(args: Args) -> ExitCode {
         jdbc_out,
         check: args.check,
         timeout: args.timeout,
+        ca_file: args.ca_file,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres::config::SslMode;
 
 use super::ScaffoldError;
+use super::tls::MakeRustls;
 use super::types::PgType;
 
 /// Most tables one run reads (a schema can hold many; the files are one per table).
@@ -75,14 +77,24 @@ impl Catalog {
     /// Connects with `config` (its password already resolved), within `timeout`.
     pub async fn connect(
         mut config: tokio_postgres::Config,
+        tls: MakeRustls,
         timeout: Duration,
         shown: &str,
     ) -> Result<Self, ScaffoldError> {
         config.connect_timeout(timeout);
         config.application_name("cdc-orchestrator scaffold");
-        let connecting = tokio::time::timeout(timeout, config.connect(NoTls));
-        let (client, connection) = match connecting.await {
-            Ok(Ok(pair)) => pair,
+        // The connection's I/O runs on its own task; it ends when the client is dropped.
+        let connected = if config.get_ssl_mode() == SslMode::Disable {
+            tokio::time::timeout(timeout, config.connect(tokio_postgres::NoTls))
+                .await
+                .map(|r| r.map(|(client, connection)| (client, tokio::spawn(connection))))
+        } else {
+            tokio::time::timeout(timeout, config.connect(tls))
+                .await
+                .map(|r| r.map(|(client, connection)| (client, tokio::spawn(connection))))
+        };
+        let client = match connected {
+            Ok(Ok((client, _connection))) => client,
             Ok(Err(source)) => {
                 return Err(ScaffoldError::Connect {
                     url: shown.to_owned(),
@@ -96,12 +108,6 @@ impl Catalog {
                 });
             }
         };
-        // The connection's I/O runs on its own task; it ends when the client is dropped.
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("postgres connection ended: {e}");
-            }
-        });
         let catalog = Self { client, timeout };
         let statement_timeout = format!("SET statement_timeout = {}", timeout.as_millis());
         catalog

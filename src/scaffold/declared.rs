@@ -77,7 +77,10 @@ fn parenthesised(statement: &str) -> Option<&str> {
     None
 }
 
-fn columns(statement: &str) -> Result<(Vec<(String, String)>, Vec<String>), Unreadable> {
+/// A column list: columns with their types, and the primary key.
+type ColumnList = (Vec<(String, String)>, Vec<String>);
+
+fn columns(statement: &str) -> Result<ColumnList, Unreadable> {
     let body = parenthesised(statement).ok_or_else(|| Unreadable("a column list without its `)`".into()))?;
     let mut columns = Vec::new();
     let mut key = Vec::new();

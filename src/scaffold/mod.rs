@@ -15,6 +15,7 @@
 pub mod catalog;
 pub mod declared;
 pub mod render;
+pub mod tls;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -87,6 +88,12 @@ pub enum ScaffoldError {
     /// The tables cannot be generated: one line per table or column, naming it and why.
     #[error("cannot generate the tables:\n  {}", .0.join("\n  "))]
     Refused(Vec<String>),
+    /// The TLS set-up (`--ca-file`) is unusable.
+    #[error("TLS: {reason}")]
+    Tls {
+        /// Why.
+        reason: String,
+    },
     /// A file cannot be written or read.
     #[error("{}: {source}", path.display())]
     File {
@@ -103,7 +110,7 @@ impl ScaffoldError {
     /// failure at run time (no connection, a timeout, a file).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Url { .. } | Self::Connector { .. } | Self::Refused(_) | Self::TooMany { .. } => 2,
+            Self::Url { .. } | Self::Connector { .. } | Self::Tls { .. } | Self::Refused(_) | Self::TooMany { .. } => 2,
             Self::Connect { .. } | Self::Query { .. } | Self::Timeout { .. } | Self::File { .. } => 1,
         }
     }
@@ -130,6 +137,8 @@ pub struct Options {
     pub check: bool,
     /// Connect and query timeout.
     pub timeout: Duration,
+    /// CAs to verify the server's certificate against (PEM); else the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What a run did.
@@ -301,7 +310,8 @@ pub async fn run(options: &Options) -> Result<Outcome, ScaffoldError> {
     })?;
     let (schema, wanted) = captured(options, &connector)?;
     let shown = shown_url(&config);
-    let catalog = catalog::Catalog::connect(config, options.timeout, &shown).await?;
+    let tls = tls::MakeRustls::new(options.ca_file.as_deref()).map_err(|reason| ScaffoldError::Tls { reason })?;
+    let catalog = catalog::Catalog::connect(config, tls, options.timeout, &shown).await?;
     let names = match wanted {
         Some(names) => names,
         None => catalog.tables(&schema).await?,

@@ -79,10 +79,37 @@ struct Postgres {
 
 impl Postgres {
     fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// With `tls`, the server offers TLS with a certificate for 127.0.0.1 signed by a fresh CA, `<dir>/ca.pem`.
+    fn start_with(tls: bool) -> Postgres {
         let bin = postgres_bin();
         let dir = tempfile::tempdir().expect("pg dir");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, PASSWORD).expect("pwfile");
+        let mut ssl = String::new();
+        if tls {
+            let ca_key = rcgen::KeyPair::generate().expect("CA key");
+            let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+            ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+            let leaf_key = rcgen::KeyPair::generate().expect("server key");
+            let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+                .expect("server params")
+                .signed_by(&leaf_key, &ca)
+                .expect("server certificate");
+            std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("ca.pem");
+            std::fs::write(dir.path().join("server.crt"), leaf.pem()).expect("server.crt");
+            let key = dir.path().join("server.key");
+            std::fs::write(&key, leaf_key.serialize_pem()).expect("server.key");
+            // Postgres refuses a key others can read.
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod key");
+            ssl = format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                dir.path().display()
+            );
+        }
         check(
             "chown",
             &Command::new("chown")
@@ -119,7 +146,7 @@ impl Postgres {
                 .arg(dir.path().join("postgres.log"))
                 .arg("-o")
                 .arg(format!(
-                    "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+                    "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}{ssl}",
                     dir.path().display()
                 ))
                 .args(["-w", "start"])
@@ -431,4 +458,29 @@ fn a_server_that_never_answers_times_out() {
         "{stderr}"
     );
     drop(silent);
+}
+
+#[test]
+fn tls_is_used_and_the_server_certificate_verified() {
+    let pg = Postgres::start_with(true);
+    let ca = pg.dir.path().join("ca.pem");
+    let ca = ca.to_str().expect("utf-8");
+    let url = |mode: &str| format!("postgres://postgres@127.0.0.1:{}/sourcedb?sslmode={mode}", pg.port);
+    // Required, and verified against the CA given.
+    let out = scaffold(
+        &["--postgres", &url("require"), "--check", "--ca-file", ca],
+        Some(PASSWORD),
+    );
+    check("sslmode=require with the CA", &out);
+    // Without the CA the handshake happens and the certificate is refused, required or merely offered (prefer,
+    // the default): the server's answer is never read over an unverified channel.
+    for mode in ["require", "prefer"] {
+        let out = scaffold(&["--postgres", &url(mode), "--check"], Some(PASSWORD));
+        assert_eq!(code(&out), Some(1), "{mode}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("certificate"), "{mode}: {stderr}");
+    }
+    // Disabled: plain TCP, no certificate asked.
+    let out = scaffold(&["--postgres", &url("disable"), "--check"], Some(PASSWORD));
+    check("sslmode=disable", &out);
 }
