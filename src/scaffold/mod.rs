@@ -282,9 +282,12 @@ fn map_table(schema: &str, table: catalog::CatalogTable, settings: &DebeziumSett
                 mapped,
                 not_null: c.not_null,
             }),
+            // The type's name comes from the catalog: escaped (a quoted type name may hold anything).
             Err(why) => problems.push(format!(
                 "table `{name}`, column `{}` ({}): {}",
-                c.name, c.pg.formatted, why.0
+                c.name,
+                c.pg.formatted.escape_debug(),
+                why.0
             )),
         }
     }

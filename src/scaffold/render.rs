@@ -166,11 +166,8 @@ pub fn jdbc_table(table: &Table) -> String {
     out
 }
 
-/// A Postgres identifier, quoted only when it must be (the catalog's names are checked before: no `"`).
+/// A Postgres identifier, always quoted: a column may be named like a keyword (`user`, `order`), and a quoted
+/// lower-case name is the same identifier as the bare one. The catalog's names are checked before: no `"`.
 fn quote_pg(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain { name.to_owned() } else { format!("\"{name}\"") }
+    format!("\"{name}\"")
 }

@@ -219,7 +219,8 @@ pub fn map_type(pg: &PgType, settings: &DebeziumSettings) -> Result<Mapped, Unma
                 inner.source, inner.sink
             )));
         }
-        return Ok(same(&format!("ARRAY<{}>", inner.source), formatted));
+        // The element's JDBC type: an enum is text in the sink database, which has no such type.
+        return Ok(same(&format!("ARRAY<{}>", inner.source), &format!("{}[]", inner.jdbc)));
     }
     if pg.is_enum {
         // io.debezium.data.Enum: the label as a string. The sink database has no such enum type: text.
@@ -545,6 +546,7 @@ mod tests {
             ..mood
         };
         assert_eq!(map_type(&moods, &s).unwrap().sink, "ARRAY<STRING>");
+        assert_eq!(map_type(&moods, &s).unwrap().jdbc, "text[]");
         let dates = map_type(&pg("date[]"), &s).unwrap_err();
         assert!(dates.0.contains("per element"), "{dates:?}");
         assert!(map_type(&pg("point"), &s).unwrap_err().0.contains("geometric"));

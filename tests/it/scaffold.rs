@@ -249,7 +249,7 @@ fn generated_tables_are_the_shipped_ones_and_check_passes_on_them() {
             "{table}"
         );
         let jdbc = std::fs::read_to_string(scratch.path().join(format!("jdbc-sink/{table}.sql"))).expect("jdbc");
-        assert!(jdbc.contains(&format!("CREATE TABLE {table} (")), "{jdbc}");
+        assert!(jdbc.contains(&format!("CREATE TABLE \"{table}\" (")), "{jdbc}");
         assert!(jdbc.contains("PRIMARY KEY ("), "{jdbc}");
     }
     // The JDBC sink's tables are what the sink database accepts.
