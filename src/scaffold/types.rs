@@ -233,6 +233,7 @@ pub fn map_type(pg: &PgType, settings: &DebeziumSettings) -> Result<Mapped, Unma
         "smallint" => same("SMALLINT", "smallint"),
         "integer" => same("INT", "integer"),
         "bigint" => same("BIGINT", "bigint"),
+        "oid" => same("BIGINT", "bigint"),
         "real" => same("FLOAT", "real"),
         "double precision" => same("DOUBLE", "double precision"),
         "numeric" => return numeric(formatted, &mods, settings),
@@ -243,7 +244,9 @@ pub fn map_type(pg: &PgType, settings: &DebeziumSettings) -> Result<Mapped, Unma
             });
         }
         "character varying" | "character" | "text" | "name" | "citext" | "xml" | "inet" | "cidr" | "macaddr"
-        | "macaddr8" | "ltree" => same("STRING", formatted),
+        | "macaddr8" | "ltree" | "bpchar" => same("STRING", formatted),
+        // Ranges: Debezium's string form (`[1,5)`), kept as text: the sink database's range type would need it cast.
+        "int4range" | "int8range" | "numrange" | "tsrange" | "tstzrange" | "daterange" => same("STRING", "text"),
         "\"char\"" => same("STRING", "\"char\""),
         "uuid" => same("STRING", "uuid"),
         "json" | "jsonb" => same("STRING", formatted),
@@ -527,6 +530,9 @@ mod tests {
             ("real", "FLOAT"),
             ("double precision", "DOUBLE"),
             ("character(3)", "STRING"),
+            ("oid", "BIGINT"),
+            ("int4range", "STRING"),
+            ("tstzrange", "STRING"),
             ("integer[]", "ARRAY<INT>"),
             ("text[]", "ARRAY<STRING>"),
             ("numeric(5,2)[]", "ARRAY<DECIMAL(5,2)>"),
