@@ -1,8 +1,8 @@
 //! `scaffold`: a table's Flink SQL generated from Postgres's catalog, so that a table needs no hand-written SQL and
 //! a CI job can tell when the templates and the database have drifted apart.
 //!
-//! - [`catalog`] reads the captured tables' columns, types, nullability and primary keys (tokio-postgres, with
-//!   timeouts);
+//! - [`catalog`] reads the captured tables' columns, types, nullability and primary keys (over [`pg`], a small
+//!   client on rust-postgres's protocol crate, with timeouts);
 //! - [`types`] maps each Postgres type to what Debezium's JSON carries under the connector's settings, the sink's
 //!   Flink type and the INSERT's conversion (pure, unit-tested per setting);
 //! - [`render`] writes the template in the form of the shipped flink-sql/tables/*.sql, and the JDBC sink's table;
@@ -14,13 +14,13 @@
 
 pub mod catalog;
 pub mod declared;
+pub mod pg;
 pub mod render;
 pub mod tls;
 pub mod types;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::model::TableName;
@@ -58,7 +58,7 @@ pub enum ScaffoldError {
         url: String,
         /// The client's error.
         #[source]
-        source: tokio_postgres::Error,
+        source: pg::PgError,
     },
     /// A catalog query failed.
     #[error("{what} failed")]
@@ -67,7 +67,15 @@ pub enum ScaffoldError {
         what: String,
         /// The client's error.
         #[source]
-        source: tokio_postgres::Error,
+        source: pg::PgError,
+    },
+    /// The catalog's answer is not what its query asks for (a missing column, a bad boolean).
+    #[error("{what}: unexpected answer: {reason}")]
+    Answer {
+        /// Which query.
+        what: String,
+        /// What is wrong.
+        reason: String,
     },
     /// Postgres did not answer in time.
     #[error("{what}: no answer within {after:?}")]
@@ -111,7 +119,11 @@ impl ScaffoldError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Url { .. } | Self::Connector { .. } | Self::Tls { .. } | Self::Refused(_) | Self::TooMany { .. } => 2,
-            Self::Connect { .. } | Self::Query { .. } | Self::Timeout { .. } | Self::File { .. } => 1,
+            Self::Connect { .. }
+            | Self::Query { .. }
+            | Self::Answer { .. }
+            | Self::Timeout { .. }
+            | Self::File { .. } => 1,
         }
     }
 }
@@ -152,29 +164,22 @@ pub enum Outcome {
 
 /// The connection URL as it may be shown: user, host, port and database, never the password (wherever the URL
 /// carried it: userinfo or a `password=` parameter).
-pub fn shown_url(config: &tokio_postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_owned(),
+pub fn shown_url(config: &pg::Config) -> String {
+    let host = if config.host.contains(':') {
+        format!("[{}]", config.host)
+    } else {
+        config.host.clone()
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("");
-    let db = config.get_dbname().unwrap_or("");
-    let shown = format!("postgres://{user}@{host}:{port}/{db}");
+    let shown = format!("postgres://{}@{host}:{}/{}", config.user, config.port, config.dbname);
     crate::config::redact_url(&shown).into_owned()
 }
 
 /// Parses the URL and resolves the password: the URL's, else `env_password`.
-pub fn connection(url: &str, env_password: Option<&str>) -> Result<tokio_postgres::Config, ScaffoldError> {
-    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| ScaffoldError::Url {
-        // The parser's messages name the option, never its value; the URL's text itself is not repeated.
-        reason: e.to_string(),
-    })?;
-    if config.get_password().is_none()
-        && let Some(password) = env_password
-    {
-        config.password(password);
+pub fn connection(url: &str, env_password: Option<&str>) -> Result<pg::Config, ScaffoldError> {
+    // The parser's messages name the part or key, never its value; the URL's text itself is not repeated.
+    let mut config = pg::Config::parse(url).map_err(|reason| ScaffoldError::Url { reason })?;
+    if config.password.is_none() {
+        config.password = env_password.map(str::to_owned);
     }
     Ok(config)
 }
@@ -303,21 +308,17 @@ fn map_table(schema: &str, table: catalog::CatalogTable, settings: &DebeziumSett
     }
 }
 
-/// Generates (or with `check`, compares) every captured table's files.
-pub async fn run(options: &Options) -> Result<Outcome, ScaffoldError> {
-    let config = connection(&options.url, options.env_password.as_deref())?;
-    let connector = read_connector(&options.connector)?;
-    let settings = DebeziumSettings::from_config(&connector).map_err(|(key, value)| ScaffoldError::Connector {
-        path: options.connector.clone(),
-        reason: format!("{key} = {value:?} is not a value this command knows"),
-    })?;
-    let (schema, wanted) = captured(options, &connector)?;
-    let shown = shown_url(&config);
-    let tls = tls::MakeRustls::new(options.ca_file.as_deref()).map_err(|reason| ScaffoldError::Tls { reason })?;
-    let catalog = catalog::Catalog::connect(config, tls, options.timeout, &shown).await?;
+/// The captured tables, mapped; or every reason one cannot be.
+async fn read_tables(
+    catalog: &mut catalog::Catalog,
+    schema: &str,
+    wanted: Option<Vec<String>>,
+    shown: &str,
+    settings: &DebeziumSettings,
+) -> Result<Vec<Table>, ScaffoldError> {
     let names = match wanted {
         Some(names) => names,
-        None => catalog.tables(&schema).await?,
+        None => catalog.tables(schema).await?,
     };
     if names.len() > catalog::MAX_TABLES {
         return Err(ScaffoldError::TooMany {
@@ -328,12 +329,12 @@ pub async fn run(options: &Options) -> Result<Outcome, ScaffoldError> {
     let mut tables = Vec::new();
     let mut problems = Vec::new();
     for name in &names {
-        match catalog.table(&schema, name).await? {
+        match catalog.table(schema, name).await? {
             None => problems.push(format!("table `{name}`: no such table in schema {schema} of {shown}")),
             Some(t) if !TableName::is_valid(&t.name) => {
                 problems.push(format!("table {:?}: not a name the sidecar accepts", t.name));
             }
-            Some(t) => match map_table(&schema, t, &settings) {
+            Some(t) => match map_table(schema, t, settings) {
                 Ok(table) => tables.push(table),
                 Err(lines) => problems.extend(lines),
             },
@@ -342,6 +343,25 @@ pub async fn run(options: &Options) -> Result<Outcome, ScaffoldError> {
     if !problems.is_empty() {
         return Err(ScaffoldError::Refused(problems));
     }
+    Ok(tables)
+}
+
+/// Generates (or with `check`, compares) every captured table's files.
+pub async fn run(options: &Options) -> Result<Outcome, ScaffoldError> {
+    let config = connection(&options.url, options.env_password.as_deref())?;
+    let connector = read_connector(&options.connector)?;
+    let settings = DebeziumSettings::from_config(&connector).map_err(|(key, value)| ScaffoldError::Connector {
+        path: options.connector.clone(),
+        reason: format!("{key} = {value:?} is not a value this command knows"),
+    })?;
+    let (schema, wanted) = captured(options, &connector)?;
+    let shown = shown_url(&config);
+    let tls = tls::TlsConfig::new(options.ca_file.as_deref()).map_err(|reason| ScaffoldError::Tls { reason })?;
+    let mut catalog = catalog::Catalog::connect(&config, &tls, options.timeout, &shown).await?;
+    let read = read_tables(&mut catalog, &schema, wanted, &shown, &settings).await;
+    // Terminate whatever the reading's outcome: the server then logs no broken connection.
+    catalog.close().await;
+    let tables = read?;
     let connector_file = options.connector.display().to_string();
     if options.check {
         return Ok(Outcome::Checked(check(
