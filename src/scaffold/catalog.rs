@@ -170,7 +170,7 @@ impl Catalog {
         let rows = self.run(what, &fill(TABLES, &[schema])).await?;
         if rows.len() > MAX_TABLES {
             return Err(ScaffoldError::TooMany {
-                what: format!("tables in schema $1"),
+                what: format!("tables in schema {schema}"),
                 max: MAX_TABLES,
             });
         }
@@ -179,7 +179,7 @@ impl Catalog {
 
     /// `schema.table`'s columns and primary key; `None` when there is no such table.
     pub async fn table(&mut self, schema: &str, table: &str) -> Result<Option<CatalogTable>, ScaffoldError> {
-        let what = format!("reading the columns of $1.$2");
+        let what = format!("reading the columns of {schema}.{table}");
         let rows = self.run(&what, &fill(COLUMNS, &[schema, table])).await?;
         if rows.is_empty() {
             return Ok(None);
@@ -200,7 +200,7 @@ impl Catalog {
                 },
             });
         }
-        let what = format!("reading the primary key of $1.$2");
+        let what = format!("reading the primary key of {schema}.{table}");
         let keys = self.run(&what, &fill(PRIMARY_KEY, &[schema, table])).await?;
         let primary_key = keys
             .iter()
