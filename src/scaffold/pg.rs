@@ -7,7 +7,7 @@
 //! (postgres-protocol, the crate tokio-postgres is built on) and writes only the conversation around it.
 //!
 //! Everything the server sends is outside input: every message is bounded ([`MAX_MESSAGE`]), a query's rows are
-//! bounded ([`MAX_ROWS`]), every read happens under the caller's timeout (the [`Catalog`](super::catalog::Catalog)
+//! bounded ([`MAX_ROWS`], [`MAX_ANSWER`]), every read happens under the caller's timeout (the [`Catalog`](super::catalog::Catalog)
 //! wraps connecting and each query in one), and the server's error text is escaped and cut before it is shown.
 
 use std::fmt;
@@ -29,6 +29,9 @@ pub const MAX_MESSAGE: usize = 1024 * 1024;
 
 /// Most rows one query may return.
 pub const MAX_ROWS: usize = 100_000;
+
+/// Most bytes of values one query may return (the catalog of ten thousand wide tables is far less).
+pub const MAX_ANSWER: usize = 64 * 1024 * 1024;
 
 /// Longest server error text shown (the rest is cut).
 const MAX_ERROR_TEXT: usize = 512;
@@ -321,17 +324,21 @@ impl Connection {
         frontend::query(sql, &mut self.write)?;
         self.flush().await?;
         let mut rows = Vec::new();
+        let mut bytes = 0usize;
         let mut error = None;
         loop {
             match self.message().await? {
                 Message::ReadyForQuery(_) => break,
                 Message::DataRow(body) => {
-                    if rows.len() >= MAX_ROWS {
+                    let buffer = body.buffer();
+                    bytes = bytes.saturating_add(buffer.len());
+                    if rows.len() >= MAX_ROWS || bytes > MAX_ANSWER {
                         // Read on to ReadyForQuery so the connection stays usable; the answer is refused.
-                        error.get_or_insert_with(|| protocol(format!("more than {MAX_ROWS} rows")));
+                        error.get_or_insert_with(|| {
+                            protocol(format!("an answer of more than {MAX_ROWS} rows or {MAX_ANSWER} bytes"))
+                        });
                         continue;
                     }
-                    let buffer = body.buffer();
                     let mut values = Vec::new();
                     let mut ranges = body.ranges();
                     while let Some(range) = ranges.next()? {
@@ -436,5 +443,61 @@ mod tests {
             assert!(e.contains(says), "{url}: {e}");
             assert!(!e.contains("secret") || says == "unknown parameter", "{url}: {e}");
         }
+    }
+
+    /// A server on loopback that reads the startup message and then writes `answer`.
+    async fn server(answer: Vec<u8>) -> Config {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let len = socket.read_u32().await.expect("length") as usize;
+            let mut startup = vec![0; len - 4];
+            socket.read_exact(&mut startup).await.expect("startup");
+            socket.write_all(&answer).await.expect("answer");
+            // Holds the connection open until the client is done.
+            let _ = socket.read_u8().await;
+        });
+        Config::parse(&format!("postgres://u:p@127.0.0.1:{port}/d?sslmode=disable")).expect("url")
+    }
+
+    /// Connects, failing the test (not hanging) when no answer comes within five seconds.
+    async fn refused(config: &Config) -> PgError {
+        let tls = TlsConfig::new(None).expect("system roots");
+        let connect = Connection::connect(config, &tls, "t");
+        match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+            Ok(Err(error)) => error,
+            Ok(Ok(_)) => panic!("connected"),
+            Err(_) => panic!("no answer within 5 s"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_message_is_refused_before_it_is_read() {
+        let mut answer = vec![b'R'];
+        answer.extend_from_slice(&(200 * 1024 * 1024u32).to_be_bytes());
+        let config = server(answer).await;
+        let error = refused(&config).await;
+        assert!(error.to_string().contains("a message of 209715200 bytes"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn the_server_error_is_escaped_and_cut() {
+        let mut fields = Vec::new();
+        fields.extend_from_slice(b"SFATAL\0C28P01\0M");
+        fields.extend_from_slice(b"bad\n\x1b[31mred");
+        fields.extend_from_slice(&[b'x'; 2000]);
+        fields.extend_from_slice(b"\0\0");
+        let mut answer = vec![b'E'];
+        answer.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+        answer.extend_from_slice(&fields);
+        let config = server(answer).await;
+        let error = refused(&config).await.to_string();
+        assert!(
+            error.starts_with("server error: FATAL: bad\\n\\u{1b}[31mred"),
+            "{error}"
+        );
+        assert!(!error.contains('\n') && !error.contains('\x1b'), "{error}");
+        assert!(error.ends_with('…') && error.len() < 600, "{error}");
     }
 }
