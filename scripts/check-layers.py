@@ -31,10 +31,11 @@ ALLOWED = {
     "auth": {"config", "model", "logging", "backoff", "http_client"},
     "kafka": {"auth", "config", "decoder", "model", "telemetry", "backoff", "logging", "shutdown"},
     "flink": {"config", "sql", "model", "telemetry", "backoff", "logging", "shutdown", "http_client"},
+    "scaffold": {"config", "sql", "model", "logging"},
     "controller": BELOW_CONTROLLER,
     "http": {"controller", "policy", "telemetry", "config", "model", "logging", "shutdown"},
     "app": BELOW_CONTROLLER | {"controller", "http"},
-    "cli": BELOW_CONTROLLER | {"controller", "http", "app"},
+    "cli": BELOW_CONTROLLER | {"controller", "http", "app", "scaffold"},
 }
 
 # What http may take from controller: its control types only (the channel, commands and snapshots).

@@ -35,6 +35,8 @@
 //!   consumer lag, bounded record samples, and the watcher that reports table activity.
 //! - [`flink`]: the `Launcher` trait and its `sql-gateway` and `dry-run` implementations, the SQL Gateway and
 //!   JobManager REST clients.
+//! - [`scaffold`]: a table's Flink SQL (and the JDBC sink's table) generated from Postgres's catalog, and the
+//!   `--check` that compares the templates with it.
 //! - [`controller`]: the run loop: feeds the watcher's observations, listings and operator commands to the policy
 //!   and carries out its actions through a [`flink::Launcher`], reporting outcomes back; it decides nothing. Its
 //!   [`controller::Reloader`] re-reads the templates and reloadable policy keys (SIGHUP, `POST /reload`).
@@ -54,7 +56,7 @@
 //! 3. `sql` (config, model, logging).
 //! 4. `auth` (config, model, logging, backoff, http_client); `policy` (model, backoff, and config for its settings); `kafka`
 //!    (auth, config, decoder, model, telemetry, backoff, logging, shutdown); `flink` (config, sql, model, telemetry, backoff,
-//!    logging, shutdown, http_client).
+//!    logging, shutdown, http_client); `scaffold` (config, sql, model, logging).
 //! 5. `controller` (any layer above).
 //! 6. `http` (controller's control types only: `ControlCommand`, `ControlError`, `ControlRequest`, `ReloadRequest`, `ReloadReport`,
 //!    `TablesSnapshot`; policy's status types, telemetry, config, model, logging, shutdown).
@@ -76,6 +78,7 @@ pub mod kafka;
 pub mod logging;
 pub mod model;
 pub mod policy;
+pub mod scaffold;
 pub mod shutdown;
 pub mod sql;
 pub mod telemetry;

@@ -114,6 +114,44 @@ pub enum Command {
         #[arg(long)]
         show_secrets: bool,
     },
+    /// Generate the tables' Flink SQL (and the JDBC sink's CREATE TABLEs) from Postgres's catalog, or with
+    /// `--check` compare the existing files with it.
+    ///
+    /// The password comes from the URL or, when the URL has none, from PGPASSWORD (the URL's wins, as with
+    /// libpq); it is never printed. Exit codes: 0 written or no difference, 1 a difference (with `--check`) or a
+    /// failure (connection, timeout, file), 2 a table or column that cannot be generated, or bad input.
+    Scaffold {
+        /// The source database, e.g. `postgres://postgres@localhost:5432/sourcedb`.
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+        /// The tables, comma-separated; default: the connector's `table.include.list`, else every table of the
+        /// schema.
+        #[arg(long, value_delimiter = ',', value_name = "TABLES")]
+        tables: Option<Vec<String>>,
+        /// The schema; default: the connector's `schema.include.list` when it names one schema, else `public`.
+        #[arg(long)]
+        schema: Option<String>,
+        /// The Debezium connector config whose settings decide each field's JSON form.
+        #[arg(long, value_name = "FILE", default_value = "debezium/university-connector.json")]
+        connector: PathBuf,
+        /// Where the Flink SQL templates go, one `<table>.sql` each.
+        #[arg(long, value_name = "DIR", default_value = "flink-sql/tables")]
+        out: PathBuf,
+        /// Where the JDBC sink database's CREATE TABLEs go; default: `jdbc-sink` next to `--out`.
+        #[arg(long, value_name = "DIR")]
+        jdbc_out: Option<PathBuf>,
+        /// Write nothing: compare the files in `--out` with the catalog, exit 1 naming each difference.
+        #[arg(long)]
+        check: bool,
+        /// Connect and query timeout.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        timeout: std::time::Duration,
+        /// CA certificates (PEM) to verify Postgres's TLS certificate against; default: the system's roots. TLS
+        /// is used when the server offers it (`sslmode=prefer`, the default) or required (`sslmode=require`);
+        /// `sslmode=disable` never asks.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// Global options are listed once, in the top-level help: in each subcommand's help they would repeat the same

@@ -14,6 +14,7 @@
 //! | `replay`      | [`replay`]       | a trace of inputs through the policy, its actions as JSON lines     |
 //! | `render`      | [`render`]       | the Flink SQL statements of one table                               |
 //! | `reload`      | [`reload`]       | a running sidecar reloads its templates and policy settings         |
+//! | `scaffold`    | [`scaffold`]     | the tables' SQL generated from Postgres's catalog, or `--check`ed   |
 //!
 //! Exit codes: 0 success, 1 a failure at run time, 2 a configuration or usage error (as clap's own).
 //!
@@ -29,6 +30,7 @@ pub mod reload;
 pub mod render;
 pub mod replay;
 pub mod run;
+pub mod scaffold;
 pub mod status;
 pub mod version;
 pub mod watch;

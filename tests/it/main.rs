@@ -35,6 +35,7 @@ mod reload;
 mod replay;
 mod run;
 mod run_loop;
+mod scaffold;
 mod schema_drift;
 mod secured_broker;
 mod server;

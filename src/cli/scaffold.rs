@@ -1,0 +1,91 @@
+//! `cdc-orchestrator scaffold`: the tables' Flink SQL generated from Postgres's catalog ([`crate::scaffold`]), or
+//! with `--check` the differences between the files and the catalog (exit 1 when there is one).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{EXIT_CONFIG, EXIT_FAILURE};
+use crate::logging::chain;
+use crate::scaffold::{self, Options, Outcome};
+
+/// The command line's values.
+#[derive(Debug)]
+pub struct Args {
+    /// `--postgres`.
+    pub postgres: String,
+    /// `--tables`.
+    pub tables: Option<Vec<String>>,
+    /// `--schema`.
+    pub schema: Option<String>,
+    /// `--connector`.
+    pub connector: PathBuf,
+    /// `--out`.
+    pub out: PathBuf,
+    /// `--jdbc-out`.
+    pub jdbc_out: Option<PathBuf>,
+    /// `--check`.
+    pub check: bool,
+    /// `--timeout`.
+    pub timeout: Duration,
+    /// `--ca-file`.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Runs the command; prints the files written, or each difference, on stdout, and errors on stderr.
+pub fn command(args: Args) -> ExitCode {
+    let jdbc_out = args.jdbc_out.unwrap_or_else(|| {
+        args.out
+            .parent()
+            .map_or_else(|| PathBuf::from("jdbc-sink"), |p| p.join("jdbc-sink"))
+    });
+    let options = Options {
+        url: args.postgres,
+        env_password: std::env::var("PGPASSWORD").ok(),
+        tables: args.tables,
+        schema: args.schema,
+        connector: args.connector,
+        out: args.out,
+        jdbc_out,
+        check: args.check,
+        timeout: args.timeout,
+        ca_file: args.ca_file,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let result = runtime.block_on(scaffold::run(&options));
+    runtime.shutdown_background();
+    match result {
+        Ok(Outcome::Written(files)) => {
+            for file in files {
+                println!("wrote {}", file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Checked(differences)) if differences.is_empty() => {
+            println!("the templates in {} match the catalog", options.out.display());
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Checked(differences)) => {
+            for line in &differences {
+                println!("{line}");
+            }
+            eprintln!(
+                "error: {} difference(s) between {} and the catalog; regenerate with `cdc-orchestrator scaffold`",
+                differences.len(),
+                options.out.display()
+            );
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            let code = e.exit_code();
+            ExitCode::from(if code == 2 { EXIT_CONFIG } else { EXIT_FAILURE })
+        }
+    }
+}
