@@ -79,8 +79,7 @@ fn summarize(stacktrace: &str, name: Option<&str>) -> String {
         .map(str::trim)
         .filter_map(|l| l.strip_prefix("Caused by:"))
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .last();
+        .rfind(|l| !l.is_empty());
     match deepest {
         Some(cause) if cause != top => format!("{top}; caused by: {cause}"),
         _ => top.to_owned(),
