@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use super::RunLoop;
-use crate::flink::{FlinkError, Launcher, Started, Stopped};
+use crate::flink::{FlinkError, JobFailure, Launcher, Started, Stopped};
 use crate::model::{JobId, JobState, JobSummary, Millis};
 use crate::policy::{Input, JobObservation, StartReason, StopReason};
 use crate::sql::{Credentials, Templates};
@@ -31,6 +31,11 @@ pub(super) enum Outcome {
         requested_at: Millis,
         result: Result<Vec<JobSummary>, FlinkError>,
     },
+    Failure {
+        table: String,
+        job_id: JobId,
+        result: Result<Option<JobFailure>, FlinkError>,
+    },
 }
 
 /// The launcher calls in flight.
@@ -42,6 +47,8 @@ pub(super) struct InFlight {
     pub(super) stopping: BTreeSet<JobId>,
     /// A job listing is in flight: one at a time.
     pub(super) listing: bool,
+    /// Jobs whose latest failure is being asked for, so no job has two such calls at once.
+    pub(super) failures: BTreeSet<JobId>,
 }
 
 /// What a start submits: the SQL templates, read and checked at start-up (and swapped whole by a reload), and what
@@ -118,8 +125,37 @@ impl<L: Launcher + 'static> RunLoop<L> {
         });
     }
 
+    /// Asks the launcher for the latest failure of `table`'s job `job_id`, unless that is in flight already.
+    fn spawn_failure(&mut self, table: String, job_id: JobId) {
+        if !self.in_flight.failures.insert(job_id.clone()) {
+            return;
+        }
+        let launcher = self.launcher.clone();
+        self.in_flight.tasks.spawn(async move {
+            let result = launcher.job_failure(&job_id).await;
+            Outcome::Failure { table, job_id, result }
+        });
+    }
+
     pub(super) fn on_outcome(&mut self, outcome: Outcome) {
         match outcome {
+            Outcome::Failure { table, job_id, result } => {
+                self.in_flight.failures.remove(&job_id);
+                match result {
+                    // Flink's clock may say anything: a time before the epoch is taken as the epoch.
+                    Ok(Some(failure)) => self.feed(Input::JobFailure {
+                        table,
+                        job_id,
+                        reason: failure.reason,
+                        at: Millis(u64::try_from(failure.at_ms).unwrap_or(0)),
+                    }),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(%table, %job_id, error = %crate::logging::chain(&e),
+                            "cannot read the job's failure; asked again at the next listing");
+                    }
+                }
+            }
             Outcome::Start {
                 table,
                 generation,
@@ -230,6 +266,20 @@ impl<L: Launcher + 'static> RunLoop<L> {
             if let JobState::Other(state) = &job.state {
                 tracing::warn!(table = %job.table, job_id = %job.job_id, %state,
                     "job in a state this version does not know; treated as alive");
+            }
+        }
+        // A table's current job that restarts or failed: what failed is asked for, and becomes the table's
+        // `last_error` (and, counted once per failure, its failures). Asked before the listing is fed, which ends
+        // a FAILED job.
+        for job in &jobs {
+            let failed = matches!(job.state, JobState::Restarting | JobState::Failed);
+            let current = || {
+                self.policy
+                    .status(&job.table)
+                    .is_some_and(|s| s.job_id.as_ref() == Some(&job.job_id))
+            };
+            if failed && current() {
+                self.spawn_failure(job.table.to_string(), job.job_id.clone());
             }
         }
         self.feed(Input::Listing { jobs, requested_at });

@@ -264,8 +264,16 @@ impl<L: Launcher + 'static> RunLoop<L> {
             Event::JobEnded { table, job_id, state } => {
                 tracing::warn!(%table, %job_id, %state, "job ended without being asked to");
             }
+            Event::JobFailed {
+                table,
+                job_id,
+                failures,
+                reason,
+            } => {
+                tracing::warn!(%table, %job_id, failures, %reason, "job failed: {reason}");
+            }
             Event::Failing { table, failures } => {
-                tracing::error!(%table, failures, "table is failing: repeated failed starts");
+                tracing::error!(%table, failures, "table is failing: repeated failed starts or job failures");
             }
             Event::Recovered { table } => tracing::info!(%table, "table recovered"),
             Event::Adopted {

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use super::{DryRunLauncher, FlinkError, SqlGatewayLauncher};
+use super::{DryRunLauncher, FlinkError, JobFailure, SqlGatewayLauncher};
 use crate::config::{Config, LauncherKind};
 use crate::model::{JobId, JobState, JobSummary};
 
@@ -60,6 +60,14 @@ pub trait Launcher: Send + Sync {
     /// The cdc jobs (named `cdc-<table>`) Flink knows, running or ended, newest first.
     fn list_jobs(&self) -> impl Future<Output = Result<Vec<JobSummary>, FlinkError>> + Send;
 
+    /// The latest failure of `job_id` (one redacted, bounded line and Flink's time of it), or `None` when the job
+    /// has not failed, Flink does not know it, or the launcher cannot tell (the default: a simulated job never
+    /// fails).
+    fn job_failure(&self, job_id: &JobId) -> impl Future<Output = Result<Option<JobFailure>, FlinkError>> + Send {
+        let _ = job_id;
+        async { Ok(None) }
+    }
+
     /// Whether the jobs are only simulated (the dry run): they consume nothing, so their consumer group's lag
     /// says nothing about them; their statements are only logged, so credentials stay redacted; and no Flink
     /// has to answer for the sidecar to be ready.
@@ -106,6 +114,13 @@ impl Launcher for AnyLauncher {
         match self {
             AnyLauncher::SqlGateway(l) => l.list_jobs().await,
             AnyLauncher::DryRun(l) => l.list_jobs().await,
+        }
+    }
+
+    async fn job_failure(&self, job_id: &JobId) -> Result<Option<JobFailure>, FlinkError> {
+        match self {
+            AnyLauncher::SqlGateway(l) => l.job_failure(job_id).await,
+            AnyLauncher::DryRun(l) => l.job_failure(job_id).await,
         }
     }
 

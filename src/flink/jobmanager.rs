@@ -1,5 +1,7 @@
-//! Client of the JobManager REST API: list jobs, job detail, job status, stop with savepoint, cancel.
+//! Client of the JobManager REST API: list jobs, job detail, job status, a job's latest failure, stop with
+//! savepoint, cancel.
 
+use super::failure::{ExceptionsBody, JobFailure, failure_line};
 use super::http::Rest;
 use super::{Fault, FlinkError};
 use crate::model::{JobId, JobState};
@@ -204,6 +206,24 @@ impl JobManager {
             // Flink 2.0 answers an unknown job here with a 500 whose cause is FlinkJobNotFoundException.
             Err(FlinkError::Api { status: 404, .. }) => Ok(None),
             Err(FlinkError::Api {
+                fault: Fault::JobNotFound,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The job's latest failure (`GET /jobs/{id}/exceptions?maxExceptions=1`) as one redacted, bounded line, or
+    /// `None` when the job has not failed or Flink does not know it. The body is read with the client's bound.
+    pub async fn latest_failure(&self, job_id: &JobId) -> Result<Option<JobFailure>, FlinkError> {
+        let path = format!("jobs/{job_id}/exceptions?maxExceptions=1");
+        match self.rest.call::<ExceptionsBody>(Method::GET, &path, None).await {
+            Ok(body) => Ok(body.latest().map(|(line, at_ms)| JobFailure {
+                reason: failure_line(&line, |text| self.rest.redact(text)),
+                at_ms,
+            })),
+            Err(FlinkError::Api { status: 404, .. })
+            | Err(FlinkError::Api {
                 fault: Fault::JobNotFound,
                 ..
             }) => Ok(None),

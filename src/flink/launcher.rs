@@ -409,6 +409,10 @@ impl Launcher for SqlGatewayLauncher {
         }
     }
 
+    async fn job_failure(&self, job_id: &JobId) -> Result<Option<super::JobFailure>, FlinkError> {
+        self.jobmanager.latest_failure(job_id).await
+    }
+
     async fn list_jobs(&self) -> Result<Vec<JobSummary>, FlinkError> {
         let mut jobs: Vec<JobSummary> = self
             .jobmanager

@@ -18,6 +18,7 @@ pub use crate::backoff::Backoff;
 
 pub mod dry_run;
 mod error;
+pub mod failure;
 pub mod gateway;
 mod http;
 #[cfg(test)]
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 pub use dry_run::DryRunLauncher;
 pub use error::{Fault, FlinkError, root_cause};
+pub use failure::JobFailure;
 pub(crate) use http::{BodyError, read_body};
 pub use job::{AnyLauncher, Launcher, Started, Stopped};
 pub use launcher::{LaunchSettings, SqlGatewayLauncher};

@@ -84,11 +84,15 @@ impl Policy {
         else {
             return;
         };
-        if t.failures >= failing_after {
-            out.push(Action::Event(Event::Recovered { table: name.to_owned() }));
+        // A job that failed after it ran (e.g. Kafka refused its login) would run again now and fail the same
+        // way: its failures stand until a job runs until a stop completes.
+        if !t.job_failed {
+            if t.failures >= failing_after {
+                out.push(Action::Event(Event::Recovered { table: name.to_owned() }));
+            }
+            t.failures = 0;
+            t.last_error = None;
         }
-        t.failures = 0;
-        t.last_error = None;
         // The idle clock starts when the job runs, so a slow start still gets its full idle time.
         t.job = Job::Running {
             generation,
@@ -297,7 +301,7 @@ impl Policy {
         }));
     }
 
-    pub(super) fn on_stopped(&mut self, name: &str, job_id: Option<JobId>) {
+    pub(super) fn on_stopped(&mut self, name: &str, job_id: Option<JobId>, out: &mut Vec<Action>) {
         let t = self.table_mut(name);
         if let Some(id) = &job_id
             && let Some(pos) = t.duplicates.iter().position(|d| d == id)
@@ -306,12 +310,82 @@ impl Policy {
             t.retire(id.clone());
             return;
         }
-        if let Job::Stopping { job_id: current, .. } = &t.job
+        if let Job::Stopping {
+            job_id: current,
+            reason,
+            ..
+        } = &t.job
             && job_id.as_ref().is_none_or(|id| id == current)
         {
-            let current = current.clone();
+            let (current, reason) = (current.clone(), *reason);
             t.retire(current);
             t.job = Job::None;
+            if reason != StopReason::Failing && t.job_failed {
+                self.clear_job_failures(name, out);
+            }
+        }
+    }
+
+    /// A job of the table ran until its stop completed: the job failures counted before are over.
+    fn clear_job_failures(&mut self, name: &str, out: &mut Vec<Action>) {
+        let failing_after = self.settings.policy.failing_after.max(1);
+        let t = self.table_mut(name);
+        if t.failures >= failing_after {
+            out.push(Action::Event(Event::Recovered { table: name.to_owned() }));
+        }
+        t.failures = 0;
+        t.last_error = None;
+        t.job_failed = false;
+        t.retry_at = None;
+    }
+
+    /// Flink's latest failure of one of the table's jobs. The table's current job's counts once per distinct
+    /// time; a job still RESTARTING when the table reaches `failing_after` is stopped. The failure of the job
+    /// that just ended (a FAILED one, counted when it ended) only gives `last_error` its reason.
+    pub(super) fn on_job_failure(
+        &mut self,
+        now: Millis,
+        name: &str,
+        job_id: JobId,
+        reason: String,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let failing_after = self.settings.policy.failing_after.max(1);
+        let t = self.table_mut(name);
+        if t.last_failure
+            .as_ref()
+            .is_some_and(|(seen, seen_at)| *seen == job_id && at <= *seen_at)
+        {
+            return;
+        }
+        let current = t.job.job_id() == Some(&job_id);
+        let just_ended = t.job == Job::None && t.retired_jobs.back() == Some(&job_id);
+        if !current && !just_ended {
+            return;
+        }
+        t.last_failure = Some((job_id.clone(), at));
+        t.last_error = Some(reason.clone());
+        t.job_failed = true;
+        if current {
+            self.record_failure(now, name, out);
+        }
+        let t = self.table_mut(name);
+        let failures = t.failures;
+        out.push(Action::Event(Event::JobFailed {
+            table: name.to_owned(),
+            job_id,
+            failures,
+            reason,
+        }));
+        let restarting = matches!(&t.job, Job::Running { state, .. } if *state != JobState::Running);
+        if current && restarting && failures >= failing_after {
+            // Whatever the job did not process waits for the next start, after the backoff.
+            t.pending.get_or_insert(Pending {
+                since: now,
+                reason: StartReason::Retry,
+            });
+            self.stop_job(now, name, StopReason::Failing, out);
         }
     }
 

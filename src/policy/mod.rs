@@ -21,7 +21,13 @@
 //!   `retry_initial_backoff`, doubles per consecutive failure up to `retry_max_backoff`, and is drawn
 //!   uniformly from the upper quarter below that value by a seeded RNG (so tables that failed together do
 //!   not retry together). `failing_after` consecutive failures mark the table `failing`; a RUNNING job
-//!   clears them.
+//!   clears them, unless they include a job failure.
+//! - A job failure ([`Input::JobFailure`]: Flink's exception of a RESTARTING or FAILED job, e.g. Kafka refusing
+//!   the job's login) sets the table's `last_error` and counts as one failure per distinct Flink time. A job that
+//!   reached RUNNING says nothing about such a failure (its source fails after it runs), so failures that
+//!   include one are cleared only when a job of the table runs until a stop completes. A job still RESTARTING
+//!   when its table reaches `failing_after` is stopped (a restart loop holds slots and fixes nothing); its
+//!   changes stay pending and the next start, after the backoff, renders its SQL anew.
 //! - Starts of all tables share a token bucket (`starts_per_minute`, `start_burst`) and `max_concurrent_jobs`
 //!   (starting, running or stopping). A table whose start is due joins a FIFO queue; the head takes the next
 //!   token and slot. Nothing is dropped.
@@ -281,7 +287,7 @@ impl Policy {
                 generation,
                 error,
             } => self.on_start_failed(now, &table, generation, error, out),
-            Input::Stopped { table, job_id } => self.on_stopped(&table, job_id),
+            Input::Stopped { table, job_id } => self.on_stopped(&table, job_id, out),
             Input::StopFailed {
                 table,
                 job_id,
@@ -296,6 +302,12 @@ impl Policy {
                     self.unqueue(&table);
                 }
             }
+            Input::JobFailure {
+                table,
+                job_id,
+                reason,
+                at,
+            } => self.on_job_failure(now, &table, job_id, reason, at, out),
             Input::Tick => {}
         }
     }

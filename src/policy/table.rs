@@ -150,8 +150,14 @@ pub(super) struct Table {
     pub(super) lag_at: Option<Millis>,
     pub(super) last_start: Option<Millis>,
     pub(super) failures: u32,
-    /// Why the last start failed; cleared when a job runs.
+    /// Why the last start or job failed; cleared when a job runs (see `job_failed`).
     pub(super) last_error: Option<String>,
+    /// The failures counted include a failure of a running job (Flink's exception): a job reaching RUNNING then
+    /// says nothing (a job refused by Kafka runs before its source fails), so they are cleared only when a job
+    /// of the table runs until a stop completes.
+    pub(super) job_failed: bool,
+    /// The last job failure counted, by job and Flink's time of it: the same failure reported again is not new.
+    pub(super) last_failure: Option<(JobId, Millis)>,
     pub(super) retry_at: Option<Millis>,
     pub(super) queued: bool,
     pub(super) announced: Announced,
@@ -186,6 +192,8 @@ impl Table {
             last_start: None,
             failures: 0,
             last_error: None,
+            job_failed: false,
+            last_failure: None,
             retry_at: None,
             queued: false,
             announced: Announced::Nothing,

@@ -76,6 +76,19 @@ pub enum Input {
         /// The drift, while there is one.
         drift: Option<SchemaDrift>,
     },
+    /// Flink's latest failure of one of the table's jobs, as the controller asked for it when a listing showed
+    /// the job RESTARTING or FAILED. One failure (one `at`) counts once, however often it is reported.
+    JobFailure {
+        /// The table.
+        table: String,
+        /// The job that failed.
+        job_id: JobId,
+        /// One line: what failed and its deepest cause, credentials masked.
+        reason: String,
+        /// When Flink recorded the failure (Flink's clock, ms since the Unix epoch): what tells a new failure
+        /// from one reported again.
+        at: Millis,
+    },
     /// Nothing happened; time passed. Fire at [`super::Policy::next_deadline`].
     Tick,
 }
@@ -91,7 +104,8 @@ impl Input {
             | Input::Stopped { table, .. }
             | Input::StopFailed { table, .. }
             | Input::Operator { table, .. }
-            | Input::SchemaDrift { table, .. } => Some(table),
+            | Input::SchemaDrift { table, .. }
+            | Input::JobFailure { table, .. } => Some(table),
             Input::Listing { .. } | Input::Tick => None,
         }
     }
@@ -223,6 +237,9 @@ pub enum StopReason {
     Operator,
     /// A second job for a table that already has one (left over from before a restart, or started by hand).
     Duplicate,
+    /// The job kept failing (`failing_after` failures) and restarts: it holds its slots and fails again, so it is
+    /// stopped (cancelled when, restarting, it cannot take a savepoint) and started anew after the backoff.
+    Failing,
 }
 
 impl StopReason {
@@ -232,6 +249,7 @@ impl StopReason {
             StopReason::Idle => "idle",
             StopReason::Operator => "operator",
             StopReason::Duplicate => "duplicate",
+            StopReason::Failing => "failing",
         }
     }
 }
@@ -318,6 +336,17 @@ pub enum Event {
         /// Its final state.
         state: JobState,
     },
+    /// A job of the table failed (Flink recorded a new failure of it): logged once per failure.
+    JobFailed {
+        /// The table.
+        table: String,
+        /// The job.
+        job_id: JobId,
+        /// Consecutive failures of the table so far.
+        failures: u32,
+        /// What failed, one line, credentials masked.
+        reason: String,
+    },
     /// The table reached `failing_after` consecutive failures.
     Failing {
         /// The table.
@@ -389,7 +418,8 @@ pub struct TableStatus {
     pub pending_since: Option<Millis>,
     /// Consecutive failed starts or failed jobs.
     pub consecutive_failures: u32,
-    /// Why the last start failed (one line, secrets redacted), until a job of the table runs again.
+    /// Why the last start or job failed (one line, secrets redacted): a failed start's until a job of the table
+    /// runs again; a job's failure (Flink's exception) until a job of the table runs until it is stopped.
     pub last_error: Option<String>,
     /// When the last start was issued.
     pub last_start_at: Option<Millis>,

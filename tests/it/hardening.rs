@@ -714,3 +714,64 @@ async fn watch_once_fails_when_no_broker_answers_and_succeeds_when_one_does() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Issue 26, item 4: a job whose Kafka login is refused runs, then restarts forever. The table becomes `failing`
+/// with a `last_error` naming the authentication failure (a secret the trace echoes redacted), the log says so
+/// once per failure, and the job is stopped instead of spinning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_refused_by_kafka_leaves_its_table_failing_with_the_reason_and_is_stopped() {
+    let flink = support::fake_flink::FakeFlink::start().await;
+    flink.restart_jobs_after(
+        Duration::from_millis(100),
+        "org.apache.flink.runtime.JobException: Recovery is suppressed by FixedDelayRestartBackoffTimeStrategy\n\
+         \tat org.apache.flink.runtime.scheduler.DefaultScheduler.onTaskFailed(DefaultScheduler.java:270)\n\
+         Caused by: org.apache.flink.util.FlinkRuntimeException: s3 key leak-secret-key-4714 rejected\n\
+         Caused by: org.apache.kafka.common.errors.SaslAuthenticationException: Authentication failed during \
+         authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512\n",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("tables")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("tables").join("refused.sql"),
+        "INSERT INTO t SELECT '{{ s3_secret_access_key }}';\n",
+    )
+    .expect("write template");
+    let sql_dir = dir.path().to_str().expect("utf-8 path");
+    let mut env = vec![
+        ("CDC_FLINK__LAUNCHER", "sql-gateway"),
+        ("CDC_FLINK__SQL_GATEWAY_URL", flink.gateway_url.as_str()),
+        ("CDC_FLINK__JOBMANAGER_URL", flink.jobmanager_url.as_str()),
+        ("CDC_FLINK__SQL_DIR", sql_dir),
+        ("CDC_FLINK__REQUEST_TIMEOUT", "2s"),
+        ("CDC_FLINK__RECONCILE_INTERVAL", "300ms"),
+        // The stopped job's retry waits long enough for the test to see the table failing.
+        ("CDC_POLICY__RETRY_INITIAL_BACKOFF", "1h"),
+        ("CDC_POLICY__RETRY_MAX_BACKOFF", "1h"),
+    ];
+    env.extend(SECRETS);
+    let sidecar = start_sidecar(&env, None);
+    let (code, body) = request(&sidecar, "POST", "/tables/refused/trigger", &[]);
+    assert_eq!(code, 202, "{body}");
+    let table = || json(&request(&sidecar, "GET", "/tables/refused", &[]).1);
+    sidecar.wait_for("the table failing", Duration::from_secs(30), || {
+        let t = table();
+        t["state"] == "failing" && flink.live_jobs_named("cdc-refused").is_empty()
+    });
+    let t = table();
+    let last_error = t["last_error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        last_error.contains("SaslAuthenticationException: Authentication failed"),
+        "{t}"
+    );
+    let log = sidecar.log_text();
+    assert!(
+        log.contains("job failed: ") && log.contains("SaslAuthenticationException"),
+        "{log}"
+    );
+    assert!(sidecar.count("job failed: ") >= 3, "{log}");
+    assert_no_secret("the log", &log);
+    assert_no_secret("GET /tables/refused", &t.to_string());
+    let jobs = flink.jobs();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(jobs[0].cancelled, "the restarting job was not stopped: {jobs:?}");
+}

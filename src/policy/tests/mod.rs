@@ -180,6 +180,7 @@ fn stop_failed(table: &str, job_id: &str, transient: bool) -> Input {
 }
 
 mod changes;
+mod failures;
 mod jobs;
 mod reconfigure;
 mod stops;

@@ -94,6 +94,10 @@ struct Job {
     public: FakeJob,
     running_at: Option<Instant>,
     fail_at: Option<Instant>,
+    /// When the job, RUNNING, starts restarting for good, and the stack trace each restart fails with.
+    restart_at: Option<(Instant, String)>,
+    /// Flink's exception history of the job: (time, stack trace), newest last.
+    exceptions: Vec<(i64, String)>,
     end_time_ms: i64,
     metrics: BTreeMap<String, String>,
 }
@@ -148,6 +152,7 @@ struct Inner {
     statement_delay: Duration,
     running_after: Option<Duration>,
     fail_next_job_after: Option<Duration>,
+    restart_jobs: Option<(Duration, String)>,
     savepoint_after: Option<Duration>,
     fail_next_savepoint: Option<String>,
     api_versions: Vec<String>,
@@ -211,6 +216,7 @@ impl FakeFlink {
             statement_delay: Duration::ZERO,
             running_after: Some(Duration::from_millis(30)),
             fail_next_job_after: None,
+            restart_jobs: None,
             savepoint_after: Some(Duration::from_millis(30)),
             fail_next_savepoint: None,
             api_versions: vec!["V1".into(), "V2".into()],
@@ -232,6 +238,7 @@ impl FakeFlink {
             .route("/jobs/overview", get(jobs_overview))
             .route("/jobs/{jid}", get(job_detail).patch(cancel_job))
             .route("/jobs/{jid}/status", get(job_status))
+            .route("/jobs/{jid}/exceptions", get(job_exceptions))
             .route("/jobs/{jid}/stop", post(stop_job))
             .route("/jobs/{jid}/savepoints/{tid}", get(savepoint_status))
             .route("/jobs/{jid}/vertices/{vid}/metrics", get(vertex_metrics))
@@ -293,6 +300,12 @@ impl FakeFlink {
         lock(&self.inner).running_after = delay;
     }
 
+    /// Every job submitted from now on goes RESTARTING this long after it started running, and stays there as
+    /// Flink's restart loop does, failing with `stacktrace` anew every 300 ms (its exception history grows).
+    pub fn restart_jobs_after(&self, delay: Duration, stacktrace: &str) {
+        lock(&self.inner).restart_jobs = Some((delay, stacktrace.to_owned()));
+    }
+
     /// The next submitted job goes FAILED this long after it started running.
     pub fn fail_next_job_after(&self, delay: Duration) {
         lock(&self.inner).fail_next_job_after = Some(delay);
@@ -336,6 +349,8 @@ impl FakeFlink {
             },
             running_at: (state == "RUNNING").then(Instant::now),
             fail_at: None,
+            restart_at: None,
+            exceptions: Vec::new(),
             end_time_ms: if terminal { start_time_ms + 1000 } else { -1 },
             metrics: BTreeMap::new(),
         });
@@ -427,7 +442,15 @@ impl Inner {
             if matches!(s, "FAILED" | "CANCELED" | "FINISHED") {
                 continue;
             }
-            if job.fail_at.is_some_and(|t| t <= now) {
+            if let Some((at, trace)) = job.restart_at.as_ref().filter(|(at, _)| *at <= now) {
+                // One failure per 300 ms of restarting, each with its own time.
+                let failures = now.duration_since(*at).as_millis() / 300 + 1;
+                while (job.exceptions.len() as u128) < failures {
+                    job.exceptions.push((now_ms(), trace.clone()));
+                }
+                job.public.state = "RESTARTING".into();
+                job.running_at = None;
+            } else if job.fail_at.is_some_and(|t| t <= now) {
                 job.public.state = "FAILED".into();
                 job.end_time_ms = now_ms();
             } else if job.running_at.is_some_and(|t| t <= now) {
@@ -613,6 +636,11 @@ impl Inner {
             },
             running_at,
             fail_at,
+            restart_at: match (&self.restart_jobs, running_at) {
+                (Some((after, trace)), Some(running)) => Some((running + *after, trace.clone())),
+                _ => None,
+            },
+            exceptions: Vec::new(),
             end_time_ms: -1,
             metrics: BTreeMap::new(),
         });
@@ -964,6 +992,35 @@ async fn jobs_overview(State(inner): State<Shared>) -> Response {
             })
             .collect();
         ok(json!({ "jobs": jobs }))
+    })
+    .await
+}
+
+/// `GET /jobs/{jid}/exceptions` as Flink 2.0 answers it: the exception history only, newest first, at most
+/// `maxExceptions` entries.
+async fn job_exceptions(
+    State(inner): State<Shared>,
+    Path(jid): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    handle(&inner, Route::JobDetail, |s| {
+        let Some(j) = s.jobs.iter().find(|j| j.public.id == jid) else {
+            return job_not_found(&jid);
+        };
+        let max: usize = query.get("maxExceptions").and_then(|m| m.parse().ok()).unwrap_or(20);
+        let entries: Vec<Value> = j
+            .exceptions
+            .iter()
+            .rev()
+            .take(max)
+            .map(|(at, trace)| {
+                let name = trace.split(':').next().unwrap_or_default();
+                json!({ "exceptionName": name, "stacktrace": trace, "timestamp": at, "taskName": "Source: src[1]",
+                        "endpoint": "127.0.0.1:6121", "taskManagerId": "127.0.0.1:6121-abc", "failureLabels": {},
+                        "concurrentExceptions": [] })
+            })
+            .collect();
+        ok(json!({ "exceptionHistory": { "entries": entries, "truncated": j.exceptions.len() > max } }))
     })
     .await
 }
