@@ -23,11 +23,6 @@ import time
 import urllib.error
 import urllib.request
 
-# `[kafka.jobs.sasl]` (the jobs' own Kafka login, issue 26) is on main: the secured run's wrong-password phase runs.
-# Set to True once that key is merged (E2E.wrong_jobs_password codes against the agreed
-# CDC_KAFKA__JOBS__SASL__{MECHANISM,USERNAME,PASSWORD}).
-JOBS_SASL_READY = False
-
 # The tables the e2e drives (each starts its own Flink job; the TaskManager has 4 slots).
 TABLES = ["faculty", "room", "lecturer", "course"]
 TERMINAL = {"FINISHED", "CANCELED", "FAILED", "SUSPENDED"}
@@ -474,8 +469,7 @@ class E2E:
                     logins += sum("Successfully logged in" in line for line in f)
         c.check("secured: the jobs' Kafka clients logged in (Flink's TaskManager log)", logins > 0,
                 f"{logins} logins logged")
-        if JOBS_SASL_READY:
-            self.wrong_jobs_password()
+        self.wrong_jobs_password()
         self.sampler.halt.set()
         self.sampler.join(5)
         c.check("exactly one live job per table in every sample of /jobs/overview", not self.sampler.violations,
