@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             check,
             timeout,
             ca_file,
+            iceberg_database,
         } => cli::scaffold::command(cli::scaffold::Args {
             postgres,
             tables,
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
             check,
             timeout,
             ca_file,
+            iceberg_database,
         }),
     }
 }

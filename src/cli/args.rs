@@ -151,6 +151,10 @@ pub enum Command {
         /// `sslmode=disable` never asks.
         #[arg(long, value_name = "FILE")]
         ca_file: Option<PathBuf>,
+        /// The Iceberg database (`[iceberg] database`) named in the `ALTER TABLE` statements printed for the
+        /// Iceberg sink when a regenerated template changes its table.
+        #[arg(long, value_name = "NAME", default_value = "university")]
+        iceberg_database: String,
     },
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::logging::chain;
+use crate::model::TableName;
 use crate::scaffold::{self, Options, Outcome};
 
 /// The command line's values.
@@ -30,6 +31,8 @@ pub struct Args {
     pub timeout: Duration,
     /// `--ca-file`.
     pub ca_file: Option<PathBuf>,
+    /// `--iceberg-database`.
+    pub iceberg_database: String,
 }
 
 /// Runs the command; prints the files written, or each difference, on stdout, and errors on stderr.
@@ -50,7 +53,17 @@ pub fn command(args: Args) -> ExitCode {
         check: args.check,
         timeout: args.timeout,
         ca_file: args.ca_file,
+        iceberg_database: args.iceberg_database,
     };
+    // The name goes into the printed statements: the same rule as `[iceberg] database`.
+    if !TableName::is_valid(&options.iceberg_database) {
+        eprintln!(
+            "error: --iceberg-database {:?}: not a valid database name (letters, digits and _, not starting with a \
+             digit, at most 63)",
+            options.iceberg_database
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -61,9 +74,17 @@ pub fn command(args: Args) -> ExitCode {
     let result = runtime.block_on(scaffold::run(&options));
     runtime.shutdown_background();
     match result {
-        Ok(Outcome::Written(files)) => {
+        Ok(Outcome::Written { files, iceberg }) => {
             for file in files {
                 println!("wrote {}", file.display());
+            }
+            if !iceberg.is_empty() {
+                // Statements on stdout as they are (a script for the Iceberg catalog's session), the rest as
+                // comments; docs/operations.md, "Iceberg sink: evolving the table", says when to run them.
+                println!("-- Iceberg sink: run these before the tables' next start (with setup.sql's catalog):");
+                for line in iceberg {
+                    println!("{line}");
+                }
             }
             ExitCode::SUCCESS
         }

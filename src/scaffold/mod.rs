@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod declared;
+pub mod evolve;
 pub mod pg;
 pub mod render;
 pub mod tls;
@@ -151,13 +152,20 @@ pub struct Options {
     pub timeout: Duration,
     /// CAs to verify the server's certificate against (PEM); else the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// The Iceberg database (`[iceberg] database`) the `ALTER TABLE` statements name.
+    pub iceberg_database: String,
 }
 
 /// What a run did.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Files written.
-    Written(Vec<PathBuf>),
+    /// Files written, and the Iceberg sink's evolution from the files they replaced ([`evolve::lines`]).
+    Written {
+        /// The files.
+        files: Vec<PathBuf>,
+        /// `ALTER TABLE` statements, and a comment line for each change that has none.
+        iceberg: Vec<String>,
+    },
     /// `--check`: the differences found, one line each (none: the files match the catalog).
     Checked(Vec<String>),
 }
@@ -372,6 +380,7 @@ pub async fn run(options: &Options) -> Result<Outcome, ScaffoldError> {
         )));
     }
     let mut written = Vec::new();
+    let mut iceberg = Vec::new();
     for dir in [&options.out, &options.jdbc_out] {
         std::fs::create_dir_all(dir).map_err(|source| ScaffoldError::File {
             path: dir.clone(),
@@ -379,11 +388,11 @@ pub async fn run(options: &Options) -> Result<Outcome, ScaffoldError> {
         })?;
     }
     for table in &tables {
+        let template_path = options.out.join(format!("{}.sql", table.name));
+        let template = render::template(table, &settings, &connector_file);
+        iceberg.extend(evolution(table, &template_path, &template, &options.iceberg_database));
         for (path, text) in [
-            (
-                options.out.join(format!("{}.sql", table.name)),
-                render::template(table, &settings, &connector_file),
-            ),
+            (template_path, template),
             (
                 options.jdbc_out.join(format!("{}.sql", table.name)),
                 render::jdbc_table(table),
@@ -396,7 +405,39 @@ pub async fn run(options: &Options) -> Result<Outcome, ScaffoldError> {
             written.push(path);
         }
     }
-    Ok(Outcome::Written(written))
+    Ok(Outcome::Written {
+        files: written,
+        iceberg,
+    })
+}
+
+/// What the Iceberg sink's table needs to follow the template at `path` being replaced by `template`: nothing
+/// for a new file; a comment line when the old file cannot be read (the table is then the operator's to check).
+fn evolution(table: &Table, path: &Path, template: &str, database: &str) -> Vec<String> {
+    let old = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            return vec![format!(
+                "-- table `{}`: cannot compare with {}: {e}",
+                table.name,
+                path.display()
+            )];
+        }
+    };
+    let (old, new) = match (declared::parse(&old), declared::parse(template)) {
+        (Ok(old), Ok(new)) => (old, new),
+        (Err(why), _) | (_, Err(why)) => {
+            return vec![format!(
+                "-- table `{}`: cannot compare with {}: {}",
+                table.name,
+                path.display(),
+                why.0
+            )];
+        }
+    };
+    let steps = evolve::iceberg_steps(&evolve::sink_table(database, &table.name), &old, &new);
+    evolve::lines(&table.name, &steps)
 }
 
 fn check(tables: &[Table], settings: &DebeziumSettings, connector_file: &str, out: &Path) -> Vec<String> {
