@@ -30,28 +30,6 @@ fn main() -> ExitCode {
         }
         Command::Reload { url } => cli::reload::command(config, url.as_deref()),
         Command::Render { table, show_secrets } => cli::render::command(config, &table, show_secrets),
-        Command::Scaffold {
-            postgres,
-            tables,
-            schema,
-            connector,
-            out,
-            jdbc_out,
-            check,
-            timeout,
-            ca_file,
-            iceberg_database,
-        } => cli::scaffold::command(cli::scaffold::Args {
-            postgres,
-            tables,
-            schema,
-            connector,
-            out,
-            jdbc_out,
-            check,
-            timeout,
-            ca_file,
-            iceberg_database,
-        }),
+        Command::Scaffold(args) => cli::scaffold::command(args),
     }
 }

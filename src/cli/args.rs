@@ -120,42 +120,46 @@ pub enum Command {
     /// The password comes from the URL or, when the URL has none, from PGPASSWORD (the URL's wins, as with
     /// libpq); it is never printed. Exit codes: 0 written or no difference, 1 a difference (with `--check`) or a
     /// failure (connection, timeout, file), 2 a table or column that cannot be generated, or bad input.
-    Scaffold {
-        /// The source database, e.g. `postgres://postgres@localhost:5432/sourcedb`.
-        #[arg(long, value_name = "URL")]
-        postgres: String,
-        /// The tables, comma-separated; default: the connector's `table.include.list`, else every table of the
-        /// schema.
-        #[arg(long, value_delimiter = ',', value_name = "TABLES")]
-        tables: Option<Vec<String>>,
-        /// The schema; default: the connector's `schema.include.list` when it names one schema, else `public`.
-        #[arg(long)]
-        schema: Option<String>,
-        /// The Debezium connector config whose settings decide each field's JSON form.
-        #[arg(long, value_name = "FILE", default_value = "debezium/university-connector.json")]
-        connector: PathBuf,
-        /// Where the Flink SQL templates go, one `<table>.sql` each.
-        #[arg(long, value_name = "DIR", default_value = "flink-sql/tables")]
-        out: PathBuf,
-        /// Where the JDBC sink database's CREATE TABLEs go; default: `jdbc-sink` next to `--out`.
-        #[arg(long, value_name = "DIR")]
-        jdbc_out: Option<PathBuf>,
-        /// Write nothing: compare the files in `--out` with the catalog, exit 1 naming each difference.
-        #[arg(long)]
-        check: bool,
-        /// Connect and query timeout.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-        timeout: std::time::Duration,
-        /// CA certificates (PEM) to verify Postgres's TLS certificate against; default: the system's roots. TLS
-        /// is used when the server offers it (`sslmode=prefer`, the default) or required (`sslmode=require`);
-        /// `sslmode=disable` never asks.
-        #[arg(long, value_name = "FILE")]
-        ca_file: Option<PathBuf>,
-        /// The Iceberg database (`[iceberg] database`) named in the `ALTER TABLE` statements printed for the
-        /// Iceberg sink when a regenerated template changes its table.
-        #[arg(long, value_name = "NAME", default_value = "university")]
-        iceberg_database: String,
-    },
+    Scaffold(ScaffoldArgs),
+}
+
+/// The values of `scaffold`, as the command line gives them.
+#[derive(Debug, clap::Args)]
+pub struct ScaffoldArgs {
+    /// The source database, e.g. `postgres://postgres@localhost:5432/sourcedb`.
+    #[arg(long, value_name = "URL")]
+    pub postgres: String,
+    /// The tables, comma-separated; default: the connector's `table.include.list`, else every table of the
+    /// schema.
+    #[arg(long, value_delimiter = ',', value_name = "TABLES")]
+    pub tables: Option<Vec<String>>,
+    /// The schema; default: the connector's `schema.include.list` when it names one schema, else `public`.
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// The Debezium connector config whose settings decide each field's JSON form.
+    #[arg(long, value_name = "FILE", default_value = "debezium/university-connector.json")]
+    pub connector: PathBuf,
+    /// Where the Flink SQL templates go, one `<table>.sql` each.
+    #[arg(long, value_name = "DIR", default_value = "flink-sql/tables")]
+    pub out: PathBuf,
+    /// Where the JDBC sink database's CREATE TABLEs go; default: `jdbc-sink` next to `--out`.
+    #[arg(long, value_name = "DIR")]
+    pub jdbc_out: Option<PathBuf>,
+    /// Write nothing: compare the files in `--out` with the catalog, exit 1 naming each difference.
+    #[arg(long)]
+    pub check: bool,
+    /// Connect and query timeout.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: std::time::Duration,
+    /// CA certificates (PEM) to verify Postgres's TLS certificate against; default: the system's roots. TLS
+    /// is used when the server offers it (`sslmode=prefer`, the default) or required (`sslmode=require`);
+    /// `sslmode=disable` never asks.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The Iceberg database (`[iceberg] database`) named in the `ALTER TABLE` statements printed for the
+    /// Iceberg sink when a regenerated template changes its table.
+    #[arg(long, value_name = "NAME", default_value = "university")]
+    pub iceberg_database: String,
 }
 
 /// Global options are listed once, in the top-level help: in each subcommand's help they would repeat the same

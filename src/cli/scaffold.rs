@@ -3,40 +3,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE};
+use crate::cli::args::ScaffoldArgs;
 use crate::logging::chain;
 use crate::model::TableName;
 use crate::scaffold::{self, Options, Outcome};
 
-/// The command line's values.
-#[derive(Debug)]
-pub struct Args {
-    /// `--postgres`.
-    pub postgres: String,
-    /// `--tables`.
-    pub tables: Option<Vec<String>>,
-    /// `--schema`.
-    pub schema: Option<String>,
-    /// `--connector`.
-    pub connector: PathBuf,
-    /// `--out`.
-    pub out: PathBuf,
-    /// `--jdbc-out`.
-    pub jdbc_out: Option<PathBuf>,
-    /// `--check`.
-    pub check: bool,
-    /// `--timeout`.
-    pub timeout: Duration,
-    /// `--ca-file`.
-    pub ca_file: Option<PathBuf>,
-    /// `--iceberg-database`.
-    pub iceberg_database: String,
-}
-
 /// Runs the command; prints the files written, or each difference, on stdout, and errors on stderr.
-pub fn command(args: Args) -> ExitCode {
+pub fn command(args: ScaffoldArgs) -> ExitCode {
     let jdbc_out = args.jdbc_out.unwrap_or_else(|| {
         args.out
             .parent()
