@@ -16,7 +16,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # Who may import whom: the table of src/lib.rs ("Which folder may import which"). A module missing here may import
 # nothing of the crate.
 BELOW_CONTROLLER = {"model", "auth", "backoff", "logging", "http_client", "shutdown", "telemetry", "config", "decoder", "sql", "policy",
-                    "kafka", "flink"}
+                    "kafka", "flink", "lease"}
 ALLOWED = {
     "model": set(),
     "backoff": set(),
@@ -27,13 +27,14 @@ ALLOWED = {
     "config": {"model", "logging"},
     "decoder": {"model"},
     "sql": {"config", "model", "logging"},
+    "lease": {"config", "model", "logging", "backoff", "shutdown", "http_client", "telemetry"},
     "policy": {"model", "backoff", "config"},
     "auth": {"config", "model", "logging", "backoff", "http_client"},
     "kafka": {"auth", "config", "decoder", "model", "telemetry", "backoff", "logging", "shutdown"},
-    "flink": {"config", "sql", "model", "telemetry", "backoff", "logging", "shutdown", "http_client"},
+    "flink": {"config", "sql", "lease", "model", "telemetry", "backoff", "logging", "shutdown", "http_client"},
     "scaffold": {"config", "sql", "model", "logging"},
     "controller": BELOW_CONTROLLER,
-    "http": {"controller", "policy", "telemetry", "config", "model", "logging", "shutdown"},
+    "http": {"controller", "lease", "policy", "telemetry", "config", "model", "logging", "shutdown"},
     "app": BELOW_CONTROLLER | {"controller", "http"},
     "cli": BELOW_CONTROLLER | {"controller", "http", "app", "scaffold"},
 }

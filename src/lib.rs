@@ -33,6 +33,8 @@
 //! - [`auth`]: tokens for SASL OAUTHBEARER: an OIDC client-credentials grant, and AWS MSK IAM's presigned token.
 //! - [`kafka`]: the Kafka side: one connection layer (ApiVersions, TLS, SASL) and pool, partition watermarks,
 //!   consumer lag, bounded record samples, and the watcher that reports table activity.
+//! - [`lease`]: leader election through a Kubernetes Lease: which replica may act, and the guard asked before every
+//!   Flink call that changes something.
 //! - [`flink`]: the `Launcher` trait and its `sql-gateway` and `dry-run` implementations, the SQL Gateway and
 //!   JobManager REST clients.
 //! - [`scaffold`]: a table's Flink SQL (and the JDBC sink's table) generated from Postgres's catalog, and the
@@ -53,12 +55,12 @@
 //!
 //! 1. `model`, `backoff`, `logging`, `http_client`: nothing of the crate; `shutdown`: logging.
 //! 2. `telemetry` (model, logging), `config` (model, logging), `decoder` (model).
-//! 3. `sql` (config, model, logging).
+//! 3. `sql` (config, model, logging); `lease` (config, model, logging, backoff, shutdown, http_client, telemetry).
 //! 4. `auth` (config, model, logging, backoff, http_client); `policy` (model, backoff, and config for its settings); `kafka`
-//!    (auth, config, decoder, model, telemetry, backoff, logging, shutdown); `flink` (config, sql, model, telemetry, backoff,
+//!    (auth, config, decoder, model, telemetry, backoff, logging, shutdown); `flink` (config, sql, lease, model, telemetry, backoff,
 //!    logging, shutdown, http_client); `scaffold` (config, sql, model, logging).
 //! 5. `controller` (any layer above).
-//! 6. `http` (controller's control types only: `ControlCommand`, `ControlError`, `ControlRequest`, `ReloadRequest`, `ReloadReport`,
+//! 6. `http` (lease's role; controller's control types only: `ControlCommand`, `ControlError`, `ControlRequest`, `ReloadRequest`, `ReloadReport`,
 //!    `TablesSnapshot`; policy's status types, telemetry, config, model, logging, shutdown).
 //! 7. `app`, the composition root (every layer above); then `cli`, which runs it.
 
@@ -75,6 +77,7 @@ pub mod flink;
 pub mod http;
 pub mod http_client;
 pub mod kafka;
+pub mod lease;
 pub mod logging;
 pub mod model;
 pub mod policy;
