@@ -15,6 +15,11 @@
 #                                      # sidecar and every Flink job log in; snapshot and cycles only (the fault
 #                                      # phases are the plaintext run's), then a scan of every file of the run for
 #                                      # the passwords. CI: --secure --cycles 1
+#   scripts/e2e-local.sh --skip-faults # snapshot, cycles and the schema-change phase only (iterating on them)
+#
+# The schema-change phase (issue 27, item 4) alters Postgres tables mid-run: `room` gains a column under
+# policy.on_schema_drift = "pause", its SQL is regenerated with `cdc-orchestrator scaffold` into the run's copy of
+# flink-sql (flink.sql_dir) and reloaded; `lecturer` loses a column and `course` changes a column's type.
 #
 # Installs what it needs first (scripts/install-e2e-tools.sh; apt-get when run as root). Where Java or Postgres is
 # missing and cannot be installed it prints what is missing and exits 0 with "e2e skipped". Every process it
@@ -27,6 +32,7 @@ cycles=5
 keep=""
 stack_only=""
 secure=""
+skip_faults=""
 while [ $# -gt 0 ]; do
   case "$1" in
   --cycles) cycles="$2"; shift 2 ;;
@@ -34,7 +40,9 @@ while [ $# -gt 0 ]; do
   --keep) keep=1; shift ;;
   --stack-only) stack_only=1; shift ;;
   --secure) secure=1; shift ;;
-  *) echo "usage: scripts/e2e-local.sh [--cycles N | --long] [--keep] [--stack-only] [--secure]" >&2; exit 2 ;;
+  --skip-faults) skip_faults=1; shift ;;
+  *) echo "usage: scripts/e2e-local.sh [--cycles N | --long] [--keep] [--stack-only] [--secure] [--skip-faults]" >&2
+    exit 2 ;;
   esac
 done
 
@@ -235,10 +243,15 @@ say "Flink JobManager $FLINK_REST_URL, SQL Gateway $FLINK_SQL_GATEWAY_URL"
 # --- the sidecar's configuration ----------------------------------------------------------------------------------
 http_port="$(free_port)"
 reconcile=10
+# The templates the sidecar loads: a copy of the repo's, which the schema-change phase regenerates a table's SQL into.
+cp -r flink-sql "$work/flink-sql"
 cat >"$work/cdc-orchestrator.toml" <<EOF
 [kafka]
 bootstrap = "127.0.0.1:$kafka_port"
 poll_interval = "1s"
+# Every advance of a topic is sampled, so that the first record after an ALTER TABLE is judged for schema drift
+# before it can start a job (the default, 60s, counts advances within it as changes without fetching them).
+sample_interval = "0s"
 
 [policy]
 idle_timeout = "10s"
@@ -248,8 +261,13 @@ retry_max_backoff = "10s"
 # The four tables the test drives; the TaskManager has 4 slots.
 include = ["faculty", "room", "lecturer", "course"]
 
+# The schema-change phase adds a column to room: no job with the stale SQL may consume the records that carry it.
+[policy.tables.room]
+on_schema_drift = "pause"
+
 [flink]
 launcher = "sql-gateway"
+sql_dir = "$work/flink-sql"
 sql_gateway_url = "$FLINK_SQL_GATEWAY_URL"
 jobmanager_url = "$FLINK_REST_URL"
 savepoint_dir = "$FLINK_SAVEPOINT_DIR"
@@ -308,5 +326,6 @@ say "running the checks ($cycles cycles)"
 python3 tests/e2e/e2e_local.py --work "$work" --pg-port "$pg_port" --flink-rest "$FLINK_REST_URL" \
   --flink-local "$repo/scripts/flink-local.sh" --sidecar "$sidecar" --config "$work/cdc-orchestrator.toml" \
   --sidecar-url "http://127.0.0.1:$http_port" --cycles "$cycles" --reconcile-s "$reconcile" \
+  --sql-dir "$work/flink-sql" ${skip_faults:+--skip-faults} \
   ${secure:+--secure --secret-env CDC_KAFKA__SASL__PASSWORD --secret-env DEBEZIUM_SASL_PASSWORD \
     --secret-env E2E_WRONG_JOBS_PASSWORD}

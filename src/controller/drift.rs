@@ -14,7 +14,7 @@ use crate::model::{Millis, SchemaDrift};
 use crate::sql::DeclaredColumns;
 
 /// Samples per table whose fields make up its drift: a field seen in any of them counts as carried, and a
-/// column absent from any full row of them counts as missing. A few, so that one sample of a single record
+/// column absent from the newest full row of them counts as missing. A few, so that one sample of a single record
 /// does not decide alone, and an old shape leaves the window after a few new samples.
 pub const DRIFT_WINDOW: usize = 4;
 
@@ -26,7 +26,7 @@ const NAMES_SHOWN: usize = 16;
 pub struct Drift {
     /// Fields seen that are not declared, sorted.
     pub added: Vec<String>,
-    /// Declared columns absent from some full row (`after`), sorted.
+    /// Declared columns absent from the newest full row (`after`), sorted.
     pub missing: Vec<String>,
     /// Fields seen whose names were too long to keep (no Postgres column is that long): added.
     pub unnamed_added: u32,
@@ -43,7 +43,9 @@ impl Drift {
 ///
 /// - added: every field seen (in `after`, or a delete's `before`) that is not declared, and every name too long
 ///   to keep;
-/// - missing: every declared column absent from at least one full row (`after`). A delete's `before` is not
+/// - missing: every declared column absent from the newest full row (`after`): the rows written before a column
+///   was added lack it (they are older), so only the newest row's shape is the table's now; a column dropped is
+///   absent from every row written since. A delete's `before` is not
 ///   judged: under `REPLICA IDENTITY DEFAULT` Postgres logs only the key of a deleted row, so its other columns
 ///   are absent from `before` without being gone. Nor is anything judged missing when more distinct names came
 ///   than are kept ([`crate::decoder::MAX_FIELD_NAMES`]): a declared column may be among those not kept.
@@ -57,7 +59,7 @@ pub fn evaluate(declared: &BTreeSet<String>, seen: &SeenFields) -> Drift {
     let missing = if seen.overflow == 0 && seen.full_rows > 0 {
         declared
             .iter()
-            .filter(|column| !seen.in_every_full_row(column))
+            .filter(|column| !seen.in_newest_full_row(column))
             .cloned()
             .collect()
     } else {
@@ -244,12 +246,40 @@ mod tests {
         assert_eq!(d.added, ["new_col"]);
         assert_eq!(d.missing, ["dropped"]);
         assert!(evaluate(&cols, &sample(&[r#"{"id":1,"name":"a","dropped":null}"#])) == Drift::default());
-        // A column absent from one row of several is missing.
+        // A column absent from the newest row (dropped since the older one) is missing.
         let d = evaluate(
             &cols,
             &sample(&[r#"{"id":1,"name":"a","dropped":1}"#, r#"{"id":2,"name":"b"}"#]),
         );
         assert_eq!(d.missing, ["dropped"]);
+    }
+
+    #[test]
+    fn a_column_added_is_not_missing_because_older_rows_lack_it() {
+        // Rows written before `ALTER TABLE ... ADD COLUMN floor` lack it, in the same sample and in older samples
+        // of the window; templates that declare it (a reload after scaffold) see no drift.
+        let cols = declared(&["id", "floor"]);
+        assert_eq!(
+            evaluate(&cols, &sample(&[r#"{"id":1}"#, r#"{"id":2,"floor":3}"#])),
+            Drift::default()
+        );
+        let mut book = DriftBook::new([("t".to_owned(), declared(&["id"]))].into_iter().collect());
+        assert_eq!(book.observe("t", sample(&[r#"{"id":1}"#]), Millis(1)), None);
+        assert_eq!(book.observe("t", sample(&[r#"{"id":1}"#]), Millis(2)), None);
+        let change = book.observe("t", sample(&[r#"{"id":1}"#, r#"{"id":2,"floor":3}"#]), Millis(3));
+        assert_eq!(
+            change.and_then(|c| c.now).map(|d| d.added),
+            Some(vec!["floor".to_owned()])
+        );
+        let changes = book.replace_declared([("t".to_owned(), cols)].into_iter().collect(), Millis(4));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].now, None, "resolved: {changes:?}");
+        // A column dropped afterwards is missing from the next sample on, although older rows carry it.
+        let change = book.observe("t", sample(&[r#"{"id":3}"#]), Millis(5));
+        assert_eq!(
+            change.and_then(|c| c.now).map(|d| d.missing),
+            Some(vec!["floor".to_owned()])
+        );
     }
 
     #[test]

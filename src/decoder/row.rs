@@ -79,6 +79,9 @@ pub struct FieldCount {
     /// The last row that counted it (so a key repeated in one object counts once).
     #[serde(skip)]
     last_row: u32,
+    /// The last full image that held it (0: none), numbered as [`SeenFields::rows`].
+    #[serde(skip)]
+    last_full: u32,
 }
 
 /// The field names of the sampled rows of one table, bounded: the union of their names, and in how many full
@@ -97,6 +100,9 @@ pub struct SeenFields {
     pub overflow: u32,
     /// Row images that are not a JSON object of fields (counted, skipped).
     pub unreadable: u32,
+    /// The number of the newest full image read (0: none): the shape the table's rows have now.
+    #[serde(skip)]
+    pub newest_full_row: u32,
 }
 
 impl SeenFields {
@@ -118,6 +124,7 @@ impl SeenFields {
         self.rows = row_number;
         if row.image.is_full() {
             self.full_rows = self.full_rows.saturating_add(1);
+            self.newest_full_row = row_number;
         }
     }
 
@@ -126,12 +133,23 @@ impl SeenFields {
         let base = self.rows;
         for (name, count) in &other.names {
             let room = self.names.len() < MAX_FIELD_NAMES;
+            // `other`'s rows come after these: its row numbers move up by `base`.
+            let last_full = if count.last_full > 0 {
+                base.saturating_add(count.last_full)
+            } else {
+                0
+            };
             match self.names.get_mut(name.as_str()) {
-                Some(mine) => mine.full_rows = mine.full_rows.saturating_add(count.full_rows),
+                Some(mine) => {
+                    mine.full_rows = mine.full_rows.saturating_add(count.full_rows);
+                    mine.last_row = base.saturating_add(count.last_row);
+                    mine.last_full = mine.last_full.max(last_full);
+                }
                 None if room => {
                     let count = FieldCount {
                         full_rows: count.full_rows,
                         last_row: base.saturating_add(count.last_row),
+                        last_full,
                     };
                     self.names.insert(name.clone(), count);
                 }
@@ -143,12 +161,25 @@ impl SeenFields {
         self.too_long = self.too_long.saturating_add(other.too_long);
         self.overflow = self.overflow.saturating_add(other.overflow);
         self.unreadable = self.unreadable.saturating_add(other.unreadable);
+        if other.newest_full_row > 0 {
+            self.newest_full_row = base.saturating_add(other.newest_full_row);
+        }
     }
 
     /// Whether `name` is in every full image read (and there was at least one): `false` means it is absent from
     /// some, or none was read.
     pub fn in_every_full_row(&self, name: &str) -> bool {
         self.full_rows > 0 && self.names.get(name).is_some_and(|c| c.full_rows >= self.full_rows)
+    }
+
+    /// Whether `name` is in the newest full image read (and there was one): the rows written before a column was
+    /// added lack it, and those are older.
+    pub fn in_newest_full_row(&self, name: &str) -> bool {
+        self.newest_full_row > 0
+            && self
+                .names
+                .get(name)
+                .is_some_and(|c| c.last_full == self.newest_full_row)
     }
 
     /// Counts one key of row `row`.
@@ -171,6 +202,7 @@ impl SeenFields {
             count.last_row = row;
             if full {
                 count.full_rows = count.full_rows.saturating_add(1);
+                count.last_full = row;
             }
         }
     }
