@@ -23,9 +23,19 @@ import time
 import urllib.error
 import urllib.request
 
+import leader_phase
+
 # The tables the e2e drives (each starts its own Flink job; the TaskManager has 4 slots).
 TABLES = ["faculty", "room", "lecturer", "course"]
 TERMINAL = {"FINISHED", "CANCELED", "FAILED", "SUSPENDED"}
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def now_ms():
@@ -94,18 +104,23 @@ class Pg:
 
 
 class Sidecar:
-    def __init__(self, args, work):
+    """One sidecar process: `name` names its log and pid files, `url` its HTTP endpoint (the configuration's unless
+    `env` moves it), `env` what its environment adds to the configuration file's settings."""
+
+    def __init__(self, args, work, name="sidecar", url=None, env=None):
         self.args = args
         self.work = work
+        self.url = url or args.sidecar_url
+        self.env = env or {}
         self.proc = None
-        self.log_path = os.path.join(work, "sidecar.log")
-        self.pid_file = os.path.join(work, "sidecar.pid")
+        self.log_path = os.path.join(work, f"{name}.log")
+        self.pid_file = os.path.join(work, f"{name}.pid")
         self.starts = 0
 
     def start(self, extra_env=None):
         self.starts += 1
         out = open(self.log_path, "a")
-        env = dict(os.environ, TZ="UTC", **(extra_env or {}))
+        env = dict(os.environ, TZ="UTC", **self.env, **(extra_env or {}))
         self.proc = subprocess.Popen(
             [self.args.sidecar, "--config", self.args.config, "--log-format", "json",
              "--log-level", "info,rskafka=warn,cdc_orchestrator=debug", "run"],
@@ -115,7 +130,7 @@ class Sidecar:
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
-                http_json(f"{self.args.sidecar_url}/healthz", timeout=1)
+                http_json(f"{self.url}/healthz", timeout=1)
                 return
             except Exception:
                 if self.proc.poll() is not None:
@@ -156,7 +171,7 @@ class Sidecar:
         return out
 
     def tables(self):
-        answer = http_json(f"{self.args.sidecar_url}/tables")
+        answer = http_json(f"{self.url}/tables")
         if isinstance(answer, dict) and "tables" in answer:
             answer = answer["tables"]
         if isinstance(answer, dict):
@@ -454,6 +469,9 @@ class E2E:
         self.jobmanager_loss()
         self.gateway_outage()
         self.transactional_producer()
+        if a.lease_server:
+            # Issue 28: two sidecars, one Lease, the leader killed, paused and cut off.
+            leader_phase.leader_election(self, Sidecar, free_port, wait_until)
         self.finish()
 
     def finish(self):
@@ -500,7 +518,7 @@ class E2E:
         return f"no lag in `watch` (exit {code}): {out[-200:]}"
 
     def metric(self, name, table):
-        with urllib.request.urlopen(f"{self.args.sidecar_url}/metrics", timeout=5) as r:
+        with urllib.request.urlopen(f"{self.sidecar.url}/metrics", timeout=5) as r:
             text = r.read().decode()
         for line in text.splitlines():
             if line.startswith(f'{name}{{table="{table}"}}'):
@@ -936,7 +954,7 @@ class E2E:
     def readyz(self):
         """GET /readyz: (HTTP status, JSON body)."""
         try:
-            with urllib.request.urlopen(f"{self.args.sidecar_url}/readyz", timeout=3) as r:
+            with urllib.request.urlopen(f"{self.sidecar.url}/readyz", timeout=3) as r:
                 return r.status, json.load(r)
         except urllib.error.HTTPError as e:
             try:
@@ -1255,6 +1273,8 @@ class E2E:
             print(f"TaskManager loss, what the sidecar reported: {json.dumps(self.tm_report)}")
         if getattr(self, "jm_report", None):
             print(f"JobManager loss: {json.dumps(self.jm_report)}")
+        if getattr(self, "leader_report", None):
+            print(f"leader election: {json.dumps(self.leader_report)}")
         if getattr(self, "gateway_report", None):
             print(f"SQL Gateway outage: {json.dumps(self.gateway_report)}")
         if getattr(self, "txn_report", None):
@@ -1280,6 +1300,7 @@ def main():
     p.add_argument("--reconcile-s", type=float, default=10)
     p.add_argument("--seed", type=int, default=15)
     p.add_argument("--sql-dir", required=True, help="the sidecar's flink.sql_dir, a copy the run may regenerate")
+    p.add_argument("--lease-server", help="the lease-server example's binary: run the leader-election phase")
     p.add_argument("--skip-faults", action="store_true", help="snapshot, cycles and the schema-change phase only")
     p.add_argument("--secure", action="store_true", help="the broker requires SCRAM: snapshot, cycles, secured checks")
     p.add_argument("--secret-env", action="append", default=[],
