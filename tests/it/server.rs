@@ -54,6 +54,7 @@ async fn start(token: Option<&str>) -> Harness {
         allowed_hosts: Arc::from([]),
         max_body_bytes: 4096,
         unseen: Arc::new(run_loop.unseen_statuses()),
+        leadership: cdc_orchestrator::lease::Leadership::always_leader("pod-a"),
     };
     let (events, observations) = mpsc::channel(8);
     let shutdown = CancellationToken::new();
