@@ -72,7 +72,7 @@ pub async fn fetch_tables(
     Ok(fetch_page(client, base, token).await?.0)
 }
 
-/// The line `status` prints above the table: the replica's role, as `GET /tables` names it in its `CDC-Role`
+/// The line `status` prints below the table (the first line stays the titles, for scripts that read them): the replica's role, as `GET /tables` names it in its `CDC-Role`
 /// and `CDC-Leader` headers (`role: standby (leader pod-b)`); `None` from a sidecar without them.
 fn role_line(headers: &reqwest::header::HeaderMap) -> Option<String> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(clean);
@@ -360,14 +360,14 @@ pub async fn status(
     })?;
     let Some(every) = watch else {
         let (tables, role) = fetch_page(&client, base, token).await?;
-        print!("{}{}", role_text(role), render(&tables, now_ms()));
+        print!("{}{}", render(&tables, now_ms()), role_text(role));
         return Ok(());
     };
     // Fail fast on a URL that can never work, instead of refreshing an error forever.
     tables_url(base)?;
     loop {
         let page = match fetch_page(&client, base, token).await {
-            Ok((tables, role)) => format!("{}{}", role_text(role), render(&tables, now_ms())),
+            Ok((tables, role)) => format!("{}{}", render(&tables, now_ms()), role_text(role)),
             Err(e) => format!("error: {}\n", crate::logging::chain(&e)),
         };
         // Home and clear, then the page: one write, so the screen does not flicker between the two.

@@ -90,7 +90,10 @@ impl Harness {
     }
 
     async fn change(&self, table: &str) {
-        self.events.send(support::change_event(table)).await.expect("the loop runs");
+        self.events
+            .send(support::change_event(table))
+            .await
+            .expect("the loop runs");
     }
 
     async fn command(&self, table: &str, command: ControlCommand) -> Result<TableStatus, ControlError> {
@@ -128,10 +131,17 @@ async fn a_standby_acts_on_nothing_and_taking_over_adopts_the_running_job_and_st
     h.change("program").await;
     h.change("faculty").await;
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert!(launcher.calls().is_empty(), "a standby calls nothing: {:?}", launcher.calls());
+    assert!(
+        launcher.calls().is_empty(),
+        "a standby calls nothing: {:?}",
+        launcher.calls()
+    );
     // It shows what it sees: the activity, no job.
     let program = h.status("program").expect("program was seen");
-    assert!(program.last_record_at.is_some() && program.job_id.is_none(), "{program:?}");
+    assert!(
+        program.last_record_at.is_some() && program.job_id.is_none(),
+        "{program:?}"
+    );
     assert_eq!(program.state, TableState::Idle);
     assert_eq!(
         h.command("program", ControlCommand::Trigger).await,
@@ -140,7 +150,11 @@ async fn a_standby_acts_on_nothing_and_taking_over_adopts_the_running_job_and_st
         })
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(launcher.calls().is_empty(), "the command did nothing: {:?}", launcher.calls());
+    assert!(
+        launcher.calls().is_empty(),
+        "the command did nothing: {:?}",
+        launcher.calls()
+    );
 
     let took_over = cdc_orchestrator::model::now_ms();
     h.lead();
@@ -152,11 +166,18 @@ async fn a_standby_acts_on_nothing_and_taking_over_adopts_the_running_job_and_st
     let calls = launcher.calls();
     assert_eq!(calls.first(), Some(&Call::List), "the listing first: {calls:?}");
     let starts = launcher.starts();
-    assert_eq!(starts.len(), 1, "only program starts; faculty's job is adopted: {starts:?}");
+    assert_eq!(
+        starts.len(),
+        1,
+        "only program starts; faculty's job is adopted: {starts:?}"
+    );
     let (table, generation) = &starts[0];
     assert_eq!(table, "program");
     // Pinned from the take-over, not from the process's start 35 s earlier.
-    assert!(generation >> GENERATION_BITS >= took_over, "{generation} vs {took_over}");
+    assert!(
+        generation >> GENERATION_BITS >= took_over,
+        "{generation} vs {took_over}"
+    );
     assert_eq!(launcher.live_jobs("faculty").len(), 1);
     h.shut_down().await;
 }
@@ -181,14 +202,18 @@ async fn losing_the_lead_mid_start_aborts_it_and_leading_again_starts_with_a_fre
     let h = standby(&launcher, |_| {});
     h.lead();
     h.change("faculty").await;
-    h.wait_until("the start is in flight", |h| h.launcher.starts().len() == 1).await;
+    h.wait_until("the start is in flight", |h| h.launcher.starts().len() == 1)
+        .await;
     let first = launcher.starts()[0].1;
 
     h.lease.stand_by(Some("pod-b".to_owned()));
     let calls = launcher.calls();
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(launcher.calls(), calls, "nothing further is called");
-    assert!(launcher.jobs().is_empty(), "the start was aborted before it created a job");
+    assert!(
+        launcher.jobs().is_empty(),
+        "the start was aborted before it created a job"
+    );
     assert_eq!(h.state("faculty"), None, "the standby forgot the leader's start");
 
     // Changes while standing by, then the lead again: a start whose job id no earlier term pinned.
@@ -201,7 +226,10 @@ async fn losing_the_lead_mid_start_aborts_it_and_leading_again_starts_with_a_fre
     let starts = launcher.starts();
     assert_eq!(starts.len(), 2, "{starts:?}");
     let second = starts[1].1;
-    assert!(second >> GENERATION_BITS > first >> GENERATION_BITS, "{first} then {second}");
+    assert!(
+        second >> GENERATION_BITS > first >> GENERATION_BITS,
+        "{first} then {second}"
+    );
     assert_ne!(job_id_for("faculty", first), job_id_for("faculty", second));
     assert_eq!(
         h.status("faculty").and_then(|s| s.job_id),
