@@ -91,7 +91,9 @@ impl<L: Launcher + 'static> RunLoop<L> {
     /// sidecar without election). Built as a standby, the loop starts nothing until it takes over.
     pub fn with_leadership(mut self, leadership: Leadership) -> Self {
         self.term = Term::new(leadership, self.clock.origin_unix_ms);
-        self.publish();
+        if !self.term.leading {
+            self.publish();
+        }
         self
     }
 
