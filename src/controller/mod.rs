@@ -19,8 +19,8 @@
 //!   template declares for the Kafka source.
 //!
 //! Owns the run loop and the ownership rule ([`managed_tables`]). May import: model, telemetry, config, policy,
-//! flink, kafka (the watcher's events), sql (rendering a start's statements); never http or the composition root
-//! ([`crate::app`]), which wires it to them.
+//! flink, kafka (the watcher's events), sql (rendering a start's statements), lease (whether it may act); never
+//! http or the composition root ([`crate::app`]), which wires it to them.
 
 mod control;
 pub mod drift;

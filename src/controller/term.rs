@@ -215,11 +215,6 @@ impl<L: Launcher + 'static> RunLoop<L> {
         })
         .collect()
     }
-
-    /// The role, for the tables' snapshot readers that hold the loop (tests).
-    pub fn leadership(&self) -> &Leadership {
-        &self.term.leadership
-    }
 }
 
 /// `later` added to `merged`: records summed, operations summed (unknown if either is), the newest timestamp.

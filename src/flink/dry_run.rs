@@ -159,4 +159,25 @@ mod tests {
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs.iter().filter(|j| j.state == JobState::Running).count(), 1);
     }
+
+    #[tokio::test]
+    async fn a_standby_simulates_no_start_and_no_stop() {
+        let (leadership, control) = crate::lease::Leadership::controlled("pod-a");
+        let launcher = DryRunLauncher::new(&FlinkConfig::default());
+        let sql = vec!["INSERT INTO s SELECT 1".to_owned()];
+        let running = launcher.start("faculty", 1, &sql).await.unwrap().job_id;
+        let launcher = launcher.with_guard(leadership.guard());
+        control.stand_by(Some("pod-b".to_owned()));
+        assert!(matches!(
+            launcher.start("program", 1, &sql).await,
+            Err(FlinkError::NotLeader { .. })
+        ));
+        assert!(matches!(
+            launcher.stop("faculty", &running).await,
+            Err(FlinkError::NotLeader { .. })
+        ));
+        let jobs = launcher.list_jobs().await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].state, JobState::Running);
+    }
 }
