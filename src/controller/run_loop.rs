@@ -146,8 +146,8 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 Some(request) = control.recv() => self.on_control(request),
                 Some(reload) = next_reload(&mut reloads) => self.apply_reload(reload),
                 Some(observation) = observations.recv() => self.on_observation(observation),
-                // A standby lists nothing: a listing only feeds the policy, and taking over lists at once.
-                _ = reconcile_every.tick() => if self.term.leading { self.spawn_listing() },
+                // A standby lists too, read-only: its Flink health (readiness, cdc_dependency_up) stays true.
+                _ = reconcile_every.tick() => self.spawn_listing(),
                 () = sleep_until(deadline) => self.feed(Input::Tick),
             }
         }

@@ -1,6 +1,8 @@
 //! Only the leader acts. A standby keeps watching (the watcher runs outside the loop), reads lag and health as a
 //! leader does, and remembers each table's latest activity and lag, but its policy is given nothing: it starts,
-//! stops and cancels nothing, and lists no jobs (a listing only feeds the policy; taking over lists at once).
+//! stops and cancels nothing. It lists Flink's jobs at the reconcile interval, read-only: the listing feeds Flink's
+//! health (a standby that never asked Flink would report it down and fire the alert on `cdc_dependency_up`), and
+//! goes no further.
 //!
 //! Taking over is the start-up path: a fresh policy whose launch generations are pinned from the take-over time
 //! (so a new term never reuses a job id of an earlier term of this process), a listing at once that adopts the
@@ -115,6 +117,9 @@ impl<L: Launcher + 'static> RunLoop<L> {
         let settings = self.policy.settings().clone().with_process_start(start);
         self.policy = Policy::new(settings);
         self.inputs.clear();
+        // A standby's listing in flight was asked for before the take-over: a fresh one is asked for instead.
+        self.in_flight.tasks.abort_all();
+        self.in_flight = InFlight::default();
         self.term.leading = true;
         self.term.replay_pending = true;
         tracing::info!(identity = %self.term.leadership.identity(), "leading: adopting Flink's running jobs");

@@ -1,5 +1,6 @@
 //! Only the leader acts (issue 28): the run loop in process under a hand-driven [`Leadership`], with the launcher
-//! double and tokio's clock paused. A standby starts, stops and lists nothing and remembers what it sees; taking
+//! double and tokio's clock paused. A standby starts and stops nothing (it only lists, read-only) and remembers
+//! what it sees; taking
 //! over adopts Flink's running jobs and starts the tables that changed meanwhile, with job ids new to the term;
 //! losing the lead aborts the calls in flight.
 
@@ -28,6 +29,7 @@ const LEASE: Duration = Duration::from_secs(3_600);
 
 struct Harness {
     launcher: FakeLauncher,
+    health: Arc<Health>,
     lease: LeadershipControl,
     events: mpsc::Sender<WatchEvent>,
     control: mpsc::Sender<ControlRequest>,
@@ -49,7 +51,8 @@ fn standby(launcher: &FakeLauncher, edit: impl FnOnce(&mut Config)) -> Harness {
     let health = Arc::new(Health::new(Duration::from_secs(60), Duration::from_secs(60)));
     let (leadership, lease) = Leadership::controlled("pod-a");
     lease.stand_by(Some("pod-b".to_owned()));
-    let run_loop = launcher_double::run_loop_over(launcher, config, metrics, health).with_leadership(leadership);
+    let run_loop =
+        launcher_double::run_loop_over(launcher, config, metrics, health.clone()).with_leadership(leadership);
     let tables = run_loop.subscribe();
     let (events, observations) = mpsc::channel(64);
     let (control, control_rx) = mpsc::channel(8);
@@ -57,6 +60,7 @@ fn standby(launcher: &FakeLauncher, edit: impl FnOnce(&mut Config)) -> Harness {
     let run = tokio::spawn(run_loop.run(observations, control_rx, shutdown.clone()));
     Harness {
         launcher: launcher.clone(),
+        health,
         lease,
         events,
         control,
@@ -111,6 +115,12 @@ impl Harness {
         self.lease.lead_until(Instant::now() + LEASE);
     }
 
+    /// The calls that change Flink: starts and stops.
+    fn acts(&self) -> Vec<Call> {
+        let calls = self.launcher.calls();
+        calls.into_iter().filter(|c| *c != Call::List).collect()
+    }
+
     async fn shut_down(self) {
         self.shutdown.cancel();
         tokio::time::timeout(PATIENCE, self.run)
@@ -131,10 +141,16 @@ async fn a_standby_acts_on_nothing_and_taking_over_adopts_the_running_job_and_st
     h.change("program").await;
     h.change("faculty").await;
     tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(h.acts().is_empty(), "a standby acts on nothing: {:?}", launcher.calls());
     assert!(
-        launcher.calls().is_empty(),
-        "a standby calls nothing: {:?}",
+        launcher.listings() >= 3,
+        "it lists, read-only, for Flink's health: {:?}",
         launcher.calls()
+    );
+    assert!(
+        h.health.dependencies_up().contains(&("flink", true)),
+        "{:?}",
+        h.health.dependencies_up()
     );
     // It shows what it sees: the activity, no job.
     let program = h.status("program").expect("program was seen");
@@ -150,13 +166,10 @@ async fn a_standby_acts_on_nothing_and_taking_over_adopts_the_running_job_and_st
         })
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(
-        launcher.calls().is_empty(),
-        "the command did nothing: {:?}",
-        launcher.calls()
-    );
+    assert!(h.acts().is_empty(), "the command did nothing: {:?}", launcher.calls());
 
     let took_over = cdc_orchestrator::model::now_ms();
+    let before = launcher.calls().len();
     h.lead();
     h.wait_until("faculty adopted, program started", |h| {
         h.state("faculty") == Some(TableState::Running) && h.state("program") == Some(TableState::Running)
@@ -164,7 +177,7 @@ async fn a_standby_acts_on_nothing_and_taking_over_adopts_the_running_job_and_st
     .await;
     assert_eq!(h.status("faculty").and_then(|s| s.job_id), Some(leaders_job));
     let calls = launcher.calls();
-    assert_eq!(calls.first(), Some(&Call::List), "the listing first: {calls:?}");
+    assert_eq!(calls.get(before), Some(&Call::List), "the listing first: {calls:?}");
     let starts = launcher.starts();
     assert_eq!(
         starts.len(),
@@ -189,7 +202,6 @@ async fn activity_older_than_the_idle_timeout_is_not_replayed_at_take_over() {
     h.change("program").await;
     tokio::time::sleep(Duration::from_secs(61)).await;
     h.lead();
-    h.wait_until("listed", |h| h.launcher.listings() > 0).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(launcher.starts().is_empty(), "{:?}", launcher.calls());
     h.shut_down().await;
@@ -207,9 +219,9 @@ async fn losing_the_lead_mid_start_aborts_it_and_leading_again_starts_with_a_fre
     let first = launcher.starts()[0].1;
 
     h.lease.stand_by(Some("pod-b".to_owned()));
-    let calls = launcher.calls();
+    let acts = h.acts();
     tokio::time::sleep(Duration::from_secs(120)).await;
-    assert_eq!(launcher.calls(), calls, "nothing further is called");
+    assert_eq!(h.acts(), acts, "nothing further is started or stopped");
     assert!(
         launcher.jobs().is_empty(),
         "the start was aborted before it created a job"
@@ -245,7 +257,13 @@ async fn a_standby_that_shuts_down_stops_nothing() {
     let h = standby(&launcher, |c| c.flink.stop_jobs_on_shutdown = true);
     h.change("faculty").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = launcher.calls();
     h.shut_down().await;
-    assert!(launcher.calls().is_empty(), "{:?}", launcher.calls());
+    assert!(
+        launcher.stops().is_empty() && launcher.starts().is_empty(),
+        "{:?}",
+        launcher.calls()
+    );
+    assert_eq!(calls.first(), Some(&Call::List), "{calls:?}");
     assert_eq!(launcher.live_jobs("faculty").len(), 1);
 }
