@@ -19,6 +19,7 @@ use crate::controller::{RunLoop, TablesSnapshot};
 use crate::flink::{AnyLauncher, FlinkError, Launcher};
 use crate::http::ServerState;
 use crate::kafka::watcher::{WatchError, Watcher};
+use crate::lease::Leadership;
 use crate::policy::TableState;
 use crate::sql::{Credentials, TemplateError, Templates};
 use crate::telemetry::{Health, Metrics};
@@ -87,7 +88,8 @@ pub async fn run(config: Config, reloads: Reloads, shutdown: CancellationToken) 
             addr: config.server.listen,
             source,
         })?;
-    let launcher = Arc::new(AnyLauncher::from_config(&config)?);
+    let leadership = leadership(&config);
+    let launcher = Arc::new(AnyLauncher::from_config(&config)?.with_guard(leadership.guard()));
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(
         config.kafka.topic_refresh * 3 + config.kafka.request_timeout,
@@ -100,7 +102,8 @@ pub async fn run(config: Config, reloads: Reloads, shutdown: CancellationToken) 
         templates,
         metrics.clone(),
         health.clone(),
-    );
+    )
+    .with_leadership(leadership.clone());
     let reloader = run_loop.reloader(&config, reloads.file);
     let (reload_tx, reload_rx) = mpsc::channel(1);
     let (control_tx, control_rx) = mpsc::channel(64);
@@ -114,6 +117,7 @@ pub async fn run(config: Config, reloads: Reloads, shutdown: CancellationToken) 
         allowed_hosts: config.server.allowed_hosts.clone().into(),
         max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
         unseen: Arc::new(run_loop.unseen_statuses()),
+        leadership,
     };
     let limits = http_limits(&config);
     tracing::info!(listen = %config.server.listen, launcher = ?config.flink.launcher, "cdc-orchestrator running");
@@ -138,6 +142,18 @@ pub async fn run(config: Config, reloads: Reloads, shutdown: CancellationToken) 
     }
     tracing::info!("cdc-orchestrator stopped");
     watcher
+}
+
+/// This replica's leadership: the launcher's guard, the run loop's role and the HTTP server's all come from it.
+fn leadership(config: &Config) -> Leadership {
+    // The lead wires the elector here (issue 28): with `leader_election.enabled`, `Elector::from_config` gives the
+    // Leadership, and its `run` is spawned with a token cancelled once the run loop has stopped acting.
+    let _ = config;
+    let identity = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty() && h.len() <= 253)
+        .unwrap_or_else(|| "cdc-orchestrator".to_owned());
+    Leadership::always_leader(&identity)
 }
 
 /// Waits for the watcher task; if it ends before `shutdown` (it never returns on its own, so that is a panic or a

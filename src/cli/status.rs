@@ -69,6 +69,26 @@ pub async fn fetch_tables(
     base: &str,
     token: Option<&str>,
 ) -> Result<Vec<Value>, StatusError> {
+    Ok(fetch_page(client, base, token).await?.0)
+}
+
+/// The line `status` prints below the table (the first line stays the titles, for scripts that read them): the replica's role, as `GET /tables` names it in its `CDC-Role`
+/// and `CDC-Leader` headers (`role: standby (leader pod-b)`); `None` from a sidecar without them.
+fn role_line(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(clean);
+    let role = header(crate::http::routes::ROLE_HEADER)?;
+    Some(match header(crate::http::routes::LEADER_HEADER) {
+        Some(leader) => format!("role: {role} (leader {leader})"),
+        None => format!("role: {role}"),
+    })
+}
+
+/// [`fetch_tables`], with the line naming the replica's role ([`role_line`]).
+async fn fetch_page(
+    client: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+) -> Result<(Vec<Value>, Option<String>), StatusError> {
     let url = tables_url(base)?;
     let mut request = client.get(url.clone());
     if let Some(token) = token {
@@ -86,6 +106,7 @@ pub async fn fetch_tables(
     };
     let response = request.send().await.map_err(unreachable)?;
     let status = response.status();
+    let role = role_line(response.headers());
     let body = match crate::flink::read_body(response, MAX_TABLES_BYTES).await {
         Ok(body) => body,
         Err(crate::flink::BodyError::Read(e)) => return Err(unreachable(e)),
@@ -108,7 +129,7 @@ pub async fn fetch_tables(
         });
     }
     match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Array(tables)) => Ok(tables),
+        Ok(Value::Array(tables)) => Ok((tables, role)),
         Ok(_) => Err(StatusError::Decode {
             url: url.to_string(),
             reason: "expected a JSON array".to_owned(),
@@ -338,15 +359,15 @@ pub async fn status(
         reason: crate::logging::chain(&e).to_string(),
     })?;
     let Some(every) = watch else {
-        let tables = fetch_tables(&client, base, token).await?;
-        print!("{}", render(&tables, now_ms()));
+        let (tables, role) = fetch_page(&client, base, token).await?;
+        print!("{}{}", render(&tables, now_ms()), role_text(role));
         return Ok(());
     };
     // Fail fast on a URL that can never work, instead of refreshing an error forever.
     tables_url(base)?;
     loop {
-        let page = match fetch_tables(&client, base, token).await {
-            Ok(tables) => render(&tables, now_ms()),
+        let page = match fetch_page(&client, base, token).await {
+            Ok((tables, role)) => format!("{}{}", render(&tables, now_ms()), role_text(role)),
             Err(e) => format!("error: {}\n", crate::logging::chain(&e)),
         };
         // Home and clear, then the page: one write, so the screen does not flicker between the two.
@@ -359,6 +380,11 @@ pub async fn status(
             () = tokio::time::sleep(every) => {}
         }
     }
+}
+
+/// The role line and its newline, or nothing.
+fn role_text(role: Option<String>) -> String {
+    role.map(|line| format!("{line}\n")).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -20,6 +20,12 @@ pub enum ControlError {
     /// The table is not managed by this sidecar (no SQL template, excluded, or not a table name).
     #[error("unknown table: {0}")]
     UnknownTable(String),
+    /// This replica does not lead: the leader (named when known) takes commands.
+    #[error("not the leader{}", match leader { Some(l) => format!(" (the leader is {l})"), None => String::new() })]
+    NotLeader {
+        /// Who leads, when known.
+        leader: Option<String>,
+    },
 }
 
 /// A control command on its way to the run loop, with the channel for the answer.
@@ -37,7 +43,11 @@ impl<L: Launcher + 'static> RunLoop<L> {
     /// Carries out an operator command through the policy and answers with the table's new status.
     pub(super) fn on_control(&mut self, request: ControlRequest) {
         let ControlRequest { table, command, reply } = request;
-        let answer = if !self.managed.contains(&table) {
+        let answer = if !self.term.leading {
+            Err(ControlError::NotLeader {
+                leader: self.term.leader(),
+            })
+        } else if !self.managed.contains(&table) {
             Err(ControlError::UnknownTable(table))
         } else {
             let input = Input::Operator {

@@ -180,6 +180,8 @@ impl<L: Launcher + 'static> RunLoop<L> {
                         tracing::warn!(error = %e, "cannot list Flink jobs; retrying at the next reconcile");
                     }
                 }
+                // A take-over's listing is in: what the standby saw comes next.
+                self.replay_remembered();
             }
         }
     }

@@ -11,6 +11,7 @@
 //! - `run_loop`: the loop, its input queue, timers, publishing and shutdown.
 //! - `effects`: launcher calls as tasks, and their outcomes fed back to the policy.
 //! - `observe`: watcher events as policy inputs.
+//! - `term`: only the leader acts; a standby remembers what it sees and replays it when it takes over.
 //! - `control`: the operator commands the HTTP server forwards, and the table snapshots it reads.
 //! - `reload`: re-reading the templates and the policy settings that may change at run time (SIGHUP,
 //!   `POST /reload`), checked as start-up does and swapped in at once ([`Reloader`]).
@@ -18,8 +19,8 @@
 //!   template declares for the Kafka source.
 //!
 //! Owns the run loop and the ownership rule ([`managed_tables`]). May import: model, telemetry, config, policy,
-//! flink, kafka (the watcher's events), sql (rendering a start's statements); never http or the composition root
-//! ([`crate::app`]), which wires it to them.
+//! flink, kafka (the watcher's events), sql (rendering a start's statements), lease (whether it may act); never
+//! http or the composition root ([`crate::app`]), which wires it to them.
 
 mod control;
 pub mod drift;
@@ -27,6 +28,7 @@ mod effects;
 mod observe;
 mod reload;
 mod run_loop;
+mod term;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -72,6 +74,8 @@ pub struct RunLoop<L: Launcher + 'static> {
     shutting_down: bool,
     /// Reloads prepared by the [`Reloader`], when one was asked for ([`RunLoop::reloader`]).
     reloads: Option<tokio::sync::mpsc::Receiver<reload::Reload>>,
+    /// Whether this replica leads, so acts ([`RunLoop::with_leadership`]), and what it remembers while not.
+    term: term::Term,
 }
 
 impl<L: Launcher + 'static> std::fmt::Debug for RunLoop<L> {

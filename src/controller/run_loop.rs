@@ -107,6 +107,7 @@ impl<L: Launcher + 'static> RunLoop<L> {
             flink: config.flink,
             shutting_down: false,
             reloads: None,
+            term: super::term::Term::always(clock.origin_unix_ms),
         }
     }
 
@@ -139,10 +140,13 @@ impl<L: Launcher + 'static> RunLoop<L> {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                // Before any outcome: a lost lead stops acting at once.
+                true = self.term.changed() => self.on_role_change(),
                 Some(done) = self.in_flight.tasks.join_next(), if !self.in_flight.tasks.is_empty() => self.on_joined(done),
                 Some(request) = control.recv() => self.on_control(request),
                 Some(reload) = next_reload(&mut reloads) => self.apply_reload(reload),
                 Some(observation) = observations.recv() => self.on_observation(observation),
+                // A standby lists too, read-only: its Flink health (readiness, cdc_dependency_up) stays true.
                 _ = reconcile_every.tick() => self.spawn_listing(),
                 () = sleep_until(deadline) => self.feed(Input::Tick),
             }
@@ -169,6 +173,15 @@ impl<L: Launcher + 'static> RunLoop<L> {
 
     /// Feeds `inputs` in order, as [`RunLoop::feed`] does one.
     pub(super) fn feed_all(&mut self, inputs: impl IntoIterator<Item = Input>) {
+        if !self.term.leading {
+            // A standby's policy is given nothing, so it decides nothing; what it sees is remembered.
+            self.inputs.clear();
+            for input in inputs {
+                self.remember(input);
+            }
+            self.publish();
+            return;
+        }
         self.inputs.extend(inputs);
         while let Some(input) = self.inputs.pop_front() {
             for action in self.policy.handle(self.clock.now(), input) {
@@ -185,6 +198,10 @@ impl<L: Launcher + 'static> RunLoop<L> {
 
     pub(super) fn execute(&mut self, action: Action) {
         match action {
+            // Never reached (a standby's policy is given nothing); should that fail, a standby calls nothing.
+            Action::Start { table, .. } | Action::Stop { table, .. } if !self.term.leading => {
+                tracing::error!(%table, "action refused: not the leader");
+            }
             // The policy only ever hears of managed tables; should that fail, no Flink call goes out for a job
             // the sidecar does not own.
             Action::Start { table, generation, .. } if !self.managed.contains(&table) => {
@@ -286,13 +303,16 @@ impl<L: Launcher + 'static> RunLoop<L> {
         }
     }
 
-    fn publish(&mut self) {
-        let statuses: BTreeMap<String, _> = self
-            .policy
-            .statuses()
-            .into_iter()
-            .map(|s| (s.table.clone(), s))
-            .collect();
+    pub(super) fn publish(&mut self) {
+        let statuses: BTreeMap<String, _> = if self.term.leading {
+            self.policy
+                .statuses()
+                .into_iter()
+                .map(|s| (s.table.clone(), s))
+                .collect()
+        } else {
+            self.standby_statuses()
+        };
         // Flink's view, not the policy's: a job the policy holds as running may be RESTARTING.
         let running = statuses
             .values()
@@ -304,8 +324,11 @@ impl<L: Launcher + 'static> RunLoop<L> {
                 .metrics
                 .job_state(&status.table, status.job_state.as_ref());
         }
-        let seen = statuses.values().map(super::savings_seen);
-        self.telemetry.metrics.savings().observe(self.clock.now(), seen);
+        // The savings are the leader's jobs': a standby knows of none, and saves nothing.
+        if self.term.leading {
+            let seen = statuses.values().map(super::savings_seen);
+            self.telemetry.metrics.savings().observe(self.clock.now(), seen);
+        }
         self.telemetry.tables.send_replace(Arc::new(statuses));
     }
 
@@ -314,7 +337,8 @@ impl<L: Launcher + 'static> RunLoop<L> {
     async fn shut_down(mut self) {
         self.shutting_down = true;
         let timeout = self.flink.shutdown_timeout;
-        if self.flink.stop_jobs_on_shutdown {
+        // A standby stops nothing: the jobs are the leader's.
+        if self.flink.stop_jobs_on_shutdown && self.term.leading {
             // Through the policy, like an operator's stop, so a failed stop is retried until the timeout.
             let stops: Vec<Input> = self
                 .running_jobs()

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::launcher::{job_settings, newest_first};
 use super::{FlinkError, Launcher, Started, Stopped};
 use crate::config::FlinkConfig;
+use crate::lease::LeaseGuard;
 use crate::model::{JobId, JobState, JobSummary, job_id_for, job_name};
 
 /// Simulates Flink in memory; for demos and for running the sidecar without a cluster.
@@ -15,6 +16,8 @@ pub struct DryRunLauncher {
     savepoint_dir: String,
     checkpoint_interval: Duration,
     jobs: Mutex<BTreeMap<JobId, JobSummary>>,
+    /// Asked before a simulated job is started or stopped, as the real launcher asks before each request.
+    guard: LeaseGuard,
 }
 
 impl DryRunLauncher {
@@ -24,7 +27,21 @@ impl DryRunLauncher {
             savepoint_dir: flink.savepoint_dir.clone(),
             checkpoint_interval: flink.checkpoint_interval,
             jobs: Mutex::new(BTreeMap::new()),
+            guard: LeaseGuard::always(),
         }
+    }
+
+    /// Asks `guard` before every simulated start and stop; a refusal is [`FlinkError::NotLeader`].
+    pub fn with_guard(mut self, guard: LeaseGuard) -> DryRunLauncher {
+        self.guard = guard;
+        self
+    }
+
+    fn may_change(&self, endpoint: &str) -> Result<(), FlinkError> {
+        self.guard.check().map_err(|source| FlinkError::NotLeader {
+            endpoint: endpoint.to_owned(),
+            source,
+        })
     }
 
     fn jobs(&self) -> std::sync::MutexGuard<'_, BTreeMap<JobId, JobSummary>> {
@@ -55,6 +72,7 @@ impl Launcher for DryRunLauncher {
                 state: used.state.clone(),
             });
         }
+        self.may_change("dry-run submit")?;
         let prelude = job_settings(table, &job_id, self.checkpoint_interval);
         for statement in prelude.iter().chain(statements) {
             tracing::info!(table, %statement, "dry-run: would submit");
@@ -90,6 +108,7 @@ impl Launcher for DryRunLauncher {
                 name: job_name(&job.table),
             });
         }
+        self.may_change("dry-run stop")?;
         job.state = JobState::Finished;
         job.end_time_ms = Some(now_ms());
         let location = format!(
@@ -139,5 +158,26 @@ mod tests {
         let jobs = launcher.list_jobs().await.unwrap();
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs.iter().filter(|j| j.state == JobState::Running).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_standby_simulates_no_start_and_no_stop() {
+        let (leadership, control) = crate::lease::Leadership::controlled("pod-a");
+        let launcher = DryRunLauncher::new(&FlinkConfig::default());
+        let sql = vec!["INSERT INTO s SELECT 1".to_owned()];
+        let running = launcher.start("faculty", 1, &sql).await.unwrap().job_id;
+        let launcher = launcher.with_guard(leadership.guard());
+        control.stand_by(Some("pod-b".to_owned()));
+        assert!(matches!(
+            launcher.start("program", 1, &sql).await,
+            Err(FlinkError::NotLeader { .. })
+        ));
+        assert!(matches!(
+            launcher.stop("faculty", &running).await,
+            Err(FlinkError::NotLeader { .. })
+        ));
+        let jobs = launcher.list_jobs().await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].state, JobState::Running);
     }
 }

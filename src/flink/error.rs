@@ -134,6 +134,17 @@ pub enum FlinkError {
         #[source]
         source: JobSqlError,
     },
+    /// A request that would change Flink (submit, stop, cancel) was not sent: this replica does not hold an
+    /// unexpired lease by its own clock ([`crate::lease::LeaseGuard`]). Not transient: retrying cannot help until
+    /// this replica leads again, and then its run loop starts over.
+    #[error("{endpoint} not sent: {source}")]
+    NotLeader {
+        /// Method and path of the request that was held back.
+        endpoint: String,
+        /// Who holds the lease, when known.
+        #[source]
+        source: crate::lease::NotLeader,
+    },
     /// A setting is unusable, e.g. a URL that cannot be joined with an API path.
     #[error("{0}")]
     Setup(String),
@@ -238,8 +249,9 @@ impl FlinkError {
                 job_id,
                 state: redacted_state(state, credentials),
             },
-            // The sidecar's own checks of its templates, which hold placeholders, not credentials.
-            e @ FlinkError::Job { .. } => e,
+            // The sidecar's own checks of its templates, which hold placeholders, not credentials; and the
+            // guard's refusal, which names a replica.
+            e @ (FlinkError::Job { .. } | FlinkError::NotLeader { .. }) => e,
         }
     }
 

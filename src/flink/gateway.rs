@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::http::Rest;
 use super::{Backoff, Fault, FlinkError, short_statement, sleep_until_next};
+use crate::lease::LeaseGuard;
 use crate::model::JobId;
 use crate::sql::Credentials;
 
@@ -115,6 +116,11 @@ impl SqlGateway {
         self.rest.set_redaction(credentials);
     }
 
+    /// Asks `guard` immediately before opening a session for a batch and before each statement.
+    pub fn set_guard(&mut self, guard: LeaseGuard) {
+        self.rest.set_guard(guard);
+    }
+
     /// Reads at most `bytes` of any answer of the gateway (`flink.max_response_bytes`).
     pub fn set_max_response_bytes(&mut self, bytes: u32) {
         self.rest.set_max_response_bytes(bytes);
@@ -140,6 +146,8 @@ impl SqlGateway {
         let deadline = Instant::now() + limit;
         let mut reopened = false;
         loop {
+            // Before the session too: a replica that may not act leaves no session behind in the gateway.
+            self.rest.may_change("POST /v1/sessions")?;
             let handle = self.open_session().await?;
             let outcome = self.run_all(&handle, statements, deadline).await;
             match outcome {
@@ -191,6 +199,9 @@ impl SqlGateway {
         tracing::debug!(statement = %self.rest.redact(&short_statement(statement)), "executing");
         let body = json!({ "statement": statement });
         let path = format!("v1/sessions/{session}/statements");
+        // Every statement, not only the INSERT: the check costs nothing, and no statement of a batch then goes
+        // out after the lease ran out.
+        self.rest.may_change("POST /v1/sessions/:session/statements")?;
         let op: ExecuteResponse = self.rest.call(Method::POST, &path, Some(&body)).await?;
         let op_path = format!("v1/sessions/{session}/operations/{}", op.operation_handle);
         let outcome = self.finish(&op_path, statement, deadline).await;
@@ -221,7 +232,14 @@ impl SqlGateway {
                 break;
             }
             if Instant::now() >= deadline {
-                let _ = self.rest.send(Method::POST, &format!("{op_path}/cancel"), None).await;
+                // Cancelling the operation may cancel the job it submits: only the leader does.
+                if self
+                    .rest
+                    .may_change("POST /v1/sessions/:session/operations/:operation/cancel")
+                    .is_ok()
+                {
+                    let _ = self.rest.send(Method::POST, &format!("{op_path}/cancel"), None).await;
+                }
                 return Err(FlinkError::StatementTimeout {
                     statement: short_statement(statement),
                     status,

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use super::{Fault, FlinkError, root_cause};
 use crate::config::flink::DEFAULT_MAX_RESPONSE_BYTES;
 use crate::config::redact_url;
+use crate::lease::LeaseGuard;
 use crate::sql::Credentials;
 
 /// The most of an error answer (non-2xx) that is read: Flink's error bodies are a stack trace or two, a few
@@ -31,6 +32,8 @@ pub(crate) struct Rest {
     base: Url,
     max_response_bytes: usize,
     redact: Credentials,
+    /// Asked immediately before every request that changes Flink ([`Rest::may_change`]).
+    guard: LeaseGuard,
 }
 
 impl Rest {
@@ -48,6 +51,7 @@ impl Rest {
             base,
             max_response_bytes: usize::try_from(DEFAULT_MAX_RESPONSE_BYTES).unwrap_or(usize::MAX),
             redact: Credentials::default(),
+            guard: LeaseGuard::always(),
         })
     }
 
@@ -59,6 +63,21 @@ impl Rest {
     /// Masks `credentials` in every error this endpoint returns.
     pub(crate) fn set_redaction(&mut self, credentials: Credentials) {
         self.redact = credentials;
+    }
+
+    /// Asks `guard` before every request that changes Flink.
+    pub(crate) fn set_guard(&mut self, guard: LeaseGuard) {
+        self.guard = guard;
+    }
+
+    /// `Ok` when a request that changes Flink (`endpoint`, for the error) may go out now: called immediately
+    /// before sending one, so a replica that lost its lease, or whose lease ran out by its own clock while it
+    /// was paused, sends nothing that submits, stops or cancels a job.
+    pub(crate) fn may_change(&self, endpoint: &str) -> Result<(), FlinkError> {
+        self.guard.check().map_err(|source| FlinkError::NotLeader {
+            endpoint: endpoint.to_owned(),
+            source,
+        })
     }
 
     /// `text` with the credentials masked: for what a client logs or reports of its own requests (statements).

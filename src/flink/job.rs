@@ -95,6 +95,17 @@ impl AnyLauncher {
     }
 }
 
+impl AnyLauncher {
+    /// This launcher asking `guard` before every call that changes Flink ([`SqlGatewayLauncher::with_guard`],
+    /// [`DryRunLauncher::with_guard`]).
+    pub fn with_guard(self, guard: crate::lease::LeaseGuard) -> AnyLauncher {
+        match self {
+            AnyLauncher::SqlGateway(l) => AnyLauncher::SqlGateway(l.with_guard(guard)),
+            AnyLauncher::DryRun(l) => AnyLauncher::DryRun(l.with_guard(guard)),
+        }
+    }
+}
+
 impl Launcher for AnyLauncher {
     async fn start(&self, table: &str, launch_generation: u64, statements: &[String]) -> Result<Started, FlinkError> {
         match self {

@@ -142,6 +142,11 @@ impl JobManager {
         self.rest.set_redaction(credentials);
     }
 
+    /// Asks `guard` immediately before every stop-with-savepoint and cancel.
+    pub fn set_guard(&mut self, guard: crate::lease::LeaseGuard) {
+        self.rest.set_guard(guard);
+    }
+
     /// Reads at most `bytes` of any answer of the JobManager (`flink.max_response_bytes`).
     pub fn set_max_response_bytes(&mut self, bytes: u32) {
         self.rest.set_max_response_bytes(bytes);
@@ -234,6 +239,7 @@ impl JobManager {
     /// Triggers stop-with-savepoint into `target_directory` (without draining: the job resumes later) and
     /// returns the trigger id to poll with [`JobManager::savepoint_status`].
     pub async fn stop_with_savepoint(&self, job_id: &JobId, target_directory: &str) -> Result<String, FlinkError> {
+        self.rest.may_change("POST /jobs/:jobid/stop")?;
         let body = json!({ "targetDirectory": target_directory, "drain": false });
         let trigger: TriggerResponse = self
             .rest
@@ -267,6 +273,7 @@ impl JobManager {
     /// Cancels the job without a savepoint. Returns false when the JobManager does not know it (404) or it has
     /// already ended (409).
     pub async fn cancel(&self, job_id: &JobId) -> Result<bool, FlinkError> {
+        self.rest.may_change("PATCH /jobs/:jobid")?;
         match self
             .rest
             .send(Method::PATCH, &format!("jobs/{job_id}?mode=cancel"), None)

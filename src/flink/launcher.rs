@@ -8,6 +8,7 @@ use super::gateway::SqlGateway;
 use super::jobmanager::{JobManager, JobOverview, SavepointStatus};
 use super::{Backoff, Fault, FlinkError, Launcher, POLL_BACKOFF, Started, Stopped, http_client, sleep_until_next};
 use crate::config::{Config, FlinkConfig};
+use crate::lease::LeaseGuard;
 use crate::model::{JobId, JobState, JobSummary, job_id_for, job_name, table_of_job};
 use crate::sql::Credentials;
 
@@ -46,6 +47,9 @@ pub struct SqlGatewayLauncher {
     gateway: Box<SqlGateway>,
     jobmanager: JobManager,
     settings: LaunchSettings,
+    /// Asked before a start does anything, so a standby does not even read (each request that changes Flink is
+    /// guarded again where it is sent).
+    guard: LeaseGuard,
 }
 
 impl SqlGatewayLauncher {
@@ -76,6 +80,7 @@ impl SqlGatewayLauncher {
             gateway: Box::new(SqlGateway::new(http.clone(), sql_gateway_url, settings.poll)?),
             jobmanager: JobManager::new(http, jobmanager_url)?,
             settings,
+            guard: LeaseGuard::always(),
         })
     }
 
@@ -84,6 +89,16 @@ impl SqlGatewayLauncher {
     pub fn with_credentials(mut self, credentials: Credentials) -> SqlGatewayLauncher {
         self.jobmanager.set_redaction(credentials.clone());
         self.gateway.set_redaction(credentials);
+        self
+    }
+
+    /// Asks `guard` immediately before every request that submits, stops or cancels a job (and before opening a
+    /// session for a start); a refusal is [`FlinkError::NotLeader`] and nothing is sent. Without it, the guard
+    /// always allows ([`LeaseGuard::always`]).
+    pub fn with_guard(mut self, guard: LeaseGuard) -> SqlGatewayLauncher {
+        self.jobmanager.set_guard(guard.clone());
+        self.gateway.set_guard(guard.clone());
+        self.guard = guard;
         self
     }
 
@@ -259,6 +274,10 @@ impl Launcher for SqlGatewayLauncher {
             table: table.to_owned(),
             source,
         })?;
+        self.guard.check().map_err(|source| FlinkError::NotLeader {
+            endpoint: format!("start of {table}"),
+            source,
+        })?;
         let begin = Instant::now();
         let deadline = begin + self.settings.start_timeout;
         let job_id = job_id_for(table, launch_generation);
@@ -367,6 +386,8 @@ impl Launcher for SqlGatewayLauncher {
             .await
         {
             Ok(trigger) => trigger,
+            // Not the leader: no cancel either.
+            Err(e @ FlinkError::NotLeader { .. }) => return Err(e),
             Err(e) => {
                 return self
                     .cancel_and_wait(

@@ -11,8 +11,9 @@
 //!
 //! Owns the launchers, the REST clients and their bounds. May import [`crate::config`], [`crate::sql`] (the
 //! statements a start submits), [`crate::model`] (job ids, states, the pinning rule), [`crate::telemetry`],
-//! [`crate::backoff`], [`crate::logging`], [`crate::shutdown`] and [`crate::http_client`]; never the policy, the controller, Kafka or
-//! HTTP, which sit above it.
+//! [`crate::backoff`], [`crate::logging`], [`crate::shutdown`], [`crate::http_client`] and [`crate::lease`] (the
+//! guard asked immediately before every request that submits, stops or cancels a job); never the policy, the
+//! controller, Kafka or HTTP, which sit above it.
 
 pub use crate::backoff::Backoff;
 

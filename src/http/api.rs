@@ -91,6 +91,8 @@ pub struct TableView<'a> {
     pub savings: Option<TableSavings>,
     /// The job's page in Flink's web UI, when `flink.job_link_base` is set and there is a job.
     pub job_url: Option<String>,
+    /// This replica's role (`leader` or `standby`): a standby shows what it sees, not the leader's jobs.
+    pub role: &'static str,
 }
 
 /// An error answer, `{"error_code": 404, "message": "..."}` like Kafka Connect's REST API.
@@ -173,12 +175,13 @@ mod tests {
             status: TableJson(&status),
             savings: None,
             job_url: Some("http://flink/#/job/x".to_owned()),
+            role: "standby",
         };
         let flat = serde_json::to_string(&view).unwrap();
         assert_eq!(
             flat,
             format!(
-                r#"{},"job_url":"http://flink/#/job/x"}}"#,
+                r#"{},"job_url":"http://flink/#/job/x","role":"standby"}}"#,
                 &expected[..expected.len() - 1]
             )
         );

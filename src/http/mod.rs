@@ -14,7 +14,8 @@
 //!
 //! Owns the routes, their JSON and the server's limits. May import the controller's control types only
 //! ([`crate::controller::ControlRequest`] and the commands, errors and snapshots it carries), the policy's status
-//! types, [`crate::telemetry`], [`crate::config`], [`crate::model`], [`crate::logging`] and [`crate::shutdown`];
+//! types, [`crate::lease`] (the replica's role: a standby is not ready and refuses commands), [`crate::telemetry`],
+//! [`crate::config`], [`crate::model`], [`crate::logging`] and [`crate::shutdown`];
 //! only the composition root ([`crate::app`]) and the CLI import it.
 
 pub mod api;

@@ -17,6 +17,7 @@ use super::api::{ApiError, TableJson, TableView};
 use super::middleware::{limit_body, refuse_cross_site, require_token};
 use crate::config::Secret;
 use crate::controller::{ControlCommand, ControlError, ControlRequest, ReloadReport, ReloadRequest, TablesSnapshot};
+use crate::lease::{Leadership, Role};
 use crate::model::TableName;
 use crate::policy::TableStatus;
 use crate::telemetry::{Health, Metrics};
@@ -47,6 +48,9 @@ pub struct ServerState {
     /// Status of each table an operator may address before the run loop has seen it (it has a SQL template and
     /// is managed): what `GET /tables/{table}` answers until the table shows in [`ServerState::tables`].
     pub unseen: Arc<BTreeMap<String, TableStatus>>,
+    /// This replica's role: a standby is not ready, answers control commands 503 with the leader's name, and
+    /// says so in `GET /tables`.
+    pub leadership: Leadership,
 }
 
 /// The router with every route; exposed for tests that serve it themselves.
@@ -74,9 +78,24 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// The header of `GET /tables` that names the replica's role (`leader`, `standby`), so a client sees it even
+/// without a table; `CDC-Leader` names the leader, when a standby knows it.
+pub const ROLE_HEADER: &str = "cdc-role";
+/// See [`ROLE_HEADER`].
+pub const LEADER_HEADER: &str = "cdc-leader";
+
 async fn readyz(State(state): State<ServerState>) -> Response {
+    // A standby is never ready: a Service then routes to the leader, the only replica that acts.
+    if let Role::Standby { leader } = state.leadership.role() {
+        let reason = match &leader {
+            Some(leader) => format!("standby: {leader} leads"),
+            None => "standby: no leader known yet".to_owned(),
+        };
+        let body = serde_json::json!({ "ready": false, "role": "standby", "leader": leader, "reason": reason });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
     match state.health.readiness() {
-        Ok(()) => axum::Json(serde_json::json!({ "ready": true })).into_response(),
+        Ok(()) => axum::Json(serde_json::json!({ "ready": true, "role": "leader" })).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({ "ready": false, "reason": reason })),
@@ -93,7 +112,18 @@ async fn metrics(State(state): State<ServerState>) -> Response {
 async fn list_tables(State(state): State<ServerState>) -> Response {
     let snapshot = state.tables.borrow().clone();
     let views: Vec<_> = snapshot.values().map(|status| view(&state, status)).collect();
-    axum::Json(views).into_response()
+    let role = state.leadership.role();
+    let mut response = axum::Json(views).into_response();
+    let headers = response.headers_mut();
+    headers.insert(ROLE_HEADER, HeaderValue::from_static(role.as_str()));
+    // A holder's name that is no header value (the Lease is the API server's text) is left out here; the
+    // JSON of /readyz and of a refused command still names it, escaped.
+    if let Role::Standby { leader: Some(leader) } = &role
+        && let Ok(value) = HeaderValue::from_str(leader)
+    {
+        headers.insert(LEADER_HEADER, value);
+    }
+    response
 }
 
 /// A path that does not decode (bad percent-encoding, not UTF-8) is answered in JSON like every other error.
@@ -139,6 +169,10 @@ async fn control(
     };
     // Not a table name: no table of this sidecar, so the run loop need not be asked.
     let table = TableName::parse(&table).map_err(|_| unknown_table(&table))?;
+    // A standby does nothing: the leader takes commands (the run loop refuses too, should the role change).
+    if let Role::Standby { leader } = state.leadership.role() {
+        return Ok(not_leader(leader));
+    }
     let (reply, answer) = oneshot::channel();
     let unavailable = || {
         ApiError::new(
@@ -158,8 +192,21 @@ async fn control(
     match tokio::time::timeout(CONTROL_TIMEOUT, answer).await {
         Ok(Ok(Ok(status))) => Ok((StatusCode::ACCEPTED, axum::Json(TableJson(&status))).into_response()),
         Ok(Ok(Err(ControlError::UnknownTable(table)))) => Err(unknown_table(&table)),
+        Ok(Ok(Err(ControlError::NotLeader { leader }))) => Ok(not_leader(leader)),
         Ok(Err(_)) | Err(_) => Err(unavailable()),
     }
+}
+
+/// 503 from a standby, naming the leader so the caller can go there: `{"error_code": 503, "message": "...",
+/// "leader": "pod-b"}` (`null` when not known).
+fn not_leader(leader: Option<String>) -> Response {
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let message = match &leader {
+        Some(leader) => format!("this replica is a standby; {leader} leads and takes commands"),
+        None => "this replica is a standby; no leader is known yet".to_owned(),
+    };
+    let body = serde_json::json!({ "error_code": status.as_u16(), "message": message, "leader": leader });
+    (status, axum::Json(body)).into_response()
 }
 
 /// How long `POST /reload` waits for the reload (every template is read and rendered) before answering 503.
@@ -208,5 +255,6 @@ fn view<'a>(state: &ServerState, status: &'a TableStatus) -> TableView<'a> {
         status: TableJson(status),
         savings: savings.table(&status.table),
         job_url: status.job_id.as_ref().and_then(|id| savings.job_url(id.as_str())),
+        role: state.leadership.role().as_str(),
     }
 }

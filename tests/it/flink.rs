@@ -794,3 +794,66 @@ async fn a_gateway_that_takes_no_connection_fails_the_start_at_once() {
     );
     assert!(fake.jobs().is_empty());
 }
+
+/// What a refused start or stop must never send: a session, a statement, a submission, a stop or a cancel.
+fn changing_requests(fake: &FakeFlink) -> [(Route, usize); 5] {
+    [
+        Route::OpenSession,
+        Route::ExecuteStatement,
+        Route::SubmitJob,
+        Route::StopJob,
+        Route::CancelJob,
+    ]
+    .map(|route| (route, fake.requests(route)))
+}
+
+#[tokio::test]
+async fn a_replica_that_does_not_lead_sends_flink_nothing_that_starts_stops_or_cancels() {
+    let fake = FakeFlink::start().await;
+    let running = job_id_for("faculty", 1);
+    fake.add_job(running.as_str(), "cdc-faculty", "RUNNING", 1);
+    let (leadership, control) = cdc_orchestrator::lease::Leadership::controlled("pod-a");
+    control.stand_by(Some("pod-b".to_owned()));
+    let l = launcher(&fake).with_guard(leadership.guard());
+
+    let refused = l
+        .start("program", 7, &table_sql("program"))
+        .await
+        .expect_err("not the leader");
+    assert!(matches!(refused, FlinkError::NotLeader { .. }), "{refused:?}");
+    assert!(!refused.is_transient());
+    let text = cdc_orchestrator::logging::chain(&refused).to_string();
+    assert!(text.contains("held by pod-b"), "{text}");
+    let refused = l.stop("faculty", &running).await.expect_err("not the leader");
+    assert!(matches!(refused, FlinkError::NotLeader { .. }), "{refused:?}");
+
+    assert!(
+        changing_requests(&fake).iter().all(|(_, n)| *n == 0),
+        "{:?}",
+        changing_requests(&fake)
+    );
+    assert_eq!(fake.live_jobs_named("cdc-faculty").len(), 1, "still running");
+    assert!(fake.live_jobs_named("cdc-program").is_empty());
+    // Reads still go out: the listing serves a standby's view.
+    assert_eq!(l.list_jobs().await.expect("list").len(), 1);
+}
+
+#[tokio::test]
+async fn a_lease_that_runs_out_mid_start_holds_back_the_statements_still_to_send() {
+    let fake = FakeFlink::start().await;
+    // Each statement takes 300 ms to finish; the lease runs out 100 ms in, by the replica's own clock, and nobody
+    // tells it: the first statement went out, the rest (the INSERT among them) must not.
+    fake.set_statement_delay(Duration::from_millis(300));
+    let (leadership, control) = cdc_orchestrator::lease::Leadership::controlled("pod-a");
+    control.lead_until(tokio::time::Instant::now() + Duration::from_millis(100));
+    let l = launcher(&fake).with_guard(leadership.guard());
+
+    let refused = l
+        .start("faculty", 1, &table_sql("faculty"))
+        .await
+        .expect_err("the lease ran out");
+    assert!(matches!(refused, FlinkError::NotLeader { .. }), "{refused:?}");
+    assert_eq!(fake.requests(Route::ExecuteStatement), 1, "{:?}", fake.statements());
+    assert_eq!(fake.requests(Route::SubmitJob), 0);
+    assert!(fake.jobs().is_empty());
+}

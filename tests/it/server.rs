@@ -10,6 +10,7 @@ use std::time::Duration;
 use cdc_orchestrator::config::{Config, Secret};
 use cdc_orchestrator::http::{self, ServerState};
 use cdc_orchestrator::kafka::watcher::{TableActivity, WatchEvent};
+use cdc_orchestrator::lease::Leadership;
 use cdc_orchestrator::telemetry::{Health, Metrics};
 use launcher_double::FakeLauncher;
 use serde_json::Value;
@@ -30,6 +31,11 @@ struct Harness {
 /// The server in front of a run loop that saw a change of faculty (so: starting) and only a lag report of
 /// program (so: idle).
 async fn start(token: Option<&str>) -> Harness {
+    start_as(token, Leadership::always_leader("pod-a")).await
+}
+
+/// [`start`], as the replica `leadership` says.
+async fn start_as(token: Option<&str>, leadership: Leadership) -> Harness {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sql = launcher_double::sql_dir(&["faculty", "program"]);
     let mut config = Config::default();
@@ -41,7 +47,8 @@ async fn start(token: Option<&str>) -> Harness {
     let metrics = Arc::new(Metrics::new());
     metrics.job_started("faculty");
     let health = Arc::new(Health::new(Duration::from_secs(30), Duration::from_secs(90)));
-    let run_loop = launcher_double::run_loop_over(&launcher, config, metrics.clone(), health.clone());
+    let run_loop = launcher_double::run_loop_over(&launcher, config, metrics.clone(), health.clone())
+        .with_leadership(leadership.clone());
     let mut tables = run_loop.subscribe();
     let (control, control_rx) = mpsc::channel(8);
     let state = ServerState {
@@ -54,6 +61,7 @@ async fn start(token: Option<&str>) -> Harness {
         allowed_hosts: Arc::from([]),
         max_body_bytes: 4096,
         unseen: Arc::new(run_loop.unseen_statuses()),
+        leadership,
     };
     let (events, observations) = mpsc::channel(8);
     let shutdown = CancellationToken::new();
@@ -280,4 +288,90 @@ async fn bad_paths_methods_and_bodies_get_clean_4xx() {
         .expect("POST");
     assert_eq!(r.status().as_u16(), 413);
     assert_eq!(r.json::<Value>().await.expect("JSON")["error_code"], 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_is_not_ready_names_the_leader_refuses_commands_and_says_its_role() {
+    let (leadership, lease) = Leadership::controlled("pod-a");
+    lease.stand_by(Some("pod-b".to_owned()));
+    let h = start_as(Some("s3cret"), leadership).await;
+    h.health.kafka_ok();
+    h.health.flink_ok();
+
+    let (code, body) = h.get("/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    let body = json(&body);
+    assert_eq!(
+        (&body["role"], &body["leader"]),
+        (&Value::from("standby"), &Value::from("pod-b"))
+    );
+    assert_eq!(body["reason"], "standby: pod-b leads");
+
+    let r = h
+        .http
+        .get(format!("{}/tables", h.base))
+        .send()
+        .await
+        .expect("GET /tables");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["cdc-role"], "standby");
+    assert_eq!(r.headers()["cdc-leader"], "pod-b");
+    let tables = json(&r.text().await.expect("body"));
+    let tables = tables.as_array().expect("still an array");
+    // What the standby sees: faculty's change, program's lag; no job, and its role on every table.
+    assert_eq!(tables.len(), 2, "{tables:?}");
+    assert!(
+        tables.iter().all(|t| t["role"] == "standby" && t["job_id"].is_null()),
+        "{tables:?}"
+    );
+    assert!(tables[0]["last_record_at"].is_u64(), "{tables:?}");
+
+    for action in ["trigger", "pause", "resume", "stop"] {
+        let (code, body) = h.post(&format!("/tables/faculty/{action}"), Some("s3cret")).await;
+        assert_eq!(code, 503, "{action}: {body}");
+        assert_eq!(body["leader"], "pod-b", "{body}");
+        assert_eq!(body["error_code"], 503, "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains("standby")),
+            "{body}"
+        );
+    }
+    // The token is still checked first: a standby tells nothing to a caller without it.
+    assert_eq!(h.post("/tables/faculty/trigger", None).await.0, 401);
+
+    let shown = tokio::process::Command::from(crate::support::sidecar::command(&["status", "--url", &h.base]))
+        .env("CDC_SERVER__TOKEN", "s3cret")
+        .output()
+        .await
+        .expect("run status");
+    let text = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    assert!(text.starts_with("TABLE"), "{text}");
+    assert!(text.lines().any(|l| l == "role: standby (leader pod-b)"), "{text}");
+
+    lease.lead_until(tokio::time::Instant::now() + Duration::from_secs(3_600));
+    let (code, body) = h.get("/readyz").await;
+    assert_eq!(
+        (code, json(&body)["role"].clone()),
+        (200, Value::from("leader")),
+        "{body}"
+    );
+    let (code, body) = h.get("/tables").await;
+    assert_eq!(code, 200);
+    assert!(
+        json(&body)
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|t| t["role"] == "leader"),
+        "{body}"
+    );
+    assert_eq!(
+        h.launcher.calls().first(),
+        Some(&launcher_double::Call::List),
+        "the take-over lists first"
+    );
+    let (code, body) = h.post("/tables/program/pause", Some("s3cret")).await;
+    assert_eq!(code, 202, "{body}");
+    h.shutdown.cancel();
 }
