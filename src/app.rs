@@ -10,12 +10,14 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, LauncherKind};
 use crate::controller::{RunLoop, TablesSnapshot};
+use crate::flink::jobmanager::JobManager;
 use crate::flink::{AnyLauncher, FlinkError, Launcher};
 use crate::http::ServerState;
 use crate::kafka::watcher::{WatchError, Watcher};
@@ -124,6 +126,13 @@ pub async fn run(config: Config, reloads: Reloads, shutdown: CancellationToken) 
     let server = tokio::spawn(crate::http::serve(listener, state, limits, shutdown.clone()));
     if launcher.simulated() {
         health.flink_ok();
+    } else {
+        tokio::spawn(watch_cluster(
+            cluster_client(&config)?,
+            metrics.clone(),
+            config.flink.reconcile_interval,
+            shutdown.clone(),
+        ));
     }
     tokio::spawn(reloader.run(reload_rx, reloads.hangups, shutdown.clone()));
     let (observations_tx, observations_rx) = mpsc::channel(1024);
@@ -172,6 +181,41 @@ async fn watch_over(watcher: tokio::task::JoinHandle<()>, shutdown: Cancellation
     tracing::error!(%why, "the Kafka watcher stopped unexpectedly; shutting down");
     shutdown.cancel();
     Err(RunError::WatcherStopped(why))
+}
+
+/// A JobManager client of its own for [`watch_cluster`], bounded like the launcher's (request timeout, answer
+/// size, credentials masked in its errors).
+fn cluster_client(config: &Config) -> Result<JobManager, FlinkError> {
+    let mut client = JobManager::new(
+        crate::flink::http_client(config.flink.request_timeout)?,
+        &config.flink.jobmanager_url,
+    )?;
+    client.set_redaction(Credentials::from_env(&config.kafka));
+    client.set_max_response_bytes(config.flink.max_response_bytes);
+    Ok(client)
+}
+
+/// Reads Flink's TaskManagers and slots (`GET /overview`) every `interval` into `cdc_flink_*` until `shutdown`:
+/// they show whether the slots stopped jobs free become TaskManagers given back. A failed read is only logged at
+/// debug and leaves the gauges as they were: it decides nothing, and the run loop's own calls already judge
+/// whether Flink is reachable (readiness, `cdc_dependency_up`).
+async fn watch_cluster(jobmanager: JobManager, metrics: Arc<Metrics>, interval: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return,
+            read = jobmanager.cluster_overview() => read,
+        };
+        match read {
+            Ok(o) => metrics.flink_cluster(o.taskmanagers, o.slots_total, o.slots_available),
+            Err(e) => tracing::debug!(error = %crate::logging::chain(&e), "cannot read Flink's overview"),
+        }
+    }
 }
 
 /// The watcher of `config` for the tables of `templates` (see [`Watcher::new`]; `watch` builds the same).

@@ -1,5 +1,5 @@
 //! Client of the JobManager REST API: list jobs, job detail, job status, a job's latest failure, stop with
-//! savepoint, cancel.
+//! savepoint, cancel, and the cluster's TaskManagers and slots.
 
 use super::failure::{ExceptionsBody, JobFailure, failure_line};
 use super::http::Rest;
@@ -57,6 +57,20 @@ pub enum SavepointStatus {
         /// The root-cause line of the failure.
         root_cause: String,
     },
+}
+
+/// `GET /overview` (Flink's name), the cluster's capacity: what scale-to-zero frees (slots) and what a bill counts
+/// (TaskManagers, released only where Flink's resource manager gives idle ones back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct ClusterOverview {
+    /// TaskManagers registered with the JobManager.
+    pub taskmanagers: u32,
+    /// Their task slots, together.
+    #[serde(rename = "slots-total")]
+    pub slots_total: u32,
+    /// Slots no job uses.
+    #[serde(rename = "slots-available")]
+    pub slots_available: u32,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +189,13 @@ impl JobManager {
         Ok(jobs)
     }
 
+    /// The cluster's TaskManagers and slots (`GET /overview`, read-only). The answer is read with the client's
+    /// bound; other fields (job counts, version, Flink 1.19's blocked slots) are ignored, and a count that is
+    /// missing, negative or beyond `u32` is a decode error.
+    pub async fn cluster_overview(&self) -> Result<ClusterOverview, FlinkError> {
+        self.rest.call(Method::GET, "overview", None).await
+    }
+
     /// The job's detail, or `None` when the JobManager does not know it (404).
     pub async fn job(&self, job_id: &JobId) -> Result<Option<JobDetail>, FlinkError> {
         match self
@@ -282,6 +303,39 @@ impl JobManager {
             Ok(_) => Ok(true),
             Err(FlinkError::Api { status: 404 | 409, .. }) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_overview_is_read_from_flinks_answer_and_refuses_nonsense() {
+        // Flink 1.18's answer, and 1.19's with the blocked-slot fields.
+        let answer = r#"{"taskmanagers":2,"slots-total":8,"slots-available":5,"jobs-running":3,"jobs-finished":0,
+            "jobs-cancelled":1,"jobs-failed":0,"flink-version":"1.18.1","flink-commit":"a8c8b1c"}"#;
+        let overview: ClusterOverview = serde_json::from_str(answer).expect("1.18");
+        assert_eq!(
+            overview,
+            ClusterOverview {
+                taskmanagers: 2,
+                slots_total: 8,
+                slots_available: 5
+            }
+        );
+        let answer = r#"{"taskmanagers":0,"taskmanagers-blocked":0,"slots-total":0,"slots-available":0,
+            "slots-free-and-blocked":0,"jobs-running":0,"flink-version":"2.0.0"}"#;
+        assert!(serde_json::from_str::<ClusterOverview>(answer).is_ok());
+        for bad in [
+            r#"{"taskmanagers":-1,"slots-total":0,"slots-available":0}"#,
+            r#"{"taskmanagers":1,"slots-total":4294967296,"slots-available":0}"#,
+            r#"{"taskmanagers":1,"slots-total":"4","slots-available":0}"#,
+            r#"{"taskmanagers":1,"slots-total":4}"#,
+            r#"[]"#,
+        ] {
+            assert!(serde_json::from_str::<ClusterOverview>(bad).is_err(), "{bad}");
         }
     }
 }

@@ -128,6 +128,12 @@ pub struct Metrics {
     /// template, or left out by `policy.include`/`policy.exclude`): reported, never adopted, stopped or cancelled.
     /// No per-job labels, so however many Flink lists, this is one series.
     unmanaged_jobs: Gauge,
+    /// TaskManagers Flink's `/overview` last reported (0 until it first answers).
+    flink_taskmanagers: Gauge,
+    /// Their task slots, together.
+    flink_slots_total: Gauge,
+    /// Slots no job used.
+    flink_slots_available: Gauge,
     /// Consumer lag of a table's job, in records.
     table_lag: Family<TableLabels, Gauge>,
     /// 1 while a table's records differ from its template's source columns, 0 otherwise.
@@ -237,6 +243,9 @@ impl Metrics {
             jobs_running: Gauge::default(),
             job_state: Family::default(),
             unmanaged_jobs: Gauge::default(),
+            flink_taskmanagers: Gauge::default(),
+            flink_slots_total: Gauge::default(),
+            flink_slots_available: Gauge::default(),
             table_lag: Family::default(),
             table_schema_drift: Family::default(),
             table_schema_drift_fields: Family::default(),
@@ -262,6 +271,9 @@ impl Metrics {
             jobs_running: "jobs_running", "Tables whose job Flink reports RUNNING";
             job_state: "job_state", "Flink's state of a table's job (1 for the state last reported)";
             unmanaged_jobs: "unmanaged_jobs", "Live cdc jobs in Flink of tables this sidecar does not manage";
+            flink_taskmanagers: "flink_taskmanagers", "TaskManagers registered with Flink's JobManager (its /overview)";
+            flink_slots_total: "flink_slots_total", "Task slots of Flink's TaskManagers";
+            flink_slots_available: "flink_slots_available", "Task slots no Flink job uses";
             table_lag: "table_lag_records", "Consumer lag of a table's job";
             table_schema_drift: "table_schema_drift", "1 while a table's records differ from its template's source columns";
             table_schema_drift_fields: "table_schema_drift_fields", "Fields of a table's schema drift, added or missing";
@@ -401,6 +413,14 @@ impl Metrics {
     /// Flink's last job list had `live` live jobs of tables this sidecar does not manage.
     pub fn unmanaged_jobs(&self, live: usize) {
         self.unmanaged_jobs.set(i64::try_from(live).unwrap_or(i64::MAX));
+    }
+
+    /// Flink's JobManager last reported `taskmanagers` TaskManagers with `slots_total` slots, `slots_available`
+    /// of them unused: what stopped jobs free, and whether the cluster gives TaskManagers back.
+    pub fn flink_cluster(&self, taskmanagers: u32, slots_total: u32, slots_available: u32) {
+        self.flink_taskmanagers.set(i64::from(taskmanagers));
+        self.flink_slots_total.set(i64::from(slots_total));
+        self.flink_slots_available.set(i64::from(slots_available));
     }
 
     /// Flink last reported `table`'s job in `state` (`None`: the table has no job): its one `cdc_job_state` series

@@ -333,7 +333,9 @@ async fn the_charts_dashboard_and_alerts_parse_and_use_only_exported_metrics() {
             "CdcFlinkUnreachable",
             "CdcLagGrowsWithoutJob",
             "CdcTableSchemaDrift",
-            "CdcSidecarDown"
+            "CdcSidecarDown",
+            "CdcNoLeader",
+            "CdcLeadershipFlapping"
         ]
     );
     let runbook = std::fs::read_to_string(repo("docs/runbook.md")).expect("runbook");
@@ -384,6 +386,10 @@ async fn the_charts_dashboard_and_alerts_parse_and_use_only_exported_metrics() {
         "cdc_table_job_seconds_total",
         "cdc_dependency_up",
         "cdc_table_lag_records",
+        "cdc_leader",
+        "cdc_leadership_changes_total",
+        "cdc_flink_taskmanagers",
+        "cdc_flink_slots_available",
     ] {
         assert!(used.contains(family), "the dashboard shows {family}");
     }

@@ -75,10 +75,11 @@ fn helm(args: &[&str]) -> Output {
 
 const CHART: &str = "helm/cdc-orchestrator";
 const EXAMPLE: &str = "helm/cdc-orchestrator/ci/example-values.yaml";
+const LEADER_ELECTION: &str = "helm/cdc-orchestrator/ci/leader-election-values.yaml";
 
 #[test]
 fn the_chart_lints_strictly_with_default_and_example_values() {
-    for extra in [&[][..], &["-f", EXAMPLE][..]] {
+    for extra in [&[][..], &["-f", EXAMPLE][..], &["-f", LEADER_ELECTION][..]] {
         let mut args = vec!["lint", "--strict", CHART];
         args.extend_from_slice(extra);
         let out = helm(&args);
@@ -178,6 +179,218 @@ fn bad_values_are_rejected_by_the_schema() {
     }
 }
 
+/// Every object `helm template` renders with `values`, parsed by PyYAML (the reference parser, which comes with
+/// yamllint in `.tools/lint`).
+fn rendered_objects(values: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["template", "t", CHART];
+    args.extend_from_slice(values);
+    let out = helm(&args);
+    assert!(out.status.success(), "helm {args:?}: {}", text(&out.stderr));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rendered = dir.path().join("rendered.yaml");
+    std::fs::write(&rendered, &out.stdout).expect("write");
+    let parsed = run(Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+        ])
+        .arg(&rendered)
+        .env("PYTHONPATH", repo(".tools/lint")));
+    assert!(
+        parsed.status.success(),
+        "{}\n{}",
+        text(&parsed.stderr),
+        text(&out.stdout)
+    );
+    serde_json::from_slice(&parsed.stdout).expect("json")
+}
+
+/// The one rendered object of `kind`, if any (panics on two).
+fn object<'a>(objects: &'a [serde_json::Value], kind: &str) -> Option<&'a serde_json::Value> {
+    let mut of_kind = objects.iter().filter(|o| o["kind"] == kind);
+    let first = of_kind.next();
+    assert!(of_kind.next().is_none(), "two {kind}s");
+    first
+}
+
+/// The chart's `leaderElection` keys that become a key of the `[leader_election]` section (as
+/// `CDC_LEADER_ELECTION__<KEY>`); `replicas` and `podDisruptionBudget` are the chart's own.
+const LEADER_ELECTION_KEYS: [(&str, &str); 5] = [
+    ("enabled", "enabled"),
+    ("leaseName", "lease_name"),
+    ("leaseDuration", "lease_duration"),
+    ("renewDeadline", "renew_deadline"),
+    ("retryPeriod", "retry_period"),
+];
+/// `[leader_election]` keys the chart sets from the pod itself (downward API).
+const LEADER_ELECTION_FROM_POD: [&str; 2] = ["identity", "namespace"];
+/// `[leader_election]` keys the chart leaves to their in-cluster defaults (the service account's files, the
+/// `KUBERNETES_SERVICE_*` address); `extraEnv` can still set them.
+const LEADER_ELECTION_IN_CLUSTER: [&str; 3] = ["api_server", "token_file", "ca_file"];
+
+#[test]
+fn with_leader_election_the_chart_runs_a_leader_and_a_standby_allowed_the_lease_and_nothing_more() {
+    let objects = rendered_objects(&["-f", LEADER_ELECTION]);
+    let deployment = object(&objects, "Deployment").expect("Deployment");
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 2);
+    // Only the leader is ever ready: a maxUnavailable below 100% would stall a rollout on the old leader.
+    assert_eq!(
+        spec["strategy"],
+        serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "100%"}})
+    );
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    assert_eq!(pod["serviceAccountName"], "t-cdc-orchestrator");
+    let container = &pod["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // The leader election environment, exactly: the chart's keys by value, identity and namespace from the pod.
+    let env: Vec<&serde_json::Value> = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter(|e| {
+            e["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("CDC_LEADER_ELECTION__") || n == "POD_NAME")
+        })
+        .collect();
+    let field = |path: &str| serde_json::json!({"fieldRef": {"fieldPath": path}});
+    let mut expected = vec![
+        serde_json::json!({"name": "POD_NAME", "valueFrom": field("metadata.name")}),
+        serde_json::json!({"name": "CDC_LEADER_ELECTION__ENABLED", "value": "true"}),
+        serde_json::json!({"name": "CDC_LEADER_ELECTION__IDENTITY", "valueFrom": field("metadata.name")}),
+        serde_json::json!({"name": "CDC_LEADER_ELECTION__NAMESPACE", "valueFrom": field("metadata.namespace")}),
+    ];
+    for (key, value) in [
+        ("LEASE_NAME", "cdc-orchestrator-university"),
+        ("LEASE_DURATION", "15s"),
+        ("RENEW_DEADLINE", "10s"),
+        ("RETRY_PERIOD", "2s"),
+    ] {
+        expected.push(serde_json::json!({"name": format!("CDC_LEADER_ELECTION__{key}"), "value": value}));
+    }
+    assert_eq!(env, expected.iter().collect::<Vec<_>>());
+    // Each variable is a key of the configuration's section (the schema test holds the section to the chart).
+    let names: std::collections::BTreeSet<String> = env
+        .iter()
+        .filter_map(|e| e["name"].as_str()?.strip_prefix("CDC_LEADER_ELECTION__"))
+        .map(str::to_lowercase)
+        .collect();
+    let keys: std::collections::BTreeSet<String> = LEADER_ELECTION_KEYS
+        .iter()
+        .map(|&(_, key)| key)
+        .chain(LEADER_ELECTION_FROM_POD)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(names, keys);
+    assert_eq!(
+        pod["affinity"],
+        serde_json::json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {
+                "topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": {
+                    "app.kubernetes.io/name": "cdc-orchestrator", "app.kubernetes.io/instance": "t"}}
+            }
+        }]}})
+    );
+    // Leases, get/update by name and create (which RBAC cannot restrict by name), and nothing more.
+    let role = object(&objects, "Role").expect("Role");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": ["cdc-orchestrator-university"], "verbs": ["get", "update"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}
+        ])
+    );
+    let binding = object(&objects, "RoleBinding").expect("RoleBinding");
+    assert_eq!(
+        binding["roleRef"],
+        serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]})
+    );
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "t-cdc-orchestrator", "namespace": "default"}])
+    );
+    let account = object(&objects, "ServiceAccount").expect("a service account of its own");
+    assert_eq!(account["metadata"]["name"], "t-cdc-orchestrator");
+    assert_eq!(account["automountServiceAccountToken"], true);
+    let pdb = object(&objects, "PodDisruptionBudget").expect("PodDisruptionBudget");
+    assert_eq!(
+        pdb["spec"],
+        serde_json::json!({
+            "maxUnavailable": 1,
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "cdc-orchestrator", "app.kubernetes.io/instance": "t"}}
+        })
+    );
+    // Overrides: more replicas, an existing account (bound, not created), the release's name as the Lease's,
+    // no budget, the user's own affinity.
+    let objects = rendered_objects(&[
+        "--set",
+        "leaderElection.enabled=true",
+        "--set",
+        "leaderElection.replicas=3",
+        "--set",
+        "serviceAccount.name=cdc-existing",
+        "--set",
+        "leaderElection.podDisruptionBudget=false",
+        "--set",
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+        "--set",
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+    ]);
+    let pod = &object(&objects, "Deployment").expect("Deployment")["spec"];
+    assert_eq!(pod["replicas"], 3);
+    assert!(pod["template"]["spec"]["affinity"]["podAntiAffinity"].is_null());
+    assert_eq!(pod["template"]["spec"]["serviceAccountName"], "cdc-existing");
+    assert!(object(&objects, "ServiceAccount").is_none());
+    assert!(object(&objects, "PodDisruptionBudget").is_none());
+    assert_eq!(
+        object(&objects, "RoleBinding").expect("RoleBinding")["subjects"][0]["name"],
+        "cdc-existing"
+    );
+    assert_eq!(
+        object(&objects, "Role").expect("Role")["rules"][0]["resourceNames"],
+        serde_json::json!(["t-cdc-orchestrator"])
+    );
+    // The schema refuses a Lease name Kubernetes would.
+    let out = helm(&["template", "t", CHART, "--set", "leaderElection.leaseName=Not_A_Name"]);
+    assert!(!out.status.success(), "a bad Lease name was accepted");
+    assert!(text(&out.stderr).contains("leaseName"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn without_leader_election_the_chart_is_the_recreate_singleton() {
+    for values in [&[][..], &["-f", EXAMPLE][..]] {
+        let objects = rendered_objects(values);
+        let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+        for kind in ["Role", "RoleBinding", "PodDisruptionBudget", "ServiceAccount"] {
+            assert!(
+                !kinds.contains(&kind),
+                "{kind} rendered without leader election: {kinds:?}"
+            );
+        }
+        let spec = &object(&objects, "Deployment").expect("Deployment")["spec"];
+        assert_eq!(spec["replicas"], 1);
+        assert_eq!(spec["strategy"], serde_json::json!({"type": "Recreate"}));
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert!(pod["affinity"].is_null(), "{pod}");
+        let env = serde_json::to_string(&pod["containers"][0]["env"]).expect("env");
+        assert!(!env.contains("LEADER_ELECTION") && !env.contains("POD_NAME"), "{env}");
+        assert_eq!(pod["containers"][0]["readinessProbe"]["periodSeconds"], 10);
+    }
+    // An account created for IRSA alone keeps its token unmounted.
+    let objects = rendered_objects(&["--set", "serviceAccount.create=true"]);
+    assert_eq!(
+        object(&objects, "ServiceAccount").expect("ServiceAccount")["automountServiceAccountToken"],
+        false
+    );
+}
+
 /// The dotted key paths of the leaves of `value`; maps a section keys by name (`policy.tables`) are one leaf.
 fn leaf_keys(value: &serde_json::Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
     match value.as_object() {
@@ -229,6 +442,24 @@ fn the_charts_schema_allows_exactly_the_configurations_keys() {
     let mut allowed = std::collections::BTreeSet::new();
     schema_keys(&schema["properties"]["config"], "", &mut allowed);
     // A section with no default (`kafka.sasl`) is one null leaf of the configuration: its keys count as it.
+    // [leader_election] is set through the chart's top-level `leaderElection` (as environment variables, since
+    // identity and namespace come from the pod), not through `config`.
+    let chart_only = ["replicas", "podDisruptionBudget"];
+    for key in schema["properties"]["leaderElection"]["properties"]
+        .as_object()
+        .expect("leaderElection in the schema")
+        .keys()
+        .filter(|key| !chart_only.contains(&key.as_str()))
+    {
+        let (_, config_key) = LEADER_ELECTION_KEYS
+            .iter()
+            .find(|(chart_key, _)| chart_key == key)
+            .unwrap_or_else(|| panic!("leaderElection.{key} maps to no [leader_election] key"));
+        allowed.insert(format!("leader_election.{config_key}"));
+    }
+    for key in LEADER_ELECTION_FROM_POD.iter().chain(&LEADER_ELECTION_IN_CLUSTER) {
+        allowed.insert(format!("leader_election.{key}"));
+    }
     let allowed: std::collections::BTreeSet<String> = allowed
         .into_iter()
         .map(|key| {

@@ -712,3 +712,76 @@ async fn the_start_line_always_names_operations() {
     );
     assert_eq!(sidecar.count("Detected  operation"), 0, "{}", sidecar.log_text());
 }
+
+/// The value of the sample `series` (name and labels, as rendered) on a `/metrics` page.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Flink's TaskManagers and slots (`GET /overview`) are read every reconcile interval into `cdc_flink_*`; failed
+/// reads leave the gauges as they were, are logged at debug only, and do not make Flink unready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flinks_taskmanagers_and_free_slots_are_exported_and_a_failed_read_changes_nothing() {
+    let broker = support::Broker::start();
+    let client = topics(&broker, &["faculty"]).await;
+    let flink = FakeFlink::start().await;
+    flink.set_cluster(2, 4);
+    let sidecar = Sidecar::start(&broker, &flink, &[]);
+    let cluster = |page: &str| {
+        [
+            "cdc_flink_taskmanagers",
+            "cdc_flink_slots_total",
+            "cdc_flink_slots_available",
+        ]
+        .map(|s| sample(page, s))
+    };
+    let shows = |expected: [f64; 3]| {
+        let (_, page) = sidecar.process.get("/metrics");
+        cluster(&page) == expected.map(Some)
+    };
+    sidecar
+        .wait_until("2 TaskManagers, 8 free slots", Duration::from_secs(10), || {
+            shows([2.0, 8.0, 8.0])
+        })
+        .await;
+    // A job takes a slot.
+    change(&client, "faculty", "c", 1).await;
+    sidecar
+        .wait_until("a slot taken", Duration::from_secs(15), || shows([2.0, 8.0, 7.0]))
+        .await;
+    // The resource manager releases a TaskManager, but the next three reads fail: nothing changes meanwhile.
+    flink.inject_times(Route::ClusterOverview, Fault::Error500, 3);
+    let before = flink.requests(Route::ClusterOverview);
+    flink.set_cluster(1, 4);
+    sidecar
+        .wait_until("three failed reads", Duration::from_secs(10), || {
+            flink.requests(Route::ClusterOverview) >= before + 3
+        })
+        .await;
+    let (_, page) = sidecar.get("/metrics").await;
+    assert_eq!(cluster(&page), [Some(2.0), Some(8.0), Some(7.0)], "{page}");
+    assert_eq!(
+        sample(&page, r#"cdc_dependency_up{dependency="flink"}"#),
+        Some(1.0),
+        "{page}"
+    );
+    let (code, body) = sidecar.get("/readyz").await;
+    assert_eq!(code, 200, "{body}");
+    sidecar
+        .wait_until("1 TaskManager, 3 free slots", Duration::from_secs(10), || {
+            shows([1.0, 4.0, 3.0])
+        })
+        .await;
+    let failures: Vec<String> = sidecar
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("cannot read Flink"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        failures.len() >= 3 && failures.iter().all(|l| l.contains("DEBUG")),
+        "{failures:#?}"
+    );
+}

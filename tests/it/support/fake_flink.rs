@@ -58,6 +58,8 @@ pub enum Route {
     CancelJob,
     /// `GET /jobs/{jid}/vertices/{vid}/metrics`
     VertexMetrics,
+    /// `GET /overview`
+    ClusterOverview,
 }
 
 /// What an injected fault does to one request.
@@ -156,6 +158,9 @@ struct Inner {
     savepoint_after: Option<Duration>,
     fail_next_savepoint: Option<String>,
     api_versions: Vec<String>,
+    /// TaskManagers registered, and the slots each offers (`GET /overview`).
+    taskmanagers: u32,
+    slots_per_taskmanager: u32,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -220,6 +225,8 @@ impl FakeFlink {
             savepoint_after: Some(Duration::from_millis(30)),
             fail_next_savepoint: None,
             api_versions: vec!["V1".into(), "V2".into()],
+            taskmanagers: 1,
+            slots_per_taskmanager: 4,
         }));
         let gateway = Router::new()
             .route("/api_versions", get(api_versions))
@@ -235,6 +242,7 @@ impl FakeFlink {
             .route("/{v}/sessions/{sh}/operations/{oh}/cancel", post(cancel_operation))
             .with_state(inner.clone());
         let jobmanager = Router::new()
+            .route("/overview", get(cluster_overview))
             .route("/jobs/overview", get(jobs_overview))
             .route("/jobs/{jid}", get(job_detail).patch(cancel_job))
             .route("/jobs/{jid}/status", get(job_status))
@@ -331,6 +339,14 @@ impl FakeFlink {
     /// The API versions the gateway announces, e.g. `["V1"]` for a Flink 1.16 gateway.
     pub fn set_api_versions(&self, versions: &[&str]) {
         lock(&self.inner).api_versions = versions.iter().map(|v| (*v).to_owned()).collect();
+    }
+
+    /// The cluster now has `taskmanagers` TaskManagers of `slots_each` slots (1 and 4 at start), as after a
+    /// resource manager released idle ones or started new ones.
+    pub fn set_cluster(&self, taskmanagers: u32, slots_each: u32) {
+        let mut inner = lock(&self.inner);
+        inner.taskmanagers = taskmanagers;
+        inner.slots_per_taskmanager = slots_each;
     }
 
     /// Adds a job as if something else had submitted it.
@@ -972,6 +988,24 @@ fn job_not_found(jid: &str) -> Response {
 
 const SOURCE_VERTEX: &str = "cbc357ccb763df2852fee8c4fc7d55f2";
 const SINK_VERTEX: &str = "90bea66de1c231edf33913ecd54406c1";
+
+/// `GET /overview` as Flink 1.18 answers it; every job that has not ended holds one slot (parallelism 1, one
+/// slot-sharing group).
+async fn cluster_overview(State(inner): State<Shared>) -> Response {
+    handle(&inner, Route::ClusterOverview, |s| {
+        let ended = |state: &str| matches!(state, "FAILED" | "CANCELED" | "FINISHED");
+        let count = |state: &str| s.jobs.iter().filter(|j| j.public.state == state).count();
+        let live = s.jobs.iter().filter(|j| !ended(&j.public.state)).count();
+        let total = s.taskmanagers * s.slots_per_taskmanager;
+        let available = u64::from(total).saturating_sub(live as u64);
+        ok(json!({
+            "taskmanagers": s.taskmanagers, "slots-total": total, "slots-available": available,
+            "jobs-running": live, "jobs-finished": count("FINISHED"), "jobs-cancelled": count("CANCELED"),
+            "jobs-failed": count("FAILED"), "flink-version": "1.18.1", "flink-commit": "a8c8b1c"
+        }))
+    })
+    .await
+}
 
 async fn jobs_overview(State(inner): State<Shared>) -> Response {
     handle(&inner, Route::JobsOverview, |s| {
