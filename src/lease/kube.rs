@@ -325,7 +325,10 @@ impl super::LeaseApi for KubeClient {
     }
 
     async fn create(&self, lease: &Lease) -> Result<Lease, LeaseError> {
-        self.call(Method::POST, self.collection.clone(), Some(lease)).await
+        let mut lease = lease.clone();
+        lease.metadata.name = Some(self.name.clone());
+        lease.metadata.namespace = Some(self.namespace.clone());
+        self.call(Method::POST, self.collection.clone(), Some(&lease)).await
     }
 
     async fn update(&self, lease: &Lease) -> Result<Lease, LeaseError> {

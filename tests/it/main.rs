@@ -25,6 +25,7 @@ mod flink_sql;
 mod fuzz_corpus;
 mod hardening;
 mod hostile;
+mod lease;
 mod msk_iam;
 mod oauth;
 mod operator;
