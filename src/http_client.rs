@@ -19,6 +19,11 @@ const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
 /// secrets, a token endpoint's client secret), to an address nobody configured, or turn a POST into a GET; its
 /// caller gets the 3xx answer and reports it instead.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    builder(timeout).build()
+}
+
+/// [`client`]'s settings as a builder, for a client that adds its own (the Lease client's CA).
+pub fn builder(timeout: Duration) -> reqwest::ClientBuilder {
     static PROVIDER: Once = Once::new();
     // reqwest is built without a default crypto provider; install ring once per process. Another part of the
     // program may have installed one already, which is just as good, so the result is ignored.
@@ -30,7 +35,6 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// Why a body was not read whole.

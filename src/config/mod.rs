@@ -1,6 +1,6 @@
 //! Layered configuration: built-in defaults < TOML file < `CDC_`-prefixed environment variables.
 //!
-//! One file per section ([`kafka`], [`policy`], [`flink`], [`server`], [`iceberg`], [`sink`]), each a [`Section`]
+//! One file per section ([`kafka`], [`policy`], [`flink`], [`server`], [`iceberg`], [`sink`], [`leader_election`]), each a [`Section`]
 //! that checks its own values; [`Config`] adds the rules that span sections. Every section denies unknown keys,
 //! so a typo is an error naming the key instead of a silently ignored setting. Values that deserialize but make
 //! no sense (an empty bootstrap list, a regex that does not compile, a table name that is not an identifier) are
@@ -20,6 +20,7 @@ mod file;
 pub mod flink;
 pub mod iceberg;
 pub mod kafka;
+pub mod leader_election;
 pub mod policy;
 mod secret;
 pub mod server;
@@ -46,6 +47,7 @@ pub use kafka::{
     KAFKA_JOBS_SASL_PASSWORD, KAFKA_JOBS_TLS_KEY_PASSWORD, KAFKA_SASL_OAUTH_CLIENT_SECRET, KAFKA_SASL_PASSWORD,
     KafkaConfig, KafkaJobsConfig, OauthConfig, SaslConfig, SaslMechanism, SaslOrigin, TlsConfig,
 };
+pub use leader_election::LeaderElectionConfig;
 pub use policy::{PolicyConfig, TableOverrides, TablePolicy};
 pub use secret::{REDACTED, Secret};
 pub use server::ServerConfig;
@@ -146,10 +148,20 @@ pub struct Config {
     pub iceberg: IcebergConfig,
     /// Which kind of sink the per-table jobs write to, and the JDBC sink's connection.
     pub sink: SinkConfig,
+    /// Whether replicas compete for a Kubernetes Lease, so that only one acts.
+    pub leader_election: LeaderElectionConfig,
 }
 
 /// The top-level keys, in [`Config`]'s order (as an unknown key's error lists them).
-const SECTIONS: &[&str] = &["kafka", "policy", "flink", "server", "iceberg", "sink"];
+const SECTIONS: &[&str] = &[
+    "kafka",
+    "policy",
+    "flink",
+    "server",
+    "iceberg",
+    "sink",
+    "leader_election",
+];
 
 /// Every reason a configuration could not be loaded, in the order found; never empty.
 #[derive(Debug)]
@@ -265,8 +277,9 @@ impl Config {
         let server = section::<ServerConfig>(figment, &mut errors);
         let iceberg = section::<IcebergConfig>(figment, &mut errors);
         let sink = section::<SinkConfig>(figment, &mut errors);
-        if let (Some(kafka), Some(policy), Some(flink), Some(server), Some(iceberg), Some(sink)) =
-            (kafka, policy, flink, server, iceberg, sink)
+        let leader_election = section::<LeaderElectionConfig>(figment, &mut errors);
+        if let (Some(kafka), Some(policy), Some(flink), Some(server), Some(iceberg), Some(sink), Some(leader_election)) =
+            (kafka, policy, flink, server, iceberg, sink, leader_election)
             && errors.is_empty()
         {
             let config = Config {
@@ -276,6 +289,7 @@ impl Config {
                 server,
                 iceberg,
                 sink,
+                leader_election,
             };
             config.validate_across(&mut errors);
             ConfigErrors::check(errors)?;
@@ -294,6 +308,7 @@ impl Config {
         self.server.validate(&mut errors);
         self.iceberg.validate(&mut errors);
         self.sink.validate(&mut errors);
+        self.leader_election.validate(&mut errors);
         if errors.is_empty() {
             self.validate_across(&mut errors);
         }

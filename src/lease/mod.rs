@@ -10,7 +10,15 @@
 //! [`crate::flink`] (the guard before each call that changes something), [`crate::http`] (the role it reports) and
 //! the layers above import it.
 
+mod elector;
+mod error;
+pub mod kube;
+
 use std::sync::{Arc, Mutex, PoisonError};
+
+pub use elector::{Elector, LeaseApi, MAX_LEASE_SECONDS, Timings, VERSION_ANNOTATION};
+pub use error::LeaseError;
+pub use kube::KubeClient;
 
 use tokio::sync::watch;
 use tokio::time::Instant;

@@ -150,6 +150,10 @@ pub struct Metrics {
     token_refresh_failures: Counter,
     /// Reloads (SIGHUP, `POST /reload`) by result: `ok` (the new set is in use) or `refused` (the old one stays).
     reloads: Family<ResultLabels, Counter>,
+    /// 1 while this replica leads (holds the Lease, or runs without leader election), 0 otherwise.
+    leader: Gauge,
+    /// Times this replica became leader or stopped leading.
+    leadership_changes: Counter,
     /// What scale-to-zero saves (per-table job time, cycles, running share), rendered on each scrape.
     savings: Arc<super::Savings>,
     /// Readiness inputs, rendered as `cdc_dependency_up` on each scrape once the run loop hands them over.
@@ -253,6 +257,8 @@ impl Metrics {
             sample_timeouts: Counter::default(),
             token_refresh_failures: Counter::default(),
             reloads: Family::default(),
+            leader: Gauge::default(),
+            leadership_changes: Counter::default(),
             savings: Arc::default(),
             health: Arc::default(),
             job_state_series: Mutex::default(),
@@ -281,6 +287,8 @@ impl Metrics {
             sample_timeouts: "kafka_sample_timeouts", "Record samples that got no answer within kafka.request_timeout";
             token_refresh_failures: "kafka_token_refresh_failures", "Failed attempts to get a SASL OAUTHBEARER token";
             reloads: "reloads", "Reloads of the templates and policy settings by result (ok, refused)";
+            leader: "leader", "1 while this replica leads, 0 while it stands by";
+            leadership_changes: "leadership_changes", "Times this replica became leader or stopped leading";
         );
         registry.register_collector(Box::new(m.savings.clone()));
         registry.register_collector(Box::new(m.health.clone()));
@@ -398,6 +406,14 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+    }
+
+    /// This replica leads (`true`) or stands by; a change of the two is counted in `cdc_leadership_changes_total`.
+    pub fn leader(&self, leads: bool) {
+        let was = self.leader.set(i64::from(leads));
+        if was != i64::from(leads) {
+            self.leadership_changes.inc();
+        }
     }
 
     /// A start waited for the start throttle or the concurrency limit.

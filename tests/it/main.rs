@@ -26,6 +26,7 @@ mod fuzz_corpus;
 mod hardening;
 mod hostile;
 mod leadership;
+mod lease;
 mod msk_iam;
 mod oauth;
 mod operator;

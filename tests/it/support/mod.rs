@@ -9,6 +9,8 @@ pub mod counting_proxy;
 pub mod fake_flink;
 pub mod kafka_admin;
 pub mod launcher_double;
+#[path = "../../lease_server/server.rs"]
+pub mod lease_server;
 pub mod msk_iam;
 pub mod sasl_proxy;
 pub mod secure_tansu;
