@@ -16,6 +16,11 @@
 #                                      # phases are the plaintext run's), then a scan of every file of the run for
 #                                      # the passwords. CI: --secure --cycles 1
 #   scripts/e2e-local.sh --skip-faults # snapshot, cycles and the schema-change phase only (iterating on them)
+#   scripts/e2e-local.sh --leader-only # snapshot, then the leader-election phase only (iterating on it)
+#
+# The leader-election phase (issue 28, last of the plaintext run) replaces the sidecar with two, electing a leader
+# through the Kubernetes Lease server stand-in (the lease-server example): the leader killed during a burst,
+# paused past the lease, and cut off from the Lease server.
 #
 # The schema-change phase (issue 27, item 4) alters Postgres tables mid-run: `room` gains a column under
 # policy.on_schema_drift = "pause", its SQL is regenerated with `cdc-orchestrator scaffold` into the run's copy of
@@ -33,6 +38,7 @@ keep=""
 stack_only=""
 secure=""
 skip_faults=""
+leader_only=""
 while [ $# -gt 0 ]; do
   case "$1" in
   --cycles) cycles="$2"; shift 2 ;;
@@ -41,7 +47,8 @@ while [ $# -gt 0 ]; do
   --stack-only) stack_only=1; shift ;;
   --secure) secure=1; shift ;;
   --skip-faults) skip_faults=1; shift ;;
-  *) echo "usage: scripts/e2e-local.sh [--cycles N | --long] [--keep] [--stack-only] [--secure] [--skip-faults]" >&2
+  --leader-only) leader_only=1; shift ;;
+  *) echo "usage: scripts/e2e-local.sh [--cycles N | --long] [--keep] [--stack-only] [--secure] [--skip-faults] [--leader-only]" >&2
     exit 2 ;;
   esac
 done
@@ -72,6 +79,12 @@ if [ -n "$secure" ]; then
 fi
 cargo build --quiet --bin cdc-orchestrator
 sidecar="${CARGO_TARGET_DIR:-$repo/target}/debug/cdc-orchestrator"
+# The Kubernetes Lease server stand-in (tests/lease_server) for the leader-election phase of the plaintext run.
+lease_server=""
+if [ -z "$secure" ] && [ -z "$skip_faults" ]; then
+  cargo build --quiet --example lease-server
+  lease_server="${CARGO_TARGET_DIR:-$repo/target}/debug/examples/lease-server"
+fi
 
 # Postgres runs as user postgres when this runs as root (CI): the work folder must be reachable by it.
 work="$(mktemp -d "${TMPDIR:-/tmp}/cdc-e2e.XXXXXX")"
@@ -326,6 +339,6 @@ say "running the checks ($cycles cycles)"
 python3 tests/e2e/e2e_local.py --work "$work" --pg-port "$pg_port" --flink-rest "$FLINK_REST_URL" \
   --flink-local "$repo/scripts/flink-local.sh" --sidecar "$sidecar" --config "$work/cdc-orchestrator.toml" \
   --sidecar-url "http://127.0.0.1:$http_port" --cycles "$cycles" --reconcile-s "$reconcile" \
-  --sql-dir "$work/flink-sql" ${skip_faults:+--skip-faults} \
+  --sql-dir "$work/flink-sql" ${skip_faults:+--skip-faults} ${lease_server:+--lease-server "$lease_server"} ${leader_only:+--leader-only} \
   ${secure:+--secure --secret-env CDC_KAFKA__SASL__PASSWORD --secret-env DEBEZIUM_SASL_PASSWORD \
     --secret-env E2E_WRONG_JOBS_PASSWORD}

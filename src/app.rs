@@ -21,7 +21,7 @@ use crate::flink::jobmanager::JobManager;
 use crate::flink::{AnyLauncher, FlinkError, Launcher};
 use crate::http::ServerState;
 use crate::kafka::watcher::{WatchError, Watcher};
-use crate::lease::Leadership;
+use crate::lease::{Elector, KubeClient, Leadership};
 use crate::policy::TableState;
 use crate::sql::{Credentials, TemplateError, Templates};
 use crate::telemetry::{Health, Metrics};
@@ -40,6 +40,9 @@ pub enum RunError {
     /// The launcher could not be built from the configuration.
     #[error("cannot set up the Flink launcher")]
     Launcher(#[from] FlinkError),
+    /// Leader election is on and cannot be set up (no service account, an unusable setting).
+    #[error("cannot set up leader election")]
+    Leadership(#[from] crate::lease::LeaseError),
     /// The watcher could not be built from the configuration.
     #[error("cannot set up the Kafka watcher")]
     Watcher(#[from] WatchError),
@@ -90,9 +93,9 @@ pub async fn run(config: Config, reloads: Reloads, shutdown: CancellationToken) 
             addr: config.server.listen,
             source,
         })?;
-    let leadership = leadership(&config);
-    let launcher = Arc::new(AnyLauncher::from_config(&config)?.with_guard(leadership.guard()));
     let metrics = Arc::new(Metrics::new());
+    let (leadership, elector) = leadership(&config, &metrics)?;
+    let launcher = Arc::new(AnyLauncher::from_config(&config)?.with_guard(leadership.guard()));
     let health = Arc::new(Health::new(
         config.kafka.topic_refresh * 3 + config.kafka.request_timeout,
         config.flink.reconcile_interval * 3 + config.flink.request_timeout,
@@ -140,7 +143,18 @@ pub async fn run(config: Config, reloads: Reloads, shutdown: CancellationToken) 
     let watcher = watcher.with_metrics(metrics.clone()).with_lag_tables(lag_tables);
     let watcher = tokio::spawn(watcher.run(observations_tx, shutdown.clone()));
     let watcher = tokio::spawn(watch_over(watcher, shutdown.clone()));
+    // The lease is held until the run loop has stopped acting (shutdown's job stops included), then released, so
+    // the standby takes over at its next retry rather than a lease duration later.
+    let done_acting = CancellationToken::new();
+    let elector = elector.map(|elector| tokio::spawn(elector.run(done_acting.clone())));
     run_loop.run(observations_rx, control_rx, shutdown.clone()).await;
+    done_acting.cancel();
+    if let Some(Err(e)) = match elector {
+        Some(elector) => Some(elector.await),
+        None => None,
+    } {
+        tracing::warn!(error = %e, "the leader election task failed");
+    }
     let watcher = watcher
         .await
         .unwrap_or_else(|e| Err(RunError::WatcherStopped(e.to_string())));
@@ -154,15 +168,21 @@ pub async fn run(config: Config, reloads: Reloads, shutdown: CancellationToken) 
 }
 
 /// This replica's leadership: the launcher's guard, the run loop's role and the HTTP server's all come from it.
-fn leadership(config: &Config) -> Leadership {
-    // The lead wires the elector here (issue 28): with `leader_election.enabled`, `Elector::from_config` gives the
-    // Leadership, and its `run` is spawned with a token cancelled once the run loop has stopped acting.
-    let _ = config;
-    let identity = std::env::var("HOSTNAME")
-        .ok()
+/// With `leader_election.enabled`, the elector that drives it (to be run); otherwise this replica always leads.
+fn leadership(config: &Config, metrics: &Arc<Metrics>) -> Result<(Leadership, Option<Elector<KubeClient>>), RunError> {
+    if config.leader_election.enabled {
+        let (elector, leadership) = Elector::from_config(&config.leader_election, metrics.clone())?;
+        return Ok((leadership, Some(elector)));
+    }
+    let identity = config
+        .leader_election
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
         .filter(|h| !h.is_empty() && h.len() <= 253)
         .unwrap_or_else(|| "cdc-orchestrator".to_owned());
-    Leadership::always_leader(&identity)
+    metrics.leader(true);
+    Ok((Leadership::always_leader(&identity), None))
 }
 
 /// Waits for the watcher task; if it ends before `shutdown` (it never returns on its own, so that is a panic or a

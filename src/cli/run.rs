@@ -35,7 +35,9 @@ pub fn command(file: Option<&Path>) -> ExitCode {
         app::run(config, app::Reloads::new(file, hangups), shutdown).await
     };
     block_on(work, "error", |e| match e {
-        RunError::Credentials(_) | RunError::Templates(_) | RunError::Listen { .. } => EXIT_CONFIG,
+        RunError::Credentials(_) | RunError::Templates(_) | RunError::Listen { .. } | RunError::Leadership(_) => {
+            EXIT_CONFIG
+        }
         // The watcher is built from the configuration alone (a topic pattern, TLS files, the SASL login and its
         // credentials, such as AWS keys that have expired): what fails there, the configuration must fix.
         RunError::Watcher(

@@ -389,6 +389,11 @@ class E2E:
         c.check("snapshot: every driven table started a job", set(TABLES) <= started, f"started {sorted(started)}")
         c.check("snapshot: no duplicate keys in the sink", not self.duplicate_keys(), str(self.duplicate_keys()))
 
+        if a.leader_only:
+            leader_phase.leader_election(self, Sidecar, free_port, wait_until)
+            self.finish()
+            return
+
         # 1-3. Cycles: burst, idle stop, resume from committed offsets.
         for cycle in range(1, a.cycles + 1):
             self.cycle(cycle)
@@ -1301,6 +1306,7 @@ def main():
     p.add_argument("--seed", type=int, default=15)
     p.add_argument("--sql-dir", required=True, help="the sidecar's flink.sql_dir, a copy the run may regenerate")
     p.add_argument("--lease-server", help="the lease-server example's binary: run the leader-election phase")
+    p.add_argument("--leader-only", action="store_true", help="snapshot, then the leader-election phase only")
     p.add_argument("--skip-faults", action="store_true", help="snapshot, cycles and the schema-change phase only")
     p.add_argument("--secure", action="store_true", help="the broker requires SCRAM: snapshot, cycles, secured checks")
     p.add_argument("--secret-env", action="append", default=[],

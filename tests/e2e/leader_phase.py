@@ -76,7 +76,9 @@ class LeaseServer:
 
 def http(url, method="GET", timeout=5):
     """(status, parsed JSON body or text) of a request; never raises for an HTTP status."""
-    req = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
+    # The control API takes state-changing requests as JSON only (a browser's form cannot post to it).
+    req = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method,
+                                 headers={"Content-Type": "application/json"} if method == "POST" else {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             status, raw = r.status, r.read()
@@ -152,7 +154,7 @@ def leader_election(e2e, sidecar_class, free_port, wait_until):
                 and "sidecar-a" in json.dumps(body_b), f"a {status_a}, b {status_b} {str(body_b)[:200]}")
         _, tables_b = http(f"{sb.url}/tables")
         roles = {t.get("role") for t in tables_b} if isinstance(tables_b, list) else {None}
-        status, body = http(f"{sb.url}/tables/faculty/start", method="POST")
+        status, body = http(f"{sb.url}/tables/faculty/trigger", method="POST")
         c.check("leader election: the standby's /tables says standby; its control POSTs answer 503 naming the leader",
                 roles == {"standby"} and status == 503 and "sidecar-a" in json.dumps(body),
                 f"roles {roles}; POST {status} {str(body)[:200]}")
