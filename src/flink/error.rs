@@ -105,6 +105,15 @@ pub enum FlinkError {
         /// Its terminal state.
         state: JobState,
     },
+    /// The JobManager knew the job while it started, then no longer did: it was lost (a JobManager restarted
+    /// without high availability recovers no job), so waiting longer for RUNNING cannot succeed.
+    #[error("job {job_id} of table {table} vanished while starting: the JobManager no longer knows it")]
+    JobVanished {
+        /// The table.
+        table: String,
+        /// The job id.
+        job_id: JobId,
+    },
     /// The pinned job id belongs to a job that already ended; a new start needs a new generation.
     #[error("job id {job_id} of table {table} was already used by a job that is {state}; start with a new generation")]
     JobIdUsed {
@@ -249,9 +258,9 @@ impl FlinkError {
                 job_id,
                 state: redacted_state(state, credentials),
             },
-            // The sidecar's own checks of its templates, which hold placeholders, not credentials; and the
-            // guard's refusal, which names a replica.
-            e @ (FlinkError::Job { .. } | FlinkError::NotLeader { .. }) => e,
+            // The sidecar's own checks of its templates, which hold placeholders, not credentials; the guard's
+            // refusal, which names a replica; and ids the sidecar pinned itself.
+            e @ (FlinkError::Job { .. } | FlinkError::NotLeader { .. } | FlinkError::JobVanished { .. }) => e,
         }
     }
 

@@ -146,8 +146,18 @@ impl SqlGatewayLauncher {
     ) -> Result<Started, FlinkError> {
         let mut delays = self.settings.poll.delays();
         let mut last = None;
+        // Whether the JobManager has known the job: unknown afterwards means it was lost with its JobManager.
+        let mut known = false;
         loop {
-            match self.jobmanager.job(&job_id).await {
+            let answer = self.jobmanager.job(&job_id).await;
+            if matches!(answer, Ok(None)) && known {
+                return Err(FlinkError::JobVanished {
+                    table: table.to_owned(),
+                    job_id,
+                });
+            }
+            known |= matches!(answer, Ok(Some(_)));
+            match answer {
                 Ok(Some(detail)) if detail.state == JobState::Running => {
                     tracing::info!(table, job_id = %job_id, adopted, "job RUNNING");
                     return Ok(Started { job_id, adopted });

@@ -461,6 +461,41 @@ async fn a_start_that_times_out_leaves_no_job_running() {
 }
 
 #[tokio::test]
+async fn a_job_that_vanishes_while_starting_fails_the_start_at_once_rather_than_at_its_timeout() {
+    // A JobManager lost without HA while a job was starting: the new one does not know the job. Waiting the start
+    // timeout (2 minutes by default) for it to run would hold the table's restart for nothing.
+    let fake = FakeFlink::start().await;
+    fake.set_running_after(None);
+    let l = launcher_with(
+        &fake,
+        Timeouts {
+            start: Duration::from_secs(60),
+            ..FAST
+        },
+    );
+    let sql = table_sql("faculty");
+    let began = std::time::Instant::now();
+    let start = l.start("faculty", 1, &sql);
+    let forget = async {
+        while fake.jobs().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Seen INITIALIZING by the start's polls first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let id = fake.jobs()[0].id.clone();
+        fake.forget_job(&id);
+    };
+    let (result, ()) = tokio::join!(start, forget);
+    let err = result.expect_err("the job vanished");
+    assert!(matches!(err, FlinkError::JobVanished { .. }), "{err}");
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "failed after {:?}",
+        began.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_submission_slower_than_the_start_timeout_fails_and_a_late_job_is_adopted() {
     let fake = FakeFlink::start().await;
     fake.set_submit_delay(Duration::from_secs(5));
