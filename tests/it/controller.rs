@@ -4,123 +4,23 @@
 
 use crate::support;
 use crate::support::launcher_double;
+use crate::support::loop_harness::{self, Harness};
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::config::Config;
-use cdc_orchestrator::controller::{ControlCommand, ControlRequest, TablesSnapshot};
+use cdc_orchestrator::controller::ControlCommand;
 use cdc_orchestrator::kafka::watcher::WatchEvent;
 use cdc_orchestrator::model::{GENERATION_BITS, JobState, job_id_for};
-use cdc_orchestrator::policy::{TableState, TableStatus};
-use cdc_orchestrator::telemetry::{Health, Metrics};
+use cdc_orchestrator::policy::TableState;
 use launcher_double::{Failure, FakeLauncher};
-use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 const TABLES: [&str; 2] = ["faculty", "program"];
 
-/// Longest a test waits for anything, on the paused clock.
-const PATIENCE: Duration = Duration::from_secs(600);
-
-struct Harness {
-    launcher: FakeLauncher,
-    events: mpsc::Sender<WatchEvent>,
-    control: mpsc::Sender<ControlRequest>,
-    tables: watch::Receiver<TablesSnapshot>,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    shutdown: CancellationToken,
-    run: tokio::task::JoinHandle<()>,
-    _sql: tempfile::TempDir,
-}
-
-/// A run loop over `launcher` on its own task; the configuration is the default one, with `edit` applied.
+/// A run loop over `launcher` for [`TABLES`], always the leader; the default configuration with `edit` applied.
 fn start(launcher: &FakeLauncher, edit: impl FnOnce(&mut Config)) -> Harness {
-    let sql = launcher_double::sql_dir(&TABLES);
-    let mut config = Config::default();
-    config.flink.sql_dir = Some(sql.path().to_owned());
-    config.flink.reconcile_interval = Duration::from_secs(10);
-    edit(&mut config);
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::new(Duration::from_secs(60), Duration::from_secs(60)));
-    let run_loop = launcher_double::run_loop_over(launcher, config, metrics.clone(), health.clone());
-    let tables = run_loop.subscribe();
-    let (events, observations) = mpsc::channel(64);
-    let (control, control_rx) = mpsc::channel(8);
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(run_loop.run(observations, control_rx, shutdown.clone()));
-    Harness {
-        launcher: launcher.clone(),
-        events,
-        control,
-        tables,
-        metrics,
-        health,
-        shutdown,
-        run,
-        _sql: sql,
-    }
-}
-
-impl Harness {
-    fn status(&self, table: &str) -> Option<TableStatus> {
-        self.tables.borrow().get(table).cloned()
-    }
-
-    fn state(&self, table: &str) -> Option<TableState> {
-        self.status(table).map(|s| s.state)
-    }
-
-    /// Waits, on the paused clock, until `done` holds.
-    async fn wait_until(&self, what: &str, done: impl Fn(&Harness) -> bool) {
-        let give_up = Instant::now() + PATIENCE;
-        while !done(self) {
-            assert!(
-                Instant::now() < give_up,
-                "{what}: {:#?}\ncalls: {:#?}",
-                self.tables.borrow(),
-                self.launcher.calls()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn send(&self, event: WatchEvent) {
-        self.events.send(event).await.expect("the loop runs");
-    }
-
-    /// An operator command, answered by the loop.
-    async fn command(&self, table: &str, command: ControlCommand) -> TableStatus {
-        let (reply, answer) = oneshot::channel();
-        let request = ControlRequest {
-            table: table.to_owned(),
-            command,
-            reply,
-        };
-        self.control.send(request).await.expect("the loop runs");
-        answer.await.expect("answered").expect("a known table")
-    }
-
-    /// Starts `table`'s job through a change and waits until it runs.
-    async fn running(&self, table: &str) -> TableStatus {
-        self.send(support::change_event(table)).await;
-        self.wait_until("the job runs", |h| h.state(table) == Some(TableState::Running))
-            .await;
-        self.status(table).expect("status")
-    }
-
-    /// Shuts the loop down and returns how long `run` took to return, on the paused clock.
-    async fn shut_down(self) -> Duration {
-        let begin = Instant::now();
-        self.shutdown.cancel();
-        tokio::time::timeout(PATIENCE, self.run)
-            .await
-            .expect("the loop returns")
-            .expect("the loop does not panic");
-        begin.elapsed()
-    }
+    loop_harness::start(launcher, &TABLES, edit)
 }
 
 #[tokio::test(start_paused = true)]

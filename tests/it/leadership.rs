@@ -1,133 +1,25 @@
 //! Only the leader acts (issue 28): the run loop in process under a hand-driven [`Leadership`], with the launcher
-//! double and tokio's clock paused. A standby starts and stops nothing (it only lists, read-only) and remembers
-//! what it sees; taking
-//! over adopts Flink's running jobs and starts the tables that changed meanwhile, with job ids new to the term;
-//! losing the lead aborts the calls in flight.
+//! double and tokio's clock paused (the harness is `support::loop_harness`, shared with `controller`). A standby
+//! starts and stops nothing (it only lists, read-only) and remembers what it sees; taking over adopts Flink's running
+//! jobs and starts the tables that changed meanwhile, with job ids new to the term; losing the lead aborts the calls
+//! in flight.
 
-use crate::support;
-use crate::support::launcher_double::{self, Call, FakeLauncher};
+use crate::support::launcher_double::{Call, FakeLauncher};
+use crate::support::loop_harness::{self, Harness};
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_orchestrator::config::Config;
-use cdc_orchestrator::controller::{ControlCommand, ControlError, ControlRequest, TablesSnapshot};
-use cdc_orchestrator::kafka::watcher::WatchEvent;
-use cdc_orchestrator::lease::{Leadership, LeadershipControl};
+use cdc_orchestrator::controller::{ControlCommand, ControlError};
 use cdc_orchestrator::model::{GENERATION_BITS, JobState, job_id_for};
-use cdc_orchestrator::policy::{TableState, TableStatus};
-use cdc_orchestrator::telemetry::{Health, Metrics};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use cdc_orchestrator::policy::TableState;
 
-/// Longest a test waits for anything, on the paused clock.
-const PATIENCE: Duration = Duration::from_secs(600);
-
-/// How long a lease is held for at each `lead`.
-const LEASE: Duration = Duration::from_secs(3_600);
-
-struct Harness {
-    launcher: FakeLauncher,
-    health: Arc<Health>,
-    lease: LeadershipControl,
-    events: mpsc::Sender<WatchEvent>,
-    control: mpsc::Sender<ControlRequest>,
-    tables: watch::Receiver<TablesSnapshot>,
-    shutdown: CancellationToken,
-    run: tokio::task::JoinHandle<()>,
-    _sql: tempfile::TempDir,
-}
-
-/// A run loop over `launcher` as replica pod-a, standing by while pod-b leads.
+/// A run loop over `launcher` as replica pod-a, standing by while pod-b leads, with a 60 s idle timeout and `edit`.
 fn standby(launcher: &FakeLauncher, edit: impl FnOnce(&mut Config)) -> Harness {
-    let sql = launcher_double::sql_dir(&["faculty", "program"]);
-    let mut config = Config::default();
-    config.flink.sql_dir = Some(sql.path().to_owned());
-    config.flink.reconcile_interval = Duration::from_secs(10);
-    config.policy.idle_timeout = Duration::from_secs(60);
-    edit(&mut config);
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::new(Duration::from_secs(60), Duration::from_secs(60)));
-    let (leadership, lease) = Leadership::controlled("pod-a");
-    lease.stand_by(Some("pod-b".to_owned()));
-    let run_loop =
-        launcher_double::run_loop_over(launcher, config, metrics, health.clone()).with_leadership(leadership);
-    let tables = run_loop.subscribe();
-    let (events, observations) = mpsc::channel(64);
-    let (control, control_rx) = mpsc::channel(8);
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(run_loop.run(observations, control_rx, shutdown.clone()));
-    Harness {
-        launcher: launcher.clone(),
-        health,
-        lease,
-        events,
-        control,
-        tables,
-        shutdown,
-        run,
-        _sql: sql,
-    }
-}
-
-impl Harness {
-    fn status(&self, table: &str) -> Option<TableStatus> {
-        self.tables.borrow().get(table).cloned()
-    }
-
-    fn state(&self, table: &str) -> Option<TableState> {
-        self.status(table).map(|s| s.state)
-    }
-
-    async fn wait_until(&self, what: &str, done: impl Fn(&Harness) -> bool) {
-        let give_up = Instant::now() + PATIENCE;
-        while !done(self) {
-            assert!(
-                Instant::now() < give_up,
-                "{what}: {:#?}\ncalls: {:#?}",
-                self.tables.borrow(),
-                self.launcher.calls()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn change(&self, table: &str) {
-        self.events
-            .send(support::change_event(table))
-            .await
-            .expect("the loop runs");
-    }
-
-    async fn command(&self, table: &str, command: ControlCommand) -> Result<TableStatus, ControlError> {
-        let (reply, answer) = oneshot::channel();
-        let request = ControlRequest {
-            table: table.to_owned(),
-            command,
-            reply,
-        };
-        self.control.send(request).await.expect("the loop runs");
-        answer.await.expect("answered")
-    }
-
-    fn lead(&self) {
-        self.lease.lead_until(Instant::now() + LEASE);
-    }
-
-    /// The calls that change Flink: starts and stops.
-    fn acts(&self) -> Vec<Call> {
-        let calls = self.launcher.calls();
-        calls.into_iter().filter(|c| *c != Call::List).collect()
-    }
-
-    async fn shut_down(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(PATIENCE, self.run)
-            .await
-            .expect("the loop returns")
-            .expect("the loop does not panic");
-    }
+    loop_harness::standby(launcher, &["faculty", "program"], |config| {
+        config.policy.idle_timeout = Duration::from_secs(60);
+        edit(config);
+    })
 }
 
 #[tokio::test(start_paused = true)]
@@ -160,7 +52,7 @@ async fn a_standby_acts_on_nothing_and_taking_over_adopts_the_running_job_and_st
     );
     assert_eq!(program.state, TableState::Idle);
     assert_eq!(
-        h.command("program", ControlCommand::Trigger).await,
+        h.try_command("program", ControlCommand::Trigger).await,
         Err(ControlError::NotLeader {
             leader: Some("pod-b".to_owned())
         })
@@ -218,7 +110,7 @@ async fn losing_the_lead_mid_start_aborts_it_and_leading_again_starts_with_a_fre
         .await;
     let first = launcher.starts()[0].1;
 
-    h.lease.stand_by(Some("pod-b".to_owned()));
+    h.lease().stand_by(Some("pod-b".to_owned()));
     let acts = h.acts();
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(h.acts(), acts, "nothing further is started or stopped");

@@ -11,6 +11,7 @@ pub mod kafka_admin;
 pub mod launcher_double;
 #[path = "../../lease_server/server.rs"]
 pub mod lease_server;
+pub mod loop_harness;
 pub mod msk_iam;
 pub mod sasl_proxy;
 pub mod secure_tansu;
