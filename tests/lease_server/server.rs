@@ -210,14 +210,15 @@ fn host(addr: SocketAddr) -> String {
     }
 }
 
-/// A fresh CA (PEM) and an acceptor with a certificate for `127.0.0.1` and `localhost` it signed.
-fn tls() -> (String, tokio_rustls::TlsAcceptor) {
+/// A fresh CA (PEM) and an acceptor with a certificate for `127.0.0.1` and `localhost` it signed (the tests' TLS
+/// front uses it too).
+pub fn tls() -> (String, tokio_rustls::TlsAcceptor) {
     let ca_key = rcgen::KeyPair::generate().expect("CA key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "lease-server test CA");
+        .push(rcgen::DnType::CommonName, "cdc-orchestrator test CA");
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
     let leaf_key = rcgen::KeyPair::generate().expect("server key");
     let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])

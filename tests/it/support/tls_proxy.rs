@@ -6,7 +6,6 @@
 //! client sends still goes to the real broker; only the TLS session ends here.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 
@@ -29,31 +28,10 @@ impl TlsProxy {
     /// `dir/ca.pem`), forwarding each connection to `127.0.0.1:origin_port`.
     pub fn start(listener: TcpListener, origin_port: u16, dir: &Path) -> TlsProxy {
         let port = listener.local_addr().expect("proxy address").port();
-        let ca_key = rcgen::KeyPair::generate().expect("CA key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "cdc-orchestrator test CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
-        let leaf_key = rcgen::KeyPair::generate().expect("server key");
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("server params")
-            .signed_by(&leaf_key, &ca)
-            .expect("server certificate");
+        let (ca, acceptor) = super::lease_server::tls();
         std::fs::create_dir_all(dir).expect("create the certificate folder");
         let ca_pem = dir.join("ca.pem");
-        std::fs::write(&ca_pem, ca.pem()).expect("write ca.pem");
-
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
-        let server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
-            .expect("server config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        std::fs::write(&ca_pem, ca).expect("write ca.pem");
         let accept = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
