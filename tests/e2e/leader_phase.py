@@ -130,21 +130,26 @@ def leader_election(e2e, sidecar_class, free_port, wait_until):
         status, body = http(f"{s.url}/readyz")
         return status, body
 
-    def leader_now():
-        for identity, s in replicas.items():
-            if s.proc is not None and role(s)[0] == 200:
-                return identity
-        return None
+    def busy():
+        """A burst to `tables`, until each has its job RUNNING."""
+        e2e.workload.burst(tables, 3)
+        wait_until("the burst's jobs RUNNING", 120, lambda: set(e2e.running_jobs(tables)) == set(tables))
 
+    def leads_within(s, seconds):
+        """Whether `s` is ready (leads) within `seconds`."""
+        try:
+            wait_until(f"{s.log_path} leads", seconds, lambda: role(s)[0] == 200, interval=0.2)
+            return True
+        except TimeoutError:
+            return False
+
+    tables = ["faculty", "room"]
     original = e2e.sidecar
     try:
         original.stop(signal.SIGTERM)
         sa, sb = replicas["sidecar-a"], replicas["sidecar-b"]
         sa.start()
-        try:
-            wait_until("sidecar-a leads", 30, lambda: role(sa)[0] == 200, interval=0.5)
-        except TimeoutError:
-            pass
+        leads_within(sa, 30)
         sb.start()
         time.sleep(2 * RETRY_S)
         status_a, _ = role(sa)
@@ -162,18 +167,13 @@ def leader_election(e2e, sidecar_class, free_port, wait_until):
 
         # 1. kill -9 of the leader during a burst.
         mark_b = len(sb.lines())
-        tables = ["faculty", "room"]
-        e2e.workload.burst(tables, 3)
-        wait_until("the burst's jobs RUNNING", 120, lambda: set(e2e.running_jobs(tables)) == set(tables))
+        busy()
         running = e2e.running_jobs(tables)
         e2e.workload.burst(tables, 2)
         sa.stop(signal.SIGKILL)
         killed_at = time.time()
         e2e.workload.burst(tables, 3)
-        try:
-            wait_until("sidecar-b leads", LEASE_S + 4 * RETRY_S + 10, lambda: role(sb)[0] == 200, interval=0.2)
-        except TimeoutError:
-            pass
+        leads_within(sb, LEASE_S + 4 * RETRY_S + 10)
         e2e.sidecar = sb
         diffs = e2e.quiesce()
         lines = sb.lines()[mark_b:]
@@ -195,16 +195,12 @@ def leader_election(e2e, sidecar_class, free_port, wait_until):
         # 2. SIGSTOP of the leader (b) past the lease; a takes over; SIGCONT b, which must not act again.
         sa.start()
         time.sleep(2 * RETRY_S)
-        e2e.workload.burst(tables, 3)
-        wait_until("the burst's jobs RUNNING", 120, lambda: set(e2e.running_jobs(tables)) == set(tables))
-        mark_a, mark_b = len(sa.lines()), len(sb.lines())
+        busy()
+        mark_b = len(sb.lines())
         sb.proc.send_signal(signal.SIGSTOP)
         stopped_at = time.time()
         e2e.workload.burst(tables, 2)
-        try:
-            wait_until("sidecar-a leads", LEASE_S + 4 * RETRY_S + 10, lambda: role(sa)[0] == 200, interval=0.2)
-        except TimeoutError:
-            pass
+        leads_within(sa, LEASE_S + 4 * RETRY_S + 10)
         took_over_s = round(time.time() - stopped_at, 1)
         # Past the old leader's idle timers and retries: what it had in mind when paused would be due now.
         time.sleep(3)
@@ -227,16 +223,12 @@ def leader_election(e2e, sidecar_class, free_port, wait_until):
         report["SIGSTOP: calls the old leader's guard held back after SIGCONT"] = len(refused)
 
         # 3. The leader (a) cut off from the Lease server only.
-        e2e.workload.burst(tables, 3)
-        wait_until("the burst's jobs RUNNING", 120, lambda: set(e2e.running_jobs(tables)) == set(tables))
+        busy()
         mark_a, mark_b = len(sa.lines()), len(sb.lines())
         server.post("block", token=tokens["sidecar-a"], how="hang")
         cut_at = time.time()
         e2e.workload.burst(tables, 2)
-        try:
-            wait_until("sidecar-b leads", LEASE_S + RENEW_S + 10, lambda: role(sb)[0] == 200, interval=0.2)
-        except TimeoutError:
-            pass
+        leads_within(sb, LEASE_S + RENEW_S + 10)
         e2e.sidecar = sb
         lines_a = sa.lines()[mark_a:]
         stepped = [x for x in lines_a if x["msg"] == "stopped leading"]
