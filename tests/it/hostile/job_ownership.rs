@@ -310,8 +310,11 @@ async fn ten_thousand_listed_jobs_make_no_table_and_a_foreign_cdc_job_is_never_s
         r.iter().any(|(m, p)| *m == Method::PATCH && *p == cancel)
     });
     // Two listings later the orphan, listed (and idle) as long as faculty, would have been stopped too; any request
-    // about a job other than faculty's settles it sooner.
-    let foreign = |(_, path): &(Method, String)| path != "/jobs/overview" && !path.contains(&faculty);
+    // about a job other than faculty's settles it sooner. The cluster's `/overview` (TaskManagers and slots) is
+    // about no job.
+    let foreign = |(_, path): &(Method, String)| {
+        !matches!(path.as_str(), "/jobs/overview" | "/overview") && !path.contains(&faculty)
+    };
     let seen = jm.listings();
     jm.wait_for("two more listings", Duration::from_secs(10), |r| {
         r.iter().filter(|(_, p)| p == "/jobs/overview").count() >= seen + 2 || r.iter().any(foreign)
