@@ -323,3 +323,38 @@ async fn an_absurd_lease_duration_is_bounded_and_a_missing_one_counts_as_ours() 
         assert!(b.role().is_leader(), "{seconds:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_held_by_another_version_is_respected_until_it_expires_then_taken_with_this_version() {
+    // A rolling upgrade: the old version's pod holds the lease. It is any holder: left alone while live, taken once
+    // expired, and the taker writes its own version.
+    let store: Arc<Mutex<Store>> = Arc::default();
+    let old = Lease {
+        metadata: ObjectMeta {
+            annotations: Some([(VERSION_ANNOTATION.to_owned(), "0.0.1-old".to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        spec: LeaseSpec {
+            holder_identity: Some("old-pod".into()),
+            lease_duration_seconds: Some(15),
+            ..LeaseSpec::default()
+        },
+        ..Lease::default()
+    };
+    Mem::new(&store).store(old, &mut store.lock().unwrap());
+    let (b, _, _done, _task) = start(&Mem::new(&store), "pod-b");
+    wait(10_000).await;
+    assert_eq!(
+        b.role(),
+        Role::Standby {
+            leader: Some("old-pod".into())
+        }
+    );
+    wait(8_000).await;
+    assert_eq!(b.role(), Role::Leader);
+    let lease = store.lock().unwrap().lease.clone().unwrap();
+    assert_eq!(
+        lease.metadata.annotations.unwrap()[VERSION_ANNOTATION],
+        env!("CARGO_PKG_VERSION")
+    );
+}

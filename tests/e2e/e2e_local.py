@@ -400,8 +400,10 @@ class E2E:
 
         # Issue 27: columns added, dropped and retyped in Postgres, on the stack as the cycles left it (before the
         # fault phases: after the transactional producer's phase the sidecar's samples of a topic whose batches end
-        # in commit markers did not show the new records' fields; see the report of issue 27).
-        self.schema_changes()
+        # in commit markers did not show the new records' fields; see the report of issue 27). The plaintext run's
+        # only: it tests no Kafka login, and the secured run's other checks are the ones it needs.
+        if not a.secure:
+            self.schema_changes()
 
         if a.skip_faults:
             self.finish()
