@@ -12,7 +12,6 @@ use cdc_orchestrator::kafka::connection::{Connection, Security, WireError};
 use cdc_orchestrator::kafka::samples;
 use cdc_orchestrator::kafka::sasl::Login;
 use cdc_orchestrator::kafka::token::{RETRY_BACKOFF, TokenCache};
-use cdc_orchestrator::kafka::watcher::WatchEvent;
 use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::mpsc;
@@ -89,42 +88,7 @@ async fn the_watcher_reads_through_oauthbearer_and_refreshes_the_token_before_it
     let (tx, mut rx) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(watcher.run(tx, shutdown.clone()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    // The change comes after the watcher's first poll, so that it is new activity rather than the baseline.
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .expect("a first poll in time")
-        {
-            Some(WatchEvent::BrokerUp) => break,
-            Some(WatchEvent::BrokerDown { error }) => panic!("{error}"),
-            _ => {}
-        }
-    }
-    let change = support::envelope("faculty", "c");
-    support::produce(&client, topic, 0, Some(b"{\"id\":1}"), &[Some(&change)]).await;
-    // Watermarks and lag over our connections, the sample (its operation) over rskafka's.
-    let (mut activity, mut lag) = (None, None);
-    while activity.is_none() || lag.is_none() {
-        let event = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .expect("activity and lag in time")
-            .expect("the watcher runs");
-        match event {
-            WatchEvent::Activity(a) => activity = Some(a),
-            WatchEvent::Lag { table, lag: n } if table == "faculty" && n > 0 => lag = Some(n),
-            WatchEvent::TokenFailure { failure } => panic!("token failure: {failure:?}"),
-            _ => {}
-        }
-    }
-    let activity = activity.expect("activity");
-    assert_eq!((activity.table.as_str(), activity.records), ("faculty", 1));
-    assert_eq!(
-        activity.ops.get(&cdc_orchestrator::model::Op::Create),
-        Some(&1),
-        "sampled: {activity:?}"
-    );
-    assert_eq!(lag, Some(1));
+    support::one_create_seen(&mut rx, &client, topic).await;
 
     // The watcher's first token, then a second grant before that token expires, with no connection asking.
     let first = endpoint.grants()[granted_before];

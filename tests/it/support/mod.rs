@@ -270,6 +270,57 @@ pub fn assert_config_error(out: &std::process::Output, needles: &[&str]) {
     assert!(out.stdout.is_empty(), "nothing on stdout on error");
 }
 
+/// Waits on `events` for the watcher's first poll, then writes one create of `faculty` to `topic` (with `client`)
+/// and waits, within 20 s, for the activity and lag the watcher reports for it: one sampled create and a lag of 1.
+/// Any broker or token failure reported meanwhile fails the test. For watchers that log in through a secured front.
+pub async fn one_create_seen(
+    events: &mut tokio::sync::mpsc::Receiver<cdc_orchestrator::kafka::watcher::WatchEvent>,
+    client: &rskafka::client::Client,
+    topic: &str,
+) {
+    use cdc_orchestrator::kafka::watcher::WatchEvent;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    async fn next(
+        events: &mut tokio::sync::mpsc::Receiver<WatchEvent>,
+        deadline: tokio::time::Instant,
+        what: &str,
+    ) -> WatchEvent {
+        match tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect(what)
+            .expect("the watcher runs")
+        {
+            WatchEvent::BrokerDown { error } => panic!("{error}"),
+            WatchEvent::TokenFailure { failure } => panic!("token failure: {failure:?}"),
+            event => event,
+        }
+    }
+    // The change comes after the watcher's first poll, so that it is new activity rather than the baseline.
+    while !matches!(
+        next(events, deadline, "a first poll in time").await,
+        WatchEvent::BrokerUp
+    ) {}
+    let change = envelope("faculty", "c");
+    produce(client, topic, 0, Some(b"{\"id\":1}"), &[Some(&change)]).await;
+    // Watermarks and lag over our connections, the sample (its operation) over rskafka's.
+    let (mut activity, mut lag) = (None, None);
+    while activity.is_none() || lag.is_none() {
+        match next(events, deadline, "activity and lag in time").await {
+            WatchEvent::Activity(a) => activity = Some(a),
+            WatchEvent::Lag { table, lag: n } if table == "faculty" && n > 0 => lag = Some(n),
+            _ => {}
+        }
+    }
+    let activity = activity.expect("activity");
+    assert_eq!((activity.table.as_str(), activity.records), ("faculty", 1));
+    assert_eq!(
+        activity.ops.get(&cdc_orchestrator::model::Op::Create),
+        Some(&1),
+        "sampled: {activity:?}"
+    );
+    assert_eq!(lag, Some(1));
+}
+
 /// A Debezium change event of `table` with operation `op` (`c`, `u`, `d`, `r`), as the JSON converter writes it.
 pub fn envelope(table: &str, op: &str) -> Vec<u8> {
     format!(r#"{{"before":null,"after":{{"id":1}},"source":{{"schema":"public","table":"{table}","snapshot":"false","ts_ms":1700000000000}},"op":"{op}","ts_ms":1700000000001}}"#)
