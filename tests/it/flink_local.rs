@@ -23,6 +23,7 @@ use cdc_orchestrator::sql::{self, Credentials};
 use serde_json::json;
 
 use crate::support;
+use crate::support::postgres::ScratchPostgres;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,16 +31,6 @@ fn repo() -> &'static Path {
 
 fn flink_home() -> PathBuf {
     std::env::var_os("FLINK_LOCAL_HOME").map_or_else(|| repo().join(".tools/flink-2.0.0"), PathBuf::from)
-}
-
-fn postgres_bin() -> Option<PathBuf> {
-    let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|bin| bin.join("initdb").is_file())
-        .collect();
-    bins.sort();
-    bins.pop()
 }
 
 fn on_path(program: &str) -> bool {
@@ -61,7 +52,7 @@ fn missing() -> Vec<String> {
             flink_home().display()
         ));
     }
-    if postgres_bin().is_none() || Command::new("psql").arg("--version").output().is_err() {
+    if support::postgres::postgres_bin().is_none() || Command::new("psql").arg("--version").output().is_err() {
         missing.push("PostgreSQL (apt-get install postgresql)".to_owned());
     }
     missing
@@ -69,15 +60,6 @@ fn missing() -> Vec<String> {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn check(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 /// A Flink cluster and gateway from `scripts/flink-local.sh start` in a scratch folder; stopped on drop.
@@ -142,112 +124,11 @@ impl Drop for FlinkLocal {
     }
 }
 
-/// A scratch Postgres on a free port (trust authentication, loopback only); stopped on drop.
-struct Postgres {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    bin: PathBuf,
-    port: u16,
-}
-
-/// Runs a Postgres tool as user postgres when the test runs as root (initdb refuses root).
-fn as_postgres(program: &Path) -> Command {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| text(&o.stdout).trim() == "0");
-    if root {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(program);
-        cmd
-    } else {
-        Command::new(program)
-    }
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        let bin = postgres_bin().expect("postgres binaries");
-        let dir = tempfile::tempdir().expect("pg dir");
-        let data = dir.path().join("data");
-        // The scratch folder must be the postgres user's when the test runs as root.
-        check(
-            "chown",
-            &Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(dir.path())
-                .output()
-                .expect("chown"),
-        );
-        check(
-            "initdb",
-            &as_postgres(&bin.join("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
-                .output()
-                .expect("initdb"),
-        );
-        let port = support::free_port();
-        let log = dir.path().join("postgres.log");
-        check(
-            "pg_ctl start",
-            &as_postgres(&bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(&log)
-                .arg("-o")
-                .arg(format!(
-                    "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
-                    dir.path().display()
-                ))
-                .args(["-w", "start"])
-                .output()
-                .expect("pg_ctl"),
-        );
-        let pg = Postgres {
-            _dir: dir,
-            data,
-            bin,
-            port,
-        };
-        pg.psql("postgres", "CREATE DATABASE sinkdb");
-        pg
-    }
-
-    /// Runs SQL and returns the rows, `|`-separated, one per line.
-    fn psql(&self, database: &str, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(["-d", database, "-c", sql])
-            .output()
-            .expect("psql");
-        check(&format!("psql {sql}"), &out);
-        text(&out.stdout)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = as_postgres(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "stop"])
-            .output();
-    }
+/// A scratch Postgres (trust authentication, loopback only) with the sink's database `sinkdb`.
+fn sink_postgres() -> ScratchPostgres {
+    let pg = ScratchPostgres::start(None, false);
+    pg.psql("postgres", &["-c", "CREATE DATABASE sinkdb"]);
+    pg
 }
 
 /// A Debezium change event of the university connector (JSON without schemas, timestamps as epoch ms).
@@ -277,11 +158,11 @@ async fn produce(client: &rskafka::client::Client, table: &str, events: &[Vec<u8
 }
 
 /// Polls until `query` answers `expected`, for up to a minute; returns how long it took.
-async fn await_rows(pg: &Postgres, query: &str, expected: &str) -> Duration {
+async fn await_rows(pg: &ScratchPostgres, query: &str, expected: &str) -> Duration {
     let started = Instant::now();
     let mut last = String::new();
     while started.elapsed() < Duration::from_secs(60) {
-        last = pg.psql("sinkdb", query);
+        last = pg.psql("sinkdb", &["-c", query]);
         if last == expected {
             return started.elapsed();
         }
@@ -320,7 +201,7 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
         return;
     }
     let broker = support::Broker::start();
-    let pg = Postgres::start();
+    let pg = sink_postgres();
     let flink = FlinkLocal::start();
     let kafka = support::client(&broker).await;
     for table in ["faculty", "program"] {
@@ -329,10 +210,13 @@ async fn real_flink_jobs_started_by_the_launcher_land_changes_in_postgres_and_st
     // The sink tables exist beforehand (the JDBC connector does not create them), keyed like the source.
     pg.psql(
         "sinkdb",
-        "CREATE TABLE faculty (id INT PRIMARY KEY, faculty_code VARCHAR(10), faculty_name VARCHAR(100), \
-         created_at TIMESTAMP); \
-         CREATE TABLE program (id INT PRIMARY KEY, program_code VARCHAR(10), program_name VARCHAR(100), \
-         faculty_id INT, degree VARCHAR(20), created_at TIMESTAMP)",
+        &[
+            "-c",
+            "CREATE TABLE faculty (id INT PRIMARY KEY, faculty_code VARCHAR(10), faculty_name VARCHAR(100), \
+             created_at TIMESTAMP); \
+             CREATE TABLE program (id INT PRIMARY KEY, program_code VARCHAR(10), program_name VARCHAR(100), \
+             faculty_id INT, degree VARCHAR(20), created_at TIMESTAMP)",
+        ],
     );
     // A snapshot read, an insert, an update and a delete (with its tombstone, which the format skips).
     produce(

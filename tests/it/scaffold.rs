@@ -5,12 +5,12 @@
 //! types and a keyless table are refused by name, and the password never appears in the output.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use cdc_orchestrator::scaffold::declared;
 
-use crate::support;
+use crate::support::postgres::ScratchPostgres;
 
 const PASSWORD: &str = "scaffold-s3cret-pw";
 const TABLES: [&str; 12] = [
@@ -36,31 +36,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn postgres_bin() -> PathBuf {
-    let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL (apt-get install postgresql): /usr/lib/postgresql")
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|bin| bin.join("initdb").is_file())
-        .collect();
-    bins.sort();
-    bins.pop().expect("PostgreSQL's initdb under /usr/lib/postgresql/*/bin")
-}
-
-/// Runs a Postgres tool as user postgres when the test runs as root (initdb refuses root).
-fn as_postgres(program: &Path) -> Command {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| text(&o.stdout).trim() == "0");
-    if root {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(program);
-        cmd
-    } else {
-        Command::new(program)
-    }
-}
-
 fn check(what: &str, out: &Output) {
     assert!(
         out.status.success(),
@@ -70,134 +45,19 @@ fn check(what: &str, out: &Output) {
     );
 }
 
-/// A scratch Postgres with database `sourcedb` holding the university schema; stopped on drop.
-struct Postgres {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
+/// A scratch Postgres with password (SCRAM) authentication and database `sourcedb` holding the university schema;
+/// with `tls`, it offers TLS too (its CA in `<dir>/ca.pem`).
+fn university(tls: bool) -> ScratchPostgres {
+    let pg = ScratchPostgres::start(Some(PASSWORD), tls);
+    pg.psql("postgres", &["-c", "CREATE DATABASE sourcedb"]);
+    let init = repo().join("compose/postgres/init.sql");
+    pg.psql("sourcedb", &["-f", init.to_str().expect("utf-8 path")]);
+    pg
 }
 
-impl Postgres {
-    fn start() -> Postgres {
-        Self::start_with(false)
-    }
-
-    /// With `tls`, the server offers TLS with a certificate for 127.0.0.1 signed by a fresh CA, `<dir>/ca.pem`.
-    fn start_with(tls: bool) -> Postgres {
-        let bin = postgres_bin();
-        let dir = tempfile::tempdir().expect("pg dir");
-        let pwfile = dir.path().join("pw");
-        std::fs::write(&pwfile, PASSWORD).expect("pwfile");
-        let mut ssl = String::new();
-        if tls {
-            let ca_key = rcgen::KeyPair::generate().expect("CA key");
-            let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-            ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
-            let leaf_key = rcgen::KeyPair::generate().expect("server key");
-            let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-                .expect("server params")
-                .signed_by(&leaf_key, &ca)
-                .expect("server certificate");
-            std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("ca.pem");
-            std::fs::write(dir.path().join("server.crt"), leaf.pem()).expect("server.crt");
-            let key = dir.path().join("server.key");
-            std::fs::write(&key, leaf_key.serialize_pem()).expect("server.key");
-            // Postgres refuses a key others can read.
-            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod key");
-            ssl = format!(
-                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
-                dir.path().display()
-            );
-        }
-        check(
-            "chown",
-            &Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(dir.path())
-                .output()
-                .expect("chown"),
-        );
-        check(
-            "initdb",
-            &as_postgres(&bin.join("initdb"))
-                .arg("-D")
-                .arg(dir.path().join("data"))
-                .args([
-                    "-U",
-                    "postgres",
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    "-E",
-                    "UTF8",
-                ])
-                .args(["--locale=C", "--pwfile"])
-                .arg(&pwfile)
-                .output()
-                .expect("initdb"),
-        );
-        let port = support::free_port();
-        check(
-            "pg_ctl start",
-            &as_postgres(&bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(dir.path().join("data"))
-                .arg("-l")
-                .arg(dir.path().join("postgres.log"))
-                .arg("-o")
-                .arg(format!(
-                    "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}{ssl}",
-                    dir.path().display()
-                ))
-                .args(["-w", "start"])
-                .output()
-                .expect("pg_ctl"),
-        );
-        let pg = Postgres { dir, bin, port };
-        pg.psql("postgres", &["-c", "CREATE DATABASE sourcedb"]);
-        let init = repo().join("compose/postgres/init.sql");
-        pg.psql("sourcedb", &["-f", init.to_str().expect("utf-8 path")]);
-        pg
-    }
-
-    fn psql(&self, database: &str, args: &[&str]) -> String {
-        let out = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(["-d", database])
-            .args(args)
-            .env("PGPASSWORD", PASSWORD)
-            .output()
-            .expect("psql");
-        check(&format!("psql {args:?}"), &out);
-        text(&out.stdout)
-    }
-
-    /// The URL without the password (it comes from PGPASSWORD).
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/sourcedb", self.port)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = as_postgres(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "stop"])
-            .output();
-    }
+/// The URL of `sourcedb` without the password (it comes from PGPASSWORD).
+fn url(pg: &ScratchPostgres) -> String {
+    format!("postgres://postgres@127.0.0.1:{}/sourcedb", pg.port)
 }
 
 /// Runs `scaffold` from the repository's folder (the connector's default path is relative to it).
@@ -222,11 +82,11 @@ fn code(out: &Output) -> Option<i32> {
 
 #[test]
 fn generated_tables_are_the_shipped_ones_and_check_passes_on_them() {
-    let pg = Postgres::start();
+    let pg = university(false);
     let scratch = tempfile::tempdir().expect("out dir");
     let out_dir = scratch.path().join("tables");
     let out = scaffold(
-        &["--postgres", &pg.url(), "--out", out_dir.to_str().expect("utf-8")],
+        &["--postgres", &url(&pg), "--out", out_dir.to_str().expect("utf-8")],
         Some(PASSWORD),
     );
     check("scaffold", &out);
@@ -258,20 +118,20 @@ fn generated_tables_are_the_shipped_ones_and_check_passes_on_them() {
         let jdbc = scratch.path().join(format!("jdbc-sink/{table}.sql"));
         pg.psql("sinkdb", &["-f", jdbc.to_str().expect("utf-8")]);
     }
-    let ok = scaffold(&["--postgres", &pg.url(), "--check"], Some(PASSWORD));
+    let ok = scaffold(&["--postgres", &url(&pg), "--check"], Some(PASSWORD));
     check("scaffold --check on flink-sql/tables", &ok);
     assert!(text(&ok.stdout).contains("match the catalog"), "{}", text(&ok.stdout));
 }
 
 #[test]
 fn check_names_the_table_and_column_of_an_added_or_changed_column() {
-    let pg = Postgres::start();
+    let pg = university(false);
     pg.psql("sourcedb", &["-c", "ALTER TABLE course ADD COLUMN nickname TEXT"]);
     pg.psql(
         "sourcedb",
         &["-c", "ALTER TABLE room ALTER COLUMN capacity TYPE BIGINT"],
     );
-    let out = scaffold(&["--postgres", &pg.url(), "--check"], Some(PASSWORD));
+    let out = scaffold(&["--postgres", &url(&pg), "--check"], Some(PASSWORD));
     assert_eq!(code(&out), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
@@ -294,7 +154,7 @@ fn check_names_the_table_and_column_of_an_added_or_changed_column() {
 
 #[test]
 fn unmappable_columns_and_a_keyless_table_are_refused_by_name() {
-    let pg = Postgres::start();
+    let pg = university(false);
     pg.psql(
         "sourcedb",
         &[
@@ -306,7 +166,7 @@ fn unmappable_columns_and_a_keyless_table_are_refused_by_name() {
     let out = scaffold(
         &[
             "--postgres",
-            &pg.url(),
+            &url(&pg),
             "--tables",
             "places,audit_log,nowhere",
             "--out",
@@ -334,7 +194,7 @@ fn unmappable_columns_and_a_keyless_table_are_refused_by_name() {
 
 #[test]
 fn every_common_type_maps_under_the_shipped_connector_settings() {
-    let pg = Postgres::start();
+    let pg = university(false);
     pg.psql(
         "sourcedb",
         &[
@@ -352,7 +212,7 @@ fn every_common_type_maps_under_the_shipped_connector_settings() {
     let out = scaffold(
         &[
             "--postgres",
-            &pg.url(),
+            &url(&pg),
             "--tables",
             "kinds",
             "--out",
@@ -414,7 +274,7 @@ fn every_common_type_maps_under_the_shipped_connector_settings() {
 
 #[test]
 fn the_password_comes_from_the_url_or_pgpassword_and_is_never_printed() {
-    let pg = Postgres::start();
+    let pg = university(false);
     let in_url = format!("postgres://postgres:{PASSWORD}@127.0.0.1:{}/sourcedb", pg.port);
     // In the URL (PGPASSWORD, wrong, is not used: the URL's password wins).
     let out = scaffold(&["--postgres", &in_url, "--check"], Some("not-the-password"));
@@ -440,7 +300,7 @@ fn the_password_comes_from_the_url_or_pgpassword_and_is_never_printed() {
     let out = scaffold(&["--postgres", &param, "--check"], None);
     assert_eq!(code(&out), Some(1));
     // No password at all.
-    let out = scaffold(&["--postgres", &pg.url(), "--check"], None);
+    let out = scaffold(&["--postgres", &url(&pg), "--check"], None);
     assert_eq!(code(&out), Some(1), "{}", text(&out.stderr));
 }
 
@@ -462,8 +322,8 @@ fn a_server_that_never_answers_times_out() {
 
 #[test]
 fn tls_is_used_and_the_server_certificate_verified() {
-    let pg = Postgres::start_with(true);
-    let ca = pg.dir.path().join("ca.pem");
+    let pg = university(true);
+    let ca = pg.dir().join("ca.pem");
     let ca = ca.to_str().expect("utf-8");
     let url = |mode: &str| format!("postgres://postgres@127.0.0.1:{}/sourcedb?sslmode={mode}", pg.port);
     // Required, and verified against the CA given.

@@ -13,6 +13,7 @@ pub mod launcher_double;
 pub mod lease_server;
 pub mod loop_harness;
 pub mod msk_iam;
+pub mod postgres;
 pub mod sasl_proxy;
 pub mod secure_tansu;
 pub mod sidecar;
