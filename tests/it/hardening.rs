@@ -373,26 +373,36 @@ fn render_redacts_credentials_unless_asked_to_show_them() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flink_error_echoing_a_secret_is_redacted_in_the_log_and_the_api() {
-    let flink = support::fake_flink::FakeFlink::start().await;
+/// A SQL folder holding one table's template, `tables/<table>.sql`.
+fn sql_dir_with(table: &str, template: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("tables")).expect("mkdir");
-    // The gateway refuses the first statement, and its error names the statement, secret and all.
-    std::fs::write(
-        dir.path().join("tables").join("leaky.sql"),
-        "BOGUS 'key={{ s3_secret_access_key }}';\nINSERT INTO t SELECT 1;\n",
-    )
-    .expect("write template");
-    let sql_dir = dir.path().to_str().expect("utf-8 path");
-    let mut env = vec![
+    std::fs::write(dir.path().join("tables").join(format!("{table}.sql")), template).expect("write template");
+    dir
+}
+
+/// The settings of a sidecar that starts jobs through `flink`'s SQL Gateway with the templates in `sql_dir`.
+fn through_gateway<'a>(flink: &'a support::fake_flink::FakeFlink, sql_dir: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
         ("CDC_FLINK__LAUNCHER", "sql-gateway"),
         ("CDC_FLINK__SQL_GATEWAY_URL", flink.gateway_url.as_str()),
         ("CDC_FLINK__JOBMANAGER_URL", flink.jobmanager_url.as_str()),
         ("CDC_FLINK__SQL_DIR", sql_dir),
         ("CDC_FLINK__REQUEST_TIMEOUT", "2s"),
-        ("CDC_LOG_LEVEL", "debug"),
-    ];
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flink_error_echoing_a_secret_is_redacted_in_the_log_and_the_api() {
+    let flink = support::fake_flink::FakeFlink::start().await;
+    // The gateway refuses the first statement, and its error names the statement, secret and all.
+    let dir = sql_dir_with(
+        "leaky",
+        "BOGUS 'key={{ s3_secret_access_key }}';\nINSERT INTO t SELECT 1;\n",
+    );
+    let sql_dir = dir.path().to_str().expect("utf-8 path");
+    let mut env = through_gateway(&flink, sql_dir);
+    env.push(("CDC_LOG_LEVEL", "debug"));
     env.extend(SECRETS);
     let sidecar = start_sidecar(&env, None);
     let (code, body) = request(&sidecar, "POST", "/tables/leaky/trigger", &[]);
@@ -729,25 +739,15 @@ async fn a_job_refused_by_kafka_leaves_its_table_failing_with_the_reason_and_is_
          Caused by: org.apache.kafka.common.errors.SaslAuthenticationException: Authentication failed during \
          authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512\n",
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir(dir.path().join("tables")).expect("mkdir");
-    std::fs::write(
-        dir.path().join("tables").join("refused.sql"),
-        "INSERT INTO t SELECT '{{ s3_secret_access_key }}';\n",
-    )
-    .expect("write template");
+    let dir = sql_dir_with("refused", "INSERT INTO t SELECT '{{ s3_secret_access_key }}';\n");
     let sql_dir = dir.path().to_str().expect("utf-8 path");
-    let mut env = vec![
-        ("CDC_FLINK__LAUNCHER", "sql-gateway"),
-        ("CDC_FLINK__SQL_GATEWAY_URL", flink.gateway_url.as_str()),
-        ("CDC_FLINK__JOBMANAGER_URL", flink.jobmanager_url.as_str()),
-        ("CDC_FLINK__SQL_DIR", sql_dir),
-        ("CDC_FLINK__REQUEST_TIMEOUT", "2s"),
+    let mut env = through_gateway(&flink, sql_dir);
+    env.extend([
         ("CDC_FLINK__RECONCILE_INTERVAL", "300ms"),
         // The stopped job's retry waits long enough for the test to see the table failing.
         ("CDC_POLICY__RETRY_INITIAL_BACKOFF", "1h"),
         ("CDC_POLICY__RETRY_MAX_BACKOFF", "1h"),
-    ];
+    ]);
     env.extend(SECRETS);
     let sidecar = start_sidecar(&env, None);
     let (code, body) = request(&sidecar, "POST", "/tables/refused/trigger", &[]);
