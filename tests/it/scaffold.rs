@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use cdc_orchestrator::scaffold::declared;
 
-use crate::support::postgres::ScratchPostgres;
+use crate::support::postgres::{ScratchPostgres, check, text};
 
 const PASSWORD: &str = "scaffold-s3cret-pw";
 const TABLES: [&str; 12] = [
@@ -30,19 +30,6 @@ const TABLES: [&str; 12] = [
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn check(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 /// A scratch Postgres with password (SCRAM) authentication and database `sourcedb` holding the university schema;

@@ -16,11 +16,13 @@ pub fn postgres_bin() -> Option<PathBuf> {
     bins.pop()
 }
 
-fn text(bytes: &[u8]) -> String {
+/// A program's output as text.
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn check(what: &str, out: &Output) {
+/// Fails the test, with the program's output, unless it succeeded.
+pub fn check(what: &str, out: &Output) {
     assert!(
         out.status.success(),
         "{what}: {}\n{}",
